@@ -1,0 +1,5 @@
+module github.com/bastion-backup/bastion/engine
+
+go 1.26.8
+
+replace github.com/bastion-backup/bastion/storage => ../storage
