@@ -1,0 +1,16 @@
+package ui
+
+import (
+	"io/fs"
+	"testing"
+)
+
+func TestFSServesIndexAtRoot(t *testing.T) {
+	b, err := fs.ReadFile(FS(), "index.html")
+	if err != nil {
+		t.Fatalf("index.html missing from the embedded build: %v", err)
+	}
+	if len(b) == 0 {
+		t.Fatal("index.html is empty")
+	}
+}
