@@ -1,0 +1,145 @@
+// Package targets is where backups are stored: one interface, implemented by localdir (a
+// directory on the node that runs the job) and webdav, and checked by one conformance suite
+// (targettest) that runs against both.
+//
+// A run's files live under <base>/<job_id>/<run_id>/: payload.partNNNNNN, entries.jsonl.zst,
+// manifest.json, and complete.json, which is always written last and whose presence means the
+// snapshot is complete.
+package targets
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Well-known file names of a run directory.
+const (
+	ManifestName = "manifest.json"
+	EntriesName  = "entries.jsonl.zst"
+	CompleteName = "complete.json"
+)
+
+// RunRef names a run directory on a target.
+type RunRef struct {
+	JobID string
+	RunID string
+}
+
+// Target stores and reads the files of backup runs.
+type Target interface {
+	// Type is "local_dir" or "webdav".
+	Type() string
+
+	// Put stores exactly size bytes from body as run/name, creating the run directory as needed.
+	// When a file of that name already has the same size it is kept and Put reports skipped
+	// (resume by size; manifest.json and complete.json are always rewritten). body is seeked back
+	// to its start before each retry. A partially written file never appears under name.
+	Put(ctx context.Context, run RunRef, name string, body io.ReadSeeker, size int64) (skipped bool, err error)
+
+	// Size returns the size of run/name, or an error matching ErrNotExist.
+	Size(ctx context.Context, run RunRef, name string) (int64, error)
+
+	// Open streams run/name. The caller checks the length it reads against what it expects.
+	Open(ctx context.Context, run RunRef, name string) (io.ReadCloser, error)
+
+	// CleanupRun removes what an incomplete run left behind. It never deletes a run whose
+	// complete.json exists (CleanupSkipComplete), and for local directories only one that looks
+	// like a Bastion run.
+	CleanupRun(ctx context.Context, run RunRef) (CleanupResult, error)
+
+	// DeleteRun removes a whole run directory, complete or not (snapshot deletion).
+	DeleteRun(ctx context.Context, run RunRef) (DeleteResult, error)
+
+	// Location is where a run lives, for run summaries and logs: a local path (run_dir) or a URL
+	// without credentials (run_url).
+	Location(run RunRef) string
+
+	// Redacted describes the target for storage with the run: no credentials, no userinfo,
+	// query or fragment in URLs.
+	Redacted() Redacted
+}
+
+// CleanupResult is the outcome of CleanupRun.
+type CleanupResult string
+
+const (
+	CleanupDeleted      CleanupResult = "deleted"
+	CleanupSkipComplete CleanupResult = "skip_complete"
+	CleanupSkipNotFound CleanupResult = "skip_not_found"
+)
+
+// DeleteResult is the outcome of DeleteRun.
+type DeleteResult string
+
+const (
+	DeleteDeleted  DeleteResult = "deleted"
+	DeleteNotFound DeleteResult = "not_found"
+)
+
+// Redacted is the JSON stored as a run's target snapshot: {type, base_dir | base_url, secret_name}.
+type Redacted struct {
+	Type       string `json:"type"`
+	BaseDir    string `json:"base_dir,omitempty"`
+	BaseURL    string `json:"base_url,omitempty"`
+	SecretName string `json:"secret_name,omitempty"`
+}
+
+// ErrNotExist is matched (errors.Is) by the error of Size and Open for a missing file.
+var ErrNotExist = errors.New("target file does not exist")
+
+// Error kinds: stable classifications a UI can show and a retry policy can act on.
+const (
+	KindAuth                = "auth"                 // 401
+	KindPermission          = "permission"           // 403, EACCES
+	KindPayloadTooLarge     = "payload_too_large"    // 413
+	KindStorageFull         = "storage_full"         // 507, ENOSPC
+	KindConfig              = "config"               // 404/409/412 on a collection, bad base URL or path
+	KindRateLimited         = "rate_limited"         // 429
+	KindTimeout             = "timeout"              // 408, 504, deadline
+	KindUpstreamUnavailable = "upstream_unavailable" // 502, 503, other 5xx
+	KindNetwork             = "network"              // connection refused/reset, DNS
+	KindIntegrity           = "integrity"            // size or hash mismatch
+	KindIO                  = "io"                   // local I/O
+	KindUnknown             = "unknown"
+)
+
+// Error is a classified target failure. Code is stable (e.g. "webdav_auth", "local_dir_io"),
+// Hint is one sentence the UI can show, HTTPStatus is set for WebDAV answers.
+type Error struct {
+	Kind       string
+	Code       string
+	Hint       string
+	HTTPStatus int
+	Op         string // "put payload.part000001", "mkcol <job>/<run>"
+	Attempts   int
+	Err        error
+}
+
+func (e *Error) Error() string {
+	msg := e.Op + ": " + e.Code
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Retriable reports whether the kind is worth retrying later (network-ish failures).
+func Retriable(kind string) bool {
+	switch kind {
+	case KindRateLimited, KindTimeout, KindUpstreamUnavailable, KindNetwork:
+		return true
+	}
+	return false
+}
+
+// KindOf returns the kind of a target error, or KindUnknown.
+func KindOf(err error) string {
+	var te *Error
+	if errors.As(err, &te) {
+		return te.Kind
+	}
+	return KindUnknown
+}
