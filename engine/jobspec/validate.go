@@ -1,0 +1,346 @@
+package jobspec
+
+import (
+	"net/url"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/gobwas/glob"
+)
+
+// Bounds of the validation rules (backup.md §2, hub.md §6).
+const (
+	MaxKeepLast         = 10_000
+	MaxKeepDays         = 3650
+	MaxDeletePerTick    = 10_000
+	MaxDeletePerDay     = 100_000
+	MaxConcurrency      = 128
+	MaxQPS              = 10_000
+	MaxBurst            = 100_000
+	MaxTimeoutSecs      = 3600
+	MaxPutAttemptsLimit = 20
+)
+
+// Validate checks every rule of the spec and returns the first violation as *Error.
+func (s *Spec) Validate() error {
+	if s.V != 1 {
+		return errorf("spec.v", "invalid_value", "unsupported job spec version %d (v must be 1, or 2 for the canonical shape)", s.V)
+	}
+	switch s.Type {
+	case TypeFilesystem, TypeSQLite, TypeVaultwarden:
+	case "":
+		return errorf("spec.type", "required", "spec.type is required (filesystem, sqlite or vaultwarden)")
+	default:
+		return errorf("spec.type", "invalid_value", "spec.type must be filesystem, sqlite or vaultwarden")
+	}
+	if (s.Type == TypeFilesystem) != (s.Filesystem != nil) || (s.Type == TypeSQLite) != (s.SQLite != nil) ||
+		(s.Type == TypeVaultwarden) != (s.Vaultwarden != nil) {
+		return errorf("spec.source", "required", "spec.source must be the source of a %s job", s.Type)
+	}
+	for _, check := range []func() *Error{
+		s.validatePipeline, s.validateRawTreeDirect, s.validateNotifications, s.validateRetention,
+		s.validateSource, s.validateTarget,
+	} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Spec) validatePipeline() *Error {
+	p := s.Pipeline
+	switch p.Format {
+	case FormatArchiveV1, FormatRawTreeV1:
+	default:
+		return errorf("spec.pipeline.format", "invalid_value", "spec.pipeline.format must be archive_v1 or raw_tree_v1")
+	}
+	switch p.Encryption.Type {
+	case EncryptionNone:
+		if p.Encryption.KeyName != "" {
+			return errorf("spec.pipeline.encryption.key_name", "not_allowed", "spec.pipeline.encryption.key_name is only allowed with type age_x25519")
+		}
+	case EncryptionAgeX25519:
+		if strings.TrimSpace(p.Encryption.KeyName) == "" {
+			return errorf("spec.pipeline.encryption.key_name", "required", "spec.pipeline.encryption.key_name is required for age_x25519 encryption")
+		}
+	default:
+		return errorf("spec.pipeline.encryption.type", "invalid_value", "spec.pipeline.encryption.type must be none or age_x25519")
+	}
+	if p.Format == FormatRawTreeV1 {
+		if p.Encryption.Type != EncryptionNone {
+			return errorf("spec.pipeline.encryption", "not_allowed", "spec.pipeline.encryption is not supported when spec.pipeline.format is raw_tree_v1")
+		}
+		if s.Type == TypeVaultwarden {
+			return errorf("spec.pipeline.format", "unsupported", "vaultwarden jobs only support spec.pipeline.format archive_v1")
+		}
+		return errorf("spec.pipeline.format", "unsupported", "spec.pipeline.format raw_tree_v1 is not supported by this version yet; use archive_v1")
+	}
+	return nil
+}
+
+func (s *Spec) validateRawTreeDirect() *Error {
+	d := s.Pipeline.WebDAV.RawTreeDirect
+	const f = "spec.pipeline.webdav.raw_tree_direct"
+	switch d.Mode {
+	case "off", "auto", "on":
+	default:
+		return errorf(f+".mode", "invalid_value", f+".mode must be off, auto or on")
+	}
+	if d.Mode != "off" {
+		switch {
+		case s.Type != TypeFilesystem:
+			return errorf(f+".mode", "not_allowed", f+" is not supported for %s jobs", s.Type)
+		case s.Pipeline.Format != FormatRawTreeV1:
+			return errorf(f+".mode", "not_allowed", f+" requires spec.pipeline.format raw_tree_v1")
+		case s.Target.Type != TargetWebDAV:
+			return errorf(f+".mode", "not_allowed", f+" requires spec.target.type webdav")
+		case s.Filesystem.ConsistencyPolicy == ConsistencyFail && !boolOr(s.Filesystem.UploadOnConsistencyFailure, false):
+			return errorf(f+".mode", "not_allowed", f+" is not allowed when spec.source.consistency_policy is fail and spec.source.upload_on_consistency_failure is false")
+		}
+	}
+	l := d.Limits
+	if l == nil {
+		return nil
+	}
+	if l.Concurrency < 1 || l.Concurrency > MaxConcurrency {
+		return errorf(f+".limits.concurrency", "out_of_range", f+".limits.concurrency must be within 1..%d", MaxConcurrency)
+	}
+	for _, q := range []struct {
+		name     string
+		v        *int
+		min, max int
+	}{
+		{"put_qps", l.PutQPS, 1, MaxQPS}, {"head_qps", l.HeadQPS, 1, MaxQPS}, {"mkcol_qps", l.MkcolQPS, 1, MaxQPS},
+		{"burst", l.Burst, 1, MaxBurst},
+		{"request_timeout_secs", l.RequestTimeoutSecs, 1, MaxTimeoutSecs},
+		{"connect_timeout_secs", l.ConnectTimeoutSecs, 1, MaxTimeoutSecs},
+		{"max_put_attempts", l.MaxPutAttempts, 1, MaxPutAttemptsLimit},
+	} {
+		if q.v != nil && (*q.v < q.min || *q.v > q.max) {
+			return errorf(f+".limits."+q.name, "out_of_range", f+".limits.%s must be within %d..%d", q.name, q.min, q.max)
+		}
+	}
+	return nil
+}
+
+func (s *Spec) validateNotifications() *Error {
+	n := s.Notifications
+	switch n.Mode {
+	case NotifyInherit, NotifyCustom:
+	default:
+		return errorf("spec.notifications.mode", "invalid_value", "spec.notifications.mode must be inherit or custom")
+	}
+	if n.Mode != NotifyCustom {
+		return nil
+	}
+	for _, l := range []struct {
+		name  string
+		names []string
+	}{{"wecom_bot", n.WeComBot}, {"email", n.Email}, {"webhook", n.Webhook}} {
+		for _, name := range l.names {
+			if strings.TrimSpace(name) == "" {
+				return errorf("spec.notifications."+l.name, "required", "spec.notifications.%s destination names must not be blank", l.name)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Spec) validateRetention() *Error {
+	r := s.Retention
+	const f = "spec.retention"
+	if r.KeepLast != nil && (*r.KeepLast < 0 || *r.KeepLast > MaxKeepLast) {
+		return errorf(f+".keep_last", "out_of_range", f+".keep_last must be within 0..%d", MaxKeepLast)
+	}
+	if r.KeepDays != nil && (*r.KeepDays < 0 || *r.KeepDays > MaxKeepDays) {
+		return errorf(f+".keep_days", "out_of_range", f+".keep_days must be within 0..%d", MaxKeepDays)
+	}
+	if r.MaxDeletePerTick < 1 || r.MaxDeletePerTick > MaxDeletePerTick {
+		return errorf(f+".max_delete_per_tick", "out_of_range", f+".max_delete_per_tick must be within 1..%d", MaxDeletePerTick)
+	}
+	if r.MaxDeletePerDay < 1 || r.MaxDeletePerDay > MaxDeletePerDay {
+		return errorf(f+".max_delete_per_day", "out_of_range", f+".max_delete_per_day must be within 1..%d", MaxDeletePerDay)
+	}
+	if r.Enabled && intOr(r.KeepLast, 0) == 0 && intOr(r.KeepDays, 0) == 0 {
+		return errorf(f+".enabled", "required", f+".enabled needs keep_last or keep_days greater than 0")
+	}
+	return nil
+}
+
+func (s *Spec) validateSource() *Error {
+	switch {
+	case s.Filesystem != nil:
+		return validateFilesystem(s.Filesystem)
+	case s.SQLite != nil:
+		if strings.TrimSpace(s.SQLite.Path) == "" {
+			return errorf("spec.source.path", "required", "spec.source.path is required")
+		}
+		return checkAbsolute("spec.source.path", s.SQLite.Path)
+	case s.Vaultwarden != nil:
+		v := s.Vaultwarden
+		if strings.TrimSpace(v.DataDir) == "" {
+			return errorf("spec.source.data_dir", "required", "spec.source.data_dir is required")
+		}
+		if err := checkAbsolute("spec.source.data_dir", v.DataDir); err != nil {
+			return err
+		}
+		return validateConsistency(v.ConsistencyPolicy, v.ConsistencyFailThreshold, v.UploadOnConsistencyFailure)
+	}
+	return nil
+}
+
+func validateFilesystem(fs *FilesystemSource) *Error {
+	const f = "spec.source"
+	hasPath := false
+	for i, p := range fs.Paths {
+		if strings.TrimSpace(p) == "" {
+			continue // blank entries are dropped by the walker (hygiene)
+		}
+		hasPath = true
+		if err := checkAbsolute(f+".paths["+strconv.Itoa(i)+"]", p); err != nil {
+			return err
+		}
+	}
+	if strings.TrimSpace(fs.Root) != "" {
+		if hasPath {
+			return errorf(f+".root", "not_allowed", f+".root (legacy) cannot be combined with "+f+".paths")
+		}
+		if err := checkAbsolute(f+".root", fs.Root); err != nil {
+			return err
+		}
+	} else if !hasPath {
+		return errorf(f+".paths", "required", f+".paths needs at least one non-blank path (or legacy "+f+".root)")
+	}
+	for _, g := range []struct {
+		name string
+		pats []string
+	}{{"include", fs.Include}, {"exclude", fs.Exclude}} {
+		for i, p := range g.pats {
+			field := f + "." + g.name + "[" + strconv.Itoa(i) + "]"
+			if p == "" {
+				return errorf(field, "required", "%s must not be empty", field)
+			}
+			if _, err := glob.Compile(p); err != nil {
+				return errorf(field, "invalid_format", "%s is not a valid glob: %s", field, err.Error())
+			}
+		}
+	}
+	switch fs.SymlinkPolicy {
+	case SymlinkKeep, SymlinkSkip:
+	case SymlinkFollow:
+		return errorf(f+".symlink_policy", "unsupported", f+".symlink_policy follow is not supported by this version yet; use keep or skip")
+	default:
+		return errorf(f+".symlink_policy", "invalid_value", f+".symlink_policy must be keep, follow or skip")
+	}
+	switch fs.HardlinkPolicy {
+	case HardlinkCopy, HardlinkKeep:
+	default:
+		return errorf(f+".hardlink_policy", "invalid_value", f+".hardlink_policy must be copy or keep")
+	}
+	switch fs.ErrorPolicy {
+	case ErrorFailFast, ErrorSkipFail, ErrorSkipOK:
+	default:
+		return errorf(f+".error_policy", "invalid_value", f+".error_policy must be fail_fast, skip_fail or skip_ok")
+	}
+	switch fs.SnapshotMode {
+	case SnapshotOff, SnapshotAuto:
+		// auto reads the live tree with a snapshot_unavailable warning while no provider exists.
+	case SnapshotRequired:
+		return errorf(f+".snapshot_mode", "unsupported", f+".snapshot_mode required is not supported by this version yet (no snapshot provider); use off or auto")
+	default:
+		return errorf(f+".snapshot_mode", "invalid_value", f+".snapshot_mode must be off, auto or required")
+	}
+	if fs.SnapshotProvider != nil && *fs.SnapshotProvider != "btrfs" {
+		return errorf(f+".snapshot_provider", "invalid_value", f+".snapshot_provider must be btrfs or null")
+	}
+	return validateConsistency(fs.ConsistencyPolicy, fs.ConsistencyFailThreshold, fs.UploadOnConsistencyFailure)
+}
+
+func validateConsistency(policy string, threshold *int64, upload *bool) *Error {
+	const f = "spec.source"
+	switch policy {
+	case ConsistencyWarn, ConsistencyFail, ConsistencyIgnore:
+	default:
+		return errorf(f+".consistency_policy", "invalid_value", f+".consistency_policy must be warn, fail or ignore")
+	}
+	if threshold != nil && *threshold < 0 {
+		return errorf(f+".consistency_fail_threshold", "out_of_range", f+".consistency_fail_threshold must be >= 0")
+	}
+	if policy == ConsistencyFail && boolOr(upload, false) {
+		return errorf(f+".upload_on_consistency_failure", "unsupported", f+".upload_on_consistency_failure true is not supported by this version yet; a failed consistency check uploads nothing")
+	}
+	return nil
+}
+
+// checkAbsolute requires an absolute path without ".." segments: the archive path is derived
+// from it, and a relative one would depend on the working directory of whoever runs the job.
+func checkAbsolute(field, p string) *Error {
+	if !filepath.IsAbs(p) && !path.IsAbs(p) {
+		return errorf(field, "invalid_format", "%s must be an absolute path", field)
+	}
+	for _, seg := range strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if seg == ".." {
+			return errorf(field, "invalid_format", "%s must not contain '..'", field)
+		}
+	}
+	return nil
+}
+
+func (s *Spec) validateTarget() *Error {
+	t := s.Target
+	const f = "spec.target"
+	switch t.Type {
+	case TargetLocalDir:
+		if strings.TrimSpace(t.BaseDir) == "" {
+			return errorf(f+".base_dir", "required", f+".base_dir is required")
+		}
+		if err := checkAbsolute(f+".base_dir", t.BaseDir); err != nil {
+			return err
+		}
+		if t.BaseURL != "" || t.SecretName != "" {
+			return errorf(f+".base_url", "not_allowed", "a local_dir target takes no base_url or secret_name")
+		}
+	case TargetWebDAV:
+		if strings.TrimSpace(t.BaseURL) == "" {
+			return errorf(f+".base_url", "required", f+".base_url is required")
+		}
+		u, err := url.Parse(strings.TrimSpace(t.BaseURL))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return errorf(f+".base_url", "invalid_format", f+".base_url must be an absolute http or https URL")
+		}
+		if u.User != nil {
+			return errorf(f+".base_url", "credentials_in_url", f+".base_url must not carry a user name or password; use the WebDAV secret")
+		}
+		if strings.TrimSpace(t.SecretName) == "" {
+			return errorf(f+".secret_name", "required", f+".secret_name is required")
+		}
+		if t.BaseDir != "" {
+			return errorf(f+".base_dir", "not_allowed", "a webdav target takes no base_dir")
+		}
+	case "":
+		return errorf(f+".type", "required", f+".type is required (local_dir or webdav)")
+	default:
+		return errorf(f+".type", "invalid_value", f+".type must be local_dir or webdav")
+	}
+	if t.PartSizeBytes < MinPartSizeBytes {
+		return errorf(f+".part_size_bytes", "out_of_range", f+".part_size_bytes must be >= %d (1 MiB)", MinPartSizeBytes)
+	}
+	return nil
+}
+
+func boolOr(p *bool, d bool) bool {
+	if p == nil {
+		return d
+	}
+	return *p
+}
+
+func intOr(p *int, d int) int {
+	if p == nil {
+		return d
+	}
+	return *p
+}
