@@ -10,7 +10,17 @@ package targets
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Target types, as returned by Target.Type and stored in Redacted.Type.
+const (
+	TypeLocalDir = "local_dir"
+	TypeWebDAV   = "webdav"
 )
 
 // Well-known file names of a run directory.
@@ -100,6 +110,7 @@ const (
 	KindUpstreamUnavailable = "upstream_unavailable" // 502, 503, other 5xx
 	KindNetwork             = "network"              // connection refused/reset, DNS
 	KindIntegrity           = "integrity"            // size or hash mismatch
+	KindNotFound            = "not_found"            // the file asked for is absent (matches ErrNotExist)
 	KindIO                  = "io"                   // local I/O
 	KindUnknown             = "unknown"
 )
@@ -142,4 +153,70 @@ func KindOf(err error) string {
 		return te.Kind
 	}
 	return KindUnknown
+}
+
+// ErrInvalidPath is matched by the error of an operation given a job id, run id or file name
+// that could not safely name a path below the target's base.
+var ErrInvalidPath = errors.New("invalid target path")
+
+// MaxIDLen and MaxNameLen bound ids and file names, well inside file-system name limits even with
+// the ".partial" suffix local writes add.
+const (
+	MaxIDLen   = 128
+	MaxNameLen = 200
+)
+
+// PartialSuffix marks a file being written; such names are reserved for the targets themselves.
+const PartialSuffix = ".partial"
+
+// ValidateRun checks that both ids are UUID-like ([A-Za-z0-9_-]+): they become path segments,
+// so anything that could climb out of the base directory or be re-encoded differently by a
+// server is refused.
+func ValidateRun(run RunRef) error {
+	if err := validateID("job id", run.JobID); err != nil {
+		return err
+	}
+	return validateID("run id", run.RunID)
+}
+
+func validateID(what, id string) error {
+	if id == "" || len(id) > MaxIDLen {
+		return fmt.Errorf("%s must be 1 to %d characters: %w", what, MaxIDLen, ErrInvalidPath)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("%s %q may hold only letters, digits, '-' and '_': %w", what, id, ErrInvalidPath)
+		}
+	}
+	return nil
+}
+
+// ValidateName checks a file name within a run directory: a single path element of valid UTF-8
+// without separators, control characters or the reserved ".partial" suffix, and not "." or "..".
+func ValidateName(name string) error {
+	switch {
+	case name == "" || len(name) > MaxNameLen:
+		return fmt.Errorf("file name must be 1 to %d bytes: %w", MaxNameLen, ErrInvalidPath)
+	case name == "." || name == "..":
+		return fmt.Errorf("file name %q is not allowed: %w", name, ErrInvalidPath)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("file name is not valid UTF-8: %w", ErrInvalidPath)
+	case strings.ContainsAny(name, `/\`):
+		return fmt.Errorf("file name %q must not contain a path separator: %w", name, ErrInvalidPath)
+	case strings.HasSuffix(name, PartialSuffix):
+		return fmt.Errorf("file name %q uses the reserved suffix %s: %w", name, PartialSuffix, ErrInvalidPath)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("file name %q must not contain control characters: %w", name, ErrInvalidPath)
+		}
+	}
+	return nil
+}
+
+// AlwaysRewrite reports whether name is one of the metadata files Put never skips by size:
+// their content changes between attempts while their size may not.
+func AlwaysRewrite(name string) bool {
+	return name == ManifestName || name == CompleteName
 }

@@ -1,0 +1,52 @@
+package targets_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/bastion-backup/bastion/engine/targets"
+)
+
+func TestValidateName(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"payload.part000001", "entries.jsonl.zst", "manifest.json", "données 🎉", "..hidden", "a..b", "partial", strings.Repeat("n", targets.MaxNameLen)} {
+		if err := targets.ValidateName(ok); err != nil {
+			t.Errorf("ValidateName(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "a/b", `a\b`, "/abs", "x.partial", "bad\xffutf8", "new\nline", "del\x7f", strings.Repeat("n", targets.MaxNameLen+1)} {
+		if err := targets.ValidateName(bad); !errors.Is(err, targets.ErrInvalidPath) {
+			t.Errorf("ValidateName(%q) = %v, want ErrInvalidPath", bad, err)
+		}
+	}
+}
+
+func TestValidateRun(t *testing.T) {
+	t.Parallel()
+	const id = "0b6f7c52-9a3e-4d8e-8a51-3f0f3a1c2b7d"
+	for _, ok := range []targets.RunRef{{JobID: id, RunID: id}, {JobID: "job_1", RunID: "RUN-2"}} {
+		if err := targets.ValidateRun(ok); err != nil {
+			t.Errorf("ValidateRun(%+v) = %v", ok, err)
+		}
+	}
+	for _, bad := range []targets.RunRef{{JobID: "", RunID: id}, {JobID: id, RunID: ".."}, {JobID: "a.b", RunID: id}, {JobID: id, RunID: "é"}, {JobID: strings.Repeat("a", targets.MaxIDLen+1), RunID: id}} {
+		if err := targets.ValidateRun(bad); !errors.Is(err, targets.ErrInvalidPath) {
+			t.Errorf("ValidateRun(%+v) = %v, want ErrInvalidPath", bad, err)
+		}
+	}
+}
+
+func TestErrorKinds(t *testing.T) {
+	t.Parallel()
+	err := &targets.Error{Kind: targets.KindRateLimited, Code: "webdav_rate_limited", Op: "put x", Err: errors.New("429")}
+	if got := err.Error(); got != "put x: webdav_rate_limited: 429" {
+		t.Errorf("Error() = %q", got)
+	}
+	if !targets.Retriable(targets.KindOf(err)) || targets.Retriable(targets.KindAuth) || targets.Retriable(targets.KindNotFound) {
+		t.Error("Retriable is wrong")
+	}
+	if targets.KindOf(errors.New("plain")) != targets.KindUnknown {
+		t.Error("KindOf of a plain error")
+	}
+}
