@@ -4,4 +4,13 @@ go 1.26.8
 
 replace github.com/bastion-backup/bastion/storage => ../storage
 
-require github.com/gobwas/glob v1.1.0
+require (
+	github.com/gobwas/glob v1.1.0
+	github.com/rs/zerolog v1.35.1
+)
+
+require (
+	github.com/mattn/go-colorable v0.1.14 // indirect
+	github.com/mattn/go-isatty v0.0.20 // indirect
+	golang.org/x/sys v0.29.0 // indirect
+)
