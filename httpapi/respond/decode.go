@@ -1,0 +1,55 @@
+package respond
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// DecodeJSON reads the request body as one JSON object into v, rejecting unknown fields, trailing
+// data and wrong types with a 400 invalid_json that names the problem but never echoes the input
+// (bodies may carry passwords). An oversized body is a 413.
+func DecodeJSON(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return BadRequest("invalid_json", "request body must be application/json").Reason("content_type")
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return decodeError(err)
+		}
+		return BadRequest("invalid_json", "request body has data after the JSON value").Reason("trailing_data")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var tooLarge *http.MaxBytesError
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooLarge):
+		return err // classified as 413 by Error
+	case errors.Is(err, io.EOF):
+		return BadRequest("invalid_json", "request body is empty").Reason("empty")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return BadRequest("invalid_json", "request body is truncated JSON").Reason("syntax")
+	case errors.As(err, &syn):
+		return BadRequest("invalid_json", fmt.Sprintf("request body is not valid JSON (at byte %d)", syn.Offset)).Reason("syntax")
+	case errors.As(err, &typ):
+		field := typ.Field
+		return BadRequest("invalid_json", fmt.Sprintf("field %q must be %s", field, typ.Type)).Reason("wrong_type").Field(field)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return BadRequest("invalid_json", fmt.Sprintf("unknown field %q", name)).Reason("unknown_field").Field(name)
+	}
+	return BadRequest("invalid_json", "request body is not valid JSON").Reason("syntax")
+}

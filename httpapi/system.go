@@ -1,0 +1,57 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/bastion-backup/bastion/httpapi/respond"
+)
+
+// systemRoutes are open to everyone, over plain HTTP too: monitors and the setup page need them.
+func (s *Server) systemRoutes(r chi.Router) {
+	r.Get("/health", s.health)
+	r.Get("/ready", s.ready)
+	r.Get("/system", s.system)
+	r.Get("/setup/status", s.setupStatus)
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	respond.JSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.db.Ping(ctx); err != nil {
+		respond.Error(w, r, respond.New(http.StatusServiceUnavailable, "not_ready", "database is not usable").Cause(err))
+		return
+	}
+	respond.JSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+type systemInfo struct {
+	Version       string `json:"version"`
+	BuildTimeUnix *int64 `json:"build_time_unix"`
+	InsecureHTTP  bool   `json:"insecure_http"`
+	HubTimezone   string `json:"hub_timezone"`
+}
+
+func (s *Server) system(w http.ResponseWriter, r *http.Request) {
+	info := systemInfo{Version: s.cfg.Version, InsecureHTTP: s.cfg.InsecureHTTP, HubTimezone: s.cfg.HubTimezone}
+	if s.cfg.BuildTimeUnix > 0 {
+		info.BuildTimeUnix = &s.cfg.BuildTimeUnix
+	}
+	respond.JSON(w, http.StatusOK, info)
+}
+
+func (s *Server) setupStatus(w http.ResponseWriter, r *http.Request) {
+	n, err := s.db.Reader().CountUsers(r.Context())
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	respond.JSON(w, http.StatusOK, map[string]bool{"needs_setup": n == 0})
+}
