@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	stdlog "log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/maintenance"
+	"github.com/bastion-backup/bastion/httpapi"
+	"github.com/bastion-backup/bastion/httpapi/webui"
+	"github.com/bastion-backup/bastion/hub/internal/config"
+	"github.com/bastion-backup/bastion/hub/internal/logging"
+	"github.com/bastion-backup/bastion/hub/internal/supervise"
+	"github.com/bastion-backup/bastion/storage"
+	"github.com/bastion-backup/bastion/ui"
+)
+
+// shutdownGrace bounds how long in-flight HTTP requests may take to finish after SIGTERM.
+const shutdownGrace = 10 * time.Second
+
+// runHub resolves the configuration, opens the database, builds every service and runs them until
+// ctx ends (a signal) or one of them fails.
+func runHub(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := loadConfig(ctx, args, getenv)
+	if err != nil {
+		return err
+	}
+	log, closeLog, err := logging.New(logging.Options{
+		Level: cfg.Log, File: cfg.LogFile, Rotation: cfg.LogRotation, KeepFiles: cfg.LogKeepFiles,
+		Out: stderr, Console: logging.IsTerminal(stderr),
+	})
+	if err != nil {
+		return err
+	}
+	defer closeLog.Close()
+	log.Info().Str("version", version).Str("data_dir", cfg.DataDir).Str("listen", cfg.Addr()).
+		Str("hub_timezone", cfg.HubTimezone).Bool("insecure_http", cfg.InsecureHTTP).Msg("starting Bastion Hub")
+
+	db, err := storage.Open(ctx, filepath.Join(cfg.DataDir, "bastion.db"), storage.Options{BusyTimeout: cfg.DBBusyTimeout, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			log.Warn().Err(err).Msg("close database")
+		}
+	}()
+
+	uiFS, uiSource, err := resolveUI(cfg.UIDir)
+	if err != nil {
+		return err
+	}
+	log.Info().Str("source", uiSource).Msg("serving the web UI")
+
+	handler := httpapi.New(httpapi.Config{
+		Logger:         log,
+		DB:             db,
+		UI:             uiFS,
+		Version:        version,
+		BuildTimeUnix:  parseBuildTime(),
+		HubTimezone:    cfg.HubTimezone,
+		InsecureHTTP:   cfg.InsecureHTTP,
+		TrustedProxies: cfg.TrustedProxies,
+		DebugErrors:    cfg.DebugErrors,
+	})
+
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr(), err)
+	}
+
+	group, gctx := supervise.New(ctx, log)
+	// Hijacked connections (WebSockets) are not drained by Shutdown; they end when this context
+	// ends, which happens after plain requests had their grace period.
+	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(gctx))
+	defer cancelConns()
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return connCtx },
+		ErrorLog:          stdlog.New(log.With().Str("component", "http-server").Logger(), "", 0),
+	}
+	group.Go("http", func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve HTTP: %w", err)
+		case <-ctx.Done():
+		}
+		log.Info().Msg("shutting down: draining HTTP requests")
+		drainCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		err := srv.Shutdown(drainCtx)
+		cancelConns()
+		if err != nil {
+			return fmt.Errorf("drain HTTP: %w", err)
+		}
+		return nil
+	})
+	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log}).Run)
+
+	log.Info().Str("url", "http://"+ln.Addr().String()).Msg("Hub is listening")
+	err = group.Wait()
+	if err != nil {
+		return err
+	}
+	log.Info().Msg("Hub stopped")
+	return nil
+}
+
+// loadConfig resolves flags and environment, then lets the runtime settings saved in the
+// database fill what neither set.
+func loadConfig(ctx context.Context, args []string, getenv func(string) string) (config.Config, error) {
+	cfg, err := config.Load(args, getenv, nil)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.DataDir, err = config.ResolveDataDir(cfg.DataDir); err != nil {
+		return cfg, err
+	}
+	saved, err := savedRuntimeConfig(ctx, cfg)
+	if err != nil {
+		return cfg, err
+	}
+	if len(saved) == 0 {
+		return cfg, nil
+	}
+	dataDir := cfg.DataDir
+	cfg, err = config.Load(args, getenv, saved)
+	cfg.DataDir = dataDir
+	return cfg, err
+}
+
+// savedRuntimeConfig reads settings key hub_runtime_config_v1 ({"hub_timezone": "...", ...}) as
+// option name → value, for the options the database may supply. A missing database or key is
+// simply no saved config.
+func savedRuntimeConfig(ctx context.Context, cfg config.Config) (map[string]string, error) {
+	path := filepath.Join(cfg.DataDir, "bastion.db")
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	db, err := storage.Open(ctx, path, storage.Options{BusyTimeout: cfg.DBBusyTimeout, Logger: zerolog.Nop()})
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	raw, err := db.Reader().GetSetting(ctx, storage.SettingHubRuntimeConfig)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
+		return nil, fmt.Errorf("saved runtime config (settings %s) is not valid JSON: %w", storage.SettingHubRuntimeConfig, err)
+	}
+	out := map[string]string{}
+	for _, name := range config.DBOptionNames() {
+		key := jsonKey(name)
+		if v, ok := doc[key]; ok && v != nil {
+			out[name] = fmt.Sprint(v)
+		}
+	}
+	return out, nil
+}
+
+func jsonKey(option string) string {
+	b := []byte(option)
+	for i, c := range b {
+		if c == '-' {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// resolveUI picks the UI build: BASTION_UI_DIR, else ./ui/dist when it holds a build, else the
+// copy embedded in the binary.
+func resolveUI(dir string) (fs.FS, string, error) {
+	if dir != "" {
+		fsys, err := webui.Dir(dir)
+		if err != nil {
+			return nil, "", fmt.Errorf("BASTION_UI_DIR: %w", err)
+		}
+		return fsys, dir, nil
+	}
+	if fsys, err := webui.Dir(filepath.Join("ui", "dist")); err == nil {
+		return fsys, "ui/dist", nil
+	}
+	if ui.IsPlaceholder() {
+		return ui.FS(), "embedded placeholder (the web app was not built into this binary)", nil
+	}
+	return ui.FS(), "embedded", nil
+}
+
+func parseBuildTime() int64 {
+	n, _ := strconv.ParseInt(buildTime, 10, 64)
+	return n
+}

@@ -1,0 +1,60 @@
+// Command bastion is the Hub (the default) and, with `bastion agent`, the agent.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Set at release build time with -ldflags "-X main.version=... -X main.buildTime=<unix>".
+var (
+	version   = "dev"
+	buildTime = ""
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bastion:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run dispatches a subcommand; no subcommand (or flags first) runs the Hub.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "hub"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "hub":
+		return runHub(ctx, args, getenv, stderr)
+	case "config":
+		return runConfig(ctx, args, getenv, stdout)
+	case "version":
+		fmt.Fprintln(stdout, "bastion", version)
+		return nil
+	case "help":
+		fmt.Fprint(stdout, usage())
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", cmd, usage())
+}
+
+func usage() string {
+	return `Usage:
+  bastion [hub] [flags]      run the Hub (see bastion hub --help)
+  bastion config [--json]    print the effective configuration and where each value comes from
+  bastion version            print the version
+`
+}

@@ -1,0 +1,115 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestPrecedenceCLIOverEnvOverDBOverDefault(t *testing.T) {
+	t.Parallel()
+	c, err := Load(
+		[]string{"--port", "1111", "--run-retention-days=30"},
+		env(map[string]string{"BASTION_PORT": "2222", "BASTION_HOST": "0.0.0.0", "BASTION_RUN_RETENTION_DAYS": "60", "BASTION_LOG": "debug"}),
+		map[string]string{"run-retention-days": "90", "log": "warn", "incomplete-cleanup-days": "3", "port": "3333"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		got  any
+		want any
+		src  Source
+	}{
+		{"port", c.Port, 1111, SourceCLI},
+		{"host", c.Host, "0.0.0.0", SourceEnv},
+		{"run-retention-days", c.RunRetentionDays, 30, SourceCLI},
+		{"log", c.Log, "debug", SourceEnv},
+		{"incomplete-cleanup-days", c.IncompleteCleanupDays, 3, SourceDB},
+		{"log-keep-files", c.LogKeepFiles, 30, SourceDefault},
+		{"run-concurrency", c.RunConcurrency, 2, SourceDefault},
+	} {
+		if tc.got != tc.want || c.Sources[tc.name] != tc.src {
+			t.Errorf("%s = %v from %s, want %v from %s", tc.name, tc.got, c.Sources[tc.name], tc.want, tc.src)
+		}
+	}
+	if c, err := Load([]string{"--insecure-http"}, env(nil), nil); err != nil || !c.InsecureHTTP {
+		t.Errorf("bare --insecure-http: %v %v", c.InsecureHTTP, err)
+	}
+	// The port may never come from the database.
+	c, _ = Load(nil, env(nil), map[string]string{"port": "3333"})
+	if c.Port != 9876 {
+		t.Errorf("port taken from the database: %d", c.Port)
+	}
+}
+
+func TestInvalidValuesAreRefusedWithTheirSource(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--port", "0"}, nil, "--port"},
+		{[]string{"--run-retention-days", "0"}, nil, "--run-retention-days"},
+		{nil, map[string]string{"BASTION_INCOMPLETE_CLEANUP_DAYS": "-1"}, "from env"},
+		{[]string{"--hub-timezone", "Mars/Olympus"}, nil, "unknown timezone"},
+		{[]string{"--public-base-url", "ftp://x"}, nil, "http or https"},
+		{[]string{"--public-base-url", "https://u:p@x"}, nil, "user name"},
+		{[]string{"--trusted-proxy", "bogus"}, nil, "not an IP"},
+		{[]string{"--log-rotation", "weekly"}, nil, "never, hourly or daily"},
+		{[]string{"--insecure-http=maybe"}, nil, "true or false"},
+		{[]string{"--no-such-flag"}, nil, "not defined"},
+		{[]string{"extra"}, nil, "unexpected argument"},
+	} {
+		_, err := Load(tc.args, env(tc.env), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%v, %v) error = %v, want it to mention %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
+
+func TestTrustedProxiesAndPublicURL(t *testing.T) {
+	t.Parallel()
+	c, err := Load([]string{"--public-base-url", "https://backup.example.com/bastion/"},
+		env(map[string]string{"BASTION_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PublicBaseURL != "https://backup.example.com/bastion" {
+		t.Errorf("public base URL = %q", c.PublicBaseURL)
+	}
+	if len(c.TrustedProxies) != 2 || c.TrustedProxies[0].String() != "10.0.0.0/8" || c.TrustedProxies[1].String() != "192.168.1.1/32" {
+		t.Errorf("trusted proxies = %v", c.TrustedProxies)
+	}
+	c, _ = Load(nil, env(nil), nil)
+	if len(c.TrustedProxies) != 2 || c.TrustedProxies[0].String() != "127.0.0.1/32" || c.TrustedProxies[1].String() != "::1/128" {
+		t.Errorf("default trusted proxies = %v", c.TrustedProxies)
+	}
+}
+
+func TestPrintJSONHasValueAndSource(t *testing.T) {
+	t.Parallel()
+	c, err := Load([]string{"--port", "1234"}, env(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Print(&buf, c, true); err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]struct {
+		Value  any    `json:"value"`
+		Source string `json:"source"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out["port"].Value != float64(1234) || out["port"].Source != "cli" || out["host"].Source != "default" {
+		t.Fatalf("config --json = %s", buf.String())
+	}
+}
