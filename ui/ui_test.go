@@ -6,6 +6,7 @@ import (
 )
 
 func TestFSServesIndexAtRoot(t *testing.T) {
+	t.Parallel()
 	b, err := fs.ReadFile(FS(), "index.html")
 	if err != nil {
 		t.Fatalf("index.html missing from the embedded build: %v", err)

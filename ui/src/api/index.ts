@@ -1,0 +1,107 @@
+// The Hub's HTTP API as typed functions: every route the UI calls is written here once.
+import { http, seg } from './client'
+import type * as T from './types'
+
+export * from './types'
+export { ApiError, configureClient, buildUrl } from './client'
+
+export const api = {
+  health: () => http.get<T.HealthInfo>('/api/health'),
+  system: () => http.get<T.SystemInfo>('/api/system'),
+
+  setupStatus: () => http.get<T.SetupStatus>('/api/setup/status'),
+  setupInitialize: (username: string, password: string) =>
+    http.post<void>('/api/setup/initialize', { username, password }),
+  login: (username: string, password: string) => http.post<T.LoginResponse>('/api/auth/login', { username, password }),
+  logout: () => http.post<void>('/api/auth/logout'),
+  session: () => http.get<T.SessionInfo>('/api/session'),
+
+  jobs: {
+    list: (q: T.JobListQuery = {}) => http.get<T.Page<T.JobListItem>>('/api/jobs', { ...q }),
+    get: (id: string) => http.get<T.JobDetail>(`/api/jobs/${seg(id)}`),
+    create: (body: T.JobWriteBody) => http.post<T.JobDetail>('/api/jobs', body),
+    update: (id: string, body: T.JobWriteBody) => http.put<T.JobDetail>(`/api/jobs/${seg(id)}`, body),
+    remove: (id: string) => http.del<void>(`/api/jobs/${seg(id)}`),
+    archive: (id: string, cascadeSnapshots = false) =>
+      http.post<void>(`/api/jobs/${seg(id)}/archive`, undefined, { cascade_snapshots: cascadeSnapshots }),
+    unarchive: (id: string) => http.post<void>(`/api/jobs/${seg(id)}/unarchive`),
+    runNow: (id: string) => http.post<T.TriggerRunResponse>(`/api/jobs/${seg(id)}/run`),
+    runs: (id: string) => http.get<T.RunListItem[]>(`/api/jobs/${seg(id)}/runs`),
+    retentionPreview: (id: string, retention?: T.RetentionPolicy) =>
+      http.post<T.RetentionPreview>(`/api/jobs/${seg(id)}/retention/preview`, retention ? { retention } : {}),
+    snapshots: (id: string, q: { cursor?: string; limit?: number; status?: string } = {}) =>
+      http.get<T.CursorPage<T.Snapshot>>(`/api/jobs/${seg(id)}/snapshots`, q),
+    pin: (id: string, runId: string) => http.post<void>(`/api/jobs/${seg(id)}/snapshots/${seg(runId)}/pin`),
+    unpin: (id: string, runId: string) => http.post<void>(`/api/jobs/${seg(id)}/snapshots/${seg(runId)}/unpin`),
+    deleteSnapshot: (id: string, runId: string, force = false) =>
+      http.post<void>(`/api/jobs/${seg(id)}/snapshots/${seg(runId)}/delete`, undefined, force ? { force: true } : undefined),
+  },
+
+  schedulePreview: (cron: string, timezone: string, count = 5, after?: string) =>
+    http.get<T.SchedulePreview>('/api/schedule/preview', { cron, timezone, count, after }),
+
+  runs: {
+    get: (id: string) => http.get<T.RunDetail>(`/api/runs/${seg(id)}`),
+    cancel: (id: string, reason?: string) => http.post<T.RunDetail>(`/api/runs/${seg(id)}/cancel`, reason ? { reason } : {}),
+    events: (id: string) => http.get<T.RunEvent[]>(`/api/runs/${seg(id)}/events`),
+    eventsSocketPath: (id: string, after: number) => `/api/runs/${seg(id)}/events/ws?after=${after}`,
+    entries: (id: string, q: T.RunEntriesQuery = {}) => http.get<T.RunEntriesResponse>(`/api/runs/${seg(id)}/entries`, { ...q }),
+    restore: (id: string, body: T.RestoreRequest) => http.post<{ op_id: string }>(`/api/runs/${seg(id)}/restore`, body),
+    verify: (id: string) => http.post<{ op_id: string }>(`/api/runs/${seg(id)}/verify`),
+    operations: (id: string) => http.get<T.Operation[]>(`/api/runs/${seg(id)}/operations`),
+  },
+
+  operations: {
+    get: (id: string) => http.get<T.Operation>(`/api/operations/${seg(id)}`),
+    events: (id: string) => http.get<T.OperationEvent[]>(`/api/operations/${seg(id)}/events`),
+    cancel: (id: string) => http.post<T.Operation>(`/api/operations/${seg(id)}/cancel`, {}),
+  },
+
+  nodes: {
+    fsList: (node: T.NodeId, q: { path: string; cursor?: string | null; limit?: number }) =>
+      http.get<T.FsListResponse>(`/api/nodes/${seg(node)}/fs/list`, { ...q }),
+    webdavList: (node: T.NodeId, body: T.WebdavListRequest) =>
+      http.post<T.WebdavListResponse>(`/api/nodes/${seg(node)}/webdav/list`, body),
+  },
+
+  agents: {
+    list: (q: T.AgentListQuery = {}) => {
+      const { labels, ...rest } = q
+      return http.get<T.Page<T.Agent>>('/api/agents', { ...rest, 'labels[]': labels })
+    },
+    get: (id: string) => http.get<T.Agent>(`/api/agents/${seg(id)}`),
+    createEnrollmentToken: (ttlSeconds = 3600, remainingUses: number | null = null) =>
+      http.post<T.EnrollmentToken>('/api/agents/enrollment-tokens', { ttl_seconds: ttlSeconds, remaining_uses: remainingUses }),
+    revoke: (id: string) => http.post<void>(`/api/agents/${seg(id)}/revoke`),
+    rotateKey: (id: string) => http.post<T.RotateKeyResponse>(`/api/agents/${seg(id)}/rotate-key`),
+    syncNow: (id: string) => http.post<unknown>(`/api/agents/${seg(id)}/sync-config-now`),
+  },
+
+  secrets: {
+    list: (kind: T.SecretKind) => http.get<T.SecretListItem[]>(`/api/secrets/${kind}`),
+    get: <K extends T.SecretKind>(kind: K, name: string) => http.get<T.SecretPayloads[K]>(`/api/secrets/${kind}/${seg(name)}`),
+    put: <K extends T.SecretKind>(kind: K, name: string, payload: T.SecretPayloads[K]) =>
+      http.put<void>(`/api/secrets/${kind}/${seg(name)}`, payload),
+    remove: (kind: T.SecretKind, name: string) => http.del<void>(`/api/secrets/${kind}/${seg(name)}`),
+  },
+
+  notifications: {
+    settings: () => http.get<T.NotificationSettings>('/api/notifications/settings'),
+    saveSettings: (s: T.NotificationSettings) => http.put<void>('/api/notifications/settings', s),
+    validateTemplates: (templates: T.NotificationTemplates) =>
+      http.post<unknown>('/api/notifications/templates/validate', { templates }),
+    destinations: () => http.get<T.NotificationDestination[]>('/api/notifications/destinations'),
+    setEnabled: (channel: T.NotificationChannel, name: string, enabled: boolean) =>
+      http.post<void>(`/api/notifications/destinations/${seg(channel)}/${seg(name)}/enabled`, { enabled }),
+    test: (channel: T.NotificationChannel, name: string) =>
+      http.post<unknown>(`/api/notifications/destinations/${seg(channel)}/${seg(name)}/test`),
+    queue: (q: T.NotificationQueueQuery = {}) => http.get<T.NotificationQueuePage>('/api/notifications/queue', { ...q }),
+    retryNow: (id: string) => http.post<void>(`/api/notifications/queue/${seg(id)}/retry-now`),
+    cancel: (id: string) => http.post<void>(`/api/notifications/queue/${seg(id)}/cancel`),
+  },
+}
+
+/** Maps a notification channel to the secret kind (route segment) that stores its destinations. */
+export function channelSecretKind(channel: T.NotificationChannel): T.SecretKind {
+  return channel === 'email' ? 'smtp' : channel === 'wecom_bot' ? 'wecom-bot' : 'webhook'
+}

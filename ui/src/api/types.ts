@@ -1,0 +1,469 @@
+// Every JSON shape the UI exchanges with the Hub, in one file, so that aligning with the backend is
+// a change here and nowhere else. Shapes follow shared/spec/hub.md §3–§7, backup.md §2/§13,
+// notifications.md §7 and agent-protocol.md §1. Timestamps are unix seconds unless a name says
+// otherwise. Fields marked "assumed" are not pinned by the spec; see docs/ui-development.md.
+
+export type NodeId = 'hub' | string
+
+// ---- errors ----
+export interface ApiViolation {
+  field: string
+  reason: string
+  params?: Record<string, unknown>
+}
+export interface ApiErrorDetails {
+  reason?: string
+  field?: string
+  params?: Record<string, unknown>
+  violations?: ApiViolation[]
+  [key: string]: unknown
+}
+export interface ApiErrorBody {
+  error: string
+  message: string
+  details?: ApiErrorDetails
+  request_id?: string
+}
+
+// ---- system, setup, session ----
+export interface HealthInfo {
+  ok: boolean
+}
+export interface SystemInfo {
+  version: string
+  build_time_unix?: number | null
+  insecure_http: boolean
+  hub_timezone: string
+}
+export interface SetupStatus {
+  needs_setup: boolean
+}
+export interface SessionInfo {
+  authenticated: boolean
+  csrf_token?: string
+}
+export interface LoginResponse {
+  csrf_token: string
+}
+
+// ---- paging ----
+export interface Page<T> {
+  items: T[]
+  page: number
+  page_size: number
+  total: number
+}
+export interface CursorPage<T> {
+  items: T[]
+  next_cursor?: string | null
+}
+
+// ---- job spec (backup.md §2, legacy v1 as the UI sends it) ----
+export type JobType = 'filesystem' | 'sqlite' | 'vaultwarden'
+export type SymlinkPolicy = 'keep' | 'follow' | 'skip'
+export type HardlinkPolicy = 'copy' | 'keep'
+export type ErrorPolicy = 'fail_fast' | 'skip_fail' | 'skip_ok'
+export type SnapshotMode = 'off' | 'auto' | 'required'
+export type ConsistencyPolicy = 'warn' | 'fail' | 'ignore'
+
+export interface FilesystemSource {
+  paths: string[]
+  root?: string
+  pre_scan: boolean
+  include: string[]
+  exclude: string[]
+  symlink_policy: SymlinkPolicy
+  hardlink_policy: HardlinkPolicy
+  error_policy: ErrorPolicy
+  snapshot_mode: SnapshotMode
+  snapshot_provider: string | null
+  consistency_policy: ConsistencyPolicy
+  consistency_fail_threshold: number | null
+  upload_on_consistency_failure: boolean | null
+}
+export interface SqliteSource {
+  path: string
+  integrity_check: boolean
+}
+export interface VaultwardenSource {
+  data_dir: string
+  consistency_policy: ConsistencyPolicy
+  consistency_fail_threshold: number | null
+  upload_on_consistency_failure: boolean | null
+}
+
+export type LocalDirTarget = { type: 'local_dir'; base_dir: string; part_size_bytes: number }
+export type WebdavTarget = { type: 'webdav'; base_url: string; secret_name: string; part_size_bytes: number }
+export type JobTarget = LocalDirTarget | WebdavTarget
+
+export type Encryption = { type: 'none' } | { type: 'age_x25519'; key_name: string }
+export interface PipelineSpec {
+  format: 'archive_v1' | 'raw_tree_v1'
+  encryption: Encryption
+}
+export interface NotificationsSpec {
+  mode: 'inherit' | 'custom'
+  wecom_bot: string[]
+  email: string[]
+  webhook?: string[]
+}
+export interface RetentionPolicy {
+  enabled: boolean
+  keep_last: number | null
+  keep_days: number | null
+  max_delete_per_tick: number
+  max_delete_per_day: number
+}
+
+interface SpecCommon {
+  v: 1
+  pipeline: PipelineSpec
+  notifications: NotificationsSpec
+  retention: RetentionPolicy
+  target: JobTarget
+}
+export type JobSpec =
+  | (SpecCommon & { type: 'filesystem'; source: FilesystemSource })
+  | (SpecCommon & { type: 'sqlite'; source: SqliteSource })
+  | (SpecCommon & { type: 'vaultwarden'; source: VaultwardenSource })
+
+// ---- jobs (hub.md §5, §6) ----
+export type OverlapPolicy = 'reject' | 'queue'
+export type MissedRunPolicy = 'run_once' | 'skip'
+export type RunStatus = 'queued' | 'running' | 'success' | 'failed' | 'rejected' | 'canceled'
+
+export interface JobListItem {
+  id: string
+  name: string
+  agent_id: string | null
+  schedule: string | null
+  schedule_timezone: string
+  overlap_policy: OverlapPolicy
+  missed_run_policy?: MissedRunPolicy
+  created_at: number
+  updated_at: number
+  archived_at?: number | null
+  next_run_at?: number | null
+  last_scheduled_at?: number | null
+  latest_run_id?: string | null
+  latest_run_status?: RunStatus | null
+  latest_run_started_at?: number | null
+  latest_run_ended_at?: number | null
+}
+export interface JobDetail extends JobListItem {
+  spec: JobSpec
+}
+export interface JobWriteBody {
+  name: string
+  agent_id: string | null
+  schedule: string | null
+  schedule_timezone: string
+  overlap_policy: OverlapPolicy
+  missed_run_policy: MissedRunPolicy
+  spec: JobSpec
+}
+export type JobScope = 'all' | 'hub' | `agent:${string}`
+export type JobSort = 'updated_desc' | 'updated_asc' | 'name_asc' | 'name_desc'
+export interface JobListQuery {
+  scope?: JobScope
+  include_archived?: boolean
+  q?: string
+  latest_status?: 'all' | 'never' | RunStatus
+  schedule_mode?: 'all' | 'manual' | 'scheduled'
+  sort?: JobSort
+  page?: number
+  page_size?: number
+}
+export interface TriggerRunResponse {
+  run_id: string
+  status: RunStatus
+}
+export interface SchedulePreview {
+  times: string[]
+}
+
+// ---- runs, events, progress (hub.md §7, backup.md §13) ----
+export interface ProgressCounts {
+  files: number
+  dirs: number
+  bytes: number
+}
+export interface Progress {
+  v: 1
+  kind: 'backup' | 'restore' | 'verify'
+  stage: string
+  ts: number
+  done: ProgressCounts
+  total?: ProgressCounts | null
+  rate_bps?: number | null
+  eta_seconds?: number | null
+  detail?: Record<string, unknown> | null
+}
+export interface RunListItem {
+  id: string
+  job_id?: string
+  status: RunStatus
+  started_at: number
+  ended_at: number | null
+  error: string | null
+  cancel_requested_at?: number | null
+  cancel_reason?: string | null
+}
+export interface RunDetail {
+  id: string
+  job_id: string
+  job_name?: string | null
+  node_id?: string | null
+  node_name?: string | null
+  status: RunStatus
+  started_at: number
+  ended_at: number | null
+  cancel_requested_at?: number | null
+  cancel_requested_by_user_id?: number | null
+  cancel_reason?: string | null
+  progress?: Progress | null
+  summary?: Record<string, unknown> | null
+  error: string | null
+}
+export type EventLevel = 'debug' | 'info' | 'warn' | 'error' | string
+export interface RunEvent {
+  run_id: string
+  seq: number
+  ts: number
+  level: EventLevel
+  kind: string
+  message: string
+  fields?: Record<string, unknown> | null
+}
+
+// ---- snapshots, retention ----
+export type SnapshotStatus = 'present' | 'deleting' | 'deleted' | 'missing' | 'error'
+export interface Snapshot {
+  run_id: string
+  job_id: string
+  node_id: string
+  target_type: string
+  target_snapshot?: unknown
+  artifact_format: string
+  status: SnapshotStatus
+  started_at: number
+  ended_at: number
+  pinned_at?: number | null
+  source_files?: number | null
+  source_dirs?: number | null
+  source_bytes?: number | null
+  transfer_bytes?: number | null
+  last_error_kind?: string | null
+  last_error?: string | null
+}
+export interface RetentionPreviewItem {
+  run_id: string
+  ended_at: number
+  pinned: boolean
+  source_bytes?: number | null
+  transfer_bytes?: number | null
+  reasons: string[]
+}
+export interface RetentionPreview {
+  retention: RetentionPolicy
+  keep_total: number
+  delete_total: number
+  keep: RetentionPreviewItem[]
+  delete: RetentionPreviewItem[]
+  scan_truncated?: boolean
+  result_truncated?: boolean
+}
+
+// ---- browse ----
+export type EntryKind = 'file' | 'dir' | 'symlink' | string
+export interface FsEntry {
+  name: string
+  path: string
+  kind: EntryKind
+  size: number
+  mtime?: number | null
+}
+export interface FsListResponse {
+  path: string
+  entries: FsEntry[]
+  next_cursor?: string | null
+  total?: number | null
+}
+export interface WebdavListRequest {
+  base_url: string
+  secret_name: string
+  path: string
+  cursor?: string | null
+  limit?: number
+}
+export interface WebdavListResponse {
+  path: string
+  entries: FsEntry[]
+  next_cursor?: string | null
+}
+export interface RunEntry {
+  path: string
+  kind: EntryKind
+  size: number
+}
+export interface RunEntriesResponse {
+  prefix: string
+  cursor: number
+  next_cursor?: number | null
+  entries: RunEntry[]
+}
+export interface RunEntriesQuery {
+  prefix?: string
+  cursor?: number
+  limit?: number
+  q?: string
+  kind?: 'file' | 'dir' | 'symlink'
+}
+
+// ---- restore / operations ----
+export type ConflictPolicy = 'overwrite' | 'skip' | 'fail'
+export type RestoreDestination =
+  | { type: 'local_fs'; node_id: NodeId; directory: string }
+  | { type: 'webdav'; base_url: string; secret_name: string; prefix: string }
+export interface RestoreRequest {
+  destination: RestoreDestination
+  executor?: { node_id: NodeId }
+  conflict_policy: ConflictPolicy
+  selection?: { files: string[]; dirs: string[] }
+}
+export type OperationStatus = 'running' | 'success' | 'failed' | 'canceled'
+export interface Operation {
+  id: string
+  kind: 'restore' | 'verify'
+  status: OperationStatus
+  started_at: number
+  ended_at: number | null
+  progress?: Progress | null
+  summary?: Record<string, unknown> | null
+  error: string | null
+  cancel_requested_at?: number | null
+}
+export interface OperationEvent {
+  op_id: string
+  seq: number
+  ts: number
+  level: EventLevel
+  kind: string
+  message: string
+  fields?: Record<string, unknown> | null
+}
+
+// ---- agents ----
+export type ConfigSyncStatus = 'synced' | 'pending' | 'error' | 'offline'
+export interface Agent {
+  id: string
+  name: string | null
+  revoked: boolean
+  last_seen_at: number | null
+  online: boolean
+  labels: string[]
+  config_sync_status: ConfigSyncStatus
+  last_config_sync_error?: string | null
+  created_at?: number
+}
+export interface AgentListQuery {
+  status?: 'all' | 'online' | 'offline' | 'revoked'
+  q?: string
+  labels?: string[]
+  labels_mode?: 'and' | 'or'
+  page?: number
+  page_size?: number
+}
+export interface EnrollmentToken {
+  token: string
+  expires_at: number
+  remaining_uses: number | null
+}
+export interface RotateKeyResponse {
+  agent_id: string
+  agent_key: string
+}
+
+// ---- secrets ----
+export type SecretKind = 'webdav' | 'wecom-bot' | 'smtp' | 'webhook'
+export interface SecretListItem {
+  name: string
+  updated_at: number
+}
+export interface WebdavSecret {
+  username: string
+  password: string
+}
+export interface WecomSecret {
+  webhook_url: string
+}
+export type SmtpTls = 'none' | 'starttls' | 'implicit'
+export interface SmtpSecret {
+  host: string
+  port: number
+  username: string
+  password: string
+  from: string
+  to: string[]
+  tls: SmtpTls
+}
+export interface WebhookSecret {
+  url: string
+  secret?: string
+}
+export interface SecretPayloads {
+  webdav: WebdavSecret
+  'wecom-bot': WecomSecret
+  smtp: SmtpSecret
+  webhook: WebhookSecret
+}
+
+// ---- notifications (notifications.md §7) ----
+export type NotificationChannel = 'wecom_bot' | 'email' | 'webhook'
+export type NotificationStatus = 'queued' | 'sending' | 'sent' | 'failed' | 'canceled'
+export interface NotificationTemplates {
+  wecom_markdown: string
+  email_subject: string
+  email_body: string
+}
+export interface NotificationSettings {
+  enabled: boolean
+  channels: Record<NotificationChannel, { enabled: boolean }>
+  templates: NotificationTemplates
+}
+export interface NotificationDestination {
+  channel: NotificationChannel
+  name: string
+  enabled: boolean
+  updated_at?: number
+}
+export interface NotificationQueueItem {
+  id: string
+  run_id: string
+  job_id: string
+  job_name: string
+  channel: NotificationChannel
+  secret_name?: string
+  destination: string
+  status: NotificationStatus
+  attempts: number
+  next_attempt_at: number
+  created_at: number
+  updated_at: number
+  last_error?: string | null
+  destination_deleted: boolean
+  destination_enabled: boolean
+}
+export interface NotificationQueueQuery {
+  status?: NotificationStatus[]
+  channel?: NotificationChannel[]
+  page?: number
+  page_size?: number
+}
+export interface NotificationQueuePage {
+  items: NotificationQueueItem[]
+  total: number
+  page?: number
+  page_size?: number
+  next_cursor?: string | null
+}

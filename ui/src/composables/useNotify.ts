@@ -1,0 +1,12 @@
+import { useMessage } from 'naive-ui'
+import { errorText } from '@/lib/errors'
+
+/** Toasts; errors always carry the Hub's message and request ID so a user can quote them. */
+export function useNotify() {
+  const message = useMessage()
+  return {
+    ok: (text: string) => message.success(text),
+    error: (err: unknown, prefix?: string) =>
+      message.error(prefix ? `${prefix}: ${errorText(err)}` : errorText(err), { duration: 8000, closable: true }),
+  }
+}

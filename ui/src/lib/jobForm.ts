@@ -1,0 +1,322 @@
+// The job editor's form model and its mapping to and from the job spec JSON (backup.md §2) and the
+// job write body (hub.md §6). Editing keeps spec parts the form does not show (e.g. pipeline.webdav,
+// a legacy filesystem `root`), so opening and saving a job never silently drops settings.
+import type {
+  ConsistencyPolicy,
+  ErrorPolicy,
+  HardlinkPolicy,
+  JobDetail,
+  JobSpec,
+  JobType,
+  JobWriteBody,
+  MissedRunPolicy,
+  NodeId,
+  OverlapPolicy,
+  RetentionPolicy,
+  SnapshotMode,
+  SymlinkPolicy,
+} from '@/api/types'
+import { cronToSchedule, defaultSchedule, scheduleToCron, type ScheduleForm } from './schedule'
+
+export const MIB = 1024 * 1024
+export const DEFAULT_PART_SIZE_BYTES = 256 * MIB
+export const MIN_PART_SIZE_BYTES = MIB
+
+export interface RetentionForm {
+  enabled: boolean
+  keepLast: number | null
+  keepDays: number | null
+  maxDeletePerTick: number
+  maxDeletePerDay: number
+}
+
+export interface JobForm {
+  name: string
+  node: NodeId
+  type: JobType
+
+  fsPaths: string[]
+  fsInclude: string[]
+  fsExclude: string[]
+  fsPreScan: boolean
+  fsSymlinkPolicy: SymlinkPolicy
+  fsHardlinkPolicy: HardlinkPolicy
+  fsErrorPolicy: ErrorPolicy
+  fsSnapshotMode: SnapshotMode
+  fsSnapshotProvider: string | null
+  consistencyPolicy: ConsistencyPolicy
+  consistencyFailThreshold: number | null
+  uploadOnConsistencyFailure: boolean | null
+
+  sqlitePath: string
+  sqliteIntegrityCheck: boolean
+
+  vaultwardenDataDir: string
+
+  targetType: 'local_dir' | 'webdav'
+  localBaseDir: string
+  webdavBaseUrl: string
+  webdavSecretName: string
+  partSizeMiB: number
+
+  format: 'archive_v1' | 'raw_tree_v1'
+  encryptionEnabled: boolean
+  encryptionKeyName: string
+
+  schedule: ScheduleForm
+  timezone: string
+  overlapPolicy: OverlapPolicy
+  missedRunPolicy: MissedRunPolicy
+
+  notificationsMode: 'inherit' | 'custom'
+  notifyWecomBot: string[]
+  notifyEmail: string[]
+  notifyWebhook: string[]
+
+  retention: RetentionForm
+
+  /** Spec parts the editor does not show, kept verbatim on save. */
+  preserved: { pipelineWebdav?: unknown; fsRoot?: string }
+}
+
+export const defaultRetention = (): RetentionForm => ({
+  enabled: false,
+  keepLast: null,
+  keepDays: null,
+  maxDeletePerTick: 50,
+  maxDeletePerDay: 200,
+})
+
+export function newJobForm(timezone = 'UTC'): JobForm {
+  return {
+    name: '',
+    node: 'hub',
+    type: 'filesystem',
+    fsPaths: [],
+    fsInclude: [],
+    fsExclude: [],
+    fsPreScan: true,
+    fsSymlinkPolicy: 'keep',
+    fsHardlinkPolicy: 'copy',
+    fsErrorPolicy: 'fail_fast',
+    fsSnapshotMode: 'off',
+    fsSnapshotProvider: null,
+    consistencyPolicy: 'warn',
+    consistencyFailThreshold: null,
+    uploadOnConsistencyFailure: null,
+    sqlitePath: '',
+    sqliteIntegrityCheck: false,
+    vaultwardenDataDir: '',
+    targetType: 'local_dir',
+    localBaseDir: '',
+    webdavBaseUrl: '',
+    webdavSecretName: '',
+    partSizeMiB: DEFAULT_PART_SIZE_BYTES / MIB,
+    format: 'archive_v1',
+    encryptionEnabled: false,
+    encryptionKeyName: 'default',
+    schedule: defaultSchedule(),
+    timezone,
+    overlapPolicy: 'queue',
+    missedRunPolicy: 'run_once',
+    notificationsMode: 'inherit',
+    notifyWecomBot: [],
+    notifyEmail: [],
+    notifyWebhook: [],
+    retention: defaultRetention(),
+    preserved: {},
+  }
+}
+
+const cleanList = (xs: string[]) => {
+  const seen = new Set<string>()
+  const out: string[] = []
+  for (const raw of xs) {
+    const x = raw.trim()
+    if (x !== '' && !seen.has(x)) {
+      seen.add(x)
+      out.push(x)
+    }
+  }
+  return out
+}
+
+export function retentionToSpec(r: RetentionForm): RetentionPolicy {
+  return {
+    enabled: r.enabled,
+    keep_last: r.keepLast && r.keepLast > 0 ? r.keepLast : null,
+    keep_days: r.keepDays && r.keepDays > 0 ? r.keepDays : null,
+    max_delete_per_tick: r.maxDeletePerTick,
+    max_delete_per_day: r.maxDeletePerDay,
+  }
+}
+
+export function retentionFromSpec(r: Partial<RetentionPolicy> | null | undefined): RetentionForm {
+  const d = defaultRetention()
+  if (!r) return d
+  return {
+    enabled: !!r.enabled,
+    keepLast: r.keep_last ?? null,
+    keepDays: r.keep_days ?? null,
+    maxDeletePerTick: r.max_delete_per_tick ?? d.maxDeletePerTick,
+    maxDeletePerDay: r.max_delete_per_day ?? d.maxDeletePerDay,
+  }
+}
+
+export function formToSpec(f: JobForm): JobSpec {
+  const pipeline: JobSpec['pipeline'] & { webdav?: unknown } = {
+    format: f.format,
+    encryption: f.encryptionEnabled ? { type: 'age_x25519', key_name: f.encryptionKeyName.trim() } : { type: 'none' },
+  }
+  if (f.preserved.pipelineWebdav !== undefined) pipeline.webdav = f.preserved.pipelineWebdav
+  const partSize = Math.round(f.partSizeMiB * MIB)
+  const target: JobSpec['target'] =
+    f.targetType === 'webdav'
+      ? { type: 'webdav', base_url: f.webdavBaseUrl.trim(), secret_name: f.webdavSecretName.trim(), part_size_bytes: partSize }
+      : { type: 'local_dir', base_dir: f.localBaseDir.trim(), part_size_bytes: partSize }
+  const notifications: JobSpec['notifications'] =
+    f.notificationsMode === 'custom'
+      ? {
+          mode: 'custom',
+          wecom_bot: cleanList(f.notifyWecomBot),
+          email: cleanList(f.notifyEmail),
+          webhook: cleanList(f.notifyWebhook),
+        }
+      : { mode: 'inherit', wecom_bot: [], email: [] }
+  const common = { v: 1 as const, pipeline, notifications, retention: retentionToSpec(f.retention), target }
+  const consistency = {
+    consistency_policy: f.consistencyPolicy,
+    consistency_fail_threshold: f.consistencyFailThreshold,
+    upload_on_consistency_failure: f.uploadOnConsistencyFailure,
+  }
+  switch (f.type) {
+    case 'sqlite':
+      return { ...common, type: 'sqlite', source: { path: f.sqlitePath.trim(), integrity_check: f.sqliteIntegrityCheck } }
+    case 'vaultwarden':
+      return { ...common, type: 'vaultwarden', source: { data_dir: f.vaultwardenDataDir.trim(), ...consistency } }
+    case 'filesystem': {
+      const source: Extract<JobSpec, { type: 'filesystem' }>['source'] = {
+        paths: cleanList(f.fsPaths),
+        pre_scan: f.fsPreScan,
+        include: cleanList(f.fsInclude),
+        exclude: cleanList(f.fsExclude),
+        symlink_policy: f.fsSymlinkPolicy,
+        hardlink_policy: f.fsHardlinkPolicy,
+        error_policy: f.fsErrorPolicy,
+        snapshot_mode: f.fsSnapshotMode,
+        snapshot_provider: f.fsSnapshotProvider,
+        ...consistency,
+      }
+      if (f.preserved.fsRoot) source.root = f.preserved.fsRoot
+      return { ...common, type: 'filesystem', source }
+    }
+  }
+}
+
+export function formToRequest(f: JobForm): JobWriteBody {
+  return {
+    name: f.name.trim(),
+    agent_id: f.node === 'hub' ? null : f.node,
+    schedule: scheduleToCron(f.schedule),
+    schedule_timezone: f.timezone.trim(),
+    overlap_policy: f.overlapPolicy,
+    missed_run_policy: f.missedRunPolicy,
+    spec: formToSpec(f),
+  }
+}
+
+type Loose = Record<string, unknown>
+const str = (v: unknown, d = ''): string => (typeof v === 'string' ? v : d)
+const strs = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
+const numOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null)
+const boolOrNull = (v: unknown): boolean | null => (typeof v === 'boolean' ? v : null)
+
+export function specToForm(spec: JobSpec, base: JobForm = newJobForm()): JobForm {
+  const f: JobForm = { ...base, preserved: {} }
+  f.type = spec.type
+  const src = (spec.source ?? {}) as unknown as Loose
+  if (spec.type === 'filesystem') {
+    f.fsPaths = strs(src.paths)
+    f.fsInclude = strs(src.include)
+    f.fsExclude = strs(src.exclude)
+    f.fsPreScan = src.pre_scan === undefined ? true : !!src.pre_scan
+    f.fsSymlinkPolicy = str(src.symlink_policy, 'keep') as SymlinkPolicy
+    f.fsHardlinkPolicy = str(src.hardlink_policy, 'copy') as HardlinkPolicy
+    f.fsErrorPolicy = str(src.error_policy, 'fail_fast') as ErrorPolicy
+    f.fsSnapshotMode = str(src.snapshot_mode, 'off') as SnapshotMode
+    f.fsSnapshotProvider = typeof src.snapshot_provider === 'string' ? src.snapshot_provider : null
+    if (typeof src.root === 'string' && src.root !== '') f.preserved.fsRoot = src.root
+  } else if (spec.type === 'sqlite') {
+    f.sqlitePath = str(src.path)
+    f.sqliteIntegrityCheck = !!src.integrity_check
+  } else {
+    f.vaultwardenDataDir = str(src.data_dir)
+  }
+  if (spec.type !== 'sqlite') {
+    f.consistencyPolicy = str(src.consistency_policy, 'warn') as ConsistencyPolicy
+    f.consistencyFailThreshold = numOrNull(src.consistency_fail_threshold)
+    f.uploadOnConsistencyFailure = boolOrNull(src.upload_on_consistency_failure)
+  }
+
+  const t = (spec.target ?? {}) as unknown as Loose
+  f.targetType = t.type === 'webdav' ? 'webdav' : 'local_dir'
+  f.localBaseDir = f.targetType === 'local_dir' ? str(t.base_dir) : ''
+  f.webdavBaseUrl = f.targetType === 'webdav' ? str(t.base_url) : ''
+  f.webdavSecretName = f.targetType === 'webdav' ? str(t.secret_name) : ''
+  f.partSizeMiB = (numOrNull(t.part_size_bytes) ?? DEFAULT_PART_SIZE_BYTES) / MIB
+
+  const p = (spec.pipeline ?? {}) as unknown as Loose
+  f.format = p.format === 'raw_tree_v1' ? 'raw_tree_v1' : 'archive_v1'
+  const enc = (p.encryption ?? {}) as Loose
+  f.encryptionEnabled = enc.type === 'age_x25519'
+  f.encryptionKeyName = f.encryptionEnabled ? str(enc.key_name, 'default') : base.encryptionKeyName
+  if (p.webdav !== undefined) f.preserved.pipelineWebdav = p.webdav
+
+  const n = (spec.notifications ?? {}) as unknown as Loose
+  f.notificationsMode = n.mode === 'custom' ? 'custom' : 'inherit'
+  f.notifyWecomBot = strs(n.wecom_bot)
+  f.notifyEmail = strs(n.email)
+  f.notifyWebhook = strs(n.webhook)
+
+  f.retention = retentionFromSpec(spec.retention)
+  return f
+}
+
+export function jobToForm(job: JobDetail): JobForm {
+  const base = newJobForm(job.schedule_timezone || 'UTC')
+  const f = specToForm(job.spec, base)
+  f.name = job.name
+  f.node = job.agent_id ?? 'hub'
+  f.schedule = cronToSchedule(job.schedule)
+  f.timezone = job.schedule_timezone || 'UTC'
+  f.overlapPolicy = job.overlap_policy
+  f.missedRunPolicy = job.missed_run_policy ?? 'run_once'
+  return f
+}
+
+/** Client-side checks that mirror the Hub's, keyed by the same field names the API reports. */
+export function validateForm(f: JobForm): Record<string, string> {
+  const errs: Record<string, string> = {}
+  if (!f.name.trim()) errs.name = 'required'
+  if (!f.timezone.trim()) errs.schedule_timezone = 'required'
+  if (f.schedule.mode === 'cron' && !f.schedule.cron.trim()) errs.schedule = 'required'
+  if (f.type === 'filesystem' && cleanList(f.fsPaths).length === 0) errs['spec.source.paths'] = 'required'
+  if (f.type === 'sqlite' && !f.sqlitePath.trim()) errs['spec.source.path'] = 'required'
+  if (f.type === 'vaultwarden' && !f.vaultwardenDataDir.trim()) errs['spec.source.data_dir'] = 'required'
+  if (f.targetType === 'local_dir' && !f.localBaseDir.trim()) errs['spec.target.base_dir'] = 'required'
+  if (f.targetType === 'webdav') {
+    const u = f.webdavBaseUrl.trim()
+    if (!/^https?:\/\/[^/\s]+/i.test(u)) errs['spec.target.base_url'] = 'invalid_url'
+    if (!f.webdavSecretName.trim()) errs['spec.target.secret_name'] = 'required'
+  }
+  if (!(f.partSizeMiB >= 1)) errs['spec.target.part_size_bytes'] = 'min_part_size'
+  if (f.encryptionEnabled && !f.encryptionKeyName.trim()) errs['spec.pipeline.encryption.key_name'] = 'required'
+  if (f.encryptionEnabled && f.format === 'raw_tree_v1') errs['spec.pipeline.encryption'] = 'raw_tree_encryption'
+  const r = f.retention
+  if (r.enabled && !((r.keepLast ?? 0) > 0 || (r.keepDays ?? 0) > 0)) errs['spec.retention'] = 'retention_rule_required'
+  if ((r.keepLast ?? 0) > 10000) errs['spec.retention.keep_last'] = 'max_10000'
+  if ((r.keepDays ?? 0) > 3650) errs['spec.retention.keep_days'] = 'max_3650'
+  if (!(r.maxDeletePerTick >= 1 && r.maxDeletePerTick <= 10000)) errs['spec.retention.max_delete_per_tick'] = 'range_tick'
+  if (!(r.maxDeletePerDay >= 1 && r.maxDeletePerDay <= 100000)) errs['spec.retention.max_delete_per_day'] = 'range_day'
+  return errs
+}
