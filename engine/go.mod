@@ -5,14 +5,20 @@ go 1.26.8
 replace github.com/bastion-backup/bastion/storage => ../storage
 
 require (
+	filippo.io/age v1.3.2
 	github.com/bastion-backup/bastion/storage v0.0.0-00010101000000-000000000000
 	github.com/gobwas/glob v1.1.0
+	github.com/klauspost/compress v1.20.4
+	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/rs/zerolog v1.35.1
+	github.com/zeebo/blake3 v0.2.4
 )
 
 require (
+	filippo.io/hpke v0.4.0 // indirect
+	github.com/klauspost/cpuid/v2 v2.0.12 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
-	github.com/mattn/go-sqlite3 v1.14.53 // indirect
-	golang.org/x/sys v0.29.0 // indirect
+	golang.org/x/crypto v0.55.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
 )

@@ -1,0 +1,364 @@
+package backup
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/zeebo/blake3"
+
+	"github.com/bastion-backup/bastion/engine/backup/format"
+	"github.com/bastion-backup/bastion/engine/progress"
+)
+
+// archiver writes selected items as tar entries and index lines, hashing file bodies and
+// tracking whether files changed while they were read.
+type archiver struct {
+	tw        *tar.Writer
+	index     *indexWriter
+	issues    *fsIssues
+	cons      *consistency
+	hardlinks map[[2]uint64]hardlinkTarget // nil unless hardlink_policy keep
+	buf       []byte
+	done      progress.Units
+	onDone    func(progress.Units)
+}
+
+type hardlinkTarget struct {
+	arch string
+	size int64
+	hash string
+}
+
+// copyChunk bounds how much is copied between two cancellation checks.
+const copyChunk = 1 << 20
+
+func (a *archiver) add(ctx context.Context, it item) error {
+	mode := it.info.Mode()
+	switch {
+	case mode.IsDir():
+		return a.addDir(it)
+	case mode&fs.ModeSymlink != 0:
+		return a.addSymlink(it)
+	case mode.IsRegular():
+		return a.addFile(ctx, it)
+	}
+	return nil
+}
+
+func baseHeader(it item, id fileID) *tar.Header {
+	return &tar.Header{
+		Name:    it.arch,
+		Mode:    int64(unixPerm(it.info.Mode())),
+		ModTime: it.info.ModTime(),
+		Uid:     int(id.UID),
+		Gid:     int(id.GID),
+		Format:  tar.FormatPAX,
+	}
+}
+
+// unixPerm converts Go's mode bits to the unix permission, setuid, setgid and sticky bits.
+func unixPerm(m fs.FileMode) uint32 {
+	p := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		p |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		p |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		p |= 0o1000
+	}
+	return p
+}
+
+func (a *archiver) addDir(it item) error {
+	h := baseHeader(it, statID(it.info))
+	h.Typeflag = tar.TypeDir
+	h.Name = it.arch + "/"
+	if err := a.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("write tar header %s: %w", it.arch, err)
+	}
+	a.done.Dirs++
+	a.progress()
+	return a.index.add(format.Entry{Path: it.arch, Kind: format.KindDir})
+}
+
+func (a *archiver) addSymlink(it item) error {
+	target, err := os.Readlink(it.fsPath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted since the walk listed it
+		}
+		return a.issues.fail(it.arch, fmt.Errorf("read symlink: %w", err))
+	}
+	h := baseHeader(it, statID(it.info))
+	h.Typeflag = tar.TypeSymlink
+	h.Linkname = target
+	if err := a.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("write tar header %s: %w", it.arch, err)
+	}
+	a.done.Files++
+	a.progress()
+	return a.index.add(format.Entry{Path: it.arch, Kind: format.KindSymlink})
+}
+
+func (a *archiver) addFile(ctx context.Context, it item) error {
+	f, fi, err := openRegular(it.fsPath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted between the walk and the open: not part of this snapshot
+		}
+		return a.issues.fail(it.arch, fmt.Errorf("open: %w", err))
+	}
+	defer f.Close()
+	before := statID(fi)
+	if a.hardlinks != nil && before.HasID && before.Nlink > 1 {
+		key := [2]uint64{before.Dev, before.Ino}
+		if first, ok := a.hardlinks[key]; ok {
+			h := baseHeader(it, before)
+			h.Typeflag = tar.TypeLink
+			h.Linkname = first.arch
+			if err := a.tw.WriteHeader(h); err != nil {
+				return fmt.Errorf("write tar header %s: %w", it.arch, err)
+			}
+			a.done.Files++
+			a.progress()
+			return a.index.add(format.FileEntry(it.arch, first.size, first.hash))
+		}
+	}
+	size := fi.Size()
+	h := baseHeader(it, before)
+	h.Typeflag = tar.TypeReg
+	h.Size = size
+	h.ModTime = fi.ModTime()
+	if err := a.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("write tar header %s: %w", it.arch, err)
+	}
+	hasher := blake3.New()
+	var readErr error
+	var copied int64
+	for copied < size {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		n := min(int64(len(a.buf)), size-copied)
+		m, err := io.ReadFull(f, a.buf[:n])
+		if m > 0 {
+			hasher.Write(a.buf[:m])
+			if _, werr := a.tw.Write(a.buf[:m]); werr != nil {
+				return fmt.Errorf("archive %s: %w", it.arch, werr)
+			}
+			copied += int64(m)
+			a.done.Bytes += uint64(m)
+			a.progress()
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				readErr = err
+			}
+			break
+		}
+	}
+	if copied < size {
+		// The file shrank or a read failed: pad with zeros so the tar stays valid; the index
+		// hash covers what the archive holds, and the consistency report says why.
+		if err := a.pad(hasher, size-copied); err != nil {
+			return fmt.Errorf("archive %s: %w", it.arch, err)
+		}
+	}
+	hash := hex.EncodeToString(hasher.Sum(nil))
+	a.done.Files++
+	a.progress()
+	a.cons.check(it, f, before, size, readErr)
+	if readErr != nil {
+		if err := a.issues.fail(it.arch, fmt.Errorf("read: %w", readErr)); err != nil {
+			return err
+		}
+	}
+	if a.hardlinks != nil && before.HasID && before.Nlink > 1 {
+		a.hardlinks[[2]uint64{before.Dev, before.Ino}] = hardlinkTarget{arch: it.arch, size: size, hash: hash}
+	}
+	return a.index.add(format.FileEntry(it.arch, size, hash))
+}
+
+func (a *archiver) pad(hasher io.Writer, n int64) error {
+	clear(a.buf)
+	for n > 0 {
+		k := min(n, int64(len(a.buf)))
+		hasher.Write(a.buf[:k])
+		if _, err := a.tw.Write(a.buf[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+func (a *archiver) progress() {
+	if a.onDone != nil {
+		a.onDone(a.done)
+	}
+}
+
+// indexWriter writes entries.jsonl.zst to staging while the walk runs, so the index never has
+// to be held in memory.
+type indexWriter struct {
+	f     *os.File
+	enc   *zstd.Encoder
+	line  bytes.Buffer
+	count int64
+}
+
+func newIndexWriter(path string) (*indexWriter, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create entries index: %w", err)
+	}
+	enc, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(format.ZstdLevel)), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create entries index encoder: %w", err)
+	}
+	return &indexWriter{f: f, enc: enc}, nil
+}
+
+func (w *indexWriter) add(e format.Entry) error {
+	w.line.Reset()
+	if err := e.AppendLine(&w.line); err != nil {
+		return err
+	}
+	if _, err := w.enc.Write(w.line.Bytes()); err != nil {
+		return fmt.Errorf("write entries index: %w", err)
+	}
+	w.count++
+	return nil
+}
+
+func (w *indexWriter) close() error {
+	if w.enc == nil {
+		return nil
+	}
+	err := w.enc.Close()
+	w.enc = nil
+	if cerr := w.f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("finish entries index: %w", err)
+	}
+	return nil
+}
+
+// consistency tracks files that changed while being archived (report v2 of backup.md §3.1).
+type consistency struct {
+	ChangedTotal    int64               `json:"changed_total"`
+	ReplacedTotal   int64               `json:"replaced_total"`
+	DeletedTotal    int64               `json:"deleted_total"`
+	ReadErrorTotal  int64               `json:"read_error_total"`
+	SampleTruncated bool                `json:"sample_truncated"`
+	Sample          []consistencySample `json:"sample"`
+	V               int                 `json:"v"`
+}
+
+type consistencySample struct {
+	Path        string       `json:"path"`
+	Reason      string       `json:"reason"`
+	Before      *fingerprint `json:"before,omitempty"`
+	AfterHandle *fingerprint `json:"after_handle,omitempty"`
+	AfterPath   *fingerprint `json:"after_path,omitempty"`
+	Error       string       `json:"error,omitempty"`
+}
+
+type fingerprint struct {
+	SizeBytes  int64  `json:"size_bytes"`
+	MtimeNanos int64  `json:"mtime_unix_nanos"`
+	Dev        uint64 `json:"dev,omitempty"`
+	Ino        uint64 `json:"ino,omitempty"`
+}
+
+// Consistency reasons.
+const (
+	ReasonFileIDChanged    = "file_id_changed"
+	ReasonSizeChanged      = "size_changed"
+	ReasonMtimeChanged     = "mtime_changed"
+	ReasonStatAfterMissing = "stat_after_missing"
+	ReasonReadError        = "read_error"
+)
+
+func newConsistency() *consistency { return &consistency{V: 2, Sample: []consistencySample{}} }
+
+// Total is the number of files that changed, were replaced, deleted or unreadable.
+func (c *consistency) Total() int64 {
+	return c.ChangedTotal + c.ReplacedTotal + c.DeletedTotal + c.ReadErrorTotal
+}
+
+func fp(size int64, id fileID) *fingerprint {
+	return &fingerprint{SizeBytes: size, MtimeNanos: id.MtimeNanos, Dev: id.Dev, Ino: id.Ino}
+}
+
+// check compares the file before reading (through the open handle) with after, through the
+// handle and through the path.
+func (c *consistency) check(it item, f *os.File, before fileID, size int64, readErr error) {
+	s := consistencySample{Path: it.arch, Before: fp(size, before)}
+	if readErr != nil {
+		c.ReadErrorTotal++
+		s.Reason, s.Error = ReasonReadError, readErr.Error()
+		c.record(s)
+		return
+	}
+	if hfi, err := f.Stat(); err == nil {
+		hid := statID(hfi)
+		s.AfterHandle = fp(hfi.Size(), hid)
+	}
+	pfi, err := os.Lstat(it.fsPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		c.DeletedTotal++
+		s.Reason = ReasonStatAfterMissing
+		c.record(s)
+		return
+	case err == nil:
+		pid := statID(pfi)
+		s.AfterPath = fp(pfi.Size(), pid)
+		if pid.HasID && before.HasID && (pid.Dev != before.Dev || pid.Ino != before.Ino) {
+			c.ReplacedTotal++
+			s.Reason = ReasonFileIDChanged
+			c.record(s)
+			return
+		}
+	}
+	if h := s.AfterHandle; h != nil {
+		switch {
+		case h.SizeBytes != size:
+			s.Reason = ReasonSizeChanged
+		case h.MtimeNanos != before.MtimeNanos:
+			s.Reason = ReasonMtimeChanged
+		}
+		if s.Reason != "" {
+			c.ChangedTotal++
+			c.record(s)
+		}
+	}
+}
+
+func (c *consistency) record(s consistencySample) {
+	if len(c.Sample) < maxSamples {
+		c.Sample = append(c.Sample, s)
+	} else {
+		c.SampleTruncated = true
+	}
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,69 @@
+//go:build unix
+
+package backup
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"syscall"
+)
+
+// fileID is what identifies a file and its owner on unix.
+type fileID struct {
+	Dev, Ino   uint64
+	Nlink      uint64
+	UID, GID   uint64
+	HasID      bool
+	MtimeNanos int64
+}
+
+func statID(fi fs.FileInfo) fileID {
+	id := fileID{MtimeNanos: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.Dev, id.Ino, id.Nlink = uint64(st.Dev), uint64(st.Ino), uint64(st.Nlink) //nolint:unconvert // widths differ per OS
+		id.UID, id.GID = uint64(st.Uid), uint64(st.Gid)
+		id.HasID = true
+	}
+	return id
+}
+
+// readDir lists a directory's names, sorted. O_DIRECTORY fails on anything else and O_NONBLOCK
+// keeps a FIFO swapped in since the Lstat from blocking the open.
+func readDir(p string) ([]string, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+var errNotRegular = errors.New("no longer a regular file")
+
+// openRegular opens p for reading without following a symlink and without blocking on a FIFO,
+// and checks through the handle that it is a regular file.
+func openRegular(p string) (*os.File, fs.FileInfo, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("stat open file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("%w (%s)", errNotRegular, describeMode(fi.Mode()))
+	}
+	// Regular files ignore O_NONBLOCK for reads, so reads stay plain blocking reads.
+	return f, fi, nil
+}

@@ -1,0 +1,322 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/gobwas/glob"
+
+	"github.com/bastion-backup/bastion/engine/jobspec"
+)
+
+// item is one filesystem object selected for the archive.
+type item struct {
+	fsPath string      // where it is read from
+	arch   string      // archive path: forward slashes, no leading slash
+	info   fs.FileInfo // from Lstat
+}
+
+// walkRoot is one selected source path.
+type walkRoot struct {
+	fsPath   string
+	prefix   string // archive path of fsPath; "" means children are at their relative path
+	emitSelf bool
+}
+
+// walker selects what a filesystem source emits, in a deterministic depth-first order (a
+// directory before its children, children by name). It never opens anything but directories,
+// and those with O_DIRECTORY|O_NONBLOCK so a FIFO swapped in cannot block it.
+type walker struct {
+	roots    []walkRoot
+	include  []*glob.Pattern
+	exclude  []*glob.Pattern
+	symlinks string // keep | skip
+	issues   *fsIssues
+	// skipTop, when set, names top-level entries of a legacy root to leave out (Vaultwarden's
+	// live database files).
+	skipTop map[string]bool
+}
+
+// compileGlobs compiles patterns without separators: like Rust's globset defaults, `*` crosses
+// `/`, and patterns are matched against the whole archive path.
+func compileGlobs(patterns []string) ([]*glob.Pattern, error) {
+	out := make([]*glob.Pattern, 0, len(patterns))
+	for _, p := range patterns {
+		g, err := glob.Compile(p)
+		if err != nil {
+			return nil, fmt.Errorf("compile glob %q: %w", p, err)
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+// archivePrefix maps an absolute source path to its archive path: the path minus its root.
+func archivePrefix(p string) string {
+	return strings.TrimPrefix(filepath.ToSlash(filepath.Clean(p)), "/")
+}
+
+// newFilesystemWalker applies the path hygiene of backup.md §3.1 and returns a walker.
+func newFilesystemWalker(src *jobspec.FilesystemSource, issues *fsIssues) (*walker, error) {
+	inc, err := compileGlobs(src.Include)
+	if err != nil {
+		return nil, err
+	}
+	exc, err := compileGlobs(src.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	w := &walker{include: inc, exclude: exc, symlinks: src.SymlinkPolicy, issues: issues}
+	if strings.TrimSpace(src.Root) != "" {
+		root := filepath.Clean(src.Root)
+		fi, err := os.Stat(root)
+		if err != nil {
+			return nil, newErr(CodeSourceIO, KindSource, "Check that the source root exists and is readable.",
+				fmt.Errorf("stat source root: %w", err))
+		}
+		if fi.IsDir() {
+			w.roots = []walkRoot{{fsPath: root}}
+		} else {
+			w.roots = []walkRoot{{fsPath: root, prefix: filepath.Base(root), emitSelf: true}}
+		}
+		return w, nil
+	}
+	var kept []string
+	for _, raw := range src.Paths {
+		if strings.TrimSpace(raw) == "" {
+			continue
+		}
+		p := filepath.Clean(raw)
+		dup := false
+		for _, k := range kept {
+			if k == p {
+				dup = true
+				break
+			}
+			if isUnder(p, k) {
+				if fi, err := os.Stat(k); err == nil && fi.IsDir() {
+					issues.warn(archivePrefix(p), "path is inside the earlier selected directory "+k+"; dropped")
+					dup = true
+					break
+				}
+			}
+		}
+		if dup {
+			continue
+		}
+		kept = append(kept, p)
+		prefix := archivePrefix(p)
+		w.roots = append(w.roots, walkRoot{fsPath: p, prefix: prefix, emitSelf: prefix != ""})
+	}
+	return w, nil
+}
+
+// isUnder reports whether p is strictly inside dir.
+func isUnder(p, dir string) bool {
+	if dir == "/" {
+		return p != "/"
+	}
+	return strings.HasPrefix(p, dir+"/")
+}
+
+func (w *walker) excluded(arch string, dir bool) bool {
+	for _, g := range w.exclude {
+		if g.Match(arch) || (dir && g.Match(arch+"/")) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *walker) included(arch string) bool {
+	if len(w.include) == 0 {
+		return true
+	}
+	for _, g := range w.include {
+		if g.Match(arch) {
+			return true
+		}
+	}
+	return false
+}
+
+func joinArch(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "/" + name
+}
+
+// walk calls emit for every selected object. Errors reading the tree go through the issue
+// recorder (and abort only under fail_fast); an error from emit aborts the walk.
+func (w *walker) walk(ctx context.Context, emit func(item) error) error {
+	for i, r := range w.roots {
+		// Earlier roots nested in this one were emitted already.
+		var earlier []string
+		for _, e := range w.roots[:i] {
+			if isUnder(e.fsPath, r.fsPath) {
+				earlier = append(earlier, e.fsPath)
+			}
+		}
+		fi, err := os.Lstat(r.fsPath)
+		if err != nil {
+			if err := w.issues.fail(r.prefix, fmt.Errorf("stat source path %s: %w", r.fsPath, err)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.visit(ctx, r.fsPath, r.prefix, fi, r.emitSelf, true, earlier, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo, emitSelf, top bool,
+	earlier []string, emit func(item) error) error {
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	mode := fi.Mode()
+	isDir := mode.IsDir()
+	if emitSelf && w.excluded(arch, isDir) {
+		return nil
+	}
+	switch {
+	case isDir:
+	case mode.IsRegular():
+		if !w.included(arch) {
+			return nil
+		}
+	case mode&fs.ModeSymlink != 0:
+		if w.symlinks == jobspec.SymlinkSkip {
+			w.issues.warn(arch, "symlink skipped (symlink_policy skip)")
+			return nil
+		}
+		if top && !emitSelf {
+			// A legacy root that is a symlink: read what it points to.
+			if tfi, err := os.Stat(fsPath); err == nil && tfi.IsDir() {
+				fi, isDir = tfi, true
+				break
+			}
+		}
+	default:
+		w.issues.warn(arch, "special file skipped ("+describeMode(mode)+")")
+		return nil
+	}
+	if emitSelf {
+		if err := emit(item{fsPath: fsPath, arch: arch, info: fi}); err != nil {
+			return err
+		}
+	}
+	if !isDir {
+		return nil
+	}
+	entries, err := readDir(fsPath)
+	if err != nil {
+		return w.issues.fail(arch, fmt.Errorf("read directory: %w", err))
+	}
+	for _, name := range entries {
+		child := filepath.Join(fsPath, name)
+		childArch := joinArch(arch, name)
+		if top && !emitSelf && w.skipTop[name] {
+			continue
+		}
+		if containsPath(earlier, child) {
+			w.issues.warn(childArch, "already emitted by an earlier selected path; skipped")
+			continue
+		}
+		cfi, err := os.Lstat(child)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // vanished between readdir and lstat: it is simply not in this snapshot
+			}
+			if err := w.issues.fail(childArch, fmt.Errorf("stat: %w", err)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.visit(ctx, child, childArch, cfi, true, false, earlier, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func containsPath(list []string, p string) bool {
+	for _, e := range list {
+		if e == p {
+			return true
+		}
+	}
+	return false
+}
+
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "fifo"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	}
+	return "type " + m.Type().String()
+}
+
+// issueSample is one recorded warning or error.
+type issueSample struct {
+	Path    string `json:"path"`
+	Message string `json:"message"`
+}
+
+// maxSamples bounds the samples kept per list in events and summaries.
+const maxSamples = 50
+
+// fsIssues records the warnings and errors of a filesystem walk and applies the error policy.
+type fsIssues struct {
+	policy        string
+	WarningsTotal int64         `json:"warnings_total"`
+	ErrorsTotal   int64         `json:"errors_total"`
+	Warnings      []issueSample `json:"warnings"`
+	Errors        []issueSample `json:"errors"`
+}
+
+func newFSIssues(policy string) *fsIssues {
+	return &fsIssues{policy: policy, Warnings: []issueSample{}, Errors: []issueSample{}}
+}
+
+func (s *fsIssues) warn(p, msg string) {
+	s.WarningsTotal++
+	if len(s.Warnings) < maxSamples {
+		s.Warnings = append(s.Warnings, issueSample{Path: p, Message: msg})
+	}
+}
+
+// fail records an error and returns it as the run's failure under fail_fast, nil otherwise.
+func (s *fsIssues) fail(p string, err error) error {
+	s.ErrorsTotal++
+	if len(s.Errors) < maxSamples {
+		s.Errors = append(s.Errors, issueSample{Path: p, Message: err.Error()})
+	}
+	if s.policy == jobspec.ErrorFailFast || s.policy == "" {
+		return newErr(CodeFSIssues, KindSource, "A source file could not be read; fix it or choose the skip_fail or skip_ok error policy.",
+			fmt.Errorf("%s: %w", displayPath(p), err))
+	}
+	return nil
+}
+
+func displayPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	return path.Clean(p)
+}

@@ -1,0 +1,323 @@
+// Package restore reads archive_v1 snapshots back: Restore extracts one into a local directory,
+// Verify restores into a scratch directory and checks every file against the entries index, and
+// List pages through the index for the UI's restore picker.
+package restore
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/engine/backup/format"
+	"github.com/bastion-backup/bastion/engine/progress"
+	"github.com/bastion-backup/bastion/engine/targets"
+)
+
+// IdentityProvider gives the age identity of a key name.
+type IdentityProvider interface {
+	Identity(ctx context.Context, keyName string) (age.Identity, error)
+}
+
+// EventSink receives operation events.
+type EventSink interface {
+	Emit(level, kind, message string, fields map[string]any)
+}
+
+// Conflict policies.
+const (
+	ConflictOverwrite = "overwrite"
+	ConflictSkip      = "skip"
+	ConflictFail      = "fail"
+)
+
+// Error codes.
+const (
+	CodeIncomplete    = "snapshot_incomplete"
+	CodeManifest      = "manifest_invalid"
+	CodePart          = "part_invalid"
+	CodeDecrypt       = "decrypt_failed"
+	CodeArchive       = "archive_invalid"
+	CodeConflict      = "restore_conflict"
+	CodeUnsafeEntries = "unsafe_entries"
+	CodeSelection     = "invalid_selection"
+	CodeIO            = "restore_io"
+	CodeCanceled      = "canceled"
+	CodeFormat        = "unsupported_format"
+)
+
+// Error is a classified restore failure.
+type Error struct {
+	Code string
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Request is one restore to a local directory.
+type Request struct {
+	JobID, RunID string
+	Target       targets.Target
+	// Destination is the directory to restore into; it is created if missing.
+	Destination string
+	// StagingDir holds downloaded parts (at most two at a time); created and removed.
+	StagingDir string
+	Conflict   string     // overwrite | skip | fail; default overwrite
+	Selection  *Selection // nil: everything
+	Keys       IdentityProvider
+	Events     EventSink
+	Progress   *progress.Reporter // stage "restore"; not closed
+	Logger     zerolog.Logger
+}
+
+// Result summarises a restore.
+type Result struct {
+	Manifest      *format.Manifest `json:"-"`
+	EntriesSeen   int64            `json:"entries_seen"`
+	Written       int64            `json:"written"`
+	Skipped       int64            `json:"skipped"`
+	Refused       int64            `json:"refused"`
+	RefusedSample []Refusal        `json:"refused_sample"`
+	Bytes         int64            `json:"bytes"`
+}
+
+// Refusal is an archive entry that was not written because it was unsafe.
+type Refusal struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+const maxSamples = 50
+
+// ReadManifest loads the manifest of a complete run; a run without complete.json is refused.
+func ReadManifest(ctx context.Context, t targets.Target, run targets.RunRef) (*format.Manifest, error) {
+	if _, err := t.Size(ctx, run, targets.CompleteName); err != nil {
+		if errors.Is(err, targets.ErrNotExist) {
+			return nil, &Error{Code: CodeIncomplete, Err: fmt.Errorf("run %s has no %s: it is not a complete snapshot", run.RunID, targets.CompleteName)}
+		}
+		return nil, fmt.Errorf("check %s: %w", targets.CompleteName, err)
+	}
+	rc, err := t.Open(ctx, run, targets.ManifestName)
+	if err != nil {
+		return nil, &Error{Code: CodeManifest, Err: fmt.Errorf("open manifest: %w", err)}
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+	if err != nil {
+		return nil, &Error{Code: CodeManifest, Err: fmt.Errorf("read manifest: %w", err)}
+	}
+	m, err := format.DecodeManifest(b)
+	if err != nil {
+		return nil, &Error{Code: CodeManifest, Err: err}
+	}
+	return m, nil
+}
+
+// Restore extracts a complete archive_v1 snapshot into req.Destination.
+//
+// Parts are fetched in order, each checked for size and BLAKE3 before it is decoded (an error
+// names the part); all parts are read even for a partial selection. Entries with absolute
+// paths, "..", or whose path (or hard-link target) would pass through a symlink are refused
+// and reported, never written; the restore then fails with unsafe_entries after writing the
+// safe ones. Conflicts are decided per entry: a directory merges into an existing directory
+// under every policy (its unrelated content is never deleted); a file or symlink meets an
+// existing path with overwrite (replaced; a non-empty directory is never removed), skip or fail.
+func Restore(ctx context.Context, req Request) (Result, error) {
+	run := targets.RunRef{JobID: req.JobID, RunID: req.RunID}
+	m, err := ReadManifest(ctx, req.Target, run)
+	if err != nil {
+		return Result{}, err
+	}
+	emit(req.Events, "info", "manifest", "manifest read", map[string]any{
+		"parts": len(m.Artifacts), "encryption": m.Pipeline.Encryption, "entries": m.EntryIndex.Count,
+	})
+	res, err := extract(ctx, req, run, m)
+	res.Manifest = m
+	return res, err
+}
+
+func emit(s EventSink, level, kind, msg string, fields map[string]any) {
+	if s != nil {
+		s.Emit(level, kind, msg, fields)
+	}
+}
+
+func extract(ctx context.Context, req Request, run targets.RunRef, m *format.Manifest) (Result, error) {
+	var res Result
+	if m.Pipeline.Format != format.FormatArchiveV1 {
+		return res, &Error{Code: CodeFormat, Err: fmt.Errorf("snapshot format %s cannot be restored by this version", m.Pipeline.Format)}
+	}
+	policy := req.Conflict
+	if policy == "" {
+		policy = ConflictOverwrite
+	}
+	if policy != ConflictOverwrite && policy != ConflictSkip && policy != ConflictFail {
+		return res, &Error{Code: CodeConflict, Err: fmt.Errorf("unknown conflict policy %q", policy)}
+	}
+	var sel *matcher
+	if req.Selection != nil {
+		s, err := req.Selection.normalize()
+		if err != nil {
+			return res, &Error{Code: CodeSelection, Err: err}
+		}
+		sel = s
+	}
+	dest, err := filepath.Abs(req.Destination)
+	if err != nil {
+		return res, &Error{Code: CodeIO, Err: fmt.Errorf("destination: %w", err)}
+	}
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create destination: %w", err)}
+	}
+	if err := os.MkdirAll(req.StagingDir, 0o700); err != nil {
+		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create staging: %w", err)}
+	}
+	defer os.RemoveAll(req.StagingDir)
+
+	var total uint64
+	for _, p := range m.Artifacts {
+		total += uint64(p.Size)
+	}
+	req.Progress.Stage("restore", &progress.Units{Bytes: total})
+	var readBytes uint64
+	ps := newPartStream(ctx, req.Target, run, m.Artifacts, req.StagingDir, func(n int64) {
+		readBytes += uint64(n)
+	})
+	defer ps.Close()
+
+	var payload io.Reader = ps
+	if m.Pipeline.Encryption == format.EncryptionAge {
+		if req.Keys == nil || m.Pipeline.EncryptionKey == "" {
+			return res, &Error{Code: CodeDecrypt, Err: errors.New("snapshot is age-encrypted but no key is available")}
+		}
+		id, err := req.Keys.Identity(ctx, m.Pipeline.EncryptionKey)
+		if err != nil {
+			return res, &Error{Code: CodeDecrypt, Err: fmt.Errorf("load age identity %q: %w", m.Pipeline.EncryptionKey, err)}
+		}
+		r, err := age.Decrypt(ps, id)
+		if err != nil {
+			return res, streamError(ctx, ps, CodeDecrypt, fmt.Errorf("age decrypt: %w", err))
+		}
+		payload = r
+	} else if m.Pipeline.Encryption != format.EncryptionNone {
+		return res, &Error{Code: CodeFormat, Err: fmt.Errorf("unknown encryption %q", m.Pipeline.Encryption)}
+	}
+	zr, err := zstd.NewReader(payload, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
+	if err != nil {
+		return res, streamError(ctx, ps, CodeArchive, fmt.Errorf("zstd: %w", err))
+	}
+	defer zr.Close()
+
+	x := &extractor{dest: dest, policy: policy, sel: sel, res: &res, buf: make([]byte, 1<<20)}
+	tr := tar.NewReader(zr)
+	for {
+		if err := ctx.Err(); err != nil {
+			return res, &Error{Code: CodeCanceled, Err: err}
+		}
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return res, streamError(ctx, ps, CodeArchive, fmt.Errorf("read tar: %w", err))
+		}
+		res.EntriesSeen++
+		if err := x.entry(ctx, h, tr); err != nil {
+			var se *streamErr
+			if errors.As(err, &se) {
+				return res, streamError(ctx, ps, CodeArchive, se.err)
+			}
+			return res, err
+		}
+		req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: readBytes})
+	}
+	// Read what follows the tar end (zstd frame end, age tag, the remaining parts) so every
+	// part is verified even when the archive ends early or only a selection was wanted.
+	if _, err := io.Copy(io.Discard, zr); err != nil {
+		return res, streamError(ctx, ps, CodeArchive, fmt.Errorf("read payload tail: %w", err))
+	}
+	if _, err := io.Copy(io.Discard, ps); err != nil {
+		return res, streamError(ctx, ps, CodeArchive, err)
+	}
+	if err := x.finishDirs(); err != nil {
+		return res, err
+	}
+	req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: readBytes})
+	if res.Refused > 0 {
+		emit(req.Events, "error", "unsafe_entries", fmt.Sprintf("%d unsafe archive entries were refused", res.Refused),
+			map[string]any{"refused": res.Refused, "sample": res.RefusedSample})
+		return res, &Error{Code: CodeUnsafeEntries, Err: fmt.Errorf("%d archive entries were refused as unsafe (first: %s: %s)",
+			res.Refused, res.RefusedSample[0].Path, res.RefusedSample[0].Reason)}
+	}
+	return res, nil
+}
+
+// streamErr marks an error that came from reading the payload inside an entry.
+type streamErr struct{ err error }
+
+func (e *streamErr) Error() string { return e.err.Error() }
+
+// streamError prefers the part stream's own error (missing, truncated, corrupted part) over
+// what the decoder made of it.
+func streamError(ctx context.Context, ps *partStream, code string, err error) error {
+	var pe *PartError
+	if errors.As(err, &pe) {
+		return &Error{Code: CodePart, Err: pe}
+	}
+	if ps.err != nil {
+		if errors.As(ps.err, &pe) {
+			return &Error{Code: CodePart, Err: pe}
+		}
+		if ctx.Err() != nil {
+			return &Error{Code: CodeCanceled, Err: ctx.Err()}
+		}
+		return &Error{Code: CodeIO, Err: ps.err}
+	}
+	if ctx.Err() != nil {
+		return &Error{Code: CodeCanceled, Err: ctx.Err()}
+	}
+	return &Error{Code: code, Err: err}
+}
+
+// cleanName turns a tar name into a safe relative slash path, or reports why it is unsafe.
+func cleanName(name string) (string, string) {
+	n := strings.ReplaceAll(name, "\\", "/")
+	if strings.HasPrefix(n, "/") {
+		return "", "absolute path"
+	}
+	if len(n) >= 2 && n[1] == ':' {
+		return "", "absolute path"
+	}
+	n = strings.TrimSuffix(n, "/")
+	for strings.HasPrefix(n, "./") {
+		n = n[2:]
+	}
+	if n == "" || n == "." {
+		return "", "empty path"
+	}
+	for _, seg := range strings.Split(n, "/") {
+		if seg == ".." {
+			return "", "path contains .."
+		}
+	}
+	// Collapse "a//b" and "a/./b".
+	var parts []string
+	for _, seg := range strings.Split(n, "/") {
+		if seg != "" && seg != "." {
+			parts = append(parts, seg)
+		}
+	}
+	if len(parts) == 0 {
+		return "", "empty path"
+	}
+	return strings.Join(parts, "/"), ""
+}
