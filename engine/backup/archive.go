@@ -169,6 +169,9 @@ func (a *archiver) addFile(ctx context.Context, it item) error {
 			break
 		}
 	}
+	if hook, ok := afterCopyHooks.Load(it.fsPath); ok {
+		hook.(func())()
+	}
 	if copied < size {
 		// The file shrank or a read failed: pad with zeros so the tar stays valid; the index
 		// hash covers what the archive holds, and the consistency report says why.

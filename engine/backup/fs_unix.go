@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"sync"
 	"syscall"
 )
 
@@ -46,11 +47,17 @@ func readDir(p string) ([]string, error) {
 	return names, nil
 }
 
+// openFaults and afterCopyHooks are fault injection for tests, keyed by path; empty otherwise.
+var openFaults, afterCopyHooks sync.Map
+
 var errNotRegular = errors.New("no longer a regular file")
 
 // openRegular opens p for reading without following a symlink and without blocking on a FIFO,
 // and checks through the handle that it is a regular file.
 func openRegular(p string) (*os.File, fs.FileInfo, error) {
+	if err, ok := openFaults.Load(p); ok {
+		return nil, nil, err.(error)
+	}
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err

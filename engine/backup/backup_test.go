@@ -1,0 +1,558 @@
+package backup_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/engine/backup"
+	"github.com/bastion-backup/bastion/engine/backup/format"
+	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
+)
+
+const jobID = "5b0f0c3e-6f7c-4a53-9d6f-0a8f2c1d9e01"
+
+func runID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+type events struct {
+	mu   sync.Mutex
+	list []event
+}
+
+type event struct {
+	Level, Kind, Message string
+	Fields               map[string]any
+}
+
+func (e *events) Emit(level, kind, msg string, fields map[string]any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.list = append(e.list, event{level, kind, msg, fields})
+}
+
+func (e *events) find(kind string) *event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range e.list {
+		if e.list[i].Kind == kind {
+			return &e.list[i]
+		}
+	}
+	return nil
+}
+
+func logger(t *testing.T) zerolog.Logger {
+	return zerolog.New(zerolog.NewConsoleWriter(zerolog.ConsoleTestWriter(t))).Level(zerolog.WarnLevel)
+}
+
+func spec(t *testing.T, doc string, patch func(*jobspec.Spec)) *jobspec.Spec {
+	t.Helper()
+	s, err := jobspec.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if patch != nil {
+		patch(s)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func fsSpec(t *testing.T, patch func(*jobspec.FilesystemSource), paths ...string) *jobspec.Spec {
+	return spec(t, `{"v":1,"type":"filesystem","source":{"paths":["/x"]},"target":{"type":"local_dir","base_dir":"/bk","part_size_bytes":1048576}}`,
+		func(s *jobspec.Spec) {
+			s.Filesystem.Paths = paths
+			if patch != nil {
+				patch(s.Filesystem)
+			}
+		})
+}
+
+type harness struct {
+	t       *testing.T
+	target  targets.Target
+	local   *localdir.Target
+	staging string
+	events  *events
+	runID   string
+}
+
+func newHarness(t *testing.T) *harness {
+	tg, err := localdir.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, target: tg, local: tg, staging: filepath.Join(t.TempDir(), "staging"), events: &events{}, runID: runID()}
+}
+
+func (h *harness) run(ctx context.Context, s *jobspec.Spec) (backup.Summary, error) {
+	return backup.Run(ctx, backup.Request{
+		JobID: jobID, RunID: h.runID, StartedAt: time.Now(), Spec: s, Target: h.target,
+		StagingDir: h.staging, Events: h.events, Logger: logger(h.t),
+	})
+}
+
+func (h *harness) runDir() string {
+	d, err := h.local.RunDir(targets.RunRef{JobID: jobID, RunID: h.runID})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return d
+}
+
+func (h *harness) exists(name string) bool {
+	_, err := os.Stat(filepath.Join(h.runDir(), name))
+	return err == nil
+}
+
+// index reads the run's entries.jsonl.zst as raw JSON objects.
+func (h *harness) index() []map[string]any {
+	h.t.Helper()
+	f, err := os.Open(filepath.Join(h.runDir(), targets.EntriesName))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer zr.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			h.t.Fatalf("index line %q: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func paths(idx []map[string]any) []string {
+	var out []string
+	for _, e := range idx {
+		out = append(out, e["path"].(string))
+	}
+	return out
+}
+
+func write(t *testing.T, p string, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func arch(p string) string { return strings.TrimPrefix(filepath.Clean(p), "/") }
+
+func TestGlobsAndIndex(t *testing.T) {
+	t.Parallel()
+	src := filepath.Join(t.TempDir(), "proj")
+	for _, f := range []string{"a.go", "a.txt", "node_modules/x/y.js", "sub/node_modules/z.js", "sub/b.go", "sub/deep/c.go", "keep/.env"} {
+		write(t, filepath.Join(src, f), "x")
+	}
+	os.Symlink("a.txt", filepath.Join(src, "link"))
+	h := newHarness(t)
+	sum, err := h.run(context.Background(), fsSpec(t, func(fs *jobspec.FilesystemSource) {
+		fs.Exclude = []string{"**/node_modules", "*/keep"}
+		fs.Include = []string{"*.go"} // * crosses /, like globset
+	}, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := arch(src)
+	want := []string{p, p + "/a.go", p + "/link", p + "/sub", p + "/sub/b.go", p + "/sub/deep", p + "/sub/deep/c.go"}
+	got := paths(h.index())
+	if !slices.Equal(got, want) {
+		t.Fatalf("entries\n got %v\nwant %v", got, want)
+	}
+	if sum.EntriesCount != int64(len(want)) || !h.exists(targets.CompleteName) {
+		t.Fatalf("summary %+v", sum)
+	}
+	// Every line has the five core keys; hash keys are null for non-files.
+	for _, e := range h.index() {
+		for _, k := range []string{"path", "kind", "size", "hash_alg", "hash"} {
+			if _, ok := e[k]; !ok {
+				t.Fatalf("entry %v lacks %s", e, k)
+			}
+		}
+		if e["kind"] != "file" && (e["hash"] != nil || e["hash_alg"] != nil) {
+			t.Fatalf("non-file entry with hash: %v", e)
+		}
+		if e["kind"] == "file" && (e["hash_alg"] != "blake3" || len(e["hash"].(string)) != 64) {
+			t.Fatalf("file entry without blake3: %v", e)
+		}
+	}
+}
+
+func TestPathHygieneAndLegacyRoot(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	write(t, filepath.Join(root, "a", "inner", "f"), "1")
+	write(t, filepath.Join(root, "b", "g"), "2")
+	h := newHarness(t)
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
+	// inner first, then its parent: the parent's walk must not emit inner again; the later
+	// path inside a is dropped; blanks and duplicates are dropped.
+	_, err := h.run(context.Background(), fsSpec(t, nil, filepath.Join(a, "inner"), "", a, b, b+"/", filepath.Join(a, "inner", "f")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := paths(h.index())
+	want := []string{arch(a) + "/inner", arch(a) + "/inner/f", arch(a), arch(b), arch(b) + "/g"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("entries\n got %v\nwant %v", got, want)
+	}
+	if h.events.find("fs_issues") == nil {
+		t.Fatal("no fs_issues warning for the dropped path")
+	}
+
+	h2 := newHarness(t)
+	s := spec(t, `{"v":1,"type":"filesystem","source":{"root":"`+root+`"},"target":{"type":"local_dir","base_dir":"/bk"}}`, nil)
+	if _, err := h2.run(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if got := paths(h2.index()); !slices.Equal(got, []string{"a", "a/inner", "a/inner/f", "b", "b/g"}) {
+		t.Fatalf("legacy root entries %v", got)
+	}
+}
+
+func TestSpecialFilesAreSkippedWithWarnings(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	write(t, filepath.Join(src, "ok.txt"), "ok")
+	if err := syscall.Mkfifo(filepath.Join(src, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(src, "s.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	h := newHarness(t)
+	if _, err := h.run(context.Background(), fsSpec(t, nil, src)); err != nil {
+		t.Fatal(err)
+	}
+	if got := paths(h.index()); !slices.Equal(got, []string{arch(src), arch(src) + "/ok.txt"}) {
+		t.Fatalf("entries %v", got)
+	}
+	ev := h.events.find("fs_issues")
+	if ev == nil || ev.Fields["warnings_total"].(int64) != 2 {
+		t.Fatalf("fs_issues event %+v", ev)
+	}
+	b, _ := json.Marshal(ev.Fields)
+	if !strings.Contains(string(b), "fifo") || !strings.Contains(string(b), "s.sock") {
+		t.Fatalf("warnings do not name the paths: %s", b)
+	}
+}
+
+func TestErrorPolicies(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		policy   string
+		wantCode string
+		complete bool
+		manifest bool
+	}{
+		{jobspec.ErrorFailFast, backup.CodeFSIssues, false, false},
+		{jobspec.ErrorSkipFail, backup.CodeFSIssues, false, true},
+		{jobspec.ErrorSkipOK, "", true, true},
+	} {
+		t.Run(tc.policy, func(t *testing.T) {
+			t.Parallel()
+			src := t.TempDir()
+			write(t, filepath.Join(src, "a.txt"), "a")
+			write(t, filepath.Join(src, "bad.txt"), "b")
+			write(t, filepath.Join(src, "c.txt"), "c")
+			backup.InjectOpenFault(filepath.Join(src, "bad.txt"), syscall.EACCES)
+			h := newHarness(t)
+			_, err := h.run(context.Background(), fsSpec(t, func(fs *jobspec.FilesystemSource) { fs.ErrorPolicy = tc.policy }, src))
+			var be *backup.Error
+			if tc.wantCode == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else if !errors.As(err, &be) || be.Code != tc.wantCode {
+				t.Fatalf("err = %v, want code %s", err, tc.wantCode)
+			}
+			if h.exists(targets.CompleteName) != tc.complete || h.exists(targets.ManifestName) != tc.manifest {
+				t.Fatalf("complete=%v manifest=%v, want %v %v", h.exists(targets.CompleteName), h.exists(targets.ManifestName), tc.complete, tc.manifest)
+			}
+			if tc.manifest {
+				if got := paths(h.index()); !slices.Equal(got, []string{arch(src), arch(src) + "/a.txt", arch(src) + "/c.txt"}) {
+					t.Fatalf("entries %v", got)
+				}
+				ev := h.events.find("fs_issues")
+				if ev == nil || ev.Level != backup.LevelError || !strings.Contains(fmt.Sprint(ev.Fields["errors"]), "bad.txt") {
+					t.Fatalf("fs_issues event %+v", ev)
+				}
+			}
+			if _, err := os.Stat(h.staging); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("staging left behind: %v", err)
+			}
+		})
+	}
+}
+
+func TestConsistencyPolicies(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{jobspec.ConsistencyWarn, jobspec.ConsistencyFail, jobspec.ConsistencyIgnore} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			src := t.TempDir()
+			grow := filepath.Join(src, "grow.log")
+			write(t, grow, strings.Repeat("x", 3<<20))
+			write(t, filepath.Join(src, "gone.txt"), "bye")
+			backup.InjectAfterCopy(grow, func() {
+				f, _ := os.OpenFile(grow, os.O_APPEND|os.O_WRONLY, 0)
+				f.WriteString("more")
+				f.Close()
+			})
+			backup.InjectAfterCopy(filepath.Join(src, "gone.txt"), func() { os.Remove(filepath.Join(src, "gone.txt")) })
+			h := newHarness(t)
+			sum, err := h.run(context.Background(), fsSpec(t, func(fs *jobspec.FilesystemSource) { fs.ConsistencyPolicy = policy }, src))
+			ev := h.events.find("source_consistency")
+			switch policy {
+			case jobspec.ConsistencyFail:
+				var be *backup.Error
+				if !errors.As(err, &be) || be.Code != backup.CodeSourceConsistency {
+					t.Fatalf("err = %v", err)
+				}
+				// Staged plan: nothing at all reached the target.
+				if _, err := os.Stat(h.runDir()); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("run dir exists after a consistency failure: %v", err)
+				}
+			case jobspec.ConsistencyWarn:
+				if err != nil || ev == nil {
+					t.Fatalf("err=%v event=%v", err, ev)
+				}
+				b, _ := json.Marshal(ev.Fields["report"])
+				for _, want := range []string{`"changed_total":1`, `"deleted_total":1`, `"size_changed"`, `"stat_after_missing"`, `"v":2`} {
+					if !strings.Contains(string(b), want) {
+						t.Fatalf("report %s lacks %s", b, want)
+					}
+				}
+				if sum.Planner.PlanMode != "rolling_upload" {
+					t.Fatalf("plan %+v", sum.Planner)
+				}
+			case jobspec.ConsistencyIgnore:
+				if err != nil || ev != nil {
+					t.Fatalf("err=%v event=%v", err, ev)
+				}
+			}
+		})
+	}
+}
+
+// gate is a Target whose Put of parts blocks until the test releases it, and which records how
+// many parts sat on staging at each Put.
+type gate struct {
+	targets.Target
+	staging  string
+	release  chan struct{}
+	entered  chan string
+	maxLocal atomic.Int64
+	failOn   string
+	failErr  error
+	onPut    func(name string)
+}
+
+func (g *gate) Put(ctx context.Context, run targets.RunRef, name string, body io.ReadSeeker, size int64) (bool, error) {
+	if format.IsPartName(name) {
+		ents, _ := os.ReadDir(g.staging)
+		n := int64(0)
+		for _, e := range ents {
+			if format.IsPartName(e.Name()) {
+				n++
+			}
+		}
+		for {
+			cur := g.maxLocal.Load()
+			if n <= cur || g.maxLocal.CompareAndSwap(cur, n) {
+				break
+			}
+		}
+		if g.onPut != nil {
+			g.onPut(name)
+		}
+		if name == g.failOn {
+			return false, g.failErr
+		}
+		if g.entered != nil {
+			g.entered <- name
+		}
+		if g.release != nil {
+			select {
+			case <-g.release:
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
+		}
+	}
+	return g.Target.Put(ctx, run, name, body, size)
+}
+
+func bigSource(t *testing.T, mib int) string {
+	src := t.TempDir()
+	b := make([]byte, mib<<20)
+	rand.Read(b) // incompressible: one MiB of input makes about one MiB of payload
+	write(t, filepath.Join(src, "random.bin"), string(b))
+	return src
+}
+
+func TestRollingUploadBackpressure(t *testing.T) {
+	t.Parallel()
+	src := bigSource(t, 12)
+	h := newHarness(t)
+	g := &gate{Target: h.target, staging: h.staging, release: make(chan struct{}), entered: make(chan string)}
+	h.target = g
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.run(context.Background(), fsSpec(t, nil, src))
+		done <- err
+	}()
+	// Release parts one at a time, only once the uploader is blocked on each. While it is
+	// blocked, packing fills the channel and then blocks too.
+	for {
+		select {
+		case <-g.entered:
+			g.release <- struct{}{}
+			continue
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		break
+	}
+	if m := g.maxLocal.Load(); m < 2 || m > 3 {
+		t.Fatalf("parts on staging peaked at %d, want 2..3", m)
+	}
+	if !h.exists(targets.CompleteName) {
+		t.Fatal("no complete.json")
+	}
+}
+
+func TestUploaderFailureIsRootCause(t *testing.T) {
+	t.Parallel()
+	src := bigSource(t, 6)
+	h := newHarness(t)
+	h.target = &gate{Target: h.target, staging: h.staging, failOn: format.PartName(2),
+		failErr: &targets.Error{Kind: targets.KindStorageFull, Code: "local_dir_storage_full", Op: "put", Err: syscall.ENOSPC}}
+	_, err := h.run(context.Background(), fsSpec(t, nil, src))
+	var be *backup.Error
+	if !errors.As(err, &be) || be.Code != "local_dir_storage_full" || be.Kind != targets.KindStorageFull || be.Retriable {
+		t.Fatalf("err = %#v", err)
+	}
+	if h.exists(targets.CompleteName) || h.exists(targets.ManifestName) {
+		t.Fatal("failed run wrote manifest or complete.json")
+	}
+	if _, err := os.Stat(h.staging); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("staging not removed")
+	}
+}
+
+func TestCancelMidRun(t *testing.T) {
+	t.Parallel()
+	src := bigSource(t, 8)
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.target = &gate{Target: h.target, staging: h.staging, onPut: func(name string) {
+		if name == format.PartName(3) {
+			cancel()
+		}
+	}}
+	_, err := h.run(ctx, fsSpec(t, nil, src))
+	var be *backup.Error
+	if !errors.As(err, &be) || be.Code != backup.CodeCanceled {
+		t.Fatalf("err = %v", err)
+	}
+	if h.exists(targets.CompleteName) || h.exists(targets.ManifestName) {
+		t.Fatal("canceled run wrote manifest or complete.json")
+	}
+	if _, err := os.Stat(h.staging); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("staging not removed")
+	}
+}
+
+func TestPartsAreCutExactly(t *testing.T) {
+	t.Parallel()
+	src := bigSource(t, 3)
+	h := newHarness(t)
+	if _, err := h.run(context.Background(), fsSpec(t, nil, src)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(h.runDir(), targets.ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := format.DecodeManifest(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Artifacts) < 4 {
+		t.Fatalf("%d parts", len(m.Artifacts))
+	}
+	for i, p := range m.Artifacts {
+		if p.Name != format.PartName(i+1) {
+			t.Fatalf("part %d named %s", i, p.Name)
+		}
+		if i < len(m.Artifacts)-1 && p.Size != 1<<20 {
+			t.Fatalf("%s has %d bytes, want exactly 1 MiB", p.Name, p.Size)
+		}
+		if p.Size == 0 {
+			t.Fatalf("empty part %s", p.Name)
+		}
+	}
+	// The manifest's keys are in the order of backup.md §7.
+	keys := []string{`"format_version"`, `"job_id"`, `"run_id"`, `"started_at"`, `"ended_at"`, `"pipeline"`, `"format"`,
+		`"tar"`, `"compression"`, `"encryption"`, `"split_bytes"`, `"artifacts"`, `"entry_index"`}
+	last := -1
+	for _, k := range keys {
+		i := strings.Index(string(raw), k)
+		if i <= last {
+			t.Fatalf("manifest key %s out of order:\n%s", k, raw)
+		}
+		last = i
+	}
+	if !strings.Contains(string(raw), "\n  \"job_id\"") || strings.Contains(string(raw), "encryption_key") {
+		t.Fatalf("manifest is not pretty or has a key for no encryption:\n%s", raw)
+	}
+}
