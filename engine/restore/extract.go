@@ -38,6 +38,9 @@ func (x *extractor) refuse(name, reason string) {
 }
 
 func (x *extractor) entry(ctx context.Context, h *tar.Header, tr io.Reader) error {
+	if n := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/"); n == "" || n == "." {
+		return nil // the archive's own root ("./" from tar -C dir .): that is dest itself
+	}
 	rel, why := cleanName(h.Name)
 	if why != "" {
 		x.refuse(h.Name, why)
