@@ -36,20 +36,29 @@ type Handler struct {
 	fsys    fs.FS
 	modTime time.Time // for files whose FS reports none (embedded)
 	log     zerolog.Logger
+	now     func() time.Time
 
-	mu    sync.Mutex
-	etags map[etagKey]string
+	mu   sync.Mutex
+	meta map[string]*fileMeta
 }
 
-type etagKey struct {
-	name    string
-	size    int64
-	modTime time.Time
+// fileMeta is what serving a file needs besides its bytes. It is re-validated against the file
+// system at most once per revalidateEvery, so a busy Hub does one stat per file per second instead
+// of several per request, and a rebuilt UI directory is picked up within that second.
+type fileMeta struct {
+	size      int64
+	modTime   time.Time
+	etag      string
+	siblings  map[string]*fileMeta // "br", "gzip" → precompressed variant
+	checkedAt time.Time
 }
+
+const revalidateEvery = time.Second
 
 // New serves fsys. Use Dir for a directory on disk.
 func New(fsys fs.FS, log zerolog.Logger) *Handler {
-	return &Handler{fsys: fsys, modTime: time.Now().UTC().Truncate(time.Second), log: log, etags: map[etagKey]string{}}
+	return &Handler{fsys: fsys, modTime: time.Now().UTC().Truncate(time.Second), log: log, now: time.Now,
+		meta: map[string]*fileMeta{}}
 }
 
 // Dir opens a build directory so that no path, symlink included, can resolve outside it.
@@ -114,33 +123,17 @@ func cleanName(urlPath string) (string, bool) {
 // serveFile answers with name (or a precompressed sibling) and reports false when name is not a
 // regular file.
 func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string) bool {
-	st, err := fs.Stat(h.fsys, name)
-	if err != nil || !st.Mode().IsRegular() {
+	m, err := h.lookup(name)
+	if err != nil || m == nil {
 		return false
 	}
-	servedName, encoding := name, ""
-	if sib, enc, ok := h.precompressed(r, name); ok {
-		servedName, encoding = sib, enc
-	}
-	f, err := h.fsys.Open(servedName)
-	if err != nil {
-		h.log.Warn().Err(err).Str("file", servedName).Msg("open UI file")
-		return false
-	}
-	defer f.Close()
-	fst, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	rs, ok := f.(io.ReadSeeker)
-	if !ok {
-		h.log.Error().Str("file", servedName).Msg("UI file system does not support seeking")
-		return false
-	}
-	etag, err := h.etag(servedName, fst, rs)
-	if err != nil {
-		h.log.Warn().Err(err).Str("file", servedName).Msg("hash UI file")
-		return false
+	servedName, served, encoding := name, m, ""
+	accept := r.Header.Get("Accept-Encoding")
+	for _, enc := range []string{"br", "gzip"} {
+		if sib := m.siblings[enc]; sib != nil && acceptsEncoding(accept, enc) {
+			servedName, served, encoding = name+siblingExt[enc], sib, enc
+			break
+		}
 	}
 
 	hdr := w.Header()
@@ -149,44 +142,121 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string)
 	} else {
 		hdr.Set("Cache-Control", cacheRevalidate)
 	}
+	hdr.Set("ETag", served.etag)
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	if len(m.siblings) > 0 {
+		hdr.Add("Vary", "Accept-Encoding")
+	}
+	mod := served.modTime
+	if mod.IsZero() {
+		mod = h.modTime
+	}
+	// The commonest conditional request, a revalidation with the current ETag, is answered from
+	// the cache without touching the file. (RFC 9110: If-None-Match decides; If-Modified-Since is
+	// then ignored.) Everything else goes through http.ServeContent.
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagListMatches(inm, served.etag) {
+		hdr.Set("Last-Modified", mod.UTC().Format(http.TimeFormat))
+		w.WriteHeader(http.StatusNotModified)
+		return true
+	}
+
+	f, err := h.fsys.Open(servedName)
+	if err != nil {
+		h.forget(name)
+		return false
+	}
+	defer f.Close()
+	rs, ok := f.(io.ReadSeeker)
+	if !ok {
+		h.log.Error().Str("file", servedName).Msg("UI file system does not support seeking")
+		return false
+	}
 	ctype := mime.TypeByExtension(path.Ext(name))
 	if ctype == "" {
 		ctype = "application/octet-stream"
 	}
 	hdr.Set("Content-Type", ctype)
-	hdr.Set("ETag", etag)
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	if h.hasSiblings(name) {
-		hdr.Add("Vary", "Accept-Encoding")
-	}
 	if encoding != "" {
 		hdr.Set("Content-Encoding", encoding)
 	}
-	mod := fst.ModTime()
-	if mod.IsZero() {
-		mod = h.modTime
-	}
+	// rs is the *os.File itself in directory mode, so net/http can use sendfile.
 	http.ServeContent(w, r, name, mod, rs)
 	return true
 }
 
-// precompressed picks a .br or .gz sibling the client accepts.
-func (h *Handler) precompressed(r *http.Request, name string) (string, string, bool) {
-	accept := r.Header.Get("Accept-Encoding")
-	for _, c := range []struct{ enc, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
-		if !acceptsEncoding(accept, c.enc) {
-			continue
-		}
-		if st, err := fs.Stat(h.fsys, name+c.ext); err == nil && st.Mode().IsRegular() {
-			return name + c.ext, c.enc, true
+var siblingExt = map[string]string{"br": ".br", "gzip": ".gz"}
+
+// lookup returns the cached metadata of name, revalidating it when it is older than
+// revalidateEvery; nil when name is not a regular file.
+func (h *Handler) lookup(name string) (*fileMeta, error) {
+	now := h.now()
+	h.mu.Lock()
+	m := h.meta[name]
+	h.mu.Unlock()
+	if m != nil && now.Sub(m.checkedAt) < revalidateEvery {
+		return m, nil
+	}
+	st, err := fs.Stat(h.fsys, name)
+	if err != nil || !st.Mode().IsRegular() {
+		h.forget(name)
+		return nil, nil
+	}
+	if m != nil && m.size == st.Size() && m.modTime.Equal(st.ModTime()) {
+		fresh := *m
+		fresh.checkedAt = now
+		h.store(name, &fresh)
+		return &fresh, nil
+	}
+	fresh, err := h.describe(name, st)
+	if err != nil {
+		return nil, err
+	}
+	fresh.siblings = map[string]*fileMeta{}
+	for enc, ext := range siblingExt {
+		if sst, err := fs.Stat(h.fsys, name+ext); err == nil && sst.Mode().IsRegular() {
+			if sib, err := h.describe(name+ext, sst); err == nil {
+				fresh.siblings[enc] = sib
+			}
 		}
 	}
-	return "", "", false
+	fresh.checkedAt = now
+	h.store(name, fresh)
+	return fresh, nil
 }
 
-func (h *Handler) hasSiblings(name string) bool {
-	for _, ext := range []string{".br", ".gz"} {
-		if _, err := fs.Stat(h.fsys, name+ext); err == nil {
+// describe hashes a file for its strong ETag, streaming it, never loading it whole.
+func (h *Handler) describe(name string, st fs.FileInfo) (*fileMeta, error) {
+	f, err := h.fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sum := sha256.New()
+	if _, err := io.Copy(sum, f); err != nil {
+		h.log.Warn().Err(err).Str("file", name).Msg("hash UI file")
+		return nil, err
+	}
+	return &fileMeta{size: st.Size(), modTime: st.ModTime(), etag: `"` + hex.EncodeToString(sum.Sum(nil)[:16]) + `"`}, nil
+}
+
+func (h *Handler) store(name string, m *fileMeta) {
+	h.mu.Lock()
+	h.meta[name] = m
+	h.mu.Unlock()
+}
+
+func (h *Handler) forget(name string) {
+	h.mu.Lock()
+	delete(h.meta, name)
+	h.mu.Unlock()
+}
+
+// etagListMatches applies If-None-Match's weak comparison: "*" or any listed tag equal to etag
+// once W/ prefixes are ignored.
+func etagListMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == etag {
 			return true
 		}
 	}
@@ -204,28 +274,4 @@ func acceptsEncoding(header, enc string) bool {
 		return !(q == "q=0" || q == "q=0.0" || q == "q=0.00" || q == "q=0.000")
 	}
 	return false
-}
-
-// etag is a strong validator: a hash of the bytes served, computed once per file version
-// (name, size, modification time) by streaming the file, never by loading it whole.
-func (h *Handler) etag(name string, st fs.FileInfo, rs io.ReadSeeker) (string, error) {
-	key := etagKey{name, st.Size(), st.ModTime()}
-	h.mu.Lock()
-	tag, ok := h.etags[key]
-	h.mu.Unlock()
-	if ok {
-		return tag, nil
-	}
-	sum := sha256.New()
-	if _, err := io.Copy(sum, rs); err != nil {
-		return "", err
-	}
-	if _, err := rs.Seek(0, io.SeekStart); err != nil {
-		return "", err
-	}
-	tag = `"` + hex.EncodeToString(sum.Sum(nil)[:16]) + `"`
-	h.mu.Lock()
-	h.etags[key] = tag
-	h.mu.Unlock()
-	return tag, nil
 }

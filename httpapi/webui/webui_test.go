@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -218,5 +219,46 @@ func TestEmbeddedFSWithoutModTimes(t *testing.T) {
 	}
 	if lm, err := http.ParseTime(resp.Header.Get("Last-Modified")); err != nil || time.Since(lm) > time.Hour {
 		t.Errorf("Last-Modified %q should be the handler's start time", resp.Header.Get("Last-Modified"))
+	}
+}
+
+func TestRebuiltFileIsPickedUpAfterRevalidation(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("testdata/dist")); err != nil {
+		t.Fatal(err)
+	}
+	fsys, err := Dir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(fsys, zerolog.Nop())
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	h.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	resp, _ := get(t, srv, "GET", "/", nil)
+	oldTag := resp.Header.Get("ETag")
+	newIndex := []byte("<!doctype html><p>rebuilt</p>")
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), newIndex, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(revalidateEvery)
+	mu.Unlock()
+	resp, body := get(t, srv, "GET", "/", map[string]string{"If-None-Match": oldTag})
+	if resp.StatusCode != 200 || !bytes.Equal(body, newIndex) || resp.Header.Get("ETag") == oldTag {
+		t.Fatalf("after a rebuild: status %d, body %q, ETag %s (old %s)", resp.StatusCode, body, resp.Header.Get("ETag"), oldTag)
+	}
+	if err := os.Remove(filepath.Join(dir, "assets", "style-9d8e7f6a.css")); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(revalidateEvery)
+	mu.Unlock()
+	if resp, _ := get(t, srv, "GET", "/assets/style-9d8e7f6a.css", nil); resp.StatusCode != 404 {
+		t.Fatalf("deleted asset: status %d, want 404", resp.StatusCode)
 	}
 }
