@@ -373,3 +373,17 @@ func fileHash(t *testing.T, p string) string {
 func archRoot(dest, src string) string {
 	return filepath.Join(dest, strings.TrimPrefix(filepath.Clean(src), "/"))
 }
+
+var timeZero = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func corrupt(t *testing.T, p string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/3] ^= 0x01
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

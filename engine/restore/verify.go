@@ -1,0 +1,251 @@
+package restore
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/klauspost/compress/zstd"
+	_ "github.com/mattn/go-sqlite3" // integrity_check of restored databases
+	"github.com/zeebo/blake3"
+
+	"github.com/bastion-backup/bastion/engine/backup/format"
+	"github.com/bastion-backup/bastion/engine/progress"
+	"github.com/bastion-backup/bastion/engine/targets"
+)
+
+// VerifyRequest is a restore drill: a full restore into ScratchDir, then every file checked
+// against the entries index.
+type VerifyRequest struct {
+	JobID, RunID string
+	Target       targets.Target
+	// ScratchDir is removed when Verify returns.
+	ScratchDir string
+	Keys       IdentityProvider
+	// SQLiteSnapshot names the database to integrity-check inside the snapshot: the run
+	// summary's sqlite.snapshot_name, or "db.sqlite3" for Vaultwarden; empty skips the check.
+	SQLiteSnapshot string
+	Events         EventSink
+	Progress       *progress.Reporter
+}
+
+// VerifyResult is the summary of backup.md §10.
+type VerifyResult struct {
+	OK          bool          `json:"ok"`
+	FilesTotal  int64         `json:"files_total"`
+	FilesOK     int64         `json:"files_ok"`
+	FilesFailed int64         `json:"files_failed"`
+	SQLiteOK    *bool         `json:"sqlite_ok"`
+	SQLite      *SQLiteVerify `json:"sqlite"`
+	Errors      []string      `json:"errors"` // at most 10 samples
+}
+
+// SQLiteVerify is the integrity check of the restored database.
+type SQLiteVerify struct {
+	Path  string   `json:"path"`
+	Lines []string `json:"lines"`
+}
+
+const maxVerifyErrors = 10
+
+// Verify restores the run into a scratch directory and compares it with the entries index.
+// A missing or damaged part fails with a *PartError naming it; content mismatches are
+// reported in the result (OK false) with a nil error.
+func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
+	res := VerifyResult{Errors: []string{}}
+	if err := os.MkdirAll(req.ScratchDir, 0o700); err != nil {
+		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create scratch: %w", err)}
+	}
+	defer os.RemoveAll(req.ScratchDir)
+	dest := filepath.Join(req.ScratchDir, "restore")
+	rr, err := Restore(ctx, Request{
+		JobID: req.JobID, RunID: req.RunID, Target: req.Target, Destination: dest,
+		StagingDir: filepath.Join(req.ScratchDir, "staging"), Conflict: ConflictOverwrite,
+		Keys: req.Keys, Events: req.Events, Progress: req.Progress,
+	})
+	if err != nil {
+		return res, err
+	}
+	run := targets.RunRef{JobID: req.JobID, RunID: req.RunID}
+	indexPath := filepath.Join(req.ScratchDir, targets.EntriesName)
+	if err := FetchIndex(ctx, req.Target, run, indexPath); err != nil {
+		return res, err
+	}
+	fail := func(msg string) {
+		res.FilesFailed++
+		if len(res.Errors) < maxVerifyErrors {
+			res.Errors = append(res.Errors, msg)
+		}
+	}
+	req.Progress.Stage("verify", &progress.Units{Files: uint64(rr.Manifest.EntryIndex.Count)})
+	var count int64
+	err = scanIndex(indexPath, func(e format.Entry) error {
+		count++
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if e.Kind != format.KindFile {
+			return nil
+		}
+		res.FilesTotal++
+		if e.Hash == nil {
+			fail(e.Path + ": missing hash in index")
+			return nil
+		}
+		p := filepath.Join(dest, filepath.FromSlash(e.Path))
+		size, hash, err := hashFile(p)
+		switch {
+		case err != nil:
+			fail(e.Path + ": missing: " + err.Error())
+		case size != e.Size:
+			fail(fmt.Sprintf("%s: size %d, index says %d", e.Path, size, e.Size))
+		case hash != *e.Hash:
+			fail(e.Path + ": hash mismatch")
+		default:
+			res.FilesOK++
+		}
+		req.Progress.Set(progress.Units{Files: uint64(count)})
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	if count != rr.Manifest.EntryIndex.Count {
+		if len(res.Errors) < maxVerifyErrors {
+			res.Errors = append(res.Errors, fmt.Sprintf("entries_count mismatch: index has %d lines, manifest says %d", count, rr.Manifest.EntryIndex.Count))
+		}
+		res.FilesFailed = max(res.FilesFailed, 1)
+	}
+	sqliteOK := true
+	if req.SQLiteSnapshot != "" {
+		lines, ok := integrityCheck(ctx, filepath.Join(dest, filepath.FromSlash(req.SQLiteSnapshot)))
+		res.SQLiteOK = &ok
+		res.SQLite = &SQLiteVerify{Path: req.SQLiteSnapshot, Lines: lines}
+		sqliteOK = ok
+	}
+	res.OK = res.FilesFailed == 0 && sqliteOK
+	level := "info"
+	if !res.OK {
+		level = "error"
+	}
+	emit(req.Events, level, "verify", "verify finished", map[string]any{
+		"ok": res.OK, "files_total": res.FilesTotal, "files_ok": res.FilesOK, "files_failed": res.FilesFailed,
+		"sqlite_ok": res.SQLiteOK, "errors": res.Errors,
+	})
+	return res, nil
+}
+
+func hashFile(p string) (int64, string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := blake3.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", err
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func integrityCheck(ctx context.Context, p string) ([]string, bool) {
+	if _, err := os.Stat(p); err != nil {
+		return []string{"database missing from the snapshot: " + err.Error()}, false
+	}
+	db, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: p}).EscapedPath()+"?mode=ro")
+	if err != nil {
+		return []string{err.Error()}, false
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, "PRAGMA integrity_check")
+	if err != nil {
+		return []string{err.Error()}, false
+	}
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			return append(lines, err.Error()), false
+		}
+		if len(lines) < 64 {
+			lines = append(lines, l)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return append(lines, err.Error()), false
+	}
+	return lines, len(lines) == 1 && lines[0] == "ok"
+}
+
+// FetchIndex downloads the run's entries.jsonl.zst to path, unless a file of the same size is
+// already there (a cache the caller may keep between picker requests).
+func FetchIndex(ctx context.Context, t targets.Target, run targets.RunRef, path string) error {
+	size, err := t.Size(ctx, run, targets.EntriesName)
+	if err != nil {
+		return fmt.Errorf("size of entries index: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Size() == size {
+		return nil
+	}
+	rc, err := t.Open(ctx, run, targets.EntriesName)
+	if err != nil {
+		return fmt.Errorf("open entries index: %w", err)
+	}
+	defer rc.Close()
+	tmp := path + ".partial"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("cache entries index: %w", err)
+	}
+	n, err := io.Copy(f, &ctxReader{ctx: ctx, r: rc})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n != size {
+		err = fmt.Errorf("got %d bytes, expected %d", n, size)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("download entries index: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// scanIndex streams the lines of a local entries.jsonl.zst.
+func scanIndex(path string, fn func(format.Entry) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open entries index: %w", err)
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return fmt.Errorf("read entries index: %w", err)
+	}
+	defer zr.Close()
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var e format.Entry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return fmt.Errorf("entries index line: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read entries index: %w", err)
+	}
+	return nil
+}
+
