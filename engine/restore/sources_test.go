@@ -2,9 +2,9 @@ package restore_test
 
 import (
 	"bufio"
-	"errors"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"

@@ -248,4 +248,3 @@ func scanIndex(path string, fn func(format.Entry) error) error {
 	}
 	return nil
 }
-
