@@ -1,16 +1,37 @@
 // Package httpapi is the Hub's HTTP surface: the chi router, its middleware chain, one file per
 // API resource, the static web UI and the agent socket.
+//
+// # Route protection
+//
+// Every request passes, in order: request ID, client IP (trusted proxies), access log, panic
+// recovery, body limits, and the HTTPS gate (middleware.RequireHTTPS: plain HTTP only from
+// loopback or with --insecure-http; open paths are listed in openPaths).
+//
+// Under /api, routes fall in two groups, and a resource picks one by where it registers:
+//
+//   - open routes (systemRoutes, authRoutes): no session. Add nothing here without a reason.
+//   - session routes: everything registered from sessionRoutes. requireSession answers 401
+//     unauthorized without a live session, and 401 invalid_csrf when a request other than
+//     GET/HEAD/OPTIONS lacks the session's X-CSRF-Token. Handlers there get the user id from
+//     UserID(r); the request logger (zerolog.Ctx) already carries user_id.
+//
+// A new resource is a file with `func (s *Server) fooRoutes(r chi.Router)` and one line in
+// sessionRoutes. Its services come in through Config fields. /agent/* routes authenticate agents
+// with their bearer key instead and are registered outside /api.
 package httpapi
 
 import (
 	"io/fs"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/httpapi/webui"
@@ -28,18 +49,39 @@ type Config struct {
 	InsecureHTTP   bool
 	TrustedProxies []netip.Prefix
 	DebugErrors    bool
+
+	// Clock is the time source of sessions and login throttling; nil is the wall clock.
+	Clock clock.Clock
+
+	// testSessionRoutes lets this package's tests mount probe handlers behind requireSession
+	// (export_test.go).
+	testSessionRoutes func(chi.Router)
 }
+
+// openPaths are served over plain HTTP from anywhere: health checks, version, and whether setup
+// is needed. None of them takes or returns a secret.
+var openPaths = []string{"/api/health", "/api/ready", "/api/system", "/api/setup/status"}
 
 // Server holds the handlers' dependencies.
 type Server struct {
-	cfg Config
-	log zerolog.Logger
-	db  *storage.DB
+	cfg      Config
+	log      zerolog.Logger
+	db       *storage.DB
+	clock    clock.Clock
+	throttle throttle
+	hashSem  chan struct{} // bounds concurrent Argon2 computations
 }
 
 // New builds the Hub's HTTP handler.
 func New(cfg Config) http.Handler {
-	s := &Server{cfg: cfg, log: cfg.Logger.With().Str("component", "http").Logger(), db: cfg.DB}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger.With().Str("component", "http").Logger(), db: cfg.DB, clock: cfg.Clock,
+		throttle: throttle{db: cfg.DB, clock: cfg.Clock},
+		hashSem:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+	}
 	r := chi.NewRouter()
 	r.Use(
 		middleware.RequestID(s.log),
@@ -47,6 +89,7 @@ func New(cfg Config) http.Handler {
 		middleware.AccessLog,
 		middleware.Recover,
 		middleware.BodyLimit,
+		middleware.RequireHTTPS(cfg.InsecureHTTP, openPaths...),
 	)
 	if cfg.DebugErrors {
 		r.Use(func(next http.Handler) http.Handler {
@@ -64,6 +107,11 @@ func New(cfg Config) http.Handler {
 			respond.Error(w, r, respond.New(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint"))
 		})
 		s.systemRoutes(r)
+		s.authRoutes(r)
+		r.Group(func(r chi.Router) {
+			r.Use(s.requireSession)
+			s.sessionRoutes(r)
+		})
 	})
 
 	if cfg.UI != nil {
@@ -78,3 +126,13 @@ func New(cfg Config) http.Handler {
 	}
 	return r
 }
+
+// sessionRoutes registers every resource that needs a logged-in administrator (and CSRF on
+// mutations): add one line per resource.
+func (s *Server) sessionRoutes(r chi.Router) {
+	if s.cfg.testSessionRoutes != nil {
+		s.cfg.testSessionRoutes(r)
+	}
+}
+
+func (s *Server) now() time.Time { return s.clock.Now() }

@@ -1,5 +1,5 @@
 // Package middleware holds the Hub's HTTP plumbing, applied in this order: request ID, client IP,
-// access log, panic recovery, body limits.
+// access log, panic recovery, body limits, HTTPS gate.
 package middleware
 
 import (

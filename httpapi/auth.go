@@ -1,0 +1,412 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/httpapi/middleware"
+	"github.com/bastion-backup/bastion/httpapi/password"
+	"github.com/bastion-backup/bastion/httpapi/respond"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// Session and CSRF wire names.
+const (
+	SessionCookie = "bastion_session"
+	CSRFHeader    = "X-CSRF-Token"
+)
+
+const (
+	// SessionTTL is how long a login lasts: absolute, counted from the login, never extended.
+	SessionTTL = 7 * 24 * time.Hour
+	// MinPasswordLen is the shortest password setup accepts, in bytes.
+	MinPasswordLen = 12
+	// maxUsernameLen bounds usernames set at setup.
+	maxUsernameLen = 128
+	tokenBytes     = 32
+)
+
+var tokenEncoding = base64.RawURLEncoding
+
+// authRoutes are reachable without a session. Logout checks its session itself: without one it
+// has nothing to protect and still answers 204.
+func (s *Server) authRoutes(r chi.Router) {
+	r.Post("/setup/initialize", s.setupInitialize)
+	r.Post("/auth/login", s.login)
+	r.Post("/auth/logout", s.logout)
+	r.Get("/session", s.session)
+}
+
+type credentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+func (s *Server) setupInitialize(w http.ResponseWriter, r *http.Request) {
+	var req credentials
+	if err := respond.DecodeJSON(r, &req); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	username := strings.TrimSpace(req.Username)
+	if err := validateUsername(username); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if len(req.Password) < MinPasswordLen {
+		respond.Error(w, r, respond.BadRequest("invalid_password",
+			fmt.Sprintf("password must be at least %d bytes long", MinPasswordLen)).
+			Reason("min_length").Field("password").Param("min_length", MinPasswordLen))
+		return
+	}
+	ctx := r.Context()
+	// A quick answer for the common case; the conditional insert below is what decides a race.
+	if n, err := s.db.Reader().CountUsers(ctx); err != nil {
+		respond.Error(w, r, err)
+		return
+	} else if n > 0 {
+		respond.Error(w, r, errAlreadyInitialized())
+		return
+	}
+	hash, err := s.hashPassword(ctx, req.Password)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	created, err := s.db.Writer().CreateFirstUser(ctx, username, hash, s.now().Unix())
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if !created {
+		respond.Error(w, r, errAlreadyInitialized())
+		return
+	}
+	zerolog.Ctx(ctx).Info().Msg("setup complete: administrator created")
+	respond.NoContent(w)
+}
+
+func errAlreadyInitialized() error {
+	return respond.Conflict("already_initialized", "setup is already complete")
+}
+
+func validateUsername(u string) error {
+	bad := func(reason, msg string) *respond.APIError {
+		return respond.BadRequest("invalid_username", msg).Reason(reason).Field("username")
+	}
+	switch {
+	case u == "":
+		return bad("required", "username is required")
+	case len(u) > maxUsernameLen:
+		return bad("too_long", fmt.Sprintf("username is longer than %d bytes", maxUsernameLen)).Param("max_length", maxUsernameLen)
+	case !utf8.ValidString(u):
+		return bad("invalid_format", "username is not valid UTF-8")
+	}
+	for _, c := range u {
+		if unicode.IsControl(c) {
+			return bad("invalid_format", "username must not contain control characters")
+		}
+	}
+	return nil
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	log := zerolog.Ctx(ctx)
+	ip := clientKey(r)
+	// Throttling comes first: a locked-out client learns nothing about its guesses, and costs no
+	// password hashing.
+	if wait, err := s.throttle.lockedFor(ctx, ip); err != nil {
+		respond.Error(w, r, err)
+		return
+	} else if wait > 0 {
+		secs := int64((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", fmt.Sprint(secs))
+		log.Warn().Str("client_ip", ip).Int64("retry_after_seconds", secs).Msg("login refused: client is locked out")
+		respond.Error(w, r, respond.New(http.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("too many failed logins; retry after %d seconds", secs)).
+			Reason("throttled").Param("retry_after_seconds", secs))
+		return
+	}
+	var req credentials
+	if err := respond.DecodeJSON(r, &req); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	username := strings.TrimSpace(req.Username)
+	if username == "" {
+		respond.Error(w, r, respond.BadRequest("invalid_username", "username is required").Reason("required").Field("username"))
+		return
+	}
+	if req.Password == "" {
+		respond.Error(w, r, respond.BadRequest("invalid_password", "password is required").Reason("required").Field("password"))
+		return
+	}
+
+	user, ok, err := s.checkCredentials(ctx, username, req.Password)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if !ok {
+		locked, err := s.throttle.recordFailure(ctx, ip)
+		if err != nil {
+			respond.Error(w, r, err)
+			return
+		}
+		ev := log.Info()
+		if locked {
+			ev = log.Warn().Bool("locked", true)
+		}
+		ev.Str("client_ip", ip).Msg("login failed: invalid credentials")
+		respond.Error(w, r, respond.Unauthorized("invalid_credentials", "invalid username or password"))
+		return
+	}
+
+	token, sess, err := newSession(user.ID, s.now())
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	err = s.db.Write(ctx, func(q storage.Q) error {
+		if err := q.DeleteLoginThrottle(ctx, ip); err != nil {
+			return err
+		}
+		return q.InsertSession(ctx, sess)
+	})
+	if err != nil {
+		respond.Error(w, r, fmt.Errorf("log in: %w", err))
+		return
+	}
+	setSessionCookie(w, r, token)
+	log.Info().Int64("user_id", user.ID).Str("client_ip", ip).Msg("login succeeded")
+	w.Header().Set("Cache-Control", "no-store")
+	respond.JSON(w, http.StatusOK, map[string]string{"csrf_token": sess.CSRFToken})
+}
+
+// checkCredentials hashes the password whether or not the user exists, so that an unknown user
+// and a wrong password take the same time and give the same answer.
+func (s *Server) checkCredentials(ctx context.Context, username, pw string) (storage.User, bool, error) {
+	user, err := s.db.Reader().GetUserByUsername(ctx, username)
+	found := err == nil
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return storage.User{}, false, err
+	}
+	if err := s.acquireHasher(ctx); err != nil {
+		return storage.User{}, false, err
+	}
+	defer s.releaseHasher()
+	if !found {
+		password.VerifyDummy(pw)
+		return storage.User{}, false, nil
+	}
+	ok, err := password.Verify(user.PasswordHash, pw)
+	if err != nil {
+		// A stored hash we cannot read is the operator's problem, not the client's: log it (the
+		// error never includes the hash) and answer like a wrong password.
+		zerolog.Ctx(ctx).Error().Err(err).Int64("user_id", user.ID).Msg("stored password hash is unusable")
+		return storage.User{}, false, nil
+	}
+	return user, ok, nil
+}
+
+func (s *Server) hashPassword(ctx context.Context, pw string) (string, error) {
+	if err := s.acquireHasher(ctx); err != nil {
+		return "", err
+	}
+	defer s.releaseHasher()
+	return password.Hash(pw)
+}
+
+// acquireHasher bounds concurrent Argon2 computations: each takes 19 MiB and a core for tens of
+// milliseconds, and a burst of logins must not exhaust the host's memory.
+func (s *Server) acquireHasher(ctx context.Context) error {
+	select {
+	case s.hashSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for a password hashing slot: %w", ctx.Err())
+	}
+}
+
+func (s *Server) releaseHasher() { <-s.hashSem }
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sess, ok, err := s.lookupSession(r)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if ok {
+		if !csrfMatches(r, sess) {
+			respond.Error(w, r, errInvalidCSRF())
+			return
+		}
+		if err := s.db.Writer().DeleteSession(ctx, sess.ID); err != nil {
+			respond.Error(w, r, err)
+			return
+		}
+		zerolog.Ctx(ctx).Info().Int64("user_id", sess.UserID).Msg("logged out")
+	}
+	clearSessionCookie(w, r)
+	respond.NoContent(w)
+}
+
+type sessionInfo struct {
+	Authenticated bool   `json:"authenticated"`
+	CSRFToken     string `json:"csrf_token,omitempty"`
+}
+
+func (s *Server) session(w http.ResponseWriter, r *http.Request) {
+	sess, ok, err := s.lookupSession(r)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if !ok {
+		respond.JSON(w, http.StatusOK, sessionInfo{})
+		return
+	}
+	respond.JSON(w, http.StatusOK, sessionInfo{Authenticated: true, CSRFToken: sess.CSRFToken})
+}
+
+// requireSession lets a request through only with a live session, and, unless its method is
+// safe (GET, HEAD, OPTIONS), only with that session's CSRF token in X-CSRF-Token. It puts the
+// user id in the context (UserID) and in the request logger.
+func (s *Server) requireSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess, ok, err := s.lookupSession(r)
+		if err != nil {
+			respond.Error(w, r, err)
+			return
+		}
+		if !ok {
+			respond.Error(w, r, respond.Unauthorized("unauthorized", "login required"))
+			return
+		}
+		// The request logger is per request; updating it in place makes the access log line carry
+		// the user id too.
+		zerolog.Ctx(r.Context()).UpdateContext(func(c zerolog.Context) zerolog.Context {
+			return c.Int64("user_id", sess.UserID)
+		})
+		if !safeMethod(r.Method) && !csrfMatches(r, sess) {
+			respond.Error(w, r, errInvalidCSRF())
+			return
+		}
+		ctx := withSession(r.Context(), authSession{userID: sess.UserID, row: sess})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+func errInvalidCSRF() error {
+	return respond.Unauthorized("invalid_csrf", "missing or invalid CSRF token (X-CSRF-Token)")
+}
+
+func csrfMatches(r *http.Request, sess storage.Session) bool {
+	got := r.Header.Get(CSRFHeader)
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(sess.CSRFToken)) == 1
+}
+
+// lookupSession finds the live session named by the request's cookie. A missing, malformed,
+// unknown or expired cookie is simply no session.
+func (s *Server) lookupSession(r *http.Request) (storage.Session, bool, error) {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return storage.Session{}, false, nil
+	}
+	id, ok := sessionID(c.Value)
+	if !ok {
+		return storage.Session{}, false, nil
+	}
+	sess, err := s.db.Reader().GetSession(r.Context(), id, s.now().Unix())
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Session{}, false, nil
+	}
+	if err != nil {
+		return storage.Session{}, false, err
+	}
+	return sess, true, nil
+}
+
+// sessionID is what the database stores for a cookie value: the SHA-256 of the token, so that a
+// copy of the database (a backup, a stolen disk) holds no usable session. It refuses anything
+// that is not a token this Hub could have issued, without touching the database.
+func sessionID(cookie string) (string, bool) {
+	raw, err := tokenEncoding.DecodeString(cookie)
+	if err != nil || len(raw) != tokenBytes {
+		return "", false
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:]), true
+}
+
+// newSession returns the cookie token and the row to store for a login at now.
+func newSession(userID int64, now time.Time) (string, storage.Session, error) {
+	token, err := randomToken()
+	if err != nil {
+		return "", storage.Session{}, err
+	}
+	csrf, err := randomToken()
+	if err != nil {
+		return "", storage.Session{}, err
+	}
+	id, _ := sessionID(token)
+	return token, storage.Session{
+		ID: id, UserID: userID, CSRFToken: csrf,
+		CreatedAt: now.Unix(), ExpiresAt: now.Add(SessionTTL).Unix(),
+	}, nil
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, tokenBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate token: %w", err)
+	}
+	return tokenEncoding.EncodeToString(b), nil
+}
+
+// setSessionCookie sets a browser-session cookie (no Max-Age: the server row's expiry is what
+// counts). Secure only when the request reached a trusted proxy over HTTPS: a Secure cookie sent
+// over plain HTTP (loopback, --insecure-http) would be dropped by the browser.
+func setSessionCookie(w http.ResponseWriter, r *http.Request, token string) {
+	http.SetCookie(w, &http.Cookie{
+		Name: SessionCookie, Value: token, Path: "/",
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: middleware.GetClient(r).HTTPS,
+	})
+}
+
+func clearSessionCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{
+		Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: middleware.GetClient(r).HTTPS,
+	})
+}
+
+// clientKey is the throttle key of a request: its client address through trusted proxies.
+func clientKey(r *http.Request) string {
+	ip := middleware.GetClient(r).IP
+	if !ip.IsValid() {
+		return "unknown"
+	}
+	return ip.String()
+}
