@@ -556,3 +556,7 @@ func TestPartsAreCutExactly(t *testing.T) {
 		t.Fatalf("manifest is not pretty or has a key for no encryption:\n%s", raw)
 	}
 }
+
+func backupRunFn(ctx context.Context, tg targets.Target, s *jobspec.Spec, run, staging string, keys backup.KeyProvider, now time.Time) (backup.Summary, error) {
+	return backup.Run(ctx, backup.Request{JobID: jobID, RunID: run, StartedAt: now, Spec: s, Target: tg, StagingDir: staging, Keys: keys, Logger: zerolog.Nop()})
+}
