@@ -59,8 +59,10 @@ func benchTree(b *testing.B) (string, int64) {
 
 type benchKeys struct{ id *age.X25519Identity }
 
-func (k benchKeys) Recipient(context.Context, string) (age.Recipient, error) { return k.id.Recipient(), nil }
-func (k benchKeys) Identity(context.Context, string) (age.Identity, error)   { return k.id, nil }
+func (k benchKeys) Recipient(context.Context, string) (age.Recipient, error) {
+	return k.id.Recipient(), nil
+}
+func (k benchKeys) Identity(context.Context, string) (age.Identity, error) { return k.id, nil }
 
 func childMaxRSS() int64 {
 	var ru syscall.Rusage
