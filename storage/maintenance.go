@@ -15,9 +15,9 @@ type PruneStats struct {
 }
 
 const (
-	qPruneSessions   = `DELETE FROM sessions WHERE expires_at <= ?`
-	qPruneTokens     = `DELETE FROM enrollment_tokens WHERE expires_at <= ? OR remaining_uses <= 0`
-	qPruneThrottle   = `DELETE FROM login_throttle WHERE last_failed_at < ? AND (locked_until IS NULL OR locked_until <= ?)`
+	qPruneSessions = `DELETE FROM sessions WHERE expires_at <= ?`
+	qPruneTokens   = `DELETE FROM enrollment_tokens WHERE expires_at <= ? OR remaining_uses <= 0`
+	qPruneThrottle = `DELETE FROM login_throttle WHERE last_failed_at < ? AND (locked_until IS NULL OR locked_until <= ?)`
 )
 
 // PruneExpired deletes expired sessions, expired or used-up enrollment tokens, and login-throttle

@@ -28,6 +28,12 @@ var hotQueries = []struct {
 	{"tokens by expiry (pruning)", `SELECT token_hash FROM enrollment_tokens WHERE expires_at <= ?`, []any{1}},
 	{"throttle rows by age (pruning)", `SELECT ip FROM login_throttle WHERE last_failed_at < ?`, []any{1}},
 	{"due notifications", `SELECT id FROM notifications WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1`, []any{1}},
+	{"snapshots page", qSnapshotsPage, []any{"j", 1, 1, "r", 50}},
+	{"snapshots page by status", qSnapshotsPageByStatus, []any{"j", SnapshotPresent, 1, 1, "r", 50}},
+	{"due delete tasks", DeleteQueue.qDue(), []any{1, 20}},
+	{"next due delete task", DeleteQueue.qNextDue(), nil},
+	{"due cleanup tasks", CleanupQueue.qDue(), []any{1, 20}},
+	{"retention deletes today", `SELECT COUNT(*) FROM artifact_delete_tasks WHERE job_id = ? AND reason = 'retention' AND created_at >= ?`, []any{"j", 1}},
 	{"agents by last seen", `SELECT id FROM agents WHERE last_seen_at >= ?`, []any{1}},
 }
 

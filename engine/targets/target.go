@@ -220,3 +220,10 @@ func ValidateName(name string) error {
 func AlwaysRewrite(name string) bool {
 	return name == ManifestName || name == CompleteName
 }
+
+// RunTarget is the JSON stored with a run (runs.target_snapshot_json) and a snapshot
+// (run_artifacts.target_snapshot_json): which node wrote it, and where, without credentials.
+type RunTarget struct {
+	NodeID string   `json:"node_id"`
+	Target Redacted `json:"target"`
+}
