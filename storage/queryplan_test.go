@@ -35,6 +35,13 @@ var hotQueries = []struct {
 	{"due cleanup tasks", CleanupQueue.qDue(), []any{1, 20}},
 	{"retention deletes today", `SELECT COUNT(*) FROM artifact_delete_tasks WHERE job_id = ? AND reason = 'retention' AND created_at >= ?`, []any{"j", 1}},
 	{"agents by last seen", `SELECT id FROM agents WHERE last_seen_at >= ?`, []any{1}},
+	{"agent by key hash (every agent connection)", qAgentByKeyHash, []any{[]byte("h")}},
+	{"agents seen since", qAgentsSeenSince, []any{1}},
+	{"labels of an agent", qAgentLabels, []any{"a"}},
+	{"open tasks of an agent (resend on connect)", qOpenAgentTasks, []any{"a", 0, "", 100}},
+	{"unacknowledged agent tasks (ack timeout)", qUnackedAgentTasks, []any{1, 100}},
+	{"oldest unacknowledged send", qOldestUnackedSend, nil},
+	{"open agent task of a run", qAgentTaskByRun, []any{"r"}},
 }
 
 func TestHotQueriesUseIndexes(t *testing.T) {

@@ -1,0 +1,347 @@
+package protocol
+
+import "encoding/json"
+
+// Optional fields are pointers (or json.RawMessage) without omitempty, so they go out as null,
+// as the original sends them; readers accept null, absence and unknown fields alike.
+
+// Hello is the agent's first message on a connection.
+type Hello struct {
+	AgentID      string       `json:"agent_id"` // ignored by the Hub: identity comes from the key
+	Name         *string      `json:"name"`
+	Info         AgentInfo    `json:"info"`
+	Capabilities Capabilities `json:"capabilities"`
+	// HeartbeatSeconds is a Go extension: the agent's ping interval.
+	HeartbeatSeconds *float64 `json:"heartbeat_seconds,omitempty"`
+}
+
+type AgentInfo struct {
+	Version string `json:"version"`
+	OS      string `json:"os"`
+	Arch    string `json:"arch"`
+}
+
+type Capabilities struct {
+	Backup  []string `json:"backup"`
+	Control []string `json:"control"`
+	Drivers *Drivers `json:"drivers"`
+}
+
+type Drivers struct {
+	Source []DriverID     `json:"source"`
+	Target []TargetDriver `json:"target"`
+}
+
+type DriverID struct {
+	Kind    string `json:"kind"`
+	Version int    `json:"version"`
+}
+
+type TargetDriver struct {
+	Kind         string             `json:"kind"`
+	Version      int                `json:"version"`
+	Capabilities TargetCapabilities `json:"capabilities"`
+}
+
+type TargetCapabilities struct {
+	SupportsArchiveRollingUpload bool `json:"supports_archive_rolling_upload"`
+	SupportsRawTreeDirectUpload  bool `json:"supports_raw_tree_direct_upload"`
+	SupportsCleanupRun           bool `json:"supports_cleanup_run"`
+	SupportsRestoreReader        bool `json:"supports_restore_reader"`
+}
+
+type Ping struct{}
+type Pong struct{}
+
+// Task asks the agent to run a backup. TaskID equals the run id.
+type Task struct {
+	TaskID string     `json:"task_id"`
+	Task   BackupTask `json:"task"`
+}
+
+type BackupTask struct {
+	RunID              string              `json:"run_id"`
+	JobID              string              `json:"job_id"`
+	StartedAt          int64               `json:"started_at"`
+	Spec               json.RawMessage     `json:"spec"`
+	SourceDriver       *DriverID           `json:"source_driver"`
+	TargetDriver       *DriverID           `json:"target_driver"`
+	TargetCapabilities *TargetCapabilities `json:"target_capabilities"`
+}
+
+// Ack: the agent has received (and durably recorded) task_id.
+type Ack struct {
+	TaskID string `json:"task_id"`
+}
+
+// RunEvent is a run log line, or (kind progress_snapshot) the run's latest progress.
+type RunEvent struct {
+	RunID   string          `json:"run_id"`
+	Level   string          `json:"level"`
+	Kind    string          `json:"kind"`
+	Message string          `json:"message"`
+	Fields  json.RawMessage `json:"fields"`
+}
+
+// Task result statuses.
+const (
+	StatusSuccess  = "success"
+	StatusFailed   = "failed"
+	StatusCanceled = "canceled"
+)
+
+// TaskResult is the terminal outcome of a task.
+type TaskResult struct {
+	TaskID  string          `json:"task_id"`
+	RunID   string          `json:"run_id"`
+	Status  string          `json:"status"`
+	Summary json.RawMessage `json:"summary"`
+	Error   *string         `json:"error"`
+}
+
+// TaskResultAck (Go extension) tells the agent the Hub has applied the result of TaskID, for
+// backups and restores alike.
+type TaskResultAck struct {
+	TaskID string `json:"task_id"`
+}
+
+type CancelRunTask struct {
+	RunID string `json:"run_id"`
+}
+
+// RestoreTask asks the agent to restore a run. TaskID equals the operation id.
+type RestoreTask struct {
+	TaskID string         `json:"task_id"`
+	Task   RestoreRequest `json:"task"`
+}
+
+type RestoreRequest struct {
+	OpID           string              `json:"op_id"`
+	RunID          string              `json:"run_id"`
+	Destination    *RestoreDestination `json:"destination"`
+	DestinationDir string              `json:"destination_dir"` // legacy
+	ConflictPolicy string              `json:"conflict_policy"`
+	Selection      *RestoreSelection   `json:"selection"`
+}
+
+type RestoreDestination struct {
+	Type       string `json:"type"` // local_fs | webdav
+	Directory  string `json:"directory,omitempty"`
+	BaseURL    string `json:"base_url,omitempty"`
+	SecretName string `json:"secret_name,omitempty"`
+	Prefix     string `json:"prefix,omitempty"`
+}
+
+type RestoreSelection struct {
+	Files []string `json:"files"`
+	Dirs  []string `json:"dirs"`
+}
+
+type CancelOperationTask struct {
+	OpID string `json:"op_id"`
+}
+
+type OperationEvent struct {
+	OpID    string          `json:"op_id"`
+	Level   string          `json:"level"`
+	Kind    string          `json:"kind"`
+	Message string          `json:"message"`
+	Fields  json.RawMessage `json:"fields"`
+}
+
+type OperationResult struct {
+	OpID    string          `json:"op_id"`
+	Status  string          `json:"status"`
+	Summary json.RawMessage `json:"summary"`
+	Error   *string         `json:"error"`
+}
+
+type OperationEventMsg struct {
+	Event OperationEvent `json:"event"`
+}
+
+type OperationResultMsg struct {
+	Result OperationResult `json:"result"`
+}
+
+type SnapshotDeleteTask struct {
+	Task SnapshotDelete `json:"task"`
+}
+
+type SnapshotDelete struct {
+	RunID   string `json:"run_id"`
+	JobID   string `json:"job_id"`
+	BaseDir string `json:"base_dir"`
+}
+
+type SnapshotDeleteEvent struct {
+	RunID   string          `json:"run_id"`
+	Level   string          `json:"level"`
+	Kind    string          `json:"kind"`
+	Message string          `json:"message"`
+	Fields  json.RawMessage `json:"fields"`
+}
+
+type SnapshotDeleteResult struct {
+	RunID     string  `json:"run_id"`
+	Status    string  `json:"status"` // success | not_found | failed
+	ErrorKind *string `json:"error_kind"`
+	Error     *string `json:"error"`
+}
+
+// ListOptions are the paging, filter and sort fields shared by fs_list and webdav_list.
+type ListOptions struct {
+	Cursor       *string `json:"cursor"`
+	Limit        *int    `json:"limit"`
+	Q            *string `json:"q"`
+	Kind         *string `json:"kind"`
+	HideDotfiles *bool   `json:"hide_dotfiles"`
+	TypeSort     *string `json:"type_sort"`
+	SortBy       *string `json:"sort_by"`
+	SortDir      *string `json:"sort_dir"`
+	SizeMinBytes *int64  `json:"size_min_bytes"`
+	SizeMaxBytes *int64  `json:"size_max_bytes"`
+}
+
+type FsList struct {
+	RequestID string `json:"request_id"`
+	Path      string `json:"path"`
+	ListOptions
+}
+
+type FsEntry struct {
+	Name  string `json:"name"`
+	Path  string `json:"path"`
+	Kind  string `json:"kind"` // dir | file | symlink | other
+	Size  int64  `json:"size"`
+	Mtime *int64 `json:"mtime"`
+}
+
+type FsListResult struct {
+	RequestID    string          `json:"request_id"`
+	Entries      []FsEntry       `json:"entries"`
+	NextCursor   *string         `json:"next_cursor"`
+	Total        *int64          `json:"total"`
+	ErrorCode    *string         `json:"error_code"`
+	ErrorDetails json.RawMessage `json:"error_details"`
+	Error        *string         `json:"error"`
+}
+
+type WebdavList struct {
+	RequestID  string `json:"request_id"`
+	BaseURL    string `json:"base_url"`
+	SecretName string `json:"secret_name"`
+	Path       string `json:"path"`
+	ListOptions
+}
+
+type WebdavListResult struct {
+	RequestID  string    `json:"request_id"`
+	Entries    []FsEntry `json:"entries"`
+	NextCursor *string   `json:"next_cursor"`
+	Total      *int64    `json:"total"`
+	ErrorCode  *string   `json:"error_code"`
+	Error      *string   `json:"error"`
+}
+
+// ConfigSnapshot is the agent's desired configuration: its jobs, with specs as the Hub resolved
+// them.
+type ConfigSnapshot struct {
+	NodeID     string      `json:"node_id"`
+	SnapshotID string      `json:"snapshot_id"`
+	IssuedAt   int64       `json:"issued_at"`
+	Jobs       []ConfigJob `json:"jobs"`
+}
+
+type ConfigJob struct {
+	JobID            string          `json:"job_id"`
+	Name             string          `json:"name"`
+	Schedule         *string         `json:"schedule"`
+	ScheduleTimezone *string         `json:"schedule_timezone"`
+	OverlapPolicy    string          `json:"overlap_policy"`
+	UpdatedAt        int64           `json:"updated_at"`
+	Spec             json.RawMessage `json:"spec"`
+}
+
+type ConfigAck struct {
+	SnapshotID string `json:"snapshot_id"`
+}
+
+type SecretsSnapshot struct {
+	NodeID              string         `json:"node_id"`
+	IssuedAt            int64          `json:"issued_at"`
+	WebDAV              []WebDAVSecret `json:"webdav"`
+	BackupAgeIdentities []AgeIdentity  `json:"backup_age_identities"`
+}
+
+type WebDAVSecret struct {
+	Name      string `json:"name"`
+	Username  string `json:"username"`
+	Password  string `json:"password"`
+	UpdatedAt int64  `json:"updated_at"`
+}
+
+type AgeIdentity struct {
+	Name      string `json:"name"`
+	Identity  string `json:"identity"`
+	UpdatedAt int64  `json:"updated_at"`
+}
+
+type ArtifactStreamOpen struct {
+	Req struct {
+		StreamID string  `json:"stream_id"`
+		OpID     string  `json:"op_id"`
+		RunID    string  `json:"run_id"`
+		Artifact string  `json:"artifact"`
+		Path     *string `json:"path"`
+	} `json:"req"`
+}
+
+type ArtifactStreamOpenResult struct {
+	Res struct {
+		StreamID string  `json:"stream_id"`
+		Size     *int64  `json:"size"`
+		Error    *string `json:"error"`
+	} `json:"res"`
+}
+
+type ArtifactStreamPull struct {
+	Req struct {
+		StreamID string `json:"stream_id"`
+		MaxBytes int    `json:"max_bytes"`
+	} `json:"req"`
+}
+
+type ArtifactStreamClose struct {
+	Req struct {
+		StreamID string `json:"stream_id"`
+	} `json:"req"`
+}
+
+func (*Hello) MessageType() string                    { return TypeHello }
+func (*Ping) MessageType() string                     { return TypePing }
+func (*Pong) MessageType() string                     { return TypePong }
+func (*Task) MessageType() string                     { return TypeTask }
+func (*Ack) MessageType() string                      { return TypeAck }
+func (*RunEvent) MessageType() string                 { return TypeRunEvent }
+func (*TaskResult) MessageType() string               { return TypeTaskResult }
+func (*TaskResultAck) MessageType() string            { return TypeTaskResultAck }
+func (*CancelRunTask) MessageType() string            { return TypeCancelRunTask }
+func (*RestoreTask) MessageType() string              { return TypeRestoreTask }
+func (*CancelOperationTask) MessageType() string      { return TypeCancelOperationTask }
+func (*OperationEventMsg) MessageType() string        { return TypeOperationEvent }
+func (*OperationResultMsg) MessageType() string       { return TypeOperationResult }
+func (*SnapshotDeleteTask) MessageType() string       { return TypeSnapshotDeleteTask }
+func (*SnapshotDeleteEvent) MessageType() string      { return TypeSnapshotDeleteEvent }
+func (*SnapshotDeleteResult) MessageType() string     { return TypeSnapshotDeleteResult }
+func (*FsList) MessageType() string                   { return TypeFsList }
+func (*FsListResult) MessageType() string             { return TypeFsListResult }
+func (*WebdavList) MessageType() string               { return TypeWebdavList }
+func (*WebdavListResult) MessageType() string         { return TypeWebdavListResult }
+func (*ConfigSnapshot) MessageType() string           { return TypeConfigSnapshot }
+func (*ConfigAck) MessageType() string                { return TypeConfigAck }
+func (*SecretsSnapshot) MessageType() string          { return TypeSecretsSnapshot }
+func (*ArtifactStreamOpen) MessageType() string       { return TypeArtifactStreamOpen }
+func (*ArtifactStreamOpenResult) MessageType() string { return TypeArtifactStreamOpenResult }
+func (*ArtifactStreamPull) MessageType() string       { return TypeArtifactStreamPull }
+func (*ArtifactStreamClose) MessageType() string      { return TypeArtifactStreamClose }

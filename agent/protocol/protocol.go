@@ -1,0 +1,149 @@
+// Package protocol defines the messages of the Hub ↔ Agent WebSocket, protocol v1, as the
+// original (Syt100/bastion) spells them, and a tolerant decoder: null, missing and unknown fields
+// are accepted; bad JSON, an unknown type or a version other than 1 is reported so the reader can
+// drop the frame. It uses the standard library only, so anyone can import it.
+//
+// Go extensions of v1 (ignored by an original peer, which drops unknown types and fields):
+//   - task_result_ack {task_id}: the Hub has applied the result of task_id; the agent may stop
+//     re-sending it. Without it the agent re-sends every unacknowledged result after a reconnect.
+//   - hello.heartbeat_seconds: the agent's ping interval, so the Hub can set its read deadline
+//     to three intervals instead of guessing.
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Version is the only protocol version spoken.
+const Version = 1
+
+// Message types.
+const (
+	TypeHello                    = "hello"
+	TypePing                     = "ping"
+	TypePong                     = "pong"
+	TypeTask                     = "task"
+	TypeAck                      = "ack"
+	TypeRunEvent                 = "run_event"
+	TypeTaskResult               = "task_result"
+	TypeTaskResultAck            = "task_result_ack" // Go extension
+	TypeCancelRunTask            = "cancel_run_task"
+	TypeRestoreTask              = "restore_task"
+	TypeCancelOperationTask      = "cancel_operation_task"
+	TypeOperationEvent           = "operation_event"
+	TypeOperationResult          = "operation_result"
+	TypeSnapshotDeleteTask       = "snapshot_delete_task"
+	TypeSnapshotDeleteEvent      = "snapshot_delete_event"
+	TypeSnapshotDeleteResult     = "snapshot_delete_result"
+	TypeFsList                   = "fs_list"
+	TypeFsListResult             = "fs_list_result"
+	TypeWebdavList               = "webdav_list"
+	TypeWebdavListResult         = "webdav_list_result"
+	TypeConfigSnapshot           = "config_snapshot"
+	TypeConfigAck                = "config_ack"
+	TypeSecretsSnapshot          = "secrets_snapshot"
+	TypeArtifactStreamOpen       = "artifact_stream_open"
+	TypeArtifactStreamOpenResult = "artifact_stream_open_result"
+	TypeArtifactStreamPull       = "artifact_stream_pull"
+	TypeArtifactStreamClose      = "artifact_stream_close"
+)
+
+// Close codes the Hub uses when it ends an agent's socket on purpose.
+const (
+	// CloseReplaced: the same agent opened a newer connection; this one is obsolete.
+	CloseReplaced = 4000
+	// CloseRevoked: the agent was revoked. The agent stops and does not reconnect.
+	CloseRevoked = 4001
+	// CloseKeyRotated: the agent's key was rotated. The old key no longer authenticates, so the
+	// agent stops until an operator puts the new key in agent.json.
+	CloseKeyRotated = 4002
+)
+
+// Message is any protocol message.
+type Message interface{ MessageType() string }
+
+// Errors returned by Decode. A reader drops the frame on any of them.
+var (
+	ErrUnknownType = errors.New("unknown message type")
+	ErrVersion     = errors.New("unsupported protocol version")
+)
+
+// Encode marshals m with its "type" and "v" fields.
+func Encode(m Message) ([]byte, error) {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", m.MessageType(), err)
+	}
+	if len(body) < 2 || body[0] != '{' {
+		return nil, fmt.Errorf("encode %s: not a JSON object", m.MessageType())
+	}
+	var b bytes.Buffer
+	b.Grow(len(body) + 32)
+	b.WriteString(`{"type":"`)
+	b.WriteString(m.MessageType())
+	b.WriteString(`","v":1`)
+	if len(body) > 2 {
+		b.WriteByte(',')
+	}
+	b.Write(body[1:])
+	return b.Bytes(), nil
+}
+
+type header struct {
+	Type string `json:"type"`
+	V    *int   `json:"v"`
+}
+
+// Decode parses one text frame. It returns ErrUnknownType or ErrVersion (wrapped) for frames a
+// reader must silently drop, and a JSON error for bad JSON.
+func Decode(data []byte) (Message, error) {
+	var h header
+	if err := json.Unmarshal(data, &h); err != nil {
+		return nil, fmt.Errorf("decode message: %w", err)
+	}
+	if h.V == nil || *h.V != Version {
+		return nil, fmt.Errorf("decode %q: %w", h.Type, ErrVersion)
+	}
+	newMsg, ok := registry[h.Type]
+	if !ok {
+		return nil, fmt.Errorf("decode %q: %w", h.Type, ErrUnknownType)
+	}
+	m := newMsg()
+	if err := json.Unmarshal(data, m); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", h.Type, err)
+	}
+	return m, nil
+}
+
+var registry = map[string]func() Message{
+	TypeHello:                    func() Message { return &Hello{} },
+	TypePing:                     func() Message { return &Ping{} },
+	TypePong:                     func() Message { return &Pong{} },
+	TypeTask:                     func() Message { return &Task{} },
+	TypeAck:                      func() Message { return &Ack{} },
+	TypeRunEvent:                 func() Message { return &RunEvent{} },
+	TypeTaskResult:               func() Message { return &TaskResult{} },
+	TypeTaskResultAck:            func() Message { return &TaskResultAck{} },
+	TypeCancelRunTask:            func() Message { return &CancelRunTask{} },
+	TypeRestoreTask:              func() Message { return &RestoreTask{} },
+	TypeCancelOperationTask:      func() Message { return &CancelOperationTask{} },
+	TypeOperationEvent:           func() Message { return &OperationEventMsg{} },
+	TypeOperationResult:          func() Message { return &OperationResultMsg{} },
+	TypeSnapshotDeleteTask:       func() Message { return &SnapshotDeleteTask{} },
+	TypeSnapshotDeleteEvent:      func() Message { return &SnapshotDeleteEvent{} },
+	TypeSnapshotDeleteResult:     func() Message { return &SnapshotDeleteResult{} },
+	TypeFsList:                   func() Message { return &FsList{} },
+	TypeFsListResult:             func() Message { return &FsListResult{} },
+	TypeWebdavList:               func() Message { return &WebdavList{} },
+	TypeWebdavListResult:         func() Message { return &WebdavListResult{} },
+	TypeConfigSnapshot:           func() Message { return &ConfigSnapshot{} },
+	TypeConfigAck:                func() Message { return &ConfigAck{} },
+	TypeSecretsSnapshot:          func() Message { return &SecretsSnapshot{} },
+	TypeArtifactStreamOpen:       func() Message { return &ArtifactStreamOpen{} },
+	TypeArtifactStreamOpenResult: func() Message { return &ArtifactStreamOpenResult{} },
+	TypeArtifactStreamPull:       func() Message { return &ArtifactStreamPull{} },
+	TypeArtifactStreamClose:      func() Message { return &ArtifactStreamClose{} },
+}
