@@ -3,8 +3,10 @@ module github.com/bastion-backup/bastion/httpapi
 go 1.26.8
 
 require (
+	github.com/bastion-backup/bastion/agent v0.0.0-00010101000000-000000000000
 	github.com/bastion-backup/bastion/engine v0.0.0-00010101000000-000000000000
 	github.com/bastion-backup/bastion/storage v0.0.0-00010101000000-000000000000
+	github.com/coder/websocket v1.8.14
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/rs/zerolog v1.35.1
 	golang.org/x/crypto v0.55.0

@@ -32,6 +32,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/httpapi/webui"
@@ -56,6 +57,8 @@ type Config struct {
 	// testSessionRoutes lets this package's tests mount probe handlers behind requireSession
 	// (export_test.go).
 	testSessionRoutes func(chi.Router)
+	// Agents serves /agent/* (enrollment, the agent socket); nil serves none.
+	Agents *agentsock.Hub
 }
 
 // openPaths are served over plain HTTP from anywhere: health checks, version, and whether setup
@@ -113,6 +116,10 @@ func New(cfg Config) http.Handler {
 			s.sessionRoutes(r)
 		})
 	})
+
+	if cfg.Agents != nil {
+		cfg.Agents.Routes(r)
+	}
 
 	if cfg.UI != nil {
 		ui := webui.New(cfg.UI, s.log)

@@ -3,6 +3,7 @@ module github.com/bastion-backup/bastion/hub
 go 1.26.8
 
 require (
+	github.com/bastion-backup/bastion/agent v0.0.0-00010101000000-000000000000
 	github.com/bastion-backup/bastion/engine v0.0.0-00010101000000-000000000000
 	github.com/bastion-backup/bastion/httpapi v0.0.0-00010101000000-000000000000
 	github.com/bastion-backup/bastion/storage v0.0.0-00010101000000-000000000000
@@ -12,6 +13,7 @@ require (
 )
 
 require (
+	github.com/coder/websocket v1.8.14 // indirect
 	github.com/go-chi/chi/v5 v5.5.0 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect

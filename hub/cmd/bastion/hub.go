@@ -20,6 +20,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/maintenance"
 	"github.com/bastion-backup/bastion/httpapi"
+	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/httpapi/webui"
 	"github.com/bastion-backup/bastion/hub/internal/config"
 	"github.com/bastion-backup/bastion/hub/internal/logging"
@@ -65,6 +66,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	}
 	log.Info().Str("source", uiSource).Msg("serving the web UI")
 
+	agents := agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: log, InsecureHTTP: cfg.InsecureHTTP})
 	handler := httpapi.New(httpapi.Config{
 		Logger:         log,
 		DB:             db,
@@ -75,6 +77,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		InsecureHTTP:   cfg.InsecureHTTP,
 		TrustedProxies: cfg.TrustedProxies,
 		DebugErrors:    cfg.DebugErrors,
+		Agents:         agents,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr())
@@ -112,6 +115,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		}
 		return nil
 	})
+	group.Go("agents", agents.Run)
 	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log}).Run)
 
 	log.Info().Str("url", "http://"+ln.Addr().String()).Msg("Hub is listening")

@@ -39,6 +39,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "hub":
 		return runHub(ctx, args, getenv, stderr)
+	case "agent":
+		return runAgent(ctx, args, getenv, stderr)
 	case "config":
 		return runConfig(ctx, args, getenv, stdout)
 	case "version":
@@ -54,6 +56,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func usage() string {
 	return `Usage:
   bastion [hub] [flags]      run the Hub (see bastion hub --help)
+  bastion agent --hub-url URL [--enroll-token T] [--name N] [--data-dir D] [--heartbeat-seconds 15]
+                             run an agent that takes jobs from the Hub (see bastion agent --help)
   bastion config [--json]    print the effective configuration and where each value comes from
   bastion version            print the version
 `

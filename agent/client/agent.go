@@ -1,0 +1,371 @@
+// Package client is the agent process (`bastion agent`): it enrolls once, keeps a WebSocket to
+// the Hub with heartbeats and jittered reconnects, and runs the tasks the Hub sends exactly once,
+// recording each accepted task on disk before acknowledging it and keeping each result until the
+// Hub acknowledges it.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/clock"
+)
+
+// Executor runs one backup task. It returns the terminal result (TaskID and RunID are filled in
+// by the caller) and reports progress through emit. It must return promptly once ctx ends
+// (cancel), with status canceled.
+type Executor interface {
+	Execute(ctx context.Context, t *protocol.Task, emit func(*protocol.RunEvent)) protocol.TaskResult
+}
+
+// ExecutorFunc adapts a function to Executor.
+type ExecutorFunc func(ctx context.Context, t *protocol.Task, emit func(*protocol.RunEvent)) protocol.TaskResult
+
+func (f ExecutorFunc) Execute(ctx context.Context, t *protocol.Task, emit func(*protocol.RunEvent)) protocol.TaskResult {
+	return f(ctx, t, emit)
+}
+
+// Options configure the agent.
+type Options struct {
+	HubURL      string
+	EnrollToken string
+	Name        string
+	DataDir     string
+	// Heartbeat is the ping interval (default 15 s); no pong for 3 intervals means the link is dead.
+	Heartbeat time.Duration
+	Version   string
+	Clock     clock.Clock
+	Logger    zerolog.Logger
+	Executor  Executor
+	// Backoff defaults to full jitter from 1 s to 30 s.
+	Backoff    *Backoff
+	HTTPClient *http.Client
+	// OutboxSize bounds queued frames per connection (default 1024).
+	OutboxSize int
+}
+
+func (o *Options) httpClient() *http.Client {
+	if o.HTTPClient != nil {
+		return o.HTTPClient
+	}
+	return http.DefaultClient
+}
+
+// Fatal errors end Run: the agent cannot go on without an operator.
+var (
+	ErrRevoked    = errors.New("this agent was revoked by the Hub; enroll it again with a new token to bring it back")
+	ErrUnknownKey = errors.New("the Hub does not recognise this agent's key (was it rotated? put the new key in agent.json)")
+	ErrKeyRotated = errors.New("the Hub rotated this agent's key; put the new key in agent.json and restart the agent")
+)
+
+// maxBuffered bounds the run events kept while disconnected; progress snapshots are coalesced.
+const maxBuffered = 500
+
+// Agent is a running agent.
+type Agent struct {
+	o     Options
+	id    *Identity
+	store *taskStore
+	clock clock.Clock
+	log   zerolog.Logger
+	exec  Executor
+	lock  chan struct{} // the run lock: one task at a time
+
+	mu            sync.Mutex
+	sess          *session
+	running       map[string]*runningTask
+	pendingCancel map[string]struct{}
+	buffered      []*protocol.RunEvent
+}
+
+type runningTask struct {
+	cancel context.CancelFunc
+}
+
+// Run enrolls if needed, then serves the Hub until ctx ends (nil) or a fatal error.
+func Run(ctx context.Context, o Options) error {
+	a, err := New(ctx, o)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// New validates the options, loads or creates the identity and opens the task store.
+func New(ctx context.Context, o Options) (*Agent, error) {
+	if o.HubURL == "" {
+		return nil, fmt.Errorf("--hub-url is required")
+	}
+	if _, err := protocol.WebSocketURL(o.HubURL); err != nil {
+		return nil, fmt.Errorf("--hub-url: %w", err)
+	}
+	if o.DataDir == "" {
+		return nil, fmt.Errorf("--data-dir is required")
+	}
+	if o.Heartbeat < 0 {
+		return nil, fmt.Errorf("--heartbeat-seconds must be positive")
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = 15 * time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Backoff == nil {
+		o.Backoff = &Backoff{Base: BackoffBase, Cap: BackoffCap}
+	}
+	if o.OutboxSize <= 0 {
+		o.OutboxSize = 1024
+	}
+	if o.Executor == nil {
+		o.Executor = unsupportedExecutor{}
+	}
+	log := o.Logger.With().Str("component", "agent").Logger()
+	id, err := ensureIdentity(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	store, interrupted, err := openTaskStore(filepath.Join(o.DataDir, "agent", "tasks"), o.Clock.Now)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range interrupted {
+		log.Warn().Str("task_id", t).Msg("task was running when the agent stopped; reporting it failed instead of running it again")
+	}
+	a := &Agent{
+		o: o, id: id, store: store, clock: o.Clock, log: log.With().Str("agent_id", id.AgentID).Logger(), exec: o.Executor,
+		lock:          make(chan struct{}, 1),
+		running:       map[string]*runningTask{},
+		pendingCancel: map[string]struct{}{},
+	}
+	return a, nil
+}
+
+// ID is the agent id.
+func (a *Agent) ID() string { return a.id.AgentID }
+
+// Run keeps a connection to the Hub until ctx ends or the Hub refuses the agent for good.
+// Reconnects back off exponentially with jitter; a connection that stayed healthy for a minute
+// resets the backoff.
+func (a *Agent) Run(ctx context.Context) error {
+	a.log.Info().Str("hub", redactURL(a.id.HubURL)).Dur("heartbeat", a.o.Heartbeat).Msg("agent starting")
+	for {
+		up, err := a.connectAndServe(ctx)
+		if ctx.Err() != nil {
+			a.waitTasks()
+			return nil
+		}
+		if errors.Is(err, ErrRevoked) || errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrKeyRotated) {
+			a.log.Error().Err(err).Msg("agent stopping")
+			return err
+		}
+		if up >= BackoffResetAfter {
+			a.o.Backoff.Reset()
+		}
+		d := a.o.Backoff.Next()
+		a.log.Info().Err(err).Dur("retry_in", d).Msg("disconnected from the hub")
+		t := a.clock.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			a.waitTasks()
+			return nil
+		case <-t.C():
+		}
+	}
+}
+
+// waitTasks gives running tasks (already cancelled through ctx) a moment to record their result.
+func (a *Agent) waitTasks() {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		a.mu.Lock()
+		n := len(a.running)
+		a.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case a.lock <- struct{}{}:
+			<-a.lock
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (a *Agent) hello() *protocol.Hello {
+	hb := a.o.Heartbeat.Seconds()
+	var name *string
+	if a.id.Name != "" {
+		name = &a.id.Name
+	}
+	return &protocol.Hello{
+		AgentID: a.id.AgentID, Name: name,
+		Info: protocol.AgentInfo{Version: a.o.Version, OS: runtime.GOOS, Arch: runtime.GOARCH},
+		Capabilities: protocol.Capabilities{
+			Backup:  []string{"filesystem", "sqlite"},
+			Control: []string{"fs_list"},
+		},
+		HeartbeatSeconds: &hb,
+	}
+}
+
+// onTask accepts a task exactly once. A task already known (running, finished, or interrupted by
+// a restart) is answered with its current state: an ACK, plus the result when there is one.
+func (a *Agent) onTask(s *session, m *protocol.Task) {
+	id := m.TaskID
+	log := a.log.With().Str("task_id", id).Logger()
+	a.mu.Lock()
+	if _, ok := a.running[id]; ok {
+		a.mu.Unlock()
+		// Its events already go to whichever connection is current.
+		log.Info().Msg("task re-delivered while running; acknowledged, not run again")
+		_ = s.send(&protocol.Ack{TaskID: id})
+		return
+	}
+	if rec, ok := a.store.get(id); ok {
+		a.mu.Unlock()
+		log.Info().Bool("has_result", rec.Result != nil).Msg("task re-delivered after it ran; answering with its state, not running it again")
+		_ = s.send(&protocol.Ack{TaskID: id})
+		if rec.Result != nil {
+			_ = s.send(rec.Result)
+		}
+		return
+	}
+	if err := a.store.accept(id, m.Task.RunID, "backup"); err != nil {
+		a.mu.Unlock()
+		// No ACK: the Hub re-sends it after its ACK timeout or on the next connection.
+		log.Error().Err(err).Msg("could not record the task; not acknowledging it")
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.running[id] = &runningTask{cancel: cancel}
+	if _, ok := a.pendingCancel[id]; ok {
+		delete(a.pendingCancel, id)
+		cancel()
+	}
+	if m.Task.RunID != id {
+		if _, ok := a.pendingCancel[m.Task.RunID]; ok {
+			delete(a.pendingCancel, m.Task.RunID)
+			cancel()
+		}
+	}
+	a.mu.Unlock()
+	_ = s.send(&protocol.Ack{TaskID: id})
+	go a.execute(ctx, cancel, m)
+}
+
+func (a *Agent) execute(ctx context.Context, cancel context.CancelFunc, m *protocol.Task) {
+	defer cancel()
+	id := m.TaskID
+	log := a.log.With().Str("task_id", id).Str("run_id", m.Task.RunID).Logger()
+	var res protocol.TaskResult
+	select {
+	case a.lock <- struct{}{}:
+		if ctx.Err() != nil {
+			res = canceledResult()
+		} else {
+			log.Info().Msg("task started")
+			res = a.exec.Execute(ctx, m, a.emit)
+		}
+		<-a.lock
+	case <-ctx.Done():
+		res = canceledResult()
+	}
+	res.TaskID, res.RunID = id, m.Task.RunID
+	if res.Status == "" {
+		res.Status = protocol.StatusFailed
+	}
+	if err := a.store.finish(id, res); err != nil {
+		// Kept in memory only: sent now, and lost on a restart, where the task is reported interrupted.
+		log.Error().Err(err).Msg("could not record the task result")
+	}
+	a.mu.Lock()
+	delete(a.running, id)
+	s := a.sess
+	a.mu.Unlock()
+	log.Info().Str("status", res.Status).Msg("task finished")
+	if s != nil {
+		_ = s.send(&res) // re-sent on every connection until the Hub acknowledges it
+	}
+}
+
+func canceledResult() protocol.TaskResult {
+	msg := "canceled"
+	return protocol.TaskResult{Status: protocol.StatusCanceled, Error: &msg}
+}
+
+// cancelTask cancels a running task, or remembers the cancel for a task not yet received: a
+// cancel may overtake the re-sent task it cancels.
+func (a *Agent) cancelTask(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if rt, ok := a.running[id]; ok {
+		rt.cancel()
+		return
+	}
+	if _, ok := a.store.get(id); ok {
+		return // finished already
+	}
+	if len(a.pendingCancel) < 10000 {
+		a.pendingCancel[id] = struct{}{}
+	}
+}
+
+// emit sends a run event on the current connection, or keeps it until the next one.
+func (a *Agent) emit(ev *protocol.RunEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sess != nil {
+		a.flushLocked()
+		if len(a.buffered) == 0 && a.sess.send(ev) == nil {
+			return
+		}
+	}
+	if ev.Kind == "progress_snapshot" {
+		for i := len(a.buffered) - 1; i >= 0; i-- {
+			if b := a.buffered[i]; b.RunID == ev.RunID && b.Kind == ev.Kind {
+				a.buffered[i] = ev
+				return
+			}
+		}
+	}
+	if len(a.buffered) >= maxBuffered {
+		a.buffered = a.buffered[1:]
+	}
+	a.buffered = append(a.buffered, ev)
+}
+
+// flushLocked sends the events kept while disconnected, oldest first. Callers hold a.mu.
+func (a *Agent) flushLocked() {
+	for len(a.buffered) > 0 && a.sess != nil {
+		if a.sess.send(a.buffered[0]) != nil {
+			return
+		}
+		a.buffered[0] = nil
+		a.buffered = a.buffered[1:]
+	}
+}
+
+func (a *Agent) onResultAck(id string) {
+	if err := a.store.ackResult(id); err != nil {
+		a.log.Warn().Err(err).Str("task_id", id).Msg("record result acknowledgement")
+	}
+}
+
+type unsupportedExecutor struct{}
+
+func (unsupportedExecutor) Execute(context.Context, *protocol.Task, func(*protocol.RunEvent)) protocol.TaskResult {
+	msg := "this agent cannot run backups"
+	return protocol.TaskResult{Status: protocol.StatusFailed, Error: &msg, Summary: json.RawMessage(`{"error_code":"unsupported"}`)}
+}

@@ -1,0 +1,5 @@
+package fslist
+
+import "syscall"
+
+var syscallENOTDIR error = syscall.ENOTDIR

@@ -1,0 +1,156 @@
+package agentsock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/httpapi/middleware"
+	"github.com/bastion-backup/bastion/httpapi/respond"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// gate applies the HTTPS rule to agent routes: HTTPS through a trusted proxy, a loopback peer, or
+// --insecure-http.
+func (h *Hub) gate(r *http.Request) error {
+	c := middleware.GetClient(r)
+	if h.cfg.InsecureHTTP || c.HTTPS || c.Loopback() {
+		return nil
+	}
+	return respond.BadRequest("insecure_not_allowed", "agents must reach the Hub over HTTPS (or start the Hub with --insecure-http)")
+}
+
+// handle processes one decoded frame on the reader goroutine. Database work here is short; the
+// reader is the only goroutine that handles this connection's frames, which keeps them in order.
+func (h *Hub) handle(c *conn, m protocol.Message, raw []byte) {
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	switch m := m.(type) {
+	case *protocol.Ping:
+		_ = c.send(&protocol.Pong{})
+	case *protocol.Pong:
+	case *protocol.Hello:
+		h.onHello(ctx, c, m, raw)
+	case *protocol.Ack:
+		h.onAck(ctx, c, m.TaskID)
+	case *protocol.RunEvent:
+		h.onRunEvent(ctx, c, m)
+	case *protocol.TaskResult:
+		h.onResult(ctx, c, m)
+	case *protocol.ConfigAck:
+		if err := h.db.Writer().SetAppliedConfig(ctx, c.agentID, m.SnapshotID, h.clock.Now().Unix()); err != nil {
+			c.log.Warn().Err(err).Msg("record config_ack")
+		}
+	case *protocol.FsListResult:
+		h.resolvePending(c, m.RequestID, m)
+	case *protocol.WebdavListResult:
+		h.resolvePending(c, m.RequestID, m)
+	default:
+		c.log.Debug().Str("type", m.MessageType()).Msg("ignoring agent message")
+	}
+}
+
+func (h *Hub) onHello(ctx context.Context, c *conn, m *protocol.Hello, raw []byte) {
+	if m.HeartbeatSeconds != nil && *m.HeartbeatSeconds > 0 {
+		d := time.Duration(3 * *m.HeartbeatSeconds * float64(time.Second))
+		d = max(d, 100*time.Millisecond) + d/10 // a little slack over the agent's own pong timeout
+		c.readTimeout.Store(int64(d))
+	}
+	var name *string
+	if m.Name != nil && *m.Name != "" {
+		name = m.Name
+	}
+	if err := h.db.Writer().SetAgentCapabilities(ctx, c.agentID, string(raw), name, h.clock.Now().Unix()); err != nil {
+		c.log.Warn().Err(err).Msg("store agent hello")
+	}
+	if h.cfg.Snapshots == nil {
+		return
+	}
+	if sec, err := h.cfg.Snapshots.Secrets(ctx, c.agentID); err != nil {
+		c.log.Warn().Err(err).Msg("build secrets snapshot")
+	} else if sec != nil {
+		_ = c.send(sec)
+	}
+	if _, err := h.pushConfig(ctx, c.agentID, c); err != nil {
+		c.log.Warn().Err(err).Msg("send config snapshot")
+	}
+}
+
+func (h *Hub) onAck(ctx context.Context, c *conn, taskID string) {
+	if _, err := h.db.Writer().AckAgentTask(ctx, taskID, c.agentID, h.clock.Now().Unix()); err != nil {
+		c.log.Warn().Err(err).Str("task_id", taskID).Msg("record task ack")
+	}
+}
+
+// ownedOpenTask loads the open task of a run and checks that the sender owns it.
+func (h *Hub) ownedTask(ctx context.Context, c *conn, taskID string) (storage.AgentTask, bool) {
+	t, err := h.db.Reader().GetAgentTask(ctx, taskID)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			c.log.Warn().Err(err).Str("task_id", taskID).Msg("load agent task")
+		}
+		return t, false
+	}
+	if t.AgentID != c.agentID {
+		c.log.Warn().Str("task_id", taskID).Str("owner", t.AgentID).Msg("agent reported on a task it does not own; ignored")
+		return t, false
+	}
+	return t, true
+}
+
+func (h *Hub) onRunEvent(ctx context.Context, c *conn, ev *protocol.RunEvent) {
+	t, ok := h.ownedTask(ctx, c, ev.RunID)
+	if !ok || t.CompletedAt != nil || h.cfg.Sink == nil {
+		return
+	}
+	if err := h.cfg.Sink.Event(ctx, t, ev); err != nil {
+		c.log.Warn().Err(err).Str("run_id", ev.RunID).Msg("record run event")
+	}
+}
+
+// onResult applies a result once: under resultMu, a completed task only gets its
+// acknowledgement again; an open one is applied through the sink, then completed, then
+// acknowledged. The agent re-sends until the acknowledgement arrives, so a crash anywhere here
+// ends with the result applied once (the sink's first-result-wins guard covers a crash between
+// the sink and the completion).
+func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
+	log := c.log.With().Str("task_id", res.TaskID).Str("run_id", res.RunID).Logger()
+	h.resultMu.Lock()
+	defer h.resultMu.Unlock()
+	t, err := h.db.Reader().GetAgentTask(ctx, res.TaskID)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		// Nothing is owed for this id (the task was withdrawn); let the agent forget it.
+		log.Info().Msg("result for an unknown task; acknowledged without effect")
+		_ = c.send(&protocol.TaskResultAck{TaskID: res.TaskID})
+		return
+	case err != nil:
+		log.Warn().Err(err).Msg("load agent task")
+		return
+	case t.AgentID != c.agentID:
+		log.Warn().Str("owner", t.AgentID).Msg("result from an agent that does not own the task; ignored")
+		return
+	case t.RunID != res.RunID && res.RunID != "":
+		log.Warn().Msg("result names another run than its task; ignored")
+		return
+	}
+	if t.CompletedAt == nil {
+		if h.cfg.Sink != nil {
+			if err := h.cfg.Sink.Result(ctx, t, res); err != nil {
+				log.Warn().Err(err).Msg("apply task result; the agent will re-send it")
+				return
+			}
+		}
+		raw, _ := json.Marshal(res)
+		rs := string(raw)
+		if _, err := h.db.Writer().CompleteAgentTask(ctx, t.ID, &rs, res.Error, h.clock.Now().Unix()); err != nil {
+			log.Warn().Err(err).Msg("complete agent task; the agent will re-send the result")
+			return
+		}
+		log.Info().Str("status", res.Status).Msg("agent task finished")
+	}
+	_ = c.send(&protocol.TaskResultAck{TaskID: res.TaskID})
+}

@@ -1,0 +1,180 @@
+// Package agentsock is the Hub's side of the agent protocol: enrollment, the agent WebSocket
+// (one connection per agent, newest wins), heartbeats and read deadlines, and exactly-once task
+// delivery: a task is stored before it is sent, re-sent until the agent acknowledges it, and its
+// result is applied once, from the agent that owns it, then acknowledged so the agent can stop
+// re-sending it.
+package agentsock
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// Defaults.
+const (
+	DefaultOutbox      = 512
+	DefaultAckTimeout  = 30 * time.Second
+	DefaultReadTimeout = 45 * time.Second // three default heartbeats
+	// ReadLimit bounds one frame: snapshots are large and an artifact chunk is 1 MiB + 17 bytes.
+	ReadLimit = 32 << 20
+	// SeenWriteInterval: last_seen_at is written at most this often per agent.
+	SeenWriteInterval = 10 * time.Second
+	// OnlineWindow: an agent heard from this recently (and not revoked) is online.
+	OnlineWindow = 60 * time.Second
+	writeTimeout = 10 * time.Second
+	resendPage   = 100
+)
+
+// TaskSink applies what agents report about their tasks. The run queue implements it; both
+// methods run only for an open task owned by the reporting agent.
+type TaskSink interface {
+	// Event records a run_event (progress snapshots included).
+	Event(ctx context.Context, t storage.AgentTask, ev *protocol.RunEvent) error
+	// Result applies a terminal result. It must be idempotent (first result wins): after a Hub
+	// crash between Result and the task's completion the agent re-sends the result.
+	Result(ctx context.Context, t storage.AgentTask, res *protocol.TaskResult) error
+}
+
+// MessageBuilder turns a stored task into its wire message, resolving credentials at send time;
+// agent_tasks.payload_json never holds them.
+type MessageBuilder interface {
+	Build(ctx context.Context, t storage.AgentTask) (protocol.Message, error)
+}
+
+// ConfigSource builds the snapshots an agent gets after hello and on sync-now. Nil sends none.
+type ConfigSource interface {
+	Secrets(ctx context.Context, agentID string) (*protocol.SecretsSnapshot, error)
+	Config(ctx context.Context, agentID string) (*protocol.ConfigSnapshot, error)
+}
+
+// Config wires a Hub.
+type Config struct {
+	DB     *storage.DB
+	Clock  clock.Clock
+	Logger zerolog.Logger
+	Sink   TaskSink
+	// Builder defaults to decoding payload_json as the wire message itself.
+	Builder   MessageBuilder
+	Snapshots ConfigSource
+	// OnConnect runs after an agent's connection is registered (the run queue's Wake).
+	OnConnect func(agentID string)
+	// InsecureHTTP lets agents use plain HTTP/WS from other hosts (--insecure-http).
+	InsecureHTTP bool
+	Outbox       int
+	AckTimeout   time.Duration
+	ReadTimeout  time.Duration // until hello tells the agent's heartbeat
+}
+
+// Hub owns the live agent connections.
+type Hub struct {
+	cfg   Config
+	db    *storage.DB
+	clock clock.Clock
+	log   zerolog.Logger
+
+	mu    sync.Mutex
+	conns map[string]*conn // agent id → its current connection
+	seq   uint64           // connection tokens
+
+	pendingMu sync.Mutex
+	pending   map[pendingKey]*pendingCall
+
+	// resultMu serialises result handling, so a result re-sent on a new connection while the old
+	// connection's copy is still being applied is recorded once.
+	resultMu sync.Mutex
+
+	wake chan struct{} // ack-timeout loop
+}
+
+// New builds a Hub. Run its loop with Run.
+func New(cfg Config) *Hub {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Outbox <= 0 {
+		cfg.Outbox = DefaultOutbox
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = DefaultAckTimeout
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.Builder == nil {
+		cfg.Builder = PayloadBuilder{}
+	}
+	return &Hub{
+		cfg: cfg, db: cfg.DB, clock: cfg.Clock,
+		log:     cfg.Logger.With().Str("component", "agentsock").Logger(),
+		conns:   map[string]*conn{},
+		pending: map[pendingKey]*pendingCall{},
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// Connected reports whether the agent has a live connection.
+func (h *Hub) Connected(agentID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.conns[agentID]
+	return ok
+}
+
+// ConnectedCount is the number of live agent connections.
+func (h *Hub) ConnectedCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+func (h *Hub) current(agentID string) *conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.conns[agentID]
+}
+
+// register makes c the agent's connection and closes the one it replaces with 4000 "replaced".
+func (h *Hub) register(c *conn) {
+	h.mu.Lock()
+	h.seq++
+	c.token = h.seq
+	old := h.conns[c.agentID]
+	h.conns[c.agentID] = c
+	h.mu.Unlock()
+	if old != nil {
+		h.log.Info().Str("agent_id", c.agentID).Msg("agent reconnected; closing its previous connection")
+		old.closeWith(protocol.CloseReplaced, "replaced")
+	}
+}
+
+// unregister forgets c unless a newer connection already replaced it, then fails c's pending
+// requests. A replaced connection's teardown never touches its successor.
+func (h *Hub) unregister(c *conn) {
+	h.mu.Lock()
+	if cur := h.conns[c.agentID]; cur != nil && cur.token == c.token {
+		delete(h.conns, c.agentID)
+	}
+	h.mu.Unlock()
+	h.failPending(c)
+}
+
+// Disconnect closes the agent's live connection with code and reason (revocation, rotation).
+func (h *Hub) Disconnect(agentID string, code int, reason string) {
+	if c := h.current(agentID); c != nil {
+		c.closeWith(code, reason)
+	}
+}
+
+func (h *Hub) kick() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,112 @@
+package agentsock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+)
+
+// ErrAgentOffline: the agent has no live connection, or lost it while a request was pending.
+var ErrAgentOffline = errors.New("agent_offline")
+
+// RPCTimeout bounds fs_list and webdav_list.
+const RPCTimeout = 5 * time.Second
+
+type pendingKey struct{ agentID, requestID string }
+
+type pendingCall struct {
+	c     *conn
+	reply chan protocol.Message // capacity 1
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// call sends a request built for requestID and waits for the reply with the same id, at most
+// RPCTimeout. A disconnect fails it at once with ErrAgentOffline.
+func (h *Hub) call(ctx context.Context, agentID string, build func(requestID string) protocol.Message) (protocol.Message, error) {
+	c := h.current(agentID)
+	if c == nil {
+		return nil, ErrAgentOffline
+	}
+	id := newRequestID()
+	key := pendingKey{agentID, id}
+	p := &pendingCall{c: c, reply: make(chan protocol.Message, 1)}
+	h.pendingMu.Lock()
+	h.pending[key] = p
+	h.pendingMu.Unlock()
+	defer func() {
+		h.pendingMu.Lock()
+		delete(h.pending, key)
+		h.pendingMu.Unlock()
+	}()
+	if err := c.send(build(id)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAgentOffline, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+	defer cancel()
+	select {
+	case m := <-p.reply:
+		if m == nil {
+			return nil, fmt.Errorf("%w: agent disconnected", ErrAgentOffline)
+		}
+		return m, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("agent %s did not answer in time: %w", agentID, ctx.Err())
+	}
+}
+
+// resolvePending hands a reply to its waiting caller; a late or unknown reply is dropped.
+func (h *Hub) resolvePending(c *conn, requestID string, m protocol.Message) {
+	h.pendingMu.Lock()
+	p := h.pending[pendingKey{c.agentID, requestID}]
+	if p != nil && p.c == c {
+		delete(h.pending, pendingKey{c.agentID, requestID})
+	} else {
+		p = nil
+	}
+	h.pendingMu.Unlock()
+	if p != nil {
+		p.reply <- m
+	}
+}
+
+// failPending answers every request pending on c with "agent disconnected".
+func (h *Hub) failPending(c *conn) {
+	h.pendingMu.Lock()
+	var fail []*pendingCall
+	for k, p := range h.pending {
+		if p.c == c {
+			fail = append(fail, p)
+			delete(h.pending, k)
+		}
+	}
+	h.pendingMu.Unlock()
+	for _, p := range fail {
+		p.reply <- nil
+	}
+}
+
+// FsList asks the agent to list a directory.
+func (h *Hub) FsList(ctx context.Context, agentID string, req protocol.FsList) (*protocol.FsListResult, error) {
+	m, err := h.call(ctx, agentID, func(id string) protocol.Message {
+		req.RequestID = id
+		return &req
+	})
+	if err != nil {
+		return nil, err
+	}
+	res, ok := m.(*protocol.FsListResult)
+	if !ok {
+		return nil, fmt.Errorf("agent %s answered fs_list with %s", agentID, m.MessageType())
+	}
+	return res, nil
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bastion-backup/bastion/agent/client"
+	"github.com/bastion-backup/bastion/hub/internal/config"
+	"github.com/bastion-backup/bastion/hub/internal/logging"
+)
+
+// agentFlags are the options of `bastion agent`; each also reads a BASTION_* variable.
+type agentFlags struct {
+	hubURL, enrollToken, name, dataDir, heartbeat, log string
+}
+
+func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer) (agentFlags, error) {
+	f := agentFlags{
+		hubURL:      getenv("BASTION_HUB_URL"),
+		enrollToken: getenv("BASTION_ENROLL_TOKEN"),
+		name:        getenv("BASTION_AGENT_NAME"),
+		dataDir:     getenv("BASTION_DATA_DIR"),
+		heartbeat:   getenv("BASTION_HEARTBEAT_SECONDS"),
+		log:         getenv("BASTION_LOG"),
+	}
+	if f.heartbeat == "" {
+		f.heartbeat = "15"
+	}
+	fs := flag.NewFlagSet("bastion agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.hubURL, "hub-url", f.hubURL, "the Hub's URL, e.g. http://127.0.0.1:9876 (env BASTION_HUB_URL)")
+	fs.StringVar(&f.enrollToken, "enroll-token", f.enrollToken, "enrollment token, needed once (env BASTION_ENROLL_TOKEN)")
+	fs.StringVar(&f.name, "name", f.name, "agent name shown in the Hub (env BASTION_AGENT_NAME)")
+	fs.StringVar(&f.dataDir, "data-dir", f.dataDir, "where the agent keeps agent.json and its task records (env BASTION_DATA_DIR; default <data dir>/agent)")
+	fs.StringVar(&f.heartbeat, "heartbeat-seconds", f.heartbeat, "ping interval in seconds, fractions allowed; no pong for 3 intervals means the link is dead (env BASTION_HEARTBEAT_SECONDS)")
+	fs.StringVar(&f.log, "log", f.log, "log level: trace, debug, info, warn, error (env BASTION_LOG)")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("bastion agent: unexpected argument %q", fs.Arg(0))
+	}
+	return f, nil
+}
+
+// parseHeartbeat accepts seconds (fractions allowed: tests use short intervals); 0 is rejected.
+func parseHeartbeat(s string) (time.Duration, error) {
+	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("--heartbeat-seconds %q: want a number of seconds", s)
+	}
+	if v <= 0 {
+		return 0, fmt.Errorf("--heartbeat-seconds must be greater than 0")
+	}
+	if v > 3600 {
+		return 0, fmt.Errorf("--heartbeat-seconds must be at most 3600")
+	}
+	return time.Duration(v * float64(time.Second)), nil
+}
+
+// runAgent is `bastion agent`.
+func runAgent(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	f, err := parseAgentFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	hb, err := parseHeartbeat(f.heartbeat)
+	if err != nil {
+		return err
+	}
+	if f.dataDir == "" {
+		base, err := config.ResolveDataDir("")
+		if err != nil {
+			return err
+		}
+		f.dataDir = filepath.Join(base, "agent")
+	} else if f.dataDir, err = filepath.Abs(f.dataDir); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	log, closeLog, err := logging.New(logging.Options{Level: f.log, Out: stderr, Console: logging.IsTerminal(stderr)})
+	if err != nil {
+		return err
+	}
+	defer closeLog.Close()
+	return client.Run(ctx, client.Options{
+		HubURL: f.hubURL, EnrollToken: f.enrollToken, Name: f.name, DataDir: f.dataDir,
+		Heartbeat: hb, Version: version, Logger: log, Executor: newAgentExecutor(log),
+	})
+}
