@@ -12,6 +12,8 @@ require (
 	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/rs/zerolog v1.35.1
 	github.com/zeebo/blake3 v0.2.4
+	golang.org/x/net v0.57.0
+	golang.org/x/time v0.16.0
 )
 
 require (

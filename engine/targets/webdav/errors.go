@@ -1,0 +1,150 @@
+package webdav
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bastion-backup/bastion/engine/targets"
+)
+
+// Code is the stable error code of a kind: webdav_<kind>.
+func Code(kind string) string { return "webdav_" + kind }
+
+// Hint is the sentence the UI shows for a kind.
+func Hint(kind string) string { return hints[kind] }
+
+var hints = map[string]string{
+	targets.KindAuth:                "Check the WebDAV username and password in Settings → WebDAV credentials.",
+	targets.KindPermission:          "The WebDAV account may not write here; grant it write access to the base URL on the server.",
+	targets.KindPayloadTooLarge:     "The server refused a file this large; lower the job's part size or raise the server's upload limit.",
+	targets.KindStorageFull:         "The WebDAV storage is full or over quota; free space or lower retention.",
+	targets.KindConfig:              "Check the job's WebDAV base URL: the server did not accept this path.",
+	targets.KindRateLimited:         "The server is throttling requests; lower the job's WebDAV request rates or concurrency.",
+	targets.KindTimeout:             "The server stopped answering in time; check its load or raise the request timeout.",
+	targets.KindUpstreamUnavailable: "The WebDAV server or a proxy in front of it is unavailable; Bastion will retry later.",
+	targets.KindNetwork:             "Could not reach the WebDAV server; check the base URL, DNS and the network.",
+	targets.KindIntegrity:           "The data sent or received does not have the expected size; run the backup again.",
+	targets.KindNotFound:            "The file is missing on the WebDAV server; the snapshot may have been deleted there.",
+	targets.KindIO:                  "Reading the local file to upload failed; check the node's disk.",
+	targets.KindUnknown:             "The WebDAV server gave an unexpected answer; see the error details.",
+}
+
+func newErr(kind, op string, status int, err error) *targets.Error {
+	return &targets.Error{Kind: kind, Code: Code(kind), Hint: Hint(kind), HTTPStatus: status, Op: op, Err: err}
+}
+
+// StatusKind classifies an HTTP status that is not a success.
+func StatusKind(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return targets.KindAuth
+	case status == http.StatusForbidden:
+		return targets.KindPermission
+	case status == http.StatusRequestEntityTooLarge:
+		return targets.KindPayloadTooLarge
+	case status == http.StatusInsufficientStorage:
+		return targets.KindStorageFull
+	case status == http.StatusNotFound, status == http.StatusConflict, status == http.StatusPreconditionFailed:
+		return targets.KindConfig
+	case status == http.StatusTooManyRequests:
+		return targets.KindRateLimited
+	case status == http.StatusRequestTimeout, status == http.StatusGatewayTimeout:
+		return targets.KindTimeout
+	case status >= 500:
+		return targets.KindUpstreamUnavailable
+	case status >= 300 && status < 400:
+		// Redirects are not followed (a redirected PUT would become a GET): the base URL is off.
+		return targets.KindConfig
+	}
+	return targets.KindUnknown
+}
+
+func statusErr(op string, resp *http.Response) *targets.Error {
+	err := fmt.Errorf("server answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		err = fmt.Errorf("server answered %d %s (redirects are not followed; check the base URL)", resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	return newErr(StatusKind(resp.StatusCode), op, resp.StatusCode, err)
+}
+
+func notFoundErr(op string, status int) *targets.Error {
+	return newErr(targets.KindNotFound, op, status, fmt.Errorf("server answered %d %s: %w", status, http.StatusText(status), targets.ErrNotExist))
+}
+
+// errStalled is the cancel cause of a request that made no progress for the request timeout.
+var errStalled = errors.New("no progress within the request timeout")
+
+// errShortBody is returned to the transport when the body ends before the declared size.
+var errShortBody = errors.New("request body ended before its declared size")
+
+// transportErr classifies an error from sending a request or reading its response. A canceled
+// caller context is returned as is (wrapped), never as a target error: it is not a failure of
+// the target and must not be retried.
+func transportErr(ctx, rctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", op, context.Cause(ctx))
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // its text repeats the URL; the op already says what was done
+	}
+	if rctx != nil && errors.Is(context.Cause(rctx), errStalled) {
+		return newErr(targets.KindTimeout, op, 0, fmt.Errorf("%w (%w)", errStalled, err))
+	}
+	var ne net.Error
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidCert x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalidCert):
+		return newErr(targets.KindConfig, op, 0, fmt.Errorf("TLS certificate not accepted: %w", err))
+	case errors.As(err, &ne) && ne.Timeout():
+		return newErr(targets.KindTimeout, op, 0, err)
+	}
+	return newErr(targets.KindNetwork, op, 0, err)
+}
+
+// Backoff is the wait before attempt n+1 after attempt n failed: 1 s doubling, capped at 30 s.
+func Backoff(attempt int) time.Duration {
+	d := time.Second
+	for i := 1; i < attempt && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}
+
+// maxRetryAfter caps what a server may ask us to wait.
+const maxRetryAfter = 60 * time.Second
+
+// ParseRetryAfter reads a Retry-After header (delta-seconds or HTTP-date, relative to now) and
+// caps it at 60 s. ok is false when the header is absent or malformed.
+func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		if secs > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter, true
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return min(max(at.Sub(now), 0), maxRetryAfter), true
+}

@@ -1,0 +1,623 @@
+package webdav_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/targettest"
+	"github.com/bastion-backup/bastion/engine/targets/webdav"
+)
+
+// injector sits in front of a real server. Requests that match a rule get the rule's answer;
+// the others are forwarded. It counts requests per method, notes any without Basic auth and
+// tracks how many were in flight at once.
+type injector struct {
+	next http.Handler
+
+	mu          sync.Mutex
+	rules       []*rule
+	counts      map[string]int
+	noAuth      int
+	inFlight    int
+	maxInFlight int
+}
+
+type rule struct {
+	method string                   // "" matches any
+	match  func(*http.Request) bool // nil matches any
+	times  int                      // how often it applies; -1 always
+	do     http.HandlerFunc
+}
+
+func newInjector(t *testing.T, up upstream) (*injector, string) {
+	t.Helper()
+	in := &injector{next: proxyTo(t, up), counts: map[string]int{}}
+	srv := httptest.NewServer(in)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if in.noAuth != 0 {
+			t.Errorf("%d requests without Basic auth", in.noAuth)
+		}
+	})
+	// Same path as upstream: only scheme and host change.
+	return in, srv.URL + strings.TrimPrefix(up.base, hostOf(up.base))
+}
+
+func hostOf(u string) string {
+	i := strings.Index(u, "://")
+	j := strings.IndexByte(u[i+3:], '/')
+	return u[:i+3+j]
+}
+
+func (in *injector) add(r *rule) { in.mu.Lock(); in.rules = append(in.rules, r); in.mu.Unlock() }
+
+func (in *injector) count(method string) int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.counts[method]
+}
+
+func (in *injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	in.mu.Lock()
+	in.counts[r.Method]++
+	if _, _, ok := r.BasicAuth(); !ok {
+		in.noAuth++
+	}
+	in.inFlight++
+	in.maxInFlight = max(in.maxInFlight, in.inFlight)
+	var hit *rule
+	for _, ru := range in.rules {
+		if ru.times != 0 && (ru.method == "" || ru.method == r.Method) && (ru.match == nil || ru.match(r)) {
+			if ru.times > 0 {
+				ru.times--
+			}
+			hit = ru
+			break
+		}
+	}
+	in.mu.Unlock()
+	defer func() {
+		in.mu.Lock()
+		in.inFlight--
+		in.mu.Unlock()
+	}()
+	if hit != nil {
+		hit.do(w, r)
+		return
+	}
+	in.next.ServeHTTP(w, r)
+}
+
+// answer reads the request body (as a server that looked at it would) and answers status.
+func answer(status int, header ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		for i := 0; i+1 < len(header); i += 2 {
+			w.Header().Set(header[i], header[i+1])
+		}
+		w.WriteHeader(status)
+	}
+}
+
+// cutAfter reads n bytes of the request body, then hijacks the connection and closes it.
+func cutAfter(t *testing.T, n int64) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.CopyN(io.Discard, r.Body, n); err != nil {
+			t.Errorf("cut: read %d bytes of the body: %v", n, err)
+		}
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		conn.Close()
+	}
+}
+
+func suffix(s string) func(*http.Request) bool {
+	return func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, s) }
+}
+
+func digest(b []byte) [32]byte { return sha256.Sum256(b) }
+
+func expectOnDisk(t *testing.T, up upstream, run targets.RunRef, name string, seed, size int64) {
+	t.Helper()
+	got := onDisk(t, up, run.JobID, run.RunID, name)
+	if int64(len(got)) != size || digest(got) != targettest.NewContent(seed, size).Digest() {
+		t.Fatalf("%s on the server: %d bytes, not the %d put (or different content)", name, len(got), size)
+	}
+}
+
+func expectErr(t *testing.T, err error, kind string, status, attempts int) *targets.Error {
+	t.Helper()
+	var te *targets.Error
+	if !errors.As(err, &te) {
+		t.Fatalf("error %v is not a *targets.Error", err)
+	}
+	if te.Kind != kind || te.Code != "webdav_"+kind || te.HTTPStatus != status || te.Attempts != attempts || te.Hint == "" {
+		t.Fatalf("error = {kind %q code %q status %d attempts %d hint %q}, want kind %q status %d attempts %d with a hint",
+			te.Kind, te.Code, te.HTTPStatus, te.Attempts, te.Hint, kind, status, attempts)
+	}
+	return te
+}
+
+func expectSleeps(t *testing.T, s *sleeps, want ...time.Duration) {
+	t.Helper()
+	if got := s.got(); !slices.Equal(got, want) {
+		t.Fatalf("waits = %v, want %v", got, want)
+	}
+}
+
+func TestFaultsXNet(t *testing.T) {
+	t.Parallel()
+	runFaults(t, startXNet(t))
+}
+
+func TestFaultsRclone(t *testing.T) {
+	t.Parallel()
+	runFaults(t, startRclone(t))
+}
+
+const part = "payload.part000001"
+
+func runFaults(t *testing.T, up upstream) {
+	ctx := context.Background()
+
+	t.Run("RateLimitedHonoursRetryAfter", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		in.add(&rule{method: "PUT", times: 1, do: answer(429, "Retry-After", "2")})
+		tg, s := newTarget(t, base, up, webdav.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, part, 1, 5000)
+		expectSleeps(t, s, 2*time.Second)
+		if n := in.count("PUT"); n != 2 {
+			t.Fatalf("PUT sent %d times, want 2", n)
+		}
+		expectOnDisk(t, up, run, part, 1, 5000)
+	})
+
+	t.Run("RetryAfterDateAndCap", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		in.add(&rule{method: "PUT", times: 1, do: answer(503, "Retry-After", epoch.Add(7*time.Second).Format(http.TimeFormat))})
+		in.add(&rule{method: "PUT", times: 1, do: answer(429, "Retry-After", "3600")})
+		tg, s := newTarget(t, base, up, webdav.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, targets.ManifestName, 1, 50)
+		expectSleeps(t, s, 7*time.Second, 60*time.Second)
+		if n := in.count("PUT"); n != 3 {
+			t.Fatalf("PUT sent %d times, want 3", n)
+		}
+	})
+
+	t.Run("UnavailableThenSuccess", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		in.add(&rule{method: "PUT", times: 1, do: answer(503)})
+		tg, s := newTarget(t, base, up, webdav.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, part, 2, 3000)
+		expectSleeps(t, s, time.Second)
+		if n := in.count("PUT"); n != 2 {
+			t.Fatalf("PUT sent %d times, want 2", n)
+		}
+		expectOnDisk(t, up, run, part, 2, 3000)
+	})
+
+	t.Run("AttemptsRunOut", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		in.add(&rule{method: "PUT", times: -1, do: answer(502)})
+		tg, s := newTarget(t, base, up, webdav.Options{})
+		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
+		expectErr(t, err, targets.KindUpstreamUnavailable, 502, 3)
+		expectSleeps(t, s, time.Second, 2*time.Second)
+		if n := in.count("PUT"); n != 3 {
+			t.Fatalf("PUT sent %d times, want 3", n)
+		}
+	})
+
+	t.Run("MaxPutAttempts", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		in.add(&rule{method: "PUT", times: -1, do: answer(500)})
+		tg, s := newTarget(t, base, up, webdav.Options{MaxPutAttempts: 6})
+		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
+		expectErr(t, err, targets.KindUpstreamUnavailable, 500, 6)
+		expectSleeps(t, s, 1*time.Second, 2*time.Second, 4*time.Second, 8*time.Second, 16*time.Second)
+		if n := in.count("PUT"); n != 6 {
+			t.Fatalf("PUT sent %d times, want 6", n)
+		}
+	})
+
+	for _, tc := range []struct {
+		name   string
+		status int
+		kind   string
+		hint   string
+	}{
+		{"StorageFull", 507, targets.KindStorageFull, "full"},
+		{"Unauthorized", 401, targets.KindAuth, "Check the WebDAV username and password in Settings → WebDAV credentials"},
+		{"Forbidden", 403, targets.KindPermission, "write access"},
+		{"PayloadTooLarge", 413, targets.KindPayloadTooLarge, "part size"},
+		{"PreconditionFailed", 412, targets.KindConfig, "base URL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			in, base := newInjector(t, up)
+			in.add(&rule{method: "PUT", times: -1, do: answer(tc.status, "Retry-After", "1")})
+			tg, s := newTarget(t, base, up, webdav.Options{MaxPutAttempts: 5})
+			run := targettest.NewRun(t)
+			_, err := tg.Put(ctx, run, part, targettest.NewContent(1, 100), 100)
+			te := expectErr(t, err, tc.kind, tc.status, 1)
+			if !strings.Contains(te.Hint, tc.hint) {
+				t.Errorf("hint %q does not mention %q", te.Hint, tc.hint)
+			}
+			expectSleeps(t, s)
+			if n := in.count("PUT"); n != 1 {
+				t.Fatalf("PUT sent %d times, want 1 (not retried)", n)
+			}
+		})
+	}
+
+	t.Run("UnauthorizedEverywhere", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		in.add(&rule{times: -1, do: answer(401)})
+		tg, s := newTarget(t, base, up, webdav.Options{})
+		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 100), 100)
+		expectErr(t, err, targets.KindAuth, 401, 1)
+		if n := in.count("MKCOL") + in.count("PUT") + in.count("HEAD"); n != 1 {
+			t.Fatalf("%d requests after a 401, want 1", n)
+		}
+		expectSleeps(t, s)
+	})
+
+	t.Run("ConnectionCutMidPut", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		in.add(&rule{method: "PUT", times: 1, do: cutAfter(t, 256<<10)})
+		tg, s := newTarget(t, base, up, webdav.Options{})
+		run := targettest.NewRun(t)
+		const size = 3<<20 + 7
+		targettest.Put(t, tg, run, part, 3, size)
+		expectSleeps(t, s, time.Second)
+		if n := in.count("PUT"); n != 2 {
+			t.Fatalf("PUT sent %d times, want 2", n)
+		}
+		expectOnDisk(t, up, run, part, 3, size)
+		targettest.Expect(t, tg, run, part, 3, size)
+	})
+
+	t.Run("HeadRetried", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		tg, s := newTarget(t, base, up, webdav.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, part, 1, 10)
+		in.add(&rule{method: "HEAD", times: 2, do: answer(503)})
+		before := in.count("HEAD")
+		if n, err := tg.Size(ctx, run, part); err != nil || n != 10 {
+			t.Fatalf("size = %d, %v", n, err)
+		}
+		if n := in.count("HEAD") - before; n != 3 {
+			t.Fatalf("HEAD sent %d times, want 3", n)
+		}
+		expectSleeps(t, s, time.Second, 2*time.Second)
+	})
+
+	t.Run("HeadWithoutContentLength", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		in.add(&rule{method: "HEAD", times: -1, do: answer(200)}) // Go sends no Content-Length here
+		tg, _ := newTarget(t, base, up, webdav.Options{})
+		_, err := tg.Size(ctx, targettest.NewRun(t), part)
+		expectErr(t, err, targets.KindUnknown, 200, 1)
+	})
+
+	t.Run("MkcolCreatesParents", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		base += "deep/a/b/"
+		// A strict server: 409 while the parent collection has not been made (through us).
+		var mu sync.Mutex
+		made := map[string]bool{}
+		in.add(&rule{method: "MKCOL", times: -1, match: func(r *http.Request) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			p := strings.TrimSuffix(r.URL.Path, "/")
+			parent := p[:strings.LastIndexByte(p, '/')+1]
+			if !strings.Contains(parent, "deep") || made[parent] {
+				made[p+"/"] = true
+				return false // forward
+			}
+			return true
+		}, do: answer(409)})
+		tg, _ := newTarget(t, base, up, webdav.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, part, 4, 1000)
+		// job: 409 (b missing), b: 409, a: 409, deep: made; back down a, b, job; then run.
+		if n := in.count("MKCOL"); n != 8 {
+			t.Fatalf("MKCOL sent %d times, want 8", n)
+		}
+		if got := onDisk(t, up, "deep", "a", "b", run.JobID, run.RunID, part); digest(got) != targettest.NewContent(4, 1000).Digest() {
+			t.Fatal("part under the created parents differs from what was put")
+		}
+	})
+
+	t.Run("MkcolParentWalkIsBounded", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		for i := range 40 {
+			base += fmt.Sprintf("l%d/", i)
+		}
+		in.add(&rule{method: "MKCOL", times: -1, do: answer(409)})
+		tg, _ := newTarget(t, base, up, webdav.Options{})
+		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 1), 1)
+		expectErr(t, err, targets.KindConfig, 409, 0)
+		if n := in.count("MKCOL"); n != 33 {
+			t.Fatalf("MKCOL sent %d times, want 33 (the collection and 32 parents)", n)
+		}
+	})
+
+	t.Run("PropfindWithoutSlash404", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		tg, _ := newTarget(t, base, up, webdav.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, part, 1, 123)
+		targettest.Put(t, tg, run, "naïve name#1", 2, 45)
+		in.add(&rule{method: "PROPFIND", times: -1, match: func(r *http.Request) bool { return !strings.HasSuffix(r.URL.Path, "/") }, do: answer(404)})
+		entries, err := tg.List(ctx, run.JobID+"/"+run.RunID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := in.count("PROPFIND"); n != 2 {
+			t.Fatalf("PROPFIND sent %d times, want 2", n)
+		}
+		if len(entries) != 2 || entries[0].Name != "naïve name#1" || entries[0].Size != 45 || entries[0].Kind != webdav.KindFile ||
+			entries[1].Name != part || entries[1].Size != 123 || entries[1].MTime.IsZero() ||
+			!strings.HasSuffix(entries[1].Href, "/"+run.JobID+"/"+run.RunID+"/"+part) {
+			t.Fatalf("entries = %+v", entries)
+		}
+		jobs, err := tg.List(ctx, "/"+run.JobID+"/")
+		if err != nil || len(jobs) != 1 || jobs[0].Name != run.RunID || jobs[0].Kind != webdav.KindDir {
+			t.Fatalf("job listing = %+v, %v", jobs, err)
+		}
+		if _, err := tg.List(ctx, run.JobID+"/../x"); !errors.Is(err, targets.ErrInvalidPath) {
+			t.Fatalf("listing with ..: %v", err)
+		}
+	})
+
+	t.Run("DeleteWalkIsBounded", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		tg, _ := newTarget(t, base, up, webdav.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, part, 1, 10)
+		in.add(&rule{method: "DELETE", times: 1, match: suffix(run.RunID + "/"), do: answer(405)})
+		in.add(&rule{method: "PROPFIND", times: -1, do: func(w http.ResponseWriter, r *http.Request) {
+			var doc bytes.Buffer
+			doc.WriteString(`<?xml version="1.0"?><D:multistatus xmlns:D="DAV:">`)
+			for i := range 10001 {
+				doc.WriteString(`<D:response><D:href>` + r.URL.Path + "f" + strconv.Itoa(i) + `</D:href></D:response>`)
+			}
+			doc.WriteString(`</D:multistatus>`)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(207)
+			_, _ = w.Write(doc.Bytes())
+		}})
+		_, err := tg.DeleteRun(ctx, run)
+		if targets.KindOf(err) != targets.KindUnknown || !strings.Contains(err.Error(), "10000") {
+			t.Fatalf("delete of a huge run: %v", err)
+		}
+		if n := in.count("DELETE"); n != 1 {
+			t.Fatalf("DELETE sent %d times, want only the refused one", n)
+		}
+		targettest.Expect(t, tg, run, part, 1, 10)
+	})
+
+	t.Run("DeleteFallsBackToMembers", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		tg, _ := newTarget(t, base, up, webdav.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, part, 1, 10)
+		targettest.Put(t, tg, run, "payload.part000002", 2, 10)
+		targettest.Put(t, tg, run, targets.EntriesName, 3, 10)
+		in.add(&rule{method: "DELETE", times: 1, match: suffix(run.RunID + "/"), do: answer(405)})
+		res, err := tg.CleanupRun(ctx, run)
+		if err != nil || res != targets.CleanupDeleted {
+			t.Fatalf("cleanup = %q, %v", res, err)
+		}
+		// Refused collection DELETE, three files, then the emptied collection.
+		if n := in.count("DELETE"); n != 5 {
+			t.Fatalf("DELETE sent %d times, want 5", n)
+		}
+		targettest.ExpectMissing(t, tg, run, part)
+		if _, err := tg.List(ctx, run.JobID+"/"+run.RunID); !errors.Is(err, targets.ErrNotExist) {
+			t.Fatalf("run collection still listed: %v", err)
+		}
+	})
+
+	t.Run("RedirectNotFollowed", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		in.add(&rule{method: "PUT", times: -1, do: answer(307, "Location", "/elsewhere/")})
+		tg, _ := newTarget(t, base, up, webdav.Options{})
+		_, err := tg.Put(ctx, targettest.NewRun(t), targets.ManifestName, targettest.NewContent(1, 10), 10)
+		expectErr(t, err, targets.KindConfig, 307, 1)
+		if n := in.count("GET") + in.count("PUT"); n != 1 {
+			t.Fatalf("%d GET/PUT requests, want the 1 PUT", n)
+		}
+	})
+
+	t.Run("GetRetriedBeforeFirstByte", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		tg, s := newTarget(t, base, up, webdav.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, part, 5, 70000)
+		in.add(&rule{method: "GET", times: 1, do: answer(503)})
+		in.add(&rule{method: "GET", times: 1, do: func(w http.ResponseWriter, r *http.Request) {
+			// Headers, then the connection dies before any body byte.
+			w.Header().Set("Content-Length", "70000")
+			w.WriteHeader(200)
+			http.NewResponseController(w).Flush()
+			panic(http.ErrAbortHandler)
+		}})
+		targettest.Expect(t, tg, run, part, 5, 70000)
+		if n := in.count("GET"); n != 3 {
+			t.Fatalf("GET sent %d times, want 3", n)
+		}
+		expectSleeps(t, s, time.Second, 2*time.Second)
+	})
+
+	t.Run("GetCutAfterBytesIsNotRetried", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		tg, _ := newTarget(t, base, up, webdav.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, part, 5, 70000)
+		in.add(&rule{method: "GET", times: -1, do: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "70000")
+			w.WriteHeader(200)
+			_, _ = w.Write(make([]byte, 1000))
+			http.NewResponseController(w).Flush()
+			panic(http.ErrAbortHandler)
+		}})
+		rc, err := tg.Open(ctx, run, part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		n, err := io.Copy(io.Discard, rc)
+		if n != 1000 || targets.KindOf(err) != targets.KindNetwork {
+			t.Fatalf("read %d bytes, %v; want 1000 then a network error", n, err)
+		}
+		if n := in.count("GET"); n != 1 {
+			t.Fatalf("GET sent %d times, want 1", n)
+		}
+	})
+
+	t.Run("RateLimits", func(t *testing.T) {
+		t.Parallel()
+		_, base := newInjector(t, up)
+		tg, s := newTarget(t, base, up, webdav.Options{Limits: webdav.Limits{PutQPS: 2}})
+		run := targettest.NewRun(t)
+		for range 3 {
+			targettest.Put(t, tg, run, targets.ManifestName, 1, 10)
+		}
+		// The fake clock stands still: the 2nd PUT waits 0.5 s, the 3rd 1 s (burst 1).
+		expectSleeps(t, s, 500*time.Millisecond, time.Second)
+	})
+
+	t.Run("Concurrency", func(t *testing.T) {
+		t.Parallel()
+		for _, limit := range []int{1, 3} {
+			in, base := newInjector(t, up)
+			tg, _ := newTarget(t, base, up, webdav.Options{Limits: webdav.Limits{Concurrency: limit}})
+			run := targettest.NewRun(t)
+			var wg sync.WaitGroup
+			for i := range 8 {
+				wg.Go(func() { targettest.Put(t, tg, run, fmt.Sprintf("payload.part%06d", i+1), int64(i), 100<<10) })
+			}
+			wg.Wait()
+			in.mu.Lock()
+			peak := in.maxInFlight
+			in.mu.Unlock()
+			if peak > limit {
+				t.Fatalf("concurrency %d: %d requests in flight at once", limit, peak)
+			}
+		}
+	})
+
+	t.Run("StalledRequestTimesOut", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		entered := make(chan struct{})
+		release := make(chan struct{})
+		t.Cleanup(func() { close(release) })
+		in.add(&rule{method: "PUT", times: 1, do: func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			close(entered)
+			select { // the server never answers
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}})
+		clk := clock.NewFake(epoch)
+		tg, _ := newTarget(t, base, up, webdav.Options{Clock: clk, MaxPutAttempts: 1})
+		errc := make(chan error, 1)
+		go func() {
+			_, err := tg.Put(ctx, targettest.NewRun(t), targets.ManifestName, targettest.NewContent(1, 1000), 1000)
+			errc <- err
+		}()
+		<-entered
+		clk.Advance(59 * time.Second)
+		select {
+		case err := <-errc:
+			t.Fatalf("put ended before the request timeout: %v", err)
+		default:
+		}
+		clk.Advance(2 * time.Second)
+		expectErr(t, <-errc, targets.KindTimeout, 0, 1)
+	})
+
+	t.Run("NoSecretsInLogsOrErrors", func(t *testing.T) {
+		t.Parallel()
+		in, base := newInjector(t, up)
+		in.add(&rule{method: "PUT", times: 1, do: answer(503)})
+		in.add(&rule{method: "PUT", times: 1, match: suffix("secret-probe"), do: answer(401)})
+		var logs lockedBuffer
+		tg, _ := newTarget(t, base, up, webdav.Options{}, &logs)
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, targets.ManifestName, 1, 10)
+		_, err := tg.Put(ctx, run, "secret-probe", targettest.NewContent(1, 10), 10)
+		if err == nil {
+			t.Fatal("401 put succeeded")
+		}
+		if !strings.Contains(logs.String(), "retrying") {
+			t.Fatalf("no retry was logged: %s", logs.String())
+		}
+		for _, text := range []string{logs.String(), err.Error(), fmt.Sprintf("%+v", err)} {
+			if strings.Contains(text, up.pass) || strings.Contains(text, "Basic ") {
+				t.Fatalf("credentials leaked into %q", text)
+			}
+		}
+	})
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
