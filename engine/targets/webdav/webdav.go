@@ -73,7 +73,9 @@ type Options struct {
 
 // Limits throttle requests. Zero fields mean unlimited.
 type Limits struct {
-	Concurrency int     // requests in flight at once, 0..128
+	// Concurrency caps requests in flight at once, 0..128. A download (Open) holds its slot
+	// until it is closed, so a caller must not keep more streams open than this.
+	Concurrency int
 	PutQPS      float64 // PUT requests per second, 0..10000
 	HeadQPS     float64 // HEAD requests per second
 	MkcolQPS    float64 // MKCOL requests per second
