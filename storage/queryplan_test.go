@@ -42,6 +42,18 @@ var hotQueries = []struct {
 	{"unacknowledged agent tasks (ack timeout)", qUnackedAgentTasks, []any{1, 100}},
 	{"oldest unacknowledged send", qOldestUnackedSend, nil},
 	{"open agent task of a run", qAgentTaskByRun, []any{"r"}},
+	{"claim due notification", planClaimQ, planClaimArgs},
+	{"next notification due", planNextDueQ, planNextDueArgs},
+	{"earliest notification lease", qEarliestNotificationLease, nil},
+	{"recover expired notification leases", qRecoverExpiredLeases, []any{1, 1}},
+	{"cancel queued notifications of a destination", qCancelQueuedForDestination, []any{"r", 1, "email", "ops"}},
+	{"cancel queued notifications of a channel", qCancelQueuedForChannel, []any{"r", 1, "email"}},
+	{"cancel all queued notifications", qCancelAllQueued, []any{"r", 1}},
+	{"notification queue page", planQueueQ, planQueueArgs},
+	{"notification queue page, filtered", planQueueFilteredQ, planQueueFilteredArgs},
+	{"notification queue page after cursor", planQueueCursorQ, planQueueCursorArgs},
+	{"notification queue count", planQueueCountQ, planQueueCountArgs},
+	{"notification destinations", qListNotificationDestinations, []any{"hub"}},
 }
 
 func TestHotQueriesUseIndexes(t *testing.T) {
