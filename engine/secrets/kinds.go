@@ -4,6 +4,7 @@ package secrets
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +42,9 @@ type SMTP struct {
 	From     string   `json:"from"`
 	To       []string `json:"to"`
 	TLS      string   `json:"tls"` // none | starttls | implicit
+	// CACert optionally holds PEM certificates to trust for this server besides the system roots
+	// (a self-signed or private-CA server). Only meaningful with tls starttls or implicit.
+	CACert string `json:"ca_cert,omitempty"`
 }
 
 // WeComBot is the payload of a "wecom_bot" secret.
@@ -182,6 +186,14 @@ func (p SMTP) Validate() error {
 	case "none", "starttls", "implicit":
 	default:
 		return invalid("invalid_payload", "tls", "invalid_value", "tls must be none, starttls or implicit")
+	}
+	if p.CACert != "" {
+		if p.TLS == "none" {
+			return invalid("invalid_payload", "ca_cert", "invalid_value", "ca_cert needs tls starttls or implicit")
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM([]byte(p.CACert)) {
+			return invalid("invalid_payload", "ca_cert", "invalid_format", "ca_cert must hold PEM-encoded certificates")
+		}
 	}
 	if p.Username != "" && p.Password == "" {
 		return invalid("invalid_payload", "password", "required", "password is required when a username is set")

@@ -22,6 +22,8 @@ func TestDecodePayload(t *testing.T) {
 		{"SMTPNoTo", KindSMTP, `{"host":"mail","port":25,"from":"a@b.c","to":[],"tls":"none"}`, "invalid_to", "to"},
 		{"SMTPBadTLS", KindSMTP, `{"host":"mail","port":25,"from":"a@b.c","to":["d@e.f"],"tls":"ssl"}`, "invalid_payload", "tls"},
 		{"SMTPUserNoPassword", KindSMTP, `{"host":"mail","port":25,"username":"u","from":"a@b.c","to":["d@e.f"],"tls":"none"}`, "invalid_payload", "password"},
+		{"SMTPCACertNeedsTLS", KindSMTP, `{"host":"mail","port":25,"from":"a@b.c","to":["d@e.f"],"tls":"none","ca_cert":"x"}`, "invalid_payload", "ca_cert"},
+		{"SMTPCACertNotPEM", KindSMTP, `{"host":"mail","port":25,"from":"a@b.c","to":["d@e.f"],"tls":"starttls","ca_cert":"not a cert"}`, "invalid_payload", "ca_cert"},
 		{"SMTPPortZero", KindSMTP, `{"host":"mail","port":0,"from":"a@b.c","to":["d@e.f"],"tls":"none"}`, "invalid_payload", "port"},
 		{"WeComOK", KindWeComBot, `{"webhook_url":"https://qyapi.example/cgi-bin/webhook/send?key=k"}`, "", ""},
 		{"WeComFTP", KindWeComBot, `{"webhook_url":"ftp://x/y"}`, "invalid_webhook_url", "webhook_url"},
