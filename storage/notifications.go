@@ -52,10 +52,9 @@ const (
 	qClaimNotificationTail = `
 			ORDER BY next_attempt_at LIMIT 1)
 		RETURNING ` + notificationColumns
-	qNextNotificationDueHead   = `SELECT next_attempt_at FROM notifications WHERE status = 'queued'`
-	qNextNotificationDueTail   = ` ORDER BY next_attempt_at LIMIT 1`
-	qEarliestNotificationLease = `SELECT MIN(lease_until) FROM notifications WHERE status = 'sending'`
-	qRecoverExpiredLeases      = `UPDATE notifications SET status = 'queued', lease_until = NULL, updated_at = ?
+	qNextNotificationDueHead = `SELECT next_attempt_at FROM notifications WHERE status = 'queued'`
+	qNextNotificationDueTail = ` ORDER BY next_attempt_at LIMIT 1`
+	qRecoverExpiredLeases    = `UPDATE notifications SET status = 'queued', lease_until = NULL, updated_at = ?
 		WHERE status = 'sending' AND (lease_until IS NULL OR lease_until < ?)`
 	qRecoverAllSending = `UPDATE notifications SET status = 'queued', lease_until = NULL, updated_at = ?
 		WHERE status = 'sending'`
@@ -137,28 +136,18 @@ func (q Q) ClaimNotification(ctx context.Context, now, leaseUntil int64, exclude
 	return n, nil
 }
 
-// NextNotificationWake returns the earliest instant at which the worker has something to do: the
-// earliest next_attempt_at of a queued row whose destination is not in exclude, or the earliest
-// lease expiry of a row being sent. ok is false when there is neither.
-func (q Q) NextNotificationWake(ctx context.Context, exclude []string) (at int64, ok bool, err error) {
-	var due, lease sql.NullInt64
+// NextNotificationDue returns the earliest next_attempt_at of a queued row whose destination is
+// not in exclude; ok is false when there is none.
+func (q Q) NextNotificationDue(ctx context.Context, exclude []string) (at int64, ok bool, err error) {
 	query, args := nextDueQuery(exclude)
-	err = q.ex.QueryRowContext(ctx, query, args...).Scan(&due)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	err = q.ex.QueryRowContext(ctx, query, args...).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
 		return 0, false, fmt.Errorf("read next notification due time: %w", err)
 	}
-	if err := q.ex.QueryRowContext(ctx, qEarliestNotificationLease).Scan(&lease); err != nil {
-		return 0, false, fmt.Errorf("read earliest notification lease: %w", err)
-	}
-	switch {
-	case due.Valid && lease.Valid:
-		return min(due.Int64, lease.Int64), true, nil
-	case due.Valid:
-		return due.Int64, true, nil
-	case lease.Valid:
-		return lease.Int64, true, nil
-	}
-	return 0, false, nil
+	return at, true, nil
 }
 
 // RecoverSendingNotifications puts rows left 'sending' back to 'queued'. With all set (at start,

@@ -44,7 +44,6 @@ var hotQueries = []struct {
 	{"open agent task of a run", qAgentTaskByRun, []any{"r"}},
 	{"claim due notification", planClaimQ, planClaimArgs},
 	{"next notification due", planNextDueQ, planNextDueArgs},
-	{"earliest notification lease", qEarliestNotificationLease, nil},
 	{"recover expired notification leases", qRecoverExpiredLeases, []any{1, 1}},
 	{"cancel queued notifications of a destination", qCancelQueuedForDestination, []any{"r", 1, "email", "ops"}},
 	{"cancel queued notifications of a channel", qCancelQueuedForChannel, []any{"r", 1, "email"}},
