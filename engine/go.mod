@@ -8,6 +8,7 @@ require (
 	filippo.io/age v1.3.2
 	github.com/bastion-backup/bastion/storage v0.0.0-00010101000000-000000000000
 	github.com/gobwas/glob v1.1.0
+	github.com/google/uuid v1.6.0
 	github.com/klauspost/compress v1.20.4
 	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/rs/zerolog v1.35.1

@@ -1,0 +1,107 @@
+package notify
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/google/uuid"
+
+	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// RunInfo identifies a run that has ended.
+type RunInfo struct {
+	ID     string
+	Status string // success | failed | rejected notify; anything else (canceled) does not
+}
+
+// JobNotifications is the notifications block of a job spec.
+type JobNotifications struct {
+	// Mode is "inherit" (every enabled destination; also when empty) or "custom" (only the named
+	// destinations that are enabled).
+	Mode     string   `json:"mode"`
+	WeComBot []string `json:"wecom_bot"`
+	Email    []string `json:"email"`
+	Webhook  []string `json:"webhook"`
+}
+
+// Notification modes.
+const (
+	ModeInherit = "inherit"
+	ModeCustom  = "custom"
+)
+
+func (j JobNotifications) names(channel string) []string {
+	switch channel {
+	case ChannelWeComBot:
+		return j.WeComBot
+	case ChannelEmail:
+		return j.Email
+	case ChannelWebhook:
+		return j.Webhook
+	}
+	return nil
+}
+
+// Notifies reports whether a run ending in status is notified. Rejected runs (refused by the
+// overlap policy) are, as the templates' "Bastion backup rejected" promises; canceled runs are
+// not: someone asked for them to stop.
+func Notifies(status string) bool {
+	return status == storage.RunSuccess || status == storage.RunFailed || status == storage.RunRejected
+}
+
+// EnqueueForRun queues one notification per destination the run should be reported to, and
+// returns how many rows it inserted. Call it inside the write transaction that stores the run's
+// terminal status, so both commit together, then call Wake after the commit.
+//
+// Nothing is queued when notifications are off or the status does not notify. inherit selects
+// every enabled destination of every enabled channel; custom selects the job's named
+// destinations that exist and are enabled (others are ignored). Repeating the call for the same
+// run inserts nothing new (UNIQUE(run_id, channel, secret_name)), so it can never send twice.
+func (s *Service) EnqueueForRun(ctx context.Context, q storage.Q, run RunInfo, spec JobNotifications) (int, error) {
+	if !Notifies(run.Status) {
+		return 0, nil
+	}
+	set, err := loadSettings(ctx, q)
+	if err != nil {
+		return 0, fmt.Errorf("queue notifications for run %s: %w", run.ID, err)
+	}
+	if !set.Enabled {
+		return 0, nil
+	}
+	custom := spec.Mode == ModeCustom
+	if !custom && spec.Mode != "" && spec.Mode != ModeInherit {
+		// The job spec validator rejects this; an old spec must not lose its run's report.
+		s.log.Warn().Str("run_id", run.ID).Str("mode", spec.Mode).Msg("unknown notifications mode; using inherit")
+	}
+	now := s.clock.Now().Unix()
+	inserted := 0
+	for _, ch := range AllChannels {
+		if !set.ChannelEnabled(ch) {
+			continue
+		}
+		names, err := q.EnabledNotificationDestinations(ctx, secrets.HubNode, ch)
+		if err != nil {
+			return inserted, fmt.Errorf("queue notifications for run %s: %w", run.ID, err)
+		}
+		if custom {
+			wanted := spec.names(ch)
+			names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(wanted, n) })
+		}
+		for _, name := range names {
+			ok, err := q.InsertNotification(ctx, storage.Notification{
+				ID: uuid.NewString(), RunID: run.ID, Channel: ch, SecretName: name,
+				Status: storage.NotificationQueued, NextAttemptAt: now, CreatedAt: now, UpdatedAt: now,
+			})
+			if err != nil {
+				return inserted, fmt.Errorf("queue notifications for run %s: %w", run.ID, err)
+			}
+			if ok {
+				inserted++
+			}
+		}
+	}
+	return inserted, nil
+}

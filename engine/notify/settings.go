@@ -1,0 +1,143 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// Channels.
+const (
+	ChannelWeComBot = "wecom_bot"
+	ChannelEmail    = "email"
+	ChannelWebhook  = "webhook"
+)
+
+// AllChannels lists the channels in display order.
+var AllChannels = []string{ChannelWeComBot, ChannelEmail, ChannelWebhook}
+
+// ValidChannel reports whether c is a channel.
+func ValidChannel(c string) bool {
+	return c == ChannelWeComBot || c == ChannelEmail || c == ChannelWebhook
+}
+
+// Settings is the document stored under settings key "notifications".
+type Settings struct {
+	Enabled   bool      `json:"enabled"`
+	Channels  Channels  `json:"channels"`
+	Templates Templates `json:"templates"`
+}
+
+// Channels holds the per-channel switches.
+type Channels struct {
+	WeComBot ChannelSettings `json:"wecom_bot"`
+	Email    ChannelSettings `json:"email"`
+	Webhook  ChannelSettings `json:"webhook"`
+}
+
+// ChannelSettings is one channel's switch.
+type ChannelSettings struct {
+	Enabled bool `json:"enabled"`
+}
+
+// Templates are the global message templates (see template.go for placeholders).
+type Templates struct {
+	WeComMarkdown string `json:"wecom_markdown"`
+	EmailSubject  string `json:"email_subject"`
+	EmailBody     string `json:"email_body"`
+}
+
+// ChannelEnabled reports whether channel is switched on (the global switch aside).
+func (s Settings) ChannelEnabled(channel string) bool {
+	switch channel {
+	case ChannelWeComBot:
+		return s.Channels.WeComBot.Enabled
+	case ChannelEmail:
+		return s.Channels.Email.Enabled
+	case ChannelWebhook:
+		return s.Channels.Webhook.Enabled
+	}
+	return false
+}
+
+// Default templates, as in the original (with its consistency line).
+const (
+	DefaultWeComMarkdown = "**{{title}}**\n" +
+		"> Job: {{job_name}}\n" +
+		"> Run: {{run_id}}\n" +
+		"> Started: {{started_at}}\n" +
+		"> Ended: {{ended_at}}\n" +
+		"{{target_line_wecom}}{{consistency_line_wecom}}{{error_line_wecom}}"
+	DefaultEmailSubject = "Bastion {{status_text}} - {{job_name}}"
+	DefaultEmailBody    = "Bastion backup\n\n" +
+		"Job: {{job_name}}\n" +
+		"Run: {{run_id}}\n" +
+		"Status: {{status}}\n" +
+		"Started: {{started_at}}\n" +
+		"Ended: {{ended_at}}\n" +
+		"{{target_line_email}}{{consistency_line_email}}{{error_line_email}}"
+)
+
+// DefaultSettings is what a Hub starts with: everything on, default templates.
+func DefaultSettings() Settings {
+	return Settings{
+		Enabled: true,
+		Channels: Channels{
+			WeComBot: ChannelSettings{Enabled: true},
+			Email:    ChannelSettings{Enabled: true},
+			Webhook:  ChannelSettings{Enabled: true},
+		},
+		Templates: Templates{
+			WeComMarkdown: DefaultWeComMarkdown,
+			EmailSubject:  DefaultEmailSubject,
+			EmailBody:     DefaultEmailBody,
+		},
+	}
+}
+
+// DecodeSettings parses a settings document over base: fields the document leaves out keep
+// base's values (a document written before the webhook channel existed keeps it on).
+func DecodeSettings(base Settings, raw []byte) (Settings, error) {
+	s := base
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return Settings{}, fmt.Errorf("decode notification settings: %w", err)
+	}
+	return s, nil
+}
+
+// ValidateSettings rejects blank templates. Unknown placeholders are not an error: see
+// UnknownPlaceholders.
+func ValidateSettings(s Settings) error {
+	for _, t := range []struct{ field, value, what string }{
+		{"templates.wecom_markdown", s.Templates.WeComMarkdown, "WeCom template"},
+		{"templates.email_subject", s.Templates.EmailSubject, "Email subject template"},
+		{"templates.email_body", s.Templates.EmailBody, "Email body template"},
+	} {
+		if strings.TrimSpace(t.value) == "" {
+			return &Error{Kind: KindInvalid, Code: "invalid_template", Field: t.field, Reason: "required",
+				Message: t.what + " is required"}
+		}
+	}
+	return nil
+}
+
+// loadSettings reads the settings document through q, or the defaults when none is stored.
+func loadSettings(ctx context.Context, q storage.Q) (Settings, error) {
+	raw, err := q.GetSetting(ctx, storage.SettingNotifications)
+	if errors.Is(err, storage.ErrNotFound) {
+		return DefaultSettings(), nil
+	}
+	if err != nil {
+		return Settings{}, err
+	}
+	return DecodeSettings(DefaultSettings(), []byte(raw))
+}
+
+func encodeSettings(s Settings) string {
+	b, _ := json.Marshal(s) // plain structs of strings and bools always marshal
+	return string(b)
+}
