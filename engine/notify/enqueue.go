@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -17,23 +18,17 @@ type RunInfo struct {
 	Status string // success | failed | rejected notify; anything else (canceled) does not
 }
 
-// JobNotifications is the notifications block of a job spec.
-type JobNotifications struct {
-	// Mode is "inherit" (every enabled destination; also when empty) or "custom" (only the named
-	// destinations that are enabled).
-	Mode     string   `json:"mode"`
-	WeComBot []string `json:"wecom_bot"`
-	Email    []string `json:"email"`
-	Webhook  []string `json:"webhook"`
-}
+// JobNotifications is the notifications block of a job spec. Mode "inherit" (also when empty)
+// selects every enabled destination; "custom" only the named destinations that are enabled.
+type JobNotifications = jobspec.Notifications
 
 // Notification modes.
 const (
-	ModeInherit = "inherit"
-	ModeCustom  = "custom"
+	ModeInherit = jobspec.NotifyInherit
+	ModeCustom  = jobspec.NotifyCustom
 )
 
-func (j JobNotifications) names(channel string) []string {
+func specNames(j JobNotifications, channel string) []string {
 	switch channel {
 	case ChannelWeComBot:
 		return j.WeComBot
@@ -87,7 +82,7 @@ func (s *Service) EnqueueForRun(ctx context.Context, q storage.Q, run RunInfo, s
 			return inserted, fmt.Errorf("queue notifications for run %s: %w", run.ID, err)
 		}
 		if custom {
-			wanted := spec.names(ch)
+			wanted := specNames(spec, ch)
 			names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(wanted, n) })
 		}
 		for _, name := range names {
