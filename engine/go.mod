@@ -6,6 +6,7 @@ replace github.com/bastion-backup/bastion/storage => ../storage
 
 require (
 	filippo.io/age v1.3.2
+	github.com/adhocore/gronx v1.20.4
 	github.com/bastion-backup/bastion/storage v0.0.0-00010101000000-000000000000
 	github.com/gobwas/glob v1.1.0
 	github.com/google/uuid v1.6.0
