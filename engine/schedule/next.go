@@ -44,10 +44,24 @@ func (s *Schedule) periodOf(t time.Time) period {
 	if !en.IsZero() {
 		p.end = en.Unix()
 	}
+	if sec := t.Unix(); p.end <= sec {
+		// golang/go#81583: past a zone's last explicit transition Go computes periods from the
+		// TZ rule and ends a leap year's last period a day early, before t itself. That period
+		// really runs to the end of the UTC year.
+		p.end = time.Date(t.UTC().Year()+1, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	}
 	return p
 }
 
 func (s *Schedule) periodAt(sec int64) period { return s.periodOf(time.Unix(sec, 0).In(s.loc)) }
+
+// after returns the period that follows p. Its start is clamped to p's end: with the leap-year
+// repair above, the period found at p's end can claim to start earlier.
+func (s *Schedule) after(p period) period {
+	q := s.periodAt(p.end)
+	q.start = max(q.start, p.end)
+	return q
+}
 
 // before reports whether the instant at which wall time w occurs under p's offset lies
 // before p's end.
@@ -90,7 +104,7 @@ func (s *Schedule) nextElapsed(p period, lower int64) (int64, bool) {
 		if p.before(w) {
 			return w - p.off, true
 		}
-		p = s.periodAt(p.end)
+		p = s.after(p)
 		lower = ceilDiv(p.start+p.off, 60) * 60
 	}
 	return 0, false
@@ -116,7 +130,7 @@ func (s *Schedule) nextWallClock(sec int64, p period, lower int64) (int64, bool)
 			// before p.
 			return max(p.start, w-p.off), true
 		}
-		p = s.periodAt(p.end)
+		p = s.after(p)
 	}
 	return 0, false
 }
