@@ -101,7 +101,7 @@ func (s *Schedule) String() string { return s.expr }
 func (s *Schedule) Location() *time.Location { return s.loc }
 
 // Preview returns the next n trigger instants strictly after after, as the scheduler would fire
-// them.
+// them. It costs n Next calls; callers taking n from a request must bound it.
 func (s *Schedule) Preview(after time.Time, n int) []time.Time {
 	if n <= 0 {
 		return nil
