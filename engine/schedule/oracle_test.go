@@ -151,6 +151,10 @@ type zoneWalk struct {
 	transitions []int   // i where the offset differs from the one at i-1
 }
 
+// walkZone fills a few million entries per zone; like oracle.run it is left out of the race
+// detector's instrumentation (go:norace) to keep the package's -race run short.
+//
+//go:norace
 func walkZone(t *testing.T, loc *time.Location, from, to time.Time) *zoneWalk {
 	offsetAt := func(u int64) int64 {
 		_, off := time.Unix(u, 0).In(loc).Zone()
