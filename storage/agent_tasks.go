@@ -31,12 +31,13 @@ type AgentTask struct {
 	ResultJSON        *string
 	Error             *string
 	CancelRequestedAt *int64
+	LastEventSeq      int64
 	CreatedAt         int64
 	UpdatedAt         int64
 }
 
 const agentTaskColumns = `id, agent_id, run_id, kind, status, payload_json, send_count, last_sent_at, acked_at,
-	completed_at, result_json, error, cancel_requested_at, created_at, updated_at`
+	completed_at, result_json, error, cancel_requested_at, last_event_seq, created_at, updated_at`
 
 const (
 	// qOpenAgentTasks pages through an agent's open tasks, oldest first (resend on connect).
@@ -52,7 +53,7 @@ const (
 func scanAgentTask(sc interface{ Scan(...any) error }) (AgentTask, error) {
 	var t AgentTask
 	err := sc.Scan(&t.ID, &t.AgentID, &t.RunID, &t.Kind, &t.Status, &t.PayloadJSON, &t.SendCount, &t.LastSentAt,
-		&t.AckedAt, &t.CompletedAt, &t.ResultJSON, &t.Error, &t.CancelRequestedAt, &t.CreatedAt, &t.UpdatedAt)
+		&t.AckedAt, &t.CompletedAt, &t.ResultJSON, &t.Error, &t.CancelRequestedAt, &t.LastEventSeq, &t.CreatedAt, &t.UpdatedAt)
 	return t, err
 }
 
@@ -61,9 +62,9 @@ func (q Q) InsertAgentTask(ctx context.Context, t AgentTask) error {
 	if t.Status == "" {
 		t.Status = AgentTaskSent
 	}
-	_, err := q.ex.ExecContext(ctx, `INSERT INTO agent_tasks(`+agentTaskColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := q.ex.ExecContext(ctx, `INSERT INTO agent_tasks(`+agentTaskColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		t.ID, t.AgentID, t.RunID, t.Kind, t.Status, t.PayloadJSON, t.SendCount, t.LastSentAt, t.AckedAt,
-		t.CompletedAt, t.ResultJSON, t.Error, t.CancelRequestedAt, t.CreatedAt, t.UpdatedAt)
+		t.CompletedAt, t.ResultJSON, t.Error, t.CancelRequestedAt, t.LastEventSeq, t.CreatedAt, t.UpdatedAt)
 	if err != nil {
 		return fmt.Errorf("insert agent task %s: %w", t.ID, err)
 	}
@@ -180,6 +181,14 @@ func (q Q) RequestAgentTaskCancel(ctx context.Context, id string, now int64) (bo
 func (q Q) DeleteAgentTask(ctx context.Context, id string) error {
 	if _, err := q.ex.ExecContext(ctx, `DELETE FROM agent_tasks WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("delete agent task %s: %w", id, err)
+	}
+	return nil
+}
+
+// SetAgentTaskEventSeq raises the mark of the last applied agent event sequence.
+func (q Q) SetAgentTaskEventSeq(ctx context.Context, id string, seq int64) error {
+	if _, err := q.ex.ExecContext(ctx, `UPDATE agent_tasks SET last_event_seq = ? WHERE id = ? AND last_event_seq < ?`, seq, id, seq); err != nil {
+		return fmt.Errorf("record event sequence of agent task %s: %w", id, err)
 	}
 	return nil
 }

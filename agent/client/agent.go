@@ -50,7 +50,8 @@ type Options struct {
 	// Backoff defaults to full jitter from 1 s to 30 s.
 	Backoff    *Backoff
 	HTTPClient *http.Client
-	// OutboxSize bounds queued frames per connection (default 1024).
+	// OutboxSize bounds queued frames per connection (default 4096: room for the event logs re-sent
+	// on connect).
 	OutboxSize int
 }
 
@@ -68,8 +69,8 @@ var (
 	ErrKeyRotated = errors.New("the Hub rotated this agent's key; put the new key in agent.json and restart the agent")
 )
 
-// maxBuffered bounds the run events kept while disconnected; progress snapshots are coalesced.
-const maxBuffered = 500
+// maxLogged bounds the events kept per task for re-sending; progress snapshots are coalesced.
+const maxLogged = 1000
 
 // Agent is a running agent.
 type Agent struct {
@@ -85,8 +86,16 @@ type Agent struct {
 	sess          *session
 	running       map[string]*runningTask
 	pendingCancel map[string]struct{}
-	buffered      []*protocol.RunEvent
+	logs          map[string]*eventLog // run id → events kept until its result is acknowledged
+	logOrder      []string
 }
+
+type eventLog struct {
+	seq    int64
+	events []*protocol.RunEvent
+}
+
+const progressKind = "progress_snapshot"
 
 type runningTask struct {
 	cancel context.CancelFunc
@@ -125,7 +134,7 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 		o.Backoff = &Backoff{Base: BackoffBase, Cap: BackoffCap}
 	}
 	if o.OutboxSize <= 0 {
-		o.OutboxSize = 1024
+		o.OutboxSize = 4096
 	}
 	if o.Executor == nil {
 		o.Executor = unsupportedExecutor{}
@@ -147,6 +156,7 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 		lock:          make(chan struct{}, 1),
 		running:       map[string]*runningTask{},
 		pendingCancel: map[string]struct{}{},
+		logs:          map[string]*eventLog{},
 	}
 	return a, nil
 }
@@ -322,42 +332,60 @@ func (a *Agent) cancelTask(id string) {
 	}
 }
 
-// emit sends a run event on the current connection, or keeps it until the next one.
+// emit numbers a run event, keeps it in its task's log and sends it on the current connection.
+// The log is re-sent after every reconnect until the task's result is acknowledged (an event
+// written into a connection that then died may never have arrived); the Hub applies each number
+// once.
 func (a *Agent) emit(ev *protocol.RunEvent) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.sess != nil {
-		a.flushLocked()
-		if len(a.buffered) == 0 && a.sess.send(ev) == nil {
-			return
-		}
+	l := a.logs[ev.RunID]
+	if l == nil {
+		l = &eventLog{}
+		a.logs[ev.RunID] = l
+		a.logOrder = append(a.logOrder, ev.RunID)
 	}
-	if ev.Kind == "progress_snapshot" {
-		for i := len(a.buffered) - 1; i >= 0; i-- {
-			if b := a.buffered[i]; b.RunID == ev.RunID && b.Kind == ev.Kind {
-				a.buffered[i] = ev
+	l.seq++
+	seq := l.seq
+	ev.Seq = &seq
+	n := len(l.events)
+	switch {
+	case ev.Kind == progressKind && n > 0 && l.events[n-1].Kind == progressKind:
+		l.events[n-1] = ev // only the latest progress matters
+	case n >= maxLogged:
+		copy(l.events, l.events[1:])
+		l.events[n-1] = ev
+	default:
+		l.events = append(l.events, ev)
+	}
+	if a.sess != nil {
+		_ = a.sess.send(ev) // on failure the connection ends and the log is re-sent on the next
+	}
+}
+
+// resendLogsLocked sends every kept event, oldest task first. Callers hold a.mu.
+func (a *Agent) resendLogsLocked(s *session) {
+	for _, id := range a.logOrder {
+		for _, ev := range a.logs[id].events {
+			if s.send(ev) != nil {
 				return
 			}
 		}
 	}
-	if len(a.buffered) >= maxBuffered {
-		a.buffered = a.buffered[1:]
-	}
-	a.buffered = append(a.buffered, ev)
-}
-
-// flushLocked sends the events kept while disconnected, oldest first. Callers hold a.mu.
-func (a *Agent) flushLocked() {
-	for len(a.buffered) > 0 && a.sess != nil {
-		if a.sess.send(a.buffered[0]) != nil {
-			return
-		}
-		a.buffered[0] = nil
-		a.buffered = a.buffered[1:]
-	}
 }
 
 func (a *Agent) onResultAck(id string) {
+	a.mu.Lock()
+	if _, ok := a.logs[id]; ok {
+		delete(a.logs, id)
+		for i, x := range a.logOrder {
+			if x == id {
+				a.logOrder = append(a.logOrder[:i], a.logOrder[i+1:]...)
+				break
+			}
+		}
+	}
+	a.mu.Unlock()
 	if err := a.store.ackResult(id); err != nil {
 		a.log.Warn().Err(err).Str("task_id", id).Msg("record result acknowledgement")
 	}

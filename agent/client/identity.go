@@ -125,6 +125,7 @@ func enroll(ctx context.Context, hc *http.Client, hubURL, token, name string) (*
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Close = true // a one-off: keep no idle connection around
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("enroll with the hub: %w", err)

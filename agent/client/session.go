@@ -84,12 +84,12 @@ func (a *Agent) connectAndServe(ctx context.Context) (time.Duration, error) {
 		a.writeLoop(s)
 	}()
 
-	// hello, then what the Hub is owed from before: events kept while away, then unacknowledged
+	// hello, then what the Hub may not have: the events of unfinished tasks, then unacknowledged
 	// results (a task's events precede its result).
 	_ = s.send(a.hello())
 	a.mu.Lock()
 	a.sess = s
-	a.flushLocked()
+	a.resendLogsLocked(s)
 	a.mu.Unlock()
 	for _, r := range a.store.unackedResults() {
 		r := r
@@ -116,7 +116,7 @@ func (a *Agent) connectAndServe(ctx context.Context) (time.Duration, error) {
 	<-writerDone
 	_ = ws.CloseNow()
 	up := a.clock.Now().Sub(start)
-	if cause := context.Cause(sctx); cause != nil && !errors.Is(cause, context.Canceled) {
+	if cause := context.Cause(sctx); websocket.CloseStatus(err) == -1 && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}
 	return up, closeError(err)
@@ -151,6 +151,9 @@ func (a *Agent) readLoop(s *session) error {
 	for {
 		typ, data, err := s.ws.Read(s.ctx)
 		if err != nil {
+			if websocket.CloseStatus(err) != -1 {
+				return err // the Hub's own reason comes first (revoked, key rotated)
+			}
 			if c := context.Cause(s.ctx); c != nil {
 				return c
 			}

@@ -81,6 +81,9 @@ type RunEvent struct {
 	Kind    string          `json:"kind"`
 	Message string          `json:"message"`
 	Fields  json.RawMessage `json:"fields"`
+	// Seq is a Go extension: the agent numbers a task's events from 1 and re-sends the ones of
+	// an unfinished task after a reconnect; the Hub applies each number once.
+	Seq *int64 `json:"seq,omitempty"`
 }
 
 // Task result statuses.

@@ -8,6 +8,7 @@
 //     re-sending it. Without it the agent re-sends every unacknowledged result after a reconnect.
 //   - hello.heartbeat_seconds: the agent's ping interval, so the Hub can set its read deadline
 //     to three intervals instead of guessing.
+//   - run_event.seq: per-task event numbers, so events re-sent after a reconnect are recorded once.
 package protocol
 
 import (

@@ -101,13 +101,26 @@ func (h *Hub) ownedTask(ctx context.Context, c *conn, taskID string) (storage.Ag
 	return t, true
 }
 
+// onRunEvent applies an event of an open task once: a numbered event at or below the task's
+// mark is a re-send of one already recorded.
 func (h *Hub) onRunEvent(ctx context.Context, c *conn, ev *protocol.RunEvent) {
+	h.eventMu.Lock()
+	defer h.eventMu.Unlock()
 	t, ok := h.ownedTask(ctx, c, ev.RunID)
 	if !ok || t.CompletedAt != nil || h.cfg.Sink == nil {
 		return
 	}
+	if ev.Seq != nil && *ev.Seq <= t.LastEventSeq {
+		return
+	}
 	if err := h.cfg.Sink.Event(ctx, t, ev); err != nil {
 		c.log.Warn().Err(err).Str("run_id", ev.RunID).Msg("record run event")
+		return
+	}
+	if ev.Seq != nil {
+		if err := h.db.Writer().SetAgentTaskEventSeq(ctx, t.ID, *ev.Seq); err != nil {
+			c.log.Warn().Err(err).Str("run_id", ev.RunID).Msg("record run event sequence")
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package agentsock_test
 
 import (
+	"bytes"
 	"context"
 	"net/http/httptest"
 	"sync"
@@ -67,6 +68,7 @@ type testHub struct {
 	srv  *httptest.Server
 	sink *recordingSink
 	url  string
+	stop func()
 }
 
 type hubOpts struct {
@@ -95,13 +97,15 @@ func newTestHub(t testing.TB, o hubOpts) *testHub {
 		defer close(done)
 		_ = h.Run(ctx)
 	}()
-	t.Cleanup(func() {
+	th := &testHub{db: o.db, hub: h, srv: srv, sink: o.sink, url: srv.URL}
+	th.stop = sync.OnceFunc(func() {
 		cancel()
 		<-done
 		srv.CloseClientConnections()
 		srv.Close()
 	})
-	return &testHub{db: o.db, hub: h, srv: srv, sink: o.sink, url: srv.URL}
+	t.Cleanup(th.stop)
+	return th
 }
 
 // newEnrollToken stores a token with the given uses (nil: unlimited) valid for an hour.
@@ -149,4 +153,25 @@ func (th *testHub) task(t testing.TB, id string) storage.AgentTask {
 		t.Fatal(err)
 	}
 	return tk
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func openDBAt(t testing.TB, path string) *storage.DB {
+	t.Helper()
+	db, err := storage.Open(context.Background(), path, storage.Options{Logger: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

@@ -89,6 +89,8 @@ type Hub struct {
 	// resultMu serialises result handling, so a result re-sent on a new connection while the old
 	// connection's copy is still being applied is recorded once.
 	resultMu sync.Mutex
+	// eventMu does the same for numbered events.
+	eventMu sync.Mutex
 
 	wake chan struct{} // ack-timeout loop
 }
