@@ -1,0 +1,366 @@
+// The browser journey against a real Hub (`npm run e2e`). Run scripts/ui-build and
+// `go build -o bin/bastion ./hub/cmd/bastion` first (scripts/test does both).
+//
+// Each step names the backend capabilities it needs; the harness probes the Hub for them first
+// (a route that does not exist answers 404, one that does answers 401 before login) and reports a
+// step whose capability is missing as "awaiting", not as passed. The run fails on any failed step,
+// any console error, any failed request, and any 4xx/5xx the step did not expect — except 404s from
+// routes the probe already found missing, which only a step's skip explains.
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { SCREENSHOTS, killAll, spawnLogged, startBrowser, startHub, until } from './harness.mjs'
+
+const DESKTOP = { width: 1280, height: 800 }
+const MOBILE = { width: 390, height: 844 }
+const USER = 'admin'
+const PASSWORD = 'correct horse battery staple'
+
+const PROBES = {
+  setup: ['GET', '/api/setup/status'],
+  session: ['GET', '/api/session'],
+  jobs: ['GET', '/api/jobs'],
+  schedulePreview: ['GET', '/api/schedule/preview'],
+  fsList: ['GET', '/api/nodes/hub/fs/list'],
+  runs: ['GET', '/api/runs/00000000-0000-4000-8000-000000000000'],
+  runEvents: ['GET', '/api/runs/00000000-0000-4000-8000-000000000000/events/ws'],
+  snapshots: ['GET', '/api/jobs/00000000-0000-4000-8000-000000000000/snapshots'],
+  entries: ['GET', '/api/runs/00000000-0000-4000-8000-000000000000/entries'],
+  restore: ['POST', '/api/runs/00000000-0000-4000-8000-000000000000/restore'],
+  operations: ['GET', '/api/operations/00000000-0000-4000-8000-000000000000'],
+  agents: ['GET', '/api/agents'],
+  enrollment: ['POST', '/api/agents/enrollment-tokens'],
+  secrets: ['GET', '/api/secrets/webdav'],
+  notifications: ['GET', '/api/notifications/destinations'],
+  notificationQueue: ['GET', '/api/notifications/queue'],
+}
+// Which request paths belong to which capability, to tell "not built yet" 404s from real failures.
+const CAPABILITY_PATHS = [
+  ['jobs', /^\/api\/jobs(\?|$)/],
+  ['snapshots', /^\/api\/jobs\/[^/]+\/snapshots/],
+  ['jobs', /^\/api\/jobs\/[^/]+(\/runs|\/run|\/retention)?/],
+  ['schedulePreview', /^\/api\/schedule\/preview/],
+  ['fsList', /^\/api\/nodes\/[^/]+\/fs\/list/],
+  ['entries', /^\/api\/runs\/[^/]+\/entries/],
+  ['runEvents', /^\/api\/runs\/[^/]+\/events/],
+  ['runs', /^\/api\/runs\//],
+  ['operations', /^\/api\/operations\//],
+  ['enrollment', /^\/api\/agents\/enrollment-tokens/],
+  ['agents', /^\/api\/agents/],
+  ['secrets', /^\/api\/secrets\//],
+  ['notificationQueue', /^\/api\/notifications\/queue/],
+  ['notifications', /^\/api\/notifications\//],
+]
+
+const results = []
+const problems = []
+let missing = new Set()
+
+function capabilityOf(path) {
+  for (const [cap, re] of CAPABILITY_PATHS) if (re.test(path)) return cap
+  return null
+}
+function tolerated(url, status) {
+  const u = new URL(url)
+  const cap = capabilityOf(u.pathname)
+  return status === 404 && cap !== null && missing.has(cap)
+}
+
+async function probe(base) {
+  const have = {}
+  for (const [name, [method, path]] of Object.entries(PROBES)) {
+    const r = await fetch(base + path, { method, headers: method === 'POST' ? { 'Content-Type': 'application/json' } : {}, body: method === 'POST' ? '{}' : undefined })
+    have[name] = r.status !== 404
+  }
+  return have
+}
+
+function watch(page) {
+  page.on('console', (msg) => {
+    if (msg.type() !== 'error') return
+    const loc = msg.location()?.url ?? ''
+    if (/Failed to load resource/.test(msg.text()) && loc && tolerated(loc, 404)) return
+    // The browser logs every 4xx fetch; those the journey expects are checked on the response.
+    if (/Failed to load resource: the server responded with a status of 4\d\d/.test(msg.text()) && expectedStatus.has(loc)) return
+    problems.push(`console error on ${page.url()}: ${msg.text()} ${loc}`)
+  })
+  page.on('pageerror', (err) => problems.push(`page error on ${page.url()}: ${err.message}`))
+  page.on('requestfailed', (req) => {
+    const f = req.failure()?.errorText ?? ''
+    // Leaving a page aborts its in-flight requests and sockets; that is not a failure.
+    if (/ERR_ABORTED/.test(f)) return
+    problems.push(`request failed: ${req.method()} ${req.url()} ${f}`)
+  })
+  page.on('response', (res) => {
+    const s = res.status()
+    if (s < 400 || tolerated(res.url(), s) || expectedStatus.has(res.url())) return
+    problems.push(`HTTP ${s} for ${res.request().method()} ${res.url()}`)
+  })
+}
+const expectedStatus = new Set()
+
+async function shoot(page, name) {
+  mkdirSync(SCREENSHOTS, { recursive: true })
+  await page.waitForLoadState('networkidle').catch(() => {})
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}-1280x800.png`), fullPage: false })
+  await page.setViewportSize(MOBILE)
+  await page.waitForTimeout(150) // let the layout settle after the resize (rendering only, not sync)
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}-390x844.png`), fullPage: false })
+  await page.setViewportSize(DESKTOP)
+}
+
+async function step(name, needs, fn) {
+  const lacking = needs.filter((n) => missing.has(n))
+  if (lacking.length) {
+    results.push({ name, status: 'awaiting', detail: lacking.join(', ') })
+    console.log(`AWAIT ${name} (backend missing: ${lacking.join(', ')})`)
+    return false
+  }
+  const before = problems.length
+  try {
+    await fn()
+    if (problems.length > before) throw new Error(problems.slice(before).join('\n  '))
+    results.push({ name, status: 'pass' })
+    console.log(`PASS  ${name}`)
+    return true
+  } catch (err) {
+    results.push({ name, status: 'fail', detail: err.message })
+    console.log(`FAIL  ${name}\n  ${err.message}`)
+    return false
+  }
+}
+
+function findFile(dir, name) {
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e)
+    if (statSync(p).isDirectory()) {
+      const hit = findFile(p, name)
+      if (hit) return hit
+    } else if (e === name) return p
+  }
+  return null
+}
+
+async function main() {
+  const hub = await startHub()
+  const base = hub.base
+  const have = await probe(base)
+  missing = new Set(Object.entries(have).filter(([, v]) => !v).map(([k]) => k))
+  console.log(`hub at ${base}; backend missing: ${[...missing].join(', ') || 'nothing'}`)
+
+  // Data the journey backs up and restores.
+  const work = mkdtempSync(join(tmpdir(), 'bastion-e2e-work-'))
+  const src = join(work, 'src')
+  const target = join(work, 'target')
+  const restoreDir = join(work, 'restore-out')
+  mkdirSync(join(src, 'sub'), { recursive: true })
+  mkdirSync(target)
+  const helloBytes = Buffer.concat([Buffer.from('hello from the bastion e2e journey\n'), randomBytes(4096)])
+  writeFileSync(join(src, 'hello.txt'), helloBytes)
+  writeFileSync(join(src, 'sub', 'data.bin'), randomBytes(256 * 1024))
+
+  const context = await startBrowser()
+  const page = context.pages()[0] ?? (await context.newPage())
+  watch(page)
+  const state = { jobId: null, runId: null }
+
+  await step('first-run setup', ['setup', 'session'], async () => {
+    await page.goto(base + '/')
+    await page.getByTestId('setup-username').locator('input').waitFor()
+    await shoot(page, 'setup')
+    await page.getByTestId('setup-username').locator('input').fill(USER)
+    await page.getByTestId('setup-password').locator('input').fill(PASSWORD)
+    await page.getByTestId('setup-confirm').locator('input').fill(PASSWORD)
+    await page.getByTestId('setup-submit').click()
+    await page.getByTestId('setup-done').waitFor()
+  })
+
+  await step('login', ['session'], async () => {
+    if (!page.url().includes('/login')) await page.goto(base + '/login')
+    await page.getByTestId('login-username').locator('input').waitFor()
+    await shoot(page, 'login')
+    await page.getByTestId('login-username').locator('input').fill(USER)
+    await page.getByTestId('login-password').locator('input').fill(PASSWORD)
+    await page.getByTestId('login-submit').click()
+    await page.getByTestId('page-dashboard').waitFor()
+  })
+
+  await step('dashboard renders', ['session'], async () => {
+    await page.goto(base + '/')
+    await page.getByTestId('page-dashboard').waitFor()
+    await shoot(page, 'dashboard')
+  })
+
+  await step('settings, notifications and agents pages render', ['session'], async () => {
+    for (const [path, id, shot] of [['/settings', 'page-settings', 'settings'], ['/notifications', 'page-notifications', 'notifications'], ['/agents', 'page-agents', 'agents'], ['/jobs', 'page-jobs', 'jobs'], ['/jobs/new', 'page-job-editor', 'job-editor']]) {
+      await page.goto(base + path)
+      await page.getByTestId(id).waitFor()
+      await shoot(page, shot)
+    }
+  })
+
+  await step('create a local-directory job with a cron schedule', ['jobs', 'schedulePreview'], async () => {
+    await page.goto(base + '/jobs/new')
+    await page.getByTestId('job-name').locator('input').fill('e2e nightly')
+    await shoot(page, 'job-editor')
+    await page.getByTestId('editor-next').click()
+    const paths = page.getByTestId('source-paths')
+    await paths.locator('button').first().click()
+    await paths.locator('input').first().fill(src)
+    await page.getByTestId('editor-next').click()
+    await page.getByTestId('target-dir').locator('input').fill(target)
+    await page.getByTestId('editor-next').click()
+    await page.getByTestId('schedule-mode').getByText('Cron', { exact: true }).click()
+    await page.getByTestId('schedule-cron').locator('input').fill('30 3 * * *')
+    await until('the schedule preview', async () => (await page.getByTestId('schedule-preview').locator('li').count()) === 5, 10_000)
+    const first = await page.getByTestId('schedule-preview').locator('li').first().innerText()
+    if (!first.includes('03:30:00')) throw new Error(`preview shows ${first}, want 03:30:00`)
+    for (let i = 0; i < 4; i++) await page.getByTestId('editor-next').click()
+    await page.getByTestId('review-json').waitFor()
+    await page.getByTestId('editor-save').click()
+    await page.getByTestId('page-job').waitFor()
+    state.jobId = new URL(page.url()).pathname.split('/').pop()
+    await shoot(page, 'job-detail')
+  })
+
+  await step('run now and watch the progress bar reach success', ['jobs', 'runs', 'runEvents'], async () => {
+    if (!state.jobId) throw new Error('no job from the previous step')
+    await page.goto(`${base}/jobs/${state.jobId}`)
+    await page.getByTestId('run-now').click()
+    await page.getByTestId('page-run').waitFor()
+    state.runId = new URL(page.url()).pathname.split('/').pop()
+    await until('the run to succeed', async () => (await page.getByTestId('run-status').getAttribute('data-status')) === 'success', 60_000)
+    await until('the bar at 100%', async () => (await page.getByTestId('progress-bar').getAttribute('data-percent')) === '100', 10_000)
+    await until('events in the log', async () => (await page.getByTestId('event-row').count()) > 0, 10_000)
+    const seqs = await page.getByTestId('event-row').evaluateAll((rows) => rows.map((r) => Number(r.getAttribute('data-seq'))))
+    if (seqs.some((s, i) => i > 0 && s <= seqs[i - 1])) throw new Error(`events out of order or repeated: ${seqs}`)
+    await shoot(page, 'run')
+  })
+
+  await step('restore one file into a new directory and check its bytes', ['entries', 'restore', 'operations'], async () => {
+    if (!state.runId) throw new Error('no run from the previous step')
+    await page.goto(`${base}/runs/${state.runId}/restore`)
+    await page.getByTestId('page-restore').waitFor()
+    const prefix = src.replace(/^\/+/, '')
+    await page.getByPlaceholder('Path inside the snapshot').fill(prefix)
+    await page.getByPlaceholder('Path inside the snapshot').press('Enter')
+    await page.getByTestId('entry-check-hello.txt').click()
+    await shoot(page, 'restore')
+    await page.getByTestId('restore-next').click()
+    await page.getByTestId('restore-dir').locator('input').fill(restoreDir)
+    await page.getByTestId('restore-start').click()
+    await page.getByTestId('page-operation').waitFor()
+    await until('the restore to succeed', async () => (await page.getByTestId('operation-status').getAttribute('data-status')) === 'success', 60_000)
+    await shoot(page, 'operation')
+    const restored = findFile(restoreDir, 'hello.txt')
+    if (!restored) throw new Error(`hello.txt not found under ${restoreDir}`)
+    if (!readFileSync(restored).equals(helloBytes)) throw new Error('restored bytes differ from the source')
+    if (findFile(restoreDir, 'data.bin')) throw new Error('restored a file that was not selected')
+  })
+
+  await step('pin and delete a snapshot', ['snapshots'], async () => {
+    if (!state.jobId) throw new Error('no job')
+    await page.goto(`${base}/jobs/${state.jobId}`)
+    await page.getByRole('tab', { name: 'Snapshots' }).click()
+    await page.getByTestId('snap-pin').first().click()
+    await page.getByTestId('pinned-tag').first().waitFor()
+    await page.getByTestId('snap-delete').first().click()
+    await page.locator('.n-dialog').getByRole('button', { name: 'Delete' }).click()
+    await until('the snapshot to be deleting or deleted', async () => {
+      const s = await page.getByTestId('snapshots-table').locator('[data-status]').first().getAttribute('data-status')
+      return s === 'deleting' || s === 'deleted'
+    }, 30_000)
+  })
+
+  await step('enroll a real agent and see it online', ['agents', 'enrollment'], async () => {
+    await page.goto(base + '/agents')
+    await page.getByTestId('agent-enroll').click()
+    await page.getByTestId('enroll-name').locator('input').fill('e2e-agent')
+    await page.getByTestId('enroll-create').click()
+    const command = (await page.getByTestId('enroll-command').innerText()).trim()
+    const m = /^bastion agent --hub-url (\S+) --enroll-token (\S+) --name e2e-agent$/.exec(command)
+    if (!m) throw new Error(`unexpected command: ${command}`)
+    if (m[1] !== base) throw new Error(`hub url ${m[1]}, want ${base}`)
+    await page.getByTestId('enroll-copy').click()
+    const copied = await page.evaluate(() => navigator.clipboard.readText())
+    if (copied !== command) throw new Error('the copy button did not copy the command')
+    await shoot(page, 'agent-enroll')
+    const agentDir = mkdtempSync(join(tmpdir(), 'bastion-e2e-agent-'))
+    spawnLogged('agent', hub.bin, ['agent', '--hub-url', m[1], '--enroll-token', m[2], '--name', 'e2e-agent', '--data-dir', agentDir])
+    await page.keyboard.press('Escape')
+    await until('the agent to show online', async () => {
+      await page.reload()
+      await page.getByTestId('page-agents').waitFor()
+      const rows = page.getByTestId('agents-table').locator('tr', { hasText: 'e2e-agent' })
+      if ((await rows.count()) === 0) return false
+      return (await rows.first().locator('[data-status]').first().getAttribute('data-status')) === 'online'
+    }, 60_000, 1000)
+    await shoot(page, 'agents-online')
+  })
+
+  await step('reload revalidates index.html and takes hashed assets from cache or a 304', ['session'], async () => {
+    await page.goto(base + '/settings')
+    await page.getByTestId('page-settings').waitFor()
+    const cdp = await context.newCDPSession(page)
+    await cdp.send('Network.enable')
+    const seen = new Map()
+    const cached = new Set()
+    cdp.on('Network.requestServedFromCache', (e) => cached.add(e.requestId))
+    cdp.on('Network.responseReceived', (e) => seen.set(e.requestId, e.response))
+    await page.reload()
+    await page.getByTestId('page-settings').waitFor()
+    await page.waitForLoadState('networkidle')
+    const all = [...seen.entries()]
+    const doc = all.find(([, r]) => new URL(r.url).pathname === '/settings')
+    if (!doc) throw new Error('the reload did not fetch the page')
+    const [docId, docRes] = doc
+    if (cached.has(docId) || docRes.fromDiskCache) throw new Error('index.html came from the cache without revalidation')
+    if (docRes.status !== 200 && docRes.status !== 304) throw new Error(`index.html answered ${docRes.status}`)
+    const assets = all.filter(([, r]) => new URL(r.url).pathname.startsWith('/assets/'))
+    if (assets.length === 0) throw new Error('no hashed assets were requested')
+    const fresh = assets.filter(([id, r]) => !(cached.has(id) || r.fromDiskCache || r.fromMemoryCache || r.status === 304))
+    if (fresh.length) throw new Error(`assets fetched again with a full response: ${fresh.map(([, r]) => r.url).join(', ')}`)
+    await cdp.detach()
+  })
+
+  await step('a deep link /jobs/<id> loads the app', ['session'], async () => {
+    // Without the jobs API the page can only show its error state; the app shell must load either way.
+    const id = state.jobId ?? '00000000-0000-4000-8000-000000000000'
+    const p2 = await context.newPage()
+    watch(p2)
+    await p2.goto(`${base}/jobs/${id}`)
+    await p2.getByTestId('page-job').waitFor()
+    if (state.jobId) {
+      const title = await p2.getByTestId('job-title').innerText()
+      if (!title.includes('e2e nightly')) throw new Error(`deep link shows ${title}`)
+    }
+    await p2.close()
+  })
+
+  await step('an unknown page shows the app, not a download', ['session'], async () => {
+    const res = await page.goto(`${base}/no/such/page`)
+    if (res.status() !== 200 || !(res.headers()['content-type'] ?? '').includes('text/html')) throw new Error(`status ${res.status()} ${res.headers()['content-type']}`)
+    await page.getByText('Page not found').waitFor()
+  })
+
+  await step('logout', ['session'], async () => {
+    await page.goto(base + '/')
+    await page.getByTestId('logout').click()
+    await page.getByTestId('login-username').waitFor()
+  })
+
+  await context.close()
+  killAll()
+  const n = (s) => results.filter((r) => r.status === s).length
+  console.log('\nawaiting backend:')
+  for (const r of results.filter((x) => x.status === 'awaiting')) console.log(`  ${r.name}: ${r.detail}`)
+  console.log(`\n${n('pass')} passed, ${n('fail')} failed, ${n('awaiting')} skipped`)
+  process.exitCode = n('fail') > 0 ? 1 : 0
+}
+
+main().catch((err) => {
+  console.error(err)
+  killAll()
+  process.exitCode = 1
+})
