@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // Job is a row of jobs. SpecJSON is the job spec exactly as the client sent it.
@@ -112,3 +113,154 @@ func affectedOne(res interface{ RowsAffected() (int64, error) }, err error, what
 	}
 	return nil
 }
+
+// MarkJobScheduled records that the scheduler acted on the trigger at `at`, provided the job is
+// still live and unchanged since the scheduler read it (same updated_at and last_scheduled_at).
+// It reports false otherwise: the job was edited, archived, deleted or fired meanwhile, and the
+// scheduler must look again instead of acting on stale data.
+func (q Q) MarkJobScheduled(ctx context.Context, id string, updatedAt int64, prev *int64, at int64) (bool, error) {
+	res, err := q.ex.ExecContext(ctx, `UPDATE jobs SET last_scheduled_at = ? WHERE id = ? AND archived_at IS NULL
+		AND schedule IS NOT NULL AND updated_at = ? AND last_scheduled_at IS ?`, at, id, updatedAt, prev)
+	if err != nil {
+		return false, fmt.Errorf("mark job %s scheduled: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("mark job %s scheduled: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// ArchiveJob stamps archived_at (kept when already archived). ErrNotFound when the job is missing.
+func (q Q) ArchiveJob(ctx context.Context, id string, now int64) error {
+	res, err := q.ex.ExecContext(ctx, `UPDATE jobs SET archived_at = COALESCE(archived_at, ?) WHERE id = ?`, now, id)
+	return affectedOne(res, err, "archive job "+id)
+}
+
+// UnarchiveJob clears archived_at. updated_at moves to now when the job was archived, so the
+// scheduler counts from the unarchive: triggers that fell while archived are not "missed".
+func (q Q) UnarchiveJob(ctx context.Context, id string, now int64) error {
+	res, err := q.ex.ExecContext(ctx, `UPDATE jobs SET updated_at = CASE WHEN archived_at IS NULL THEN updated_at ELSE ? END,
+		archived_at = NULL WHERE id = ?`, now, id)
+	return affectedOne(res, err, "unarchive job "+id)
+}
+
+// AgentRevokedAt returns when the agent was revoked (nil: it is not), or ErrNotFound.
+func (q Q) AgentRevokedAt(ctx context.Context, agentID string) (*int64, error) {
+	var at *int64
+	if err := q.ex.QueryRowContext(ctx, `SELECT revoked_at FROM agents WHERE id = ?`, agentID).Scan(&at); err != nil {
+		return nil, fmt.Errorf("look up agent %s: %w", agentID, notFound(err))
+	}
+	return at, nil
+}
+
+// JobFilter selects and orders the job list. Zero values mean: every node, archived hidden, any
+// name, any latest status, any schedule mode, newest update first, no paging.
+type JobFilter struct {
+	HubOnly         bool
+	AgentID         string // jobs of this agent only
+	IncludeArchived bool
+	Query           string // case-insensitive substring of the name
+	LatestStatus    string // "" or "all": any; "never": no run yet; else a run status
+	ScheduleMode    string // "" or "all"; "manual"; "scheduled"
+	Sort            string // updated_desc (default) | updated_asc | name_asc | name_desc
+	Limit, Offset   int    // Limit 0: everything
+}
+
+// JobListItem is a job and its most recent run, if any.
+type JobListItem struct {
+	Job
+	LatestRunID        *string
+	LatestRunStatus    *string
+	LatestRunStartedAt *int64
+	LatestRunEndedAt   *int64
+}
+
+// qLatestRunOfJob picks a job's newest run through runs(job_id, started_at).
+const qLatestRunOfJob = `SELECT r.id FROM runs r WHERE r.job_id = j.id ORDER BY r.started_at DESC, r.rowid DESC LIMIT 1`
+
+var jobSorts = map[string]string{
+	"":             "b.updated_at DESC, b.id DESC",
+	"updated_desc": "b.updated_at DESC, b.id DESC",
+	"updated_asc":  "b.updated_at ASC, b.id ASC",
+	"name_asc":     "b.name COLLATE NOCASE ASC, b.id ASC",
+	"name_desc":    "b.name COLLATE NOCASE DESC, b.id DESC",
+}
+
+// ListJobs returns one page of jobs matching f and the number of matching jobs. Run it inside
+// Read so that the count and the page agree.
+func (q Q) ListJobs(ctx context.Context, f JobFilter) ([]JobListItem, int, error) {
+	order, ok := jobSorts[f.Sort]
+	if !ok {
+		return nil, 0, fmt.Errorf("list jobs: unknown sort %q", f.Sort)
+	}
+	var where []string
+	var args []any
+	switch {
+	case f.HubOnly:
+		where = append(where, "j.agent_id IS NULL")
+	case f.AgentID != "":
+		where, args = append(where, "j.agent_id = ?"), append(args, f.AgentID)
+	}
+	if !f.IncludeArchived {
+		where = append(where, "j.archived_at IS NULL")
+	}
+	if f.Query != "" {
+		where = append(where, `j.name LIKE ? ESCAPE '\'`)
+		args = append(args, "%"+likeEscaper.Replace(f.Query)+"%")
+	}
+	switch f.ScheduleMode {
+	case "", "all":
+	case "manual":
+		where = append(where, "j.schedule IS NULL")
+	case "scheduled":
+		where = append(where, "j.schedule IS NOT NULL")
+	default:
+		return nil, 0, fmt.Errorf("list jobs: unknown schedule mode %q", f.ScheduleMode)
+	}
+	base := `SELECT ` + jobColumnsJ + `, (` + qLatestRunOfJob + `) AS latest_run_id FROM jobs j`
+	if len(where) > 0 {
+		base += " WHERE " + strings.Join(where, " AND ")
+	}
+	query := `WITH b AS (` + base + `) SELECT b.*, lr.status, lr.started_at, lr.ended_at FROM b
+		LEFT JOIN runs lr ON lr.id = b.latest_run_id`
+	switch f.LatestStatus {
+	case "", "all":
+	case "never":
+		query += " WHERE b.latest_run_id IS NULL"
+	default:
+		query += " WHERE lr.status = ?"
+		args = append(args, f.LatestStatus)
+	}
+	var total int
+	if err := q.ex.QueryRowContext(ctx, `SELECT COUNT(*) FROM (`+query+`)`, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count jobs: %w", err)
+	}
+	query += " ORDER BY " + order
+	if f.Limit > 0 {
+		query += " LIMIT ? OFFSET ?"
+		args = append(args, f.Limit, f.Offset)
+	}
+	rows, err := q.ex.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []JobListItem
+	for rows.Next() {
+		var it JobListItem
+		j := &it.Job
+		if err := rows.Scan(&j.ID, &j.Name, &j.AgentID, &j.Schedule, &j.ScheduleTimezone, &j.OverlapPolicy,
+			&j.MissedRunPolicy, &j.LastScheduledAt, &j.SpecJSON, &j.CreatedAt, &j.UpdatedAt, &j.ArchivedAt,
+			&it.LatestRunID, &it.LatestRunStatus, &it.LatestRunStartedAt, &it.LatestRunEndedAt); err != nil {
+			return nil, 0, fmt.Errorf("list jobs: %w", err)
+		}
+		out = append(out, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("list jobs: %w", err)
+	}
+	return out, total, nil
+}
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
