@@ -8,7 +8,6 @@ import (
 	"github.com/bastion-backup/bastion/storage/storagetest"
 )
 
-func ptr[T any](v T) *T { return &v }
 
 func TestClaimRunSerialisesAJob(t *testing.T) {
 	t.Parallel()
