@@ -8,7 +8,6 @@ import (
 	"github.com/bastion-backup/bastion/storage/storagetest"
 )
 
-
 func TestClaimRunSerialisesAJob(t *testing.T) {
 	t.Parallel()
 	db := storagetest.Open(t)
