@@ -1,0 +1,140 @@
+// Package opener turns the redacted description of a target stored with a run
+// (targets.RunTarget: node, type, base directory or URL, secret name) back into a working
+// targets.Target, reading credentials from the encrypted secrets store at that moment. The stored
+// description never holds a credential, so a rotated WebDAV password applies to old snapshots too.
+//
+// Targets on the Hub are opened here; targets that belong to an agent (its local directories, its
+// WebDAV secrets) are only reachable through that agent, via a RemoteOpener.
+package opener
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
+)
+
+// HubNode is the node id of the Hub itself.
+const HubNode = secrets.HubNode
+
+// Secrets reads decrypted secret payloads (engine/secrets.Store).
+type Secrets interface {
+	Get(ctx context.Context, node, kind, name string) ([]byte, error)
+}
+
+// RemoteOpener opens targets that live on an agent (its local directories, or WebDAV with the
+// agent's own secrets). The agents package implements it; it returns an error of kind
+// targets.KindNetwork while the agent is not connected.
+type RemoteOpener interface {
+	Open(ctx context.Context, rt targets.RunTarget) (targets.Target, error)
+}
+
+// Config configures New.
+type Config struct {
+	Secrets Secrets
+	// Remote opens agent targets; nil makes every agent target unreachable (KindNetwork).
+	Remote RemoteOpener
+	Logger zerolog.Logger
+}
+
+// Opener opens stored run targets. Safe for concurrent use.
+type Opener struct {
+	secrets Secrets
+	remote  RemoteOpener
+	log     zerolog.Logger
+}
+
+// New returns an Opener.
+func New(c Config) *Opener {
+	return &Opener{secrets: c.Secrets, remote: c.Remote, log: c.Logger.With().Str("component", "target-opener").Logger()}
+}
+
+// FromSpec is the stored description of a job's target when it runs on node.
+func FromSpec(node string, t jobspec.Target) targets.RunTarget {
+	rt := targets.RunTarget{NodeID: node, Target: targets.Redacted{Type: t.Type}}
+	switch t.Type {
+	case jobspec.TargetLocalDir:
+		rt.Target.BaseDir = t.BaseDir
+	case jobspec.TargetWebDAV:
+		rt.Target.BaseURL = t.BaseURL
+		rt.Target.SecretName = t.SecretName
+	}
+	return rt
+}
+
+// Parse decodes a stored target snapshot (runs.target_snapshot_json,
+// run_artifacts.target_snapshot_json); a missing node_id means the Hub.
+func Parse(raw string) (targets.RunTarget, error) {
+	var rt targets.RunTarget
+	if err := json.Unmarshal([]byte(raw), &rt); err != nil {
+		return rt, &targets.Error{Kind: targets.KindConfig, Code: "invalid_target_snapshot",
+			Op: "read stored target", Err: fmt.Errorf("decode target snapshot: %w", err)}
+	}
+	if rt.NodeID == "" {
+		rt.NodeID = HubNode
+	}
+	return rt, nil
+}
+
+// Open returns the target rt describes. Errors are *targets.Error: KindNetwork for an agent that
+// cannot be reached, KindConfig for a missing secret or a description that cannot be used.
+func (o *Opener) Open(ctx context.Context, rt targets.RunTarget) (targets.Target, error) {
+	if rt.NodeID == "" {
+		rt.NodeID = HubNode
+	}
+	if rt.NodeID != HubNode {
+		if o.remote == nil {
+			return nil, &targets.Error{Kind: targets.KindNetwork, Code: "agent_unreachable",
+				Hint: "the target belongs to an agent, and this Hub cannot reach agents",
+				Op:   "open target on node " + rt.NodeID, Err: errors.New("agent targets are not available")}
+		}
+		return o.remote.Open(ctx, rt)
+	}
+	switch rt.Target.Type {
+	case targets.TypeLocalDir:
+		t, err := localdir.New(rt.Target.BaseDir, localdir.WithLogger(o.log))
+		if err != nil {
+			return nil, &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config",
+				Hint: "the target's base_dir must be an absolute path", Op: "open local_dir target", Err: err}
+		}
+		return t, nil
+	case targets.TypeWebDAV:
+		return o.openWebDAV(ctx, rt)
+	}
+	return nil, &targets.Error{Kind: targets.KindConfig, Code: "unsupported_target",
+		Op: "open target", Err: fmt.Errorf("unknown target type %q", rt.Target.Type)}
+}
+
+// webdavCredentials reads the Hub's WebDAV secret named by the target. Neither the payload nor
+// anything derived from it ever goes into an error or a log line.
+func (o *Opener) webdavCredentials(ctx context.Context, rt targets.RunTarget) (secrets.WebDAV, error) {
+	var cred secrets.WebDAV
+	name := rt.Target.SecretName
+	if name == "" {
+		return cred, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing",
+			Hint: "the WebDAV target names no credential", Op: "open webdav target", Err: errors.New("secret_name is empty")}
+	}
+	if o.secrets == nil {
+		return cred, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing",
+			Op: "open webdav target", Err: errors.New("no secrets store configured")}
+	}
+	raw, err := o.secrets.Get(ctx, rt.NodeID, secrets.KindWebDAV, name)
+	if err != nil {
+		return cred, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing",
+			Hint: fmt.Sprintf("create the WebDAV credential %q (Settings → Secrets) or fix the job's secret_name", name),
+			Op:   "read webdav credential " + name, Err: err}
+	}
+	if err := json.Unmarshal(raw, &cred); err != nil {
+		// json errors may quote the input, which is a credential: keep only the fact.
+		return cred, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_invalid",
+			Op: "read webdav credential " + name, Err: errors.New("the stored credential is not a valid WebDAV payload")}
+	}
+	return cred, nil
+}
