@@ -348,6 +348,13 @@ func normalizeSelPath(p string) string {
 	}
 }
 
+// Validate checks that the selection names something once normalized (paths with "..", or
+// empty ones, are dropped), so that a request can be refused before a restore starts.
+func (s *Selection) Validate() error {
+	_, err := s.normalize()
+	return err
+}
+
 func (s *Selection) normalize() (*matcher, error) {
 	m := &matcher{files: map[string]bool{}}
 	for _, f := range s.Files {

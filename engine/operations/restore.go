@@ -1,0 +1,292 @@
+package operations
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/bastion-backup/bastion/engine/backup"
+	"github.com/bastion-backup/bastion/engine/restore"
+	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/opener"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// Destination types.
+const (
+	DestinationLocalFS = "local_fs"
+	DestinationWebDAV  = "webdav"
+)
+
+// Destination is where a restore writes: a directory on the Hub or on an agent.
+type Destination struct {
+	Type      string `json:"type"`
+	NodeID    string `json:"node_id"`
+	Directory string `json:"directory"`
+}
+
+// RestoreRequest is a restore as the API asks for it.
+type RestoreRequest struct {
+	Destination    Destination
+	ConflictPolicy string             // overwrite (default) | skip | fail
+	Selection      *restore.Selection // nil: everything
+}
+
+// ErrRunNotFound is returned for a run that does not exist.
+var ErrRunNotFound = errors.New("run not found")
+
+// InputError is a request refused before anything starts (an HTTP 400): Code is the API error
+// code, Field the JSON field at fault, Reason a stable word.
+type InputError struct {
+	Code    string
+	Field   string
+	Reason  string
+	Message string
+}
+
+func (e *InputError) Error() string { return e.Code + ": " + e.Message }
+
+func invalidRun(reason, msg string) *InputError {
+	return &InputError{Code: "invalid_run", Reason: reason, Message: msg}
+}
+
+func invalidDestination(field, reason, msg string) *InputError {
+	return &InputError{Code: "invalid_destination", Field: field, Reason: reason, Message: msg}
+}
+
+// snapshot is what an operation about a run's snapshot needs to know.
+type snapshot struct {
+	run      storage.Run
+	artifact storage.RunArtifact
+	target   targets.RunTarget
+}
+
+// snapshotOf loads a run that can be restored: successful, with a snapshot still present.
+func (s *Service) snapshotOf(ctx context.Context, runID string) (snapshot, error) {
+	var snap snapshot
+	run, err := s.db.Reader().GetRun(ctx, runID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return snap, ErrRunNotFound
+	}
+	if err != nil {
+		return snap, err
+	}
+	if run.Status != storage.RunSuccess {
+		return snap, invalidRun("not_success", fmt.Sprintf("run %s is %s: only a successful run has a snapshot", runID, run.Status))
+	}
+	a, err := s.db.Reader().GetRunArtifact(ctx, run.JobID, run.ID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return snap, invalidRun("no_snapshot", fmt.Sprintf("run %s has no snapshot in the index", runID))
+	}
+	if err != nil {
+		return snap, err
+	}
+	switch a.Status {
+	case storage.SnapshotDeleting, storage.SnapshotDeleted, storage.SnapshotMissing:
+		return snap, invalidRun("snapshot_"+a.Status, fmt.Sprintf("the snapshot of run %s is %s", runID, a.Status))
+	}
+	rt, err := s.targetOf(a, run)
+	if err != nil {
+		return snap, err
+	}
+	return snapshot{run: run, artifact: a, target: rt}, nil
+}
+
+// validateRestore normalizes and checks a restore request.
+func (s *Service) validateRestore(req *RestoreRequest) error {
+	d := &req.Destination
+	switch d.Type {
+	case "", DestinationLocalFS:
+		d.Type = DestinationLocalFS
+	case DestinationWebDAV:
+		return invalidDestination("destination.type", "unsupported", "restoring to WebDAV is not supported yet; restore to a directory")
+	default:
+		return invalidDestination("destination.type", "invalid_value", fmt.Sprintf("unknown destination type %q (want local_fs)", d.Type))
+	}
+	if d.NodeID == "" {
+		d.NodeID = opener.HubNode
+	}
+	if d.NodeID != opener.HubNode && s.remote == nil {
+		return invalidDestination("destination.node_id", "unsupported",
+			fmt.Sprintf("restoring onto node %q is not available: this Hub restores to its own directories only", d.NodeID))
+	}
+	if strings.TrimSpace(d.Directory) == "" {
+		return invalidDestination("destination.directory", "required", "destination.directory is required")
+	}
+	if strings.ContainsRune(d.Directory, 0) {
+		return invalidDestination("destination.directory", "invalid_value", "destination.directory contains a NUL byte")
+	}
+	if d.NodeID == opener.HubNode {
+		if !filepath.IsAbs(d.Directory) {
+			return invalidDestination("destination.directory", "not_absolute",
+				fmt.Sprintf("destination.directory must be an absolute path, got %q", d.Directory))
+		}
+		d.Directory = filepath.Clean(d.Directory)
+		if fi, err := os.Stat(d.Directory); err == nil && !fi.IsDir() {
+			return invalidDestination("destination.directory", "not_directory",
+				fmt.Sprintf("%s exists and is not a directory", d.Directory))
+		}
+		if s.dataDir != "" {
+			data := filepath.Clean(s.dataDir)
+			if abs, err := filepath.Abs(data); err == nil {
+				data = abs
+			}
+			if d.Directory == data || strings.HasPrefix(d.Directory, data+string(filepath.Separator)) {
+				return invalidDestination("destination.directory", "inside_data_dir",
+					"the destination is inside the Hub's data directory; choose another directory")
+			}
+		}
+	}
+	switch req.ConflictPolicy {
+	case "":
+		req.ConflictPolicy = restore.ConflictOverwrite
+	case restore.ConflictOverwrite, restore.ConflictSkip, restore.ConflictFail:
+	default:
+		return &InputError{Code: "invalid_conflict_policy", Field: "conflict_policy", Reason: "invalid_value",
+			Message: fmt.Sprintf("conflict_policy must be overwrite, skip or fail, got %q", req.ConflictPolicy)}
+	}
+	if req.Selection != nil {
+		if err := req.Selection.Validate(); err != nil {
+			return &InputError{Code: "invalid_selection", Field: "selection", Reason: "empty", Message: err.Error()}
+		}
+	}
+	return nil
+}
+
+// RestoreSummary is the summary of a restore operation.
+type RestoreSummary struct {
+	Destination    Destination        `json:"destination"`
+	ConflictPolicy string             `json:"conflict_policy"`
+	Selection      *restore.Selection `json:"selection,omitempty"`
+	*restore.Result
+}
+
+// StartRestore checks a restore of a run's snapshot and starts it. Errors: ErrRunNotFound,
+// *InputError; the operation itself reports its failure in its row and events.
+func (s *Service) StartRestore(ctx context.Context, runID string, req RestoreRequest, userID int64) (storage.Operation, error) {
+	snap, err := s.snapshotOf(ctx, runID)
+	if err != nil {
+		return storage.Operation{}, err
+	}
+	if err := s.validateRestore(&req); err != nil {
+		return storage.Operation{}, err
+	}
+	op := s.newOperation(storage.OperationRestore, req.Destination.NodeID, snap.run.ID)
+	fields := map[string]any{"run_id": runID, "destination": req.Destination, "conflict_policy": req.ConflictPolicy}
+	if req.Selection != nil {
+		fields["selection"] = req.Selection
+	}
+	return s.launch(ctx, op, fields, func(ctx context.Context, o *opRun) (any, error) {
+		sum := &RestoreSummary{Destination: req.Destination, ConflictPolicy: req.ConflictPolicy, Selection: req.Selection}
+		if req.Destination.NodeID != opener.HubNode {
+			raw, err := s.remote.Restore(ctx, req.Destination.NodeID, RestoreTask{
+				OperationID: o.id, JobID: snap.run.JobID, RunID: snap.run.ID, Target: snap.target,
+				Destination: req.Destination, Conflict: req.ConflictPolicy, Selection: req.Selection,
+			}, remoteReporter{o})
+			if raw != nil {
+				return raw, err
+			}
+			return sum, err
+		}
+		tgt, err := s.opener.Open(ctx, snap.target)
+		if err != nil {
+			return sum, err
+		}
+		res, err := restore.Restore(ctx, restore.Request{
+			JobID: snap.run.JobID, RunID: snap.run.ID, Target: tgt, Destination: req.Destination.Directory,
+			StagingDir: filepath.Join(o.dir, "staging"), Conflict: req.ConflictPolicy, Selection: req.Selection,
+			Keys: s.keys, Events: o, Progress: o.rep, Logger: o.log,
+		})
+		sum.Result = &res
+		return sum, err
+	})
+}
+
+// verifyError fails a verify whose files did not match the index.
+type verifyError struct{ res restore.VerifyResult }
+
+func (e *verifyError) Error() string {
+	msg := fmt.Sprintf("%s: %d of %d files failed verification", CodeVerifyFailed, e.res.FilesFailed, e.res.FilesTotal)
+	if e.res.SQLiteOK != nil && !*e.res.SQLiteOK {
+		msg += "; the database failed its integrity check"
+	}
+	if len(e.res.Errors) > 0 {
+		msg += " (first: " + e.res.Errors[0] + ")"
+	}
+	return msg
+}
+
+// StartVerify starts a restore drill of a run's snapshot on the Hub: a full restore into a
+// scratch directory, every file checked against the index, and an integrity check of a SQLite
+// snapshot. A damaged part fails the operation naming the part.
+func (s *Service) StartVerify(ctx context.Context, runID string, userID int64) (storage.Operation, error) {
+	snap, err := s.snapshotOf(ctx, runID)
+	if err != nil {
+		return storage.Operation{}, err
+	}
+	dbName := sqliteSnapshotName(snap.run.SummaryJSON)
+	op := s.newOperation(storage.OperationVerify, opener.HubNode, snap.run.ID)
+	return s.launch(ctx, op, map[string]any{"run_id": runID}, func(ctx context.Context, o *opRun) (any, error) {
+		tgt, err := s.opener.Open(ctx, snap.target)
+		if err != nil {
+			return nil, err
+		}
+		res, err := restore.Verify(ctx, restore.VerifyRequest{
+			JobID: snap.run.JobID, RunID: snap.run.ID, Target: tgt, ScratchDir: filepath.Join(o.dir, "verify"),
+			Keys: s.keys, SQLiteSnapshot: dbName, Events: o, Progress: o.rep,
+		})
+		if err != nil {
+			return res, err
+		}
+		if !res.OK {
+			return res, &verifyError{res}
+		}
+		return res, nil
+	})
+}
+
+// sqliteSnapshotName finds the database to integrity-check in a run summary: a sqlite job's
+// snapshot, or Vaultwarden's db.sqlite3.
+func sqliteSnapshotName(summaryJSON *string) string {
+	if summaryJSON == nil {
+		return ""
+	}
+	var sum backup.Summary
+	if err := json.Unmarshal([]byte(*summaryJSON), &sum); err != nil {
+		return ""
+	}
+	switch {
+	case sum.SQLite != nil:
+		return sum.SQLite.SnapshotName
+	case sum.Vaultwarden != nil:
+		if sum.Vaultwarden.DB != "" {
+			return sum.Vaultwarden.DB
+		}
+		return backup.VaultwardenDBName
+	}
+	return ""
+}
+
+func (s *Service) newOperation(kind, node, runID string) storage.Operation {
+	now := s.clock.Now().Unix()
+	subject := SubjectRun
+	return storage.Operation{ID: newID(), Kind: kind, Status: storage.OperationRunning, NodeID: node,
+		StartedAt: now, SubjectKind: &subject, SubjectID: &runID, CreatedAt: now, UpdatedAt: now}
+}
+
+// remoteReporter feeds what an agent reports into the operation.
+type remoteReporter struct{ o *opRun }
+
+func (r remoteReporter) Event(level, kind, message string, fields map[string]any) {
+	r.o.Emit(level, kind, message, fields)
+}
+
+func (r remoteReporter) Progress(snapshotJSON []byte) {
+	if err := r.o.s.db.Writer().SetOperationProgress(context.Background(), r.o.id, string(snapshotJSON), r.o.s.clock.Now().Unix()); err != nil {
+		r.o.log.Warn().Err(err).Msg("store operation progress")
+	}
+}
