@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Task-queue statuses, shared by the snapshot delete queue and the incomplete-cleanup queue.
@@ -251,6 +252,45 @@ func (q Q) ListTasks(ctx context.Context, tq TaskQueue, status string, limit, of
 		t, err := scanTask(rows)
 		if err != nil {
 			return nil, 0, err
+		}
+		out = append(out, t)
+	}
+	return out, total, rows.Err()
+}
+
+// TaskFilter narrows ListTasksFiltered; empty fields match everything.
+type TaskFilter struct {
+	Status, JobID, NodeID, TargetType string
+}
+
+// ListTasksFiltered is ListTasks with more filters (the maintenance API's query parameters).
+func (q Q) ListTasksFiltered(ctx context.Context, tq TaskQueue, f TaskFilter, limit, offset int) ([]Task, int, error) {
+	var conds []string
+	var args []any
+	for _, c := range []struct{ col, val string }{{"status", f.Status}, {"job_id", f.JobID}, {"node_id", f.NodeID}, {"target_type", f.TargetType}} {
+		if c.val != "" {
+			conds, args = append(conds, c.col+" = ?"), append(args, c.val)
+		}
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	var total int
+	if err := q.ex.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+tq.table+where, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count %s tasks: %w", tq.name, err)
+	}
+	rows, err := q.ex.QueryContext(ctx, `SELECT `+tq.columns()+` FROM `+tq.table+where+
+		` ORDER BY updated_at DESC, run_id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list %s tasks: %w", tq.name, err)
+	}
+	defer rows.Close()
+	out := []Task{}
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list %s tasks: %w", tq.name, err)
 		}
 		out = append(out, t)
 	}
