@@ -32,6 +32,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/operations"
+	"github.com/bastion-backup/bastion/engine/snapshots"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
@@ -50,6 +52,11 @@ type Config struct {
 	InsecureHTTP   bool
 	TrustedProxies []netip.Prefix
 	DebugErrors    bool
+
+	// Snapshots serves the snapshot, retention and incomplete-cleanup routes; nil leaves them out.
+	Snapshots *snapshots.Service
+	// Operations serves restores, verifies and snapshot browsing; nil leaves them out.
+	Operations *operations.Service
 
 	// Clock is the time source of sessions and login throttling; nil is the wall clock.
 	Clock clock.Clock
@@ -137,6 +144,9 @@ func New(cfg Config) http.Handler {
 // sessionRoutes registers every resource that needs a logged-in administrator (and CSRF on
 // mutations): add one line per resource.
 func (s *Server) sessionRoutes(r chi.Router) {
+	s.snapshotRoutes(r)
+	s.maintenanceRoutes(r)
+	s.operationRoutes(r)
 	if s.cfg.testSessionRoutes != nil {
 		s.cfg.testSessionRoutes(r)
 	}
