@@ -1,0 +1,179 @@
+// Package backupexec executes the Hub's own backup runs: it is the run queue's Executor. For each
+// run it opens the job's target, gives the backup pipeline a private staging directory under
+// <data_dir>/runs/<run_id>/, forwards the pipeline's events and progress to the run, and turns
+// the result into the run's outcome (summary, snapshot metrics, classified error). IndexSnapshot
+// is the finish hook that indexes a successful run's snapshot in the same transaction that
+// records the success.
+package backupexec
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/engine/backup"
+	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/internal/latest"
+	"github.com/bastion-backup/bastion/engine/progress"
+	"github.com/bastion-backup/bastion/engine/runs"
+	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/opener"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// TargetOpener opens the target a run writes to (engine/targets/opener.Opener).
+type TargetOpener interface {
+	Open(ctx context.Context, rt targets.RunTarget) (targets.Target, error)
+}
+
+// Config configures New.
+type Config struct {
+	// DataDir is the Hub's data directory; runs stage under DataDir/runs/<run_id>/.
+	DataDir string
+	Opener  TargetOpener
+	// Keys gives age recipients (engine/agekeys.Keys); needed by encrypted jobs only.
+	Keys   backup.KeyProvider
+	Clock  clock.Clock
+	Logger zerolog.Logger
+}
+
+// Executor runs backups on the Hub. Safe for concurrent use: each run has its own directory.
+type Executor struct {
+	dataDir string
+	opener  TargetOpener
+	keys    backup.KeyProvider
+	clock   clock.Clock
+	log     zerolog.Logger
+}
+
+// New returns an Executor.
+func New(c Config) *Executor {
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	return &Executor{dataDir: c.DataDir, opener: c.Opener, keys: c.Keys, clock: c.Clock,
+		log: c.Logger.With().Str("component", "backup-executor").Logger()}
+}
+
+// RunDir is where a run keeps its scratch files while it executes.
+func RunDir(dataDir, runID string) string { return filepath.Join(dataDir, "runs", runID) }
+
+// Execute runs one backup and reports how it ended. It returns an error only for a request it
+// cannot make sense of; every failure of the backup itself is an Outcome with a classified error.
+func (e *Executor) Execute(ctx context.Context, req runs.ExecRequest) (runs.Outcome, error) {
+	if req.Spec == nil {
+		return runs.Outcome{}, errors.New("execute run: no job spec")
+	}
+	log := e.log.With().Str("run_id", req.Run.ID).Str("job_id", req.Job.ID).Logger()
+	rt := opener.FromSpec(opener.HubNode, req.Spec.Target)
+
+	runDir := RunDir(e.dataDir, req.Run.ID)
+	defer func() {
+		// backup.Run removes staging itself; the run directory goes too, whatever happened.
+		if err := os.RemoveAll(runDir); err != nil {
+			log.Warn().Err(err).Msg("remove run directory")
+		}
+	}()
+
+	// Events and progress outlive a cancel: the last ones say how the run stopped.
+	wctx := context.WithoutCancel(ctx)
+	events := eventSink{ctx: wctx, sink: req.Events, log: log}
+	pw := latest.Start(wctx, func(ctx context.Context, v []byte) {
+		if err := req.Progress.SetProgress(ctx, v); err != nil {
+			log.Warn().Err(err).Msg("store run progress")
+		}
+	})
+	rep := progress.NewReporter(progress.KindBackup, e.clock, func(s progress.Snapshot) {
+		if b, err := json.Marshal(s); err == nil {
+			pw.Set(b)
+		}
+	})
+	defer pw.Close()
+	defer rep.Close() // runs first: its last value reaches pw before pw flushes
+
+	tgt, err := e.opener.Open(ctx, rt)
+	if err != nil {
+		return failedOutcome(ctx, rt, err, nil), nil
+	}
+	sum, err := backup.Run(ctx, backup.Request{
+		JobID: req.Job.ID, RunID: req.Run.ID, StartedAt: time.Unix(req.Run.StartedAt, 0).UTC(),
+		Spec: req.Spec, Target: tgt, StagingDir: filepath.Join(runDir, "staging"),
+		Keys: e.keys, Events: events, Progress: rep, Logger: e.log, Clock: e.clock,
+	})
+	summary, jerr := json.Marshal(sum)
+	if jerr != nil {
+		return runs.Outcome{}, fmt.Errorf("encode summary of run %s: %w", req.Run.ID, jerr)
+	}
+	if err != nil {
+		return failedOutcome(ctx, rt, err, summary), nil
+	}
+	snap, err := json.Marshal(rt)
+	if err != nil {
+		return runs.Outcome{}, fmt.Errorf("encode target of run %s: %w", req.Run.ID, err)
+	}
+	a := &runs.Artifact{NodeID: rt.NodeID, TargetType: rt.Target.Type, TargetSnapshot: snap,
+		Format: sum.ArtifactFormat, TransferBytes: ptr(sum.Metrics.TransferTotalBytes)}
+	if st := sum.Metrics.SourceTotal; st != nil {
+		a.SourceFiles, a.SourceDirs, a.SourceBytes = ptr(int64(st.Files)), ptr(int64(st.Dirs)), ptr(int64(st.Bytes))
+	}
+	return runs.Outcome{Status: storage.RunSuccess, Summary: summary, Artifact: a}, nil
+}
+
+// failedOutcome classifies a backup failure for the run's error column and its failed event.
+func failedOutcome(ctx context.Context, rt targets.RunTarget, err error, summary json.RawMessage) runs.Outcome {
+	if ctx.Err() != nil {
+		return runs.Outcome{Status: storage.RunCanceled}
+	}
+	re := &runs.RunError{Code: backup.CodeStagingIO, Kind: targets.KindUnknown, Message: err.Error(),
+		Protocol: protocol(rt.Target.Type)}
+	var be *backup.Error
+	var te *targets.Error
+	switch {
+	case errors.As(err, &be):
+		re.Code, re.Kind, re.Hint, re.Retriable = be.Code, be.Kind, be.Hint, be.Retriable
+	case errors.As(err, &te):
+		re.Code, re.Kind, re.Hint, re.Retriable = te.Code, te.Kind, te.Hint, targets.Retriable(te.Kind)
+	}
+	return runs.Outcome{Status: storage.RunFailed, Summary: summary, Error: re}
+}
+
+// protocol names the transport of a target type in error envelopes.
+func protocol(targetType string) string {
+	switch targetType {
+	case targets.TypeWebDAV:
+		return "webdav"
+	case targets.TypeLocalDir:
+		return "local"
+	}
+	return ""
+}
+
+// eventSink forwards pipeline events to the run's event log.
+type eventSink struct {
+	ctx  context.Context
+	sink runs.EventSink
+	log  zerolog.Logger
+}
+
+func (s eventSink) Emit(level, kind, message string, fields map[string]any) {
+	ev := runs.Event{Level: level, Kind: kind, Message: message}
+	if fields != nil {
+		ev.Fields = fields
+	}
+	if err := s.sink.Append(s.ctx, ev); err != nil {
+		s.log.Warn().Err(err).Str("event", kind).Msg("append run event")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+var (
+	_ runs.Executor   = (*Executor)(nil)
+	_ runs.FinishHook = IndexSnapshot
+)
