@@ -55,23 +55,33 @@ func GetClient(r *http.Request) Client {
 
 // ParseForwardedFor finds the client behind trusted proxies: the X-Forwarded-For entries (all
 // header lines, comma lists) with the peer appended, walked right to left, skipping trusted
-// addresses; the first untrusted one is the client. A malformed entry anywhere makes the whole
-// header untrustworthy, so the peer is used. Only call it for a trusted peer.
+// addresses; the first untrusted one is the client. A malformed entry met on the way (one that a
+// trusted proxy appended, or the peer itself vouches for) makes the header untrustworthy, so the
+// peer is used.
+//
+// Entries left of the client are never parsed: the client wrote them, and letting them matter
+// would let one client pick another's throttle key (a malformed left-most entry used to send
+// everyone behind the proxy to the proxy's address, so one client's failed logins locked out
+// all). Found by FuzzParseForwardedFor. Only call it for a trusted peer.
 func ParseForwardedFor(headers []string, peer netip.Addr, trusted []netip.Prefix) netip.Addr {
-	var chain []netip.Addr
-	for _, h := range headers {
-		for _, part := range strings.Split(h, ",") {
-			a, ok := parseForwardedAddr(strings.TrimSpace(part))
+	if !inPrefixes(peer, trusted) {
+		return peer
+	}
+	for i := len(headers) - 1; i >= 0; i-- {
+		h := headers[i]
+		for {
+			comma := strings.LastIndexByte(h, ',')
+			a, ok := parseForwardedAddr(strings.TrimSpace(h[comma+1:]))
 			if !ok {
 				return peer
 			}
-			chain = append(chain, a)
-		}
-	}
-	chain = append(chain, peer)
-	for i := len(chain) - 1; i >= 0; i-- {
-		if !inPrefixes(chain[i], trusted) {
-			return chain[i]
+			if !inPrefixes(a, trusted) {
+				return a
+			}
+			if comma < 0 {
+				break
+			}
+			h = h[:comma]
 		}
 	}
 	return peer
