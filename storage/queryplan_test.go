@@ -35,6 +35,8 @@ var hotQueries = []struct {
 	{"session by id", qGetSession, []any{"s", 1}},
 	{"sessions by expiry (pruning)", qPruneSessions, []any{1}},
 	{"login throttle by client", qGetLoginThrottle, []any{"203.0.113.7"}},
+	{"secret by kind, node and name", qGetSecret, []any{"webdav", "hub", "nas"}},
+	{"secrets of a node and kind", qListSecrets, []any{"hub", "webdav"}},
 	{"tokens by expiry (pruning)", `SELECT token_hash FROM enrollment_tokens WHERE expires_at <= ?`, []any{1}},
 	{"throttle rows by age (pruning)", `SELECT ip FROM login_throttle WHERE last_failed_at < ?`, []any{1}},
 	{"due notifications", `SELECT id FROM notifications WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1`, []any{1}},
