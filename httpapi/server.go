@@ -21,6 +21,7 @@
 package httpapi
 
 import (
+	"context"
 	"io/fs"
 	"net/http"
 	"net/netip"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/operations"
+	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/snapshots"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
@@ -60,6 +62,14 @@ type Config struct {
 
 	// Clock is the time source of sessions and login throttling; nil is the wall clock.
 	Clock clock.Clock
+
+	// Secrets holds the encrypted credentials behind /api/secrets. Nil leaves those routes
+	// answering 503 secrets_unavailable.
+	Secrets *secrets.Store
+	// OnSecretDeleted, when set, runs after a secret of any kind was deleted through the API (the
+	// delete is committed): notifications cancel what they queued for that destination. An error
+	// is logged; the delete stands.
+	OnSecretDeleted func(ctx context.Context, kind, name string) error
 
 	// testSessionRoutes lets this package's tests mount probe handlers behind requireSession
 	// (export_test.go).
@@ -147,6 +157,7 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.snapshotRoutes(r)
 	s.maintenanceRoutes(r)
 	s.operationRoutes(r)
+	s.secretRoutes(r)
 	if s.cfg.testSessionRoutes != nil {
 		s.cfg.testSessionRoutes(r)
 	}

@@ -8,7 +8,8 @@
 //	items := resp.JSONArray(t)
 //
 // A resource registers its services through WithConfig, which runs after the defaults (DB,
-// Clock, Logger, DataDir-backed secrets) are filled in, so a constructor can use them:
+// Clock, Logger, Secrets with a master.key in DataDir) are filled in, so a constructor can use
+// them:
 //
 //	apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) {
 //		cfg.Jobs = jobs.NewService(cfg.DB, cfg.Clock, cfg.Logger)
@@ -17,12 +18,14 @@ package apitest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +34,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi"
 	"github.com/bastion-backup/bastion/storage"
 	"github.com/bastion-backup/bastion/storage/storagetest"
@@ -68,7 +72,8 @@ type Hub struct {
 	DB      *storage.DB
 	Clock   *clock.Fake
 	Logs    *Logs
-	DataDir string         // an empty directory for the test's files (master.key lives here)
+	DataDir string         // a directory for the test's files; master.key lives here
+	Secrets *secrets.Store // the store behind /api/secrets (Config.Secrets unless WithConfig replaced it)
 	Config  httpapi.Config // as given to httpapi.New
 	Handler http.Handler   // to serve requests directly, e.g. with a chosen RemoteAddr
 	Server  *httptest.Server
@@ -107,7 +112,15 @@ func Start(t testing.TB, opts ...Option) *Hub {
 
 // defaults fills the Config fields every test gets; resources add theirs here when a default
 // costs nothing.
-func defaults(t testing.TB, h *Hub, cfg *httpapi.Config) {}
+func defaults(t testing.TB, h *Hub, cfg *httpapi.Config) {
+	t.Helper()
+	keys, _, err := secrets.OpenKeyring(context.Background(), h.DB, filepath.Join(h.DataDir, secrets.MasterKeyFile), h.Clock.Now())
+	if err != nil {
+		t.Fatalf("create master key: %v", err)
+	}
+	h.Secrets = secrets.NewStore(h.DB, keys, h.Clock)
+	cfg.Secrets = h.Secrets
+}
 
 // Client returns a client without a session, with its own cookie jar.
 func (h *Hub) Client(t testing.TB) *Client {

@@ -1,0 +1,189 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/httpapi/respond"
+)
+
+// secretKinds maps the path segment of /api/secrets/{kind} to the stored kind. Age identities
+// are created by the backup pipeline, never through this API.
+var secretKinds = map[string]string{
+	"webdav":    secrets.KindWebDAV,
+	"smtp":      secrets.KindSMTP,
+	"wecom-bot": secrets.KindWeComBot,
+	"webhook":   secrets.KindWebhook,
+}
+
+// secretRoutes serve the Hub's own credentials (node "hub"). GET of one secret returns its
+// decrypted payload on purpose: the admin's edit form needs it. Listing never does.
+func (s *Server) secretRoutes(r chi.Router) {
+	r.Route("/secrets/{kind}", func(r chi.Router) {
+		r.Get("/", s.listSecrets)
+		r.Get("/{name}", s.getSecret)
+		r.Put("/{name}", s.putSecret)
+		r.Delete("/{name}", s.deleteSecret)
+	})
+}
+
+// secretTarget resolves the kind and name of a /api/secrets request, answering the client
+// itself when either is unusable.
+func (s *Server) secretTarget(w http.ResponseWriter, r *http.Request, withName bool) (kind, name string, ok bool) {
+	if s.cfg.Secrets == nil {
+		respond.Error(w, r, respond.New(http.StatusServiceUnavailable, "secrets_unavailable", "the secret store is not configured"))
+		return "", "", false
+	}
+	seg := pathParam(r, "kind")
+	kind, known := secretKinds[seg]
+	if !known {
+		respond.Error(w, r, respond.NotFound("unknown_secret_kind", "unknown secret kind: use webdav, smtp, wecom-bot or webhook").
+			Field("kind").Param("kinds", []string{"webdav", "smtp", "wecom-bot", "webhook"}))
+		return "", "", false
+	}
+	if !withName {
+		return kind, "", true
+	}
+	name = pathParam(r, "name")
+	if err := secrets.ValidateName(name); err != nil {
+		respond.Error(w, r, validationError(err))
+		return "", "", false
+	}
+	return kind, name, true
+}
+
+// pathParam returns a URL parameter decoded. chi matches on the raw path when the request
+// escaped something (say %2F), and then hands the parameter over still escaped.
+func pathParam(r *http.Request, key string) string {
+	v := chi.URLParam(r, key)
+	if r.URL.RawPath == "" {
+		return v
+	}
+	if dec, err := url.PathUnescape(v); err == nil {
+		return dec
+	}
+	return v
+}
+
+func validationError(err error) error {
+	var ve *secrets.ValidationError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	e := respond.BadRequest(ve.Code, ve.Message)
+	if ve.Reason != "" {
+		e.Reason(ve.Reason)
+	}
+	if ve.Field != "" {
+		e.Field(ve.Field)
+	}
+	return e
+}
+
+func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) {
+	kind, _, ok := s.secretTarget(w, r, false)
+	if !ok {
+		return
+	}
+	list, err := s.cfg.Secrets.List(r.Context(), secrets.HubNode, kind)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	respond.JSON(w, http.StatusOK, list)
+}
+
+func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
+	kind, name, ok := s.secretTarget(w, r, true)
+	if !ok {
+		return
+	}
+	raw, err := s.cfg.Secrets.Get(r.Context(), secrets.HubNode, kind, name)
+	if err != nil {
+		respond.Error(w, r, secretError(err))
+		return
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &doc); err != nil || doc == nil {
+		respond.Error(w, r, respond.New(http.StatusInternalServerError, "secret_undecryptable",
+			"the stored payload of "+kind+"/"+name+" is not a JSON object"))
+		return
+	}
+	doc["name"], _ = json.Marshal(name)
+	w.Header().Set("Cache-Control", "no-store")
+	respond.JSON(w, http.StatusOK, doc)
+}
+
+func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
+	kind, name, ok := s.secretTarget(w, r, true)
+	if !ok {
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		respond.Error(w, r, respond.BadRequest("invalid_json", "request body must be application/json").Reason("content_type"))
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		respond.Error(w, r, err) // over the body limit: 413
+		return
+	}
+	payload, err := secrets.DecodePayload(kind, body)
+	if err != nil {
+		respond.Error(w, r, validationError(err))
+		return
+	}
+	// Store the validated, re-encoded payload, not the client's bytes: no stray whitespace or
+	// duplicate keys end up encrypted.
+	canonical, err := json.Marshal(payload)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if err := s.cfg.Secrets.Put(r.Context(), secrets.HubNode, kind, name, canonical); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	zerolog.Ctx(r.Context()).Info().Str("secret_kind", kind).Str("secret_name", name).Msg("secret saved")
+	respond.NoContent(w)
+}
+
+func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
+	kind, name, ok := s.secretTarget(w, r, true)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	if err := s.cfg.Secrets.Delete(ctx, secrets.HubNode, kind, name); err != nil {
+		respond.Error(w, r, secretError(err))
+		return
+	}
+	log := zerolog.Ctx(ctx)
+	log.Info().Str("secret_kind", kind).Str("secret_name", name).Msg("secret deleted")
+	if s.cfg.OnSecretDeleted != nil {
+		if err := s.cfg.OnSecretDeleted(ctx, kind, name); err != nil {
+			log.Error().Err(err).Str("secret_kind", kind).Str("secret_name", name).Msg("after deleting a secret")
+		}
+	}
+	respond.NoContent(w)
+}
+
+func secretError(err error) error {
+	var de *secrets.DecryptError
+	switch {
+	case errors.Is(err, secrets.ErrNotFound):
+		return respond.NotFound("secret_not_found", "secret not found").Cause(err)
+	case errors.As(err, &de):
+		// The message names the secret and the reason, never key or payload bytes.
+		return respond.New(http.StatusInternalServerError, "secret_undecryptable", de.Error()).Cause(err)
+	}
+	return err
+}
