@@ -70,12 +70,12 @@ type Config struct {
 	// delete is committed): notifications cancel what they queued for that destination. An error
 	// is logged; the delete stands.
 	OnSecretDeleted func(ctx context.Context, kind, name string) error
+	// Agents serves /agent/* (enrollment, the agent socket); nil serves none.
+	Agents *agentsock.Hub
 
 	// testSessionRoutes lets this package's tests mount probe handlers behind requireSession
 	// (export_test.go).
 	testSessionRoutes func(chi.Router)
-	// Agents serves /agent/* (enrollment, the agent socket); nil serves none.
-	Agents *agentsock.Hub
 }
 
 // openPaths are served over plain HTTP from anywhere: health checks, version, and whether setup

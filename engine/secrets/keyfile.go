@@ -48,10 +48,12 @@ func WriteKeyringFile(path string, k *Keyring) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return writeFileAtomic(path, append(data, '\n'))
+	return WriteFileAtomic(path, append(data, '\n'))
 }
 
-func writeFileAtomic(path string, data []byte) (err error) {
+// WriteFileAtomic writes a file only its owner may read (mode 0600), replacing path atomically
+// and durably, the way WriteKeyringFile does: for master.key and keypacks.
+func WriteFileAtomic(path string, data []byte) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp") // created 0600
 	if err != nil {

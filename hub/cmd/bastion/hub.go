@@ -19,6 +19,7 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/maintenance"
+	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/httpapi/webui"
@@ -60,6 +61,16 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		}
 	}()
 
+	keyPath := filepath.Join(cfg.DataDir, secrets.MasterKeyFile)
+	keys, created, err := secrets.OpenKeyring(ctx, db, keyPath, time.Now())
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Warn().Str("path", keyPath).Msg("created a new master key: back it up now with `bastion keypack export`, without it stored credentials cannot be decrypted")
+	}
+	log.Info().Uint32("active_kid", keys.ActiveKID()).Msg("master key loaded")
+
 	uiFS, uiSource, err := resolveUI(cfg.UIDir)
 	if err != nil {
 		return err
@@ -78,6 +89,8 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		TrustedProxies: cfg.TrustedProxies,
 		DebugErrors:    cfg.DebugErrors,
 		Agents:         agents,
+		Clock:          clock.Real{},
+		Secrets:        secrets.NewStore(db, keys, clock.Real{}),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr())

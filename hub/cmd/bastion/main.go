@@ -35,6 +35,11 @@ func main() {
 
 // run dispatches a subcommand; no subcommand (or flags first) runs the Hub.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runIO(ctx, args, getenv, os.Stdin, stdout, stderr)
+}
+
+// runIO is run with an explicit standard input (keypack --password-stdin reads it).
+func runIO(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := "hub"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -46,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runAgent(ctx, args, getenv, stderr)
 	case "config":
 		return runConfig(ctx, args, getenv, stdout)
+	case "keypack":
+		return runKeypack(args, getenv, stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "bastion", version)
 		return nil
@@ -62,6 +69,8 @@ func usage() string {
   bastion agent --hub-url URL [--enroll-token T] [--name N] [--data-dir D] [--heartbeat-seconds 15]
                              run an agent that takes jobs from the Hub (see bastion agent --help)
   bastion config [--json]    print the effective configuration and where each value comes from
+  bastion keypack export --out FILE | import --in FILE [--force] | rotate
+                             back up, restore or rotate master.key (see bastion keypack -h)
   bastion version            print the version
 `
 }
