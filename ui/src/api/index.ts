@@ -53,7 +53,7 @@ export const api = {
 
   operations: {
     get: (id: string) => http.get<T.Operation>(`/api/operations/${seg(id)}`),
-    events: (id: string) => http.get<T.OperationEvent[]>(`/api/operations/${seg(id)}/events`),
+    events: (id: string, after = 0) => http.get<T.OperationEvent[]>(`/api/operations/${seg(id)}/events`, after ? { after } : undefined),
     cancel: (id: string) => http.post<T.Operation>(`/api/operations/${seg(id)}/cancel`, {}),
   },
 
@@ -89,7 +89,7 @@ export const api = {
     settings: () => http.get<T.NotificationSettings>('/api/notifications/settings'),
     saveSettings: (s: T.NotificationSettings) => http.put<void>('/api/notifications/settings', s),
     validateTemplates: (templates: T.NotificationTemplates) =>
-      http.post<unknown>('/api/notifications/templates/validate', { templates }),
+      http.post<T.TemplateValidation>('/api/notifications/templates/validate', templates),
     destinations: () => http.get<T.NotificationDestination[]>('/api/notifications/destinations'),
     setEnabled: (channel: T.NotificationChannel, name: string, enabled: boolean) =>
       http.post<void>(`/api/notifications/destinations/${seg(channel)}/${seg(name)}/enabled`, { enabled }),

@@ -302,6 +302,7 @@ export interface WebdavListResponse {
   next_cursor?: string | null
 }
 export interface RunEntry {
+  name?: string
   path: string
   kind: EntryKind
   size: number
@@ -310,6 +311,7 @@ export interface RunEntriesResponse {
   prefix: string
   cursor: number
   next_cursor?: number | null
+  total?: number
   entries: RunEntry[]
 }
 export interface RunEntriesQuery {
@@ -431,6 +433,10 @@ export interface NotificationSettings {
   channels: Record<NotificationChannel, { enabled: boolean }>
   templates: NotificationTemplates
 }
+export interface TemplateValidation {
+  unknown_placeholders: { template: keyof NotificationTemplates; placeholder: string }[]
+  placeholders: string[]
+}
 export interface NotificationDestination {
   channel: NotificationChannel
   name: string
@@ -451,6 +457,8 @@ export interface NotificationQueueItem {
   created_at: number
   updated_at: number
   last_error?: string | null
+  last_error_kind?: string | null
+  sent_at?: number | null
   destination_deleted: boolean
   destination_enabled: boolean
 }
