@@ -98,16 +98,6 @@ func VerifyDummy(password string) bool {
 	return false
 }
 
-// NeedsRehash reports whether phc was made with parameters weaker than Default (or is not
-// parseable), so a caller may re-hash the password after a successful login.
-func NeedsRehash(phc string) bool {
-	h, err := parse(phc)
-	if err != nil {
-		return true
-	}
-	return h.alg != "argon2id" || h.p.MemoryKiB < Default.MemoryKiB || h.p.Time < Default.Time
-}
-
 type parsed struct {
 	alg  string
 	p    Params
