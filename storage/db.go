@@ -56,6 +56,13 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create database directory: %w", err)
 	}
+	// The database holds password hashes and encrypted secrets: create it readable by its owner
+	// only. SQLite gives its -wal and -shm files the permissions of the database file.
+	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("create database file: %w", err)
+	} else {
+		f.Close()
+	}
 	busyMS := opts.BusyTimeout.Milliseconds()
 
 	w, err := sql.Open("sqlite3", dsn(path, url.Values{

@@ -248,3 +248,20 @@ func mustExec(t testing.TB, q storage.Q, query string, args ...any) {
 		t.Fatalf("%s: %v", query, err)
 	}
 }
+
+func TestDatabaseFilesAreOwnerOnly(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t)
+	if err := db.Writer().PutSetting(context.Background(), "k", "1", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		st, err := os.Stat(db.Path() + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := st.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no access for group or others", filepath.Base(db.Path()+suffix), perm)
+		}
+	}
+}

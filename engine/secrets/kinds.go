@@ -94,8 +94,10 @@ func ValidateName(name string) error {
 		return invalid("invalid_name", "name", "invalid_format", "secret name must not be . or ..")
 	}
 	for _, r := range name {
-		if unicode.IsControl(r) {
-			return invalid("invalid_name", "name", "invalid_format", "secret name must not contain control characters")
+		// Cf: invisible formatting characters (right-to-left overrides, zero-width joiners) that
+		// make two names look alike or a name look like something else in a list.
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return invalid("invalid_name", "name", "invalid_format", "secret name must not contain control or invisible formatting characters")
 		}
 	}
 	return nil

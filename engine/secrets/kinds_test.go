@@ -74,7 +74,7 @@ func TestValidateName(t *testing.T) {
 			t.Errorf("ValidateName(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "  ", " lead", "a/b", `a\b`, "..", "tab\there", "nul\x00", "bad\xff", strings.Repeat("x", MaxNameLen+1)} {
+	for _, bad := range []string{"", "  ", " lead", "a/b", `a\b`, "..", "tab\there", "nul\x00", "bad\xff", "nas\u202etxt.exe", "zero\u200bwidth", strings.Repeat("x", MaxNameLen+1)} {
 		if err := ValidateName(bad); err == nil {
 			t.Errorf("ValidateName(%q) accepted", bad)
 		}
