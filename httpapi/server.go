@@ -158,6 +158,8 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.maintenanceRoutes(r)
 	s.operationRoutes(r)
 	s.secretRoutes(r)
+	s.agentRoutes(r)
+	s.nodeRoutes(r)
 	if s.cfg.testSessionRoutes != nil {
 		s.cfg.testSessionRoutes(r)
 	}

@@ -1,49 +1,9 @@
 package client
 
 import (
-	"errors"
-
+	"github.com/bastion-backup/bastion/agent/fsrpc"
 	"github.com/bastion-backup/bastion/agent/protocol"
-	"github.com/bastion-backup/bastion/engine/fslist"
 )
 
 // fsList answers the Hub's fs_list from this machine's disk.
-func (a *Agent) fsList(m *protocol.FsList) *protocol.FsListResult {
-	o := m.ListOptions
-	opts := fslist.Options{SizeMin: o.SizeMinBytes, SizeMax: o.SizeMaxBytes}
-	opts.Paged = o.Cursor != nil || o.Limit != nil || o.Q != nil || o.Kind != nil || o.HideDotfiles != nil ||
-		o.TypeSort != nil || o.SortBy != nil || o.SortDir != nil || o.SizeMinBytes != nil || o.SizeMaxBytes != nil
-	str := func(p *string) string {
-		if p == nil {
-			return ""
-		}
-		return *p
-	}
-	opts.Cursor, opts.Q, opts.Kind = str(o.Cursor), str(o.Q), str(o.Kind)
-	opts.TypeSort, opts.SortBy, opts.SortDir = str(o.TypeSort), str(o.SortBy), str(o.SortDir)
-	if o.Limit != nil {
-		opts.Limit = *o.Limit
-	}
-	if o.HideDotfiles != nil {
-		opts.HideDotfiles = *o.HideDotfiles
-	}
-	res := &protocol.FsListResult{RequestID: m.RequestID, Entries: []protocol.FsEntry{}}
-	page, err := fslist.List(m.Path, opts)
-	if err != nil {
-		var fe *fslist.Error
-		code, msg := "io_error", "could not list the directory"
-		if errors.As(err, &fe) {
-			code, msg = fe.Code, fe.Message
-		}
-		res.ErrorCode, res.Error = &code, &msg
-		return res
-	}
-	for _, e := range page.Entries {
-		res.Entries = append(res.Entries, protocol.FsEntry{Name: e.Name, Path: e.Path, Kind: e.Kind, Size: e.Size, Mtime: e.Mtime})
-	}
-	if page.NextCursor != "" {
-		res.NextCursor = &page.NextCursor
-	}
-	res.Total = &page.Total
-	return res
-}
+func (a *Agent) fsList(m *protocol.FsList) *protocol.FsListResult { return fsrpc.Answer(m) }

@@ -185,7 +185,11 @@ func newFaultSetup(t *testing.T) *faultSetup {
 	dataDir, markers := t.TempDir(), t.TempDir()
 	ch := startChild(t, px.url(), newEnrollToken(t, th.db, nil), dataDir, markers)
 	fs := &faultSetup{hub: th, proxy: px, child: ch, agentID: ch.agentID(), markers: markers, dataDir: dataDir}
-	waitFor(t, "agent connected", func() bool { return th.hub.Connected(fs.agentID) })
+	// The agent's hello has come through the proxy: its socket is up at both ends.
+	waitFor(t, "agent connected", func() bool {
+		a, err := th.db.Reader().GetAgent(context.Background(), fs.agentID)
+		return err == nil && a.CapabilitiesJSON != nil && th.hub.Connected(fs.agentID) && px.linksOpened() == 1
+	})
 	return fs
 }
 

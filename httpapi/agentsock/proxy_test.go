@@ -211,6 +211,13 @@ func (l *proxyLink) pump(dir direction, src, dst net.Conn) {
 	if err != nil {
 		return
 	}
+	lower := bytes.ToLower(head)
+	socket := bytes.Contains(lower, []byte("upgrade: websocket")) && (dir == toHub || bytes.HasPrefix(head, []byte("HTTP/1.1 101")))
+	if socket && dir == toAgent {
+		l.p.mu.Lock()
+		l.p.opened++ // the Hub accepted an agent socket (it may still be faulted on its way)
+		l.p.mu.Unlock()
+	}
 	if forward, alive := l.gate(); !alive {
 		return
 	} else if forward {
@@ -218,15 +225,9 @@ func (l *proxyLink) pump(dir direction, src, dst net.Conn) {
 			return
 		}
 	}
-	lower := bytes.ToLower(head)
-	if !bytes.Contains(lower, []byte("upgrade: websocket")) || (dir == toAgent && !bytes.HasPrefix(head, []byte("HTTP/1.1 101"))) {
+	if !socket {
 		_, _ = io.Copy(dst, r) // plain HTTP (enrollment, refusals): no frames to look at
 		return
-	}
-	if dir == toAgent {
-		l.p.mu.Lock()
-		l.p.opened++ // an agent socket is up
-		l.p.mu.Unlock()
 	}
 	for {
 		raw, payload, err := readFrame(r)

@@ -1,0 +1,418 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/httpapi/agentsock"
+	"github.com/bastion-backup/bastion/httpapi/respond"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// agentRoutes is the agents API: enrollment tokens, the fleet list, revoke, key rotation,
+// labels and config sync.
+func (s *Server) agentRoutes(r chi.Router) {
+	r.Post("/agents/enrollment-tokens", s.createEnrollmentToken)
+	r.Get("/agents", s.listAgents)
+	r.Get("/agents/labels", s.listAgentLabels)
+	r.Get("/agents/{id}", s.getAgent)
+	r.Post("/agents/{id}/revoke", s.revokeAgent)
+	r.Post("/agents/{id}/rotate-key", s.rotateAgentKey)
+	r.Post("/agents/{id}/sync-config-now", s.syncAgentConfig)
+	r.Put("/agents/{id}/labels", s.setAgentLabels)
+	r.Post("/agents/{id}/labels/add", s.addAgentLabels)
+	r.Post("/agents/{id}/labels/remove", s.removeAgentLabels)
+}
+
+const (
+	defaultTokenTTL = 3600
+	maxTokenTTL     = 30 * 86400
+	maxLabelLen     = 32
+	maxLabels       = 64
+)
+
+var labelRe = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+
+type enrollmentTokenRequest struct {
+	TTLSeconds    *int64 `json:"ttl_seconds"`
+	RemainingUses *int64 `json:"remaining_uses"`
+}
+
+type enrollmentTokenResponse struct {
+	Token         string `json:"token"`
+	ExpiresAt     int64  `json:"expires_at"`
+	RemainingUses *int64 `json:"remaining_uses"`
+}
+
+func (s *Server) createEnrollmentToken(w http.ResponseWriter, r *http.Request) {
+	var req enrollmentTokenRequest
+	if err := respond.DecodeJSON(r, &req); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	ttl := int64(defaultTokenTTL)
+	if req.TTLSeconds != nil {
+		ttl = *req.TTLSeconds
+	}
+	if ttl < 1 || ttl > maxTokenTTL {
+		respond.Error(w, r, respond.BadRequest("invalid_ttl", "ttl_seconds must be between 1 and 2592000 (30 days)").
+			Field("ttl_seconds").Reason("out_of_range").Param("min", 1).Param("max", maxTokenTTL))
+		return
+	}
+	if req.RemainingUses != nil && (*req.RemainingUses < 1 || *req.RemainingUses > 1_000_000) {
+		respond.Error(w, r, respond.BadRequest("invalid_remaining_uses", "remaining_uses must be at least 1, or null for unlimited").
+			Field("remaining_uses").Reason("out_of_range").Param("min", 1))
+		return
+	}
+	tok := protocol.NewToken()
+	hash, _ := protocol.HashToken(tok)
+	now := s.now().Unix()
+	if err := s.db.Writer().InsertEnrollmentToken(r.Context(), storage.EnrollmentToken{
+		TokenHash: hash, CreatedAt: now, ExpiresAt: now + ttl, RemainingUses: req.RemainingUses,
+	}); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	respond.JSON(w, http.StatusOK, enrollmentTokenResponse{Token: tok, ExpiresAt: now + ttl, RemainingUses: req.RemainingUses})
+}
+
+// agentView is one agent in the API.
+type agentView struct {
+	ID                      string   `json:"id"`
+	Name                    *string  `json:"name"`
+	Revoked                 bool     `json:"revoked"`
+	RevokedAt               *int64   `json:"revoked_at"`
+	LastSeenAt              *int64   `json:"last_seen_at"`
+	Online                  bool     `json:"online"`
+	Connected               bool     `json:"connected"`
+	Labels                  []string `json:"labels"`
+	ConfigSyncStatus        string   `json:"config_sync_status"` // offline | error | synced | pending
+	DesiredConfigSnapshotID *string  `json:"desired_config_snapshot_id"`
+	AppliedConfigSnapshotID *string  `json:"applied_config_snapshot_id"`
+	LastConfigSyncAttemptAt *int64   `json:"last_config_sync_attempt_at"`
+	LastConfigSyncErrorKind *string  `json:"last_config_sync_error_kind"`
+	LastConfigSyncError     *string  `json:"last_config_sync_error"`
+	LastConfigSyncErrorAt   *int64   `json:"last_config_sync_error_at"`
+	CreatedAt               int64    `json:"created_at"`
+}
+
+type agentDetail struct {
+	agentView
+	Capabilities any `json:"capabilities"` // the agent's last hello
+}
+
+func (s *Server) viewAgent(a storage.Agent, now int64) agentView {
+	v := agentView{
+		ID: a.ID, Name: a.Name, Revoked: a.RevokedAt != nil, RevokedAt: a.RevokedAt, LastSeenAt: a.LastSeenAt,
+		Labels: a.Labels, DesiredConfigSnapshotID: a.DesiredConfigSnapshotID, AppliedConfigSnapshotID: a.AppliedConfigSnapshotID,
+		LastConfigSyncAttemptAt: a.LastConfigSyncAttemptAt, LastConfigSyncErrorKind: a.LastConfigSyncErrorKind,
+		LastConfigSyncError: a.LastConfigSyncError, LastConfigSyncErrorAt: a.LastConfigSyncErrorAt, CreatedAt: a.CreatedAt,
+	}
+	if v.Labels == nil {
+		v.Labels = []string{}
+	}
+	v.Online = a.RevokedAt == nil && a.LastSeenAt != nil && *a.LastSeenAt >= now-int64(agentsock.OnlineWindow.Seconds())
+	if s.cfg.Agents != nil {
+		v.Connected = s.cfg.Agents.Connected(a.ID)
+	}
+	switch {
+	case !v.Online:
+		v.ConfigSyncStatus = "offline"
+	case a.LastConfigSyncErrorKind != nil:
+		v.ConfigSyncStatus = "error"
+	case a.DesiredConfigSnapshotID != nil && a.AppliedConfigSnapshotID != nil && *a.DesiredConfigSnapshotID == *a.AppliedConfigSnapshotID:
+		v.ConfigSyncStatus = "synced"
+	default:
+		v.ConfigSyncStatus = "pending"
+	}
+	return v
+}
+
+type page[T any] struct {
+	Items    []T `json:"items"`
+	Page     int `json:"page"`
+	PageSize int `json:"page_size"`
+	Total    int `json:"total"`
+}
+
+// paging reads page and page_size: page ≥ 1, page_size defaults to 20 and is clamped to 100;
+// neither given returns everything (ok=false).
+func paging(r *http.Request) (pg, size int, paged bool, err error) {
+	q := r.URL.Query()
+	ps, ss := q.Get("page"), q.Get("page_size")
+	if ps == "" && ss == "" {
+		return 0, 0, false, nil
+	}
+	pg, size = 1, 20
+	if ps != "" {
+		if pg, err = strconv.Atoi(ps); err != nil || pg < 1 {
+			return 0, 0, false, respond.BadRequest("invalid_page", "page must be a whole number ≥ 1").Field("page")
+		}
+	}
+	if ss != "" {
+		if size, err = strconv.Atoi(ss); err != nil || size < 1 {
+			return 0, 0, false, respond.BadRequest("invalid_page_size", "page_size must be a whole number ≥ 1").Field("page_size")
+		}
+		size = min(size, 100)
+	}
+	return pg, size, true, nil
+}
+
+func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	pg, size, paged, err := paging(r)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	status := q.Get("status")
+	switch status {
+	case "", "all", "online", "offline", "revoked":
+	default:
+		respond.Error(w, r, respond.BadRequest("invalid_status", "status must be all, online, offline or revoked").Field("status"))
+		return
+	}
+	mode := q.Get("labels_mode")
+	switch mode {
+	case "", "and", "or":
+	default:
+		respond.Error(w, r, respond.BadRequest("invalid_labels_mode", "labels_mode must be and or or").Field("labels_mode"))
+		return
+	}
+	labels := append(q["labels[]"], q["labels"]...)
+	search := strings.ToLower(strings.TrimSpace(q.Get("q")))
+
+	agents, err := s.db.Reader().ListAgents(r.Context())
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	now := s.now().Unix()
+	items := []agentView{}
+	for _, a := range agents {
+		v := s.viewAgent(a, now)
+		switch status {
+		case "online":
+			if !v.Online {
+				continue
+			}
+		case "offline":
+			if v.Online || v.Revoked {
+				continue
+			}
+		case "revoked":
+			if !v.Revoked {
+				continue
+			}
+		}
+		if search != "" && !strings.Contains(strings.ToLower(a.ID), search) && (a.Name == nil || !strings.Contains(strings.ToLower(*a.Name), search)) {
+			continue
+		}
+		if !labelsMatch(a.Labels, labels, mode == "or") {
+			continue
+		}
+		items = append(items, v)
+	}
+	out := page[agentView]{Items: items, Page: 1, PageSize: len(items), Total: len(items)}
+	if paged {
+		start := min((pg-1)*size, len(items))
+		out = page[agentView]{Items: items[start:min(start+size, len(items))], Page: pg, PageSize: size, Total: len(items)}
+	}
+	respond.JSON(w, http.StatusOK, out)
+}
+
+func labelsMatch(have, want []string, any bool) bool {
+	if len(want) == 0 {
+		return true
+	}
+	for _, l := range want {
+		found := slices.Contains(have, l)
+		if any && found {
+			return true
+		}
+		if !any && !found {
+			return false
+		}
+	}
+	return !any
+}
+
+func (s *Server) listAgentLabels(w http.ResponseWriter, r *http.Request) {
+	counts, err := s.db.Reader().ListAgentLabelCounts(r.Context())
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	type item struct {
+		Label string `json:"label"`
+		Count int64  `json:"count"`
+	}
+	out := make([]item, 0, len(counts))
+	for _, c := range counts {
+		out = append(out, item{c.Label, c.Count})
+	}
+	respond.JSON(w, http.StatusOK, out)
+}
+
+func (s *Server) loadAgent(w http.ResponseWriter, r *http.Request) (storage.Agent, bool) {
+	id := chi.URLParam(r, "id")
+	a, err := s.db.Reader().GetAgent(r.Context(), id)
+	if errors.Is(err, storage.ErrNotFound) {
+		respond.Error(w, r, respond.NotFound("agent_not_found", "no such agent"))
+		return a, false
+	}
+	if err != nil {
+		respond.Error(w, r, err)
+		return a, false
+	}
+	return a, true
+}
+
+func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.loadAgent(w, r)
+	if !ok {
+		return
+	}
+	d := agentDetail{agentView: s.viewAgent(a, s.now().Unix())}
+	if a.CapabilitiesJSON != nil {
+		d.Capabilities = rawJSON(*a.CapabilitiesJSON)
+	}
+	respond.JSON(w, http.StatusOK, d)
+}
+
+type rawJSON string
+
+func (j rawJSON) MarshalJSON() ([]byte, error) { return []byte(j), nil }
+
+func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.loadAgent(w, r)
+	if !ok {
+		return
+	}
+	if err := s.db.Writer().RevokeAgent(r.Context(), a.ID, s.now().Unix()); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if s.cfg.Agents != nil {
+		s.cfg.Agents.Disconnect(a.ID, protocol.CloseRevoked, "revoked")
+	}
+	zerolog.Ctx(r.Context()).Info().Str("agent_id", a.ID).Msg("agent revoked")
+	respond.NoContent(w)
+}
+
+func (s *Server) rotateAgentKey(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.loadAgent(w, r)
+	if !ok {
+		return
+	}
+	key := protocol.NewToken()
+	hash, _ := protocol.HashToken(key)
+	err := s.db.Writer().RotateAgentKey(r.Context(), a.ID, hash, s.now().Unix())
+	if errors.Is(err, storage.ErrAgentRevoked) {
+		respond.Error(w, r, respond.Conflict("agent_revoked", "a revoked agent's key cannot be rotated"))
+		return
+	}
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if s.cfg.Agents != nil {
+		s.cfg.Agents.Disconnect(a.ID, protocol.CloseKeyRotated, "key rotated")
+	}
+	zerolog.Ctx(r.Context()).Info().Str("agent_id", a.ID).Msg("agent key rotated")
+	respond.JSON(w, http.StatusOK, map[string]string{"agent_id": a.ID, "agent_key": key})
+}
+
+func (s *Server) syncAgentConfig(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.loadAgent(w, r)
+	if !ok {
+		return
+	}
+	if s.cfg.Agents == nil {
+		respond.JSON(w, http.StatusOK, map[string]string{"outcome": agentsock.SyncPendingOffline})
+		return
+	}
+	outcome, err := s.cfg.Agents.SyncConfig(r.Context(), a.ID)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	respond.JSON(w, http.StatusOK, map[string]string{"outcome": outcome})
+}
+
+type labelsRequest struct {
+	Labels []string `json:"labels"`
+}
+
+func (s *Server) setAgentLabels(w http.ResponseWriter, r *http.Request) {
+	s.changeLabels(w, r, func(ctx context.Context, q storage.Q, id string, labels []string, now int64) error {
+		return q.SetAgentLabels(ctx, id, labels, now)
+	})
+}
+
+func (s *Server) addAgentLabels(w http.ResponseWriter, r *http.Request) {
+	s.changeLabels(w, r, func(ctx context.Context, q storage.Q, id string, labels []string, now int64) error {
+		return q.AddAgentLabels(ctx, id, labels, now)
+	})
+}
+
+func (s *Server) removeAgentLabels(w http.ResponseWriter, r *http.Request) {
+	s.changeLabels(w, r, func(ctx context.Context, q storage.Q, id string, labels []string, _ int64) error {
+		return q.RemoveAgentLabels(ctx, id, labels)
+	})
+}
+
+// changeLabels validates the labels (trimmed, lower-case, ≤ 32 chars of [a-z0-9_-]), applies
+// change and answers the agent's labels.
+func (s *Server) changeLabels(w http.ResponseWriter, r *http.Request, change func(ctx context.Context, q storage.Q, id string, labels []string, now int64) error) {
+	a, ok := s.loadAgent(w, r)
+	if !ok {
+		return
+	}
+	var req labelsRequest
+	if err := respond.DecodeJSON(r, &req); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if len(req.Labels) > maxLabels {
+		respond.Error(w, r, respond.BadRequest("invalid_labels", "too many labels").Field("labels").Reason("too_many").Param("max", maxLabels))
+		return
+	}
+	labels := make([]string, 0, len(req.Labels))
+	for i, l := range req.Labels {
+		l = strings.ToLower(strings.TrimSpace(l))
+		if !labelRe.MatchString(l) {
+			respond.Error(w, r, respond.BadRequest("invalid_label", "labels are 1 to 32 characters of a-z, 0-9, _ and -").
+				Field("labels["+strconv.Itoa(i)+"]").Reason("invalid_format").Param("max_length", maxLabelLen))
+			return
+		}
+		if !slices.Contains(labels, l) {
+			labels = append(labels, l)
+		}
+	}
+	sort.Strings(labels)
+	now := s.now().Unix()
+	if err := s.db.Write(r.Context(), func(q storage.Q) error { return change(r.Context(), q, a.ID, labels, now) }); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	a, err := s.db.Reader().GetAgent(r.Context(), a.ID)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if a.Labels == nil {
+		a.Labels = []string{}
+	}
+	respond.JSON(w, http.StatusOK, map[string][]string{"labels": a.Labels})
+}
