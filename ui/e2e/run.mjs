@@ -236,6 +236,9 @@ async function main() {
     const seqs = await page.getByTestId('event-row').evaluateAll((rows) => rows.map((r) => Number(r.getAttribute('data-seq'))))
     if (seqs.some((s, i) => i > 0 && s <= seqs[i - 1])) throw new Error(`events out of order or repeated: ${seqs}`)
     await shoot(page, 'run')
+    await page.goto(base + '/')
+    await until('the run on the dashboard', async () => (await page.getByTestId('recent-runs').locator('[data-status="success"]').count()) > 0, 10_000)
+    await shoot(page, 'dashboard-after-run')
   })
 
   await step('restore one file into a new directory and check its bytes', ['entries', 'restore', 'operations'], async () => {
@@ -262,7 +265,7 @@ async function main() {
   await step('pin and delete a snapshot', ['snapshots'], async () => {
     if (!state.jobId) throw new Error('no job')
     await page.goto(`${base}/jobs/${state.jobId}`)
-    await page.getByRole('tab', { name: 'Snapshots' }).click()
+    await page.locator('.n-tabs-tab', { hasText: 'Snapshots' }).click()
     await page.getByTestId('snap-pin').first().click()
     await page.getByTestId('pinned-tag').first().waitFor()
     await page.getByTestId('snap-delete').first().click()

@@ -309,6 +309,7 @@ export default {
     unarchived: 'Job unarchived',
   },
   jobs: {
+    anyNode: 'Any node',
     anySchedule: 'Any schedule',
     anyStatus: 'Any latest status',
     archived: 'archived',

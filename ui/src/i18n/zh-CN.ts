@@ -312,6 +312,7 @@ const zhCN: Messages<typeof en> = {
     unarchived: '已取消归档',
   },
   jobs: {
+    anyNode: '全部节点',
     anySchedule: '全部计划',
     anyStatus: '全部最近状态',
     archived: '已归档',

@@ -1,0 +1,187 @@
+// Mounts each page against canned API answers and checks it renders its data (and survives the
+// shapes the Hub sends), so a page that throws at run time fails here before it fails in a browser.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { flushPromises, mount } from '@vue/test-utils'
+import { createPinia, setActivePinia } from 'pinia'
+import { createMemoryHistory, createRouter } from 'vue-router'
+import { defineComponent, h, type Component } from 'vue'
+import { NDialogProvider, NMessageProvider } from 'naive-ui'
+import { i18n } from '@/i18n'
+import { mockFetch } from './fetchMock'
+import JobDetailView from '@/views/JobDetailView.vue'
+import RunDetailView from '@/views/RunDetailView.vue'
+import RestoreView from '@/views/RestoreView.vue'
+import OperationView from '@/views/OperationView.vue'
+import AgentsView from '@/views/AgentsView.vue'
+import NotificationsView from '@/views/NotificationsView.vue'
+import SettingsView from '@/views/SettingsView.vue'
+import JobsView from '@/views/JobsView.vue'
+import DashboardView from '@/views/DashboardView.vue'
+
+const NOW = Math.floor(Date.now() / 1000)
+const spec = {
+  v: 1, type: 'filesystem',
+  pipeline: { format: 'archive_v1', encryption: { type: 'none' } },
+  notifications: { mode: 'inherit', wecom_bot: [], email: [] },
+  retention: { enabled: false, keep_last: null, keep_days: null, max_delete_per_tick: 50, max_delete_per_day: 200 },
+  source: { paths: ['/srv'] },
+  target: { type: 'local_dir', base_dir: '/b', part_size_bytes: 1048576 },
+}
+const job = { id: 'j1', name: 'nightly-web', agent_id: null, schedule: '0 3 * * *', schedule_timezone: 'UTC', overlap_policy: 'queue', created_at: 1, updated_at: 1, next_run_at: NOW + 3600, spec }
+const run = { id: 'r1', job_id: 'j1', job_name: 'nightly-web', status: 'running', started_at: NOW - 60, ended_at: null, error: null,
+  progress: { v: 1, kind: 'backup', stage: 'upload', ts: NOW, done: { files: 5, dirs: 1, bytes: 512 }, total: { files: 10, dirs: 1, bytes: 1024 }, rate_bps: 100, eta_seconds: 5 } }
+const snapshot = { run_id: 'r0', job_id: 'j1', node_id: 'hub', target_type: 'local_dir', artifact_format: 'archive_v1', status: 'present', started_at: NOW - 900, ended_at: NOW - 800, pinned_at: NOW - 10, transfer_bytes: 2048, source_bytes: 4096 }
+
+class FakeWS {
+  static last: FakeWS | null = null
+  onopen: ((e: unknown) => void) | null = null
+  onmessage: ((e: { data: string }) => void) | null = null
+  onclose: ((e: { code: number }) => void) | null = null
+  onerror: ((e: unknown) => void) | null = null
+  constructor(readonly url: string) {
+    FakeWS.last = this
+  }
+  close() {}
+}
+
+beforeEach(() => {
+  setActivePinia(createPinia())
+  i18n.global.locale.value = 'en'
+  vi.stubGlobal('WebSocket', FakeWS)
+})
+afterEach(() => vi.unstubAllGlobals())
+
+async function render(view: Component, props: Record<string, unknown> = {}, stubs: Record<string, boolean> = {}) {
+  const router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/:p(.*)*', component: { render: () => null } }] })
+  await router.push('/')
+  const Host = defineComponent({ render: () => h(NMessageProvider, () => h(NDialogProvider, () => h(view, props))) })
+  const w = mount(Host, { global: { plugins: [i18n, router], stubs }, attachTo: document.body })
+  await flushPromises()
+  return w
+}
+
+describe('pages', () => {
+  it('job detail lists runs and snapshots with their actions', async () => {
+    mockFetch({
+      'GET /api/jobs/j1': { body: job },
+      'GET /api/jobs/j1/runs': { body: [{ id: 'r0', status: 'success', started_at: NOW - 900, ended_at: NOW - 800, error: null }] },
+      'GET /api/jobs/j1/snapshots': { body: { items: [snapshot], next_cursor: null } },
+    })
+    const w = await render(JobDetailView, { id: 'j1' })
+    expect(w.get('[data-testid="job-title"]').text()).toContain('nightly-web')
+    expect(w.findAll('[data-testid="run-link"]')).toHaveLength(1)
+    expect(w.find('[data-testid="pinned-tag"]').exists()).toBe(true)
+    expect(w.get('[data-testid="snap-pin"]').text()).toBe('Unpin')
+    w.unmount()
+  })
+
+  it('run detail shows progress and appends streamed events in order', async () => {
+    mockFetch({ 'GET /api/runs/r1': { body: run } })
+    const w = await render(RunDetailView, { id: 'r1' })
+    expect(w.get('[data-testid="progress-bar"]').attributes('data-percent')).toBe('50')
+    expect(w.get('[data-testid="progress-stage"]').text()).toBe('Uploading')
+    const ws = FakeWS.last!
+    expect(ws.url).toMatch(/\/api\/runs\/r1\/events\/ws\?after=0$/)
+    ws.onopen?.({})
+    for (const seq of [1, 2, 2]) ws.onmessage?.({ data: JSON.stringify({ run_id: 'r1', seq, ts: NOW, level: 'info', kind: 'upload', message: `m${seq}` }) })
+    await flushPromises()
+    expect(w.findAll('[data-testid="event-row"]').map((r) => r.attributes('data-seq'))).toEqual(['1', '2'])
+    expect(w.find('[data-testid="run-cancel"]').exists()).toBe(true)
+    w.unmount()
+  })
+
+  it('restore wizard sends the picked file, destination and conflict policy', async () => {
+    const calls = mockFetch({
+      'GET /api/runs/r0': { body: { ...run, id: 'r0', status: 'success', progress: null } },
+      'GET /api/runs/r0/entries': { body: { prefix: '', cursor: 0, next_cursor: null, total: 2, entries: [{ name: 'srv', path: 'srv', kind: 'dir', size: 0 }, { name: 'a.txt', path: 'a.txt', kind: 'file', size: 3 }] } },
+      'POST /api/runs/r0/restore': { body: { op_id: 'op1' } },
+    })
+    const w = await render(RestoreView, { id: 'r0' })
+    await w.get('[data-testid="entry-check-a.txt"]').trigger('click')
+    await flushPromises()
+    await w.get('[data-testid="restore-next"]').trigger('click')
+    await flushPromises()
+    await w.get('[data-testid="restore-dir"] input').setValue('/tmp/out')
+    await w.get('[data-testid="restore-start"]').trigger('click')
+    await flushPromises()
+    const post = calls.find((c) => c.method === 'POST')!
+    expect(post.body).toEqual({ destination: { type: 'local_fs', node_id: 'hub', directory: '/tmp/out' }, conflict_policy: 'fail', selection: { files: ['a.txt'], dirs: [] } })
+    w.unmount()
+  })
+
+  it('operation page shows status and events', async () => {
+    mockFetch({
+      'GET /api/operations/op1': { body: { id: 'op1', kind: 'restore', status: 'success', started_at: NOW - 5, ended_at: NOW, error: null, summary: { conflict_policy: 'fail' } } },
+      'GET /api/operations/op1/events': { body: [{ op_id: 'op1', seq: 1, ts: NOW, level: 'info', kind: 'restore', message: 'done' }] },
+    })
+    const w = await render(OperationView, { id: 'op1' })
+    expect(w.get('[data-testid="operation-status"]').attributes('data-status')).toBe('success')
+    expect(w.findAll('[data-testid="event-row"]')).toHaveLength(1)
+    w.unmount()
+  })
+
+  it('agents page lists agents and builds the enroll command from a new token', async () => {
+    mockFetch({
+      'GET /api/agents': { body: { items: [{ id: 'a1', name: 'web-01', revoked: false, online: true, last_seen_at: NOW, labels: ['prod'], config_sync_status: 'synced' }], page: 1, page_size: 20, total: 1 } },
+      'POST /api/agents/enrollment-tokens': { body: { token: 'TOKEN123', expires_at: NOW + 3600, remaining_uses: 1 } },
+    })
+    const w = await render(AgentsView)
+    expect(w.get('[data-testid="agent-name"]').text()).toBe('web-01')
+    await w.get('[data-testid="agent-enroll"]').trigger('click')
+    await flushPromises()
+    const name = document.querySelector('[data-testid="enroll-name"] input') as HTMLInputElement
+    name.value = 'db-01'
+    name.dispatchEvent(new Event('input'))
+    ;(document.querySelector('[data-testid="enroll-create"]') as HTMLElement).click()
+    await flushPromises()
+    expect(document.querySelector('[data-testid="enroll-command"]')!.textContent).toBe(
+      `bastion agent --hub-url ${window.location.origin} --enroll-token TOKEN123 --name db-01`,
+    )
+    w.unmount()
+  })
+
+  it('notifications page shows destinations and the receiver’s answer to a test', async () => {
+    mockFetch({
+      'GET /api/notifications/destinations': { body: [{ channel: 'webhook', name: 'ops', enabled: true, updated_at: 1 }] },
+      'GET /api/notifications/queue': { body: { items: [], page: 1, page_size: 20, total: 0, next_cursor: null } },
+      'GET /api/notifications/settings': { body: { enabled: true, channels: { wecom_bot: { enabled: true }, email: { enabled: true }, webhook: { enabled: true } }, templates: { wecom_markdown: '**{{title}}**', email_subject: 'S {{job_name}}', email_body: 'B' } } },
+      'POST /api/notifications/destinations/webhook/ops/test': { status: 502, body: { error: 'notification_test_failed', message: 'webhook http 500: boom', request_id: 'rq7' } },
+    })
+    const w = await render(NotificationsView)
+    await w.get('[data-testid="dest-test"]').trigger('click')
+    await flushPromises()
+    expect(w.get('[data-testid="dest-test-result"]').text()).toBe('webhook http 500: boom (request ID rq7)')
+    w.unmount()
+  })
+
+  it('settings page shows hub information and credential names only', async () => {
+    mockFetch({
+      'GET /api/system': { body: { version: '1.2.3', insecure_http: false, hub_timezone: 'Asia/Shanghai' } },
+      'GET /api/secrets/webdav': { body: [{ name: 'nas', updated_at: NOW }] },
+    })
+    const w = await render(SettingsView)
+    expect(w.get('[data-testid="settings-version"]').text()).toBe('1.2.3')
+    expect(w.get('[data-testid="settings-timezone"]').text()).toBe('Asia/Shanghai')
+    expect(w.text()).toContain('nas')
+    w.unmount()
+  })
+
+  it('jobs and dashboard pages render their lists', async () => {
+    mockFetch({
+      'GET /api/jobs': { body: { items: [{ ...job, latest_run_status: 'failed', latest_run_started_at: NOW }], page: 1, page_size: 20, total: 1 } },
+      'GET /api/jobs/j1/runs': { body: [{ id: 'r9', status: 'failed', started_at: NOW - 50, ended_at: NOW - 40, error: 'run_failed' }] },
+      'GET /api/jobs/j1/snapshots': { body: { items: [] } },
+      'GET /api/agents': { body: { items: [], page: 1, page_size: 20, total: 0 } },
+      'GET /api/notifications/queue': { body: { items: [], total: 0 } },
+      'GET /api/system': { body: { version: 't', insecure_http: false, hub_timezone: 'UTC' } },
+    })
+    const jobs = await render(JobsView)
+    expect(jobs.get('[data-testid="job-link"]').text()).toBe('nightly-web')
+    jobs.unmount()
+    // happy-dom has no canvas; the chart component is exercised in the browser journey
+    const dash = await render(DashboardView, {}, { RunsChart: true })
+    expect(dash.get('[data-testid="attention"]').text()).toContain('Run of nightly-web failed')
+    expect(dash.get('[data-testid="recent-runs"]').find('[data-status="failed"]').exists()).toBe(true)
+    dash.unmount()
+  })
+})
