@@ -33,6 +33,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/notify"
 	"github.com/bastion-backup/bastion/engine/operations"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/snapshots"
@@ -72,6 +73,8 @@ type Config struct {
 	OnSecretDeleted func(ctx context.Context, kind, name string) error
 	// Agents serves /agent/* (enrollment, the agent socket); nil serves none.
 	Agents *agentsock.Hub
+	// Notifications serves /api/notifications; nil serves none.
+	Notifications *notify.Service
 
 	// testSessionRoutes lets this package's tests mount probe handlers behind requireSession
 	// (export_test.go).
@@ -160,6 +163,7 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.secretRoutes(r)
 	s.agentRoutes(r)
 	s.nodeRoutes(r)
+	s.notificationRoutes(r)
 	if s.cfg.testSessionRoutes != nil {
 		s.cfg.testSessionRoutes(r)
 	}

@@ -132,8 +132,9 @@ func (s *Service) SetDestinationEnabled(ctx context.Context, channel, name strin
 }
 
 // DestinationDeleted cancels the queued rows of a destination whose secret is being deleted.
-// Call it inside the transaction that deletes the secret (kind is the secret kind: wecom_bot,
-// smtp or webhook; other kinds are ignored). Its failed rows stay, listed as destination_deleted.
+// Call it inside the transaction that deletes the secret, or right after the delete with
+// db.Writer() (a row missed between the two is canceled by the worker's send-time check anyway).
+// kind is the secret kind: wecom_bot, smtp or webhook; other kinds are ignored. Its failed rows stay, listed as destination_deleted.
 // A row being sent meets the send-time re-check and ends canceled too.
 func (s *Service) DestinationDeleted(ctx context.Context, q storage.Q, kind, name string) (int64, error) {
 	channel := ""

@@ -1,0 +1,257 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/engine/notify"
+	"github.com/bastion-backup/bastion/httpapi/respond"
+)
+
+// notificationRoutes serves /api/notifications: settings and templates, destinations (enable
+// flags, test send) and the queue (list, retry now, cancel).
+func (s *Server) notificationRoutes(r chi.Router) {
+	if s.cfg.Notifications == nil {
+		return
+	}
+	r.Route("/notifications", func(r chi.Router) {
+		r.Get("/settings", s.getNotificationSettings)
+		r.Put("/settings", s.putNotificationSettings)
+		r.Post("/templates/validate", s.validateNotificationTemplates)
+		r.Get("/destinations", s.listNotificationDestinations)
+		r.Post("/destinations/{channel}/{name}/enabled", s.setNotificationDestinationEnabled)
+		r.Post("/destinations/{channel}/{name}/test", s.testNotificationDestination)
+		r.Get("/queue", s.listNotificationQueue)
+		r.Post("/queue/{id}/retry-now", s.retryNotificationNow)
+		r.Post("/queue/{id}/cancel", s.cancelNotification)
+	})
+}
+
+// notifyError turns a refusal of package notify into the API's envelope; other errors pass
+// through to respond.Error's classification.
+func notifyError(err error) error {
+	var e *notify.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	var out *respond.APIError
+	switch e.Kind {
+	case notify.KindInvalid:
+		out = respond.BadRequest(e.Code, e.Message)
+	case notify.KindNotFound:
+		out = respond.NotFound(e.Code, e.Message)
+	case notify.KindConflict:
+		out = respond.Conflict(e.Code, e.Message)
+	case notify.KindUpstream:
+		// The receiver's own words: the point of a test send is to show what is wrong.
+		out = respond.New(http.StatusBadGateway, e.Code, e.Message).Reason(string(e.SendKind))
+	default:
+		return err
+	}
+	if e.Field != "" {
+		out.Field(e.Field)
+	}
+	if e.Reason != "" {
+		out.Reason(e.Reason)
+	}
+	return out
+}
+
+func (s *Server) getNotificationSettings(w http.ResponseWriter, r *http.Request) {
+	set, err := s.cfg.Notifications.Settings(r.Context())
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	respond.JSON(w, http.StatusOK, set)
+}
+
+// putNotificationSettings stores the settings. Fields the body leaves out keep their current
+// values (a client that predates the webhook channel does not switch it off). Unknown
+// placeholders are kept and can be listed with /templates/validate; a blank template is refused.
+func (s *Server) putNotificationSettings(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	set, err := s.cfg.Notifications.Settings(ctx)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if err := respond.DecodeJSON(r, &set); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	res, err := s.cfg.Notifications.UpdateSettings(ctx, set)
+	if err != nil {
+		respond.Error(w, r, notifyError(err))
+		return
+	}
+	zerolog.Ctx(ctx).Info().Bool("enabled", set.Enabled).Bool("wecom_enabled", set.Channels.WeComBot.Enabled).
+		Bool("email_enabled", set.Channels.Email.Enabled).Bool("webhook_enabled", set.Channels.Webhook.Enabled).
+		Int64("canceled", res.Canceled).Int("unknown_placeholders", len(res.UnknownPlaceholders)).
+		Msg("notification settings updated")
+	respond.NoContent(w)
+}
+
+type templateValidation struct {
+	UnknownPlaceholders []notify.UnknownPlaceholder `json:"unknown_placeholders"`
+	Placeholders        []string                    `json:"placeholders"`
+}
+
+// validateNotificationTemplates reports the {{...}} of the templates that are not placeholders
+// (kept literally when rendering), and lists the placeholders there are. Nothing is saved.
+func (s *Server) validateNotificationTemplates(w http.ResponseWriter, r *http.Request) {
+	set := notify.DefaultSettings()
+	if err := respond.DecodeJSON(r, &set.Templates); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if err := notify.ValidateSettings(set); err != nil {
+		respond.Error(w, r, notifyError(err))
+		return
+	}
+	out := templateValidation{UnknownPlaceholders: notify.UnknownPlaceholders(set.Templates), Placeholders: notify.Placeholders}
+	if out.UnknownPlaceholders == nil {
+		out.UnknownPlaceholders = []notify.UnknownPlaceholder{}
+	}
+	respond.JSON(w, http.StatusOK, out)
+}
+
+func (s *Server) listNotificationDestinations(w http.ResponseWriter, r *http.Request) {
+	ds, err := s.cfg.Notifications.Destinations(r.Context())
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	respond.JSON(w, http.StatusOK, ds)
+}
+
+// destinationParams reads {channel} (wecom-bot accepted for wecom_bot, as in the secrets paths)
+// and {name}.
+func destinationParams(r *http.Request) (channel, name string, err error) {
+	channel = strings.ReplaceAll(chi.URLParam(r, "channel"), "-", "_")
+	if !notify.ValidChannel(channel) {
+		return "", "", respond.BadRequest("invalid_channel", "Unsupported notification channel").
+			Reason("unsupported").Field("channel")
+	}
+	name, uerr := url.PathUnescape(chi.URLParam(r, "name"))
+	if uerr != nil || strings.TrimSpace(name) == "" {
+		return "", "", respond.BadRequest("invalid_name", "Destination name is required").Reason("required").Field("name")
+	}
+	return channel, strings.TrimSpace(name), nil
+}
+
+func (s *Server) setNotificationDestinationEnabled(w http.ResponseWriter, r *http.Request) {
+	channel, name, err := destinationParams(r)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	var req struct {
+		Enabled *bool `json:"enabled"`
+	}
+	if err := respond.DecodeJSON(r, &req); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if req.Enabled == nil {
+		respond.Error(w, r, respond.BadRequest("invalid_json", "enabled is required").Reason("required").Field("enabled"))
+		return
+	}
+	canceled, err := s.cfg.Notifications.SetDestinationEnabled(r.Context(), channel, name, *req.Enabled)
+	if err != nil {
+		respond.Error(w, r, notifyError(err))
+		return
+	}
+	zerolog.Ctx(r.Context()).Info().Str("channel", channel).Str("destination", name).Bool("enabled", *req.Enabled).
+		Int64("canceled", canceled).Msg("notification destination updated")
+	respond.NoContent(w)
+}
+
+// testNotificationDestination sends a fixed test message now, whatever the switches say, and
+// answers 204, or 502 notification_test_failed with the receiver's message (details.reason is
+// the error kind: auth, rate_limited, network, unknown).
+func (s *Server) testNotificationDestination(w http.ResponseWriter, r *http.Request) {
+	channel, name, err := destinationParams(r)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if err := s.cfg.Notifications.TestDestination(r.Context(), channel, name); err != nil {
+		respond.Error(w, r, notifyError(err))
+		return
+	}
+	zerolog.Ctx(r.Context()).Info().Str("channel", channel).Str("destination", name).Msg("test notification sent")
+	respond.NoContent(w)
+}
+
+// listNotificationQueue answers a page of the queue, newest first. Filters status and channel
+// repeat (status=failed&status=canceled; status[] is accepted too). Paging is page/page_size, or
+// cursor (the next_cursor of the previous page), which wins when both are given.
+func (s *Server) listNotificationQueue(w http.ResponseWriter, r *http.Request) {
+	var q notify.QueueQuery
+	for key, values := range r.URL.Query() {
+		switch key {
+		case "status", "status[]":
+			q.Statuses = append(q.Statuses, trimmed(values)...)
+		case "channel", "channel[]":
+			q.Channels = append(q.Channels, trimmed(values)...)
+		case "page", "page_size":
+			n, err := strconv.Atoi(values[len(values)-1])
+			if err != nil || n < 1 {
+				respond.Error(w, r, respond.BadRequest("invalid_"+key, "Invalid "+key).Reason("invalid_format").Field(key))
+				return
+			}
+			if key == "page" {
+				q.Page = n
+			} else {
+				q.PageSize = n
+			}
+		case "cursor":
+			q.Cursor = values[len(values)-1]
+		}
+	}
+	page, err := s.cfg.Notifications.Queue(r.Context(), q)
+	if err != nil {
+		respond.Error(w, r, notifyError(err))
+		return
+	}
+	respond.JSON(w, http.StatusOK, page)
+}
+
+func trimmed(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			if p := strings.TrimSpace(part); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func (s *Server) retryNotificationNow(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	if err := s.cfg.Notifications.RetryNow(r.Context(), id); err != nil {
+		respond.Error(w, r, notifyError(err))
+		return
+	}
+	zerolog.Ctx(r.Context()).Info().Str("notification_id", id).Msg("notification retry-now scheduled")
+	respond.NoContent(w)
+}
+
+func (s *Server) cancelNotification(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	if err := s.cfg.Notifications.Cancel(r.Context(), id); err != nil {
+		respond.Error(w, r, notifyError(err))
+		return
+	}
+	zerolog.Ctx(r.Context()).Info().Str("notification_id", id).Msg("notification canceled")
+	respond.NoContent(w)
+}
