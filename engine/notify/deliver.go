@@ -41,7 +41,11 @@ func (s *Service) deliver(ctx context.Context, n storage.Notification) {
 		s.release(n, log)
 		return
 	}
-	if err := s.record(ctx, n, out, log); err != nil && ctx.Err() == nil {
+	// The outcome is recorded even if shutdown began meanwhile: a message that was delivered
+	// must not be sent again after the restart.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.record(rctx, n, out, log); err != nil {
 		log.Error().Err(err).Msg("record notification outcome")
 	}
 }
@@ -49,26 +53,32 @@ func (s *Service) deliver(ctx context.Context, n storage.Notification) {
 // recheck applies the switches and the destination's state at this moment: a reason to cancel,
 // or "".
 func (s *Service) recheck(ctx context.Context, q storage.Q, channel, name string) (string, error) {
+	_, reason, err := s.recheckSettings(ctx, q, channel, name)
+	return reason, err
+}
+
+// recheckSettings is recheck that also returns the settings it read.
+func (s *Service) recheckSettings(ctx context.Context, q storage.Q, channel, name string) (Settings, string, error) {
 	set, err := loadSettings(ctx, q)
 	if err != nil {
-		return "", err
+		return Settings{}, "", err
 	}
 	switch {
 	case !set.Enabled:
-		return ReasonNotificationsDisabled, nil
+		return set, ReasonNotificationsDisabled, nil
 	case !set.ChannelEnabled(channel):
-		return ReasonChannelDisabled, nil
+		return set, ReasonChannelDisabled, nil
 	}
 	exists, enabled, err := q.NotificationDestinationState(ctx, secrets.HubNode, channel, name)
 	switch {
 	case err != nil:
-		return "", err
+		return set, "", err
 	case !exists:
-		return ReasonDestinationDeleted, nil
+		return set, ReasonDestinationDeleted, nil
 	case !enabled:
-		return ReasonDestinationDisabled, nil
+		return set, ReasonDestinationDisabled, nil
 	}
-	return "", nil
+	return set, "", nil
 }
 
 func (s *Service) attempt(ctx context.Context, n storage.Notification) outcome {
@@ -79,10 +89,7 @@ func (s *Service) attempt(ctx context.Context, n storage.Notification) outcome {
 	)
 	err := s.db.Read(ctx, func(q storage.Q) error {
 		var err error
-		if reason, err = s.recheck(ctx, q, n.Channel, n.SecretName); err != nil || reason != "" {
-			return err
-		}
-		if set, err = loadSettings(ctx, q); err != nil {
+		if set, reason, err = s.recheckSettings(ctx, q, n.Channel, n.SecretName); err != nil || reason != "" {
 			return err
 		}
 		run, err = q.GetNotificationRun(ctx, n.RunID)
