@@ -234,8 +234,8 @@ func (s *Service) record(ctx context.Context, n storage.Notification, out outcom
 		log.Warn().Err(out.err).Str("error_kind", string(send.Classify(out.err))).Int("attempts", n.Attempts+1).
 			Msg("notification attempt failed")
 	}
-	if p, ok := s.events.(EventPublisher); ok && len(events) > 0 {
-		p.PublishRunEvents(events)
+	if s.publish != nil && len(events) > 0 {
+		s.publish(events...)
 	}
 	return nil
 }

@@ -47,6 +47,26 @@ func Notifies(status string) bool {
 	return status == storage.RunSuccess || status == storage.RunFailed || status == storage.RunRejected
 }
 
+// EnqueueFinished is EnqueueForRun for the run queue's finish hook: it takes the run as stored
+// and its job's spec JSON. A spec that does not parse (an old or hand-edited job) is notified as
+// inherit with a warning: a finish hook's error would hold the run's finalization back.
+//
+//	OnFinished:    func(ctx, q, f) error { _, err := n.EnqueueFinished(ctx, q, f.Run, f.Job.SpecJSON); return err }
+//	AfterFinished: func(runs.Finished) { n.Wake() }
+func (s *Service) EnqueueFinished(ctx context.Context, q storage.Q, run storage.Run, jobSpecJSON string) (int, error) {
+	var spec JobNotifications
+	if !Notifies(run.Status) {
+		return 0, nil
+	}
+	if parsed, err := jobspec.Parse([]byte(jobSpecJSON)); err != nil {
+		s.log.Warn().Str("run_id", run.ID).Str("job_id", run.JobID).Err(err).
+			Msg("job spec does not parse; notifying every enabled destination")
+	} else {
+		spec = parsed.Notifications
+	}
+	return s.EnqueueForRun(ctx, q, RunInfo{ID: run.ID, Status: run.Status}, spec)
+}
+
 // EnqueueForRun queues one notification per destination the run should be reported to, and
 // returns how many rows it inserted. Call it inside the write transaction that stores the run's
 // terminal status, so both commit together, then call Wake after the commit.

@@ -121,3 +121,33 @@ func TestEnqueueCommitsWithTheRun(t *testing.T) {
 		t.Fatalf("notifications of a rolled-back run survived: %v", rows)
 	}
 }
+
+func TestEnqueueFinishedReadsTheJobSpec(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	addAllKinds(t, b)
+	for _, tc := range []struct {
+		run, status, spec, want string
+	}{
+		{"custom-v1", storage.RunFailed, `{"v":1,"type":"filesystem","source":{"paths":["/data"]},"target":{"type":"local_dir","base_dir":"/b"},"notifications":{"mode":"custom","webhook":["hook"],"email":["ops"]}}`,
+			"[email/ops webhook/hook]"},
+		{"inherit-v1", storage.RunSuccess, `{"v":1,"type":"filesystem","source":{"paths":["/data"]},"target":{"type":"local_dir","base_dir":"/b"},"notifications":{"mode":"inherit"}}`,
+			"[email/ops webhook/hook wecom_bot/team]"},
+		{"broken", storage.RunRejected, `{"type":`, "[email/ops webhook/hook wecom_bot/team]"},
+		{"canceled", storage.RunCanceled, `{}`, "[]"},
+	} {
+		run := storage.Run{ID: tc.run, JobID: "job-1", Status: tc.status, StartedAt: 1}
+		if err := b.db.Write(b.ctx, func(q storage.Q) error {
+			if err := q.InsertRun(b.ctx, run); err != nil {
+				return err
+			}
+			_, err := b.svc.EnqueueFinished(b.ctx, q, run, tc.spec)
+			return err
+		}); err != nil {
+			t.Fatalf("%s: %v", tc.run, err)
+		}
+		if got := destinations(b.rows(t, tc.run)); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.run, got, tc.want)
+		}
+	}
+}

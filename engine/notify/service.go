@@ -44,12 +44,6 @@ type EventAppender interface {
 	AppendRunEvents(ctx context.Context, q storage.Q, events []storage.RunEvent) error
 }
 
-// EventPublisher is implemented by an EventAppender that also pushes events to live
-// subscribers: it is called after the transaction that appended them committed.
-type EventPublisher interface {
-	PublishRunEvents(events []storage.RunEvent)
-}
-
 // StorageEvents appends run events with storage.Q.AppendRunEvents and publishes nothing.
 type StorageEvents struct{}
 
@@ -117,7 +111,10 @@ type Options struct {
 	DB      *storage.DB
 	Secrets SecretReader
 	Events  EventAppender // default StorageEvents
-	Clock   clock.Clock   // default clock.Real
+	// Publish, when set, is given the run events after the transaction that appended them
+	// committed, for live subscribers (e.g. runs.Service.Bus().Publish).
+	Publish func(events ...storage.RunEvent)
+	Clock   clock.Clock // default clock.Real
 	Logger  zerolog.Logger
 	// Transport delivers messages; default DefaultTransport{}.
 	Transport Transport
@@ -142,6 +139,7 @@ type Service struct {
 	db        *storage.DB
 	secrets   SecretReader
 	events    EventAppender
+	publish   func(events ...storage.RunEvent)
 	clock     clock.Clock
 	log       zerolog.Logger
 	transport Transport
@@ -165,7 +163,7 @@ func New(opts Options) (*Service, error) {
 		return nil, errors.New("notify: DB and Secrets are required")
 	}
 	s := &Service{
-		db: opts.DB, secrets: opts.Secrets, events: opts.Events, clock: opts.Clock,
+		db: opts.DB, secrets: opts.Secrets, events: opts.Events, publish: opts.Publish, clock: opts.Clock,
 		log:       opts.Logger.With().Str("component", "notify").Logger(),
 		transport: opts.Transport, baseURL: opts.PublicBaseURL,
 		conc: opts.Concurrency, rateEvery: opts.RateEvery, rateBurst: opts.RateBurst, lease: opts.Lease,

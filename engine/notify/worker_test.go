@@ -21,7 +21,14 @@ func only(webhooks ...string) JobNotifications {
 
 func TestWorkerDeliversWebhookWithSignatureAndEvent(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	published := make(chan storage.RunEvent, 4)
+	b := setup(t, func(o *Options) {
+		o.Publish = func(evs ...storage.RunEvent) {
+			for _, e := range evs {
+				published <- e
+			}
+		}
+	})
 	h := newHook(t, ok204)
 	b.secrets.put(t, secrets.KindWebhook, "hook", secrets.Webhook{URL: h.srv.URL + "/in", Secret: "signing-key"})
 	b.start(t)
@@ -67,6 +74,9 @@ func TestWorkerDeliversWebhookWithSignatureAndEvent(t *testing.T) {
 	}
 	if f := eventFields(t, evs[0]); f["channel"] != "webhook" || f["secret_name"] != "hook" || f["attempts"] != 1.0 {
 		t.Fatalf("notify_sent fields = %v", f)
+	}
+	if p := <-published; p.Kind != EventNotifySent || p.Seq != evs[0].Seq || p.RunID != "run-1" {
+		t.Fatalf("published %+v, want the committed notify_sent", p)
 	}
 }
 
