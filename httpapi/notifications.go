@@ -103,11 +103,15 @@ type templateValidation struct {
 	Placeholders        []string                    `json:"placeholders"`
 }
 
-// validateNotificationTemplates reports the {{...}} of the templates that are not placeholders
-// (kept literally when rendering), and lists the placeholders there are. Nothing is saved.
+// validateNotificationTemplates checks {"templates": {...}} (templates left out: the defaults):
+// 400 invalid_template for a blank one, else 200 with the {{...}} that are not placeholders (kept
+// literally when rendering) and the list of placeholders. Nothing is saved.
 func (s *Server) validateNotificationTemplates(w http.ResponseWriter, r *http.Request) {
 	set := notify.DefaultSettings()
-	if err := respond.DecodeJSON(r, &set.Templates); err != nil {
+	req := struct {
+		Templates *notify.Templates `json:"templates"`
+	}{Templates: &set.Templates}
+	if err := respond.DecodeJSON(r, &req); err != nil {
 		respond.Error(w, r, err)
 		return
 	}

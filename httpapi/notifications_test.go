@@ -196,9 +196,9 @@ func TestNotificationSettingsAPI(t *testing.T) {
 func TestNotificationTemplateValidationAPI(t *testing.T) {
 	t.Parallel()
 	b := setupNotify(t)
-	resp := b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", map[string]string{
+	resp := b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", map[string]any{"templates": map[string]string{
 		"wecom_markdown": "**{{title}}** {{jobname}}", "email_subject": "{{ status }}", "email_body": "{{run_url}}",
-	})
+	}})
 	var v struct {
 		Unknown      []notify.UnknownPlaceholder `json:"unknown_placeholders"`
 		Placeholders []string                    `json:"placeholders"`
@@ -208,13 +208,17 @@ func TestNotificationTemplateValidationAPI(t *testing.T) {
 		len(v.Placeholders) != len(notify.Placeholders) {
 		t.Fatalf("validate = %d %s", resp.Status, resp.Body)
 	}
-	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", map[string]string{"email_subject": " "})
+	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"templates":{"email_subject":" "}}`)
 	if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_template" {
 		t.Fatalf("blank: %d %s", resp.Status, resp.Body)
 	}
-	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", map[string]string{})
+	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"templates":{}}`)
 	if resp.Status != http.StatusOK || !strings.Contains(string(resp.Body), `"unknown_placeholders":[]`) {
 		t.Fatalf("defaults: %d %s", resp.Status, resp.Body)
+	}
+	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"email_subject":"x"}`)
+	if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_json" {
+		t.Fatalf("bare templates: %d %s", resp.Status, resp.Body)
 	}
 }
 
