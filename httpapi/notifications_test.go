@@ -7,8 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,54 +21,24 @@ import (
 	"github.com/bastion-backup/bastion/storage"
 )
 
-// memSecrets stands in for the encrypted secret store: payloads in memory, plus the secrets row
-// that destinations are listed from.
-type memSecrets struct {
-	db *storage.DB
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (m *memSecrets) Get(_ context.Context, node, kind, name string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b, ok := m.m[node+"/"+kind+"/"+name]
-	if !ok {
-		return nil, fmt.Errorf("secret %s/%s: %w", kind, name, storage.ErrNotFound)
-	}
-	return b, nil
-}
-
-func (m *memSecrets) put(t *testing.T, kind, name string, payload any) {
-	t.Helper()
-	b, _ := json.Marshal(payload)
-	m.mu.Lock()
-	m.m["hub/"+kind+"/"+name] = b
-	m.mu.Unlock()
-	if _, err := m.db.Writer().Exec(context.Background(), `INSERT INTO secrets(id, node_id, kind, name, kid, nonce, ciphertext, created_at, updated_at)
-		VALUES (?, 'hub', ?, ?, 1, x'00', x'00', 1, 1)`, kind+"/"+name, kind, name); err != nil {
-		t.Fatal(err)
-	}
-}
-
 type notifyBundle struct {
-	hub     *apitest.Hub
-	c       *apitest.Client
-	svc     *notify.Service
-	secrets *memSecrets
+	hub *apitest.Hub
+	c   *apitest.Client
+	svc *notify.Service
 }
 
+// setupNotify starts the API with the real encrypted secret store, wired as the Hub does:
+// destinations are stored through /api/secrets, and deleting one cancels its queued messages.
 func setupNotify(t *testing.T) *notifyBundle {
 	t.Helper()
-	b := &notifyBundle{secrets: &memSecrets{m: map[string][]byte{}}}
+	b := &notifyBundle{}
 	b.hub = apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) {
-		svc, err := notify.New(notify.Options{DB: cfg.DB, Secrets: b.secrets, Clock: cfg.Clock, Logger: cfg.Logger, RateEvery: -1})
+		svc, err := notify.New(notify.Options{DB: cfg.DB, Secrets: cfg.Secrets, Clock: cfg.Clock, Logger: cfg.Logger, RateEvery: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.svc, cfg.Notifications = svc, svc
+		b.svc, cfg.Notifications, cfg.OnSecretDeleted = svc, svc, svc.SecretDeleted
 	}))
-	b.secrets.db = b.hub.DB
 	b.c = b.hub.Login(t)
 	ctx := context.Background()
 	if err := b.hub.DB.Write(ctx, func(q storage.Q) error {
@@ -78,6 +48,14 @@ func setupNotify(t *testing.T) *notifyBundle {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// putSecret stores a destination through the secrets API (segment: smtp, wecom-bot, webhook).
+func (b *notifyBundle) putSecret(t *testing.T, segment, name string, payload any) {
+	t.Helper()
+	if resp := b.c.Do(t, http.MethodPut, "/api/secrets/"+segment+"/"+url.PathEscape(name), payload); resp.Status != http.StatusNoContent {
+		t.Fatalf("put secret %s/%s: %d %s", segment, name, resp.Status, resp.Body)
+	}
 }
 
 // startWorker runs the delivery worker until the test ends.
@@ -225,9 +203,9 @@ func TestNotificationTemplateValidationAPI(t *testing.T) {
 func TestNotificationDestinationsAPI(t *testing.T) {
 	t.Parallel()
 	b := setupNotify(t)
-	b.secrets.put(t, secrets.KindWeComBot, "team", secrets.WeComBot{WebhookURL: "https://wecom.example/send?key=k"})
-	b.secrets.put(t, secrets.KindSMTP, "ops", secrets.SMTP{Host: "mail.example", Port: 25, From: "b@example.test", To: []string{"o@example.test"}, TLS: "none"})
-	b.secrets.put(t, secrets.KindWebhook, "hook one", secrets.Webhook{URL: "https://hooks.example/in"})
+	b.putSecret(t, "wecom-bot", "team", secrets.WeComBot{WebhookURL: "https://wecom.example/send?key=k"})
+	b.putSecret(t, "smtp", "ops", secrets.SMTP{Host: "mail.example", Port: 25, From: "b@example.test", To: []string{"o@example.test"}, TLS: "none"})
+	b.putSecret(t, "webhook", "hook one", secrets.Webhook{URL: "https://hooks.example/in"})
 	b.finishRun(t, "run-1", notify.JobNotifications{})
 
 	resp := b.c.Do(t, http.MethodPost, "/api/notifications/destinations/wecom-bot/team/enabled", map[string]bool{"enabled": false})
@@ -290,8 +268,8 @@ func TestNotificationTestSendAPI(t *testing.T) {
 		io.WriteString(w, `{"errcode":93000,"errmsg":"invalid webhook url, hint: [abc]"}`)
 	}))
 	t.Cleanup(wecom.Close)
-	b.secrets.put(t, secrets.KindWebhook, "hook", secrets.Webhook{URL: hook.URL})
-	b.secrets.put(t, secrets.KindWeComBot, "team", secrets.WeComBot{WebhookURL: wecom.URL + "/send?key=secret-key-1"})
+	b.putSecret(t, "webhook", "hook", secrets.Webhook{URL: hook.URL})
+	b.putSecret(t, "wecom-bot", "team", secrets.WeComBot{WebhookURL: wecom.URL + "/send?key=secret-key-1"})
 	// Switches do not apply to a test send.
 	if resp := b.c.Do(t, http.MethodPut, "/api/notifications/settings", `{"enabled":false}`); resp.Status != http.StatusNoContent {
 		t.Fatal(resp.Status)
@@ -323,8 +301,8 @@ func TestNotificationTestSendAPI(t *testing.T) {
 func TestNotificationQueueAPI(t *testing.T) {
 	t.Parallel()
 	b := setupNotify(t)
-	b.secrets.put(t, secrets.KindSMTP, "ops", secrets.SMTP{Host: "mail.example", Port: 25, From: "b@example.test", To: []string{"o@example.test"}, TLS: "none"})
-	b.secrets.put(t, secrets.KindWebhook, "hook", secrets.Webhook{URL: "https://hooks.example/in"})
+	b.putSecret(t, "smtp", "ops", secrets.SMTP{Host: "mail.example", Port: 25, From: "b@example.test", To: []string{"o@example.test"}, TLS: "none"})
+	b.putSecret(t, "webhook", "hook", secrets.Webhook{URL: "https://hooks.example/in"})
 	for i := range 5 {
 		b.finishRun(t, fmt.Sprintf("run-%d", i), notify.JobNotifications{})
 		b.hub.Clock.Advance(time.Second)
@@ -385,7 +363,7 @@ func TestNotificationRetryAndCancelAPI(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(hook.Close)
-	b.secrets.put(t, secrets.KindWebhook, "hook", secrets.Webhook{URL: hook.URL})
+	b.putSecret(t, "webhook", "hook", secrets.Webhook{URL: hook.URL})
 	b.startWorker(t)
 	b.finishRun(t, "run-1", notify.JobNotifications{})
 	waitFor(t, "first attempt", func() bool { return b.item(t, "run-1", "webhook").Attempts == 1 })
@@ -434,5 +412,36 @@ func TestNotificationRetryAndCancelAPI(t *testing.T) {
 	}
 	if resp := post("/api/notifications/queue/" + it.ID + "/retry-now"); resp.Status != 409 || resp.ErrorCode() != "not_retryable" {
 		t.Fatalf("retry of a sent row: %d %s", resp.Status, resp.Body)
+	}
+}
+
+// TestDeletingADestinationCancelsItsQueue deletes a destination through the secrets API: what
+// was queued for it is canceled, and the queue flags its rows.
+func TestDeletingADestinationCancelsItsQueue(t *testing.T) {
+	t.Parallel()
+	b := setupNotify(t)
+	b.putSecret(t, "webhook", "hook", secrets.Webhook{URL: "https://hooks.example/in"})
+	b.putSecret(t, "smtp", "ops", secrets.SMTP{Host: "mail.example", Port: 25, From: "b@example.test", To: []string{"o@example.test"}, TLS: "none"})
+	b.finishRun(t, "run-1", notify.JobNotifications{})
+	if resp := b.c.Do(t, http.MethodDelete, "/api/secrets/webhook/hook", nil); resp.Status != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", resp.Status, resp.Body)
+	}
+	it := b.item(t, "run-1", "webhook")
+	if it.Status != storage.NotificationCanceled || *it.LastError != notify.ReasonDestinationDeleted || !it.DestinationDeleted || it.DestinationEnabled {
+		t.Fatalf("webhook row after delete = %+v", it)
+	}
+	if it := b.item(t, "run-1", "email"); it.Status != storage.NotificationQueued || it.DestinationDeleted {
+		t.Fatalf("email row = %+v", it)
+	}
+	var ds []notify.Destination
+	b.c.Do(t, http.MethodGet, "/api/notifications/destinations", nil).Decode(t, &ds)
+	if len(ds) != 1 || ds[0].Channel != "email" {
+		t.Fatalf("destinations after delete = %+v", ds)
+	}
+	if resp := b.c.Do(t, http.MethodPost, "/api/notifications/queue/"+it.ID+"/retry-now", nil); resp.Status != 409 {
+		t.Fatalf("retry of a queued row: %d", resp.Status)
+	}
+	if resp := b.c.Do(t, http.MethodPost, "/api/notifications/queue/"+b.item(t, "run-1", "webhook").ID+"/retry-now", nil); resp.Status != 409 || resp.ErrorCode() != "destination_deleted" {
+		t.Fatalf("retry with the destination gone: %d %s", resp.Status, resp.Body)
 	}
 }

@@ -149,6 +149,20 @@ func (s *Service) DestinationDeleted(ctx context.Context, q storage.Q, kind, nam
 	return q.CancelQueuedNotifications(ctx, channel, name, ReasonDestinationDeleted, s.clock.Now().Unix())
 }
 
+// SecretDeleted is DestinationDeleted for a secret whose delete has committed, with the signature
+// of httpapi.Config.OnSecretDeleted.
+func (s *Service) SecretDeleted(ctx context.Context, kind, name string) error {
+	n, err := s.DestinationDeleted(ctx, s.db.Writer(), kind, name)
+	if err != nil {
+		return fmt.Errorf("cancel notifications for deleted destination %s/%s: %w", kind, name, err)
+	}
+	if n > 0 {
+		s.log.Info().Str("secret_kind", kind).Str("secret_name", name).Int64("canceled", n).
+			Msg("canceled queued notifications of a deleted destination")
+	}
+	return nil
+}
+
 // TestDestination sends a fixed test message (not the templates) naming the destination and the
 // time, synchronously, whatever the switches say. A refusal by the receiver is a KindUpstream
 // *Error carrying the receiver's message.
