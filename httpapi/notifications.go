@@ -103,17 +103,30 @@ type templateValidation struct {
 	Placeholders        []string                    `json:"placeholders"`
 }
 
-// validateNotificationTemplates checks {"templates": {...}} (templates left out: the defaults):
-// 400 invalid_template for a blank one, else 200 with the {{...}} that are not placeholders (kept
+// validateNotificationTemplates checks templates, sent as the templates object itself (what the
+// web UI sends) or wrapped as {"templates": {...}}; templates left out are the defaults. A blank
+// one is 400 invalid_template; otherwise 200 with the {{...}} that are not placeholders (kept
 // literally when rendering) and the list of placeholders. Nothing is saved.
 func (s *Server) validateNotificationTemplates(w http.ResponseWriter, r *http.Request) {
 	set := notify.DefaultSettings()
-	req := struct {
-		Templates *notify.Templates `json:"templates"`
-	}{Templates: &set.Templates}
+	var req struct {
+		Templates     *notify.Templates `json:"templates"`
+		WeComMarkdown *string           `json:"wecom_markdown"`
+		EmailSubject  *string           `json:"email_subject"`
+		EmailBody     *string           `json:"email_body"`
+	}
+	req.Templates = &set.Templates
 	if err := respond.DecodeJSON(r, &req); err != nil {
 		respond.Error(w, r, err)
 		return
+	}
+	for _, f := range []struct {
+		v   *string
+		dst *string
+	}{{req.WeComMarkdown, &set.Templates.WeComMarkdown}, {req.EmailSubject, &set.Templates.EmailSubject}, {req.EmailBody, &set.Templates.EmailBody}} {
+		if f.v != nil {
+			*f.dst = *f.v
+		}
 	}
 	if err := notify.ValidateSettings(set); err != nil {
 		respond.Error(w, r, notifyError(err))

@@ -194,9 +194,18 @@ func TestNotificationTemplateValidationAPI(t *testing.T) {
 	if resp.Status != http.StatusOK || !strings.Contains(string(resp.Body), `"unknown_placeholders":[]`) {
 		t.Fatalf("defaults: %d %s", resp.Status, resp.Body)
 	}
-	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"email_subject":"x"}`)
-	if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_json" {
+	// The web UI sends the templates object itself.
+	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"email_subject":"{{nope}}","email_body":"{{job_name}}"}`)
+	if resp.Status != http.StatusOK || !strings.Contains(string(resp.Body), `"unknown_placeholders":[{"template":"email_subject","placeholder":"{{nope}}"}]`) {
 		t.Fatalf("bare templates: %d %s", resp.Status, resp.Body)
+	}
+	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"email_body":""}`)
+	if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_template" {
+		t.Fatalf("bare blank: %d %s", resp.Status, resp.Body)
+	}
+	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"subject":"x"}`)
+	if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_json" {
+		t.Fatalf("unknown field: %d %s", resp.Status, resp.Body)
 	}
 }
 
