@@ -347,6 +347,20 @@ async function main() {
     await page.getByText('Page not found').waitFor()
   })
 
+  await step('switch to Simplified Chinese and back', ['session'], async () => {
+    await page.goto(base + '/settings')
+    await page.getByTestId('locale-select').click()
+    await page.locator('.n-base-select-option', { hasText: '简体中文' }).click()
+    await page.getByTestId('nav-settings').getByText('设置').waitFor()
+    await page.locator('.n-base-select-menu').waitFor({ state: 'hidden' })
+    await shoot(page, 'settings-zh')
+    await page.reload() // the choice survives a reload
+    await page.getByTestId('nav-settings').getByText('设置').waitFor()
+    await page.getByTestId('locale-select').click()
+    await page.locator('.n-base-select-option', { hasText: 'English' }).click()
+    await page.getByTestId('nav-settings').getByText('Settings').waitFor()
+  })
+
   await step('logout', ['session'], async () => {
     await page.goto(base + '/')
     await page.getByTestId('logout').click()

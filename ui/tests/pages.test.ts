@@ -185,3 +185,41 @@ describe('pages', () => {
     dash.unmount()
   })
 })
+
+describe('login page', () => {
+  it('shows the throttling wait the Hub asks for and keeps the button disabled', async () => {
+    const { default: LoginView } = await import('@/views/LoginView.vue')
+    mockFetch({
+      'GET /api/system': { body: { version: 't', insecure_http: false, hub_timezone: 'UTC' } },
+      'POST /api/auth/login': {
+        status: 429,
+        body: { error: 'rate_limited', message: 'Too many failed logins', details: { reason: 'throttled', params: { retry_after_seconds: 120 } }, request_id: 'rq-t' },
+      },
+    })
+    const w = await render(LoginView)
+    await w.get('[data-testid="login-username"] input').setValue('admin')
+    await w.get('[data-testid="login-password"] input').setValue('wrong')
+    await w.get('form').trigger('submit')
+    await flushPromises()
+    expect(w.get('[data-testid="login-throttled"]').text()).toMatch(/Try again in 1[12]\d s/)
+    expect(w.get('[data-testid="request-id"]').text()).toBe('rq-t')
+    expect(w.get('[data-testid="login-submit"]').attributes('disabled')).toBeDefined()
+    w.unmount()
+  })
+
+  it('says so when the credentials are wrong', async () => {
+    const { default: LoginView } = await import('@/views/LoginView.vue')
+    mockFetch({
+      'GET /api/system': { body: { version: 't', insecure_http: false, hub_timezone: 'UTC' } },
+      'POST /api/auth/login': { status: 401, body: { error: 'invalid_credentials', message: 'Invalid username or password', request_id: 'rq-c' } },
+    })
+    const w = await render(LoginView)
+    await w.get('[data-testid="login-username"] input').setValue('admin')
+    await w.get('[data-testid="login-password"] input').setValue('wrong')
+    await w.get('form').trigger('submit')
+    await flushPromises()
+    expect(w.get('[data-testid="error-alert"]').text()).toContain('Invalid username or password')
+    expect(w.find('[data-testid="login-throttled"]').exists()).toBe(false)
+    w.unmount()
+  })
+})
