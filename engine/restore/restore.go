@@ -11,7 +11,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
@@ -69,7 +71,8 @@ type Request struct {
 	Target       targets.Target
 	// Destination is the directory to restore into; it is created if missing.
 	Destination string
-	// StagingDir holds downloaded parts (at most two at a time); created and removed.
+	// StagingDir holds downloaded parts (at most two at a time); created and removed. Parts of a
+	// local_dir target are verified and read where they are, never copied here.
 	StagingDir string
 	Conflict   string     // overwrite | skip | fail; default overwrite
 	Selection  *Selection // nil: everything
@@ -77,6 +80,9 @@ type Request struct {
 	Events     EventSink
 	Progress   *progress.Reporter // stage "restore"; not closed
 	Logger     zerolog.Logger
+
+	// decoders overrides how many goroutines decode zstd (benchmarks compare with 1).
+	decoders int
 }
 
 // Result summarises a restore.
@@ -124,8 +130,9 @@ func ReadManifest(ctx context.Context, t targets.Target, run targets.RunRef) (*f
 
 // Restore extracts a complete archive_v1 snapshot into req.Destination.
 //
-// Parts are fetched in order, each checked for size and BLAKE3 before it is decoded (an error
-// names the part); all parts are read even for a partial selection. Entries with absolute
+// Parts are fetched in order (a local_dir target's are read in place), each checked for size
+// and BLAKE3 before any of its bytes is decoded (an error names the part); all parts are read
+// even for a partial selection. Entries with absolute
 // paths, "..", or whose path (or hard-link target) would pass through a symlink are refused
 // and reported, never written; the restore then fails with unsafe_entries after writing the
 // safe ones. Conflicts are decided per entry: a directory merges into an existing directory
@@ -188,9 +195,9 @@ func extract(ctx context.Context, req Request, run targets.RunRef, m *format.Man
 		total += uint64(p.Size)
 	}
 	req.Progress.Stage("restore", &progress.Units{Bytes: total})
-	var readBytes uint64
+	var readBytes atomic.Uint64 // counted by the decoder's reading goroutine
 	ps := newPartStream(ctx, req.Target, run, m.Artifacts, req.StagingDir, func(n int64) {
-		readBytes += uint64(n)
+		readBytes.Add(uint64(n))
 	})
 	defer ps.Close()
 
@@ -211,7 +218,13 @@ func extract(ctx context.Context, req Request, run targets.RunRef, m *format.Man
 	} else if m.Pipeline.Encryption != format.EncryptionNone {
 		return res, &Error{Code: CodeFormat, Err: fmt.Errorf("unknown encryption %q", m.Pipeline.Encryption)}
 	}
-	zr, err := zstd.NewReader(payload, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
+	decoders := req.decoders
+	if decoders <= 0 {
+		// More than one turns on the decoder's pipeline: reading and entropy decoding in their
+		// own goroutines, overlapping with the extraction here. Beyond 4 nothing is gained.
+		decoders = min(4, max(2, runtime.GOMAXPROCS(0)))
+	}
+	zr, err := zstd.NewReader(payload, zstd.WithDecoderConcurrency(decoders), zstd.WithDecoderMaxWindow(1<<30))
 	if err != nil {
 		return res, streamError(ctx, ps, CodeArchive, fmt.Errorf("zstd: %w", err))
 	}
@@ -238,7 +251,7 @@ func extract(ctx context.Context, req Request, run targets.RunRef, m *format.Man
 			}
 			return res, err
 		}
-		req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: readBytes})
+		req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: readBytes.Load()})
 	}
 	// Read what follows the tar end (zstd frame end, age tag, the remaining parts) so every
 	// part is verified even when the archive ends early or only a selection was wanted.
@@ -251,7 +264,7 @@ func extract(ctx context.Context, req Request, run targets.RunRef, m *format.Man
 	if err := x.finishDirs(); err != nil {
 		return res, err
 	}
-	req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: readBytes})
+	req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: readBytes.Load()})
 	if res.Refused > 0 {
 		emit(req.Events, "error", "unsafe_entries", fmt.Sprintf("%d unsafe archive entries were refused", res.Refused),
 			map[string]any{"refused": res.Refused, "sample": res.RefusedSample})
@@ -273,14 +286,14 @@ func streamError(ctx context.Context, ps *partStream, code string, err error) er
 	if errors.As(err, &pe) {
 		return &Error{Code: CodePart, Err: pe}
 	}
-	if ps.err != nil {
-		if errors.As(ps.err, &pe) {
+	if perr := ps.Err(); perr != nil {
+		if errors.As(perr, &pe) {
 			return &Error{Code: CodePart, Err: pe}
 		}
 		if ctx.Err() != nil {
 			return &Error{Code: CodeCanceled, Err: ctx.Err()}
 		}
-		return &Error{Code: CodeIO, Err: ps.err}
+		return &Error{Code: CodeIO, Err: perr}
 	}
 	if ctx.Err() != nil {
 		return &Error{Code: CodeCanceled, Err: ctx.Err()}
