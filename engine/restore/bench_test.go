@@ -22,8 +22,10 @@ import (
 
 type benchKeys struct{ id *age.X25519Identity }
 
-func (k benchKeys) Recipient(context.Context, string) (age.Recipient, error) { return k.id.Recipient(), nil }
-func (k benchKeys) Identity(context.Context, string) (age.Identity, error)   { return k.id, nil }
+func (k benchKeys) Recipient(context.Context, string) (age.Recipient, error) {
+	return k.id.Recipient(), nil
+}
+func (k benchKeys) Identity(context.Context, string) (age.Identity, error) { return k.id, nil }
 
 // BenchmarkRestoreLocal restores one snapshot of a local_dir target four ways, in one run:
 //

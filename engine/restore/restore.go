@@ -132,8 +132,8 @@ func ReadManifest(ctx context.Context, t targets.Target, run targets.RunRef) (*f
 //
 // Parts are fetched in order (a local_dir target's are read in place), each checked for size
 // and BLAKE3 before any of its bytes is decoded (an error names the part); all parts are read
-// even for a partial selection. Entries with absolute
-// paths, "..", or whose path (or hard-link target) would pass through a symlink are refused
+// even for a partial selection. Entries with absolute paths, "..", or whose path (or
+// hard-link target) would pass through a symlink are refused
 // and reported, never written; the restore then fails with unsafe_entries after writing the
 // safe ones. Conflicts are decided per entry: a directory merges into an existing directory
 // under every policy (its unrelated content is never deleted); a file or symlink meets an
