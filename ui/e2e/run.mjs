@@ -200,6 +200,33 @@ async function main() {
     }
   })
 
+  await step('add a WebDAV credential: listed by name, secret never shown', ['secrets'], async () => {
+    await page.goto(base + '/settings')
+    await page.getByTestId('secret-add-webdav').click()
+    await page.getByTestId('secret-name').locator('input').fill('e2e-nas')
+    await page.getByTestId('secret-username').locator('input').fill('backup')
+    await page.getByTestId('secret-password').locator('input').fill('s3cret-e2e-password')
+    await page.getByTestId('secret-save').click()
+    await page.getByText('e2e-nas').waitFor()
+    const text = await page.getByTestId('page-settings').innerText()
+    if (text.includes('s3cret-e2e-password')) throw new Error('the credential list shows the password')
+    await shoot(page, 'settings-credentials')
+  })
+
+  await step('browse the Hub file system in the path picker', ['fsList'], async () => {
+    await page.goto(base + '/jobs/new')
+    await page.getByTestId('job-name').locator('input').fill('picker check')
+    await page.getByTestId('editor-next').click()
+    await page.getByTestId('source-browse').click()
+    await page.getByTestId('picker-path').locator('input').fill(work)
+    await page.getByTestId('picker-path').locator('input').press('Enter')
+    await page.getByTestId('picker-check-src').click()
+    await shoot(page, 'path-picker')
+    await page.getByTestId('picker-confirm').click()
+    const values = await page.getByTestId('source-paths').locator('input').evaluateAll((xs) => xs.map((x) => x.value))
+    if (!values.includes(src)) throw new Error(`source paths ${JSON.stringify(values)}, want ${src}`)
+  })
+
   await step('create a local-directory job with a cron schedule', ['jobs', 'schedulePreview'], async () => {
     await page.goto(base + '/jobs/new')
     await page.getByTestId('job-name').locator('input').fill('e2e nightly')
