@@ -61,6 +61,27 @@ func New(c Config) *Executor {
 		log: c.Logger.With().Str("component", "backup-executor").Logger()}
 }
 
+// CleanRunDirs removes what runs left under <data_dir>/runs/ when the Hub stopped without
+// finishing them (a crash, a kill). Call it at start, before the run queue runs anything.
+func CleanRunDirs(dataDir string) error {
+	dir := filepath.Join(dataDir, "runs")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("clean run directories: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clean run directories: %w", err)
+	}
+	return nil
+}
+
 // RunDir is where a run keeps its scratch files while it executes.
 func RunDir(dataDir, runID string) string { return filepath.Join(dataDir, "runs", runID) }
 

@@ -282,3 +282,20 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestCleanRunDirs(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	if err := CleanRunDirs(data); err != nil {
+		t.Fatalf("no runs directory yet: %v", err)
+	}
+	left := filepath.Join(RunDir(data, "crashed-run"), "staging", "payload.part000001")
+	os.MkdirAll(filepath.Dir(left), 0o700)
+	os.WriteFile(left, []byte("x"), 0o600)
+	if err := CleanRunDirs(data); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(data, "runs")); len(entries) != 0 {
+		t.Fatalf("left behind: %v", entries)
+	}
+}

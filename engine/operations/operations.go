@@ -128,7 +128,8 @@ func New(c Config) *Service {
 }
 
 // Recover marks every operation left running by a previous process as failed, with an event
-// saying why, and removes its working directory. Call it before any operation can start.
+// saying why, and removes what operations left in <data_dir>/operations/. Call it before any
+// operation can start.
 func (s *Service) Recover(ctx context.Context) (int, error) {
 	n := 0
 	for {
@@ -137,6 +138,9 @@ func (s *Service) Recover(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("recover operations: %w", err)
 		}
 		if len(ops) == 0 {
+			if err := removeChildren(filepath.Join(s.dataDir, "operations")); err != nil {
+				s.log.Warn().Err(err).Msg("remove leftovers of interrupted operations")
+			}
 			return n, nil
 		}
 		for _, op := range ops {
@@ -391,6 +395,22 @@ func errorCode(err error) string {
 		return te.Code
 	}
 	return "operation_failed"
+}
+
+// removeChildren empties dir (which may not exist).
+func removeChildren(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Service) opDir(id string) string { return filepath.Join(s.dataDir, "operations", id) }
