@@ -77,6 +77,12 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	}
 	log.Info().Str("source", uiSource).Msg("serving the web UI")
 
+	store := secrets.NewStore(db, keys, clock.Real{})
+	backups, err := newBackupServices(ctx, cfg, db, store, log)
+	if err != nil {
+		return err
+	}
+
 	agents := agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: log, InsecureHTTP: cfg.InsecureHTTP})
 	handler := httpapi.New(httpapi.Config{
 		Logger:         log,
@@ -90,7 +96,9 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		DebugErrors:    cfg.DebugErrors,
 		Agents:         agents,
 		Clock:          clock.Real{},
-		Secrets:        secrets.NewStore(db, keys, clock.Real{}),
+		Secrets:        store,
+		Snapshots:      backups.snapshots,
+		Operations:     backups.ops,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr())
@@ -129,6 +137,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		return nil
 	})
 	group.Go("agents", agents.Run)
+	backups.start(group)
 	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log}).Run)
 
 	log.Info().Str("url", "http://"+ln.Addr().String()).Msg("Hub is listening")

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/engine/agekeys"
+	"github.com/bastion-backup/bastion/engine/backupexec"
+	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/operations"
+	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/engine/snapshots"
+	"github.com/bastion-backup/bastion/engine/targets/opener"
+	"github.com/bastion-backup/bastion/hub/internal/config"
+	"github.com/bastion-backup/bastion/hub/internal/supervise"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// backupServices are what runs backups on the Hub and looks after their snapshots: the target
+// opener (credentials from the secrets store), the age keys, the run queue's executor, the
+// snapshot service (delete queue, retention, incomplete-run cleanup) and restore/verify
+// operations.
+type backupServices struct {
+	opener    *opener.Opener
+	keys      *agekeys.Keys
+	executor  *backupexec.Executor
+	snapshots *snapshots.Service
+	ops       *operations.Service
+}
+
+// newBackupServices builds them and cleans up after a previous process that stopped abruptly:
+// operations it left running are marked failed, and scratch directories of runs and operations
+// are removed. It runs before anything can start a run or an operation.
+func newBackupServices(ctx context.Context, cfg config.Config, db *storage.DB, store *secrets.Store, log zerolog.Logger) (*backupServices, error) {
+	clk := clock.Real{}
+	b := &backupServices{opener: opener.New(opener.Config{Secrets: store, Logger: log}), keys: agekeys.New(store)}
+	b.executor = backupexec.New(backupexec.Config{DataDir: cfg.DataDir, Opener: b.opener, Keys: b.keys, Clock: clk, Logger: log})
+	b.snapshots = snapshots.New(snapshots.Config{DB: db, Clock: clk, Opener: b.opener, Logger: log,
+		IncompleteCleanupDays: cfg.IncompleteCleanupDays})
+	b.ops = operations.New(operations.Config{DB: db, Clock: clk, Logger: log, DataDir: cfg.DataDir, Opener: b.opener, Keys: b.keys})
+	if err := backupexec.CleanRunDirs(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	n, err := b.ops.Recover(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("recover operations: %w", err)
+	}
+	if n > 0 {
+		log.Warn().Int("operations", n).Msg("restores or verifies interrupted by the last shutdown were marked failed")
+	}
+	return b, nil
+}
+
+// start runs the snapshot loops and the operations' shutdown watcher under supervision.
+func (b *backupServices) start(group *supervise.Group) {
+	group.Go("snapshot-deletes", b.snapshots.RunDeletes)
+	group.Go("incomplete-cleanup", b.snapshots.RunCleanup)
+	group.Go("snapshot-retention", b.snapshots.RunRetention)
+	group.Go("operations", b.ops.Run)
+}
