@@ -30,7 +30,7 @@ type conn struct {
 	agentID string
 	token   uint64
 	ws      *websocket.Conn
-	out     chan []byte
+	out     *outbox
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	log     zerolog.Logger
@@ -65,15 +65,10 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(ReadLimit)
 	// The request context ends with the Hub's connection context (shutdown), not with the handler.
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
-	go func() {
-		select {
-		case <-r.Context().Done():
-			cancel(context.Cause(r.Context()))
-		case <-ctx.Done():
-		}
-	}()
+	stopWatch := context.AfterFunc(r.Context(), func() { cancel(context.Cause(r.Context())) })
+	defer stopWatch()
 	c := &conn{
-		h: h, agentID: agent.ID, ws: ws, out: make(chan []byte, h.cfg.Outbox), ctx: ctx, cancel: cancel,
+		h: h, agentID: agent.ID, ws: ws, out: newOutbox(h.cfg.Outbox), ctx: ctx, cancel: cancel,
 		log: h.log.With().Str("agent_id", agent.ID).Logger(),
 	}
 	c.readTimeout.Store(int64(h.cfg.ReadTimeout))
@@ -153,17 +148,16 @@ func (c *conn) readLoop() error {
 
 func (c *conn) writeLoop() {
 	for {
-		select {
-		case <-c.ctx.Done():
+		b, err := c.out.pop(c.ctx)
+		if err != nil {
 			return
-		case b := <-c.out:
-			wctx, cancel := context.WithTimeout(c.ctx, writeTimeout)
-			err := c.ws.Write(wctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
-				c.cancel(fmt.Errorf("write to agent: %w", err))
-				return
-			}
+		}
+		wctx, cancel := context.WithTimeout(c.ctx, writeTimeout)
+		err = c.ws.Write(wctx, websocket.MessageText, b)
+		cancel()
+		if err != nil {
+			c.cancel(fmt.Errorf("write to agent: %w", err))
+			return
 		}
 	}
 }
@@ -178,13 +172,11 @@ func (c *conn) send(m protocol.Message) error {
 	if c.ctx.Err() != nil {
 		return errNotConnected
 	}
-	select {
-	case c.out <- b:
-		return nil
-	default:
+	if !c.out.push(b) {
 		c.cancel(errOutboxFull)
 		return errOutboxFull
 	}
+	return nil
 }
 
 // sendWait queues m, waiting for room while the connection lives (bulk re-sends).
@@ -193,12 +185,10 @@ func (c *conn) sendWait(m protocol.Message) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case c.out <- b:
-		return nil
-	case <-c.ctx.Done():
+	if c.out.pushWait(c.ctx, b) != nil {
 		return errNotConnected
 	}
+	return nil
 }
 
 // closeWith ends the connection with a close code; only the first call counts.

@@ -27,8 +27,11 @@ import (
 const childEnv = "AGENTSOCK_TEST_CHILD"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
+	switch os.Getenv(childEnv) {
+	case "1":
 		os.Exit(childMain())
+	case "swarm":
+		os.Exit(swarmMain())
 	}
 	os.Exit(m.Run())
 }

@@ -25,6 +25,7 @@ type faultProxy struct {
 	upstream string
 	links    map[*proxyLink]struct{}
 	opened   int
+	accepts  int
 	armed    *armedFault
 	dupType  string // hub→agent messages of this type are delivered twice (once)
 	fired    chan struct{}
@@ -103,6 +104,13 @@ func (p *faultProxy) linksOpened() int {
 	return p.opened
 }
 
+// accepted counts TCP connections the proxy accepted (dial attempts).
+func (p *faultProxy) accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepts
+}
+
 // faultAll applies a fault to every open link at once.
 func (p *faultProxy) faultAll(k faultKind) {
 	p.mu.Lock()
@@ -136,6 +144,7 @@ func (p *faultProxy) accept() {
 			return
 		}
 		p.mu.Lock()
+		p.accepts++
 		up := p.upstream
 		p.mu.Unlock()
 		h, err := net.Dial("tcp", up)
