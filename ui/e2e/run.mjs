@@ -189,6 +189,8 @@ async function main() {
   await step('dashboard renders', ['session'], async () => {
     await page.goto(base + '/')
     await page.getByTestId('page-dashboard').waitFor()
+    // Reached over loopback: plain HTTP is fine here and no insecure-transport banner may show.
+    if ((await page.getByTestId('insecure-banner').count()) > 0) throw new Error('insecure banner shown on loopback')
     await shoot(page, 'dashboard')
   })
 
