@@ -75,6 +75,8 @@ type hubOpts struct {
 	ackTimeout time.Duration
 	db         *storage.DB
 	sink       *recordingSink
+	// bridge replaces the recording sink with a run bridge.
+	bridge *agentsock.RunBridge
 }
 
 func newTestHub(t testing.TB, o hubOpts) *testHub {
@@ -86,7 +88,11 @@ func newTestHub(t testing.TB, o hubOpts) *testHub {
 		o.sink = newSink()
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
-	h := agentsock.New(agentsock.Config{DB: o.db, Clock: clock.Real{}, Logger: log, Sink: o.sink, AckTimeout: o.ackTimeout})
+	cfg := agentsock.Config{DB: o.db, Clock: clock.Real{}, Logger: log, Sink: o.sink, AckTimeout: o.ackTimeout}
+	if o.bridge != nil {
+		cfg.Sink, cfg.OnConnect = o.bridge, o.bridge.AgentConnected
+	}
+	h := agentsock.New(cfg)
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID(log), middleware.ClientIP(nil, false))
 	h.Routes(r)

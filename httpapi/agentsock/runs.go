@@ -1,0 +1,221 @@
+package agentsock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/runs"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// RunService is what the bridge needs from the run queue (engine/runs.Service).
+type RunService interface {
+	Finish(ctx context.Context, runID string, out runs.Outcome) error
+	AppendEvents(ctx context.Context, runID string, events ...runs.Event) error
+	SetProgress(ctx context.Context, runID string, progressJSON []byte) error
+	Wake()
+}
+
+// RunBridge connects the run queue and the agent sockets: it is the queue's runs.AgentRunner and
+// the Hub's TaskSink. Build it first, give it to agentsock.New (Sink, OnConnect) and to
+// runs.New (Agents), then Attach both:
+//
+//	bridge := agentsock.NewRunBridge()
+//	hub := agentsock.New(agentsock.Config{..., Sink: bridge, OnConnect: bridge.AgentConnected})
+//	svc := runs.New(runs.Config{..., Agents: bridge})
+//	bridge.Attach(hub, svc)
+type RunBridge struct {
+	mu   sync.RWMutex
+	hub  *Hub
+	runs RunService
+}
+
+var _ runs.AgentRunner = (*RunBridge)(nil)
+var _ TaskSink = (*RunBridge)(nil)
+
+// NewRunBridge returns an unattached bridge.
+func NewRunBridge() *RunBridge { return &RunBridge{} }
+
+// Attach completes the bridge.
+func (b *RunBridge) Attach(h *Hub, svc RunService) {
+	b.mu.Lock()
+	b.hub, b.runs = h, svc
+	b.mu.Unlock()
+}
+
+func (b *RunBridge) get() (*Hub, RunService) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.hub, b.runs
+}
+
+// AgentConnected wakes the run queue so that the agent's queued runs start.
+func (b *RunBridge) AgentConnected(string) {
+	if _, svc := b.get(); svc != nil {
+		svc.Wake()
+	}
+}
+
+// Connected reports whether the agent has a live socket.
+func (b *RunBridge) Connected(agentID string) bool {
+	h, _ := b.get()
+	return h != nil && h.Connected(agentID)
+}
+
+var errNotClaimed = errors.New("run is no longer queued")
+
+// Start moves the queued run to running and stores its agent task in one transaction, then sends
+// the task. The task carries the job spec as stored (secret names, never credentials).
+func (b *RunBridge) Start(ctx context.Context, run storage.Run, job storage.Job) (bool, error) {
+	h, svc := b.get()
+	if h == nil || job.AgentID == nil || !h.Connected(*job.AgentID) {
+		return false, nil
+	}
+	agentID := *job.AgentID
+	now := h.clock.Now().Unix()
+	spec, specErr := jobspec.ParseAndValidate([]byte(job.SpecJSON))
+	payload, err := json.Marshal(&protocol.Task{TaskID: run.ID, Task: protocol.BackupTask{
+		RunID: run.ID, JobID: job.ID, StartedAt: now, Spec: json.RawMessage(job.SpecJSON),
+	}})
+	if err != nil {
+		return false, fmt.Errorf("encode task of run %s: %w", run.ID, err)
+	}
+	if specErr != nil {
+		// Nothing to send: claim and fail the run here, as the queue does for Hub runs.
+		claimed, err := false, error(nil)
+		err = h.db.Write(ctx, func(q storage.Q) error {
+			claimed, err = q.ClaimRun(ctx, run.ID, now)
+			return err
+		})
+		if err != nil || !claimed {
+			return true, err
+		}
+		return true, svc.Finish(ctx, run.ID, runs.Outcome{Status: storage.RunFailed, Error: &runs.RunError{
+			Code: runs.CodeInvalidSpec, Kind: "config", Message: "the job spec is invalid: " + specErr.Error()}})
+	}
+	_, err = h.Dispatch(ctx, storage.AgentTask{ID: run.ID, AgentID: agentID, RunID: run.ID, Kind: storage.AgentTaskBackup,
+		PayloadJSON: string(payload)}, func(q storage.Q) error {
+		claimed, err := q.ClaimRun(ctx, run.ID, now)
+		if err != nil {
+			return err
+		}
+		if !claimed {
+			return errNotClaimed
+		}
+		return q.SetRunTargetSnapshot(ctx, run.ID, targetSnapshot(spec, agentID))
+	})
+	if errors.Is(err, errNotClaimed) {
+		return true, nil // canceled or taken meanwhile: nothing to start, go on with the next
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := svc.AppendEvents(ctx, run.ID,
+		runs.Event{Kind: "start", Message: "start"},
+		runs.Event{Kind: "dispatch", Message: "sent to agent", Fields: map[string]string{"agent_id": agentID}},
+	); err != nil {
+		h.log.Warn().Err(err).Str("run_id", run.ID).Msg("record dispatch events")
+	}
+	return true, nil
+}
+
+// Cancel records the cancel on the run's agent task and sends it if the agent is connected; it is
+// replayed after every re-send of the task.
+func (b *RunBridge) Cancel(ctx context.Context, _, runID string) error {
+	h, _ := b.get()
+	if h == nil {
+		return nil
+	}
+	return h.CancelTask(ctx, runID)
+}
+
+// Event records an agent's run event, or its progress snapshot.
+func (b *RunBridge) Event(ctx context.Context, t storage.AgentTask, ev *protocol.RunEvent) error {
+	_, svc := b.get()
+	if svc == nil {
+		return errors.New("run queue not attached")
+	}
+	if ev.Kind == "progress_snapshot" {
+		if len(ev.Fields) == 0 {
+			return nil
+		}
+		return svc.SetProgress(ctx, t.RunID, ev.Fields)
+	}
+	e := runs.Event{Level: ev.Level, Kind: ev.Kind, Message: ev.Message}
+	if len(ev.Fields) > 0 && string(ev.Fields) != "null" {
+		e.Fields = json.RawMessage(ev.Fields)
+	}
+	return svc.AppendEvents(ctx, t.RunID, e)
+}
+
+// Result finishes the run (first result wins, a requested cancel wins over any result).
+func (b *RunBridge) Result(ctx context.Context, t storage.AgentTask, res *protocol.TaskResult) error {
+	_, svc := b.get()
+	if svc == nil {
+		return errors.New("run queue not attached")
+	}
+	out := runs.Outcome{}
+	switch res.Status {
+	case protocol.StatusSuccess:
+		out.Status, out.Summary = storage.RunSuccess, res.Summary
+		out.Artifact = artifactOf(t)
+	case protocol.StatusCanceled:
+		out.Status = storage.RunCanceled
+	default:
+		var sum struct {
+			ErrorCode string `json:"error_code"`
+		}
+		_ = json.Unmarshal(res.Summary, &sum)
+		code := sum.ErrorCode
+		if code == "" {
+			code = "agent_failed"
+		}
+		msg := "the agent reported the run failed"
+		if res.Error != nil && *res.Error != "" {
+			msg = *res.Error
+		}
+		out.Status, out.Summary = storage.RunFailed, res.Summary
+		out.Error = &runs.RunError{Code: code, Kind: "agent", Message: msg}
+	}
+	if len(out.Summary) == 0 || string(out.Summary) == "null" {
+		out.Summary = nil
+	}
+	return svc.Finish(ctx, t.RunID, out)
+}
+
+// artifactOf describes the snapshot a successful agent run stored, from its task's spec.
+func artifactOf(t storage.AgentTask) *runs.Artifact {
+	var task protocol.Task
+	if json.Unmarshal([]byte(t.PayloadJSON), &task) != nil {
+		return nil
+	}
+	spec, err := jobspec.ParseAndValidate(task.Task.Spec)
+	if err != nil {
+		return nil
+	}
+	format := spec.Pipeline.Format
+	if format == "" {
+		format = jobspec.FormatArchiveV1
+	}
+	return &runs.Artifact{NodeID: t.AgentID, TargetType: spec.Target.Type,
+		TargetSnapshot: json.RawMessage(targetSnapshot(spec, t.AgentID)), Format: format}
+}
+
+// targetSnapshot is the redacted description of where a run writes: no credentials.
+func targetSnapshot(spec *jobspec.Spec, nodeID string) string {
+	t := map[string]string{"type": spec.Target.Type}
+	switch spec.Target.Type {
+	case jobspec.TargetLocalDir:
+		t["base_dir"] = spec.Target.BaseDir
+	case jobspec.TargetWebDAV:
+		t["base_url"] = spec.Target.BaseURL
+		t["secret_name"] = spec.Target.SecretName
+	}
+	b, _ := json.Marshal(map[string]any{"node_id": nodeID, "target": t})
+	return string(b)
+}

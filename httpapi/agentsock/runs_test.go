@@ -1,0 +1,142 @@
+package agentsock_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/runs"
+	"github.com/bastion-backup/bastion/httpapi/agentsock"
+	"github.com/bastion-backup/bastion/storage"
+	"github.com/bastion-backup/bastion/storage/storagetest"
+)
+
+type runsBundle struct {
+	th  *testHub
+	svc *runs.Service
+	ra  *runningAgent
+	ex  *countingExecutor
+	job storage.Job
+}
+
+// setupRuns runs the real run queue with the bridge, a Hub and a connected in-process agent, and
+// a job bound to that agent.
+func setupRuns(t *testing.T) *runsBundle {
+	t.Helper()
+	db := storagetest.Open(t)
+	bridge := agentsock.NewRunBridge()
+	th := newTestHub(t, hubOpts{db: db, bridge: bridge, ackTimeout: time.Second})
+	svc := runs.New(runs.Config{DB: db, Clock: clock.Real{}, Log: zerolog.New(zerolog.NewTestWriter(t)), Agents: bridge})
+	bridge.Attach(th.hub, svc)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = svc.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	ex := newExecutor()
+	ra := startAgent(t, th.url, newEnrollToken(t, db, nil), t.TempDir(), ex, time.Second)
+	waitFor(t, "agent connected", func() bool { return th.hub.Connected(ra.a.ID()) })
+	id := ra.a.ID()
+	job := storage.Job{ID: "job-1", Name: "on agent", AgentID: &id, ScheduleTimezone: "UTC", OverlapPolicy: "queue",
+		MissedRunPolicy: "run_once", SpecJSON: `{"v":1,"type":"filesystem","source":{"paths":["/srv/app"]},"target":{"type":"local_dir","base_dir":"/srv/bk"}}`,
+		CreatedAt: 1, UpdatedAt: 1}
+	if err := db.Writer().InsertJob(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	return &runsBundle{th: th, svc: svc, ra: ra, ex: ex, job: job}
+}
+
+func (b *runsBundle) run(t *testing.T, id string) storage.Run {
+	t.Helper()
+	r, err := b.th.db.Reader().GetRun(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (b *runsBundle) kinds(t *testing.T, runID string) []string {
+	t.Helper()
+	evs, err := b.th.db.Reader().ListRunEvents(context.Background(), runID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
+func TestAgentRunThroughRunQueue(t *testing.T) {
+	t.Parallel()
+	b := setupRuns(t)
+	r, err := b.svc.Trigger(context.Background(), b.job.ID, runs.SourceManual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-b.ex.started
+	if got := b.run(t, r.ID); got.Status != storage.RunRunning || got.TargetSnapshotJSON == nil {
+		t.Fatalf("run while the agent works: %+v", got)
+	}
+	close(b.ex.release)
+	waitFor(t, "run succeeded", func() bool { return b.run(t, r.ID).Status == storage.RunSuccess })
+	waitFor(t, "task completed", func() bool { return b.th.task(t, r.ID).CompletedAt != nil })
+	kinds := b.kinds(t, r.ID)
+	want := []string{"queued", "start", "dispatch", "start", "complete", "complete"}
+	if len(kinds) != len(want) {
+		t.Fatalf("events %v, want %v", kinds, want)
+	}
+	if b.ex.count(r.ID) != 1 {
+		t.Fatalf("executions %d", b.ex.count(r.ID))
+	}
+}
+
+func TestAgentRunCancel(t *testing.T) {
+	t.Parallel()
+	b := setupRuns(t)
+	r, err := b.svc.Trigger(context.Background(), b.job.ID, runs.SourceManual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-b.ex.started
+	reason := "test"
+	if _, err := b.svc.Cancel(context.Background(), r.ID, nil, &reason); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "run canceled", func() bool { return b.run(t, r.ID).Status == storage.RunCanceled })
+	waitFor(t, "task completed", func() bool { return b.th.task(t, r.ID).CompletedAt != nil })
+}
+
+// TestQueuedRunStartsWhenAgentConnects: a run queued while its agent is away waits quietly and
+// starts when the agent connects.
+func TestQueuedRunStartsWhenAgentConnects(t *testing.T) {
+	t.Parallel()
+	b := setupRuns(t)
+	b.ra.stop()
+	<-b.ra.done
+	b.ra.done <- nil
+	waitFor(t, "agent gone", func() bool { return !b.th.hub.Connected(b.ra.a.ID()) })
+	r, err := b.svc.Trigger(context.Background(), b.job.ID, runs.SourceManual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.run(t, r.ID); got.Status != storage.RunQueued {
+		t.Fatalf("run for an offline agent: %s", got.Status)
+	}
+	ex := newExecutor()
+	close(ex.release)
+	startAgent(t, b.th.url, "", b.ra.dir, ex, time.Second)
+	waitFor(t, "run succeeded", func() bool { return b.run(t, r.ID).Status == storage.RunSuccess })
+	if ex.count(r.ID) != 1 {
+		t.Fatalf("executions %d", ex.count(r.ID))
+	}
+}
