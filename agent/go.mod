@@ -4,14 +4,24 @@ go 1.26.8
 
 require (
 	github.com/bastion-backup/bastion/engine v0.0.0-00010101000000-000000000000
+	github.com/bastion-backup/bastion/storage v0.0.0-00010101000000-000000000000
 	github.com/coder/websocket v1.8.14
 	github.com/rs/zerolog v1.35.1
 )
 
 require (
+	filippo.io/age v1.3.2 // indirect
+	filippo.io/hpke v0.4.0 // indirect
+	github.com/gobwas/glob v1.1.0 // indirect
+	github.com/klauspost/compress v1.20.4 // indirect
+	github.com/klauspost/cpuid/v2 v2.0.12 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/mattn/go-sqlite3 v1.14.53 // indirect
+	github.com/zeebo/blake3 v0.2.4 // indirect
+	golang.org/x/crypto v0.55.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 )
 
 replace github.com/bastion-backup/bastion/engine => ../engine

@@ -2,11 +2,15 @@ package agentsock_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/agent/client"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
@@ -139,4 +143,66 @@ func TestQueuedRunStartsWhenAgentConnects(t *testing.T) {
 	if ex.count(r.ID) != 1 {
 		t.Fatalf("executions %d", ex.count(r.ID))
 	}
+}
+
+// TestAgentRunsRealBackup: an agent run goes through the same backup pipeline as a Hub run and
+// leaves a complete snapshot in a directory on the agent's machine.
+func TestAgentRunsRealBackup(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t)
+	bridge := agentsock.NewRunBridge()
+	th := newTestHub(t, hubOpts{db: db, bridge: bridge})
+	svc := runs.New(runs.Config{DB: db, Clock: clock.Real{}, Log: zerolog.New(zerolog.NewTestWriter(t)), Agents: bridge})
+	bridge.Attach(th.hub, svc)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = svc.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	dataDir := t.TempDir()
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	ra := startAgent(t, th.url, newEnrollToken(t, db, nil), dataDir, client.NewBackupExecutor(dataDir, nil, log), time.Second)
+	waitFor(t, "agent connected", func() bool { return th.hub.Connected(ra.a.ID()) })
+
+	src, dst := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("hello from the agent"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := ra.a.ID()
+	spec := fmt.Sprintf(`{"v":1,"type":"filesystem","source":{"paths":[%q]},"target":{"type":"local_dir","base_dir":%q}}`, src, dst)
+	job := storage.Job{ID: "job-real", Name: "real", AgentID: &id, ScheduleTimezone: "UTC", OverlapPolicy: "queue",
+		MissedRunPolicy: "run_once", SpecJSON: spec, CreatedAt: 1, UpdatedAt: 1}
+	if err := db.Writer().InsertJob(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	r, err := svc.Trigger(context.Background(), job.ID, runs.SourceManual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got storage.Run
+	waitFor(t, "run ended", func() bool {
+		got, _ = db.Reader().GetRun(context.Background(), r.ID)
+		return got.EndedAt != nil
+	})
+	if got.Status != storage.RunSuccess {
+		t.Fatalf("run %s: error %v summary %v", got.Status, deref(got.Error), deref(got.SummaryJSON))
+	}
+	if _, err := os.Stat(filepath.Join(dst, job.ID, r.ID, "complete.json")); err != nil {
+		t.Fatalf("snapshot on the agent's disk: %v", err)
+	}
+	if got.ProgressJSON == nil {
+		t.Fatal("the agent's progress did not reach the run")
+	}
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return "<nil>"
+	}
+	return *p
 }

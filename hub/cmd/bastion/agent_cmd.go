@@ -91,6 +91,6 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	defer closeLog.Close()
 	return client.Run(ctx, client.Options{
 		HubURL: f.hubURL, EnrollToken: f.enrollToken, Name: f.name, DataDir: f.dataDir,
-		Heartbeat: hb, Version: version, Logger: log, Executor: newAgentExecutor(log),
+		Heartbeat: hb, Version: version, Logger: log, Executor: client.NewBackupExecutor(f.dataDir, nil, log),
 	})
 }
