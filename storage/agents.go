@@ -342,3 +342,24 @@ func (q Q) ConsumeEnrollmentToken(ctx context.Context, hash []byte, now int64) e
 	}
 	return nil
 }
+
+// qAgentJobs is an agent's config snapshot: its live jobs, by id.
+const qAgentJobs = `SELECT ` + jobColumns + ` FROM jobs WHERE agent_id = ? AND archived_at IS NULL ORDER BY id`
+
+// ListAgentJobs returns the jobs bound to an agent that are not archived, ordered by id.
+func (q Q) ListAgentJobs(ctx context.Context, agentID string) ([]Job, error) {
+	rows, err := q.ex.QueryContext(ctx, qAgentJobs, agentID)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs of agent %s: %w", agentID, err)
+	}
+	defer rows.Close()
+	var out []Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs of agent %s: %w", agentID, err)
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}

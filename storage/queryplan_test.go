@@ -57,6 +57,7 @@ var hotQueries = []struct {
 	{"unacknowledged agent tasks (ack timeout)", qUnackedAgentTasks, []any{1, 100}},
 	{"oldest unacknowledged send", qOldestUnackedSend, nil},
 	{"open agent task of a run", qAgentTaskByRun, []any{"r"}},
+	{"jobs of an agent (config snapshot)", qAgentJobs, []any{"a"}},
 	{"claim due notification", planClaimQ, planClaimArgs},
 	{"next notification due", planNextDueQ, planNextDueArgs},
 	{"recover expired notification leases", qRecoverExpiredLeases, []any{1, 1}},

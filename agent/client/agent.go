@@ -50,6 +50,8 @@ type Options struct {
 	// Backoff defaults to full jitter from 1 s to 30 s.
 	Backoff    *Backoff
 	HTTPClient *http.Client
+	// Managed receives config and secrets snapshots (OpenManaged); nil ignores them.
+	Managed *Managed
 	// OutboxSize bounds queued frames per connection (default 4096: room for the event logs re-sent
 	// on connect).
 	OutboxSize int
@@ -143,6 +145,11 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	id, err := ensureIdentity(ctx, &o)
 	if err != nil {
 		return nil, err
+	}
+	if o.Managed != nil {
+		if err := o.Managed.bind(id.AgentID); err != nil {
+			return nil, err
+		}
 	}
 	store, interrupted, err := openTaskStore(filepath.Join(o.DataDir, "agent", "tasks"), o.Clock.Now)
 	if err != nil {

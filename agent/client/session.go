@@ -228,9 +228,35 @@ func (a *Agent) handle(s *session, m protocol.Message) {
 		a.cancelTask(m.RunID)
 	case *protocol.TaskResultAck:
 		a.onResultAck(m.TaskID)
+	case *protocol.ConfigSnapshot:
+		a.onConfig(s, m)
+	case *protocol.SecretsSnapshot:
+		a.onSecrets(m)
 	case *protocol.FsList:
 		go func() { _ = s.send(a.fsList(m)) }()
 	default:
 		a.log.Debug().Str("type", m.MessageType()).Msg("ignoring hub message")
+	}
+}
+
+// onConfig saves a config snapshot for this agent and acknowledges it only once saved (the
+// original acknowledged even a failed write). A snapshot for another node is ignored, unacked.
+func (a *Agent) onConfig(s *session, m *protocol.ConfigSnapshot) {
+	if a.o.Managed == nil || m.NodeID != a.id.AgentID {
+		return
+	}
+	if err := a.o.Managed.SaveConfig(m); err != nil {
+		a.log.Error().Err(err).Msg("could not save the config snapshot; not acknowledging it")
+		return
+	}
+	_ = s.send(&protocol.ConfigAck{SnapshotID: m.SnapshotID})
+}
+
+func (a *Agent) onSecrets(m *protocol.SecretsSnapshot) {
+	if a.o.Managed == nil || m.NodeID != a.id.AgentID {
+		return
+	}
+	if err := a.o.Managed.SaveSecrets(m); err != nil {
+		a.log.Error().Err(err).Msg("could not save the secrets snapshot")
 	}
 }

@@ -64,12 +64,16 @@ type runningAgent struct {
 
 func startAgent(t *testing.T, hubURL, token, dir string, ex client.Executor, hb time.Duration) *runningAgent {
 	t.Helper()
+	return startAgentWith(t, client.Options{HubURL: hubURL, EnrollToken: token, Name: "test", DataDir: dir, Heartbeat: hb, Executor: ex})
+}
+
+func startAgentWith(t *testing.T, o client.Options) *runningAgent {
+	t.Helper()
+	dir := o.DataDir
+	o.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	o.Backoff = &client.Backoff{Base: 10 * time.Millisecond, Cap: 100 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := client.New(ctx, client.Options{
-		HubURL: hubURL, EnrollToken: token, Name: "test", DataDir: dir, Heartbeat: hb, Executor: ex,
-		Logger:  zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel),
-		Backoff: &client.Backoff{Base: 10 * time.Millisecond, Cap: 100 * time.Millisecond},
-	})
+	a, err := client.New(ctx, o)
 	if err != nil {
 		cancel()
 		t.Fatalf("start agent: %v", err)

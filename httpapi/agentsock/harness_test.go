@@ -181,3 +181,28 @@ func openDBAt(t testing.TB, path string) *storage.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// serveTestHub serves an already built Hub (for tests that configure it themselves).
+func serveTestHub(t testing.TB, h *agentsock.Hub, db *storage.DB) *testHub {
+	t.Helper()
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID(log), middleware.ClientIP(nil, false))
+	h.Routes(r)
+	srv := httptest.NewServer(r)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = h.Run(ctx)
+	}()
+	th := &testHub{db: db, hub: h, srv: srv, url: srv.URL, sink: newSink()}
+	th.stop = sync.OnceFunc(func() {
+		cancel()
+		<-done
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	t.Cleanup(th.stop)
+	return th
+}

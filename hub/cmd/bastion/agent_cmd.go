@@ -89,8 +89,13 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer closeLog.Close()
+	managed, err := client.OpenManaged(f.dataDir, time.Now)
+	if err != nil {
+		return err
+	}
 	return client.Run(ctx, client.Options{
 		HubURL: f.hubURL, EnrollToken: f.enrollToken, Name: f.name, DataDir: f.dataDir,
-		Heartbeat: hb, Version: version, Logger: log, Executor: client.NewBackupExecutor(f.dataDir, nil, log),
+		Heartbeat: hb, Version: version, Logger: log, Managed: managed,
+		Executor: client.NewBackupExecutor(f.dataDir, managed, log),
 	})
 }

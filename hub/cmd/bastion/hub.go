@@ -83,7 +83,12 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		return err
 	}
 
-	agents := agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: log, InsecureHTTP: cfg.InsecureHTTP})
+	// The run queue attaches itself to agentRuns (agentRuns.Attach) when it is composed here;
+	// until then agent results wait on the agents, which re-send them.
+	agentRuns := agentsock.NewRunBridge()
+	agents := agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: log, InsecureHTTP: cfg.InsecureHTTP,
+		Sink: agentRuns, OnConnect: agentRuns.AgentConnected,
+		Snapshots: agentsock.StoreSnapshots{DB: db, Store: store, Clock: clock.Real{}}})
 	handler := httpapi.New(httpapi.Config{
 		Logger:         log,
 		DB:             db,

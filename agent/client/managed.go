@@ -1,0 +1,207 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/secrets"
+)
+
+// Managed is the configuration the Hub pushes to the agent: its jobs (config snapshot) and its
+// credentials (secrets snapshot), kept in memory for the running agent and on disk, encrypted,
+// for the next start. Files are <data>/agent/managed/{config,secrets}.json, 0600, written
+// atomically; the payloads are sealed with XChaCha20-Poly1305 under a key from <data>/master.key
+// (AAD "<node_id>:<kind>:<name>"), so a copy of the files alone reveals nothing.
+type Managed struct {
+	dir  string
+	keys *secrets.Keyring
+	now  func() time.Time
+
+	mu     sync.RWMutex
+	node   string
+	config *protocol.ConfigSnapshot
+	webdav map[string]protocol.WebDAVSecret
+}
+
+type sealedDoc struct {
+	KID           uint32 `json:"kid"`
+	NonceB64      string `json:"nonce_b64"`
+	CiphertextB64 string `json:"ciphertext_b64"`
+}
+
+type configFile struct {
+	V          int       `json:"v"`
+	NodeID     string    `json:"node_id"`
+	SnapshotID string    `json:"snapshot_id"`
+	IssuedAt   int64     `json:"issued_at"`
+	SavedAt    int64     `json:"saved_at"`
+	Encrypted  sealedDoc `json:"encrypted"`
+}
+
+type secretsFile struct {
+	V        int                  `json:"v"`
+	NodeID   string               `json:"node_id"`
+	IssuedAt int64                `json:"issued_at"`
+	SavedAt  int64                `json:"saved_at"`
+	WebDAV   map[string]sealedDoc `json:"webdav"`
+}
+
+// OpenManaged opens (creating master.key if needed) the managed configuration kept in dataDir.
+// The agent loads what was saved once it knows its id.
+func OpenManaged(dataDir string, now func() time.Time) (*Managed, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create agent data directory: %w", err)
+	}
+	keyPath := filepath.Join(dataDir, secrets.MasterKeyFile)
+	keys, err := secrets.ReadKeyringFile(keyPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if keys, err = secrets.NewKeyring(now()); err == nil {
+			err = secrets.WriteKeyringFile(keyPath, keys)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("agent master key: %w", err)
+	}
+	return &Managed{dir: filepath.Join(dataDir, "agent", "managed"), keys: keys, now: now, webdav: map[string]protocol.WebDAVSecret{}}, nil
+}
+
+// bind sets the agent's id and loads what was saved for it.
+func (m *Managed) bind(node string) error {
+	m.mu.Lock()
+	m.node = node
+	m.mu.Unlock()
+	return m.load()
+}
+
+func (m *Managed) seal(kind, name string, v any) (sealedDoc, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return sealedDoc{}, err
+	}
+	s, err := m.keys.Seal(m.node, kind, name, b)
+	if err != nil {
+		return sealedDoc{}, err
+	}
+	return sealedDoc{KID: s.KID, NonceB64: base64.StdEncoding.EncodeToString(s.Nonce), CiphertextB64: base64.StdEncoding.EncodeToString(s.Ciphertext)}, nil
+}
+
+func (m *Managed) open(kind, name string, d sealedDoc, v any) error {
+	nonce, err1 := base64.StdEncoding.DecodeString(d.NonceB64)
+	ct, err2 := base64.StdEncoding.DecodeString(d.CiphertextB64)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("decode %s %s: %w", kind, name, err)
+	}
+	b, err := m.keys.Open(m.node, kind, name, secrets.Sealed{KID: d.KID, Nonce: nonce, Ciphertext: ct})
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func (m *Managed) load() error {
+	var cf configFile
+	if ok, err := readJSON(filepath.Join(m.dir, "config.json"), &cf); err != nil {
+		return err
+	} else if ok && cf.NodeID == m.node {
+		var snap protocol.ConfigSnapshot
+		if err := m.open("config", "snapshot", cf.Encrypted, &snap); err != nil {
+			return fmt.Errorf("saved config snapshot: %w", err)
+		}
+		m.config = &snap
+	}
+	var sf secretsFile
+	if ok, err := readJSON(filepath.Join(m.dir, "secrets.json"), &sf); err != nil {
+		return err
+	} else if ok && sf.NodeID == m.node {
+		for name, d := range sf.WebDAV {
+			var w protocol.WebDAVSecret
+			if err := m.open(secrets.KindWebDAV, name, d, &w); err != nil {
+				return fmt.Errorf("saved secrets snapshot: %w", err)
+			}
+			m.webdav[name] = w
+		}
+	}
+	return nil
+}
+
+func readJSON(path string, v any) (bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("%s is not valid JSON: %w", path, err)
+	}
+	return true, nil
+}
+
+// SaveConfig stores a config snapshot; only once it is on disk may the agent acknowledge it.
+func (m *Managed) SaveConfig(s *protocol.ConfigSnapshot) error {
+	enc, err := m.seal("config", "snapshot", s)
+	if err != nil {
+		return fmt.Errorf("encrypt config snapshot: %w", err)
+	}
+	b, _ := json.Marshal(configFile{V: 1, NodeID: s.NodeID, SnapshotID: s.SnapshotID, IssuedAt: s.IssuedAt, SavedAt: m.now().Unix(), Encrypted: enc})
+	if err := writeFileAtomic(filepath.Join(m.dir, "config.json"), b); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.config = s
+	m.mu.Unlock()
+	return nil
+}
+
+// SaveSecrets replaces the stored credentials wholesale.
+func (m *Managed) SaveSecrets(s *protocol.SecretsSnapshot) error {
+	f := secretsFile{V: 1, NodeID: s.NodeID, IssuedAt: s.IssuedAt, SavedAt: m.now().Unix(), WebDAV: map[string]sealedDoc{}}
+	next := map[string]protocol.WebDAVSecret{}
+	for _, w := range s.WebDAV {
+		enc, err := m.seal(secrets.KindWebDAV, w.Name, w)
+		if err != nil {
+			return fmt.Errorf("encrypt secret %s: %w", w.Name, err)
+		}
+		f.WebDAV[w.Name] = enc
+		next[w.Name] = w
+	}
+	b, _ := json.Marshal(f)
+	if err := writeFileAtomic(filepath.Join(m.dir, "secrets.json"), b); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.webdav = next
+	m.mu.Unlock()
+	return nil
+}
+
+// Config is the last config snapshot saved, or nil.
+func (m *Managed) Config() *protocol.ConfigSnapshot {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.config
+}
+
+// Get serves WebDAV credentials to the backup pipeline (engine/targets/opener.Secrets).
+func (m *Managed) Get(_ context.Context, _, kind, name string) ([]byte, error) {
+	if kind != secrets.KindWebDAV {
+		return nil, fmt.Errorf("secret %s/%s: %w", kind, name, secrets.ErrNotFound)
+	}
+	m.mu.RLock()
+	w, ok := m.webdav[name]
+	m.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("webdav secret %q is not on this agent (missing_webdav_secret): %w", name, secrets.ErrNotFound)
+	}
+	return json.Marshal(secrets.WebDAV{Username: w.Username, Password: w.Password})
+}

@@ -1,0 +1,85 @@
+package agentsock
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// SecretReader is what snapshots need from the secrets store (engine/secrets.Store).
+type SecretReader interface {
+	List(ctx context.Context, node, kind string) ([]secrets.Meta, error)
+	WebDAV(ctx context.Context, node, name string) (secrets.WebDAV, error)
+}
+
+// StoreSnapshots builds config and secrets snapshots from the database and the secrets store.
+// Job specs go out as stored (secret names, no credentials); an agent's WebDAV credentials
+// travel in its secrets snapshot, which the agent keeps encrypted at rest.
+type StoreSnapshots struct {
+	DB      *storage.DB
+	Store SecretReader // nil: empty secrets snapshots
+	Clock   clock.Clock
+}
+
+// Config is the agent's jobs, sorted by id, with a snapshot id that depends only on them.
+func (s StoreSnapshots) Config(ctx context.Context, agentID string) (*protocol.ConfigSnapshot, error) {
+	jobs, err := s.DB.Reader().ListAgentJobs(ctx, agentID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]protocol.ConfigJob, 0, len(jobs))
+	for _, j := range jobs {
+		tz := j.ScheduleTimezone
+		out = append(out, protocol.ConfigJob{JobID: j.ID, Name: j.Name, Schedule: j.Schedule, ScheduleTimezone: &tz,
+			OverlapPolicy: j.OverlapPolicy, UpdatedAt: j.UpdatedAt, Spec: json.RawMessage(j.SpecJSON)})
+	}
+	id, err := SnapshotID(out)
+	if err != nil {
+		return nil, err
+	}
+	return &protocol.ConfigSnapshot{NodeID: agentID, SnapshotID: id, IssuedAt: s.now(), Jobs: out}, nil
+}
+
+// SnapshotID is base64url(SHA-256(JSON(jobs))) of jobs sorted by id.
+func SnapshotID(jobs []protocol.ConfigJob) (string, error) {
+	b, err := json.Marshal(jobs)
+	if err != nil {
+		return "", fmt.Errorf("encode config snapshot: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
+}
+
+// Secrets is the agent-scoped WebDAV credentials.
+func (s StoreSnapshots) Secrets(ctx context.Context, agentID string) (*protocol.SecretsSnapshot, error) {
+	snap := &protocol.SecretsSnapshot{NodeID: agentID, IssuedAt: s.now(), WebDAV: []protocol.WebDAVSecret{}, BackupAgeIdentities: []protocol.AgeIdentity{}}
+	if s.Store == nil {
+		return snap, nil
+	}
+	metas, err := s.Store.List(ctx, agentID, secrets.KindWebDAV)
+	if err != nil {
+		return nil, fmt.Errorf("list webdav secrets of agent %s: %w", agentID, err)
+	}
+	for _, m := range metas {
+		w, err := s.Store.WebDAV(ctx, agentID, m.Name)
+		if err != nil {
+			return nil, fmt.Errorf("read webdav secret %s of agent %s: %w", m.Name, agentID, err)
+		}
+		snap.WebDAV = append(snap.WebDAV, protocol.WebDAVSecret{Name: m.Name, Username: w.Username, Password: w.Password, UpdatedAt: m.UpdatedAt})
+	}
+	return snap, nil
+}
+
+func (s StoreSnapshots) now() int64 {
+	if s.Clock == nil {
+		return clock.Real{}.Now().Unix()
+	}
+	return s.Clock.Now().Unix()
+}

@@ -1,0 +1,130 @@
+package agentsock_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/agent/client"
+	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/httpapi/agentsock"
+	"github.com/bastion-backup/bastion/storage"
+	"github.com/bastion-backup/bastion/storage/storagetest"
+)
+
+func TestConfigAndSecretsSnapshots(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := storagetest.Open(t)
+	keys, err := secrets.NewKeyring(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := secrets.NewStore(db, keys, clock.Real{})
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	snaps := agentsock.StoreSnapshots{DB: db, Store: store}
+	h := agentsock.New(agentsock.Config{DB: db, Logger: log, Snapshots: snaps})
+	th := serveTestHub(t, h, db)
+
+	dataDir := t.TempDir()
+	managed, err := client.OpenManaged(dataDir, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := newEnrollToken(t, db, nil)
+	ra := startAgentWith(t, client.Options{HubURL: th.url, EnrollToken: token, DataDir: dataDir, Heartbeat: time.Second, Managed: managed})
+	id := ra.a.ID()
+	waitFor(t, "agent connected", func() bool { return h.Connected(id) })
+
+	if err := store.Put(ctx, id, secrets.KindWebDAV, "nas", []byte(`{"username":"u","password":"sekrit-pw"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.PushSecrets(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "secret on the agent", func() bool {
+		b, err := managed.Get(ctx, "hub", secrets.KindWebDAV, "nas")
+		return err == nil && bytes.Contains(b, []byte("sekrit-pw"))
+	})
+
+	job := storage.Job{ID: "j1", Name: "docs", AgentID: &id, ScheduleTimezone: "UTC", OverlapPolicy: "queue", MissedRunPolicy: "run_once",
+		SpecJSON: `{"v":1,"type":"filesystem","source":{"paths":["/srv/docs-path"]},"target":{"type":"local_dir","base_dir":"/bk"}}`, CreatedAt: 1, UpdatedAt: 1}
+	if err := db.Writer().InsertJob(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	outcome, err := h.SyncConfig(ctx, id)
+	if err != nil || outcome != agentsock.SyncSent {
+		t.Fatalf("sync: %q %v", outcome, err)
+	}
+	if outcome, _ := h.SyncConfig(ctx, id); outcome != agentsock.SyncUnchanged {
+		t.Fatalf("second sync of the same snapshot: %q", outcome)
+	}
+	waitFor(t, "config applied", func() bool {
+		a, _ := db.Reader().GetAgent(ctx, id)
+		return a.AppliedConfigSnapshotID != nil && a.DesiredConfigSnapshotID != nil && *a.AppliedConfigSnapshotID == *a.DesiredConfigSnapshotID
+	})
+	if c := managed.Config(); c == nil || len(c.Jobs) != 1 || c.Jobs[0].JobID != "j1" {
+		t.Fatalf("config on the agent: %+v", c)
+	}
+	for _, f := range []string{"config.json", "secrets.json"} {
+		p := filepath.Join(dataDir, "agent", "managed", f)
+		b, err := os.ReadFile(p)
+		st, _ := os.Stat(p)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v", f, st, err)
+		}
+		if bytes.Contains(b, []byte("sekrit-pw")) || bytes.Contains(b, []byte("docs-path")) {
+			t.Fatalf("%s holds plaintext: %s", f, b)
+		}
+	}
+
+	// A restarted agent has them without the Hub.
+	ra.stop()
+	<-ra.done
+	ra.done <- nil
+	again, err := client.OpenManaged(dataDir, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.New(ctx, client.Options{HubURL: th.url, DataDir: dataDir, Managed: again, Logger: zerolog.Nop()}); err != nil {
+		t.Fatal(err)
+	}
+	if c := again.Config(); c == nil || len(c.Jobs) != 1 {
+		t.Fatalf("config after restart: %+v", c)
+	}
+	if _, err := again.Get(ctx, "hub", secrets.KindWebDAV, "nas"); err != nil {
+		t.Fatalf("secret after restart: %v", err)
+	}
+	waitFor(t, "agent gone", func() bool { return !h.Connected(id) })
+	if outcome, _ := h.SyncConfig(ctx, id); outcome != agentsock.SyncPendingOffline {
+		t.Fatalf("sync while offline: %q", outcome)
+	}
+}
+
+// TestSnapshotIDIsStable: the id depends on the jobs only, not on when it was issued.
+func TestSnapshotIDIsStable(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t)
+	ctx := context.Background()
+	a := "agent-x"
+	for _, id := range []string{"b", "a"} {
+		if err := db.Writer().InsertJob(ctx, storage.Job{ID: id, Name: id, AgentID: &a, ScheduleTimezone: "UTC", OverlapPolicy: "queue",
+			MissedRunPolicy: "run_once", SpecJSON: "{}", CreatedAt: 1, UpdatedAt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s1, err := agentsock.StoreSnapshots{DB: db, Clock: clock.NewFake(time.Unix(1, 0))}.Config(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := agentsock.StoreSnapshots{DB: db, Clock: clock.NewFake(time.Unix(99, 0))}.Config(ctx, a)
+	if s1.SnapshotID != s2.SnapshotID || s1.Jobs[0].JobID != "a" {
+		t.Fatalf("ids %s %s, first job %s", s1.SnapshotID, s2.SnapshotID, s1.Jobs[0].JobID)
+	}
+}
