@@ -23,9 +23,9 @@ type SecretReader interface {
 // Job specs go out as stored (secret names, no credentials); an agent's WebDAV credentials
 // travel in its secrets snapshot, which the agent keeps encrypted at rest.
 type StoreSnapshots struct {
-	DB      *storage.DB
+	DB    *storage.DB
 	Store SecretReader // nil: empty secrets snapshots
-	Clock   clock.Clock
+	Clock clock.Clock
 }
 
 // Config is the agent's jobs, sorted by id, with a snapshot id that depends only on them.
