@@ -104,3 +104,28 @@ func (s *Service) DropEntries(runID string) error {
 	defer unlock()
 	return os.RemoveAll(filepath.Join(s.entries.dir, runID))
 }
+
+// pruneEntries removes cached indexes of snapshots that are no longer restorable (deleted,
+// missing, or whose run is gone), so that the cache does not grow forever.
+func (s *Service) pruneEntries(ctx context.Context) error {
+	dirs, err := os.ReadDir(s.entries.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range dirs {
+		runID := d.Name()
+		if _, err := s.snapshotOf(ctx, runID); err != nil {
+			var ie *InputError
+			if errors.Is(err, ErrRunNotFound) || errors.As(err, &ie) {
+				errs = append(errs, s.DropEntries(runID))
+				continue
+			}
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -141,6 +141,9 @@ func (s *Service) Recover(ctx context.Context) (int, error) {
 			if err := removeChildren(filepath.Join(s.dataDir, "operations")); err != nil {
 				s.log.Warn().Err(err).Msg("remove leftovers of interrupted operations")
 			}
+			if err := s.pruneEntries(ctx); err != nil {
+				s.log.Warn().Err(err).Msg("prune the entries cache")
+			}
 			return n, nil
 		}
 		for _, op := range ops {

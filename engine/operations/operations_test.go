@@ -420,6 +420,16 @@ func TestEntries(t *testing.T) {
 	if _, err := b.svc.Entries(ctx, uuid(777), restore.ListOptions{}); !errors.Is(err, operations.ErrRunNotFound) {
 		t.Fatalf("unknown run: %v", err)
 	}
+	// Once the snapshot is deleted, the next start drops its cached index.
+	if err := b.db.Writer().SetSnapshotStatus(ctx, runID, storage.SnapshotDeleted, nil, nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.svc.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(cache)); !os.IsNotExist(err) {
+		t.Fatalf("cached index of a deleted snapshot kept: %v", err)
+	}
 }
 
 func corrupt(t *testing.T, p string) {
