@@ -363,3 +363,32 @@ func (q Q) ListAgentJobs(ctx context.Context, agentID string) ([]Job, error) {
 	}
 	return out, rows.Err()
 }
+
+// UpsertIngestedRun stores a run an agent executed while offline. Uploads are idempotent: the
+// same run uploaded again updates its outcome. It reports false when the id belongs to a run of
+// another job (nothing is written).
+func (q Q) UpsertIngestedRun(ctx context.Context, r Run) (bool, error) {
+	res, err := q.ex.ExecContext(ctx, `INSERT INTO runs(id, job_id, status, started_at, ended_at, summary_json, error)
+		VALUES (?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET status = excluded.status, started_at = excluded.started_at, ended_at = excluded.ended_at,
+			summary_json = excluded.summary_json, error = excluded.error
+		WHERE runs.job_id = excluded.job_id`,
+		r.ID, r.JobID, r.Status, r.StartedAt, r.EndedAt, r.SummaryJSON, r.Error)
+	if err != nil {
+		return false, fmt.Errorf("ingest run %s: %w", r.ID, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// InsertRunEventsIgnore stores events with the sequence numbers they carry, skipping any
+// (run_id, seq) already stored: an upload repeated after a lost answer adds nothing.
+func (q Q) InsertRunEventsIgnore(ctx context.Context, events []RunEvent) error {
+	for _, e := range events {
+		if _, err := q.ex.ExecContext(ctx, `INSERT OR IGNORE INTO run_events(run_id, seq, ts, level, kind, message, fields_json) VALUES (?,?,?,?,?,?,?)`,
+			e.RunID, e.Seq, e.TS, e.Level, e.Kind, e.Message, e.FieldsJSON); err != nil {
+			return fmt.Errorf("ingest events of run %s: %w", e.RunID, err)
+		}
+	}
+	return nil
+}

@@ -90,6 +90,9 @@ type Agent struct {
 	pendingCancel map[string]struct{}
 	logs          map[string]*eventLog // run id → events kept until its result is acknowledged
 	logOrder      []string
+	offlineBusy   map[string]bool // job id → an offline run of it is going
+	offlineWG     sync.WaitGroup
+	schedWake     chan struct{}
 }
 
 type eventLog struct {
@@ -164,6 +167,8 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 		running:       map[string]*runningTask{},
 		pendingCancel: map[string]struct{}{},
 		logs:          map[string]*eventLog{},
+		offlineBusy:   map[string]bool{},
+		schedWake:     make(chan struct{}, 1),
 	}
 	return a, nil
 }
@@ -176,6 +181,17 @@ func (a *Agent) ID() string { return a.id.AgentID }
 // resets the backoff.
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info().Str("hub", redactURL(a.id.HubURL)).Dur("heartbeat", a.o.Heartbeat).Msg("agent starting")
+	schedCtx, stopSched := context.WithCancel(ctx)
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		a.offlineScheduler(schedCtx)
+	}()
+	defer func() {
+		stopSched()
+		<-schedDone
+		a.offlineWG.Wait()
+	}()
 	for {
 		up, err := a.connectAndServe(ctx)
 		if ctx.Err() != nil {

@@ -98,6 +98,11 @@ func (a *Agent) connectAndServe(ctx context.Context) (time.Duration, error) {
 		}
 	}
 	a.log.Info().Msg("connected to the hub")
+	uploadDone := make(chan struct{})
+	go func() {
+		defer close(uploadDone)
+		a.uploadOffline(sctx)
+	}()
 
 	hbDone := make(chan struct{})
 	go func() {
@@ -112,8 +117,13 @@ func (a *Agent) connectAndServe(ctx context.Context) (time.Duration, error) {
 		a.sess = nil
 	}
 	a.mu.Unlock()
+	select { // disconnected: the offline scheduler takes over
+	case a.schedWake <- struct{}{}:
+	default:
+	}
 	<-hbDone
 	<-writerDone
+	<-uploadDone
 	_ = ws.CloseNow()
 	up := a.clock.Now().Sub(start)
 	if cause := context.Cause(sctx); websocket.CloseStatus(err) == -1 && cause != nil && !errors.Is(cause, context.Canceled) {
@@ -250,6 +260,10 @@ func (a *Agent) onConfig(s *session, m *protocol.ConfigSnapshot) {
 		return
 	}
 	_ = s.send(&protocol.ConfigAck{SnapshotID: m.SnapshotID})
+	select { // the offline scheduler re-reads the jobs
+	case a.schedWake <- struct{}{}:
+	default:
+	}
 }
 
 func (a *Agent) onSecrets(m *protocol.SecretsSnapshot) {

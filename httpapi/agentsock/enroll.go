@@ -13,10 +13,11 @@ import (
 	"github.com/bastion-backup/bastion/storage"
 )
 
-// Routes mounts the agent endpoints (/agent/enroll, /agent/ws).
+// Routes mounts the agent endpoints (/agent/enroll, /agent/ws, /agent/runs/ingest).
 func (h *Hub) Routes(r chi.Router) {
 	r.Post("/agent/enroll", h.enroll)
 	r.Get("/agent/ws", h.ServeWS)
+	r.Post("/agent/runs/ingest", h.ingest)
 }
 
 // EnrollRequest is the body of POST /agent/enroll.

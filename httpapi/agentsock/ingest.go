@@ -1,0 +1,142 @@
+package agentsock
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/httpapi/middleware"
+	"github.com/bastion-backup/bastion/httpapi/respond"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// Ingest limits.
+const (
+	MaxIngestEvents  = 2000
+	maxIngestID      = 128
+	maxIngestMessage = 4096
+)
+
+var ingestID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// IngestRequest is the body of POST /agent/runs/ingest: one run the agent executed offline.
+type IngestRequest struct {
+	Run IngestRun `json:"run"`
+}
+
+type IngestRun struct {
+	ID        string          `json:"id"`
+	JobID     string          `json:"job_id"`
+	Status    string          `json:"status"` // success | failed | rejected
+	StartedAt int64           `json:"started_at"`
+	EndedAt   int64           `json:"ended_at"`
+	Summary   json.RawMessage `json:"summary"`
+	Error     *string         `json:"error"`
+	Events    []IngestEvent   `json:"events"`
+}
+
+type IngestEvent struct {
+	Seq     int64           `json:"seq"`
+	TS      int64           `json:"ts"`
+	Level   string          `json:"level"`
+	Kind    string          `json:"kind"`
+	Message string          `json:"message"`
+	Fields  json.RawMessage `json:"fields"`
+}
+
+// ingest stores an offline run idempotently: the run is upserted and its events inserted by
+// (run_id, seq), ignoring ones already there. 204 on success.
+func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
+	if err := h.gate(r); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	agent, err := h.authenticate(r)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, middleware.AgentBodyLimit)
+	var req IngestRequest
+	dec := json.NewDecoder(r.Body)
+	if err := dec.Decode(&req); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			respond.Error(w, r, err)
+			return
+		}
+		respond.Error(w, r, respond.BadRequest("invalid_json", "request body is not a valid ingest document"))
+		return
+	}
+	run := req.Run
+	switch {
+	case !ingestID.MatchString(run.ID) || len(run.JobID) == 0 || len(run.JobID) > maxIngestID:
+		respond.Error(w, r, respond.BadRequest("invalid_run", "run and job ids must be 1 to 128 characters of A-Z a-z 0-9 _ -").Field("run.id"))
+		return
+	case run.Status != storage.RunSuccess && run.Status != storage.RunFailed && run.Status != storage.RunRejected:
+		respond.Error(w, r, respond.BadRequest("invalid_run", "status must be success, failed or rejected").Field("run.status"))
+		return
+	case run.EndedAt < run.StartedAt:
+		respond.Error(w, r, respond.BadRequest("invalid_run", "ended_at is before started_at").Field("run.ended_at"))
+		return
+	case len(run.Events) > MaxIngestEvents:
+		respond.Error(w, r, respond.BadRequest("too_many_events", "at most 2000 events per run").Field("run.events").Param("max", MaxIngestEvents))
+		return
+	}
+	rows := make([]storage.RunEvent, 0, len(run.Events))
+	for _, e := range run.Events {
+		if len(e.Message) > maxIngestMessage || len(e.Kind) > maxIngestID || e.Seq < 1 {
+			respond.Error(w, r, respond.BadRequest("invalid_event", "event messages are at most 4096 bytes and seq starts at 1").Field("run.events"))
+			return
+		}
+		row := storage.RunEvent{RunID: run.ID, Seq: e.Seq, TS: e.TS, Level: e.Level, Kind: e.Kind, Message: e.Message}
+		if len(e.Fields) > 0 && string(e.Fields) != "null" {
+			f := string(e.Fields)
+			row.FieldsJSON = &f
+		}
+		if row.Level == "" {
+			row.Level = "info"
+		}
+		rows = append(rows, row)
+	}
+	var summary *string
+	if len(run.Summary) > 0 && string(run.Summary) != "null" {
+		s := string(run.Summary)
+		summary = &s
+	}
+	ended := run.EndedAt
+	var apiErr error
+	err = h.db.Write(r.Context(), func(q storage.Q) error {
+		job, err := q.GetJob(r.Context(), run.JobID)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && (job.AgentID == nil || *job.AgentID != agent.ID)) {
+			apiErr = respond.Forbidden("not_assigned", "the job is not assigned to this agent")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ok, err := q.UpsertIngestedRun(r.Context(), storage.Run{ID: run.ID, JobID: run.JobID, Status: run.Status,
+			StartedAt: run.StartedAt, EndedAt: &ended, SummaryJSON: summary, Error: run.Error})
+		if err != nil {
+			return err
+		}
+		if !ok {
+			apiErr = respond.Conflict("run_conflict", "the run id belongs to another job")
+			return nil
+		}
+		return q.InsertRunEventsIgnore(r.Context(), rows)
+	})
+	if apiErr != nil {
+		err = apiErr
+	}
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	zerolog.Ctx(r.Context()).Info().Str("agent_id", agent.ID).Str("run_id", run.ID).Str("job_id", run.JobID).
+		Str("status", run.Status).Msg("offline run ingested")
+	respond.NoContent(w)
+}
