@@ -78,26 +78,28 @@ func TestPrunerDeletesOldHistoryHourly(t *testing.T) {
 	}
 	passed := make(chan int64, 1)
 	p := &Pruner{DB: b.db, Clock: b.clk, Log: b.svc.log, RetentionDays: 2, passed: passed}
-	done := make(chan error, 1)
 	ctx := t.Context()
-	go func() { done <- p.Run(ctx) }()
-	if n := <-passed; n != 0 {
+	want := b.clk.ArmCount() + 2 // NewTimer(0), then Reset after the first pass
+	go func() { _ = p.Run(ctx) }()
+	// pass waits for the loop's next pass and for its timer to be re-armed after it.
+	pass := func() int64 {
+		t.Helper()
+		n := <-passed
+		if err := b.clk.WaitArmCount(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		want++
+		return n
+	}
+	if n := pass(); n != 0 {
 		t.Fatalf("first pass pruned %d, the run is fresh", n)
 	}
-	arms := b.clk.ArmCount()
-	b.clk.Advance(2*24*time.Hour + time.Second - PruneInterval) // not yet: next pass is an hour away
-	if err := b.clk.WaitArmCount(ctx, arms); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case n := <-passed:
-		if n != 0 {
-			t.Fatalf("pass before the run expired pruned %d", n)
-		}
-	default:
+	b.clk.Advance(2*24*time.Hour + time.Second - PruneInterval) // one pass, before the run expires
+	if n := pass(); n != 0 {
+		t.Fatalf("pass before the run expired pruned %d", n)
 	}
 	b.clk.Advance(PruneInterval)
-	if n := <-passed; n != 1 {
+	if n := pass(); n != 1 {
 		t.Fatalf("pass after expiry pruned %d, want 1", n)
 	}
 	if _, err := b.db.Reader().GetRun(b.ctx, old.ID); err == nil {

@@ -143,6 +143,9 @@ func (s *Service) finish(ctx context.Context, runID string, out Outcome) (bool, 
 			row.Error = ptr(CodeCanceled)
 		}
 		run, ok, err := q.FinishRun(ctx, row)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil // the run was deleted with its job: nothing left to record
+		}
 		if err != nil || !ok {
 			return err
 		}
@@ -334,4 +337,27 @@ func (s *Service) Recover(ctx context.Context) (int, error) {
 		return n, fmt.Errorf("recover interrupted runs: %w", err)
 	}
 	return n, nil
+}
+
+// errRunDeleted is the cancel cause of a Hub run whose job was deleted.
+var errRunDeleted = errors.New("the run's job was deleted")
+
+// Abort stops the work on runs that no longer exist because their job was deleted (the rows went
+// with it by cascade): a Hub execution's context is canceled, an agent is asked to cancel. Call it
+// after the delete commits, with the runs that were queued or running.
+func (s *Service) Abort(ctx context.Context, job storage.Job, runIDs ...string) {
+	for _, id := range runIDs {
+		s.mu.Lock()
+		cancel := s.cancels[id]
+		delete(s.progress, id)
+		s.mu.Unlock()
+		if cancel != nil {
+			cancel(errRunDeleted)
+		}
+		if job.AgentID != nil && s.agents != nil {
+			if err := s.agents.Cancel(ctx, *job.AgentID, id); err != nil {
+				s.log.Warn().Err(err).Str("run_id", id).Str("agent_id", *job.AgentID).Msg("send cancel of a deleted run to its agent")
+			}
+		}
+	}
 }

@@ -752,3 +752,25 @@ func TestTriggerArchivedOrMissingJob(t *testing.T) {
 		t.Fatalf("trigger missing = %v", err)
 	}
 }
+
+func TestDeletedJobAbortsItsExecution(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{})
+	j := b.job("j", OverlapQueue, nil)
+	r := b.trigger("j")
+	c := b.nextCall()
+	if err := b.db.Writer().DeleteJob(b.ctx, "j"); err != nil {
+		t.Fatal(err)
+	}
+	b.svc.Abort(b.ctx, j, r.ID)
+	<-c.ctx.Done()
+	if !errors.Is(context.Cause(c.ctx), errRunDeleted) {
+		t.Fatalf("cause = %v", context.Cause(c.ctx))
+	}
+	c.reply(Outcome{}, c.ctx.Err())
+	// The finalization finds no row and records nothing; the slot is free again.
+	b.job("k", OverlapQueue, nil)
+	k := b.trigger("k")
+	b.nextCall().reply(Outcome{Status: storage.RunSuccess}, nil)
+	b.waitStatus(k.ID, storage.RunSuccess)
+}
