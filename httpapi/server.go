@@ -35,6 +35,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/notify"
 	"github.com/bastion-backup/bastion/engine/operations"
+	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/snapshots"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
@@ -75,6 +76,18 @@ type Config struct {
 	Agents *agentsock.Hub
 	// Notifications serves /api/notifications; nil serves none.
 	Notifications *notify.Service
+
+	// Runs is the run queue behind the jobs and runs routes (run now, cancel, event stream); nil
+	// leaves those routes out.
+	Runs *runs.Service
+	// Scheduler is woken when a job changes and says when a job fires next; nil gives
+	// next_run_at null.
+	Scheduler JobScheduler
+	// JobSecrets checks that a job's WebDAV secret exists; nil looks in the database.
+	JobSecrets SecretLookup
+	// OnJobChanged, when set, runs after a job was created, changed, archived, unarchived or
+	// deleted (committed), with the agents whose configuration that touches (push config).
+	OnJobChanged func(ctx context.Context, jobID string, agentIDs []string)
 
 	// testSessionRoutes lets this package's tests mount probe handlers behind requireSession
 	// (export_test.go).
@@ -157,6 +170,8 @@ func New(cfg Config) http.Handler {
 // sessionRoutes registers every resource that needs a logged-in administrator (and CSRF on
 // mutations): add one line per resource.
 func (s *Server) sessionRoutes(r chi.Router) {
+	s.jobRoutes(r)
+	s.runRoutes(r)
 	s.snapshotRoutes(r)
 	s.maintenanceRoutes(r)
 	s.operationRoutes(r)

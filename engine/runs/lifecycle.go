@@ -33,7 +33,7 @@ func (s *Service) EnqueueTx(ctx context.Context, q storage.Q, job storage.Job, s
 	if err != nil {
 		return Enqueued{}, fmt.Errorf("enqueue run of job %s: %w", job.ID, err)
 	}
-	run := storage.Run{ID: newID(), JobID: job.ID, Status: storage.RunQueued, StartedAt: now}
+	run := storage.Run{ID: NewID(), JobID: job.ID, Status: storage.RunQueued, StartedAt: now}
 	fields := map[string]string{"source": source}
 	ev := Event{Kind: "queued", Message: "queued", Fields: fields}
 	reject := active && job.OverlapPolicy == OverlapReject

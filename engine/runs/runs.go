@@ -226,8 +226,8 @@ var errStopped = errors.New("hub is shutting down")
 // errCancelRequested is the cancel cause of a Hub run whose cancel was requested.
 var errCancelRequested = errors.New("cancel requested")
 
-// newID returns a random UUIDv4.
-func newID() string {
+// NewID returns a random UUIDv4 (run and job ids).
+func NewID() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on supported platforms

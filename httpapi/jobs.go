@@ -1,0 +1,656 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/runs"
+	"github.com/bastion-backup/bastion/engine/schedule"
+	"github.com/bastion-backup/bastion/httpapi/respond"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// JobScheduler is the scheduler as the jobs API uses it.
+type JobScheduler interface {
+	// JobChanged wakes the scheduler after a job was created, changed, archived, unarchived or
+	// deleted.
+	JobChanged(jobID string)
+	// NextRunAt is when the job fires next (nil: manual, archived).
+	NextRunAt(job storage.Job, now time.Time) *time.Time
+}
+
+// SecretLookup answers whether a secret exists in a node's scope ("hub" or an agent id), for job
+// validation. The default looks the row up in the database without decrypting it.
+type SecretLookup interface {
+	SecretExists(ctx context.Context, node, kind, name string) (bool, error)
+}
+
+type dbSecrets struct{ db *storage.DB }
+
+func (d dbSecrets) SecretExists(ctx context.Context, node, kind, name string) (bool, error) {
+	_, err := d.db.Reader().GetSecret(ctx, node, kind, name)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// maxJobRuns is how many runs GET /api/jobs/{id}/runs returns.
+const maxJobRuns = 50
+
+// Schedule preview bounds.
+const (
+	defaultPreviewCount = 5
+	maxPreviewCount     = 50
+)
+
+// jobRoutes: jobs CRUD, archive, run now, a job's runs, and the schedule preview.
+func (s *Server) jobRoutes(r chi.Router) {
+	if s.cfg.Runs == nil {
+		return
+	}
+	r.Get("/jobs", s.listJobs)
+	r.Post("/jobs", s.createJob)
+	r.Get("/jobs/{id}", s.getJob)
+	r.Put("/jobs/{id}", s.updateJob)
+	r.Delete("/jobs/{id}", s.deleteJob)
+	r.Post("/jobs/{id}/archive", s.archiveJob)
+	r.Post("/jobs/{id}/unarchive", s.unarchiveJob)
+	r.Post("/jobs/{id}/run", s.runJobNow)
+	r.Get("/jobs/{id}/runs", s.listJobRuns)
+	r.Get("/schedule/preview", s.previewSchedule)
+}
+
+// jobJSON is a job as the API shows it. The list omits spec.
+type jobJSON struct {
+	ID                 string          `json:"id"`
+	Name               string          `json:"name"`
+	AgentID            *string         `json:"agent_id"`
+	Schedule           *string         `json:"schedule"`
+	ScheduleTimezone   string          `json:"schedule_timezone"`
+	OverlapPolicy      string          `json:"overlap_policy"`
+	MissedRunPolicy    string          `json:"missed_run_policy"`
+	CreatedAt          int64           `json:"created_at"`
+	UpdatedAt          int64           `json:"updated_at"`
+	ArchivedAt         *int64          `json:"archived_at"`
+	NextRunAt          *int64          `json:"next_run_at"`
+	LastScheduledAt    *int64          `json:"last_scheduled_at"`
+	LatestRunID        *string         `json:"latest_run_id"`
+	LatestRunStatus    *string         `json:"latest_run_status"`
+	LatestRunStartedAt *int64          `json:"latest_run_started_at"`
+	LatestRunEndedAt   *int64          `json:"latest_run_ended_at"`
+	Spec               json.RawMessage `json:"spec,omitempty"`
+}
+
+func (s *Server) jobOut(it storage.JobListItem, withSpec bool) jobJSON {
+	j := it.Job
+	out := jobJSON{
+		ID: j.ID, Name: j.Name, AgentID: j.AgentID, Schedule: j.Schedule, ScheduleTimezone: j.ScheduleTimezone,
+		OverlapPolicy: j.OverlapPolicy, MissedRunPolicy: j.MissedRunPolicy, CreatedAt: j.CreatedAt,
+		UpdatedAt: j.UpdatedAt, ArchivedAt: j.ArchivedAt, LastScheduledAt: j.LastScheduledAt,
+		LatestRunID: it.LatestRunID, LatestRunStatus: it.LatestRunStatus,
+		LatestRunStartedAt: it.LatestRunStartedAt, LatestRunEndedAt: it.LatestRunEndedAt,
+	}
+	if s.cfg.Scheduler != nil {
+		if t := s.cfg.Scheduler.NextRunAt(j, s.now()); t != nil {
+			out.NextRunAt = ptrTo(t.Unix())
+		}
+	}
+	if withSpec {
+		out.Spec = json.RawMessage(j.SpecJSON)
+	}
+	return out
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+var runStatuses = map[string]bool{
+	storage.RunQueued: true, storage.RunRunning: true, storage.RunSuccess: true, storage.RunFailed: true,
+	storage.RunRejected: true, storage.RunCanceled: true,
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var f storage.JobFilter
+	switch scope := q.Get("scope"); {
+	case scope == "" || scope == "all":
+	case scope == "hub":
+		f.HubOnly = true
+	case strings.HasPrefix(scope, "agent:") && len(scope) > len("agent:"):
+		f.AgentID = strings.TrimPrefix(scope, "agent:")
+	default:
+		respond.Error(w, r, respond.BadRequest("invalid_scope", "scope must be all, hub or agent:<id>").Field("scope"))
+		return
+	}
+	if v := q.Get("include_archived"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			respond.Error(w, r, respond.BadRequest("invalid_include_archived", "include_archived must be true or false").Field("include_archived"))
+			return
+		}
+		f.IncludeArchived = b
+	}
+	f.Query = strings.TrimSpace(q.Get("q"))
+	switch st := q.Get("latest_status"); {
+	case st == "" || st == "all" || st == "never" || runStatuses[st]:
+		f.LatestStatus = st
+	default:
+		respond.Error(w, r, respond.BadRequest("invalid_latest_status", "latest_status must be all, never or a run status").Field("latest_status"))
+		return
+	}
+	switch m := q.Get("schedule_mode"); m {
+	case "", "all", "manual", "scheduled":
+		f.ScheduleMode = m
+	default:
+		respond.Error(w, r, respond.BadRequest("invalid_schedule_mode", "schedule_mode must be all, manual or scheduled").Field("schedule_mode"))
+		return
+	}
+	switch so := q.Get("sort"); so {
+	case "", "updated_desc", "updated_asc", "name_asc", "name_desc":
+		f.Sort = so
+	default:
+		respond.Error(w, r, respond.BadRequest("invalid_sort", "sort must be updated_desc, updated_asc, name_asc or name_desc").Field("sort"))
+		return
+	}
+	limit, offset, page, size, err := pageParams(r, 0)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	f.Limit, f.Offset = limit, offset
+	var items []storage.JobListItem
+	var total int
+	err = s.db.Read(r.Context(), func(q storage.Q) error {
+		var err error
+		items, total, err = q.ListJobs(r.Context(), f)
+		return err
+	})
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	out := make([]jobJSON, 0, len(items))
+	for _, it := range items {
+		out = append(out, s.jobOut(it, false))
+	}
+	if limit == 0 { // neither page nor page_size: everything, as one page
+		page, size = 1, len(out)
+	}
+	respond.JSON(w, http.StatusOK, map[string]any{"items": out, "page": page, "page_size": size, "total": total})
+}
+
+// jobBody is the body of create and full update.
+type jobBody struct {
+	Name             string          `json:"name"`
+	AgentID          *string         `json:"agent_id"`
+	Schedule         *string         `json:"schedule"`
+	ScheduleTimezone *string         `json:"schedule_timezone"`
+	OverlapPolicy    *string         `json:"overlap_policy"`
+	MissedRunPolicy  *string         `json:"missed_run_policy"`
+	Spec             json.RawMessage `json:"spec"`
+}
+
+// validJob is a job body that passed every check.
+type validJob struct {
+	name, timezone, overlap, missed string
+	agentID, schedule               *string
+	spec                            *jobspec.Spec
+	specJSON                        []byte
+}
+
+// validateJob checks a body in the order of hub.md §6 and answers the first failure as a 400.
+func (s *Server) validateJob(ctx context.Context, b jobBody) (validJob, error) {
+	v := validJob{name: strings.TrimSpace(b.Name)}
+	if v.name == "" {
+		return v, respond.BadRequest("invalid_name", "name is required").Reason("required").Field("name")
+	}
+	if b.Schedule != nil && strings.TrimSpace(*b.Schedule) != "" {
+		v.schedule = ptrTo(strings.TrimSpace(*b.Schedule))
+	}
+	v.timezone = s.cfg.HubTimezone
+	if b.ScheduleTimezone != nil && strings.TrimSpace(*b.ScheduleTimezone) != "" {
+		v.timezone = strings.TrimSpace(*b.ScheduleTimezone)
+	}
+	loc, err := schedule.LoadLocation(v.timezone)
+	if err != nil {
+		return v, respond.BadRequest("invalid_timezone", fmt.Sprintf("schedule_timezone %q is not an IANA time zone", v.timezone)).
+			Reason("invalid_value").Field("schedule_timezone")
+	}
+	if b.AgentID != nil && strings.TrimSpace(*b.AgentID) != "" {
+		v.agentID = ptrTo(strings.TrimSpace(*b.AgentID))
+		revoked, err := s.db.Reader().AgentRevokedAt(ctx, *v.agentID)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return v, respond.BadRequest("invalid_agent_id", "no such agent").Reason("not_found").Field("agent_id")
+		case err != nil:
+			return v, err
+		case revoked != nil:
+			return v, respond.BadRequest("invalid_agent_id", "the agent is revoked").Reason("revoked").Field("agent_id")
+		}
+	}
+	if len(bytes.TrimSpace(b.Spec)) == 0 || bytes.Equal(bytes.TrimSpace(b.Spec), []byte("null")) {
+		return v, respond.BadRequest("invalid_spec", "spec is required").Reason("required").Field("spec")
+	}
+	spec, err := jobspec.ParseAndValidate(b.Spec)
+	if err != nil {
+		var je *jobspec.Error
+		if errors.As(err, &je) {
+			return v, respond.BadRequest("invalid_spec", je.Message).Reason(je.Reason).Field(je.Field)
+		}
+		return v, respond.BadRequest("invalid_spec", "spec is not valid").Reason("invalid_format").Field("spec")
+	}
+	v.spec, v.specJSON = spec, b.Spec
+	if spec.Target.Type == jobspec.TargetWebDAV {
+		node := "hub"
+		if v.agentID != nil {
+			node = *v.agentID
+		}
+		ok, err := s.jobSecrets().SecretExists(ctx, node, "webdav", spec.Target.SecretName)
+		if err != nil {
+			return v, err
+		}
+		if !ok {
+			return v, respond.BadRequest("invalid_webdav_secret", fmt.Sprintf("no WebDAV secret %q on node %s", spec.Target.SecretName, node)).
+				Reason("not_found").Field("spec.target.secret_name")
+		}
+	}
+	if v.schedule != nil {
+		if _, err := schedule.Parse(*v.schedule, loc); err != nil {
+			reason := "invalid_format"
+			if errors.Is(err, schedule.ErrNeverFires) {
+				reason = "never_fires"
+			}
+			return v, respond.BadRequest("invalid_schedule", err.Error()).Reason(reason).Field("schedule")
+		}
+	}
+	v.missed = runsMissedDefault
+	if b.MissedRunPolicy != nil && *b.MissedRunPolicy != "" {
+		v.missed = *b.MissedRunPolicy
+	}
+	if v.missed != "run_once" && v.missed != "skip" {
+		return v, respond.BadRequest("invalid_missed_run_policy", "missed_run_policy must be run_once or skip").
+			Reason("invalid_value").Field("missed_run_policy")
+	}
+	switch {
+	case b.OverlapPolicy == nil || *b.OverlapPolicy == "":
+		return v, respond.BadRequest("invalid_overlap_policy", "overlap_policy is required (reject or queue)").
+			Reason("required").Field("overlap_policy")
+	case *b.OverlapPolicy != runs.OverlapReject && *b.OverlapPolicy != runs.OverlapQueue:
+		return v, respond.BadRequest("invalid_overlap_policy", "overlap_policy must be reject or queue").
+			Reason("invalid_value").Field("overlap_policy")
+	}
+	v.overlap = *b.OverlapPolicy
+	return v, nil
+}
+
+const runsMissedDefault = "run_once"
+
+func (s *Server) jobSecrets() SecretLookup {
+	if s.cfg.JobSecrets != nil {
+		return s.cfg.JobSecrets
+	}
+	return dbSecrets{s.db}
+}
+
+// withDefaultRetention adds the Hub's default retention (settings hub_runtime_config_v1,
+// default_backup_retention, when enabled) to a new job's spec that has none. The spec is
+// otherwise stored as the client sent it.
+func (s *Server) withDefaultRetention(ctx context.Context, v *validJob) error {
+	if v.spec.HasRetention {
+		return nil
+	}
+	raw, err := s.db.Reader().GetSetting(ctx, storage.SettingHubRuntimeConfig)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var cfg struct {
+		Default json.RawMessage `json:"default_backup_retention"`
+	}
+	if json.Unmarshal([]byte(raw), &cfg) != nil || len(cfg.Default) == 0 || string(cfg.Default) == "null" {
+		return nil
+	}
+	var enabled struct {
+		Enabled bool `json:"enabled"`
+	}
+	if json.Unmarshal(cfg.Default, &enabled) != nil || !enabled.Enabled {
+		return nil
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(v.specJSON, &doc); err != nil {
+		return nil
+	}
+	doc["retention"] = cfg.Default
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("add default retention: %w", err)
+	}
+	spec, err := jobspec.ParseAndValidate(out)
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("the Hub's default retention is not valid; the new job keeps none")
+		return nil
+	}
+	v.spec, v.specJSON = spec, out
+	return nil
+}
+
+func (s *Server) decodeJob(w http.ResponseWriter, r *http.Request, create bool) (validJob, bool) {
+	var b jobBody
+	if err := respond.DecodeJSON(r, &b); err != nil {
+		respond.Error(w, r, err)
+		return validJob{}, false
+	}
+	v, err := s.validateJob(r.Context(), b)
+	if err == nil && create {
+		err = s.withDefaultRetention(r.Context(), &v)
+	}
+	if err != nil {
+		respond.Error(w, r, err)
+		return validJob{}, false
+	}
+	return v, true
+}
+
+func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.decodeJob(w, r, true)
+	if !ok {
+		return
+	}
+	now := s.now().Unix()
+	j := storage.Job{
+		ID: runs.NewID(), Name: v.name, AgentID: v.agentID, Schedule: v.schedule, ScheduleTimezone: v.timezone,
+		OverlapPolicy: v.overlap, MissedRunPolicy: v.missed, SpecJSON: string(v.specJSON), CreatedAt: now, UpdatedAt: now,
+	}
+	if err := s.db.Writer().InsertJob(r.Context(), j); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	s.jobChanged(r.Context(), j.ID, j.AgentID)
+	zerolog.Ctx(r.Context()).Info().Str("job_id", j.ID).Msg("job created")
+	respond.JSON(w, http.StatusOK, s.jobOut(storage.JobListItem{Job: j}, true))
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	j, ok := s.jobFor(w, r)
+	if !ok {
+		return
+	}
+	it := storage.JobListItem{Job: j}
+	latest, err := s.db.Reader().ListRunsByJob(r.Context(), j.ID, 1)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if len(latest) == 1 {
+		l := latest[0]
+		it.LatestRunID, it.LatestRunStatus, it.LatestRunStartedAt, it.LatestRunEndedAt = &l.ID, &l.Status, &l.StartedAt, l.EndedAt
+	}
+	respond.JSON(w, http.StatusOK, s.jobOut(it, true))
+}
+
+func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	v, ok := s.decodeJob(w, r, false)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	var saved storage.Job
+	var oldAgent *string
+	err := s.db.Write(ctx, func(q storage.Q) error {
+		j, err := q.GetJob(ctx, id)
+		if err != nil {
+			return err
+		}
+		oldAgent = j.AgentID
+		j.Name, j.AgentID, j.Schedule, j.ScheduleTimezone = v.name, v.agentID, v.schedule, v.timezone
+		j.OverlapPolicy, j.MissedRunPolicy, j.SpecJSON, j.UpdatedAt = v.overlap, v.missed, string(v.specJSON), s.now().Unix()
+		saved = j
+		return q.UpdateJob(ctx, j)
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
+		return
+	}
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	s.jobChanged(ctx, id, oldAgent, saved.AgentID)
+	zerolog.Ctx(ctx).Info().Str("job_id", id).Msg("job updated")
+	respond.JSON(w, http.StatusOK, s.jobOut(storage.JobListItem{Job: saved}, true))
+}
+
+func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	ctx := r.Context()
+	var job storage.Job
+	var live []string
+	err := s.db.Write(ctx, func(q storage.Q) error {
+		var err error
+		if job, err = q.GetJob(ctx, id); err != nil {
+			return err
+		}
+		for _, st := range []string{storage.RunQueued, storage.RunRunning} {
+			rows, err := q.Query(ctx, `SELECT id FROM runs WHERE job_id = ? AND status = ?`, id, st)
+			if err != nil {
+				return fmt.Errorf("list live runs of job %s: %w", id, err)
+			}
+			for rows.Next() {
+				var rid string
+				if err := rows.Scan(&rid); err != nil {
+					rows.Close()
+					return err
+				}
+				live = append(live, rid)
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+		}
+		return q.DeleteJob(ctx, id)
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
+		return
+	}
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	s.cfg.Runs.Abort(ctx, job, live...)
+	s.jobChanged(ctx, id, job.AgentID)
+	zerolog.Ctx(ctx).Info().Str("job_id", id).Msg("job deleted")
+	respond.NoContent(w)
+}
+
+func (s *Server) archiveJob(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	cascade := false
+	if v := r.URL.Query().Get("cascade_snapshots"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			respond.Error(w, r, respond.BadRequest("invalid_cascade_snapshots", "cascade_snapshots must be true or false").Field("cascade_snapshots"))
+			return
+		}
+		cascade = b
+	}
+	ctx := r.Context()
+	if err := s.db.Writer().ArchiveJob(ctx, id, s.now().Unix()); errors.Is(err, storage.ErrNotFound) {
+		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
+		return
+	} else if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	j, err := s.db.Reader().GetJob(ctx, id)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	s.jobChanged(ctx, id, j.AgentID)
+	if cascade {
+		if err := s.cascadeSnapshotsOnArchive(ctx, id); err != nil {
+			respond.Error(w, r, err)
+			return
+		}
+	}
+	respond.NoContent(w)
+}
+
+// cascadeSnapshotsOnArchive is the archive-with-cascade hook: it queues the deletion of the
+// archived job's unpinned present snapshots through the snapshot service (a no-op without one).
+func (s *Server) cascadeSnapshotsOnArchive(ctx context.Context, jobID string) error {
+	if s.cfg.Snapshots == nil {
+		return nil
+	}
+	n, err := s.cfg.Snapshots.CascadeArchive(ctx, jobID)
+	if err != nil {
+		return fmt.Errorf("queue snapshot deletes of archived job %s: %w", jobID, err)
+	}
+	zerolog.Ctx(ctx).Info().Str("job_id", jobID).Int("deletes", n).Msg("archived job's snapshots queued for deletion")
+	return nil
+}
+
+func (s *Server) unarchiveJob(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	ctx := r.Context()
+	if err := s.db.Writer().UnarchiveJob(ctx, id, s.now().Unix()); errors.Is(err, storage.ErrNotFound) {
+		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
+		return
+	} else if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	j, err := s.db.Reader().GetJob(ctx, id)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	s.jobChanged(ctx, id, j.AgentID)
+	respond.NoContent(w)
+}
+
+// jobChanged wakes the scheduler and tells the agents hook which agents' configuration changed.
+func (s *Server) jobChanged(ctx context.Context, jobID string, agents ...*string) {
+	if s.cfg.Scheduler != nil {
+		s.cfg.Scheduler.JobChanged(jobID)
+	}
+	if s.cfg.OnJobChanged == nil {
+		return
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for _, a := range agents {
+		if a != nil && !seen[*a] {
+			seen[*a] = true
+			ids = append(ids, *a)
+		}
+	}
+	s.cfg.OnJobChanged(ctx, jobID, ids)
+}
+
+func (s *Server) runJobNow(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	run, err := s.cfg.Runs.Trigger(r.Context(), id, runs.SourceManual)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
+		return
+	case errors.Is(err, runs.ErrJobArchived):
+		respond.Error(w, r, respond.Conflict("job_archived", "the job is archived; unarchive it to run it"))
+		return
+	case err != nil:
+		respond.Error(w, r, err)
+		return
+	}
+	zerolog.Ctx(r.Context()).Info().Str("job_id", id).Str("run_id", run.ID).Str("status", run.Status).Msg("run requested")
+	respond.JSON(w, http.StatusOK, map[string]string{"run_id": run.ID, "status": run.Status})
+}
+
+// runListJSON is a run in a list.
+type runListJSON struct {
+	ID                string  `json:"id"`
+	JobID             string  `json:"job_id"`
+	Status            string  `json:"status"`
+	StartedAt         int64   `json:"started_at"`
+	EndedAt           *int64  `json:"ended_at"`
+	Error             *string `json:"error"`
+	CancelRequestedAt *int64  `json:"cancel_requested_at"`
+	CancelReason      *string `json:"cancel_reason"`
+}
+
+func (s *Server) listJobRuns(w http.ResponseWriter, r *http.Request) {
+	j, ok := s.jobFor(w, r)
+	if !ok {
+		return
+	}
+	list, err := s.db.Reader().ListRunsByJob(r.Context(), j.ID, maxJobRuns)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	out := make([]runListJSON, 0, len(list))
+	for _, x := range list {
+		out = append(out, runListJSON{ID: x.ID, JobID: x.JobID, Status: x.Status, StartedAt: x.StartedAt, EndedAt: x.EndedAt,
+			Error: x.Error, CancelRequestedAt: x.CancelRequestedAt, CancelReason: x.CancelReason})
+	}
+	respond.JSON(w, http.StatusOK, out)
+}
+
+// previewSchedule answers GET /api/schedule/preview?cron&timezone&count&after with the next
+// trigger instants strictly after `after`, computed by the scheduler's own code.
+func (s *Server) previewSchedule(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	tz := strings.TrimSpace(q.Get("timezone"))
+	if tz == "" {
+		tz = s.cfg.HubTimezone
+	}
+	loc, err := schedule.LoadLocation(tz)
+	if err != nil {
+		respond.Error(w, r, respond.BadRequest("invalid_timezone", fmt.Sprintf("timezone %q is not an IANA time zone", tz)).
+			Reason("invalid_value").Field("timezone"))
+		return
+	}
+	sched, err := schedule.Parse(strings.TrimSpace(q.Get("cron")), loc)
+	if err != nil {
+		reason := "invalid_format"
+		if errors.Is(err, schedule.ErrNeverFires) {
+			reason = "never_fires"
+		}
+		respond.Error(w, r, respond.BadRequest("invalid_schedule", err.Error()).Reason(reason).Field("cron"))
+		return
+	}
+	count := defaultPreviewCount
+	if v := q.Get("count"); v != "" {
+		if count, err = strconv.Atoi(v); err != nil || count < 1 || count > maxPreviewCount {
+			respond.Error(w, r, respond.BadRequest("invalid_count", fmt.Sprintf("count must be within 1..%d", maxPreviewCount)).Field("count"))
+			return
+		}
+	}
+	after := s.now()
+	if v := q.Get("after"); v != "" {
+		if after, err = time.Parse(time.RFC3339, v); err != nil {
+			respond.Error(w, r, respond.BadRequest("invalid_after", "after must be an RFC 3339 time").Field("after"))
+			return
+		}
+	}
+	times := make([]string, 0, count)
+	for _, t := range sched.Preview(after, count) {
+		times = append(times, t.In(loc).Format(time.RFC3339))
+	}
+	respond.JSON(w, http.StatusOK, map[string][]string{"times": times})
+}

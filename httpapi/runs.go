@@ -1,0 +1,277 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/httpapi/middleware"
+	"github.com/bastion-backup/bastion/httpapi/respond"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// Run route bounds.
+const (
+	maxRunEvents      = 500 // GET /api/runs/{id}/events
+	eventWriteTimeout = 10 * time.Second
+)
+
+// runRoutes: run detail, cancel, and the event log (a page, and the live WebSocket).
+func (s *Server) runRoutes(r chi.Router) {
+	if s.cfg.Runs == nil {
+		return
+	}
+	r.Get("/runs/{id}", s.getRun)
+	r.Post("/runs/{id}/cancel", s.cancelRun)
+	r.Get("/runs/{id}/events", s.listRunEvents)
+	r.Get("/runs/{id}/events/ws", s.runEventsSocket)
+}
+
+// runJSON is GET /api/runs/{id}.
+type runJSON struct {
+	ID                      string          `json:"id"`
+	JobID                   string          `json:"job_id"`
+	JobName                 string          `json:"job_name"`
+	NodeID                  string          `json:"node_id"`
+	NodeName                *string         `json:"node_name"`
+	Status                  string          `json:"status"`
+	StartedAt               int64           `json:"started_at"`
+	EndedAt                 *int64          `json:"ended_at"`
+	CancelRequestedAt       *int64          `json:"cancel_requested_at"`
+	CancelRequestedByUserID *int64          `json:"cancel_requested_by_user_id"`
+	CancelReason            *string         `json:"cancel_reason"`
+	Progress                json.RawMessage `json:"progress"`
+	Summary                 json.RawMessage `json:"summary"`
+	TargetSnapshot          json.RawMessage `json:"target_snapshot"`
+	Error                   *string         `json:"error"`
+}
+
+func (s *Server) runDetail(ctx context.Context, id string) (runJSON, error) {
+	d, err := s.db.Reader().GetRunDetail(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return runJSON{}, respond.NotFound("run_not_found", "run not found")
+	}
+	if err != nil {
+		return runJSON{}, err
+	}
+	out := runJSON{
+		ID: d.ID, JobID: d.JobID, JobName: d.JobName, NodeID: "hub", NodeName: ptrTo("hub"), Status: d.Status,
+		StartedAt: d.StartedAt, EndedAt: d.EndedAt, CancelRequestedAt: d.CancelRequestedAt,
+		CancelRequestedByUserID: d.CancelRequestedByUserID, CancelReason: d.CancelReason,
+		Progress: rawPtr(d.ProgressJSON), Summary: rawPtr(d.SummaryJSON),
+		TargetSnapshot: rawPtr(d.TargetSnapshotJSON), Error: d.Error,
+	}
+	if d.AgentID != nil {
+		out.NodeID, out.NodeName = *d.AgentID, d.AgentName
+	}
+	return out, nil
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
+	out, err := s.runDetail(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	respond.JSON(w, http.StatusOK, out)
+}
+
+// cancelRun records a cancel request (once) and answers the run as it stands: canceled when it
+// was queued, still running (canceling) otherwise, unchanged when it had ended.
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	var b cancelBody // shared with operations: {reason?}
+	if err := decodeOptionalJSON(r, &b); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	var reason *string
+	if v := truncateUTF8(strings.TrimSpace(b.Reason), maxReasonLen); v != "" {
+		reason = &v
+	}
+	uid := UserID(r)
+	_, err := s.cfg.Runs.Cancel(r.Context(), id, &uid, reason)
+	if errors.Is(err, storage.ErrNotFound) {
+		respond.Error(w, r, respond.NotFound("run_not_found", "run not found"))
+		return
+	}
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	zerolog.Ctx(r.Context()).Info().Str("run_id", id).Msg("run cancel requested")
+	s.getRun(w, r)
+}
+
+// eventJSON is a run event as the API sends it.
+type eventJSON struct {
+	RunID   string          `json:"run_id"`
+	Seq     int64           `json:"seq"`
+	TS      int64           `json:"ts"`
+	Level   string          `json:"level"`
+	Kind    string          `json:"kind"`
+	Message string          `json:"message"`
+	Fields  json.RawMessage `json:"fields"`
+}
+
+func eventOut(e storage.RunEvent) eventJSON {
+	return eventJSON{RunID: e.RunID, Seq: e.Seq, TS: e.TS, Level: e.Level, Kind: e.Kind, Message: e.Message, Fields: rawPtr(e.FieldsJSON)}
+}
+
+func (s *Server) runExists(w http.ResponseWriter, r *http.Request, id string) bool {
+	if _, err := s.db.Reader().GetRun(r.Context(), id); errors.Is(err, storage.ErrNotFound) {
+		respond.Error(w, r, respond.NotFound("run_not_found", "run not found"))
+		return false
+	} else if err != nil {
+		respond.Error(w, r, err)
+		return false
+	}
+	return true
+}
+
+func (s *Server) listRunEvents(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	if !s.runExists(w, r, id) {
+		return
+	}
+	evs, err := s.db.Reader().ListRunEvents(r.Context(), id, 0, maxRunEvents)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	out := make([]eventJSON, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, eventOut(e))
+	}
+	respond.JSON(w, http.StatusOK, out)
+}
+
+// runEventsSocket streams a run's events over a WebSocket, one JSON event per text message:
+// every event with seq > after, then live ones, without gaps or duplicates. It closes with 1000
+// once the run is over and everything was sent; a client reconnects with after = its last seq.
+func (s *Server) runEventsSocket(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	var after int64
+	if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			respond.Error(w, r, respond.BadRequest("invalid_after", "after must be a sequence number ≥ 0").Field("after"))
+			return
+		}
+		after = n
+	}
+	if err := checkOrigin(r, middleware.GetClient(r)); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if !s.runExists(w, r, id) {
+		return
+	}
+	// The Origin was checked above against the rules of hub.md §3 (proxies included), which the
+	// library's same-host check does not know.
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return // Accept answered the client
+	}
+	log := zerolog.Ctx(r.Context()).With().Str("run_id", id).Logger()
+	ctx := c.CloseRead(r.Context()) // ends when the client closes or goes away
+	err = s.cfg.Runs.Stream(ctx, id, after, func(evs []storage.RunEvent) error {
+		for _, e := range evs {
+			b, err := json.Marshal(eventOut(e))
+			if err != nil {
+				return err
+			}
+			wctx, cancel := context.WithTimeout(ctx, eventWriteTimeout)
+			err = c.Write(wctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		c.CloseNow()
+		return
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("run event stream failed")
+		c.Close(websocket.StatusInternalError, "stream failed")
+		return
+	}
+	c.Close(websocket.StatusNormalClosure, "run finished")
+}
+
+// checkOrigin implements hub.md §3 "Run-events WebSocket origin": the Origin header is required
+// and its (scheme, host, port) must equal the Hub's as the browser sees it — the first values of
+// X-Forwarded-Proto/X-Forwarded-Host when the peer is a trusted proxy, else the request's own
+// scheme and Host; ws≡http, wss≡https, default ports 80/443.
+func checkOrigin(r *http.Request, client middleware.Client) error {
+	bad := respond.Unauthorized("invalid_origin", "the WebSocket origin does not match this Hub")
+	raw := r.Header.Get("Origin")
+	if raw == "" {
+		return bad
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return bad
+	}
+	gotScheme, gotHost, gotPort, ok := originParts(u.Scheme, u.Host)
+	if !ok {
+		return bad
+	}
+	scheme, host := "http", r.Host
+	if client.HTTPS {
+		scheme = "https"
+	}
+	if client.TrustedPeer {
+		if p := firstValue(r.Header.Get("X-Forwarded-Proto")); p != "" {
+			scheme = strings.ToLower(p)
+		}
+		if h := firstValue(r.Header.Get("X-Forwarded-Host")); h != "" {
+			host = h
+		}
+	}
+	wantScheme, wantHost, wantPort, ok := originParts(scheme, host)
+	if !ok || gotScheme != wantScheme || gotHost != wantHost || gotPort != wantPort {
+		return bad
+	}
+	return nil
+}
+
+func firstValue(h string) string {
+	v, _, _ := strings.Cut(h, ",")
+	return strings.TrimSpace(v)
+}
+
+// originParts normalises a scheme and host[:port]: ws→http, wss→https, default ports filled in,
+// host lower-cased.
+func originParts(scheme, hostport string) (string, string, string, bool) {
+	switch strings.ToLower(scheme) {
+	case "http", "ws":
+		scheme = "http"
+	case "https", "wss":
+		scheme = "https"
+	default:
+		return "", "", "", false
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, port = hostport, ""
+	}
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[scheme]
+	}
+	host = strings.ToLower(strings.Trim(host, "[]"))
+	return scheme, host, port, host != ""
+}
