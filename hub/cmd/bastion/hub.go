@@ -17,8 +17,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/engine/backupexec"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/maintenance"
+	"github.com/bastion-backup/bastion/engine/runs"
+	"github.com/bastion-backup/bastion/engine/scheduler"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
@@ -83,12 +86,29 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		return err
 	}
 
-	// The run queue attaches itself to agentRuns (agentRuns.Attach) when it is composed here;
-	// until then agent results wait on the agents, which re-send them.
 	agentRuns := agentsock.NewRunBridge()
 	agents := agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: log, InsecureHTTP: cfg.InsecureHTTP,
 		Sink: agentRuns, OnConnect: agentRuns.AgentConnected,
 		Snapshots: agentsock.StoreSnapshots{DB: db, Store: store, Clock: clock.Real{}}})
+
+	// The run queue: Hub runs through the backup executor, agent runs through the agent sockets.
+	// A successful run's snapshot is indexed in the transaction that records its success.
+	runQueue := runs.New(runs.Config{DB: db, Clock: clock.Real{}, Log: log, Concurrency: cfg.RunConcurrency,
+		Executor: backups.executor, Agents: agentRuns, OnFinished: []runs.FinishHook{backupexec.IndexSnapshot}})
+	agentRuns.Attach(agents, runQueue)
+	if n, err := runQueue.Recover(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		log.Warn().Int("runs", n).Msg("runs interrupted by the last shutdown were marked failed (hub_restarted)")
+	}
+	sched := scheduler.New(scheduler.Config{DB: db, Clock: clock.Real{}, Log: log, Runs: runQueue, Agents: agentRuns})
+	syncAgents := func(ctx context.Context, jobID string, agentIDs []string) {
+		for _, id := range agentIDs {
+			if _, err := agents.SyncConfig(ctx, id); err != nil {
+				log.Warn().Err(err).Str("agent_id", id).Str("job_id", jobID).Msg("push config after a job change")
+			}
+		}
+	}
 	handler := httpapi.New(httpapi.Config{
 		Logger:         log,
 		DB:             db,
@@ -104,6 +124,9 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		Secrets:        store,
 		Snapshots:      backups.snapshots,
 		Operations:     backups.ops,
+		Runs:           runQueue,
+		Scheduler:      sched,
+		OnJobChanged:   syncAgents,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr())
@@ -144,6 +167,9 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	group.Go("agents", agents.Run)
 	backups.start(group)
 	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log}).Run)
+	group.Go("runs", runQueue.Run)
+	group.Go("scheduler", sched.Run)
+	group.Go("run-pruning", (&runs.Pruner{DB: db, Clock: clock.Real{}, Log: log, RetentionDays: cfg.RunRetentionDays}).Run)
 
 	log.Info().Str("url", "http://"+ln.Addr().String()).Msg("Hub is listening")
 	err = group.Wait()
