@@ -324,7 +324,8 @@ func (s *Service) execute(ctx context.Context, op storage.Operation, work func(c
 	default:
 		status, msg, code = storage.OperationFailed, err.Error(), errorCode(err)
 	}
-	final, err := s.finish(context.Background(), op.ID, status, raw, msg, code, ptrIf(o.rep.Last()))
+	// The last progress value was written when pw closed; finish keeps it.
+	final, err := s.finish(context.Background(), op.ID, status, raw, msg, code, nil)
 	if err != nil {
 		log.Error().Err(err).Msg("record the end of an operation; it is marked failed at the next start")
 		return
@@ -445,14 +446,3 @@ func newID() string {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func ptrIf(snap progress.Snapshot) *string {
-	if snap.Stage == "" {
-		return nil
-	}
-	b, err := json.Marshal(snap)
-	if err != nil {
-		return nil
-	}
-	return ptr(string(b))
-}

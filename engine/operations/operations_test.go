@@ -174,13 +174,15 @@ func TestRestore(t *testing.T) {
 		}
 		var prog struct {
 			Kind, Stage string
+			TS          int64
 			Done        struct{ Bytes int64 }
 			Total       struct{ Bytes int64 }
 		}
 		if err := json.Unmarshal([]byte(*op.ProgressJSON), &prog); err != nil {
 			t.Fatal(err)
 		}
-		if prog.Kind != "restore" || prog.Stage != "restore" || prog.Done.Bytes != prog.Total.Bytes || prog.Total.Bytes == 0 {
+		if prog.Kind != "restore" || prog.Stage != "restore" || prog.Done.Bytes != prog.Total.Bytes || prog.Total.Bytes == 0 ||
+			prog.TS != b.clock.Now().Unix() {
 			t.Fatalf("final progress = %+v", prog)
 		}
 		got := kinds(b.events(t, op.ID))
