@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bastion-backup/bastion/engine/testtool"
+	"github.com/bastion-backup/bastion/httpapi/apitest"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// bastionBinary builds the real bastion command once per test run.
+func bastionBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "bastion-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "bastion")
+		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// hubProcess is a bastion Hub running as a child process.
+type hubProcess struct {
+	cmd  *exec.Cmd
+	base string
+	logs *syncBuf
+	done chan struct{}
+}
+
+func startHubProcess(t *testing.T, dataDir string, extra ...string) *hubProcess {
+	t.Helper()
+	port := testtool.FreePort(t)
+	args := append([]string{"--data-dir", dataDir, "--port", fmt.Sprint(port)}, extra...)
+	p := &hubProcess{cmd: exec.Command(bastionBinary(t), args...), base: fmt.Sprintf("http://127.0.0.1:%d", port),
+		logs: &syncBuf{}, done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), "BASTION_LOG=debug")
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		<-p.done
+		if t.Failed() {
+			t.Logf("hub output:\n%s", p.logs.String())
+		}
+	})
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case <-p.done:
+			t.Fatalf("hub exited during start:\n%s", p.logs.String())
+		default:
+		}
+		if resp, err := http.Get(p.base + "/api/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hub never became healthy:\n%s", p.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling an external process until a deadline
+	}
+}
+
+// kill stops the process with SIGKILL: no cleanup, no final writes.
+func (p *hubProcess) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+}
+
+// client logs in to the Hub (running setup first when needed).
+func (p *hubProcess) client(t *testing.T) *apitest.Client {
+	t.Helper()
+	return (&apitest.Hub{URL: p.base}).Login(t)
+}
+
+// poll calls cond until it holds or the test's deadline passes.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline, ok := t.Deadline()
+	if !ok {
+		deadline = time.Now().Add(5 * time.Minute)
+	}
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling observable state, not synchronising on time
+	}
+}
+
+func createJob(t *testing.T, c *apitest.Client, name string, spec map[string]any) string {
+	t.Helper()
+	st, body := c.Post(t, "/api/jobs", map[string]any{"name": name, "overlap_policy": "queue", "spec": spec})
+	if st != http.StatusOK && st != http.StatusCreated {
+		t.Fatalf("create job: %d %v", st, body)
+	}
+	return body["id"].(string)
+}
+
+func runNow(t *testing.T, c *apitest.Client, jobID string) string {
+	t.Helper()
+	st, body := c.Post(t, "/api/jobs/"+jobID+"/run", nil)
+	if st != http.StatusOK || body["status"] != "queued" {
+		t.Fatalf("run now: %d %v", st, body)
+	}
+	return body["run_id"].(string)
+}
+
+func waitRunEnd(t *testing.T, c *apitest.Client, runID string) map[string]any {
+	t.Helper()
+	var run map[string]any
+	poll(t, "run "+runID, func() bool {
+		st, body := c.Get(t, "/api/runs/"+runID)
+		if st != http.StatusOK {
+			t.Fatalf("get run: %d %v", st, body)
+		}
+		run = body
+		return body["status"] != "queued" && body["status"] != "running"
+	})
+	return run
+}
+
+func waitOp(t *testing.T, c *apitest.Client, opID string) map[string]any {
+	t.Helper()
+	var op map[string]any
+	poll(t, "operation "+opID, func() bool {
+		_, op = c.Get(t, "/api/operations/"+opID)
+		return op["status"] != "running"
+	})
+	return op
+}
+
+func eventKinds(t *testing.T, c *apitest.Client, path string) []string {
+	t.Helper()
+	var kinds []string
+	for _, e := range c.Do(t, "GET", path, nil).JSONArray(t) {
+		kinds = append(kinds, e.(map[string]any)["kind"].(string))
+	}
+	return kinds
+}
+
+// TestBackupAndRestoreThroughTheAPI drives the real bastion process the way an operator does:
+// create a filesystem job, run it, see the snapshot, restore it into a new directory and compare,
+// then verify it, and verify again after damaging a part. Local directory and a real WebDAV
+// server (rclone), with and without age encryption.
+func TestBackupAndRestoreThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	p := startHubProcess(t, data)
+	c := p.client(t)
+	src := filepath.Join(t.TempDir(), "src")
+	testtool.BuildTree(t, src, 3<<20)
+
+	dav := t.TempDir()
+	davURL, user, pass := testtool.StartRcloneWebDAV(t, dav)
+	if st, body := c.Put(t, "/api/secrets/webdav/nas", map[string]string{"username": user, "password": pass}); st/100 != 2 {
+		t.Fatalf("store webdav secret: %d %v", st, body)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		webdav bool
+		age    bool
+	}{{"LocalDir", false, false}, {"LocalDirAge", false, true}, {"WebDAV", true, false}, {"WebDAVAge", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := filepath.Join(t.TempDir(), "bk")
+			target := map[string]any{"type": "local_dir", "base_dir": base, "part_size_bytes": 1 << 20}
+			if tc.webdav {
+				base = dav
+				target = map[string]any{"type": "webdav", "base_url": davURL, "secret_name": "nas", "part_size_bytes": 1 << 20}
+			}
+			spec := map[string]any{"v": 1, "type": "filesystem", "source": map[string]any{"paths": []string{src}}, "target": target}
+			if tc.age {
+				spec["pipeline"] = map[string]any{"encryption": map[string]any{"type": "age_x25519", "key_name": "e2e"}}
+			}
+			job := createJob(t, c, "e2e "+tc.name, spec)
+			runID := runNow(t, c, job)
+			if run := waitRunEnd(t, c, runID); run["status"] != "success" {
+				t.Fatalf("run: %v\nevents %v", run, eventKinds(t, c, "/api/runs/"+runID+"/events"))
+			}
+			kinds := eventKinds(t, c, "/api/runs/"+runID+"/events")
+			if kinds[len(kinds)-1] != "complete" {
+				t.Fatalf("run events: %v", kinds)
+			}
+			st, list := c.Get(t, "/api/jobs/"+job+"/snapshots")
+			items, _ := list["items"].([]any)
+			if st != http.StatusOK || len(items) != 1 || items[0].(map[string]any)["run_id"] != runID || items[0].(map[string]any)["status"] != "present" {
+				t.Fatalf("snapshots: %d %v", st, list)
+			}
+			runDir := filepath.Join(base, job, runID)
+			manifest, err := os.ReadFile(filepath.Join(runDir, "manifest.json"))
+			if err != nil || strings.Contains(string(manifest), `"encryption": "age"`) != tc.age {
+				t.Fatalf("manifest: %s %v", manifest, err)
+			}
+
+			dest := filepath.Join(t.TempDir(), "restored")
+			st, body := c.Post(t, "/api/runs/"+runID+"/restore", map[string]any{
+				"destination": map[string]any{"type": "local_fs", "node_id": "hub", "directory": dest}, "conflict_policy": "fail"})
+			if st != http.StatusOK {
+				t.Fatalf("restore: %d %v", st, body)
+			}
+			if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "success" {
+				t.Fatalf("restore operation: %v", op)
+			}
+			testtool.CompareTrees(t, src, testtool.ArchivePath(dest, src), false)
+
+			_, body = c.Post(t, "/api/runs/"+runID+"/verify", nil)
+			if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "success" || op["summary"].(map[string]any)["ok"] != true {
+				t.Fatalf("verify: %v", op)
+			}
+			part := filepath.Join(runDir, "payload.part000002")
+			f, err := os.OpenFile(part, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte("damage"), 1000)
+			f.Close()
+			_, body = c.Post(t, "/api/runs/"+runID+"/verify", nil)
+			op := waitOp(t, c, body["op_id"].(string))
+			if op["status"] != "failed" || !strings.Contains(fmt.Sprint(op["error"]), "payload.part000002") {
+				t.Fatalf("verify of a damaged part: %v", op)
+			}
+		})
+	}
+	if strings.Contains(p.logs.String(), pass) {
+		t.Fatal("the WebDAV password appears in the Hub's logs")
+	}
+}
+
+// TestKilledHubFailsTheRunAndCleansUp kills the real bastion process (SIGKILL) in the middle of
+// a backup, after its first part reached the target, and restarts it. The run must end failed
+// with a clear error and event, no complete.json may exist, and incomplete cleanup must remove
+// what the run left on the target.
+//
+// Cleanup only touches runs older than --incomplete-cleanup-days (7 by default). Rather than
+// wait a week or lower the setting to 0 (which disables cleanup), the test moves the run's
+// started_at back 8 days in the database while the Hub is down, exactly as if the crash had
+// happened then.
+func TestKilledHubFailsTheRunAndCleansUp(t *testing.T) {
+	t.Parallel()
+	data, base, src := t.TempDir(), filepath.Join(t.TempDir(), "bk"), filepath.Join(t.TempDir(), "src")
+	// 256 MiB of incompressible files in 1 MiB parts: the first part lands long before the end.
+	for i := 0; i < 64; i++ {
+		testtool.WriteFile(t, filepath.Join(src, fmt.Sprintf("f%02d.bin", i)), testtool.RandBytes(4<<20, uint64(i)), 0o644, testtool.TreeTime)
+	}
+	p := startHubProcess(t, data)
+	c := p.client(t)
+	job := createJob(t, c, "crash", map[string]any{"v": 1, "type": "filesystem",
+		"source": map[string]any{"paths": []string{src}},
+		"target": map[string]any{"type": "local_dir", "base_dir": base, "part_size_bytes": 1 << 20}})
+	runID := runNow(t, c, job)
+	runDir := filepath.Join(base, job, runID)
+	poll(t, "the first part on the target", func() bool {
+		_, err := os.Stat(filepath.Join(runDir, "payload.part000001"))
+		return err == nil
+	})
+	p.kill(t)
+
+	if _, err := os.Stat(filepath.Join(runDir, "complete.json")); !os.IsNotExist(err) {
+		t.Fatalf("complete.json after a kill mid-run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(runDir, "manifest.json")); !os.IsNotExist(err) {
+		t.Skip("the backup finished before the kill; the machine is too fast for this tree")
+	}
+	// Age the run past the cleanup delay, while no Hub holds the database.
+	db, err := storage.Open(context.Background(), filepath.Join(data, "bastion.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Writer().Exec(context.Background(), `UPDATE runs SET started_at = started_at - 8*86400 WHERE id = ?`, runID); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	p = startHubProcess(t, data)
+	c = p.client(t)
+	run := waitRunEnd(t, c, runID)
+	if run["status"] != "failed" || run["error"] != "hub_restarted" {
+		t.Fatalf("run after restart: %v", run)
+	}
+	evs := c.Do(t, "GET", "/api/runs/"+runID+"/events", nil).JSONArray(t)
+	last := evs[len(evs)-1].(map[string]any)
+	if last["kind"] != "failed" || last["level"] != "error" || last["message"] == "" {
+		t.Fatalf("last event: %v", last)
+	}
+	poll(t, "incomplete cleanup of the run", func() bool {
+		_, err := os.Stat(runDir)
+		return os.IsNotExist(err)
+	})
+	st, body := c.Get(t, "/api/maintenance/incomplete-cleanup/"+runID)
+	if st != http.StatusOK || body["task"].(map[string]any)["status"] != "done" {
+		t.Fatalf("cleanup task: %d %v", st, body)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(data, "runs")); len(entries) != 0 {
+		t.Fatalf("staging left in the data directory: %v", entries)
+	}
+	if _, body := c.Get(t, "/api/jobs/"+job+"/snapshots"); len(body["items"].([]any)) != 0 {
+		t.Fatalf("a failed run shows as a snapshot: %v", body)
+	}
+}
+
+// TestArchiveWithCascadeDeletesUnpinnedSnapshots: archiving a job with cascade_snapshots queues
+// the deletion of its present snapshots except the pinned ones, and the delete loop removes them
+// from the target.
+func TestArchiveWithCascadeDeletesUnpinnedSnapshots(t *testing.T) {
+	t.Parallel()
+	p := startHubProcess(t, t.TempDir())
+	c := p.client(t)
+	src, base := filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "bk")
+	testtool.WriteFile(t, filepath.Join(src, "a.txt"), []byte("hello"), 0o644, testtool.TreeTime)
+	job := createJob(t, c, "cascade", map[string]any{"v": 1, "type": "filesystem", "source": map[string]any{"paths": []string{src}},
+		"target": map[string]any{"type": "local_dir", "base_dir": base}})
+	var runsIDs []string
+	for i := 0; i < 3; i++ {
+		id := runNow(t, c, job)
+		if run := waitRunEnd(t, c, id); run["status"] != "success" {
+			t.Fatalf("run %d: %v", i, run)
+		}
+		runsIDs = append(runsIDs, id)
+	}
+	pinned := runsIDs[1]
+	if st, _ := c.Post(t, "/api/jobs/"+job+"/snapshots/"+pinned+"/pin", nil); st != http.StatusNoContent {
+		t.Fatal("pin")
+	}
+	if st, body := c.Post(t, "/api/jobs/"+job+"/archive?cascade_snapshots=true", nil); st != http.StatusNoContent {
+		t.Fatalf("archive: %d %v", st, body)
+	}
+	status := func(runID string) string {
+		_, s := c.Get(t, "/api/jobs/"+job+"/snapshots/"+runID)
+		return fmt.Sprint(s["status"])
+	}
+	for _, id := range []string{runsIDs[0], runsIDs[2]} {
+		poll(t, "snapshot "+id+" deleted", func() bool { return status(id) == "deleted" })
+		if _, err := os.Stat(filepath.Join(base, job, id)); !os.IsNotExist(err) {
+			t.Fatalf("deleted snapshot still on the target: %v", err)
+		}
+	}
+	if s := status(pinned); s != "present" {
+		t.Fatalf("pinned snapshot is %s", s)
+	}
+	if _, err := os.Stat(filepath.Join(base, job, pinned, "complete.json")); err != nil {
+		t.Fatalf("pinned snapshot's files: %v", err)
+	}
+}
