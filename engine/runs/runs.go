@@ -163,6 +163,9 @@ type Config struct {
 	OnFinished []FinishHook
 	// AfterFinished run after that transaction commits (wake-ups); they must not block.
 	AfterFinished []func(Finished)
+	// Bus carries committed run events to live subscribers; nil creates one. Pass a shared bus
+	// when another service (notifications) also appends run events.
+	Bus *Bus
 }
 
 // Service is the run queue. Create it with New, call Recover once at start, then Run.
@@ -198,11 +201,14 @@ func New(cfg Config) *Service {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
+	if cfg.Bus == nil {
+		cfg.Bus = NewBus()
+	}
 	s := &Service{
 		db: cfg.DB, clock: cfg.Clock, log: cfg.Log.With().Str("component", "runs").Logger(),
 		conc: cfg.Concurrency, exec: cfg.Executor, agents: cfg.Agents,
 		hooks: cfg.OnFinished, after: cfg.AfterFinished,
-		bus: NewBus(), wake: make(chan struct{}, 1),
+		bus: cfg.Bus, wake: make(chan struct{}, 1),
 		cancels: map[string]context.CancelCauseFunc{}, progress: map[string]*progressState{},
 	}
 	s.app = newAppender(cfg.DB, s.bus)

@@ -20,6 +20,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/backupexec"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/maintenance"
+	"github.com/bastion-backup/bastion/engine/notify"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/scheduler"
 	"github.com/bastion-backup/bastion/engine/secrets"
@@ -91,10 +92,29 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		Sink: agentRuns, OnConnect: agentRuns.AgentConnected,
 		Snapshots: agentsock.StoreSnapshots{DB: db, Store: store, Clock: clock.Real{}}})
 
+	// Notifications append notify_sent/notify_failed to run logs, so they share the run queue's bus
+	// for live subscribers.
+	runEvents := runs.NewBus()
+	notifier, err := notify.New(notify.Options{DB: db, Secrets: store, Clock: clock.Real{}, Logger: log,
+		PublicBaseURL: cfg.PublicBaseURL, Publish: runEvents.Publish})
+	if err != nil {
+		return err
+	}
+
 	// The run queue: Hub runs through the backup executor, agent runs through the agent sockets.
-	// A successful run's snapshot is indexed in the transaction that records its success.
+	// A successful run's snapshot is indexed, and notifications are queued, in the transaction
+	// that records the run's end, so neither can be lost to a crash between the two.
 	runQueue := runs.New(runs.Config{DB: db, Clock: clock.Real{}, Log: log, Concurrency: cfg.RunConcurrency,
-		Executor: backups.executor, Agents: agentRuns, OnFinished: []runs.FinishHook{backupexec.IndexSnapshot}})
+		Executor: backups.executor, Agents: agentRuns, Bus: runEvents,
+		OnFinished: []runs.FinishHook{
+			backupexec.IndexSnapshot,
+			func(ctx context.Context, q storage.Q, f runs.Finished) error {
+				_, err := notifier.EnqueueFinished(ctx, q, f.Run, f.Job.SpecJSON)
+				return err
+			},
+		},
+		AfterFinished: []func(runs.Finished){func(runs.Finished) { notifier.Wake() }},
+	})
 	agentRuns.Attach(agents, runQueue)
 	if n, err := runQueue.Recover(ctx); err != nil {
 		return err
@@ -110,23 +130,25 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		}
 	}
 	handler := httpapi.New(httpapi.Config{
-		Logger:         log,
-		DB:             db,
-		UI:             uiFS,
-		Version:        version,
-		BuildTimeUnix:  parseBuildTime(),
-		HubTimezone:    cfg.HubTimezone,
-		InsecureHTTP:   cfg.InsecureHTTP,
-		TrustedProxies: cfg.TrustedProxies,
-		DebugErrors:    cfg.DebugErrors,
-		Agents:         agents,
-		Clock:          clock.Real{},
-		Secrets:        store,
-		Snapshots:      backups.snapshots,
-		Operations:     backups.ops,
-		Runs:           runQueue,
-		Scheduler:      sched,
-		OnJobChanged:   syncAgents,
+		Logger:          log,
+		DB:              db,
+		UI:              uiFS,
+		Version:         version,
+		BuildTimeUnix:   parseBuildTime(),
+		HubTimezone:     cfg.HubTimezone,
+		InsecureHTTP:    cfg.InsecureHTTP,
+		TrustedProxies:  cfg.TrustedProxies,
+		DebugErrors:     cfg.DebugErrors,
+		Agents:          agents,
+		Clock:           clock.Real{},
+		Secrets:         store,
+		Snapshots:       backups.snapshots,
+		Operations:      backups.ops,
+		Runs:            runQueue,
+		Scheduler:       sched,
+		OnJobChanged:    syncAgents,
+		Notifications:   notifier,
+		OnSecretDeleted: notifier.SecretDeleted,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr())
@@ -169,6 +191,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log}).Run)
 	group.Go("runs", runQueue.Run)
 	group.Go("scheduler", sched.Run)
+	group.Go("notifications", notifier.Run)
 	group.Go("run-pruning", (&runs.Pruner{DB: db, Clock: clock.Real{}, Log: log, RetentionDays: cfg.RunRetentionDays}).Run)
 
 	log.Info().Str("url", "http://"+ln.Addr().String()).Msg("Hub is listening")
