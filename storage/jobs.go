@@ -16,30 +16,51 @@ type Job struct {
 	OverlapPolicy    string // reject | queue
 	MissedRunPolicy  string // run_once | skip
 	LastScheduledAt  *int64
-	SpecJSON         string
-	CreatedAt        int64
-	UpdatedAt        int64
-	ArchivedAt       *int64
+	// ScheduleBaselineAt is when the current schedule took effect (creation, a change of schedule
+	// or timezone, unarchiving): triggers before it never count as missed.
+	ScheduleBaselineAt int64
+	SpecJSON           string
+	CreatedAt          int64
+	UpdatedAt          int64
+	ArchivedAt         *int64
 }
 
 const jobColumns = `id, name, agent_id, schedule, schedule_timezone, overlap_policy, missed_run_policy,
-	last_scheduled_at, spec_json, created_at, updated_at, archived_at`
+	last_scheduled_at, schedule_baseline_at, spec_json, created_at, updated_at, archived_at`
 
 // qListScheduledJobs is the scheduler's load: every live job with a cron schedule.
 const qListScheduledJobs = `SELECT ` + jobColumns + ` FROM jobs WHERE schedule IS NOT NULL AND archived_at IS NULL`
 
 func scanJob(sc interface{ Scan(...any) error }) (Job, error) {
 	var j Job
-	err := sc.Scan(&j.ID, &j.Name, &j.AgentID, &j.Schedule, &j.ScheduleTimezone, &j.OverlapPolicy,
-		&j.MissedRunPolicy, &j.LastScheduledAt, &j.SpecJSON, &j.CreatedAt, &j.UpdatedAt, &j.ArchivedAt)
+	err := scanJobWith(sc, &j)
 	return j, err
+}
+
+// scanJobWith scans the job columns (jobColumns or jobColumnsJ, in that order) followed by extra
+// destinations, so joins reuse the one place that knows the column order.
+func scanJobWith(sc interface{ Scan(...any) error }, j *Job, extra ...any) error {
+	var baseline *int64
+	dest := append([]any{&j.ID, &j.Name, &j.AgentID, &j.Schedule, &j.ScheduleTimezone, &j.OverlapPolicy,
+		&j.MissedRunPolicy, &j.LastScheduledAt, &baseline, &j.SpecJSON, &j.CreatedAt, &j.UpdatedAt, &j.ArchivedAt}, extra...)
+	if err := sc.Scan(dest...); err != nil {
+		return err
+	}
+	j.ScheduleBaselineAt = j.CreatedAt
+	if baseline != nil {
+		j.ScheduleBaselineAt = *baseline
+	}
+	return nil
 }
 
 // InsertJob stores a new job.
 func (q Q) InsertJob(ctx context.Context, j Job) error {
-	_, err := q.ex.ExecContext(ctx, `INSERT INTO jobs(`+jobColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+	if j.ScheduleBaselineAt == 0 {
+		j.ScheduleBaselineAt = j.CreatedAt
+	}
+	_, err := q.ex.ExecContext(ctx, `INSERT INTO jobs(`+jobColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		j.ID, j.Name, j.AgentID, j.Schedule, j.ScheduleTimezone, j.OverlapPolicy, j.MissedRunPolicy,
-		j.LastScheduledAt, j.SpecJSON, j.CreatedAt, j.UpdatedAt, j.ArchivedAt)
+		j.LastScheduledAt, j.ScheduleBaselineAt, j.SpecJSON, j.CreatedAt, j.UpdatedAt, j.ArchivedAt)
 	if err != nil {
 		return fmt.Errorf("insert job %s: %w", j.ID, err)
 	}
@@ -58,8 +79,13 @@ func (q Q) GetJob(ctx context.Context, id string) (Job, error) {
 // UpdateJob replaces the editable fields of a job (not created_at, archived_at or
 // last_scheduled_at). It returns ErrNotFound when the job does not exist.
 func (q Q) UpdateJob(ctx context.Context, j Job) error {
-	res, err := q.ex.ExecContext(ctx, `UPDATE jobs SET name = ?, agent_id = ?, schedule = ?, schedule_timezone = ?,
+	// SET expressions see the row as it was, so the baseline moves only when the schedule or its
+	// timezone actually changes.
+	res, err := q.ex.ExecContext(ctx, `UPDATE jobs SET
+		schedule_baseline_at = CASE WHEN schedule IS ? AND schedule_timezone = ? THEN schedule_baseline_at ELSE ? END,
+		name = ?, agent_id = ?, schedule = ?, schedule_timezone = ?,
 		overlap_policy = ?, missed_run_policy = ?, spec_json = ?, updated_at = ? WHERE id = ?`,
+		j.Schedule, j.ScheduleTimezone, j.UpdatedAt,
 		j.Name, j.AgentID, j.Schedule, j.ScheduleTimezone, j.OverlapPolicy, j.MissedRunPolicy, j.SpecJSON, j.UpdatedAt, j.ID)
 	return affectedOne(res, err, "update job "+j.ID)
 }
@@ -141,7 +167,8 @@ func (q Q) ArchiveJob(ctx context.Context, id string, now int64) error {
 // scheduler counts from the unarchive: triggers that fell while archived are not "missed".
 func (q Q) UnarchiveJob(ctx context.Context, id string, now int64) error {
 	res, err := q.ex.ExecContext(ctx, `UPDATE jobs SET updated_at = CASE WHEN archived_at IS NULL THEN updated_at ELSE ? END,
-		archived_at = NULL WHERE id = ?`, now, id)
+		schedule_baseline_at = CASE WHEN archived_at IS NULL THEN schedule_baseline_at ELSE ? END,
+		archived_at = NULL WHERE id = ?`, now, now, id)
 	return affectedOne(res, err, "unarchive job "+id)
 }
 
@@ -250,9 +277,7 @@ func (q Q) ListJobs(ctx context.Context, f JobFilter) ([]JobListItem, int, error
 	for rows.Next() {
 		var it JobListItem
 		j := &it.Job
-		if err := rows.Scan(&j.ID, &j.Name, &j.AgentID, &j.Schedule, &j.ScheduleTimezone, &j.OverlapPolicy,
-			&j.MissedRunPolicy, &j.LastScheduledAt, &j.SpecJSON, &j.CreatedAt, &j.UpdatedAt, &j.ArchivedAt,
-			&it.LatestRunID, &it.LatestRunStatus, &it.LatestRunStartedAt, &it.LatestRunEndedAt); err != nil {
+		if err := scanJobWith(rows, j, &it.LatestRunID, &it.LatestRunStatus, &it.LatestRunStartedAt, &it.LatestRunEndedAt); err != nil {
 			return nil, 0, fmt.Errorf("list jobs: %w", err)
 		}
 		out = append(out, it)

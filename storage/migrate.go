@@ -75,25 +75,50 @@ func migrate(ctx context.Context, w *sql.DB, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	return applyMigrations(ctx, w, log, ms)
+}
+
+// applyMigrations applies those of ms (sorted by version) that the database has not recorded.
+func applyMigrations(ctx context.Context, w *sql.DB, log zerolog.Logger, ms []migration) error {
 	if _, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
 		name       TEXT    NOT NULL,
 		applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	var current int
-	if err := w.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&current); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+	applied := map[int]bool{}
+	rows, err := w.QueryContext(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return fmt.Errorf("read schema versions: %w", err)
 	}
-	known := 0
-	if len(ms) > 0 {
-		known = ms[len(ms)-1].version
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("read schema versions: %w", err)
+		}
+		applied[v] = true
 	}
-	if current > known {
-		return ErrSchemaTooNew{DB: current, Known: known}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read schema versions: %w", err)
 	}
+	known := map[int]bool{}
+	latest := 0
 	for _, m := range ms {
-		if m.version <= current {
+		known[m.version] = true
+		latest = max(latest, m.version)
+	}
+	for v := range applied {
+		if !known[v] {
+			return ErrSchemaTooNew{DB: v, Known: latest}
+		}
+	}
+	// Every embedded migration the database has not recorded is applied, in version order — not
+	// only those above the highest applied one, since versions are allotted in ranges and a lower
+	// number may be added after a higher one.
+	for _, m := range ms {
+		if applied[m.version] {
 			continue
 		}
 		if err := applyMigration(ctx, w, m); err != nil {

@@ -148,8 +148,16 @@ const (
 	runColumnsR = `r.id, r.job_id, r.status, r.started_at, r.ended_at, r.summary_json, r.error,
 	r.target_snapshot_json, r.progress_json, r.cancel_requested_at, r.cancel_requested_by_user_id, r.cancel_reason`
 	jobColumnsJ = `j.id, j.name, j.agent_id, j.schedule, j.schedule_timezone, j.overlap_policy, j.missed_run_policy,
-	j.last_scheduled_at, j.spec_json, j.created_at, j.updated_at, j.archived_at`
+	j.last_scheduled_at, j.schedule_baseline_at, j.spec_json, j.created_at, j.updated_at, j.archived_at`
 )
+
+// rowPrefix scans leading columns (the run's) into its own destinations before the rest.
+type rowPrefix struct {
+	sc   interface{ Scan(...any) error }
+	head []any
+}
+
+func (p rowPrefix) Scan(dest ...any) error { return p.sc.Scan(append(p.head, dest...)...) }
 
 // RunWithJob is a run and the job it belongs to.
 type RunWithJob struct {
@@ -212,10 +220,8 @@ func (q Q) listRunsWithJobs(ctx context.Context, what, query string, args ...any
 	for rows.Next() {
 		var rj RunWithJob
 		r, j := &rj.Run, &rj.Job
-		if err := rows.Scan(&r.ID, &r.JobID, &r.Status, &r.StartedAt, &r.EndedAt, &r.SummaryJSON, &r.Error,
-			&r.TargetSnapshotJSON, &r.ProgressJSON, &r.CancelRequestedAt, &r.CancelRequestedByUserID, &r.CancelReason,
-			&j.ID, &j.Name, &j.AgentID, &j.Schedule, &j.ScheduleTimezone, &j.OverlapPolicy,
-			&j.MissedRunPolicy, &j.LastScheduledAt, &j.SpecJSON, &j.CreatedAt, &j.UpdatedAt, &j.ArchivedAt); err != nil {
+		if err := scanJobWith(rowPrefix{rows, []any{&r.ID, &r.JobID, &r.Status, &r.StartedAt, &r.EndedAt, &r.SummaryJSON, &r.Error,
+			&r.TargetSnapshotJSON, &r.ProgressJSON, &r.CancelRequestedAt, &r.CancelRequestedByUserID, &r.CancelReason}}, j); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		out = append(out, rj)

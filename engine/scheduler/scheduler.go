@@ -245,8 +245,11 @@ func (s *Scheduler) newEntry(j storage.Job, prev *entry) *entry {
 		s.log.Warn().Err(err).Str("job_id", j.ID).Msg("job has an unusable schedule; it will not fire")
 		return nil
 	}
-	base := time.Unix(j.UpdatedAt, 0)
-	if j.LastScheduledAt != nil && *j.LastScheduledAt > j.UpdatedAt {
+	// Triggers count from the later of the last one acted on and the moment the current schedule
+	// took effect — never from updated_at: an unrelated edit saved just as a trigger falls due
+	// must not make it look already past.
+	base := time.Unix(j.ScheduleBaselineAt, 0)
+	if j.LastScheduledAt != nil && *j.LastScheduledAt > j.ScheduleBaselineAt {
 		base = time.Unix(*j.LastScheduledAt, 0)
 	}
 	e := &entry{job: j, sched: sched, base: base, next: sched.Next(base)}

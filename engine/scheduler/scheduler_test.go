@@ -228,7 +228,7 @@ func TestMissedTriggersRunOnceAfterRestartWithJitter(t *testing.T) {
 	// The Hub was down for three days: last fired 2026-02-26 03:00, now 2026-03-01 12:00.
 	last := time.Date(2026, 2, 26, 3, 0, 0, 0, time.UTC).Unix()
 	for _, id := range []string{j.ID, skip.ID} {
-		if _, err := b.db.Writer().Exec(b.ctx, `UPDATE jobs SET last_scheduled_at = ?, updated_at = ? WHERE id = ?`, last, last-100, id); err != nil {
+		if _, err := b.db.Writer().Exec(b.ctx, `UPDATE jobs SET last_scheduled_at = ?, updated_at = ?, schedule_baseline_at = ? WHERE id = ?`, last, last-100, last-100, id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -342,5 +342,39 @@ func TestManyJobsIdleMinuteWakesAtMostOnce(t *testing.T) {
 	}
 	if n := b.clk.Fires() - fires; n > 1 {
 		t.Fatalf("%d wake-ups in an idle minute", n)
+	}
+}
+
+// An edit that does not touch the schedule, stamped at the very second a trigger falls due (the
+// scheduler is a little late, the user saves a rename), must not swallow that trigger; a change
+// of schedule does restart the count from the edit.
+func TestUnrelatedEditAtTriggerTimeKeepsTheTrigger(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	j := b.addJob("j", "*/15 * * * *", "UTC", MissedRunOnce, runs.OverlapQueue, nil)
+	b.start()
+	trigger := epoch.Add(15 * time.Minute)
+	b.advanceUntil(epoch.Add(10 * time.Minute))
+
+	j.Name, j.UpdatedAt = "renamed", trigger.Unix()
+	if err := b.db.Writer().UpdateJob(b.ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	b.change("j")
+	b.advanceUntil(trigger)
+	if got := b.runsOf("j"); len(got) != 1 || got[0].queuedAt != trigger.Unix() {
+		t.Fatalf("runs after a rename stamped at the trigger = %+v, want the trigger at %v", got, trigger)
+	}
+
+	// Changing the schedule counts from the change: 0 * * * * would have fired at 01:00 before
+	// the edit's baseline only if missed triggers were counted from the old baseline.
+	expr := "20 * * * *"
+	j.Schedule, j.UpdatedAt = &expr, b.clk.Now().Unix()
+	if err := b.db.Writer().UpdateJob(b.ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.db.Reader().GetJob(b.ctx, "j")
+	if err != nil || got.ScheduleBaselineAt != b.clk.Now().Unix() {
+		t.Fatalf("baseline after a schedule change = %d (%v), want %d", got.ScheduleBaselineAt, err, b.clk.Now().Unix())
 	}
 }
