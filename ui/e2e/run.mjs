@@ -110,6 +110,7 @@ async function shoot(page, name) {
   await page.setViewportSize(DESKTOP)
 }
 
+let currentPage = null
 async function step(name, needs, fn) {
   const lacking = needs.filter((n) => missing.has(n))
   if (lacking.length) {
@@ -125,6 +126,11 @@ async function step(name, needs, fn) {
     console.log(`PASS  ${name}`)
     return true
   } catch (err) {
+    if (currentPage) {
+      mkdirSync(SCREENSHOTS, { recursive: true })
+      const file = join(SCREENSHOTS, `failed-${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.png`)
+      await currentPage.screenshot({ path: file }).catch(() => {})
+    }
     results.push({ name, status: 'fail', detail: err.message })
     console.log(`FAIL  ${name}\n  ${err.message}`)
     return false
@@ -163,6 +169,7 @@ async function main() {
   const context = await startBrowser()
   const page = context.pages()[0] ?? (await context.newPage())
   watch(page)
+  currentPage = page
   const state = { jobId: null, runId: null }
 
   await step('first-run setup', ['setup', 'session'], async () => {
