@@ -250,6 +250,7 @@ async function main() {
     await page.getByTestId('schedule-mode').getByText('Cron', { exact: true }).click()
     await page.getByTestId('schedule-cron').locator('input').fill('30 3 * * *')
     await until('the schedule preview', async () => (await page.getByTestId('schedule-preview').locator('li').count()) === 5, 10_000)
+    await shoot(page, 'job-editor-schedule')
     const first = await page.getByTestId('schedule-preview').locator('li').first().innerText()
     if (!first.includes('03:30:00')) throw new Error(`preview shows ${first}, want 03:30:00`)
     for (let i = 0; i < 4; i++) await page.getByTestId('editor-next').click()
@@ -304,6 +305,7 @@ async function main() {
     await page.locator('.n-tabs-tab', { hasText: 'Snapshots' }).click()
     await page.getByTestId('snap-pin').first().click()
     await page.getByTestId('pinned-tag').first().waitFor()
+    await shoot(page, 'job-snapshots')
     await page.getByTestId('snap-delete').first().click()
     await page.locator('.n-dialog').getByRole('button', { name: 'Delete' }).click()
     await until('the snapshot to be deleting or deleted', async () => {
