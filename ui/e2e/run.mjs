@@ -8,6 +8,7 @@
 // routes the probe already found missing, which only a step's skip explains.
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SCREENSHOTS, killAll, spawnLogged, startBrowser, startHub, until } from './harness.mjs'
@@ -222,6 +223,40 @@ async function main() {
     await shoot(page, 'settings-credentials')
   })
 
+  // A webhook receiver on loopback: what the Hub delivers lands here.
+  const hooks = []
+  const receiver = createServer((req, res) => {
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', () => {
+      hooks.push({ method: req.method, url: req.url, body })
+      res.writeHead(200, { 'Content-Type': 'application/json' })
+      res.end('{"ok":true}')
+    })
+  })
+  await new Promise((ok) => receiver.listen(0, '127.0.0.1', ok))
+  const hookUrl = `http://127.0.0.1:${receiver.address().port}/hook`
+
+  await step('add a webhook destination and send a test that reaches the receiver', ['secrets', 'notifications'], async () => {
+    await page.goto(base + '/settings')
+    await page.locator('.n-tabs-tab').getByText('Webhook', { exact: true }).click()
+    await page.getByTestId('secret-add-webhook').click()
+    await page.getByTestId('secret-name').locator('input').fill('e2e-hook')
+    await page.getByTestId('secret-url').locator('input').fill(hookUrl)
+    await page.getByTestId('secret-save').click()
+    await page.getByText('e2e-hook').waitFor()
+    await page.goto(base + '/notifications')
+    const row = page.getByTestId('destinations-table').locator('tr', { hasText: 'e2e-hook' })
+    await row.waitFor()
+    const before = hooks.length
+    await row.getByTestId('dest-test').click()
+    await row.getByTestId('dest-test-result').waitFor()
+    const answer = await row.getByTestId('dest-test-result').innerText()
+    if (!answer.startsWith('Delivered')) throw new Error(`test-send answered: ${answer}`)
+    if (hooks.length !== before + 1 || hooks.at(-1).method !== 'POST') throw new Error(`the receiver saw ${hooks.length - before} requests`)
+    await shoot(page, 'notifications-destinations')
+  })
+
   await step('browse the Hub file system in the path picker', ['fsList'], async () => {
     await page.goto(base + '/jobs/new')
     await page.getByTestId('job-name').locator('input').fill('picker check')
@@ -276,6 +311,18 @@ async function main() {
     await page.goto(base + '/')
     await until('the run on the dashboard', async () => (await page.getByTestId('recent-runs').locator('[data-status="success"]').count()) > 0, 10_000)
     await shoot(page, 'dashboard-after-run')
+  })
+
+  await step('the run notifies the webhook and the queue lists it as sent', ['notifications', 'notificationQueue'], async () => {
+    if (!state.runId) throw new Error('no run')
+    await until('the webhook delivery for the run', async () => hooks.some((h) => h.body.includes(state.runId)), 30_000)
+    await page.goto(base + '/notifications')
+    await page.locator('.n-tabs-tab').getByText('Delivery queue', { exact: true }).click()
+    await until('a sent row in the queue', async () => {
+      await page.getByTestId('queue-table').locator('[data-status]').first().waitFor({ timeout: 5000 })
+      return (await page.getByTestId('queue-table').locator('[data-status="sent"]').count()) > 0
+    }, 30_000, 500)
+    await shoot(page, 'notifications-queue')
   })
 
   await step('restore one file into a new directory and check its bytes', ['entries', 'restore', 'operations'], async () => {
@@ -406,6 +453,7 @@ async function main() {
   })
 
   await context.close()
+  receiver.close()
   killAll()
   const n = (s) => results.filter((r) => r.status === s).length
   console.log('\nawaiting backend:')

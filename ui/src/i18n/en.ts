@@ -345,6 +345,7 @@ export default {
     disableConfirm: 'Disable {name}? Its queued notifications are canceled.',
     enabled: 'Enabled',
     globalEnabled: 'Notifications on',
+    job: 'Job',
     next: 'Next attempt',
     noDestinations: 'No destinations. Add a WeCom, SMTP or webhook credential in Settings.',
     preview: 'Preview with sample values',

@@ -348,6 +348,7 @@ const zhCN: Messages<typeof en> = {
     disableConfirm: '停用 {name}？其排队中的通知将被取消。',
     enabled: '启用',
     globalEnabled: '启用通知',
+    job: '任务',
     next: '下次尝试',
     noDestinations: '没有通知目标。请在设置中添加企业微信、SMTP 或 Webhook 凭据。',
     preview: '示例预览',
