@@ -24,6 +24,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the bastion binary the end-to-end tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
+}
+
 // bastionBinary builds the real bastion command once per test run.
 func bastionBinary(t *testing.T) string {
 	t.Helper()
