@@ -48,6 +48,9 @@ const (
 		WHERE completed_at IS NULL AND acked_at IS NULL AND last_sent_at <= ? ORDER BY last_sent_at LIMIT ?`
 	qOldestUnackedSend = `SELECT MIN(last_sent_at) FROM agent_tasks WHERE completed_at IS NULL AND acked_at IS NULL`
 	qAgentTaskByRun    = `SELECT ` + agentTaskColumns + ` FROM agent_tasks WHERE run_id = ? AND completed_at IS NULL ORDER BY created_at LIMIT 1`
+	// qAgentsOwingTasks: agents with open tasks and when they were last heard (agent timeout).
+	qAgentsOwingTasks = `SELECT a.id, a.last_seen_at FROM agents a
+		WHERE a.id IN (SELECT agent_id FROM agent_tasks WHERE completed_at IS NULL)`
 )
 
 func scanAgentTask(sc interface{ Scan(...any) error }) (AgentTask, error) {
@@ -191,4 +194,31 @@ func (q Q) SetAgentTaskEventSeq(ctx context.Context, id string, seq int64) error
 		return fmt.Errorf("record event sequence of agent task %s: %w", id, err)
 	}
 	return nil
+}
+
+// AgentOwing is an agent with open tasks, and when it was last heard.
+type AgentOwing struct {
+	AgentID    string
+	LastSeenAt *int64
+}
+
+// ListAgentsOwingTasks returns the agents that have open tasks.
+func (q Q) ListAgentsOwingTasks(ctx context.Context) ([]AgentOwing, error) {
+	rows, err := q.ex.QueryContext(ctx, qAgentsOwingTasks)
+	if err != nil {
+		return nil, fmt.Errorf("list agents with open tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []AgentOwing
+	for rows.Next() {
+		var a AgentOwing
+		if err := rows.Scan(&a.AgentID, &a.LastSeenAt); err != nil {
+			return nil, fmt.Errorf("list agents with open tasks: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list agents with open tasks: %w", err)
+	}
+	return out, nil
 }

@@ -45,7 +45,12 @@ const (
 	qOperationsBySubject = `SELECT ` + operationColumns + ` FROM operations WHERE subject_kind = ? AND subject_id = ?
 		ORDER BY started_at DESC, id DESC LIMIT ?`
 	qOperationsByStatus = `SELECT ` + operationColumns + ` FROM operations WHERE status = ? ORDER BY started_at LIMIT ?`
-	qOperationEvents    = `SELECT seq, ts, level, kind, message, fields_json FROM operation_events
+	// qInterruptedOperations are the operations a Hub crash left running. One that an agent runs
+	// with its task still open is not among them: the agent may still be working and will report.
+	qInterruptedOperations = `SELECT ` + operationColumns + ` FROM operations o WHERE o.status = 'running'
+		AND NOT EXISTS (SELECT 1 FROM agent_tasks t WHERE t.id = o.id AND t.completed_at IS NULL)
+		ORDER BY o.started_at LIMIT ?`
+	qOperationEvents = `SELECT seq, ts, level, kind, message, fields_json FROM operation_events
 		WHERE op_id = ? AND seq > ? ORDER BY seq LIMIT ?`
 )
 
@@ -86,6 +91,12 @@ func (q Q) ListOperationsBySubject(ctx context.Context, kind, id string, limit i
 // ListOperationsByStatus returns operations in a status, oldest first.
 func (q Q) ListOperationsByStatus(ctx context.Context, status string, limit int) ([]Operation, error) {
 	return q.listOperations(ctx, "list "+status+" operations", qOperationsByStatus, status, limit)
+}
+
+// ListInterruptedOperations returns up to limit running operations that nobody can still finish
+// after a Hub restart: every Hub-executed one, and agent restores without an open agent task.
+func (q Q) ListInterruptedOperations(ctx context.Context, limit int) ([]Operation, error) {
+	return q.listOperations(ctx, "list interrupted operations", qInterruptedOperations, limit)
 }
 
 func (q Q) listOperations(ctx context.Context, what, query string, args ...any) ([]Operation, error) {

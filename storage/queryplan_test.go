@@ -57,6 +57,8 @@ var hotQueries = []struct {
 	{"unacknowledged agent tasks (ack timeout)", qUnackedAgentTasks, []any{1, 100}},
 	{"oldest unacknowledged send", qOldestUnackedSend, nil},
 	{"open agent task of a run", qAgentTaskByRun, []any{"r"}},
+	{"agents owing tasks (agent timeout)", qAgentsOwingTasks, nil},
+	{"interrupted operations (start)", qInterruptedOperations, []any{100}},
 	{"jobs of an agent (config snapshot)", qAgentJobs, []any{"a"}},
 	{"claim due notification", planClaimQ, planClaimArgs},
 	{"next notification due", planNextDueQ, planNextDueArgs},
