@@ -49,12 +49,20 @@ type TargetOpener interface {
 	Open(ctx context.Context, rt targets.RunTarget) (targets.Target, error)
 }
 
-// Remote executes restores whose destination is on an agent. The agents package implements it.
+// Remote runs restores whose destination is on an agent. The agents package implements it.
+//
+// A remote restore is not a goroutine of this process: Start hands it to the agent (stored
+// before it is sent, so it survives reconnects and Hub restarts) and returns; what the agent
+// reports comes back through RemoteEvent, RemoteProgress and FinishRemote, which the agents
+// package calls. Recover leaves such an operation running while its agent still owes the result.
 type Remote interface {
-	// Restore runs task on node and returns when the agent reports the end: the summary to
-	// store, or an error whose text becomes the operation's error (no secrets). It reports
-	// events and progress through rep, and stops when ctx ends (cancel or shutdown).
-	Restore(ctx context.Context, node string, task RestoreTask, rep Reporter) (json.RawMessage, error)
+	// Check refuses, before anything is stored, a restore that node cannot run now, with an
+	// *InputError (the agent is not connected, the snapshot is out of its reach, ...).
+	Check(ctx context.Context, node string, task RestoreTask) error
+	// Start sends task to node. An error fails the operation at once.
+	Start(ctx context.Context, node string, task RestoreTask) error
+	// Cancel asks the agent running opID to stop; the request survives reconnects.
+	Cancel(ctx context.Context, opID string) error
 }
 
 // RestoreTask is what an agent needs to restore a snapshot.
@@ -66,12 +74,6 @@ type RestoreTask struct {
 	Destination Destination        `json:"destination"`
 	Conflict    string             `json:"conflict_policy"`
 	Selection   *restore.Selection `json:"selection,omitempty"`
-}
-
-// Reporter receives what a remote operation reports.
-type Reporter interface {
-	Event(level, kind, message string, fields map[string]any)
-	Progress(snapshotJSON []byte)
 }
 
 // Config configures New.
@@ -128,12 +130,13 @@ func New(c Config) *Service {
 }
 
 // Recover marks every operation left running by a previous process as failed, with an event
-// saying why, and removes what operations left in <data_dir>/operations/. Call it before any
-// operation can start.
+// saying why, and removes what operations left in <data_dir>/operations/. A restore running on
+// an agent whose task is still open is left running: the agent reports its end. Call it before
+// any operation can start.
 func (s *Service) Recover(ctx context.Context) (int, error) {
 	n := 0
 	for {
-		ops, err := s.db.Reader().ListOperationsByStatus(ctx, storage.OperationRunning, 100)
+		ops, err := s.db.Reader().ListInterruptedOperations(ctx, 100)
 		if err != nil {
 			return n, fmt.Errorf("recover operations: %w", err)
 		}
@@ -217,8 +220,13 @@ func (s *Service) Cancel(ctx context.Context, opID string, userID int64, reason 
 		s.mu.Lock()
 		cancel := s.cancels[opID]
 		s.mu.Unlock()
-		if cancel != nil {
+		switch {
+		case cancel != nil:
 			cancel(errCancelRequested)
+		case op.NodeID != opener.HubNode && s.remote != nil:
+			if err := s.remote.Cancel(ctx, opID); err != nil {
+				return op, fmt.Errorf("cancel operation %s on node %s: %w", opID, op.NodeID, err)
+			}
 		}
 	}
 	return op, nil
@@ -244,13 +252,7 @@ func (s *Service) launch(ctx context.Context, op storage.Operation, startFields 
 		s.mu.Unlock()
 		cancel(nil)
 	}
-	err := s.db.Write(ctx, func(q storage.Q) error {
-		if err := q.InsertOperation(ctx, op); err != nil {
-			return err
-		}
-		return appendEvent(ctx, q, op.ID, op.StartedAt, "info", "start", op.Kind+" started", startFields)
-	})
-	if err != nil {
+	if err := s.insert(ctx, op, startFields); err != nil {
 		release()
 		return op, err
 	}
@@ -261,6 +263,16 @@ func (s *Service) launch(ctx context.Context, op storage.Operation, startFields 
 		s.execute(runCtx, op, work)
 	}()
 	return op, nil
+}
+
+// insert stores a new operation with its first event.
+func (s *Service) insert(ctx context.Context, op storage.Operation, startFields map[string]any) error {
+	return s.db.Write(ctx, func(q storage.Q) error {
+		if err := q.InsertOperation(ctx, op); err != nil {
+			return err
+		}
+		return appendEvent(ctx, q, op.ID, op.StartedAt, "info", "start", op.Kind+" started", startFields)
+	})
 }
 
 // opRun is what a running operation reports through.

@@ -180,18 +180,14 @@ func (s *Service) StartRestore(ctx context.Context, runID string, req RestoreReq
 	if req.Selection != nil {
 		fields["selection"] = req.Selection
 	}
+	if req.Destination.NodeID != opener.HubNode {
+		return s.startRemote(ctx, op, fields, RestoreTask{
+			OperationID: op.ID, JobID: snap.run.JobID, RunID: snap.run.ID, Target: snap.target,
+			Destination: req.Destination, Conflict: req.ConflictPolicy, Selection: req.Selection,
+		})
+	}
 	return s.launch(ctx, op, fields, func(ctx context.Context, o *opRun) (any, error) {
 		sum := &RestoreSummary{Destination: req.Destination, ConflictPolicy: req.ConflictPolicy, Selection: req.Selection}
-		if req.Destination.NodeID != opener.HubNode {
-			raw, err := s.remote.Restore(ctx, req.Destination.NodeID, RestoreTask{
-				OperationID: o.id, JobID: snap.run.JobID, RunID: snap.run.ID, Target: snap.target,
-				Destination: req.Destination, Conflict: req.ConflictPolicy, Selection: req.Selection,
-			}, remoteReporter{o})
-			if raw != nil {
-				return raw, err
-			}
-			return sum, err
-		}
 		tgt, err := s.opener.Open(ctx, snap.target)
 		if err != nil {
 			return sum, err
@@ -278,15 +274,84 @@ func (s *Service) newOperation(kind, node, runID string) storage.Operation {
 		StartedAt: now, SubjectKind: &subject, SubjectID: &runID, CreatedAt: now, UpdatedAt: now}
 }
 
-// remoteReporter feeds what an agent reports into the operation.
-type remoteReporter struct{ o *opRun }
-
-func (r remoteReporter) Event(level, kind, message string, fields map[string]any) {
-	r.o.Emit(level, kind, message, fields)
+// startRemote checks a restore on an agent, stores the operation and hands it to the agent. The
+// operation then stays running until FinishRemote; a failure to hand it over fails it at once.
+func (s *Service) startRemote(ctx context.Context, op storage.Operation, fields map[string]any, task RestoreTask) (storage.Operation, error) {
+	if err := s.remote.Check(ctx, op.NodeID, task); err != nil {
+		return storage.Operation{}, err
+	}
+	if s.base.Err() != nil {
+		return op, errShutdown
+	}
+	if err := s.insert(ctx, op, fields); err != nil {
+		return op, err
+	}
+	log := s.log.With().Str("operation_id", op.ID).Str("node_id", op.NodeID).Logger()
+	if err := s.remote.Start(ctx, op.NodeID, task); err != nil {
+		log.Warn().Err(err).Msg("could not hand the restore to the agent")
+		code := errorCode(err)
+		final, ferr := s.finish(context.WithoutCancel(ctx), op.ID, storage.OperationFailed, nil, code+": "+err.Error(), code, nil)
+		if ferr != nil {
+			return op, ferr
+		}
+		return final, nil
+	}
+	log.Info().Msg("restore handed to the agent")
+	return op, nil
 }
 
-func (r remoteReporter) Progress(snapshotJSON []byte) {
-	if err := r.o.s.db.Writer().SetOperationProgress(context.Background(), r.o.id, string(snapshotJSON), r.o.s.clock.Now().Unix()); err != nil {
-		r.o.log.Warn().Err(err).Msg("store operation progress")
+// RemoteEvent records an event the agent reported for a restore it runs.
+func (s *Service) RemoteEvent(ctx context.Context, opID, level, kind, message string, fields json.RawMessage) error {
+	e := storage.OperationEvent{TS: s.clock.Now().Unix(), Level: level, Kind: kind, Message: message}
+	if e.Level == "" {
+		e.Level = "info"
 	}
+	if len(fields) > 0 && string(fields) != "null" && json.Valid(fields) {
+		e.FieldsJSON = ptr(string(fields))
+	}
+	return s.db.Write(ctx, func(q storage.Q) error { return q.AppendOperationEvent(ctx, opID, e) })
+}
+
+// RemoteProgress stores the latest progress an agent reported for a restore it runs.
+func (s *Service) RemoteProgress(ctx context.Context, opID string, progressJSON []byte) error {
+	return s.db.Writer().SetOperationProgress(ctx, opID, string(progressJSON), s.clock.Now().Unix())
+}
+
+// RemoteOutcome is how an agent says a restore ended.
+type RemoteOutcome struct {
+	Status  string          // storage.OperationSuccess, OperationFailed or OperationCanceled
+	Summary json.RawMessage // stored as the operation's summary
+	Code    string          // for failures: a stable error code
+	Message string          // for failures
+}
+
+// FinishRemote ends a restore that runs on an agent. The first outcome wins (a repeat changes
+// nothing and reports false), and a requested cancel wins over anything but success.
+func (s *Service) FinishRemote(ctx context.Context, opID string, out RemoteOutcome) (bool, error) {
+	var summary *string
+	if len(out.Summary) > 0 && string(out.Summary) != "null" && json.Valid(out.Summary) {
+		summary = ptr(string(out.Summary))
+	}
+	msg, code := "", ""
+	switch out.Status {
+	case storage.OperationSuccess:
+	case storage.OperationCanceled:
+		code, msg = CodeCanceled, CodeCanceled+": the operation was canceled"
+	default:
+		out.Status = storage.OperationFailed
+		code = out.Code
+		if code == "" {
+			code = "agent_failed"
+		}
+		msg = code + ": " + out.Message
+	}
+	op, err := s.finish(ctx, opID, out.Status, summary, msg, code, nil)
+	if err != nil {
+		return false, err
+	}
+	applied := op.ID != ""
+	if applied {
+		s.log.Info().Str("operation_id", opID).Str("node_id", op.NodeID).Str("status", op.Status).Msg("operation finished on its agent")
+	}
+	return applied, nil
 }
