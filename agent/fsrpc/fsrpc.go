@@ -1,4 +1,5 @@
-// Package fsrpc answers fs_list requests from the local disk: agents answer the Hub's, and the
+// Package fsrpc answers listing requests: fs_list from the local disk and webdav_list from a WebDAV
+// server with the node's own credential. Agents answer the Hub's, and the
 // Hub answers its own node ("hub") the same way.
 package fsrpc
 
@@ -12,24 +13,7 @@ import (
 // Answer lists m.Path with m's options. Failures are reported in the result (error_code, error),
 // as the protocol carries them.
 func Answer(m *protocol.FsList) *protocol.FsListResult {
-	o := m.ListOptions
-	opts := fslist.Options{SizeMin: o.SizeMinBytes, SizeMax: o.SizeMaxBytes}
-	opts.Paged = o.Cursor != nil || o.Limit != nil || o.Q != nil || o.Kind != nil || o.HideDotfiles != nil ||
-		o.TypeSort != nil || o.SortBy != nil || o.SortDir != nil || o.SizeMinBytes != nil || o.SizeMaxBytes != nil
-	str := func(p *string) string {
-		if p == nil {
-			return ""
-		}
-		return *p
-	}
-	opts.Cursor, opts.Q, opts.Kind = str(o.Cursor), str(o.Q), str(o.Kind)
-	opts.TypeSort, opts.SortBy, opts.SortDir = str(o.TypeSort), str(o.SortBy), str(o.SortDir)
-	if o.Limit != nil {
-		opts.Limit = *o.Limit
-	}
-	if o.HideDotfiles != nil {
-		opts.HideDotfiles = *o.HideDotfiles
-	}
+	opts := options(m.ListOptions)
 	res := &protocol.FsListResult{RequestID: m.RequestID, Entries: []protocol.FsEntry{}}
 	page, err := fslist.List(m.Path, opts)
 	if err != nil {
@@ -49,4 +33,27 @@ func Answer(m *protocol.FsList) *protocol.FsListResult {
 	}
 	res.Total = &page.Total
 	return res
+}
+
+// options turns the wire's paging fields into fslist options; a request without any is the
+// legacy unpaged listing.
+func options(o protocol.ListOptions) fslist.Options {
+	opts := fslist.Options{SizeMin: o.SizeMinBytes, SizeMax: o.SizeMaxBytes}
+	opts.Paged = o.Cursor != nil || o.Limit != nil || o.Q != nil || o.Kind != nil || o.HideDotfiles != nil ||
+		o.TypeSort != nil || o.SortBy != nil || o.SortDir != nil || o.SizeMinBytes != nil || o.SizeMaxBytes != nil
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	opts.Cursor, opts.Q, opts.Kind = str(o.Cursor), str(o.Q), str(o.Kind)
+	opts.TypeSort, opts.SortBy, opts.SortDir = str(o.TypeSort), str(o.SortBy), str(o.SortDir)
+	if o.Limit != nil {
+		opts.Limit = *o.Limit
+	}
+	if o.HideDotfiles != nil {
+		opts.HideDotfiles = *o.HideDotfiles
+	}
+	return opts
 }

@@ -84,14 +84,9 @@ func List(dir string, o Options) (Page, error) {
 	if err := o.normalize(); err != nil {
 		return Page{}, err
 	}
-	offset := 0
-	if o.Cursor != "" {
-		var c cursor
-		raw, err := base64.RawURLEncoding.DecodeString(o.Cursor)
-		if err != nil || json.Unmarshal(raw, &c) != nil || c.Offset < 0 || c.Sort != o.sortKey() {
-			return Page{}, &Error{CodeInvalidCursor, "cursor is invalid or belongs to another sort order"}
-		}
-		offset = c.Offset
+	offset, err := o.offset()
+	if err != nil {
+		return Page{}, err
 	}
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -118,22 +113,57 @@ func List(dir string, o Options) (Page, error) {
 			entries = append(entries, e)
 		}
 	}
+	return o.page(entries, offset), nil
+}
+
+// Paginate filters, sorts and pages entries listed elsewhere (a WebDAV collection) with the
+// rules and cursors of List. entries is not modified.
+func Paginate(entries []Entry, o Options) (Page, error) {
+	if err := o.normalize(); err != nil {
+		return Page{}, err
+	}
+	offset, err := o.offset()
+	if err != nil {
+		return Page{}, err
+	}
+	kept := make([]Entry, 0, len(entries))
+	for _, e := range entries {
+		if o.keep(e) {
+			kept = append(kept, e)
+		}
+	}
+	return o.page(kept, offset), nil
+}
+
+// offset decodes the cursor; it must belong to the same sort order.
+func (o *Options) offset() (int, error) {
+	if o.Cursor == "" {
+		return 0, nil
+	}
+	var c cursor
+	raw, err := base64.RawURLEncoding.DecodeString(o.Cursor)
+	if err != nil || json.Unmarshal(raw, &c) != nil || c.Offset < 0 || c.Sort != o.sortKey() {
+		return 0, &Error{CodeInvalidCursor, "cursor is invalid or belongs to another sort order"}
+	}
+	return c.Offset, nil
+}
+
+// page sorts the kept entries and cuts the page starting at offset.
+func (o *Options) page(entries []Entry, offset int) Page {
 	o.sort(entries)
 	p := Page{Total: int64(len(entries))}
 	if !o.Paged {
 		p.Entries = entries
-		return p, nil
+		return p
 	}
-	if offset > len(entries) {
-		offset = len(entries)
-	}
+	offset = min(offset, len(entries))
 	end := min(offset+o.Limit, len(entries))
 	p.Entries = entries[offset:end]
 	if end < len(entries) {
 		b, _ := json.Marshal(cursor{Sort: o.sortKey(), Offset: end})
 		p.NextCursor = base64.RawURLEncoding.EncodeToString(b)
 	}
-	return p, nil
+	return p
 }
 
 func (o *Options) normalize() error {
