@@ -35,6 +35,13 @@ func (f ExecutorFunc) Execute(ctx context.Context, t *protocol.Task, emit func(*
 	return f(ctx, t, emit)
 }
 
+// Restorer runs one restore task (restore_task). It returns the terminal result (OpID is filled
+// in by the caller) and reports events and progress through emit. It must return promptly once
+// ctx ends (cancel), with status canceled.
+type Restorer interface {
+	Restore(ctx context.Context, t *protocol.RestoreTask, emit func(*protocol.OperationEvent)) protocol.OperationResult
+}
+
 // Options configure the agent.
 type Options struct {
 	HubURL      string
@@ -47,6 +54,8 @@ type Options struct {
 	Clock     clock.Clock
 	Logger    zerolog.Logger
 	Executor  Executor
+	// Restorer runs restores; nil fails every restore task with "unsupported".
+	Restorer Restorer
 	// Backoff defaults to full jitter from 1 s to 30 s.
 	Backoff    *Backoff
 	HTTPClient *http.Client
@@ -82,13 +91,14 @@ type Agent struct {
 	clock clock.Clock
 	log   zerolog.Logger
 	exec  Executor
+	rest  Restorer
 	lock  chan struct{} // the run lock: one task at a time
 
 	mu            sync.Mutex
 	sess          *session
 	running       map[string]*runningTask
 	pendingCancel map[string]struct{}
-	logs          map[string]*eventLog // run id → events kept until its result is acknowledged
+	logs          map[string]*eventLog // task id → events kept until its result is acknowledged
 	logOrder      []string
 	offlineBusy   map[string]bool // job id → an offline run of it is going
 	offlineWG     sync.WaitGroup
@@ -97,7 +107,13 @@ type Agent struct {
 
 type eventLog struct {
 	seq    int64
-	events []*protocol.RunEvent
+	events []loggedEvent
+}
+
+// loggedEvent is a numbered run_event or operation_event kept for re-sending.
+type loggedEvent struct {
+	progress bool
+	msg      protocol.Message
 }
 
 const progressKind = "progress_snapshot"
@@ -144,6 +160,9 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	if o.Executor == nil {
 		o.Executor = unsupportedExecutor{}
 	}
+	if o.Restorer == nil {
+		o.Restorer = unsupportedRestorer{}
+	}
 	log := o.Logger.With().Str("component", "agent").Logger()
 	id, err := ensureIdentity(ctx, &o)
 	if err != nil {
@@ -163,6 +182,7 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	}
 	a := &Agent{
 		o: o, id: id, store: store, clock: o.Clock, log: log.With().Str("agent_id", id.AgentID).Logger(), exec: o.Executor,
+		rest:          o.Restorer,
 		lock:          make(chan struct{}, 1),
 		running:       map[string]*runningTask{},
 		pendingCancel: map[string]struct{}{},
@@ -247,7 +267,7 @@ func (a *Agent) hello() *protocol.Hello {
 		Info: protocol.AgentInfo{Version: a.o.Version, OS: runtime.GOOS, Arch: runtime.GOARCH},
 		Capabilities: protocol.Capabilities{
 			Backup:  []string{"filesystem", "sqlite"},
-			Control: []string{"fs_list"},
+			Control: []string{"fs_list", "webdav_list"},
 		},
 		HeartbeatSeconds: &hb,
 	}
@@ -266,26 +286,9 @@ func (a *Agent) onTask(s *session, m *protocol.Task) {
 		_ = s.send(&protocol.Ack{TaskID: id})
 		return
 	}
-	if rec, ok := a.store.get(id); ok {
-		a.mu.Unlock()
-		log.Info().Bool("has_result", rec.Result != nil).Msg("task re-delivered after it ran; answering with its state, not running it again")
-		_ = s.send(&protocol.Ack{TaskID: id})
-		if rec.Result != nil {
-			_ = s.send(rec.Result)
-		}
+	ctx, cancel, ok := a.acceptLocked(s, id, m.Task.RunID, kindBackup, log)
+	if !ok {
 		return
-	}
-	if err := a.store.accept(id, m.Task.RunID, "backup"); err != nil {
-		a.mu.Unlock()
-		// No ACK: the Hub re-sends it after its ACK timeout or on the next connection.
-		log.Error().Err(err).Msg("could not record the task; not acknowledging it")
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.running[id] = &runningTask{cancel: cancel}
-	if _, ok := a.pendingCancel[id]; ok {
-		delete(a.pendingCancel, id)
-		cancel()
 	}
 	if m.Task.RunID != id {
 		if _, ok := a.pendingCancel[m.Task.RunID]; ok {
@@ -296,6 +299,101 @@ func (a *Agent) onTask(s *session, m *protocol.Task) {
 	a.mu.Unlock()
 	_ = s.send(&protocol.Ack{TaskID: id})
 	go a.execute(ctx, cancel, m)
+}
+
+// acceptLocked is the common part of accepting a task, called with a.mu held. A task already
+// finished is answered with its state (ACK and result) and ok is false; so is one that could not
+// be recorded (no ACK: the Hub sends it again). Otherwise the task is recorded on disk, registered
+// as running with a pending cancel applied, and a.mu is still held.
+func (a *Agent) acceptLocked(s *session, id, runID, kind string, log zerolog.Logger) (context.Context, context.CancelFunc, bool) {
+	if rec, ok := a.store.get(id); ok {
+		a.mu.Unlock()
+		log.Info().Bool("has_result", rec.hasResult()).Msg("task re-delivered after it ran; answering with its state, not running it again")
+		_ = s.send(&protocol.Ack{TaskID: id})
+		if m := rec.resultMessage(); m != nil {
+			_ = s.send(m)
+		}
+		return nil, nil, false
+	}
+	if err := a.store.accept(id, runID, kind); err != nil {
+		a.mu.Unlock()
+		// No ACK: the Hub re-sends it after its ACK timeout or on the next connection.
+		log.Error().Err(err).Msg("could not record the task; not acknowledging it")
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.running[id] = &runningTask{cancel: cancel}
+	if _, ok := a.pendingCancel[id]; ok {
+		delete(a.pendingCancel, id)
+		cancel()
+	}
+	return ctx, cancel, true
+}
+
+// onRestoreTask accepts a restore exactly once, like onTask: the operation id is recorded on
+// disk before the ACK, and a re-delivered restore is answered with its state, never run again.
+func (a *Agent) onRestoreTask(s *session, m *protocol.RestoreTask) {
+	id := m.TaskID
+	if id == "" {
+		id = m.Task.OpID
+	}
+	log := a.log.With().Str("operation_id", id).Str("run_id", m.Task.RunID).Logger()
+	a.mu.Lock()
+	if _, ok := a.running[id]; ok {
+		a.mu.Unlock()
+		log.Info().Msg("restore re-delivered while running; acknowledged, not run again")
+		_ = s.send(&protocol.Ack{TaskID: id})
+		return
+	}
+	ctx, cancel, ok := a.acceptLocked(s, id, m.Task.RunID, kindRestore, log)
+	if !ok {
+		return
+	}
+	a.mu.Unlock()
+	_ = s.send(&protocol.Ack{TaskID: id})
+	go a.executeRestore(ctx, cancel, id, m)
+}
+
+func (a *Agent) executeRestore(ctx context.Context, cancel context.CancelFunc, id string, m *protocol.RestoreTask) {
+	defer cancel()
+	log := a.log.With().Str("operation_id", id).Str("run_id", m.Task.RunID).Logger()
+	emit := func(ev *protocol.OperationEvent) {
+		ev.OpID = id
+		a.emitOp(ev)
+	}
+	var res protocol.OperationResult
+	select {
+	case a.lock <- struct{}{}:
+		if ctx.Err() != nil {
+			res = canceledOpResult()
+		} else {
+			log.Info().Msg("restore started")
+			res = a.rest.Restore(ctx, m, emit)
+		}
+		<-a.lock
+	case <-ctx.Done():
+		res = canceledOpResult()
+	}
+	res.OpID = id
+	if res.Status == "" {
+		res.Status = protocol.StatusFailed
+	}
+	if err := a.store.finishOp(id, res); err != nil {
+		log.Error().Err(err).Msg("could not record the restore result")
+	}
+	a.mu.Lock()
+	delete(a.running, id)
+	s := a.sess
+	a.mu.Unlock()
+	log.Info().Str("status", res.Status).Msg("restore finished")
+	if s != nil {
+		_ = s.send(&protocol.OperationResultMsg{Result: res})
+	}
+}
+
+func canceledOpResult() protocol.OperationResult {
+	msg := "canceled"
+	return protocol.OperationResult{Status: protocol.StatusCanceled, Error: &msg}
 }
 
 func (a *Agent) execute(ctx context.Context, cancel context.CancelFunc, m *protocol.Task) {
@@ -360,20 +458,34 @@ func (a *Agent) cancelTask(id string) {
 // written into a connection that then died may never have arrived); the Hub applies each number
 // once.
 func (a *Agent) emit(ev *protocol.RunEvent) {
+	a.logEvent(ev.RunID, ev.Kind == progressKind, func(seq int64) protocol.Message {
+		ev.Seq = &seq
+		return ev
+	})
+}
+
+// emitOp does the same for a restore's operation events.
+func (a *Agent) emitOp(ev *protocol.OperationEvent) {
+	a.logEvent(ev.OpID, ev.Kind == progressKind, func(seq int64) protocol.Message {
+		ev.Seq = &seq
+		return &protocol.OperationEventMsg{Event: *ev}
+	})
+}
+
+func (a *Agent) logEvent(taskID string, progress bool, number func(seq int64) protocol.Message) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	l := a.logs[ev.RunID]
+	l := a.logs[taskID]
 	if l == nil {
 		l = &eventLog{}
-		a.logs[ev.RunID] = l
-		a.logOrder = append(a.logOrder, ev.RunID)
+		a.logs[taskID] = l
+		a.logOrder = append(a.logOrder, taskID)
 	}
 	l.seq++
-	seq := l.seq
-	ev.Seq = &seq
+	ev := loggedEvent{progress: progress, msg: number(l.seq)}
 	n := len(l.events)
 	switch {
-	case ev.Kind == progressKind && n > 0 && l.events[n-1].Kind == progressKind:
+	case progress && n > 0 && l.events[n-1].progress:
 		l.events[n-1] = ev // only the latest progress matters
 	case n >= maxLogged:
 		copy(l.events, l.events[1:])
@@ -382,7 +494,7 @@ func (a *Agent) emit(ev *protocol.RunEvent) {
 		l.events = append(l.events, ev)
 	}
 	if a.sess != nil {
-		_ = a.sess.send(ev) // on failure the connection ends and the log is re-sent on the next
+		_ = a.sess.send(ev.msg) // on failure the connection ends and the log is re-sent on the next
 	}
 }
 
@@ -390,7 +502,7 @@ func (a *Agent) emit(ev *protocol.RunEvent) {
 func (a *Agent) resendLogsLocked(s *session) {
 	for _, id := range a.logOrder {
 		for _, ev := range a.logs[id].events {
-			if s.send(ev) != nil {
+			if s.send(ev.msg) != nil {
 				return
 			}
 		}
@@ -412,6 +524,13 @@ func (a *Agent) onResultAck(id string) {
 	if err := a.store.ackResult(id); err != nil {
 		a.log.Warn().Err(err).Str("task_id", id).Msg("record result acknowledgement")
 	}
+}
+
+type unsupportedRestorer struct{}
+
+func (unsupportedRestorer) Restore(context.Context, *protocol.RestoreTask, func(*protocol.OperationEvent)) protocol.OperationResult {
+	msg := "this agent cannot run restores"
+	return protocol.OperationResult{Status: protocol.StatusFailed, Error: &msg, Summary: json.RawMessage(`{"error_code":"unsupported"}`)}
 }
 
 type unsupportedExecutor struct{}

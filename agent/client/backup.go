@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"filippo.io/age"
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
@@ -21,7 +22,9 @@ import (
 // under <data-dir>/runs/<run_id>/. Targets are opened on this machine: a local_dir target is a
 // directory here.
 type BackupExecutor struct {
-	exec *backupexec.Executor
+	dataDir string
+	opener  *opener.Opener
+	log     zerolog.Logger
 }
 
 // NewBackupExecutor builds the agent's executor. creds reads WebDAV credentials (nil: none, so
@@ -31,7 +34,25 @@ func NewBackupExecutor(dataDir string, creds opener.Secrets, log zerolog.Logger)
 		creds = noSecrets{}
 	}
 	op := opener.New(opener.Config{Secrets: creds, Logger: log})
-	return &BackupExecutor{exec: backupexec.New(backupexec.Config{DataDir: dataDir, Opener: op, Clock: clock.Real{}, Logger: log})}
+	return &BackupExecutor{dataDir: dataDir, opener: op, log: log}
+}
+
+// taskKey is the one age key an encrypted task may use: the recipient the Hub sent with it. The
+// agent keeps no key store, so it can encrypt but never create a key.
+type taskKey struct {
+	name      string
+	recipient *string
+}
+
+func (k taskKey) Recipient(_ context.Context, keyName string) (age.Recipient, error) {
+	if k.recipient == nil || keyName != k.name {
+		return nil, fmt.Errorf("the hub sent no public key for age key %q with this task", keyName)
+	}
+	r, err := age.ParseX25519Recipient(*k.recipient)
+	if err != nil {
+		return nil, fmt.Errorf("the public key the hub sent for age key %q is not valid: %w", keyName, err)
+	}
+	return r, nil
 }
 
 type noSecrets struct{}
@@ -54,7 +75,9 @@ func (b *BackupExecutor) Execute(ctx context.Context, t *protocol.Task, emit fun
 		Events:   eventEmitter{runID: t.Task.RunID, emit: emit},
 		Progress: progressEmitter{runID: t.Task.RunID, emit: emit},
 	}
-	out, err := b.exec.Execute(ctx, req)
+	exec := backupexec.New(backupexec.Config{DataDir: b.dataDir, Opener: b.opener, Clock: clock.Real{}, Logger: b.log,
+		Keys: taskKey{name: spec.Pipeline.Encryption.KeyName, recipient: t.Task.AgeRecipient}})
+	out, err := exec.Execute(ctx, req)
 	if err != nil {
 		return failedResult(runs.CodeRunFailed, err.Error(), nil)
 	}

@@ -9,16 +9,20 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/secrets"
 )
 
 // Managed is the configuration the Hub pushes to the agent: its jobs (config snapshot) and its
-// credentials (secrets snapshot), kept in memory for the running agent and on disk, encrypted,
-// for the next start. Files are <data>/agent/managed/{config,secrets}.json, 0600, written
+// credentials (secrets snapshot: WebDAV credentials, and the age identities the Hub copied to
+// this agent for a restore of an encrypted snapshot), kept in memory for the running agent and on
+// disk, encrypted, for the next start. Files are <data>/agent/managed/{config,secrets}.json, 0600, written
 // atomically; the payloads are sealed with XChaCha20-Poly1305 under a key from <data>/master.key
 // (AAD "<node_id>:<kind>:<name>"), so a copy of the files alone reveals nothing.
 type Managed struct {
@@ -30,6 +34,7 @@ type Managed struct {
 	node   string
 	config *protocol.ConfigSnapshot
 	webdav map[string]protocol.WebDAVSecret
+	ages   map[string]protocol.AgeIdentity
 }
 
 type sealedDoc struct {
@@ -53,6 +58,9 @@ type secretsFile struct {
 	IssuedAt int64                `json:"issued_at"`
 	SavedAt  int64                `json:"saved_at"`
 	WebDAV   map[string]sealedDoc `json:"webdav"`
+	// Ages holds the backup_age_identity secrets, sealed with AAD
+	// "<node_id>:backup_age_identity:<name>".
+	Ages map[string]sealedDoc `json:"backup_age_identities,omitempty"`
 }
 
 // OpenManaged opens (creating master.key if needed) the managed configuration kept in dataDir.
@@ -71,7 +79,7 @@ func OpenManaged(dataDir string, now func() time.Time) (*Managed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent master key: %w", err)
 	}
-	return &Managed{dir: filepath.Join(dataDir, "agent", "managed"), keys: keys, now: now, webdav: map[string]protocol.WebDAVSecret{}}, nil
+	return &Managed{dir: filepath.Join(dataDir, "agent", "managed"), keys: keys, now: now, webdav: map[string]protocol.WebDAVSecret{}, ages: map[string]protocol.AgeIdentity{}}, nil
 }
 
 // bind sets the agent's id and loads what was saved for it.
@@ -129,6 +137,13 @@ func (m *Managed) load() error {
 			}
 			m.webdav[name] = w
 		}
+		for name, d := range sf.Ages {
+			var id protocol.AgeIdentity
+			if err := m.open(secrets.KindBackupAgeIdentity, name, d, &id); err != nil {
+				return fmt.Errorf("saved secrets snapshot: %w", err)
+			}
+			m.ages[name] = id
+		}
 	}
 	return nil
 }
@@ -165,7 +180,8 @@ func (m *Managed) SaveConfig(s *protocol.ConfigSnapshot) error {
 
 // SaveSecrets replaces the stored credentials wholesale.
 func (m *Managed) SaveSecrets(s *protocol.SecretsSnapshot) error {
-	f := secretsFile{V: 1, NodeID: s.NodeID, IssuedAt: s.IssuedAt, SavedAt: m.now().Unix(), WebDAV: map[string]sealedDoc{}}
+	f := secretsFile{V: 1, NodeID: s.NodeID, IssuedAt: s.IssuedAt, SavedAt: m.now().Unix(),
+		WebDAV: map[string]sealedDoc{}, Ages: map[string]sealedDoc{}}
 	next := map[string]protocol.WebDAVSecret{}
 	for _, w := range s.WebDAV {
 		enc, err := m.seal(secrets.KindWebDAV, w.Name, w)
@@ -175,14 +191,39 @@ func (m *Managed) SaveSecrets(s *protocol.SecretsSnapshot) error {
 		f.WebDAV[w.Name] = enc
 		next[w.Name] = w
 	}
+	ages := map[string]protocol.AgeIdentity{}
+	for _, id := range s.BackupAgeIdentities {
+		enc, err := m.seal(secrets.KindBackupAgeIdentity, id.Name, id)
+		if err != nil {
+			return fmt.Errorf("encrypt age identity %s: %w", id.Name, err)
+		}
+		f.Ages[id.Name] = enc
+		ages[id.Name] = id
+	}
 	b, _ := json.Marshal(f)
 	if err := writeFileAtomic(filepath.Join(m.dir, "secrets.json"), b); err != nil {
 		return err
 	}
 	m.mu.Lock()
-	m.webdav = next
+	m.webdav, m.ages = next, ages
 	m.mu.Unlock()
 	return nil
+}
+
+// Identity gives the age identity the Hub copied to this agent under keyName
+// (engine/restore.IdentityProvider). The error never quotes the identity.
+func (m *Managed) Identity(_ context.Context, keyName string) (age.Identity, error) {
+	m.mu.RLock()
+	id, ok := m.ages[keyName]
+	m.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("age key %q is not on this agent (the Hub sends it with a restore of a snapshot encrypted with it): %w", keyName, secrets.ErrNotFound)
+	}
+	x, err := age.ParseX25519Identity(strings.TrimSpace(id.Identity))
+	if err != nil {
+		return nil, fmt.Errorf("age key %q: the identity the Hub sent is not an age X25519 secret key", keyName)
+	}
+	return x, nil
 }
 
 // Config is the last config snapshot saved, or nil.

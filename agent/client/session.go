@@ -92,8 +92,7 @@ func (a *Agent) connectAndServe(ctx context.Context) (time.Duration, error) {
 	a.resendLogsLocked(s)
 	a.mu.Unlock()
 	for _, r := range a.store.unackedResults() {
-		r := r
-		if s.send(&r) != nil {
+		if s.send(r) != nil {
 			break
 		}
 	}
@@ -236,6 +235,16 @@ func (a *Agent) handle(s *session, m protocol.Message) {
 		a.onTask(s, m)
 	case *protocol.CancelRunTask:
 		a.cancelTask(m.RunID)
+	case *protocol.RestoreTask:
+		a.onRestoreTask(s, m)
+	case *protocol.CancelOperationTask:
+		a.cancelTask(m.OpID)
+	case *protocol.SnapshotDeleteTask:
+		go func() { _ = s.send(a.snapshotDelete(s.ctx, &m.Task)) }()
+	case *protocol.SnapshotCleanupTask:
+		go func() { _ = s.send(a.snapshotCleanup(s.ctx, &m.Task)) }()
+	case *protocol.WebdavList:
+		go func() { _ = s.send(a.webdavList(s.ctx, m)) }()
 	case *protocol.TaskResultAck:
 		a.onResultAck(m.TaskID)
 	case *protocol.ConfigSnapshot:

@@ -24,15 +24,39 @@ const (
 // taskRecord is <data>/agent/tasks/<task_id>.json. It is written (and fsynced) before the ACK,
 // so a task the Hub believes delivered is never run twice, even across agent restarts.
 type taskRecord struct {
-	V           int                  `json:"v"`
-	TaskID      string               `json:"task_id"`
-	RunID       string               `json:"run_id"`
-	Kind        string               `json:"kind"`
-	State       string               `json:"state"`
-	AcceptedAt  int64                `json:"accepted_at"`
-	Result      *protocol.TaskResult `json:"result,omitempty"`
-	ResultAcked bool                 `json:"result_acked"`
-	UpdatedAt   int64                `json:"updated_at"`
+	V          int                  `json:"v"`
+	TaskID     string               `json:"task_id"`
+	RunID      string               `json:"run_id"`
+	Kind       string               `json:"kind"`
+	State      string               `json:"state"`
+	AcceptedAt int64                `json:"accepted_at"`
+	Result     *protocol.TaskResult `json:"result,omitempty"`
+	// OpResult is the result of a restore task (kind "restore"), which the protocol reports as
+	// an operation_result.
+	OpResult    *protocol.OperationResult `json:"op_result,omitempty"`
+	ResultAcked bool                      `json:"result_acked"`
+	UpdatedAt   int64                     `json:"updated_at"`
+}
+
+// Task record kinds.
+const (
+	kindBackup  = "backup"
+	kindRestore = "restore"
+)
+
+// hasResult reports whether the task has ended.
+func (r *taskRecord) hasResult() bool { return r.Result != nil || r.OpResult != nil }
+
+// resultMessage is the message that reports the task's end to the Hub, or nil.
+func (r *taskRecord) resultMessage() protocol.Message {
+	switch {
+	case r.OpResult != nil:
+		return &protocol.OperationResultMsg{Result: *r.OpResult}
+	case r.Result != nil:
+		res := *r.Result
+		return &res
+	}
+	return nil
 }
 
 // InterruptedCode is summary.error_code of a task that was running when the agent died. It is
@@ -92,8 +116,13 @@ func openTaskStore(dir string, now func() time.Time) (*taskStore, []string, erro
 		s.recs[r.TaskID] = &r
 		if r.State == taskAccepted {
 			msg := "the agent stopped while this task was running; it was not run again"
-			r.Result = &protocol.TaskResult{TaskID: r.TaskID, RunID: r.RunID, Status: protocol.StatusFailed,
-				Summary: json.RawMessage(`{"error_code":"` + InterruptedCode + `"}`), Error: &msg}
+			summary := json.RawMessage(`{"error_code":"` + InterruptedCode + `"}`)
+			if r.Kind == kindRestore {
+				r.OpResult = &protocol.OperationResult{OpID: r.TaskID, Status: protocol.StatusFailed, Summary: summary, Error: &msg}
+			} else {
+				r.Result = &protocol.TaskResult{TaskID: r.TaskID, RunID: r.RunID, Status: protocol.StatusFailed,
+					Summary: summary, Error: &msg}
+			}
 			r.State = taskDone
 			if err := s.write(&r); err != nil {
 				return nil, nil, err
@@ -144,8 +173,17 @@ func (s *taskStore) accept(id, runID, kind string) error {
 	return nil
 }
 
-// finish durably records a task's result.
+// finish durably records a backup task's result.
 func (s *taskStore) finish(id string, res protocol.TaskResult) error {
+	return s.update(id, func(r *taskRecord) { r.State, r.Result = taskDone, &res })
+}
+
+// finishOp durably records a restore task's result.
+func (s *taskStore) finishOp(id string, res protocol.OperationResult) error {
+	return s.update(id, func(r *taskRecord) { r.State, r.OpResult = taskDone, &res })
+}
+
+func (s *taskStore) update(id string, change func(*taskRecord)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.recs[id]
@@ -153,7 +191,7 @@ func (s *taskStore) finish(id string, res protocol.TaskResult) error {
 		return fmt.Errorf("finish task %s: not recorded", id)
 	}
 	nr := *r
-	nr.State, nr.Result = taskDone, &res
+	change(&nr)
 	if err := s.write(&nr); err != nil {
 		return err
 	}
@@ -166,7 +204,7 @@ func (s *taskStore) ackResult(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.recs[id]
-	if !ok || r.ResultAcked || r.Result == nil {
+	if !ok || r.ResultAcked || !r.hasResult() {
 		return nil
 	}
 	nr := *r
@@ -178,13 +216,14 @@ func (s *taskStore) ackResult(id string) error {
 	return nil
 }
 
-// unackedResults returns the results the Hub has not acknowledged, oldest task first.
-func (s *taskStore) unackedResults() []protocol.TaskResult {
+// unackedResults returns the results the Hub has not acknowledged (task_result or
+// operation_result messages), oldest task first.
+func (s *taskStore) unackedResults() []protocol.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var recs []*taskRecord
 	for _, r := range s.recs {
-		if r.Result != nil && !r.ResultAcked {
+		if r.hasResult() && !r.ResultAcked {
 			recs = append(recs, r)
 		}
 	}
@@ -194,9 +233,9 @@ func (s *taskStore) unackedResults() []protocol.TaskResult {
 		}
 		return recs[i].TaskID < recs[j].TaskID
 	})
-	out := make([]protocol.TaskResult, len(recs))
+	out := make([]protocol.Message, len(recs))
 	for i, r := range recs {
-		out[i] = *r.Result
+		out[i] = r.resultMessage()
 	}
 	return out
 }

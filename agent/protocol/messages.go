@@ -67,6 +67,10 @@ type BackupTask struct {
 	SourceDriver       *DriverID           `json:"source_driver"`
 	TargetDriver       *DriverID           `json:"target_driver"`
 	TargetCapabilities *TargetCapabilities `json:"target_capabilities"`
+	// AgeRecipient is a Go extension: the age public key ("age1…") of the spec's
+	// encryption.key_name, for an encrypted job. Agents hold no key store; the Hub creates the key
+	// on first use and sends only its public half.
+	AgeRecipient *string `json:"age_recipient,omitempty"`
 }
 
 // Ack: the agent has received (and durably recorded) task_id.
@@ -125,6 +129,20 @@ type RestoreRequest struct {
 	DestinationDir string              `json:"destination_dir"` // legacy
 	ConflictPolicy string              `json:"conflict_policy"`
 	Selection      *RestoreSelection   `json:"selection"`
+	// JobID and Snapshot are Go extensions: where the snapshot lives, so that the agent reads it
+	// itself (its own directory, or WebDAV with its own credential of that name) instead of
+	// pulling it through artifact streams.
+	JobID    string          `json:"job_id,omitempty"`
+	Snapshot *SnapshotTarget `json:"snapshot,omitempty"`
+}
+
+// SnapshotTarget is where a run's snapshot is stored, without credentials: {type: local_dir,
+// base_dir} or {type: webdav, base_url, secret_name}.
+type SnapshotTarget struct {
+	Type       string `json:"type"`
+	BaseDir    string `json:"base_dir,omitempty"`
+	BaseURL    string `json:"base_url,omitempty"`
+	SecretName string `json:"secret_name,omitempty"`
 }
 
 type RestoreDestination struct {
@@ -150,6 +168,9 @@ type OperationEvent struct {
 	Kind    string          `json:"kind"`
 	Message string          `json:"message"`
 	Fields  json.RawMessage `json:"fields"`
+	// Seq is a Go extension, as run_event.seq: the operation's event number from 1, so events
+	// re-sent after a reconnect are recorded once.
+	Seq *int64 `json:"seq,omitempty"`
 }
 
 type OperationResult struct {
@@ -177,6 +198,29 @@ type SnapshotDelete struct {
 	BaseDir string `json:"base_dir"`
 }
 
+// SnapshotCleanupTask (Go extension) asks the agent to remove what an incomplete run left in one
+// of its directories. Unlike a delete it never touches a run whose complete.json exists. An
+// original agent drops the unknown type; the Hub then times out and retries.
+type SnapshotCleanupTask struct {
+	Task SnapshotDelete `json:"task"`
+}
+
+// Cleanup outcomes (snapshot_cleanup_result.status).
+const (
+	CleanupDeleted      = "deleted"
+	CleanupSkipComplete = "skip_complete"
+	CleanupSkipNotFound = "skip_not_found"
+	CleanupFailed       = "failed"
+)
+
+// SnapshotCleanupResult (Go extension) answers a snapshot_cleanup_task.
+type SnapshotCleanupResult struct {
+	RunID     string  `json:"run_id"`
+	Status    string  `json:"status"` // deleted | skip_complete | skip_not_found | failed
+	ErrorKind *string `json:"error_kind"`
+	Error     *string `json:"error"`
+}
+
 type SnapshotDeleteEvent struct {
 	RunID   string          `json:"run_id"`
 	Level   string          `json:"level"`
@@ -184,6 +228,13 @@ type SnapshotDeleteEvent struct {
 	Message string          `json:"message"`
 	Fields  json.RawMessage `json:"fields"`
 }
+
+// Snapshot delete outcomes (snapshot_delete_result.status).
+const (
+	DeleteSuccess  = "success"
+	DeleteNotFound = "not_found"
+	DeleteFailed   = "failed"
+)
 
 type SnapshotDeleteResult struct {
 	RunID     string  `json:"run_id"`
@@ -264,6 +315,9 @@ type ConfigJob struct {
 	OverlapPolicy    string          `json:"overlap_policy"`
 	UpdatedAt        int64           `json:"updated_at"`
 	Spec             json.RawMessage `json:"spec"`
+	// AgeRecipient is a Go extension, as in a backup task: the public key of an encrypted job,
+	// so that the agent can run it offline.
+	AgeRecipient *string `json:"age_recipient,omitempty"`
 }
 
 type ConfigAck struct {
@@ -336,6 +390,8 @@ func (*OperationEventMsg) MessageType() string        { return TypeOperationEven
 func (*OperationResultMsg) MessageType() string       { return TypeOperationResult }
 func (*SnapshotDeleteTask) MessageType() string       { return TypeSnapshotDeleteTask }
 func (*SnapshotDeleteEvent) MessageType() string      { return TypeSnapshotDeleteEvent }
+func (*SnapshotCleanupTask) MessageType() string      { return TypeSnapshotCleanupTask }
+func (*SnapshotCleanupResult) MessageType() string    { return TypeSnapshotCleanupResult }
 func (*SnapshotDeleteResult) MessageType() string     { return TypeSnapshotDeleteResult }
 func (*FsList) MessageType() string                   { return TypeFsList }
 func (*FsListResult) MessageType() string             { return TypeFsListResult }

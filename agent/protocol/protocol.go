@@ -9,6 +9,12 @@
 //   - hello.heartbeat_seconds: the agent's ping interval, so the Hub can set its read deadline
 //     to three intervals instead of guessing.
 //   - run_event.seq: per-task event numbers, so events re-sent after a reconnect are recorded once.
+//     operation_event.seq does the same for restores.
+//   - task.age_recipient and config_snapshot jobs' age_recipient: the public key of an encrypted
+//     job, since agents keep no key store.
+//   - restore_task.job_id and .snapshot: where the snapshot lives, so the agent reads it itself.
+//   - snapshot_cleanup_task / snapshot_cleanup_result: incomplete-run cleanup in an agent's
+//     directory (a delete that never removes a complete run).
 package protocol
 
 import (
@@ -39,6 +45,8 @@ const (
 	TypeSnapshotDeleteTask       = "snapshot_delete_task"
 	TypeSnapshotDeleteEvent      = "snapshot_delete_event"
 	TypeSnapshotDeleteResult     = "snapshot_delete_result"
+	TypeSnapshotCleanupTask      = "snapshot_cleanup_task"   // Go extension
+	TypeSnapshotCleanupResult    = "snapshot_cleanup_result" // Go extension
 	TypeFsList                   = "fs_list"
 	TypeFsListResult             = "fs_list_result"
 	TypeWebdavList               = "webdav_list"
@@ -136,6 +144,8 @@ var registry = map[string]func() Message{
 	TypeSnapshotDeleteTask:       func() Message { return &SnapshotDeleteTask{} },
 	TypeSnapshotDeleteEvent:      func() Message { return &SnapshotDeleteEvent{} },
 	TypeSnapshotDeleteResult:     func() Message { return &SnapshotDeleteResult{} },
+	TypeSnapshotCleanupTask:      func() Message { return &SnapshotCleanupTask{} },
+	TypeSnapshotCleanupResult:    func() Message { return &SnapshotCleanupResult{} },
 	TypeFsList:                   func() Message { return &FsList{} },
 	TypeFsListResult:             func() Message { return &FsListResult{} },
 	TypeWebdavList:               func() Message { return &WebdavList{} },

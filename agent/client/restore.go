@@ -1,0 +1,160 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/operations"
+	"github.com/bastion-backup/bastion/engine/progress"
+	"github.com/bastion-backup/bastion/engine/restore"
+	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/opener"
+)
+
+// RestoreExecutor runs restore tasks with the Hub's restore engine (engine/restore). The snapshot
+// is read where it lives, from this machine: a local_dir target is a directory here, a WebDAV
+// target is read with this agent's credential of that name (from its secrets snapshot). Parts
+// are staged under <data-dir>/operations/<op_id>/, removed afterwards. Encrypted snapshots are
+// opened with the age identity the Hub copied to this agent just before the task.
+type RestoreExecutor struct {
+	dataDir string
+	opener  *opener.Opener
+	keys    restore.IdentityProvider
+	clock   clock.Clock
+	log     zerolog.Logger
+}
+
+// NewRestoreExecutor builds the agent's restore executor. m gives WebDAV credentials and age
+// identities (nil: none).
+func NewRestoreExecutor(dataDir string, m *Managed, log zerolog.Logger) *RestoreExecutor {
+	e := &RestoreExecutor{dataDir: dataDir, clock: clock.Real{}, log: log.With().Str("component", "agent-restore").Logger()}
+	var creds opener.Secrets = noSecrets{}
+	if m != nil {
+		creds, e.keys = m, m
+	}
+	e.opener = opener.New(opener.Config{Secrets: creds, Logger: log})
+	return e
+}
+
+// Restore codes of refusals the agent makes itself.
+const (
+	CodeUnsupportedDestination = "unsupported_destination"
+	CodeInvalidDestination     = "invalid_destination"
+	CodeSnapshotUnknown        = "snapshot_location_missing"
+)
+
+// Restore runs one restore and reports how it ended. The summary has the shape the Hub stores
+// for its own restores (destination, conflict_policy, selection, counts); a failure adds
+// error_code.
+func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, emit func(*protocol.OperationEvent)) protocol.OperationResult {
+	req := t.Task
+	opID := t.TaskID
+	if opID == "" {
+		opID = req.OpID
+	}
+	log := e.log.With().Str("operation_id", opID).Str("run_id", req.RunID).Logger()
+	dir := req.DestinationDir
+	if d := req.Destination; d != nil {
+		if d.Type != "" && d.Type != operations.DestinationLocalFS {
+			return opFailed(CodeUnsupportedDestination, fmt.Sprintf("restoring to %q is not supported on agents; restore to a directory", d.Type), nil)
+		}
+		dir = d.Directory
+	}
+	if dir == "" || !filepath.IsAbs(dir) {
+		return opFailed(CodeInvalidDestination, fmt.Sprintf("the destination directory must be an absolute path, got %q", dir), nil)
+	}
+	if req.Snapshot == nil || req.JobID == "" {
+		return opFailed(CodeSnapshotUnknown, "the Hub did not say where the snapshot lives (a Hub too old for agent restores?)", nil)
+	}
+	sum := &operations.RestoreSummary{
+		Destination:    operations.Destination{Type: operations.DestinationLocalFS, Directory: filepath.Clean(dir)},
+		ConflictPolicy: req.ConflictPolicy,
+	}
+	if req.Selection != nil {
+		sum.Selection = &restore.Selection{Files: req.Selection.Files, Dirs: req.Selection.Dirs}
+	}
+	rt := targets.RunTarget{NodeID: opener.HubNode, Target: targets.Redacted{Type: req.Snapshot.Type,
+		BaseDir: req.Snapshot.BaseDir, BaseURL: req.Snapshot.BaseURL, SecretName: req.Snapshot.SecretName}}
+	tgt, err := e.opener.Open(ctx, rt)
+	if err != nil {
+		return e.outcome(ctx, sum, err, log)
+	}
+	opDir := filepath.Join(e.dataDir, "operations", opID)
+	defer func() {
+		if err := os.RemoveAll(opDir); err != nil {
+			log.Warn().Err(err).Msg("remove operation directory")
+		}
+	}()
+	rep := progress.NewReporter(progress.KindRestore, e.clock, func(s progress.Snapshot) {
+		if b, err := json.Marshal(s); err == nil {
+			emit(&protocol.OperationEvent{Level: "info", Kind: progressKind, Message: s.Stage, Fields: b})
+		}
+	})
+	res, err := restore.Restore(ctx, restore.Request{
+		JobID: req.JobID, RunID: req.RunID, Target: tgt, Destination: sum.Destination.Directory,
+		StagingDir: filepath.Join(opDir, "staging"), Conflict: req.ConflictPolicy, Selection: sum.Selection,
+		Keys: e.keys, Events: opEvents{emit}, Progress: rep, Logger: log,
+	})
+	rep.Close()
+	sum.Result = &res
+	return e.outcome(ctx, sum, err, log)
+}
+
+func (e *RestoreExecutor) outcome(ctx context.Context, sum *operations.RestoreSummary, err error, log zerolog.Logger) protocol.OperationResult {
+	b, jerr := json.Marshal(sum)
+	if jerr != nil {
+		b = nil
+	}
+	switch {
+	case err == nil:
+		return protocol.OperationResult{Status: protocol.StatusSuccess, Summary: b}
+	case ctx.Err() != nil:
+		return canceledOpResult()
+	}
+	code := "restore_failed"
+	var re *restore.Error
+	var te *targets.Error
+	switch {
+	case errors.As(err, &re):
+		code = re.Code
+	case errors.As(err, &te):
+		code = te.Code
+	}
+	log.Warn().Err(err).Str("code", code).Msg("restore failed")
+	return opFailed(code, err.Error(), b)
+}
+
+// opFailed puts code into the summary, as the Hub reads it.
+func opFailed(code, msg string, summary json.RawMessage) protocol.OperationResult {
+	fields := map[string]any{}
+	_ = json.Unmarshal(summary, &fields)
+	fields["error_code"] = code
+	b, _ := json.Marshal(fields)
+	return protocol.OperationResult{Status: protocol.StatusFailed, Summary: b, Error: &msg}
+}
+
+// opEvents turns the restore engine's events into operation_event messages.
+type opEvents struct {
+	emit func(*protocol.OperationEvent)
+}
+
+func (o opEvents) Emit(level, kind, message string, fields map[string]any) {
+	var raw json.RawMessage
+	if fields != nil {
+		if b, err := json.Marshal(fields); err == nil {
+			raw = b
+		}
+	}
+	if level == "" {
+		level = "info"
+	}
+	o.emit(&protocol.OperationEvent{Level: level, Kind: kind, Message: message, Fields: raw})
+}
