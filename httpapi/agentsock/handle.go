@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
@@ -44,10 +47,18 @@ func (h *Hub) handle(c *conn, m protocol.Message, raw []byte) {
 		if err := h.db.Writer().SetAppliedConfig(ctx, c.agentID, m.SnapshotID, h.clock.Now().Unix()); err != nil {
 			c.log.Warn().Err(err).Msg("record config_ack")
 		}
+	case *protocol.OperationEventMsg:
+		h.onOperationEvent(ctx, c, &m.Event)
+	case *protocol.OperationResultMsg:
+		h.onOperationResult(ctx, c, &m.Result)
 	case *protocol.FsListResult:
 		h.resolvePending(c, m.RequestID, m)
 	case *protocol.WebdavListResult:
 		h.resolvePending(c, m.RequestID, m)
+	case *protocol.SnapshotDeleteResult:
+		h.resolvePending(c, deleteKey(m.RunID), m)
+	case *protocol.SnapshotCleanupResult:
+		h.resolvePending(c, cleanupKey(m.RunID), m)
 	default:
 		c.log.Debug().Str("type", m.MessageType()).Msg("ignoring agent message")
 	}
@@ -124,21 +135,76 @@ func (h *Hub) onRunEvent(ctx context.Context, c *conn, ev *protocol.RunEvent) {
 	}
 }
 
-// onResult applies a result once: under resultMu, a completed task only gets its
-// acknowledgement again; an open one is applied through the sink, then completed, then
-// acknowledged. The agent re-sends until the acknowledgement arrives, so a crash anywhere here
-// ends with the result applied once (the sink's first-result-wins guard covers a crash between
-// the sink and the completion).
+// onResult applies a backup task's result once (see settle).
 func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
 	log := c.log.With().Str("task_id", res.TaskID).Str("run_id", res.RunID).Logger()
+	h.settle(ctx, c, res.TaskID, log, func(t storage.AgentTask) (bool, error) {
+		if t.RunID != res.RunID && res.RunID != "" {
+			log.Warn().Msg("result names another run than its task; ignored")
+			return false, nil
+		}
+		if h.cfg.Sink != nil {
+			if err := h.cfg.Sink.Result(ctx, t, res); err != nil {
+				return false, err
+			}
+		}
+		return true, h.complete(ctx, t, res, res.Error, res.Status)
+	})
+}
+
+// onOperationEvent applies an event of an open restore once, like onRunEvent.
+func (h *Hub) onOperationEvent(ctx context.Context, c *conn, ev *protocol.OperationEvent) {
+	h.eventMu.Lock()
+	defer h.eventMu.Unlock()
+	t, ok := h.ownedTask(ctx, c, ev.OpID)
+	if !ok || t.CompletedAt != nil || t.Kind != storage.AgentTaskRestore || h.cfg.Operations == nil {
+		return
+	}
+	if ev.Seq != nil && *ev.Seq <= t.LastEventSeq {
+		return
+	}
+	if err := h.cfg.Operations.OperationEvent(ctx, t, ev); err != nil {
+		c.log.Warn().Err(err).Str("operation_id", ev.OpID).Msg("record operation event")
+		return
+	}
+	if ev.Seq != nil {
+		if err := h.db.Writer().SetAgentTaskEventSeq(ctx, t.ID, *ev.Seq); err != nil {
+			c.log.Warn().Err(err).Str("operation_id", ev.OpID).Msg("record operation event sequence")
+		}
+	}
+}
+
+// onOperationResult applies a restore's result once (see settle).
+func (h *Hub) onOperationResult(ctx context.Context, c *conn, res *protocol.OperationResult) {
+	log := c.log.With().Str("operation_id", res.OpID).Logger()
+	h.settle(ctx, c, res.OpID, log, func(t storage.AgentTask) (bool, error) {
+		if t.Kind != storage.AgentTaskRestore {
+			log.Warn().Msg("operation result for a task that is not a restore; ignored")
+			return false, nil
+		}
+		if h.cfg.Operations != nil {
+			if err := h.cfg.Operations.OperationResult(ctx, t, res); err != nil {
+				return false, err
+			}
+		}
+		return true, h.complete(ctx, t, res, res.Error, res.Status)
+	})
+}
+
+// settle applies a result once: under resultMu, a completed task only gets its acknowledgement
+// again; an open one is applied (through a sink, then completed) and then acknowledged. The agent
+// re-sends until the acknowledgement arrives, so a crash anywhere here ends with the result
+// applied once (the sinks' first-result-wins guard covers a crash between the sink and the
+// completion). apply reports false for a result it refused (no acknowledgement).
+func (h *Hub) settle(ctx context.Context, c *conn, taskID string, log zerolog.Logger, apply func(storage.AgentTask) (bool, error)) {
 	h.resultMu.Lock()
 	defer h.resultMu.Unlock()
-	t, err := h.db.Reader().GetAgentTask(ctx, res.TaskID)
+	t, err := h.db.Reader().GetAgentTask(ctx, taskID)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		// Nothing is owed for this id (the task was withdrawn); let the agent forget it.
 		log.Info().Msg("result for an unknown task; acknowledged without effect")
-		_ = c.send(&protocol.TaskResultAck{TaskID: res.TaskID})
+		_ = c.send(&protocol.TaskResultAck{TaskID: taskID})
 		return
 	case err != nil:
 		log.Warn().Err(err).Msg("load agent task")
@@ -146,24 +212,27 @@ func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
 	case t.AgentID != c.agentID:
 		log.Warn().Str("owner", t.AgentID).Msg("result from an agent that does not own the task; ignored")
 		return
-	case t.RunID != res.RunID && res.RunID != "":
-		log.Warn().Msg("result names another run than its task; ignored")
-		return
 	}
 	if t.CompletedAt == nil {
-		if h.cfg.Sink != nil {
-			if err := h.cfg.Sink.Result(ctx, t, res); err != nil {
-				log.Warn().Err(err).Msg("apply task result; the agent will re-send it")
-				return
-			}
-		}
-		raw, _ := json.Marshal(res)
-		rs := string(raw)
-		if _, err := h.db.Writer().CompleteAgentTask(ctx, t.ID, &rs, res.Error, h.clock.Now().Unix()); err != nil {
-			log.Warn().Err(err).Msg("complete agent task; the agent will re-send the result")
+		ok, err := apply(t)
+		if err != nil {
+			log.Warn().Err(err).Msg("apply task result; the agent will re-send it")
 			return
 		}
-		log.Info().Str("status", res.Status).Msg("agent task finished")
+		if !ok {
+			return
+		}
 	}
-	_ = c.send(&protocol.TaskResultAck{TaskID: res.TaskID})
+	_ = c.send(&protocol.TaskResultAck{TaskID: taskID})
+}
+
+// complete closes a task with its result. Callers hold resultMu.
+func (h *Hub) complete(ctx context.Context, t storage.AgentTask, result any, errText *string, status string) error {
+	raw, _ := json.Marshal(result)
+	rs := string(raw)
+	if _, err := h.db.Writer().CompleteAgentTask(ctx, t.ID, &rs, errText, h.clock.Now().Unix()); err != nil {
+		return fmt.Errorf("complete agent task %s: %w", t.ID, err)
+	}
+	h.log.Info().Str("agent_id", t.AgentID).Str("task_id", t.ID).Str("kind", t.Kind).Str("status", status).Msg("agent task finished")
+	return nil
 }

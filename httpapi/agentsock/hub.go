@@ -30,6 +30,9 @@ const (
 	OnlineWindow = 60 * time.Second
 	writeTimeout = 10 * time.Second
 	resendPage   = 100
+	// DefaultAgentTimeout: a task whose agent the Hub has not heard from for this long is given
+	// up (agent_timeout). An agent that is connected is never timed out, however slow.
+	DefaultAgentTimeout = 24 * time.Hour
 )
 
 // TaskSink applies what agents report about their tasks. The run queue implements it; both
@@ -48,6 +51,21 @@ type MessageBuilder interface {
 	Build(ctx context.Context, t storage.AgentTask) (protocol.Message, error)
 }
 
+// OperationSink applies what agents report about the restores they run (RestoreBridge); both
+// methods run only for an open restore task owned by the reporting agent.
+type OperationSink interface {
+	OperationEvent(ctx context.Context, t storage.AgentTask, ev *protocol.OperationEvent) error
+	// OperationResult must be idempotent (first result wins), like TaskSink.Result.
+	OperationResult(ctx context.Context, t storage.AgentTask, res *protocol.OperationResult) error
+}
+
+// Notifier queues notifications for finished runs (engine/notify.Service). EnqueueFinished runs
+// inside the write transaction that stores the run; Wake after the commit.
+type Notifier interface {
+	EnqueueFinished(ctx context.Context, q storage.Q, run storage.Run, jobSpecJSON string) (int, error)
+	Wake()
+}
+
 // ConfigSource builds the snapshots an agent gets after hello and on sync-now. Nil sends none.
 type ConfigSource interface {
 	Secrets(ctx context.Context, agentID string) (*protocol.SecretsSnapshot, error)
@@ -60,9 +78,16 @@ type Config struct {
 	Clock  clock.Clock
 	Logger zerolog.Logger
 	Sink   TaskSink
+	// Operations receives restore events and results (nil: they wait on the agents, which re-send).
+	Operations OperationSink
+	// Notifier, when set, queues notifications for runs agents upload after running them offline.
+	Notifier Notifier
 	// Builder defaults to decoding payload_json as the wire message itself.
 	Builder   MessageBuilder
 	Snapshots ConfigSource
+	// Keys gives encrypted jobs' tasks their public key (engine/agekeys.Keys); nil: none, and such
+	// jobs fail on the agent.
+	Keys Recipients
 	// OnConnect runs after an agent's connection is registered (the run queue's Wake).
 	OnConnect func(agentID string)
 	// InsecureHTTP lets agents use plain HTTP/WS from other hosts (--insecure-http).
@@ -70,6 +95,9 @@ type Config struct {
 	Outbox       int
 	AckTimeout   time.Duration
 	ReadTimeout  time.Duration // until hello tells the agent's heartbeat
+	// AgentTimeout is how long the Hub waits for an agent it does not hear from before it gives
+	// up the agent's open tasks (default DefaultAgentTimeout).
+	AgentTimeout time.Duration
 }
 
 // Hub owns the live agent connections.
@@ -93,6 +121,8 @@ type Hub struct {
 	eventMu sync.Mutex
 
 	wake chan struct{} // ack-timeout loop
+
+	started time.Time // when this Hub started: it cannot know about silence before that
 }
 
 // New builds a Hub. Run its loop with Run.
@@ -112,12 +142,16 @@ func New(cfg Config) *Hub {
 	if cfg.Builder == nil {
 		cfg.Builder = PayloadBuilder{}
 	}
+	if cfg.AgentTimeout <= 0 {
+		cfg.AgentTimeout = DefaultAgentTimeout
+	}
 	return &Hub{
 		cfg: cfg, db: cfg.DB, clock: cfg.Clock,
 		log:     cfg.Logger.With().Str("component", "agentsock").Logger(),
 		conns:   map[string]*conn{},
 		pending: map[pendingKey]*pendingCall{},
 		wake:    make(chan struct{}, 1),
+		started: cfg.Clock.Now(),
 	}
 }
 

@@ -1,6 +1,7 @@
 package agentsock
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
@@ -127,7 +129,24 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 			apiErr = respond.Conflict("run_conflict", "the run id belongs to another job")
 			return nil
 		}
-		return q.InsertRunEventsIgnore(r.Context(), rows)
+		if err := q.InsertRunEventsIgnore(r.Context(), rows); err != nil {
+			return err
+		}
+		if run.Status == storage.RunSuccess {
+			if err := indexIngested(r.Context(), q, job, agent.ID, run); err != nil {
+				return err
+			}
+		}
+		if h.cfg.Notifier != nil {
+			// Queued with the run, like a run finished on the Hub; a repeated upload queues
+			// nothing new (one notification per run and destination).
+			stored := storage.Run{ID: run.ID, JobID: run.JobID, Status: run.Status, StartedAt: run.StartedAt,
+				EndedAt: &ended, SummaryJSON: summary, Error: run.Error}
+			if _, err := h.cfg.Notifier.EnqueueFinished(r.Context(), q, stored, job.SpecJSON); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if apiErr != nil {
 		err = apiErr
@@ -136,7 +155,33 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
+	if h.cfg.Notifier != nil {
+		h.cfg.Notifier.Wake()
+	}
 	zerolog.Ctx(r.Context()).Info().Str("agent_id", agent.ID).Str("run_id", run.ID).Str("job_id", run.JobID).
 		Str("status", run.Status).Msg("offline run ingested")
 	respond.NoContent(w)
+}
+
+// indexIngested indexes the snapshot of a successful offline run (run_artifacts, present), so it
+// can be restored, pinned and deleted like any other. Where it went is the job's target as the
+// agent ran it. An upload repeated later changes nothing the Hub did to the snapshot since.
+func indexIngested(ctx context.Context, q storage.Q, job storage.Job, agentID string, run IngestRun) error {
+	spec, err := jobspec.ParseAndValidate([]byte(job.SpecJSON))
+	if err != nil {
+		return nil // nothing reliable to index; the run itself is kept
+	}
+	format := spec.Pipeline.Format
+	if format == "" {
+		format = jobspec.FormatArchiveV1
+	}
+	snap := targetSnapshot(spec, agentID)
+	if err := q.SetRunTargetSnapshot(ctx, run.ID, snap); err != nil {
+		return err
+	}
+	return q.UpsertRunArtifact(ctx, storage.RunArtifact{
+		RunID: run.ID, JobID: run.JobID, NodeID: agentID, TargetType: spec.Target.Type, TargetSnapshotJSON: snap,
+		ArtifactFormat: format, Status: storage.SnapshotPresent, StartedAt: run.StartedAt, EndedAt: run.EndedAt,
+		CreatedAt: run.EndedAt, UpdatedAt: run.EndedAt,
+	})
 }

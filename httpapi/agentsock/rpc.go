@@ -33,25 +33,40 @@ func newRequestID() string {
 // call sends a request built for requestID and waits for the reply with the same id, at most
 // RPCTimeout. A disconnect fails it at once with ErrAgentOffline.
 func (h *Hub) call(ctx context.Context, agentID string, build func(requestID string) protocol.Message) (protocol.Message, error) {
+	id := newRequestID()
+	return h.callKey(ctx, agentID, id, RPCTimeout, build(id))
+}
+
+// errBusy: a request with the same key is already waiting for its reply.
+var errBusy = errors.New("the same request is already waiting for the agent")
+
+// callKey sends m and waits (at most timeout) for the reply the agent files under key: a request
+// id, or a run id for snapshot deletes, whose replies carry no request id.
+func (h *Hub) callKey(ctx context.Context, agentID, key string, timeout time.Duration, m protocol.Message) (protocol.Message, error) {
 	c := h.current(agentID)
 	if c == nil {
 		return nil, ErrAgentOffline
 	}
-	id := newRequestID()
-	key := pendingKey{agentID, id}
+	pk := pendingKey{agentID, key}
 	p := &pendingCall{c: c, reply: make(chan protocol.Message, 1)}
 	h.pendingMu.Lock()
-	h.pending[key] = p
+	if _, taken := h.pending[pk]; taken {
+		h.pendingMu.Unlock()
+		return nil, errBusy
+	}
+	h.pending[pk] = p
 	h.pendingMu.Unlock()
 	defer func() {
 		h.pendingMu.Lock()
-		delete(h.pending, key)
+		if h.pending[pk] == p {
+			delete(h.pending, pk)
+		}
 		h.pendingMu.Unlock()
 	}()
-	if err := c.send(build(id)); err != nil {
+	if err := c.send(m); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAgentOffline, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, RPCTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	select {
 	case m := <-p.reply:
@@ -107,6 +122,22 @@ func (h *Hub) FsList(ctx context.Context, agentID string, req protocol.FsList) (
 	res, ok := m.(*protocol.FsListResult)
 	if !ok {
 		return nil, fmt.Errorf("agent %s answered fs_list with %s", agentID, m.MessageType())
+	}
+	return res, nil
+}
+
+// WebdavList asks the agent to list a WebDAV collection with its own credential.
+func (h *Hub) WebdavList(ctx context.Context, agentID string, req protocol.WebdavList) (*protocol.WebdavListResult, error) {
+	m, err := h.call(ctx, agentID, func(id string) protocol.Message {
+		req.RequestID = id
+		return &req
+	})
+	if err != nil {
+		return nil, err
+	}
+	res, ok := m.(*protocol.WebdavListResult)
+	if !ok {
+		return nil, fmt.Errorf("agent %s answered webdav_list with %s", agentID, m.MessageType())
 	}
 	return res, nil
 }

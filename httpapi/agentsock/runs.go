@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/storage"
@@ -86,17 +87,20 @@ func (b *RunBridge) Start(ctx context.Context, run storage.Run, job storage.Job)
 		return false, fmt.Errorf("encode task of run %s: %w", run.ID, err)
 	}
 	if specErr != nil {
-		// Nothing to send: claim and fail the run here, as the queue does for Hub runs.
-		claimed, err := false, error(nil)
-		err = h.db.Write(ctx, func(q storage.Q) error {
-			claimed, err = q.ClaimRun(ctx, run.ID, now)
-			return err
-		})
-		if err != nil || !claimed {
-			return true, err
+		return true, b.failUnsent(ctx, h, svc, run.ID, now, &runs.RunError{
+			Code: runs.CodeInvalidSpec, Kind: "config", Message: "the job spec is invalid: " + specErr.Error()})
+	}
+	recipient, keyErr := recipientOf(ctx, h.cfg.Keys, spec)
+	if keyErr != nil {
+		return true, b.failUnsent(ctx, h, svc, run.ID, now, &runs.RunError{Code: backup.CodeEncryptionKey, Kind: "config",
+			Hint: "The backup encryption key could not be loaded or created.", Message: keyErr.Error()})
+	}
+	if recipient != nil {
+		task := protocol.Task{TaskID: run.ID, Task: protocol.BackupTask{RunID: run.ID, JobID: job.ID, StartedAt: now,
+			Spec: json.RawMessage(job.SpecJSON), AgeRecipient: recipient}}
+		if payload, err = json.Marshal(&task); err != nil {
+			return false, fmt.Errorf("encode task of run %s: %w", run.ID, err)
 		}
-		return true, svc.Finish(ctx, run.ID, runs.Outcome{Status: storage.RunFailed, Error: &runs.RunError{
-			Code: runs.CodeInvalidSpec, Kind: "config", Message: "the job spec is invalid: " + specErr.Error()}})
 	}
 	_, err = h.Dispatch(ctx, storage.AgentTask{ID: run.ID, AgentID: agentID, RunID: run.ID, Kind: storage.AgentTaskBackup,
 		PayloadJSON: string(payload)}, func(q storage.Q) error {
@@ -122,6 +126,20 @@ func (b *RunBridge) Start(ctx context.Context, run storage.Run, job storage.Job)
 		h.log.Warn().Err(err).Str("run_id", run.ID).Msg("record dispatch events")
 	}
 	return true, nil
+}
+
+// failUnsent claims a run that cannot be sent (nothing could run it) and fails it, as the queue
+// does for Hub runs.
+func (b *RunBridge) failUnsent(ctx context.Context, h *Hub, svc RunService, runID string, now int64, re *runs.RunError) error {
+	claimed, err := false, error(nil)
+	err = h.db.Write(ctx, func(q storage.Q) error {
+		claimed, err = q.ClaimRun(ctx, runID, now)
+		return err
+	})
+	if err != nil || !claimed {
+		return err
+	}
+	return svc.Finish(ctx, runID, runs.Outcome{Status: storage.RunFailed, Error: re})
 }
 
 // Cancel records the cancel on the run's agent task and sends it if the agent is connected; it is

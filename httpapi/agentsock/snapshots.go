@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"filippo.io/age"
+
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -17,14 +20,42 @@ import (
 type SecretReader interface {
 	List(ctx context.Context, node, kind string) ([]secrets.Meta, error)
 	WebDAV(ctx context.Context, node, name string) (secrets.WebDAV, error)
+	Get(ctx context.Context, node, kind, name string) ([]byte, error)
+}
+
+// Recipients gives the age public key of a key name, creating the key on first use
+// (engine/agekeys.Keys). Agents keep no key store: an encrypted job's task and config carry the
+// public key.
+type Recipients interface {
+	Recipient(ctx context.Context, keyName string) (age.Recipient, error)
+}
+
+// recipientOf returns the public key of an encrypted spec's key, or nil for an unencrypted one.
+func recipientOf(ctx context.Context, keys Recipients, spec *jobspec.Spec) (*string, error) {
+	if keys == nil || spec == nil || spec.Pipeline.Encryption.Type != jobspec.EncryptionAgeX25519 {
+		return nil, nil
+	}
+	r, err := keys.Recipient(ctx, spec.Pipeline.Encryption.KeyName)
+	if err != nil {
+		return nil, err
+	}
+	str, ok := r.(fmt.Stringer)
+	if !ok {
+		return nil, fmt.Errorf("age key %q: its recipient has no text form", spec.Pipeline.Encryption.KeyName)
+	}
+	v := str.String()
+	return &v, nil
 }
 
 // StoreSnapshots builds config and secrets snapshots from the database and the secrets store.
-// Job specs go out as stored (secret names, no credentials); an agent's WebDAV credentials
-// travel in its secrets snapshot, which the agent keeps encrypted at rest.
+// Job specs go out as stored (secret names, no credentials); an agent's WebDAV credentials, and
+// the age identities copied to it for restores, travel in its secrets snapshot, which the agent
+// keeps encrypted at rest.
 type StoreSnapshots struct {
 	DB    *storage.DB
 	Store SecretReader // nil: empty secrets snapshots
+	// Keys gives encrypted jobs their public key (nil: none, and such jobs fail on the agent).
+	Keys  Recipients
 	Clock clock.Clock
 }
 
@@ -37,8 +68,14 @@ func (s StoreSnapshots) Config(ctx context.Context, agentID string) (*protocol.C
 	out := make([]protocol.ConfigJob, 0, len(jobs))
 	for _, j := range jobs {
 		tz := j.ScheduleTimezone
-		out = append(out, protocol.ConfigJob{JobID: j.ID, Name: j.Name, Schedule: j.Schedule, ScheduleTimezone: &tz,
-			OverlapPolicy: j.OverlapPolicy, UpdatedAt: j.UpdatedAt, Spec: json.RawMessage(j.SpecJSON)})
+		cj := protocol.ConfigJob{JobID: j.ID, Name: j.Name, Schedule: j.Schedule, ScheduleTimezone: &tz,
+			OverlapPolicy: j.OverlapPolicy, UpdatedAt: j.UpdatedAt, Spec: json.RawMessage(j.SpecJSON)}
+		if spec, err := jobspec.ParseAndValidate([]byte(j.SpecJSON)); err == nil {
+			if cj.AgeRecipient, err = recipientOf(ctx, s.Keys, spec); err != nil {
+				return nil, fmt.Errorf("age key of job %s: %w", j.ID, err)
+			}
+		}
+		out = append(out, cj)
 	}
 	id, err := SnapshotID(out)
 	if err != nil {
@@ -73,6 +110,17 @@ func (s StoreSnapshots) Secrets(ctx context.Context, agentID string) (*protocol.
 			return nil, fmt.Errorf("read webdav secret %s of agent %s: %w", m.Name, agentID, err)
 		}
 		snap.WebDAV = append(snap.WebDAV, protocol.WebDAVSecret{Name: m.Name, Username: w.Username, Password: w.Password, UpdatedAt: m.UpdatedAt})
+	}
+	ages, err := s.Store.List(ctx, agentID, secrets.KindBackupAgeIdentity)
+	if err != nil {
+		return nil, fmt.Errorf("list age keys of agent %s: %w", agentID, err)
+	}
+	for _, m := range ages {
+		raw, err := s.Store.Get(ctx, agentID, secrets.KindBackupAgeIdentity, m.Name)
+		if err != nil {
+			return nil, fmt.Errorf("read age key %s of agent %s: %w", m.Name, agentID, err)
+		}
+		snap.BackupAgeIdentities = append(snap.BackupAgeIdentities, protocol.AgeIdentity{Name: m.Name, Identity: string(raw), UpdatedAt: m.UpdatedAt})
 	}
 	return snap, nil
 }

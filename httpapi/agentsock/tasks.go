@@ -79,6 +79,18 @@ func (h *Hub) sendTask(ctx context.Context, c *conn, t storage.AgentTask, wait b
 		return err
 	}
 	h.kick()
+	if t.Kind == storage.AgentTaskRestore && h.cfg.Snapshots != nil {
+		// The secrets snapshot goes first, every time: it carries the age identity of an encrypted
+		// snapshot, and the socket's order makes it arrive before the restore that needs it (also
+		// when the restore is re-sent on a new connection, before hello's own snapshot).
+		sec, err := h.cfg.Snapshots.Secrets(ctx, t.AgentID)
+		if err != nil {
+			return fmt.Errorf("secrets snapshot for restore %s: %w", t.ID, err)
+		}
+		if err := send(sec); err != nil {
+			return err
+		}
+	}
 	if err := send(m); err != nil {
 		return err
 	}

@@ -1,0 +1,308 @@
+package agentsock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/operations"
+	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/storage"
+)
+
+// OperationService is what restores on agents need from the operations engine
+// (engine/operations.Service).
+type OperationService interface {
+	RemoteEvent(ctx context.Context, opID, level, kind, message string, fields json.RawMessage) error
+	RemoteProgress(ctx context.Context, opID string, progressJSON []byte) error
+	FinishRemote(ctx context.Context, opID string, out operations.RemoteOutcome) (bool, error)
+}
+
+// SecretStore is what restores on agents need from the secrets store (engine/secrets.Store): the
+// Hub's age identity of an encrypted snapshot, copied into the agent's scope, and the agent's
+// WebDAV credential names.
+type SecretStore interface {
+	Get(ctx context.Context, node, kind, name string) ([]byte, error)
+	Put(ctx context.Context, node, kind, name string, payload []byte) error
+	List(ctx context.Context, node, kind string) ([]secrets.Meta, error)
+}
+
+// RestoreBridge runs restores on agents: it is the operations service's Remote and the Hub's
+// OperationSink. Build it first, give it to agentsock.New (Operations) and to operations.New
+// (Remote), then Attach both:
+//
+//	restores := agentsock.NewRestoreBridge(store)
+//	hub := agentsock.New(agentsock.Config{..., Operations: restores})
+//	ops := operations.New(operations.Config{..., Remote: restores})
+//	restores.Attach(hub, ops)
+//
+// A restore on an agent is a task like a backup: stored before it is sent (agent_tasks, kind
+// restore, id = operation id), re-sent on every connection until the agent's result has been
+// applied, recorded on the agent's disk before it starts, its events numbered and its result kept
+// until acknowledged, so it runs once and ends once.
+type RestoreBridge struct {
+	secrets SecretStore
+
+	mu  sync.RWMutex
+	hub *Hub
+	ops OperationService
+}
+
+var (
+	_ operations.Remote = (*RestoreBridge)(nil)
+	_ OperationSink     = (*RestoreBridge)(nil)
+)
+
+// NewRestoreBridge returns an unattached bridge. store may be nil (no encrypted snapshots, no
+// WebDAV snapshots).
+func NewRestoreBridge(store SecretStore) *RestoreBridge { return &RestoreBridge{secrets: store} }
+
+// Attach completes the bridge.
+func (b *RestoreBridge) Attach(h *Hub, ops OperationService) {
+	b.mu.Lock()
+	b.hub, b.ops = h, ops
+	b.mu.Unlock()
+}
+
+func (b *RestoreBridge) get() (*Hub, OperationService) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.hub, b.ops
+}
+
+// Restore refusal codes (HTTP 400 through operations.InputError).
+const (
+	CodeAgentNotConnected   = "agent_not_connected"
+	CodeSnapshotUnreachable = "snapshot_not_reachable"
+	CodeMissingWebDAVSecret = "missing_webdav_secret"
+)
+
+// Check refuses a restore that the agent cannot run now: unknown or revoked agent, agent not
+// connected, a relative directory, or a snapshot out of its reach. An agent reads the snapshot
+// itself: from its own directories, or from WebDAV with its own credential of the same name. A
+// snapshot in a directory of the Hub or of another agent is out of its reach (the Hub does not
+// stream snapshots to agents).
+func (b *RestoreBridge) Check(ctx context.Context, node string, task operations.RestoreTask) error {
+	h, _ := b.get()
+	if h == nil {
+		return &operations.InputError{Code: "invalid_destination", Field: "destination.node_id", Reason: "unsupported",
+			Message: "restores on agents are not available on this Hub"}
+	}
+	a, err := h.db.Reader().GetAgent(ctx, node)
+	if errors.Is(err, storage.ErrNotFound) {
+		return &operations.InputError{Code: "invalid_destination", Field: "destination.node_id", Reason: "not_found",
+			Message: fmt.Sprintf("no node %q: use \"hub\" or an agent id", node)}
+	}
+	if err != nil {
+		return err
+	}
+	if a.RevokedAt != nil {
+		return &operations.InputError{Code: "invalid_destination", Field: "destination.node_id", Reason: "revoked",
+			Message: fmt.Sprintf("agent %s is revoked", node)}
+	}
+	if !h.Connected(node) {
+		return &operations.InputError{Code: CodeAgentNotConnected, Field: "destination.node_id", Reason: "offline",
+			Message: fmt.Sprintf("agent %s is not connected; a restore on an agent needs it online", node)}
+	}
+	if !filepath.IsAbs(task.Destination.Directory) {
+		return &operations.InputError{Code: "invalid_destination", Field: "destination.directory", Reason: "not_absolute",
+			Message: fmt.Sprintf("destination.directory must be an absolute path on the agent, got %q", task.Destination.Directory)}
+	}
+	rt := task.Target
+	switch rt.Target.Type {
+	case targets.TypeLocalDir:
+		if rt.NodeID != node {
+			where := "the Hub"
+			if rt.NodeID != "hub" {
+				where = "agent " + rt.NodeID
+			}
+			return &operations.InputError{Code: CodeSnapshotUnreachable, Field: "destination.node_id", Reason: "other_node",
+				Message: fmt.Sprintf("the snapshot is in a directory on %s, which agent %s cannot read; restore it on %s instead", where, node, where)}
+		}
+	case targets.TypeWebDAV:
+		if !b.hasWebDAV(ctx, node, rt.Target.SecretName) {
+			return &operations.InputError{Code: CodeMissingWebDAVSecret, Field: "destination.node_id", Reason: "missing_secret",
+				Message: fmt.Sprintf("agent %s has no WebDAV credential named %q to read the snapshot with; create it for that agent", node, rt.Target.SecretName)}
+		}
+	default:
+		return &operations.InputError{Code: CodeSnapshotUnreachable, Field: "destination.node_id", Reason: "unsupported_target",
+			Message: fmt.Sprintf("snapshots on %q targets cannot be restored on agents", rt.Target.Type)}
+	}
+	return nil
+}
+
+func (b *RestoreBridge) hasWebDAV(ctx context.Context, node, name string) bool {
+	if b.secrets == nil || name == "" {
+		return false
+	}
+	metas, err := b.secrets.List(ctx, node, secrets.KindWebDAV)
+	if err != nil {
+		return false
+	}
+	for _, m := range metas {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Start stores the restore as the agent's task and sends it. For an encrypted snapshot the Hub
+// first copies its age identity (backup_age_identity/<key>) into the agent's scope; the secrets
+// snapshot that carries it is sent right before the task, every time the task is sent.
+func (b *RestoreBridge) Start(ctx context.Context, node string, task operations.RestoreTask) error {
+	h, _ := b.get()
+	if h == nil {
+		return errors.New("restores on agents are not available on this Hub")
+	}
+	if err := b.shareKey(ctx, h, node, task); err != nil {
+		return err
+	}
+	dir := filepath.Clean(task.Destination.Directory)
+	req := protocol.RestoreRequest{
+		OpID: task.OperationID, RunID: task.RunID, JobID: task.JobID,
+		Destination:    &protocol.RestoreDestination{Type: operations.DestinationLocalFS, Directory: dir},
+		DestinationDir: dir, ConflictPolicy: task.Conflict,
+		Snapshot: &protocol.SnapshotTarget{Type: task.Target.Target.Type, BaseDir: task.Target.Target.BaseDir,
+			BaseURL: task.Target.Target.BaseURL, SecretName: task.Target.Target.SecretName},
+	}
+	if task.Selection != nil {
+		req.Selection = &protocol.RestoreSelection{Files: task.Selection.Files, Dirs: task.Selection.Dirs}
+	}
+	payload, err := json.Marshal(&protocol.RestoreTask{TaskID: task.OperationID, Task: req})
+	if err != nil {
+		return fmt.Errorf("encode restore task %s: %w", task.OperationID, err)
+	}
+	_, err = h.Dispatch(ctx, storage.AgentTask{ID: task.OperationID, AgentID: node, RunID: task.RunID,
+		Kind: storage.AgentTaskRestore, PayloadJSON: string(payload)}, nil)
+	return err
+}
+
+// shareKey copies the age identity of an encrypted snapshot into the agent's scope. The key name
+// comes from the spec the run was made with (an agent run's task keeps it), else from the job's
+// current spec.
+func (b *RestoreBridge) shareKey(ctx context.Context, h *Hub, node string, task operations.RestoreTask) error {
+	name := b.keyName(ctx, h, task)
+	if name == "" || b.secrets == nil {
+		return nil
+	}
+	raw, err := b.secrets.Get(ctx, "hub", secrets.KindBackupAgeIdentity, name)
+	if errors.Is(err, storage.ErrNotFound) {
+		h.log.Warn().Str("operation_id", task.OperationID).Str("key_name", name).
+			Msg("the snapshot's age key is not on the Hub; the agent will not be able to decrypt it")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read age key %q: %w", name, err)
+	}
+	if err := b.secrets.Put(ctx, node, secrets.KindBackupAgeIdentity, name, raw); err != nil {
+		return fmt.Errorf("copy age key %q to agent %s: %w", name, node, err)
+	}
+	h.log.Info().Str("operation_id", task.OperationID).Str("agent_id", node).Str("key_name", name).
+		Msg("age key copied to the agent for a restore")
+	return nil
+}
+
+func (b *RestoreBridge) keyName(ctx context.Context, h *Hub, task operations.RestoreTask) string {
+	var raw json.RawMessage
+	if t, err := h.db.Reader().GetAgentTask(ctx, task.RunID); err == nil && t.Kind == storage.AgentTaskBackup {
+		var m protocol.Task
+		if json.Unmarshal([]byte(t.PayloadJSON), &m) == nil {
+			raw = m.Task.Spec
+		}
+	}
+	if raw == nil {
+		if j, err := h.db.Reader().GetJob(ctx, task.JobID); err == nil {
+			raw = json.RawMessage(j.SpecJSON)
+		}
+	}
+	spec, err := jobspec.Parse(raw)
+	if err != nil || spec.Pipeline.Encryption.Type != jobspec.EncryptionAgeX25519 {
+		return ""
+	}
+	return spec.Pipeline.Encryption.KeyName
+}
+
+// Cancel records the cancel on the restore's task and sends it if the agent is connected; it is
+// replayed after every re-send.
+func (b *RestoreBridge) Cancel(ctx context.Context, opID string) error {
+	h, _ := b.get()
+	if h == nil {
+		return nil
+	}
+	return h.CancelTask(ctx, opID)
+}
+
+// OperationEvent records a restore's event, or its progress.
+func (b *RestoreBridge) OperationEvent(ctx context.Context, t storage.AgentTask, ev *protocol.OperationEvent) error {
+	_, ops := b.get()
+	if ops == nil {
+		return errors.New("operations not attached")
+	}
+	if ev.Kind == "progress_snapshot" {
+		if len(ev.Fields) == 0 || string(ev.Fields) == "null" {
+			return nil
+		}
+		return ops.RemoteProgress(ctx, t.ID, ev.Fields)
+	}
+	return ops.RemoteEvent(ctx, t.ID, ev.Level, ev.Kind, ev.Message, ev.Fields)
+}
+
+// OperationResult ends the restore (first result wins, a requested cancel wins over a failure).
+// The summary names the agent as the destination's node.
+func (b *RestoreBridge) OperationResult(ctx context.Context, t storage.AgentTask, res *protocol.OperationResult) error {
+	_, ops := b.get()
+	if ops == nil {
+		return errors.New("operations not attached")
+	}
+	out := operations.RemoteOutcome{Summary: withNode(res.Summary, t.AgentID)}
+	switch res.Status {
+	case protocol.StatusSuccess:
+		out.Status = storage.OperationSuccess
+	case protocol.StatusCanceled:
+		out.Status = storage.OperationCanceled
+	default:
+		var sum struct {
+			ErrorCode string `json:"error_code"`
+		}
+		_ = json.Unmarshal(res.Summary, &sum)
+		out.Status, out.Code, out.Message = storage.OperationFailed, sum.ErrorCode, "the agent reported the restore failed"
+		if out.Code == "" {
+			out.Code = "agent_failed"
+		}
+		if res.Error != nil && *res.Error != "" {
+			out.Message = *res.Error
+		}
+	}
+	_, err := ops.FinishRemote(ctx, t.ID, out)
+	return err
+}
+
+// withNode sets summary.destination.node_id, which the agent does not know as the Hub names it.
+func withNode(summary json.RawMessage, node string) json.RawMessage {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(summary, &doc) != nil || doc == nil {
+		return summary
+	}
+	var dest map[string]any
+	if json.Unmarshal(doc["destination"], &dest) != nil || dest == nil {
+		return summary
+	}
+	dest["node_id"] = node
+	b, err := json.Marshal(dest)
+	if err != nil {
+		return summary
+	}
+	doc["destination"] = b
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return summary
+	}
+	return out
+}

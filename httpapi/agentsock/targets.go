@@ -1,0 +1,205 @@
+package agentsock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/opener"
+	"github.com/bastion-backup/bastion/engine/targets/webdav"
+)
+
+// SnapshotTaskTimeout bounds how long the Hub waits for an agent to delete or clean up one run
+// directory; a timeout is retried by the snapshot queues like a network failure.
+const SnapshotTaskTimeout = 5 * time.Minute
+
+// WebDAVSecrets reads node-scoped WebDAV credentials (engine/secrets.Store).
+type WebDAVSecrets interface {
+	WebDAV(ctx context.Context, node, name string) (secrets.WebDAV, error)
+}
+
+// Targets opens the targets of runs made on agents (opener.RemoteOpener), for the snapshot
+// queues (delete, incomplete-run cleanup):
+//
+//   - a WebDAV target is opened on the Hub itself with the agent's credential of that name (the
+//     Hub keeps the agent-scoped secrets it pushes), so it works whether the agent is online or not;
+//   - a local_dir target is a directory on the agent's machine: deletes and cleanups go to the
+//     agent over its socket (snapshot_delete_task, snapshot_cleanup_task). While the agent is not
+//     connected, Open fails with kind network, and the queues retry with backoff.
+//
+// Reading an agent's local directory from the Hub (browsing, verify) is not supported: restore
+// such a snapshot on its agent.
+type Targets struct {
+	Hub     *Hub
+	Secrets WebDAVSecrets
+	Logger  zerolog.Logger
+}
+
+var _ opener.RemoteOpener = Targets{}
+
+// Open returns the target rt describes on agent rt.NodeID.
+func (o Targets) Open(ctx context.Context, rt targets.RunTarget) (targets.Target, error) {
+	node := rt.NodeID
+	switch rt.Target.Type {
+	case targets.TypeWebDAV:
+		return o.openWebDAV(ctx, rt)
+	case targets.TypeLocalDir:
+		if rt.Target.BaseDir == "" || !filepath.IsAbs(rt.Target.BaseDir) {
+			return nil, &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config", Op: "open local_dir target on agent " + node,
+				Hint: "the target's base_dir must be an absolute path", Err: fmt.Errorf("base_dir %q is not absolute", rt.Target.BaseDir)}
+		}
+		if o.Hub == nil || !o.Hub.Connected(node) {
+			return nil, &targets.Error{Kind: targets.KindNetwork, Code: "agent_offline", Op: "open local_dir target on agent " + node,
+				Hint: "the snapshot is in a directory on an agent that is not connected; this is retried when it is",
+				Err:  ErrAgentOffline}
+		}
+		return &agentDir{h: o.Hub, agentID: node, base: filepath.Clean(rt.Target.BaseDir)}, nil
+	}
+	return nil, &targets.Error{Kind: targets.KindConfig, Code: "unsupported_target",
+		Op: "open target on agent " + node, Err: fmt.Errorf("unknown target type %q", rt.Target.Type)}
+}
+
+func (o Targets) openWebDAV(ctx context.Context, rt targets.RunTarget) (targets.Target, error) {
+	name := rt.Target.SecretName
+	op := "open webdav target of agent " + rt.NodeID
+	if o.Secrets == nil || name == "" {
+		return nil, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing", Op: op,
+			Err: errors.New("no WebDAV credential to use")}
+	}
+	cred, err := o.Secrets.WebDAV(ctx, rt.NodeID, name)
+	if err != nil {
+		return nil, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing", Op: op,
+			Hint: fmt.Sprintf("the agent's WebDAV credential %q is gone; create it again for that agent", name), Err: err}
+	}
+	t, err := webdav.New(rt.Target.BaseURL, cred, webdav.Options{SecretName: name, Logger: o.Logger})
+	if err != nil {
+		return nil, err // a *targets.Error of kind config; it never carries the credential
+	}
+	return t, nil
+}
+
+// agentDir is a local_dir target on an agent's machine. Only whole-run operations go through
+// it: deleting a run and cleaning up an incomplete one.
+type agentDir struct {
+	h       *Hub
+	agentID string
+	base    string
+}
+
+func (d *agentDir) Type() string { return targets.TypeLocalDir }
+
+func (d *agentDir) Redacted() targets.Redacted {
+	return targets.Redacted{Type: targets.TypeLocalDir, BaseDir: d.base}
+}
+
+// Location names the run directory on the agent.
+func (d *agentDir) Location(run targets.RunRef) string {
+	return "agent " + d.agentID + ":" + filepath.Join(d.base, run.JobID, run.RunID)
+}
+
+func (d *agentDir) unsupported(op string) error {
+	return &targets.Error{Kind: targets.KindConfig, Code: "agent_local_snapshot", Op: op,
+		Hint: "this snapshot is in a directory on agent " + d.agentID + ": restore it on that agent",
+		Err:  errors.New("the Hub cannot read or write an agent's directories")}
+}
+
+func (d *agentDir) Put(context.Context, targets.RunRef, string, io.ReadSeeker, int64) (bool, error) {
+	return false, d.unsupported("put")
+}
+
+func (d *agentDir) Size(_ context.Context, _ targets.RunRef, name string) (int64, error) {
+	return 0, d.unsupported("size " + name)
+}
+
+func (d *agentDir) Open(_ context.Context, _ targets.RunRef, name string) (io.ReadCloser, error) {
+	return nil, d.unsupported("open " + name)
+}
+
+func deleteKey(runID string) string  { return "snapshot_delete:" + runID }
+func cleanupKey(runID string) string { return "snapshot_cleanup:" + runID }
+
+// DeleteRun asks the agent to delete the run directory and waits for its answer.
+func (d *agentDir) DeleteRun(ctx context.Context, run targets.RunRef) (targets.DeleteResult, error) {
+	op := "delete run " + run.RunID + " on agent " + d.agentID
+	if err := targets.ValidateRun(run); err != nil {
+		return "", &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config", Op: op, Err: err}
+	}
+	m, err := d.h.callKey(ctx, d.agentID, deleteKey(run.RunID), SnapshotTaskTimeout,
+		&protocol.SnapshotDeleteTask{Task: protocol.SnapshotDelete{RunID: run.RunID, JobID: run.JobID, BaseDir: d.base}})
+	if err != nil {
+		return "", callError(op, err)
+	}
+	res, ok := m.(*protocol.SnapshotDeleteResult)
+	if !ok {
+		return "", &targets.Error{Kind: targets.KindUnknown, Code: "agent_protocol", Op: op, Err: fmt.Errorf("answered with %s", m.MessageType())}
+	}
+	switch res.Status {
+	case protocol.DeleteSuccess:
+		return targets.DeleteDeleted, nil
+	case protocol.DeleteNotFound:
+		return targets.DeleteNotFound, nil
+	}
+	return "", agentError(op, "agent_delete_failed", res.ErrorKind, res.Error)
+}
+
+// CleanupRun asks the agent to remove what an incomplete run left; it never touches a complete
+// run.
+func (d *agentDir) CleanupRun(ctx context.Context, run targets.RunRef) (targets.CleanupResult, error) {
+	op := "clean up run " + run.RunID + " on agent " + d.agentID
+	if err := targets.ValidateRun(run); err != nil {
+		return "", &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config", Op: op, Err: err}
+	}
+	m, err := d.h.callKey(ctx, d.agentID, cleanupKey(run.RunID), SnapshotTaskTimeout,
+		&protocol.SnapshotCleanupTask{Task: protocol.SnapshotDelete{RunID: run.RunID, JobID: run.JobID, BaseDir: d.base}})
+	if err != nil {
+		return "", callError(op, err)
+	}
+	res, ok := m.(*protocol.SnapshotCleanupResult)
+	if !ok {
+		return "", &targets.Error{Kind: targets.KindUnknown, Code: "agent_protocol", Op: op, Err: fmt.Errorf("answered with %s", m.MessageType())}
+	}
+	switch res.Status {
+	case protocol.CleanupDeleted:
+		return targets.CleanupDeleted, nil
+	case protocol.CleanupSkipComplete:
+		return targets.CleanupSkipComplete, nil
+	case protocol.CleanupSkipNotFound:
+		return targets.CleanupSkipNotFound, nil
+	}
+	return "", agentError(op, "agent_cleanup_failed", res.ErrorKind, res.Error)
+}
+
+// callError classifies a request the agent did not answer: gone or silent is a network failure
+// (retried), anything else unknown.
+func callError(op string, err error) error {
+	switch {
+	case errors.Is(err, ErrAgentOffline):
+		return &targets.Error{Kind: targets.KindNetwork, Code: "agent_offline", Op: op,
+			Hint: "the agent disconnected; this is retried when it is back", Err: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &targets.Error{Kind: targets.KindTimeout, Code: "agent_timeout", Op: op,
+			Hint: "the agent did not answer in time; this is retried", Err: err}
+	}
+	return &targets.Error{Kind: targets.KindUnknown, Code: "agent_unavailable", Op: op, Err: err}
+}
+
+// agentError is the failure an agent reported, with the kind it classified it as.
+func agentError(op, code string, kind, msg *string) error {
+	k := targets.KindUnknown
+	if kind != nil && *kind != "" {
+		k = *kind
+	}
+	text := "the agent reported a failure"
+	if msg != nil && *msg != "" {
+		text = *msg
+	}
+	return &targets.Error{Kind: k, Code: code, Op: op, Err: errors.New(text)}
+}
