@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -179,6 +180,13 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	}
 	for _, t := range interrupted {
 		log.Warn().Str("task_id", t).Msg("task was running when the agent stopped; reporting it failed instead of running it again")
+	}
+	// Nothing runs yet: scratch space that backups and restores left behind when the agent died is
+	// of no use to anyone.
+	for _, sub := range []string{"runs", "operations"} {
+		if err := removeChildren(filepath.Join(o.DataDir, sub)); err != nil {
+			log.Warn().Err(err).Str("dir", sub).Msg("remove scratch directories of interrupted tasks")
+		}
 	}
 	a := &Agent{
 		o: o, id: id, store: store, clock: o.Clock, log: log.With().Str("agent_id", id.AgentID).Logger(), exec: o.Executor,
@@ -538,4 +546,20 @@ type unsupportedExecutor struct{}
 func (unsupportedExecutor) Execute(context.Context, *protocol.Task, func(*protocol.RunEvent)) protocol.TaskResult {
 	msg := "this agent cannot run backups"
 	return protocol.TaskResult{Status: protocol.StatusFailed, Error: &msg, Summary: json.RawMessage(`{"error_code":"unsupported"}`)}
+}
+
+// removeChildren empties dir, which may not exist.
+func removeChildren(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
 }

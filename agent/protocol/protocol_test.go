@@ -157,3 +157,39 @@ func TestWebSocketURL(t *testing.T) {
 		}
 	}
 }
+
+// TestGoExtensionsRoundTrip: the Go extensions survive encoding, and are absent (not null) when
+// unset, so that an original peer sees the message it knows.
+func TestGoExtensionsRoundTrip(t *testing.T) {
+	t.Parallel()
+	seq := int64(4)
+	rcpt := "age1example"
+	msgs := []Message{
+		&RestoreTask{TaskID: "op", Task: RestoreRequest{OpID: "op", RunID: "r", JobID: "j", ConflictPolicy: "overwrite",
+			Snapshot: &SnapshotTarget{Type: "local_dir", BaseDir: "/bk"}}},
+		&OperationEventMsg{Event: OperationEvent{OpID: "op", Level: "info", Kind: "manifest", Message: "m", Seq: &seq}},
+		&Task{TaskID: "r", Task: BackupTask{RunID: "r", Spec: json.RawMessage(`{}`), AgeRecipient: &rcpt}},
+		&SnapshotCleanupTask{Task: SnapshotDelete{RunID: "r", JobID: "j", BaseDir: "/bk"}},
+		&SnapshotCleanupResult{RunID: "r", Status: CleanupSkipComplete},
+	}
+	for _, in := range msgs {
+		b, err := Encode(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := Decode(b)
+		if err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		again, _ := Encode(out)
+		if string(again) != string(b) {
+			t.Errorf("round trip changed %s into %s", b, again)
+		}
+	}
+	b, _ := Encode(&RestoreTask{TaskID: "op", Task: RestoreRequest{OpID: "op"}})
+	for _, absent := range []string{"snapshot", "job_id"} {
+		if strings.Contains(string(b), `"`+absent+`"`) {
+			t.Errorf("unset extension %q sent: %s", absent, b)
+		}
+	}
+}
