@@ -3,6 +3,7 @@ module github.com/bastion-backup/bastion/httpapi
 go 1.26.8
 
 require (
+	filippo.io/age v1.3.2
 	github.com/bastion-backup/bastion/agent v0.0.0-00010101000000-000000000000
 	github.com/bastion-backup/bastion/engine v0.0.0-00010101000000-000000000000
 	github.com/bastion-backup/bastion/storage v0.0.0-00010101000000-000000000000
@@ -13,7 +14,6 @@ require (
 )
 
 require (
-	filippo.io/age v1.3.2 // indirect
 	filippo.io/hpke v0.4.0 // indirect
 	github.com/adhocore/gronx v1.20.4 // indirect
 	github.com/gobwas/glob v1.1.0 // indirect

@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 		os.Exit(childMain())
 	case "swarm":
 		os.Exit(swarmMain())
+	case "real":
+		os.Exit(realChildMain())
 	}
 	os.Exit(m.Run())
 }

@@ -14,9 +14,14 @@ import (
 
 	"github.com/bastion-backup/bastion/agent/client"
 	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/rs/zerolog"
+
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/notify"
+	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/storage"
+	"github.com/bastion-backup/bastion/storage/storagetest"
 )
 
 // TestOfflineCronAndIngest: an agent that loses the Hub runs its scheduled job from the cached
@@ -154,5 +159,75 @@ func TestIngestRules(t *testing.T) {
 	huge["run"].(map[string]any)["summary"] = map[string]string{"x": strings.Repeat("y", 5<<20)}
 	if code, _ := post(key, huge); code != 413 {
 		t.Fatalf("5 MiB body: %d", code)
+	}
+}
+
+// TestIngestNotifiesAndIndexes: an offline run uploaded by its agent is notified like a run that
+// finished on the Hub (queued in the same transaction; a repeated upload queues nothing more),
+// and its snapshot is indexed, on the agent's node, so it can be restored and deleted.
+func TestIngestNotifiesAndIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := storagetest.Open(t)
+	keys, err := secrets.NewKeyring(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := secrets.NewStore(db, keys, clock.Real{})
+	if err := store.Put(ctx, secrets.HubNode, secrets.KindWebhook, "hook", []byte(`{"url":"https://hooks.example/in"}`)); err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	notifier, err := notify.New(notify.Options{DB: db, Secrets: store, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := serveTestHub(t, agentsock.New(agentsock.Config{DB: db, Logger: log, Notifier: notifier}), db)
+	key := protocol.NewToken()
+	hash, _ := protocol.HashToken(key)
+	if err := db.Writer().InsertAgent(ctx, storage.Agent{ID: "a1", KeyHash: hash, CreatedAt: 1, UpdatedAt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	a1 := "a1"
+	if err := db.Writer().InsertJob(ctx, storage.Job{ID: "j1", Name: "j", AgentID: &a1, ScheduleTimezone: "UTC", OverlapPolicy: "queue",
+		MissedRunPolicy: "run_once", SpecJSON: `{"v":1,"type":"filesystem","source":{"paths":["/srv"]},"target":{"type":"local_dir","base_dir":"/bk"}}`,
+		CreatedAt: 1, UpdatedAt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"run": map[string]any{"id": "r1", "job_id": "j1", "status": "success", "started_at": 10, "ended_at": 20,
+		"events": []map[string]any{{"seq": 1, "ts": 10, "level": "info", "kind": "complete", "message": "done"}}}})
+	count := func() int {
+		t.Helper()
+		rows, err := db.Reader().Query(ctx, `SELECT COUNT(*) FROM notifications WHERE run_id = 'r1'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			if err := rows.Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return n
+	}
+	for i := 0; i < 2; i++ {
+		req, _ := http.NewRequest("POST", th.url+"/agent/runs/ingest", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 204 {
+			t.Fatalf("upload %d: %d", i, resp.StatusCode)
+		}
+		if n := count(); n != 1 {
+			t.Fatalf("after upload %d: %d notifications queued, want 1", i, n)
+		}
+	}
+	a, err := db.Reader().GetRunArtifact(ctx, "j1", "r1")
+	if err != nil || a.NodeID != "a1" || a.Status != storage.SnapshotPresent || !strings.Contains(a.TargetSnapshotJSON, `"base_dir":"/bk"`) {
+		t.Fatalf("snapshot of the offline run: %+v %v", a, err)
 	}
 }
