@@ -97,5 +97,6 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 		HubURL: f.hubURL, EnrollToken: f.enrollToken, Name: f.name, DataDir: f.dataDir,
 		Heartbeat: hb, Version: version, Logger: log, Managed: managed,
 		Executor: client.NewBackupExecutor(f.dataDir, managed, log),
+		Restorer: client.NewRestoreExecutor(f.dataDir, managed, log),
 	})
 }

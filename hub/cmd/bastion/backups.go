@@ -30,16 +30,25 @@ type backupServices struct {
 	ops       *operations.Service
 }
 
+// agentParts are how backup services reach agents: their targets (snapshot deletes and
+// incomplete-run cleanup in an agent's directories) and restores that run on them.
+type agentParts struct {
+	targets  opener.RemoteOpener
+	restores operations.Remote
+}
+
 // newBackupServices builds them and cleans up after a previous process that stopped abruptly:
-// operations it left running are marked failed, and scratch directories of runs and operations
-// are removed. It runs before anything can start a run or an operation.
-func newBackupServices(ctx context.Context, cfg config.Config, db *storage.DB, store *secrets.Store, log zerolog.Logger) (*backupServices, error) {
+// operations it left running are marked failed (restores an agent still owes stay running), and
+// scratch directories of runs and operations are removed. It runs before anything can start a
+// run or an operation.
+func newBackupServices(ctx context.Context, cfg config.Config, db *storage.DB, store *secrets.Store, agents agentParts, log zerolog.Logger) (*backupServices, error) {
 	clk := clock.Real{}
-	b := &backupServices{opener: opener.New(opener.Config{Secrets: store, Logger: log}), keys: agekeys.New(store)}
+	b := &backupServices{opener: opener.New(opener.Config{Secrets: store, Remote: agents.targets, Logger: log}), keys: agekeys.New(store)}
 	b.executor = backupexec.New(backupexec.Config{DataDir: cfg.DataDir, Opener: b.opener, Keys: b.keys, Clock: clk, Logger: log})
 	b.snapshots = snapshots.New(snapshots.Config{DB: db, Clock: clk, Opener: b.opener, Logger: log,
 		IncompleteCleanupDays: cfg.IncompleteCleanupDays})
-	b.ops = operations.New(operations.Config{DB: db, Clock: clk, Logger: log, DataDir: cfg.DataDir, Opener: b.opener, Keys: b.keys})
+	b.ops = operations.New(operations.Config{DB: db, Clock: clk, Logger: log, DataDir: cfg.DataDir, Opener: b.opener, Keys: b.keys,
+		Remote: agents.restores})
 	if err := backupexec.CleanRunDirs(cfg.DataDir); err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/engine/agekeys"
 	"github.com/bastion-backup/bastion/engine/backupexec"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/maintenance"
@@ -82,15 +83,21 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	log.Info().Str("source", uiSource).Msg("serving the web UI")
 
 	store := secrets.NewStore(db, keys, clock.Real{})
-	backups, err := newBackupServices(ctx, cfg, db, store, log)
+
+	// Agents: runs reach them through agentRuns, restores through agentRestores, and the snapshot
+	// queues reach their directories through agentsock.Targets.
+	agentRuns := agentsock.NewRunBridge()
+	agentRestores := agentsock.NewRestoreBridge(store)
+	ageKeys := agekeys.New(store)
+	agents := agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: log, InsecureHTTP: cfg.InsecureHTTP,
+		Sink: agentRuns, OnConnect: agentRuns.AgentConnected, Operations: agentRestores, Keys: ageKeys,
+		Snapshots: agentsock.StoreSnapshots{DB: db, Store: store, Keys: ageKeys, Clock: clock.Real{}}})
+	backups, err := newBackupServices(ctx, cfg, db, store, agentParts{
+		targets: agentsock.Targets{Hub: agents, Secrets: store, Logger: log}, restores: agentRestores}, log)
 	if err != nil {
 		return err
 	}
-
-	agentRuns := agentsock.NewRunBridge()
-	agents := agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: log, InsecureHTTP: cfg.InsecureHTTP,
-		Sink: agentRuns, OnConnect: agentRuns.AgentConnected,
-		Snapshots: agentsock.StoreSnapshots{DB: db, Store: store, Clock: clock.Real{}}})
+	agentRestores.Attach(agents, backups.ops)
 
 	// Notifications append notify_sent/notify_failed to run logs, so they share the run queue's bus
 	// for live subscribers.
@@ -187,6 +194,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		return nil
 	})
 	group.Go("agents", agents.Run)
+	group.Go("agent-timeouts", agents.RunTimeouts)
 	backups.start(group)
 	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log}).Run)
 	group.Go("runs", runQueue.Run)
