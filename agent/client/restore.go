@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -70,6 +71,11 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 	}
 	if dir == "" || !filepath.IsAbs(dir) {
 		return opFailed(CodeInvalidDestination, fmt.Sprintf("the destination directory must be an absolute path, got %q", dir), nil)
+	}
+	if data, err := filepath.Abs(e.dataDir); err == nil {
+		if d := filepath.Clean(dir); d == data || strings.HasPrefix(d, data+string(filepath.Separator)) {
+			return opFailed(CodeInvalidDestination, "the destination is inside the agent's data directory; choose another directory", nil)
+		}
 	}
 	if req.Snapshot == nil || req.JobID == "" {
 		return opFailed(CodeSnapshotUnknown, "the Hub did not say where the snapshot lives (a Hub too old for agent restores?)", nil)
