@@ -84,21 +84,6 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 
 	store := secrets.NewStore(db, keys, clock.Real{})
 
-	// Agents: runs reach them through agentRuns, restores through agentRestores, and the snapshot
-	// queues reach their directories through agentsock.Targets.
-	agentRuns := agentsock.NewRunBridge()
-	agentRestores := agentsock.NewRestoreBridge(store)
-	ageKeys := agekeys.New(store)
-	agents := agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: log, InsecureHTTP: cfg.InsecureHTTP,
-		Sink: agentRuns, OnConnect: agentRuns.AgentConnected, Operations: agentRestores, Keys: ageKeys,
-		Snapshots: agentsock.StoreSnapshots{DB: db, Store: store, Keys: ageKeys, Clock: clock.Real{}}})
-	backups, err := newBackupServices(ctx, cfg, db, store, agentParts{
-		targets: agentsock.Targets{Hub: agents, Secrets: store, Logger: log}, restores: agentRestores}, log)
-	if err != nil {
-		return err
-	}
-	agentRestores.Attach(agents, backups.ops)
-
 	// Notifications append notify_sent/notify_failed to run logs, so they share the run queue's bus
 	// for live subscribers.
 	runEvents := runs.NewBus()
@@ -107,6 +92,22 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	if err != nil {
 		return err
 	}
+
+	// Agents: runs reach them through agentRuns, restores through agentRestores, and the snapshot
+	// queues reach their directories through agentsock.Targets. Runs they upload after
+	// running offline are notified like runs that end on the Hub.
+	agentRuns := agentsock.NewRunBridge()
+	agentRestores := agentsock.NewRestoreBridge(store)
+	ageKeys := agekeys.New(store)
+	agents := agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: log, InsecureHTTP: cfg.InsecureHTTP,
+		Sink: agentRuns, OnConnect: agentRuns.AgentConnected, Operations: agentRestores, Keys: ageKeys, Notifier: notifier,
+		Snapshots: agentsock.StoreSnapshots{DB: db, Store: store, Keys: ageKeys, Clock: clock.Real{}}})
+	backups, err := newBackupServices(ctx, cfg, db, store, agentParts{
+		targets: agentsock.Targets{Hub: agents, Secrets: store, Logger: log}, restores: agentRestores}, log)
+	if err != nil {
+		return err
+	}
+	agentRestores.Attach(agents, backups.ops)
 
 	// The run queue: Hub runs through the backup executor, agent runs through the agent sockets.
 	// A successful run's snapshot is indexed, and notifications are queued, in the transaction
