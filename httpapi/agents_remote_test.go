@@ -272,11 +272,16 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 
 	t.Run("Agent", func(t *testing.T) {
 		agent := ah.startAgent(t, t.TempDir(), ah.token(t))
-		if err := ah.Secrets.Put(ctx, agent.id, secrets.KindWebDAV, "agent-nas", []byte(`{"username":"`+user+`","password":"`+pass+`"}`)); err != nil {
-			t.Fatal(err)
+		// The agent's own credential, stored in its scope through the API and pushed to it.
+		secretPath := "/api/nodes/" + agent.id + "/secrets/webdav/agent-nas"
+		if resp := ah.c.Do(t, "PUT", secretPath, map[string]string{"username": user, "password": pass}); resp.Status != http.StatusNoContent {
+			t.Fatalf("store the agent's secret: %s", resp)
 		}
-		if err := ah.sock.PushSecrets(ctx, agent.id); err != nil {
-			t.Fatal(err)
+		if items := ah.c.Do(t, "GET", "/api/nodes/"+agent.id+"/secrets/webdav", nil).JSONArray(t); len(items) != 1 {
+			t.Fatalf("the agent's secrets: %v", items)
+		}
+		if items := ah.c.Do(t, "GET", "/api/secrets/webdav", nil).JSONArray(t); len(items) != 1 {
+			t.Fatalf("the hub's secrets must not include the agent's: %v", items)
 		}
 		waitUntil(t, "secret on the agent", func() bool {
 			_, err := agent.managed.Get(ctx, "", secrets.KindWebDAV, "agent-nas")
@@ -291,6 +296,17 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 		if resp := ah.c.Do(t, "POST", path, map[string]any{"base_url": baseURL, "secret_name": "nas", "path": "/"}); resp.Status != 400 ||
 			resp.ErrorCode() != "missing_webdav_secret" {
 			t.Fatalf("hub-only secret on the agent: %s", resp)
+		}
+		if resp := ah.c.Do(t, "DELETE", secretPath, nil); resp.Status != http.StatusNoContent {
+			t.Fatalf("delete the agent's secret: %s", resp)
+		}
+		waitUntil(t, "secret gone from the agent", func() bool {
+			_, err := agent.managed.Get(ctx, "", secrets.KindWebDAV, "agent-nas")
+			return err != nil
+		})
+		if resp := ah.c.Do(t, "PUT", "/api/nodes/nobody/secrets/webdav/x", map[string]string{"username": "u", "password": "p"}); resp.Status != 404 ||
+			resp.ErrorCode() != "node_not_found" {
+			t.Fatalf("secret of an unknown node: %s", resp)
 		}
 		agent.stop()
 		waitUntil(t, "agent gone", func() bool { return !ah.sock.Connected(agent.id) })

@@ -26,6 +26,7 @@ func (s *Server) nodeRoutes(r chi.Router) {
 	r.Get("/nodes/{node_id}/fs/list", s.fsList)
 	r.Get("/nodes/{node_id}/webdav/list", s.webdavList)
 	r.Post("/nodes/{node_id}/webdav/list", s.webdavList)
+	s.nodeSecretRoutes(r)
 }
 
 type fsListResponse struct {
