@@ -118,7 +118,7 @@ func (h *Hub) onRunEvent(ctx context.Context, c *conn, ev *protocol.RunEvent) {
 	h.eventMu.Lock()
 	defer h.eventMu.Unlock()
 	t, ok := h.ownedTask(ctx, c, ev.RunID)
-	if !ok || t.CompletedAt != nil || h.cfg.Sink == nil {
+	if !ok || t.CompletedAt != nil || t.Kind == storage.AgentTaskRestore || h.cfg.Sink == nil {
 		return
 	}
 	if ev.Seq != nil && *ev.Seq <= t.LastEventSeq {
@@ -139,6 +139,10 @@ func (h *Hub) onRunEvent(ctx context.Context, c *conn, ev *protocol.RunEvent) {
 func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
 	log := c.log.With().Str("task_id", res.TaskID).Str("run_id", res.RunID).Logger()
 	h.settle(ctx, c, res.TaskID, log, func(t storage.AgentTask) (bool, error) {
+		if t.Kind == storage.AgentTaskRestore {
+			log.Warn().Msg("task result for a restore (restores end with operation_result); ignored")
+			return false, nil
+		}
 		if t.RunID != res.RunID && res.RunID != "" {
 			log.Warn().Msg("result names another run than its task; ignored")
 			return false, nil
