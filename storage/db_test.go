@@ -265,3 +265,60 @@ func TestDatabaseFilesAreOwnerOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteRollsBackWhenTheCallbackPanics(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t)
+	ctx := context.Background()
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("panic was swallowed")
+			}
+		}()
+		_ = db.Write(ctx, func(q storage.Q) error {
+			if err := q.PutSetting(ctx, "half", "1", 1); err != nil {
+				return err
+			}
+			panic("bug in a callback")
+		})
+	}()
+	// The writer connection is free again (this would wait forever otherwise) and the half-done
+	// transaction left nothing behind.
+	done := make(chan error, 1)
+	go func() { done <- db.Writer().PutSetting(ctx, "after", "1", 1) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-t.Context().Done():
+		t.Fatal("the writer connection stayed in the panicked transaction")
+	}
+	if _, err := db.Reader().GetSetting(ctx, "half"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("setting written by the panicked transaction: %v", err)
+	}
+}
+
+func TestCloseLeavesNoPlannerStatistics(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "bastion.db")
+	db, err := storage.Open(ctx, path, storage.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedJobAndRuns(t, db, "job", "r1", "r2")
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = storage.Open(ctx, path, storage.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.Reader().QueryRow(ctx, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_stat1'").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("sqlite_stat1 exists after a close (%v): small-table statistics would mislead the planner later", err)
+	}
+}

@@ -2,7 +2,13 @@ package storage
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"strings"
 )
 
 // Setting keys used by the Hub.
@@ -30,4 +36,29 @@ func (q Q) PutSetting(ctx context.Context, key, valueJSON string, now int64) err
 		return fmt.Errorf("put setting %s: %w", key, err)
 	}
 	return nil
+}
+
+// ReadSettingFile reads one setting straight from the database file at path, read-only and
+// without migrating: the Hub needs its saved runtime configuration (log settings among it) before
+// it can log the migrations that Open would apply. A missing file, table or key is ErrNotFound.
+func ReadSettingFile(ctx context.Context, path, key string) (string, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read setting %s: %w", key, ErrNotFound)
+	}
+	db, err := sql.Open("sqlite3", dsn(path, url.Values{"mode": {"ro"}, "_busy_timeout": {"5000"}}))
+	if err != nil {
+		return "", fmt.Errorf("open %s to read settings: %w", path, err)
+	}
+	defer db.Close()
+	var v string
+	err = db.QueryRowContext(ctx, "SELECT value_json FROM settings WHERE key = ?", key).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", fmt.Errorf("read setting %s: %w", key, ErrNotFound)
+	case err != nil && strings.Contains(err.Error(), "no such table"):
+		return "", fmt.Errorf("read setting %s: %w", key, ErrNotFound)
+	case err != nil:
+		return "", fmt.Errorf("read setting %s from %s: %w", key, path, err)
+	}
+	return v, nil
 }

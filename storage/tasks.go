@@ -297,12 +297,14 @@ func (q Q) ListTasksFiltered(ctx context.Context, tq TaskQueue, f TaskFilter, li
 	return out, total, rows.Err()
 }
 
+const qRetentionDeletesSince = `SELECT COUNT(*) FROM artifact_delete_tasks WHERE job_id = ? AND reason = 'retention'
+	AND created_at >= ?`
+
 // CountRetentionDeletesSince counts the deletes retention queued for a job since since (for the
 // per-day cap).
 func (q Q) CountRetentionDeletesSince(ctx context.Context, jobID string, since int64) (int, error) {
 	var n int
-	err := q.ex.QueryRowContext(ctx, `SELECT COUNT(*) FROM artifact_delete_tasks WHERE job_id = ? AND reason = 'retention'
-		AND created_at >= ?`, jobID, since).Scan(&n)
+	err := q.ex.QueryRowContext(ctx, qRetentionDeletesSince, jobID, since).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count retention deletes of job %s: %w", jobID, err)
 	}

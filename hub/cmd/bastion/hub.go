@@ -10,12 +10,10 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
-	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/agekeys"
 	"github.com/bastion-backup/bastion/engine/backupexec"
@@ -239,16 +237,7 @@ func loadConfig(ctx context.Context, args []string, getenv func(string) string) 
 // option name → value, for the options the database may supply. A missing database or key is
 // simply no saved config.
 func savedRuntimeConfig(ctx context.Context, cfg config.Config) (map[string]string, error) {
-	path := filepath.Join(cfg.DataDir, "bastion.db")
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	db, err := storage.Open(ctx, path, storage.Options{BusyTimeout: cfg.DBBusyTimeout, Logger: zerolog.Nop()})
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	raw, err := db.Reader().GetSetting(ctx, storage.SettingHubRuntimeConfig)
+	raw, err := storage.ReadSettingFile(ctx, filepath.Join(cfg.DataDir, "bastion.db"), storage.SettingHubRuntimeConfig)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}

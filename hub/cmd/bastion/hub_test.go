@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -100,5 +102,19 @@ func TestUnknownCommand(t *testing.T) {
 	err := run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), `unknown command "frobnicate"`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHelpPrintsUsageAndIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--help"}, {"hub", "-h"}} {
+		var out bytes.Buffer
+		err := run(context.Background(), args, func(string) string { return "" }, &out, &bytes.Buffer{})
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("%v: err = %v, want flag.ErrHelp (main exits 0 for it)", args, err)
+		}
+		if !strings.Contains(out.String(), "--run-retention-days") || !strings.Contains(out.String(), "BASTION_PORT") {
+			t.Fatalf("%v printed %q, want the flags with their variables", args, out.String())
+		}
 	}
 }

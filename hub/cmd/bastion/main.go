@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/bastion-backup/bastion/hub/internal/config"
 	// Jobs name IANA zones; embedding the zone database (about 450 KB) keeps them working on a
 	// host or container without /usr/share/zoneinfo.
 	_ "time/tzdata"
@@ -25,10 +27,17 @@ var (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal starts a graceful shutdown, the default handlers come back, so a
+	// second Ctrl-C ends a shutdown that takes too long.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "bastion:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return // usage was printed; asking for help is not a failure
 		}
+		fmt.Fprintln(os.Stderr, "bastion:", err)
 		os.Exit(1)
 	}
 }
@@ -46,11 +55,11 @@ func runIO(ctx context.Context, args []string, getenv func(string) string, stdin
 	}
 	switch cmd {
 	case "hub":
-		return runHub(ctx, args, getenv, stderr)
+		return withUsage(runHub(ctx, args, getenv, stderr), stdout)
 	case "agent":
 		return runAgent(ctx, args, getenv, stderr)
 	case "config":
-		return runConfig(ctx, args, getenv, stdout)
+		return withUsage(runConfig(ctx, args, getenv, stdout), stdout)
 	case "keypack":
 		return runKeypack(args, getenv, stdin, stdout, stderr)
 	case "version":
@@ -61,6 +70,14 @@ func runIO(ctx context.Context, args []string, getenv func(string) string, stdin
 		return nil
 	}
 	return fmt.Errorf("unknown command %q\n%s", cmd, usage())
+}
+
+// withUsage prints the Hub's flags when err is a request for help (-h, --help).
+func withUsage(err error, stdout io.Writer) error {
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, config.Usage())
+	}
+	return err
 }
 
 func usage() string {

@@ -65,6 +65,7 @@ func netJoin(host string, port int) string {
 // option describes one setting. fromDB: the saved runtime config may supply it.
 type option struct {
 	name, env, usage string
+	envAlt           string // read when env is unset
 	def              string
 	fromDB           bool
 	isBool           bool // a bare --flag means true
@@ -105,7 +106,7 @@ var options = []option{
 		}},
 	{name: "trusted-proxy", env: "BASTION_TRUSTED_PROXIES", usage: "CIDR of a reverse proxy whose X-Forwarded-* headers are believed (repeatable; env: comma list)",
 		set: func(c *Config, v string) error { return addProxies(c, v) }},
-	{name: "log", env: "BASTION_LOG", def: "info", fromDB: true, usage: "log level: trace, debug, info, warn, error",
+	{name: "log", env: "BASTION_LOG", envAlt: "RUST_LOG", def: "info", fromDB: true, usage: "log level: trace, debug, info, warn, error",
 		set: func(c *Config, v string) error { c.Log = v; return nil }},
 	{name: "log-file", env: "BASTION_LOG_FILE", fromDB: true, usage: "also write JSON logs to this file, rotated",
 		set: func(c *Config, v string) error { c.LogFile = v; return nil }},
@@ -148,6 +149,9 @@ func Load(args []string, getenv func(string) string, db map[string]string) (Conf
 		}
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, err
+		}
 		return Config{}, fmt.Errorf("%w\n%s", err, Usage())
 	}
 	if fs.NArg() > 0 {
@@ -165,6 +169,8 @@ func Load(args []string, getenv func(string) string, db map[string]string) (Conf
 			if o.name == "trusted-proxy" {
 				vals = strings.Split(getenv(o.env), ",")
 			}
+		case o.envAlt != "" && getenv(o.envAlt) != "":
+			vals, src = []string{getenv(o.envAlt)}, SourceEnv
 		case o.fromDB && db[o.name] != "":
 			vals, src = []string{db[o.name]}, SourceDB
 		case o.def != "":

@@ -40,6 +40,12 @@ func TestPrecedenceCLIOverEnvOverDBOverDefault(t *testing.T) {
 	if c, err := Load([]string{"--insecure-http"}, env(nil), nil); err != nil || !c.InsecureHTTP {
 		t.Errorf("bare --insecure-http: %v %v", c.InsecureHTTP, err)
 	}
+	if c, _ := Load(nil, env(map[string]string{"RUST_LOG": "warn,tower_http=debug"}), nil); c.Log != "warn,tower_http=debug" || c.Sources["log"] != SourceEnv {
+		t.Errorf("RUST_LOG fallback: %q from %s", c.Log, c.Sources["log"])
+	}
+	if c, _ := Load(nil, env(map[string]string{"RUST_LOG": "warn", "BASTION_LOG": "debug"}), nil); c.Log != "debug" {
+		t.Errorf("BASTION_LOG must win over RUST_LOG: %q", c.Log)
+	}
 	// The port may never come from the database.
 	c, _ = Load(nil, env(nil), map[string]string{"port": "3333"})
 	if c.Port != 9876 {
