@@ -9,6 +9,9 @@ import (
 const (
 	AgentTaskBackup  = "backup"
 	AgentTaskRestore = "restore"
+	// AgentTaskVerify is a restore drill the agent runs on a snapshot in its own directory; like a
+	// restore, its id is the operation id and it reports with operation_event/operation_result.
+	AgentTaskVerify = "verify"
 
 	AgentTaskSent      = "sent"      // stored; sent, or to be sent when the agent connects
 	AgentTaskAcked     = "acked"     // the agent has durably recorded it
