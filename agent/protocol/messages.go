@@ -221,6 +221,71 @@ type SnapshotCleanupResult struct {
 	Error     *string `json:"error"`
 }
 
+// EntriesList (Go extension) asks the agent for one page of the children of Prefix in a
+// snapshot's entries index (entries.jsonl.zst), which it reads from Snapshot itself: the restore
+// picker for snapshots in the agent's own directories, which the Hub cannot read. The options
+// are those of GET /api/runs/{id}/entries; zero values mean the defaults.
+type EntriesList struct {
+	RequestID    string          `json:"request_id"`
+	RunID        string          `json:"run_id"`
+	JobID        string          `json:"job_id"`
+	Snapshot     *SnapshotTarget `json:"snapshot"`
+	Prefix       string          `json:"prefix"`
+	Cursor       string          `json:"cursor,omitempty"`
+	Limit        int             `json:"limit,omitempty"`
+	Q            string          `json:"q,omitempty"`
+	Kind         string          `json:"kind,omitempty"` // file | dir | symlink
+	HideDotfiles bool            `json:"hide_dotfiles,omitempty"`
+	FilesFirst   bool            `json:"files_first,omitempty"`
+	MinSize      *int64          `json:"min_size,omitempty"`
+	MaxSize      *int64          `json:"max_size,omitempty"`
+}
+
+// EntryChild is one child in an entries_list_result.
+type EntryChild struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+	Kind string `json:"kind"` // file | dir | symlink | hardlink
+	Size int64  `json:"size"`
+}
+
+// Error codes of entries_list_result besides a target's own (error_kind set).
+const (
+	EntriesInvalidCursor = "invalid_cursor"
+	EntriesUnsupported   = "unsupported"
+)
+
+// EntriesListResult (Go extension) answers entries_list: a page (cursor = offset into the
+// filtered, sorted children), or error_code/error_kind/error. error_kind is set when the
+// snapshot's target failed (the kinds of targets.Error: not_found, permission, ...).
+type EntriesListResult struct {
+	RequestID  string       `json:"request_id"`
+	Prefix     string       `json:"prefix"`
+	Entries    []EntryChild `json:"entries"`
+	NextCursor *string      `json:"next_cursor"`
+	Total      int64        `json:"total"`
+	ErrorCode  *string      `json:"error_code"`
+	ErrorKind  *string      `json:"error_kind"`
+	Error      *string      `json:"error"`
+}
+
+// VerifyTask (Go extension) asks the agent to verify a snapshot it can read (a restore drill into
+// scratch space under its data directory, every file checked against the index). TaskID equals
+// the operation id. It runs exactly once like a restore and reports the same way.
+type VerifyTask struct {
+	TaskID string        `json:"task_id"`
+	Task   VerifyRequest `json:"task"`
+}
+
+type VerifyRequest struct {
+	OpID     string          `json:"op_id"`
+	RunID    string          `json:"run_id"`
+	JobID    string          `json:"job_id"`
+	Snapshot *SnapshotTarget `json:"snapshot"`
+	// SQLiteSnapshot names the database inside the snapshot to integrity-check; empty skips it.
+	SQLiteSnapshot string `json:"sqlite_snapshot,omitempty"`
+}
+
 type SnapshotDeleteEvent struct {
 	RunID   string          `json:"run_id"`
 	Level   string          `json:"level"`
@@ -393,6 +458,9 @@ func (*SnapshotDeleteEvent) MessageType() string      { return TypeSnapshotDelet
 func (*SnapshotCleanupTask) MessageType() string      { return TypeSnapshotCleanupTask }
 func (*SnapshotCleanupResult) MessageType() string    { return TypeSnapshotCleanupResult }
 func (*SnapshotDeleteResult) MessageType() string     { return TypeSnapshotDeleteResult }
+func (*EntriesList) MessageType() string              { return TypeEntriesList }
+func (*EntriesListResult) MessageType() string        { return TypeEntriesListResult }
+func (*VerifyTask) MessageType() string               { return TypeVerifyTask }
 func (*FsList) MessageType() string                   { return TypeFsList }
 func (*FsListResult) MessageType() string             { return TypeFsListResult }
 func (*WebdavList) MessageType() string               { return TypeWebdavList }

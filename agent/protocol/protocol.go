@@ -15,6 +15,10 @@
 //   - restore_task.job_id and .snapshot: where the snapshot lives, so the agent reads it itself.
 //   - snapshot_cleanup_task / snapshot_cleanup_result: incomplete-run cleanup in an agent's
 //     directory (a delete that never removes a complete run).
+//   - entries_list / entries_list_result: one page of a snapshot's entries index, read by the
+//     agent from its own directory (the restore picker for snapshots only the agent can read).
+//   - verify_task: a restore drill run on the agent, reported like a restore (operation_event,
+//     operation_result, task_result_ack, cancel_operation_task).
 package protocol
 
 import (
@@ -47,6 +51,9 @@ const (
 	TypeSnapshotDeleteResult     = "snapshot_delete_result"
 	TypeSnapshotCleanupTask      = "snapshot_cleanup_task"   // Go extension
 	TypeSnapshotCleanupResult    = "snapshot_cleanup_result" // Go extension
+	TypeEntriesList              = "entries_list"            // Go extension
+	TypeEntriesListResult        = "entries_list_result"     // Go extension
+	TypeVerifyTask               = "verify_task"             // Go extension
 	TypeFsList                   = "fs_list"
 	TypeFsListResult             = "fs_list_result"
 	TypeWebdavList               = "webdav_list"
@@ -146,6 +153,9 @@ var registry = map[string]func() Message{
 	TypeSnapshotDeleteResult:     func() Message { return &SnapshotDeleteResult{} },
 	TypeSnapshotCleanupTask:      func() Message { return &SnapshotCleanupTask{} },
 	TypeSnapshotCleanupResult:    func() Message { return &SnapshotCleanupResult{} },
+	TypeEntriesList:              func() Message { return &EntriesList{} },
+	TypeEntriesListResult:        func() Message { return &EntriesListResult{} },
+	TypeVerifyTask:               func() Message { return &VerifyTask{} },
 	TypeFsList:                   func() Message { return &FsList{} },
 	TypeFsListResult:             func() Message { return &FsListResult{} },
 	TypeWebdavList:               func() Message { return &WebdavList{} },

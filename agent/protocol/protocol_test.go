@@ -171,6 +171,12 @@ func TestGoExtensionsRoundTrip(t *testing.T) {
 		&Task{TaskID: "r", Task: BackupTask{RunID: "r", Spec: json.RawMessage(`{}`), AgeRecipient: &rcpt}},
 		&SnapshotCleanupTask{Task: SnapshotDelete{RunID: "r", JobID: "j", BaseDir: "/bk"}},
 		&SnapshotCleanupResult{RunID: "r", Status: CleanupSkipComplete},
+		&EntriesList{RequestID: "q", RunID: "r", JobID: "j", Snapshot: &SnapshotTarget{Type: "local_dir", BaseDir: "/bk"},
+			Prefix: "srv/app", Cursor: "200", Limit: 50, Q: "log", Kind: "file", HideDotfiles: true, FilesFirst: true, MinSize: &seq},
+		&EntriesListResult{RequestID: "q", Prefix: "srv", Entries: []EntryChild{{Name: "a", Path: "srv/a", Kind: "file", Size: 3}},
+			NextCursor: &rcpt, Total: 9},
+		&VerifyTask{TaskID: "op", Task: VerifyRequest{OpID: "op", RunID: "r", JobID: "j",
+			Snapshot: &SnapshotTarget{Type: "local_dir", BaseDir: "/bk"}, SQLiteSnapshot: "db.sqlite3"}},
 	}
 	for _, in := range msgs {
 		b, err := Encode(in)
