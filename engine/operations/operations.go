@@ -49,7 +49,8 @@ type TargetOpener interface {
 	Open(ctx context.Context, rt targets.RunTarget) (targets.Target, error)
 }
 
-// Remote runs restores whose destination is on an agent. The agents package implements it.
+// Remote runs restores whose destination is on an agent. The agents package implements it, and
+// also RemoteEntries and RemoteVerifier, which serve snapshots only an agent can read.
 //
 // A remote restore is not a goroutine of this process: Start hands it to the agent (stored
 // before it is sent, so it survives reconnects and Hub restarts) and returns; what the agent
@@ -64,6 +65,69 @@ type Remote interface {
 	// Cancel asks the agent running opID to stop; the request survives reconnects.
 	Cancel(ctx context.Context, opID string) error
 }
+
+// RemoteEntries lists the entries index of a snapshot that only its agent can read (a local_dir
+// target on that agent), for the restore picker. A Remote that implements it serves
+// Service.Entries for such snapshots.
+type RemoteEntries interface {
+	// Entries answers one page, or ErrInvalidCursor, an *AgentError (the agent could not
+	// answer), or a *targets.Error (the agent could not read the snapshot).
+	Entries(ctx context.Context, node string, task EntriesTask) (restore.Page, error)
+}
+
+// RemoteVerifier runs verifies of snapshots that only their agent can read on that agent. A
+// Remote that implements it serves Service.StartVerify for such snapshots; the agent reports
+// through RemoteEvent, RemoteProgress and FinishRemote, as for restores.
+type RemoteVerifier interface {
+	// CheckVerify refuses, before anything is stored, a verify node cannot run now, with an
+	// *InputError.
+	CheckVerify(ctx context.Context, node string, task VerifyTask) error
+	// StartVerify sends task to node. An error fails the operation at once.
+	StartVerify(ctx context.Context, node string, task VerifyTask) error
+}
+
+// VerifyTask is what an agent needs to verify a snapshot.
+type VerifyTask struct {
+	OperationID string
+	JobID       string
+	RunID       string
+	Target      targets.RunTarget // where the snapshot lives
+	// SQLiteSnapshot names the database to integrity-check inside the snapshot ("" skips it).
+	SQLiteSnapshot string
+}
+
+// onAgentOnly reports whether only the agent that wrote the snapshot can read it: it is in one of
+// that agent's directories. (An agent's WebDAV snapshot is read by the Hub with the agent's
+// credential.)
+func onAgentOnly(rt targets.RunTarget) bool {
+	return rt.NodeID != "" && rt.NodeID != opener.HubNode && rt.Target.Type == targets.TypeLocalDir
+}
+
+// Codes of AgentError.
+const (
+	CodeAgentOffline     = "agent_offline"     // not connected, or gone before it answered
+	CodeAgentTimeout     = "agent_timeout"     // connected, but no answer in time
+	CodeAgentUnsupported = "agent_unsupported" // the agent does not know the request (an older agent)
+)
+
+// AgentError: the agent that alone can read a snapshot could not answer a request about it.
+// Reason tells apart an agent that was not connected ("not_connected") from one that went away
+// while the request was pending ("disconnected").
+type AgentError struct {
+	Code    string
+	Reason  string
+	Message string
+	Err     error
+}
+
+func (e *AgentError) Error() string {
+	if e.Err != nil {
+		return e.Code + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *AgentError) Unwrap() error { return e.Err }
 
 // RestoreTask is what an agent needs to restore a snapshot.
 type RestoreTask struct {
@@ -106,7 +170,7 @@ type Service struct {
 	mu      sync.Mutex
 	cancels map[string]context.CancelCauseFunc // running operations of this process
 
-	entries entryCache
+	entries *IndexCache
 }
 
 var (
@@ -125,7 +189,7 @@ func New(c Config) *Service {
 		dataDir: c.DataDir, opener: c.Opener, keys: c.Keys, remote: c.Remote,
 		base: base, stop: stop, cancels: map[string]context.CancelCauseFunc{},
 	}
-	s.entries.dir = filepath.Join(c.DataDir, "cache", "entries")
+	s.entries = NewIndexCache(filepath.Join(c.DataDir, "cache", "entries"))
 	return s
 }
 
@@ -397,11 +461,14 @@ func appendEvent(ctx context.Context, q storage.Q, opID string, ts int64, level,
 	return q.AppendOperationEvent(ctx, opID, e)
 }
 
-// errorCode is the stable code of an operation failure.
+// ErrorCode is the stable code of an operation failure, as operations.error and the failed
+// event carry it: verify_failed, a restore engine code, a target code, else operation_failed.
+func ErrorCode(err error) string { return errorCode(err) }
+
 func errorCode(err error) string {
 	var re *restore.Error
 	var te *targets.Error
-	var ve *verifyError
+	var ve *VerifyError
 	switch {
 	case errors.As(err, &ve):
 		return CodeVerifyFailed

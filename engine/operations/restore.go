@@ -180,11 +180,14 @@ func (s *Service) StartRestore(ctx context.Context, runID string, req RestoreReq
 	if req.Selection != nil {
 		fields["selection"] = req.Selection
 	}
-	if req.Destination.NodeID != opener.HubNode {
-		return s.startRemote(ctx, op, fields, RestoreTask{
+	if node := req.Destination.NodeID; node != opener.HubNode {
+		task := RestoreTask{
 			OperationID: op.ID, JobID: snap.run.JobID, RunID: snap.run.ID, Target: snap.target,
 			Destination: req.Destination, Conflict: req.ConflictPolicy, Selection: req.Selection,
-		})
+		}
+		return s.startRemote(ctx, op, fields,
+			func(ctx context.Context) error { return s.remote.Check(ctx, node, task) },
+			func(ctx context.Context) error { return s.remote.Start(ctx, node, task) })
 	}
 	return s.launch(ctx, op, fields, func(ctx context.Context, o *opRun) (any, error) {
 		sum := &RestoreSummary{Destination: req.Destination, ConflictPolicy: req.ConflictPolicy, Selection: req.Selection}
@@ -202,29 +205,41 @@ func (s *Service) StartRestore(ctx context.Context, runID string, req RestoreReq
 	})
 }
 
-// verifyError fails a verify whose files did not match the index.
-type verifyError struct{ res restore.VerifyResult }
+// VerifyError fails a verify whose files did not match the index (Result.OK false), on the Hub
+// or on an agent.
+type VerifyError struct{ Result restore.VerifyResult }
 
-func (e *verifyError) Error() string {
-	msg := fmt.Sprintf("%s: %d of %d files failed verification", CodeVerifyFailed, e.res.FilesFailed, e.res.FilesTotal)
-	if e.res.SQLiteOK != nil && !*e.res.SQLiteOK {
+func (e *VerifyError) Error() string {
+	res := e.Result
+	msg := fmt.Sprintf("%s: %d of %d files failed verification", CodeVerifyFailed, res.FilesFailed, res.FilesTotal)
+	if res.SQLiteOK != nil && !*res.SQLiteOK {
 		msg += "; the database failed its integrity check"
 	}
-	if len(e.res.Errors) > 0 {
-		msg += " (first: " + e.res.Errors[0] + ")"
+	if len(res.Errors) > 0 {
+		msg += " (first: " + res.Errors[0] + ")"
 	}
 	return msg
 }
 
 // StartVerify starts a restore drill of a run's snapshot on the Hub: a full restore into a
 // scratch directory, every file checked against the index, and an integrity check of a SQLite
-// snapshot. A damaged part fails the operation naming the part.
+// snapshot. A damaged part fails the operation naming the part. A snapshot in an agent's
+// directory is verified on that agent (Remote implementing RemoteVerifier): the operation's
+// node is the agent, and it ends when the agent's result arrives.
 func (s *Service) StartVerify(ctx context.Context, runID string, userID int64) (storage.Operation, error) {
 	snap, err := s.snapshotOf(ctx, runID)
 	if err != nil {
 		return storage.Operation{}, err
 	}
 	dbName := sqliteSnapshotName(snap.run.SummaryJSON)
+	if rv, ok := s.remote.(RemoteVerifier); ok && onAgentOnly(snap.target) {
+		node := snap.target.NodeID
+		op := s.newOperation(storage.OperationVerify, node, snap.run.ID)
+		task := VerifyTask{OperationID: op.ID, JobID: snap.run.JobID, RunID: snap.run.ID, Target: snap.target, SQLiteSnapshot: dbName}
+		return s.startRemote(ctx, op, map[string]any{"run_id": runID, "node_id": node},
+			func(ctx context.Context) error { return rv.CheckVerify(ctx, node, task) },
+			func(ctx context.Context) error { return rv.StartVerify(ctx, node, task) })
+	}
 	op := s.newOperation(storage.OperationVerify, opener.HubNode, snap.run.ID)
 	return s.launch(ctx, op, map[string]any{"run_id": runID}, func(ctx context.Context, o *opRun) (any, error) {
 		tgt, err := s.opener.Open(ctx, snap.target)
@@ -239,7 +254,7 @@ func (s *Service) StartVerify(ctx context.Context, runID string, userID int64) (
 			return res, err
 		}
 		if !res.OK {
-			return res, &verifyError{res}
+			return res, &VerifyError{res}
 		}
 		return res, nil
 	})
@@ -274,10 +289,12 @@ func (s *Service) newOperation(kind, node, runID string) storage.Operation {
 		StartedAt: now, SubjectKind: &subject, SubjectID: &runID, CreatedAt: now, UpdatedAt: now}
 }
 
-// startRemote checks a restore on an agent, stores the operation and hands it to the agent. The
-// operation then stays running until FinishRemote; a failure to hand it over fails it at once.
-func (s *Service) startRemote(ctx context.Context, op storage.Operation, fields map[string]any, task RestoreTask) (storage.Operation, error) {
-	if err := s.remote.Check(ctx, op.NodeID, task); err != nil {
+// startRemote checks an operation (restore or verify) on an agent, stores it and hands it to the
+// agent. The operation then stays running until FinishRemote; a failure to hand it over fails it
+// at once.
+func (s *Service) startRemote(ctx context.Context, op storage.Operation, fields map[string]any,
+	check, start func(ctx context.Context) error) (storage.Operation, error) {
+	if err := check(ctx); err != nil {
 		return storage.Operation{}, err
 	}
 	if s.base.Err() != nil {
@@ -286,9 +303,9 @@ func (s *Service) startRemote(ctx context.Context, op storage.Operation, fields 
 	if err := s.insert(ctx, op, fields); err != nil {
 		return op, err
 	}
-	log := s.log.With().Str("operation_id", op.ID).Str("node_id", op.NodeID).Logger()
-	if err := s.remote.Start(ctx, op.NodeID, task); err != nil {
-		log.Warn().Err(err).Msg("could not hand the restore to the agent")
+	log := s.log.With().Str("operation_id", op.ID).Str("node_id", op.NodeID).Str("kind", op.Kind).Logger()
+	if err := start(ctx); err != nil {
+		log.Warn().Err(err).Msg("could not hand the operation to the agent")
 		code := errorCode(err)
 		final, ferr := s.finish(context.WithoutCancel(ctx), op.ID, storage.OperationFailed, nil, code+": "+err.Error(), code, nil)
 		if ferr != nil {
@@ -296,11 +313,11 @@ func (s *Service) startRemote(ctx context.Context, op storage.Operation, fields 
 		}
 		return final, nil
 	}
-	log.Info().Msg("restore handed to the agent")
+	log.Info().Msg("operation handed to the agent")
 	return op, nil
 }
 
-// RemoteEvent records an event the agent reported for a restore it runs.
+// RemoteEvent records an event the agent reported for an operation it runs.
 func (s *Service) RemoteEvent(ctx context.Context, opID, level, kind, message string, fields json.RawMessage) error {
 	e := storage.OperationEvent{TS: s.clock.Now().Unix(), Level: level, Kind: kind, Message: message}
 	if e.Level == "" {
@@ -312,12 +329,12 @@ func (s *Service) RemoteEvent(ctx context.Context, opID, level, kind, message st
 	return s.db.Write(ctx, func(q storage.Q) error { return q.AppendOperationEvent(ctx, opID, e) })
 }
 
-// RemoteProgress stores the latest progress an agent reported for a restore it runs.
+// RemoteProgress stores the latest progress an agent reported for an operation it runs.
 func (s *Service) RemoteProgress(ctx context.Context, opID string, progressJSON []byte) error {
 	return s.db.Writer().SetOperationProgress(ctx, opID, string(progressJSON), s.clock.Now().Unix())
 }
 
-// RemoteOutcome is how an agent says a restore ended.
+// RemoteOutcome is how an agent says an operation ended.
 type RemoteOutcome struct {
 	Status  string          // storage.OperationSuccess, OperationFailed or OperationCanceled
 	Summary json.RawMessage // stored as the operation's summary
@@ -325,7 +342,7 @@ type RemoteOutcome struct {
 	Message string          // for failures
 }
 
-// FinishRemote ends a restore that runs on an agent. The first outcome wins (a repeat changes
+// FinishRemote ends an operation that runs on an agent. The first outcome wins (a repeat changes
 // nothing and reports false), and a requested cancel wins over anything but success.
 func (s *Service) FinishRemote(ctx context.Context, opID string, out RemoteOutcome) (bool, error) {
 	var summary *string
@@ -344,6 +361,9 @@ func (s *Service) FinishRemote(ctx context.Context, opID string, out RemoteOutco
 			code = "agent_failed"
 		}
 		msg = code + ": " + out.Message
+		if strings.HasPrefix(out.Message, code+": ") {
+			msg = out.Message // the agent's message already leads with its code
+		}
 	}
 	op, err := s.finish(ctx, opID, out.Status, summary, msg, code, nil)
 	if err != nil {
