@@ -97,6 +97,18 @@ func operationError(err error) error {
 		}
 		return e
 	}
+	var ae *operations.AgentError
+	if errors.As(err, &ae) {
+		status := http.StatusConflict // agent_offline, agent_unsupported
+		if ae.Code == operations.CodeAgentTimeout {
+			status = http.StatusGatewayTimeout
+		}
+		e := respond.New(status, ae.Code, ae.Message).Cause(err)
+		if ae.Reason != "" {
+			e.Reason(ae.Reason)
+		}
+		return e
+	}
 	var te *targets.Error
 	if errors.As(err, &te) {
 		if te.Kind == targets.KindNotFound {

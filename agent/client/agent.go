@@ -20,6 +20,7 @@ import (
 
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/operations"
 )
 
 // Executor runs one backup task. It returns the terminal result (TaskID and RunID are filled in
@@ -43,6 +44,17 @@ type Restorer interface {
 	Restore(ctx context.Context, t *protocol.RestoreTask, emit func(*protocol.OperationEvent)) protocol.OperationResult
 }
 
+// Verifier runs one verify task (verify_task), reporting like a Restorer.
+type Verifier interface {
+	Verify(ctx context.Context, t *protocol.VerifyTask, emit func(*protocol.OperationEvent)) protocol.OperationResult
+}
+
+// EntriesLister answers entries_list: one page of a snapshot's entries index. Failures go in the
+// result (error_code, error_kind, error).
+type EntriesLister interface {
+	Entries(ctx context.Context, m *protocol.EntriesList) *protocol.EntriesListResult
+}
+
 // Options configure the agent.
 type Options struct {
 	HubURL      string
@@ -57,6 +69,10 @@ type Options struct {
 	Executor  Executor
 	// Restorer runs restores; nil fails every restore task with "unsupported".
 	Restorer Restorer
+	// Verifier runs verifies; nil fails every verify task with "unsupported".
+	Verifier Verifier
+	// Entries lists snapshots' entries for the Hub's restore picker; nil answers "unsupported".
+	Entries EntriesLister
 	// Backoff defaults to full jitter from 1 s to 30 s.
 	Backoff    *Backoff
 	HTTPClient *http.Client
@@ -93,6 +109,8 @@ type Agent struct {
 	log   zerolog.Logger
 	exec  Executor
 	rest  Restorer
+	ver   Verifier
+	ents  EntriesLister
 	lock  chan struct{} // the run lock: one task at a time
 
 	mu            sync.Mutex
@@ -164,6 +182,12 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	if o.Restorer == nil {
 		o.Restorer = unsupportedRestorer{}
 	}
+	if o.Verifier == nil {
+		o.Verifier = unsupportedVerifier{}
+	}
+	if o.Entries == nil {
+		o.Entries = unsupportedEntries{}
+	}
 	log := o.Logger.With().Str("component", "agent").Logger()
 	id, err := ensureIdentity(ctx, &o)
 	if err != nil {
@@ -188,9 +212,14 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 			log.Warn().Err(err).Str("dir", sub).Msg("remove scratch directories of interrupted tasks")
 		}
 	}
+	// The agent cannot ask which snapshots still exist: indexes the restore picker has not read
+	// for a while go.
+	if err := operations.NewIndexCache(entriesCacheDir(o.DataDir)).PruneUnused(o.Clock.Now().Add(-entriesCacheTTL)); err != nil {
+		log.Warn().Err(err).Msg("prune the entries cache")
+	}
 	a := &Agent{
 		o: o, id: id, store: store, clock: o.Clock, log: log.With().Str("agent_id", id.AgentID).Logger(), exec: o.Executor,
-		rest:          o.Restorer,
+		rest: o.Restorer, ver: o.Verifier, ents: o.Entries,
 		lock:          make(chan struct{}, 1),
 		running:       map[string]*runningTask{},
 		pendingCancel: map[string]struct{}{},
@@ -275,7 +304,7 @@ func (a *Agent) hello() *protocol.Hello {
 		Info: protocol.AgentInfo{Version: a.o.Version, OS: runtime.GOOS, Arch: runtime.GOARCH},
 		Capabilities: protocol.Capabilities{
 			Backup:  []string{"filesystem", "sqlite"},
-			Control: []string{"fs_list", "webdav_list"},
+			Control: []string{"fs_list", "webdav_list", protocol.ControlEntriesList, protocol.ControlVerify},
 		},
 		HeartbeatSeconds: &hb,
 	}
@@ -345,26 +374,45 @@ func (a *Agent) onRestoreTask(s *session, m *protocol.RestoreTask) {
 	if id == "" {
 		id = m.Task.OpID
 	}
-	log := a.log.With().Str("operation_id", id).Str("run_id", m.Task.RunID).Logger()
+	a.onOperationTask(s, id, m.Task.RunID, kindRestore, func(ctx context.Context, emit func(*protocol.OperationEvent)) protocol.OperationResult {
+		return a.rest.Restore(ctx, m, emit)
+	})
+}
+
+// onVerifyTask accepts a verify exactly once, like a restore.
+func (a *Agent) onVerifyTask(s *session, m *protocol.VerifyTask) {
+	id := m.TaskID
+	if id == "" {
+		id = m.Task.OpID
+	}
+	a.onOperationTask(s, id, m.Task.RunID, kindVerify, func(ctx context.Context, emit func(*protocol.OperationEvent)) protocol.OperationResult {
+		return a.ver.Verify(ctx, m, emit)
+	})
+}
+
+// onOperationTask accepts an operation task (restore, verify) exactly once and runs it under the
+// run lock; it reports with operation_event and operation_result.
+func (a *Agent) onOperationTask(s *session, id, runID, kind string, run func(context.Context, func(*protocol.OperationEvent)) protocol.OperationResult) {
+	log := a.log.With().Str("operation_id", id).Str("run_id", runID).Str("kind", kind).Logger()
 	a.mu.Lock()
 	if _, ok := a.running[id]; ok {
 		a.mu.Unlock()
-		log.Info().Msg("restore re-delivered while running; acknowledged, not run again")
+		log.Info().Msg("operation re-delivered while running; acknowledged, not run again")
 		_ = s.send(&protocol.Ack{TaskID: id})
 		return
 	}
-	ctx, cancel, ok := a.acceptLocked(s, id, m.Task.RunID, kindRestore, log)
+	ctx, cancel, ok := a.acceptLocked(s, id, runID, kind, log)
 	if !ok {
 		return
 	}
 	a.mu.Unlock()
 	_ = s.send(&protocol.Ack{TaskID: id})
-	go a.executeRestore(ctx, cancel, id, m)
+	go a.executeOp(ctx, cancel, id, log, run)
 }
 
-func (a *Agent) executeRestore(ctx context.Context, cancel context.CancelFunc, id string, m *protocol.RestoreTask) {
+func (a *Agent) executeOp(ctx context.Context, cancel context.CancelFunc, id string, log zerolog.Logger,
+	run func(context.Context, func(*protocol.OperationEvent)) protocol.OperationResult) {
 	defer cancel()
-	log := a.log.With().Str("operation_id", id).Str("run_id", m.Task.RunID).Logger()
 	emit := func(ev *protocol.OperationEvent) {
 		ev.OpID = id
 		a.emitOp(ev)
@@ -375,8 +423,8 @@ func (a *Agent) executeRestore(ctx context.Context, cancel context.CancelFunc, i
 		if ctx.Err() != nil {
 			res = canceledOpResult()
 		} else {
-			log.Info().Msg("restore started")
-			res = a.rest.Restore(ctx, m, emit)
+			log.Info().Msg("operation started")
+			res = run(ctx, emit)
 		}
 		<-a.lock
 	case <-ctx.Done():
@@ -387,13 +435,13 @@ func (a *Agent) executeRestore(ctx context.Context, cancel context.CancelFunc, i
 		res.Status = protocol.StatusFailed
 	}
 	if err := a.store.finishOp(id, res); err != nil {
-		log.Error().Err(err).Msg("could not record the restore result")
+		log.Error().Err(err).Msg("could not record the operation result")
 	}
 	a.mu.Lock()
 	delete(a.running, id)
 	s := a.sess
 	a.mu.Unlock()
-	log.Info().Str("status", res.Status).Msg("restore finished")
+	log.Info().Str("status", res.Status).Msg("operation finished")
 	if s != nil {
 		_ = s.send(&protocol.OperationResultMsg{Result: res})
 	}
@@ -539,6 +587,20 @@ type unsupportedRestorer struct{}
 func (unsupportedRestorer) Restore(context.Context, *protocol.RestoreTask, func(*protocol.OperationEvent)) protocol.OperationResult {
 	msg := "this agent cannot run restores"
 	return protocol.OperationResult{Status: protocol.StatusFailed, Error: &msg, Summary: json.RawMessage(`{"error_code":"unsupported"}`)}
+}
+
+type unsupportedVerifier struct{}
+
+func (unsupportedVerifier) Verify(context.Context, *protocol.VerifyTask, func(*protocol.OperationEvent)) protocol.OperationResult {
+	msg := "this agent cannot run verifies"
+	return protocol.OperationResult{Status: protocol.StatusFailed, Error: &msg, Summary: json.RawMessage(`{"error_code":"unsupported"}`)}
+}
+
+type unsupportedEntries struct{}
+
+func (unsupportedEntries) Entries(_ context.Context, m *protocol.EntriesList) *protocol.EntriesListResult {
+	code, msg := protocol.EntriesUnsupported, "this agent cannot list snapshot entries"
+	return &protocol.EntriesListResult{RequestID: m.RequestID, Entries: []protocol.EntryChild{}, ErrorCode: &code, Error: &msg}
 }
 
 type unsupportedExecutor struct{}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/bastion-backup/bastion/agent/fsrpc"
 	"github.com/bastion-backup/bastion/agent/protocol"
@@ -15,6 +17,14 @@ import (
 
 // fsList answers the Hub's fs_list from this machine's disk.
 func (a *Agent) fsList(m *protocol.FsList) *protocol.FsListResult { return fsrpc.Answer(m) }
+
+// entriesList answers the Hub's entries_list (the restore picker of a snapshot in one of this
+// agent's directories).
+func (a *Agent) entriesList(ctx context.Context, m *protocol.EntriesList) *protocol.EntriesListResult {
+	res := a.ents.Entries(ctx, m)
+	res.RequestID = m.RequestID
+	return res
+}
 
 // webdavList answers the Hub's webdav_list with this agent's credential from its secrets
 // snapshot (missing_webdav_secret when it has none of that name).
@@ -54,6 +64,9 @@ func (a *Agent) snapshotDelete(ctx context.Context, t *protocol.SnapshotDelete) 
 			if out == targets.DeleteNotFound {
 				res.Status = protocol.DeleteNotFound
 			}
+			// Its cached index is of no use any more (if the cache is busy with it, it goes at
+			// a later start).
+			_ = os.RemoveAll(filepath.Join(entriesCacheDir(a.o.DataDir), t.RunID))
 			log.Info().Str("status", res.Status).Msg("snapshot deleted at the hub's request")
 			return res
 		}

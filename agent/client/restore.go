@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -25,18 +26,38 @@ import (
 // target is read with this agent's credential of that name (from its secrets snapshot). Parts
 // are staged under <data-dir>/operations/<op_id>/, removed afterwards. Encrypted snapshots are
 // opened with the age identity the Hub copied to this agent just before the task.
+//
+// It also verifies snapshots (Verify: a restore drill into <data-dir>/operations/<op_id>/,
+// removed afterwards) and lists their entries for the Hub's restore picker (Entries, with the
+// index cached under <data-dir>/cache/entries/<run_id>/).
 type RestoreExecutor struct {
 	dataDir string
 	opener  *opener.Opener
 	keys    restore.IdentityProvider
 	clock   clock.Clock
 	log     zerolog.Logger
+	entries *operations.IndexCache
 }
+
+var (
+	_ Restorer      = (*RestoreExecutor)(nil)
+	_ Verifier      = (*RestoreExecutor)(nil)
+	_ EntriesLister = (*RestoreExecutor)(nil)
+)
+
+// entriesCacheTTL: the agent drops cached indexes not read for this long when it starts.
+const entriesCacheTTL = 7 * 24 * time.Hour
+
+// entriesTimeout bounds one entries_list answer (the Hub waits as long).
+const entriesTimeout = 30 * time.Second
+
+func entriesCacheDir(dataDir string) string { return filepath.Join(dataDir, "cache", "entries") }
 
 // NewRestoreExecutor builds the agent's restore executor. m gives WebDAV credentials and age
 // identities (nil: none).
 func NewRestoreExecutor(dataDir string, m *Managed, log zerolog.Logger) *RestoreExecutor {
-	e := &RestoreExecutor{dataDir: dataDir, clock: clock.Real{}, log: log.With().Str("component", "agent-restore").Logger()}
+	e := &RestoreExecutor{dataDir: dataDir, clock: clock.Real{}, log: log.With().Str("component", "agent-restore").Logger(),
+		entries: operations.NewIndexCache(entriesCacheDir(dataDir))}
 	var creds opener.Secrets = noSecrets{}
 	if m != nil {
 		creds, e.keys = m, m
@@ -87,9 +108,7 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 	if req.Selection != nil {
 		sum.Selection = &restore.Selection{Files: req.Selection.Files, Dirs: req.Selection.Dirs}
 	}
-	rt := targets.RunTarget{NodeID: opener.HubNode, Target: targets.Redacted{Type: req.Snapshot.Type,
-		BaseDir: req.Snapshot.BaseDir, BaseURL: req.Snapshot.BaseURL, SecretName: req.Snapshot.SecretName}}
-	tgt, err := e.opener.Open(ctx, rt)
+	tgt, err := e.open(ctx, req.Snapshot)
 	if err != nil {
 		return e.outcome(ctx, sum, err, log)
 	}
@@ -112,6 +131,117 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 	rep.Close()
 	sum.Result = &res
 	return e.outcome(ctx, sum, err, log)
+}
+
+// open opens the target a snapshot lives on, from this machine: the Hub's description of it is
+// read as if this agent were the Hub (its directories, its WebDAV credentials).
+func (e *RestoreExecutor) open(ctx context.Context, snap *protocol.SnapshotTarget) (targets.Target, error) {
+	rt := targets.RunTarget{NodeID: opener.HubNode, Target: targets.Redacted{Type: snap.Type,
+		BaseDir: snap.BaseDir, BaseURL: snap.BaseURL, SecretName: snap.SecretName}}
+	return e.opener.Open(ctx, rt)
+}
+
+// Verify runs one verify: the snapshot restored into scratch space under
+// <data-dir>/operations/<op_id>/ (removed afterwards), every file checked against the index, and
+// a SQLite snapshot integrity-checked. The summary is the verify result, as the Hub stores its
+// own; a failure adds error_code (verify_failed when files do not match, the restore engine's
+// code, such as part_invalid naming the part, otherwise).
+func (e *RestoreExecutor) Verify(ctx context.Context, t *protocol.VerifyTask, emit func(*protocol.OperationEvent)) protocol.OperationResult {
+	req := t.Task
+	opID := t.TaskID
+	if opID == "" {
+		opID = req.OpID
+	}
+	log := e.log.With().Str("operation_id", opID).Str("run_id", req.RunID).Logger()
+	if req.Snapshot == nil || req.JobID == "" {
+		return opFailed(CodeSnapshotUnknown, "the Hub did not say where the snapshot lives", nil)
+	}
+	tgt, err := e.open(ctx, req.Snapshot)
+	if err != nil {
+		return e.verifyOutcome(ctx, nil, err, log)
+	}
+	opDir := filepath.Join(e.dataDir, "operations", opID)
+	defer func() {
+		if err := os.RemoveAll(opDir); err != nil {
+			log.Warn().Err(err).Msg("remove operation directory")
+		}
+	}()
+	rep := progress.NewReporter(progress.KindVerify, e.clock, func(s progress.Snapshot) {
+		if b, err := json.Marshal(s); err == nil {
+			emit(&protocol.OperationEvent{Level: "info", Kind: progressKind, Message: s.Stage, Fields: b})
+		}
+	})
+	res, err := restore.Verify(ctx, restore.VerifyRequest{
+		JobID: req.JobID, RunID: req.RunID, Target: tgt, ScratchDir: filepath.Join(opDir, "verify"),
+		Keys: e.keys, SQLiteSnapshot: req.SQLiteSnapshot, Events: opEvents{emit}, Progress: rep,
+	})
+	rep.Close()
+	if err == nil && !res.OK {
+		err = &operations.VerifyError{Result: res}
+	}
+	return e.verifyOutcome(ctx, &res, err, log)
+}
+
+func (e *RestoreExecutor) verifyOutcome(ctx context.Context, res *restore.VerifyResult, err error, log zerolog.Logger) protocol.OperationResult {
+	var b json.RawMessage
+	if res != nil {
+		b, _ = json.Marshal(res)
+	}
+	switch {
+	case err == nil:
+		return protocol.OperationResult{Status: protocol.StatusSuccess, Summary: b}
+	case ctx.Err() != nil:
+		return canceledOpResult()
+	}
+	code := operations.ErrorCode(err)
+	log.Warn().Err(err).Str("code", code).Msg("verify failed")
+	return opFailed(code, err.Error(), b)
+}
+
+// Entries answers entries_list from the snapshot's index, fetched once into the entries cache.
+func (e *RestoreExecutor) Entries(ctx context.Context, m *protocol.EntriesList) *protocol.EntriesListResult {
+	ctx, cancel := context.WithTimeout(ctx, entriesTimeout)
+	defer cancel()
+	res := &protocol.EntriesListResult{RequestID: m.RequestID, Entries: []protocol.EntryChild{}}
+	fail := func(code, kind, msg string) *protocol.EntriesListResult {
+		res.ErrorCode, res.Error = &code, &msg
+		if kind != "" {
+			res.ErrorKind = &kind
+		}
+		return res
+	}
+	if m.Snapshot == nil || m.JobID == "" || m.RunID == "" {
+		return fail(CodeSnapshotUnknown, "", "the Hub did not say which snapshot to list")
+	}
+	tgt, err := e.open(ctx, m.Snapshot)
+	if err == nil {
+		var page restore.Page
+		page, err = e.entries.List(ctx, tgt, targets.RunRef{JobID: m.JobID, RunID: m.RunID}, restore.ListOptions{
+			Prefix: m.Prefix, Cursor: m.Cursor, Limit: m.Limit, Q: m.Q, Kind: m.Kind,
+			HideDotfiles: m.HideDotfiles, FilesFirst: m.FilesFirst, MinSize: m.MinSize, MaxSize: m.MaxSize,
+		})
+		if err == nil {
+			res.Prefix, res.Total = page.Prefix, int64(page.Total)
+			for _, c := range page.Entries {
+				res.Entries = append(res.Entries, protocol.EntryChild{Name: c.Name, Path: c.Path, Kind: c.Kind, Size: c.Size})
+			}
+			if page.NextCursor != "" {
+				res.NextCursor = &page.NextCursor
+			}
+			return res
+		}
+	}
+	var te *targets.Error
+	switch {
+	case errors.Is(err, operations.ErrInvalidCursor):
+		return fail(protocol.EntriesInvalidCursor, "", "cursor is not one this agent handed out")
+	case errors.As(err, &te):
+		return fail(te.Code, te.Kind, err.Error())
+	case errors.Is(err, targets.ErrNotExist):
+		return fail("snapshot_files_missing", targets.KindNotFound, err.Error())
+	}
+	e.log.Warn().Err(err).Str("run_id", m.RunID).Msg("list snapshot entries")
+	return fail("entries_failed", "", err.Error())
 }
 
 func (e *RestoreExecutor) outcome(ctx context.Context, sum *operations.RestoreSummary, err error, log zerolog.Logger) protocol.OperationResult {

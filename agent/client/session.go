@@ -237,6 +237,10 @@ func (a *Agent) handle(s *session, m protocol.Message) {
 		a.cancelTask(m.RunID)
 	case *protocol.RestoreTask:
 		a.onRestoreTask(s, m)
+	case *protocol.VerifyTask:
+		a.onVerifyTask(s, m)
+	case *protocol.EntriesList:
+		go func() { _ = s.send(a.entriesList(s.ctx, m)) }()
 	case *protocol.CancelOperationTask:
 		a.cancelTask(m.OpID)
 	case *protocol.SnapshotDeleteTask:

@@ -31,8 +31,8 @@ type taskRecord struct {
 	State      string               `json:"state"`
 	AcceptedAt int64                `json:"accepted_at"`
 	Result     *protocol.TaskResult `json:"result,omitempty"`
-	// OpResult is the result of a restore task (kind "restore"), which the protocol reports as
-	// an operation_result.
+	// OpResult is the result of a restore or verify task (kind "restore", "verify"), which the
+	// protocol reports as an operation_result.
 	OpResult    *protocol.OperationResult `json:"op_result,omitempty"`
 	ResultAcked bool                      `json:"result_acked"`
 	UpdatedAt   int64                     `json:"updated_at"`
@@ -42,7 +42,11 @@ type taskRecord struct {
 const (
 	kindBackup  = "backup"
 	kindRestore = "restore"
+	kindVerify  = "verify"
 )
+
+// isOperation: the task reports with operation_event/operation_result (restores, verifies).
+func isOperation(kind string) bool { return kind == kindRestore || kind == kindVerify }
 
 // hasResult reports whether the task has ended.
 func (r *taskRecord) hasResult() bool { return r.Result != nil || r.OpResult != nil }
@@ -117,7 +121,7 @@ func openTaskStore(dir string, now func() time.Time) (*taskStore, []string, erro
 		if r.State == taskAccepted {
 			msg := "the agent stopped while this task was running; it was not run again"
 			summary := json.RawMessage(`{"error_code":"` + InterruptedCode + `"}`)
-			if r.Kind == kindRestore {
+			if isOperation(r.Kind) {
 				r.OpResult = &protocol.OperationResult{OpID: r.TaskID, Status: protocol.StatusFailed, Summary: summary, Error: &msg}
 			} else {
 				r.Result = &protocol.TaskResult{TaskID: r.TaskID, RunID: r.RunID, Status: protocol.StatusFailed,
@@ -178,7 +182,7 @@ func (s *taskStore) finish(id string, res protocol.TaskResult) error {
 	return s.update(id, func(r *taskRecord) { r.State, r.Result = taskDone, &res })
 }
 
-// finishOp durably records a restore task's result.
+// finishOp durably records a restore or verify task's result.
 func (s *taskStore) finishOp(id string, res protocol.OperationResult) error {
 	return s.update(id, func(r *taskRecord) { r.State, r.OpResult = taskDone, &res })
 }

@@ -67,6 +67,13 @@ const (
 	TypeArtifactStreamClose      = "artifact_stream_close"
 )
 
+// Words of hello.capabilities.control for the Go extensions an agent serves, so that the Hub
+// does not send them to an agent that would drop them (an older agent never answers).
+const (
+	ControlEntriesList = TypeEntriesList
+	ControlVerify      = "verify"
+)
+
 // Close codes the Hub uses when it ends an agent's socket on purpose.
 const (
 	// CloseReplaced: the same agent opened a newer connection; this one is obsolete.

@@ -55,6 +55,8 @@ func (h *Hub) handle(c *conn, m protocol.Message, raw []byte) {
 		h.resolvePending(c, m.RequestID, m)
 	case *protocol.WebdavListResult:
 		h.resolvePending(c, m.RequestID, m)
+	case *protocol.EntriesListResult:
+		h.resolvePending(c, m.RequestID, m)
 	case *protocol.SnapshotDeleteResult:
 		h.resolvePending(c, deleteKey(m.RunID), m)
 	case *protocol.SnapshotCleanupResult:
@@ -118,7 +120,7 @@ func (h *Hub) onRunEvent(ctx context.Context, c *conn, ev *protocol.RunEvent) {
 	h.eventMu.Lock()
 	defer h.eventMu.Unlock()
 	t, ok := h.ownedTask(ctx, c, ev.RunID)
-	if !ok || t.CompletedAt != nil || t.Kind == storage.AgentTaskRestore || h.cfg.Sink == nil {
+	if !ok || t.CompletedAt != nil || isOperation(t.Kind) || h.cfg.Sink == nil {
 		return
 	}
 	if ev.Seq != nil && *ev.Seq <= t.LastEventSeq {
@@ -139,8 +141,8 @@ func (h *Hub) onRunEvent(ctx context.Context, c *conn, ev *protocol.RunEvent) {
 func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
 	log := c.log.With().Str("task_id", res.TaskID).Str("run_id", res.RunID).Logger()
 	h.settle(ctx, c, res.TaskID, log, func(t storage.AgentTask) (bool, error) {
-		if t.Kind == storage.AgentTaskRestore {
-			log.Warn().Msg("task result for a restore (restores end with operation_result); ignored")
+		if isOperation(t.Kind) {
+			log.Warn().Str("kind", t.Kind).Msg("task result for an operation (restores and verifies end with operation_result); ignored")
 			return false, nil
 		}
 		if t.RunID != res.RunID && res.RunID != "" {
@@ -156,12 +158,12 @@ func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
 	})
 }
 
-// onOperationEvent applies an event of an open restore once, like onRunEvent.
+// onOperationEvent applies an event of an open restore or verify once, like onRunEvent.
 func (h *Hub) onOperationEvent(ctx context.Context, c *conn, ev *protocol.OperationEvent) {
 	h.eventMu.Lock()
 	defer h.eventMu.Unlock()
 	t, ok := h.ownedTask(ctx, c, ev.OpID)
-	if !ok || t.CompletedAt != nil || t.Kind != storage.AgentTaskRestore || h.cfg.Operations == nil {
+	if !ok || t.CompletedAt != nil || !isOperation(t.Kind) || h.cfg.Operations == nil {
 		return
 	}
 	if ev.Seq != nil && *ev.Seq <= t.LastEventSeq {
@@ -178,12 +180,12 @@ func (h *Hub) onOperationEvent(ctx context.Context, c *conn, ev *protocol.Operat
 	}
 }
 
-// onOperationResult applies a restore's result once (see settle).
+// onOperationResult applies a restore's or verify's result once (see settle).
 func (h *Hub) onOperationResult(ctx context.Context, c *conn, res *protocol.OperationResult) {
 	log := c.log.With().Str("operation_id", res.OpID).Logger()
 	h.settle(ctx, c, res.OpID, log, func(t storage.AgentTask) (bool, error) {
-		if t.Kind != storage.AgentTaskRestore {
-			log.Warn().Msg("operation result for a task that is not a restore; ignored")
+		if !isOperation(t.Kind) {
+			log.Warn().Msg("operation result for a task that is not a restore or verify; ignored")
 			return false, nil
 		}
 		if h.cfg.Operations != nil {
@@ -239,4 +241,10 @@ func (h *Hub) complete(ctx context.Context, t storage.AgentTask, result any, err
 	}
 	h.log.Info().Str("agent_id", t.AgentID).Str("task_id", t.ID).Str("kind", t.Kind).Str("status", status).Msg("agent task finished")
 	return nil
+}
+
+// isOperation: tasks of this kind are operations (restores, verifies), reported with
+// operation_event/operation_result and canceled with cancel_operation_task.
+func isOperation(kind string) bool {
+	return kind == storage.AgentTaskRestore || kind == storage.AgentTaskVerify
 }

@@ -33,8 +33,9 @@ type SecretStore interface {
 	List(ctx context.Context, node, kind string) ([]secrets.Meta, error)
 }
 
-// RestoreBridge runs restores on agents: it is the operations service's Remote and the Hub's
-// OperationSink. Build it first, give it to agentsock.New (Operations) and to operations.New
+// RestoreBridge runs restores on agents, and serves the snapshots only an agent can read (entries
+// for the restore picker, verifies on the agent; see agentlocal.go): it is the operations
+// service's Remote (with RemoteEntries and RemoteVerifier) and the Hub's OperationSink. Build it first, give it to agentsock.New (Operations) and to operations.New
 // (Remote), then Attach both:
 //
 //	restores := agentsock.NewRestoreBridge(store)
@@ -55,8 +56,10 @@ type RestoreBridge struct {
 }
 
 var (
-	_ operations.Remote = (*RestoreBridge)(nil)
-	_ OperationSink     = (*RestoreBridge)(nil)
+	_ operations.Remote         = (*RestoreBridge)(nil)
+	_ operations.RemoteEntries  = (*RestoreBridge)(nil)
+	_ operations.RemoteVerifier = (*RestoreBridge)(nil)
+	_ OperationSink             = (*RestoreBridge)(nil)
 )
 
 // NewRestoreBridge returns an unattached bridge. store may be nil (no encrypted snapshots, no
@@ -90,25 +93,8 @@ const (
 // stream snapshots to agents).
 func (b *RestoreBridge) Check(ctx context.Context, node string, task operations.RestoreTask) error {
 	h, _ := b.get()
-	if h == nil {
-		return &operations.InputError{Code: "invalid_destination", Field: "destination.node_id", Reason: "unsupported",
-			Message: "restores on agents are not available on this Hub"}
-	}
-	a, err := h.db.Reader().GetAgent(ctx, node)
-	if errors.Is(err, storage.ErrNotFound) {
-		return &operations.InputError{Code: "invalid_destination", Field: "destination.node_id", Reason: "not_found",
-			Message: fmt.Sprintf("no node %q: use \"hub\" or an agent id", node)}
-	}
-	if err != nil {
+	if err := agentReady(ctx, h, node, "restores"); err != nil {
 		return err
-	}
-	if a.RevokedAt != nil {
-		return &operations.InputError{Code: "invalid_destination", Field: "destination.node_id", Reason: "revoked",
-			Message: fmt.Sprintf("agent %s is revoked", node)}
-	}
-	if !h.Connected(node) {
-		return &operations.InputError{Code: CodeAgentNotConnected, Field: "destination.node_id", Reason: "offline",
-			Message: fmt.Sprintf("agent %s is not connected; a restore on an agent needs it online", node)}
 	}
 	if !filepath.IsAbs(task.Destination.Directory) {
 		return &operations.InputError{Code: "invalid_destination", Field: "destination.directory", Reason: "not_absolute",
@@ -137,6 +123,32 @@ func (b *RestoreBridge) Check(ctx context.Context, node string, task operations.
 	return nil
 }
 
+// agentReady refuses an operation on node unless it is a known agent, not revoked, and
+// connected (what says which operations, in messages).
+func agentReady(ctx context.Context, h *Hub, node, what string) error {
+	if h == nil {
+		return &operations.InputError{Code: "invalid_destination", Field: "destination.node_id", Reason: "unsupported",
+			Message: what + " on agents are not available on this Hub"}
+	}
+	a, err := h.db.Reader().GetAgent(ctx, node)
+	if errors.Is(err, storage.ErrNotFound) {
+		return &operations.InputError{Code: "invalid_destination", Field: "destination.node_id", Reason: "not_found",
+			Message: fmt.Sprintf("no node %q: use \"hub\" or an agent id", node)}
+	}
+	if err != nil {
+		return err
+	}
+	if a.RevokedAt != nil {
+		return &operations.InputError{Code: "invalid_destination", Field: "destination.node_id", Reason: "revoked",
+			Message: fmt.Sprintf("agent %s is revoked", node)}
+	}
+	if !h.Connected(node) {
+		return &operations.InputError{Code: CodeAgentNotConnected, Field: "destination.node_id", Reason: "offline",
+			Message: fmt.Sprintf("agent %s is not connected; %s on an agent need it online", node, what)}
+	}
+	return nil
+}
+
 func (b *RestoreBridge) hasWebDAV(ctx context.Context, node, name string) bool {
 	if b.secrets == nil || name == "" {
 		return false
@@ -161,7 +173,7 @@ func (b *RestoreBridge) Start(ctx context.Context, node string, task operations.
 	if h == nil {
 		return errors.New("restores on agents are not available on this Hub")
 	}
-	if err := b.shareKey(ctx, h, node, task); err != nil {
+	if err := b.shareKey(ctx, h, node, task.OperationID, task.RunID, task.JobID); err != nil {
 		return err
 	}
 	dir := filepath.Clean(task.Destination.Directory)
@@ -169,8 +181,7 @@ func (b *RestoreBridge) Start(ctx context.Context, node string, task operations.
 		OpID: task.OperationID, RunID: task.RunID, JobID: task.JobID,
 		Destination:    &protocol.RestoreDestination{Type: operations.DestinationLocalFS, Directory: dir},
 		DestinationDir: dir, ConflictPolicy: task.Conflict,
-		Snapshot: &protocol.SnapshotTarget{Type: task.Target.Target.Type, BaseDir: task.Target.Target.BaseDir,
-			BaseURL: task.Target.Target.BaseURL, SecretName: task.Target.Target.SecretName},
+		Snapshot: wireSnapshot(task.Target),
 	}
 	if task.Selection != nil {
 		req.Selection = &protocol.RestoreSelection{Files: task.Selection.Files, Dirs: task.Selection.Dirs}
@@ -187,14 +198,14 @@ func (b *RestoreBridge) Start(ctx context.Context, node string, task operations.
 // shareKey copies the age identity of an encrypted snapshot into the agent's scope. The key name
 // comes from the spec the run was made with (an agent run's task keeps it), else from the job's
 // current spec.
-func (b *RestoreBridge) shareKey(ctx context.Context, h *Hub, node string, task operations.RestoreTask) error {
-	name := b.keyName(ctx, h, task)
+func (b *RestoreBridge) shareKey(ctx context.Context, h *Hub, node, opID, runID, jobID string) error {
+	name := b.keyName(ctx, h, runID, jobID)
 	if name == "" || b.secrets == nil {
 		return nil
 	}
 	raw, err := b.secrets.Get(ctx, "hub", secrets.KindBackupAgeIdentity, name)
 	if errors.Is(err, storage.ErrNotFound) {
-		h.log.Warn().Str("operation_id", task.OperationID).Str("key_name", name).
+		h.log.Warn().Str("operation_id", opID).Str("key_name", name).
 			Msg("the snapshot's age key is not on the Hub; the agent will not be able to decrypt it")
 		return nil
 	}
@@ -204,21 +215,21 @@ func (b *RestoreBridge) shareKey(ctx context.Context, h *Hub, node string, task 
 	if err := b.secrets.Put(ctx, node, secrets.KindBackupAgeIdentity, name, raw); err != nil {
 		return fmt.Errorf("copy age key %q to agent %s: %w", name, node, err)
 	}
-	h.log.Info().Str("operation_id", task.OperationID).Str("agent_id", node).Str("key_name", name).
-		Msg("age key copied to the agent for a restore")
+	h.log.Info().Str("operation_id", opID).Str("agent_id", node).Str("key_name", name).
+		Msg("age key copied to the agent for a restore or verify")
 	return nil
 }
 
-func (b *RestoreBridge) keyName(ctx context.Context, h *Hub, task operations.RestoreTask) string {
+func (b *RestoreBridge) keyName(ctx context.Context, h *Hub, runID, jobID string) string {
 	var raw json.RawMessage
-	if t, err := h.db.Reader().GetAgentTask(ctx, task.RunID); err == nil && t.Kind == storage.AgentTaskBackup {
+	if t, err := h.db.Reader().GetAgentTask(ctx, runID); err == nil && t.Kind == storage.AgentTaskBackup {
 		var m protocol.Task
 		if json.Unmarshal([]byte(t.PayloadJSON), &m) == nil {
 			raw = m.Task.Spec
 		}
 	}
 	if raw == nil {
-		if j, err := h.db.Reader().GetJob(ctx, task.JobID); err == nil {
+		if j, err := h.db.Reader().GetJob(ctx, jobID); err == nil {
 			raw = json.RawMessage(j.SpecJSON)
 		}
 	}
@@ -239,7 +250,7 @@ func (b *RestoreBridge) Cancel(ctx context.Context, opID string) error {
 	return h.CancelTask(ctx, opID)
 }
 
-// OperationEvent records a restore's event, or its progress.
+// OperationEvent records a restore's or verify's event, or its progress.
 func (b *RestoreBridge) OperationEvent(ctx context.Context, t storage.AgentTask, ev *protocol.OperationEvent) error {
 	_, ops := b.get()
 	if ops == nil {
@@ -254,8 +265,8 @@ func (b *RestoreBridge) OperationEvent(ctx context.Context, t storage.AgentTask,
 	return ops.RemoteEvent(ctx, t.ID, ev.Level, ev.Kind, ev.Message, ev.Fields)
 }
 
-// OperationResult ends the restore (first result wins, a requested cancel wins over a failure).
-// The summary names the agent as the destination's node.
+// OperationResult ends the restore or verify (first result wins, a requested cancel wins over a
+// failure). A restore's summary names the agent as the destination's node.
 func (b *RestoreBridge) OperationResult(ctx context.Context, t storage.AgentTask, res *protocol.OperationResult) error {
 	_, ops := b.get()
 	if ops == nil {
@@ -272,7 +283,7 @@ func (b *RestoreBridge) OperationResult(ctx context.Context, t storage.AgentTask
 			ErrorCode string `json:"error_code"`
 		}
 		_ = json.Unmarshal(res.Summary, &sum)
-		out.Status, out.Code, out.Message = storage.OperationFailed, sum.ErrorCode, "the agent reported the restore failed"
+		out.Status, out.Code, out.Message = storage.OperationFailed, sum.ErrorCode, "the agent reported the "+t.Kind+" failed"
 		if out.Code == "" {
 			out.Code = "agent_failed"
 		}

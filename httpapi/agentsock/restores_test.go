@@ -46,11 +46,12 @@ func realChildMain() int {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		return 1
 	}
-	restorer := gatedRestorer{inner: client.NewRestoreExecutor(dataDir, managed, log), markers: markers, gate: os.Getenv("CHILD_GATE") != ""}
+	snapshots := client.NewRestoreExecutor(dataDir, managed, log)
+	restorer := gatedRestorer{inner: snapshots, verifier: snapshots, markers: markers, gate: os.Getenv("CHILD_GATE") != ""}
 	err = client.Run(ctx, client.Options{
 		HubURL: os.Getenv("CHILD_HUB_URL"), EnrollToken: os.Getenv("CHILD_TOKEN"), DataDir: dataDir,
 		Heartbeat: faultHeartbeat, Logger: log, Managed: managed,
-		Executor: client.NewBackupExecutor(dataDir, managed, log), Restorer: restorer,
+		Executor: client.NewBackupExecutor(dataDir, managed, log), Restorer: restorer, Verifier: restorer, Entries: snapshots,
 		Backoff: &client.Backoff{Base: 50 * time.Millisecond, Cap: 300 * time.Millisecond},
 	})
 	if err != nil {
@@ -61,24 +62,39 @@ func realChildMain() int {
 }
 
 type gatedRestorer struct {
-	inner   client.Restorer
-	markers string
-	gate    bool
+	inner    client.Restorer
+	verifier client.Verifier
+	markers  string
+	gate     bool
 }
 
 func (g gatedRestorer) Restore(ctx context.Context, t *protocol.RestoreTask, emit func(*protocol.OperationEvent)) protocol.OperationResult {
-	name := fmt.Sprintf("restore-%s-%d-%d", t.TaskID, os.Getpid(), time.Now().UnixNano())
+	g.mark("restore", t.TaskID)
+	return g.inner.Restore(ctx, t, g.gated(ctx, t.TaskID, emit))
+}
+
+// Verify is gated like a restore (a verify restores first, so it reads the manifest too).
+func (g gatedRestorer) Verify(ctx context.Context, t *protocol.VerifyTask, emit func(*protocol.OperationEvent)) protocol.OperationResult {
+	g.mark("verify", t.TaskID)
+	return g.verifier.Verify(ctx, t, g.gated(ctx, t.TaskID, emit))
+}
+
+func (g gatedRestorer) mark(kind, id string) {
+	name := fmt.Sprintf("%s-%s-%d-%d", kind, id, os.Getpid(), time.Now().UnixNano())
 	if err := os.WriteFile(filepath.Join(g.markers, name), nil, 0o600); err != nil {
 		panic(err)
 	}
-	return g.inner.Restore(ctx, t, func(ev *protocol.OperationEvent) {
+}
+
+func (g gatedRestorer) gated(ctx context.Context, id string, emit func(*protocol.OperationEvent)) func(*protocol.OperationEvent) {
+	return func(ev *protocol.OperationEvent) {
 		emit(ev)
 		if !g.gate || ev.Kind != "manifest" {
 			return
 		}
-		_ = os.WriteFile(filepath.Join(g.markers, "gate-"+t.TaskID), nil, 0o600)
+		_ = os.WriteFile(filepath.Join(g.markers, "gate-"+id), nil, 0o600)
 		for {
-			if _, err := os.Stat(filepath.Join(g.markers, "release-"+t.TaskID)); err == nil {
+			if _, err := os.Stat(filepath.Join(g.markers, "release-"+id)); err == nil {
 				return
 			}
 			select {
@@ -87,7 +103,7 @@ func (g gatedRestorer) Restore(ctx context.Context, t *protocol.RestoreTask, emi
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
-	})
+	}
 }
 
 // restoreSetup is a Hub with the real run queue, operations and secrets store, and a real agent

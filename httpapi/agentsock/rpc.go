@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
@@ -13,6 +15,10 @@ import (
 
 // ErrAgentOffline: the agent has no live connection, or lost it while a request was pending.
 var ErrAgentOffline = errors.New("agent_offline")
+
+// ErrAgentDisconnected (an ErrAgentOffline) is a connection that ended while a request on it was
+// pending: the request may or may not have reached the agent.
+var ErrAgentDisconnected = fmt.Errorf("%w: agent disconnected", ErrAgentOffline)
 
 // RPCTimeout bounds fs_list and webdav_list.
 const RPCTimeout = 5 * time.Second
@@ -64,14 +70,14 @@ func (h *Hub) callKey(ctx context.Context, agentID, key string, timeout time.Dur
 		h.pendingMu.Unlock()
 	}()
 	if err := c.send(m); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrAgentOffline, err)
+		return nil, fmt.Errorf("%w: %w", ErrAgentDisconnected, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	select {
 	case m := <-p.reply:
 		if m == nil {
-			return nil, fmt.Errorf("%w: agent disconnected", ErrAgentOffline)
+			return nil, ErrAgentDisconnected
 		}
 		return m, nil
 	case <-ctx.Done():
@@ -140,4 +146,41 @@ func (h *Hub) WebdavList(ctx context.Context, agentID string, req protocol.Webda
 		return nil, fmt.Errorf("agent %s answered webdav_list with %s", agentID, m.MessageType())
 	}
 	return res, nil
+}
+
+// EntriesTimeout bounds entries_list: the agent may first copy a large index into its cache and
+// then scans it whole for every page.
+const EntriesTimeout = 30 * time.Second
+
+// EntriesList asks the agent for one page of a snapshot's entries index. ErrAgentOffline when the
+// agent is not connected, ErrAgentDisconnected when it went away before answering, a deadline
+// error after EntriesTimeout.
+func (h *Hub) EntriesList(ctx context.Context, agentID string, req protocol.EntriesList) (*protocol.EntriesListResult, error) {
+	req.RequestID = newRequestID()
+	m, err := h.callKey(ctx, agentID, req.RequestID, EntriesTimeout, &req)
+	if err != nil {
+		return nil, err
+	}
+	res, ok := m.(*protocol.EntriesListResult)
+	if !ok {
+		return nil, fmt.Errorf("agent %s answered entries_list with %s", agentID, m.MessageType())
+	}
+	return res, nil
+}
+
+// Supports reports whether the agent's last hello listed control (protocol.ControlEntriesList,
+// protocol.ControlVerify): an agent that does not know a Go extension drops it unanswered.
+func (h *Hub) Supports(ctx context.Context, agentID, control string) (bool, error) {
+	a, err := h.db.Reader().GetAgent(ctx, agentID)
+	if err != nil {
+		return false, fmt.Errorf("read capabilities of agent %s: %w", agentID, err)
+	}
+	if a.CapabilitiesJSON == nil {
+		return false, nil
+	}
+	var hello protocol.Hello
+	if err := json.Unmarshal([]byte(*a.CapabilitiesJSON), &hello); err != nil {
+		return false, nil // an unreadable hello promises nothing
+	}
+	return slices.Contains(hello.Capabilities.Control, control), nil
 }

@@ -11,8 +11,8 @@ import (
 	"github.com/bastion-backup/bastion/storage"
 )
 
-// PayloadBuilder is the default MessageBuilder: payload_json is the wire message itself (a task
-// or restore_task without credentials).
+// PayloadBuilder is the default MessageBuilder: payload_json is the wire message itself (a task,
+// restore_task or verify_task without credentials).
 type PayloadBuilder struct{}
 
 func (PayloadBuilder) Build(_ context.Context, t storage.AgentTask) (protocol.Message, error) {
@@ -20,6 +20,8 @@ func (PayloadBuilder) Build(_ context.Context, t storage.AgentTask) (protocol.Me
 	switch t.Kind {
 	case storage.AgentTaskRestore:
 		m = &protocol.RestoreTask{}
+	case storage.AgentTaskVerify:
+		m = &protocol.VerifyTask{}
 	default:
 		m = &protocol.Task{}
 	}
@@ -79,10 +81,10 @@ func (h *Hub) sendTask(ctx context.Context, c *conn, t storage.AgentTask, wait b
 		return err
 	}
 	h.kick()
-	if t.Kind == storage.AgentTaskRestore && h.cfg.Snapshots != nil {
+	if isOperation(t.Kind) && h.cfg.Snapshots != nil {
 		// The secrets snapshot goes first, every time: it carries the age identity of an encrypted
-		// snapshot, and the socket's order makes it arrive before the restore that needs it (also
-		// when the restore is re-sent on a new connection, before hello's own snapshot).
+		// snapshot, and the socket's order makes it arrive before the restore or verify that needs
+		// it (also when it is re-sent on a new connection, before hello's own snapshot).
 		sec, err := h.cfg.Snapshots.Secrets(ctx, t.AgentID)
 		if err != nil {
 			return fmt.Errorf("secrets snapshot for restore %s: %w", t.ID, err)
@@ -101,7 +103,7 @@ func (h *Hub) sendTask(ctx context.Context, c *conn, t storage.AgentTask, wait b
 }
 
 func cancelMessage(t storage.AgentTask) protocol.Message {
-	if t.Kind == storage.AgentTaskRestore {
+	if isOperation(t.Kind) {
 		return &protocol.CancelOperationTask{OpID: t.ID}
 	}
 	return &protocol.CancelRunTask{RunID: t.RunID}

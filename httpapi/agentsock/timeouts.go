@@ -104,12 +104,12 @@ func (h *Hub) timeOut(ctx context.Context, t storage.AgentTask, away time.Durati
 		away.Round(time.Minute), h.cfg.AgentTimeout)
 	summary := json.RawMessage(`{"error_code":"` + CodeAgentTimeout + `"}`)
 	var result any
-	switch t.Kind {
-	case storage.AgentTaskRestore:
+	switch {
+	case isOperation(t.Kind):
 		res := &protocol.OperationResult{OpID: t.ID, Status: protocol.StatusFailed, Summary: summary, Error: &msg}
 		if h.cfg.Operations != nil {
 			if err := h.cfg.Operations.OperationResult(ctx, t, res); err != nil {
-				return fmt.Errorf("time out restore %s: %w", t.ID, err)
+				return fmt.Errorf("time out %s %s: %w", t.Kind, t.ID, err)
 			}
 		}
 		result = res

@@ -93,10 +93,12 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	// One executor reads snapshots for restores, verifies and the Hub's restore picker.
+	snapshots := client.NewRestoreExecutor(f.dataDir, managed, log)
 	return client.Run(ctx, client.Options{
 		HubURL: f.hubURL, EnrollToken: f.enrollToken, Name: f.name, DataDir: f.dataDir,
 		Heartbeat: hb, Version: version, Logger: log, Managed: managed,
 		Executor: client.NewBackupExecutor(f.dataDir, managed, log),
-		Restorer: client.NewRestoreExecutor(f.dataDir, managed, log),
+		Restorer: snapshots, Verifier: snapshots, Entries: snapshots,
 	})
 }
