@@ -35,8 +35,8 @@ type WebDAVSecrets interface {
 //     agent over its socket (snapshot_delete_task, snapshot_cleanup_task). While the agent is not
 //     connected, Open fails with kind network, and the queues retry with backoff.
 //
-// Reading an agent's local directory from the Hub (browsing, verify) is not supported: restore
-// such a snapshot on its agent.
+// The Hub never reads an agent's local directory itself: browsing and verifying such a snapshot
+// go to its agent (RestoreBridge.Entries, StartVerify), and restores run on it.
 type Targets struct {
 	Hub     *Hub
 	Secrets WebDAVSecrets
