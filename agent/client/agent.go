@@ -111,7 +111,9 @@ type Agent struct {
 	rest  Restorer
 	ver   Verifier
 	ents  EntriesLister
-	lock  chan struct{} // the run lock: one task at a time
+	// control is hello.capabilities.control.
+	control []string
+	lock    chan struct{} // the run lock: one task at a time
 
 	mu            sync.Mutex
 	sess          *session
@@ -182,11 +184,17 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	if o.Restorer == nil {
 		o.Restorer = unsupportedRestorer{}
 	}
-	if o.Verifier == nil {
-		o.Verifier = unsupportedVerifier{}
-	}
-	if o.Entries == nil {
+	// hello lists only the extensions this agent serves; the Hub sends no others.
+	control := []string{"fs_list", "webdav_list"}
+	if o.Entries != nil {
+		control = append(control, protocol.ControlEntriesList)
+	} else {
 		o.Entries = unsupportedEntries{}
+	}
+	if o.Verifier != nil {
+		control = append(control, protocol.ControlVerify)
+	} else {
+		o.Verifier = unsupportedVerifier{}
 	}
 	log := o.Logger.With().Str("component", "agent").Logger()
 	id, err := ensureIdentity(ctx, &o)
@@ -213,13 +221,13 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 		}
 	}
 	// The agent cannot ask which snapshots still exist: indexes the restore picker has not read
-	// for a while go.
-	if err := operations.NewIndexCache(entriesCacheDir(o.DataDir)).PruneUnused(o.Clock.Now().Add(-entriesCacheTTL)); err != nil {
+	// for a while go. (Compared with file times, so with the wall clock.)
+	if err := operations.NewIndexCache(entriesCacheDir(o.DataDir)).PruneUnused(time.Now().Add(-entriesCacheTTL)); err != nil {
 		log.Warn().Err(err).Msg("prune the entries cache")
 	}
 	a := &Agent{
 		o: o, id: id, store: store, clock: o.Clock, log: log.With().Str("agent_id", id.AgentID).Logger(), exec: o.Executor,
-		rest: o.Restorer, ver: o.Verifier, ents: o.Entries,
+		rest: o.Restorer, ver: o.Verifier, ents: o.Entries, control: control,
 		lock:          make(chan struct{}, 1),
 		running:       map[string]*runningTask{},
 		pendingCancel: map[string]struct{}{},
@@ -304,7 +312,7 @@ func (a *Agent) hello() *protocol.Hello {
 		Info: protocol.AgentInfo{Version: a.o.Version, OS: runtime.GOOS, Arch: runtime.GOARCH},
 		Capabilities: protocol.Capabilities{
 			Backup:  []string{"filesystem", "sqlite"},
-			Control: []string{"fs_list", "webdav_list", protocol.ControlEntriesList, protocol.ControlVerify},
+			Control: a.control,
 		},
 		HeartbeatSeconds: &hb,
 	}

@@ -394,3 +394,35 @@ func TestRestoreSelectionOnAgent(t *testing.T) {
 		t.Fatal("the restored file's bytes differ from the source's")
 	}
 }
+
+// TestOlderAgentIsNotAsked: an agent whose hello does not list entries_list and verify (an older
+// one) is not sent them, so nothing waits for an answer that never comes: the picker answers 409
+// agent_unsupported and verify is refused with 400 agent_unsupported, leaving no operation.
+func TestOlderAgentIsNotAsked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := newRestoreSetup(t, false)
+	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
+	pickerTree(t, src)
+	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
+	c := rs.api(t)
+
+	rs.child.stop()
+	waitFor(t, "agent gone", func() bool { return !rs.hub.Connected(rs.agentID) })
+	rs.child = startRealChild(t, rs.proxy.url(), "", rs.dataDir, rs.markers, false, "CHILD_OLD=1")
+	waitFor(t, "older agent connected and said hello", func() bool {
+		ok, err := rs.hub.Supports(ctx, rs.agentID, protocol.ControlEntriesList)
+		return err == nil && !ok && rs.hub.Connected(rs.agentID)
+	})
+	resp, _ := getEntries(t, c, runID, url.Values{"prefix": {strings.TrimPrefix(src, "/")}})
+	if resp.Status != http.StatusConflict || resp.ErrorCode() != "agent_unsupported" {
+		t.Fatalf("entries from an older agent: %s", resp)
+	}
+	resp = c.Do(t, http.MethodPost, "/api/runs/"+runID+"/verify", nil)
+	if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "agent_unsupported" {
+		t.Fatalf("verify on an older agent: %s", resp)
+	}
+	if ops, _ := rs.db.Reader().ListOperationsBySubject(ctx, "run", runID, 10); len(ops) != 0 {
+		t.Fatalf("a refused verify left %d operations", len(ops))
+	}
+}

@@ -48,10 +48,16 @@ func realChildMain() int {
 	}
 	snapshots := client.NewRestoreExecutor(dataDir, managed, log)
 	restorer := gatedRestorer{inner: snapshots, verifier: snapshots, markers: markers, gate: os.Getenv("CHILD_GATE") != ""}
+	// CHILD_OLD is an agent that predates entries_list and verify_task.
+	var verifier client.Verifier = restorer
+	var entries client.EntriesLister = snapshots
+	if os.Getenv("CHILD_OLD") != "" {
+		verifier, entries = nil, nil
+	}
 	err = client.Run(ctx, client.Options{
 		HubURL: os.Getenv("CHILD_HUB_URL"), EnrollToken: os.Getenv("CHILD_TOKEN"), DataDir: dataDir,
 		Heartbeat: faultHeartbeat, Logger: log, Managed: managed,
-		Executor: client.NewBackupExecutor(dataDir, managed, log), Restorer: restorer, Verifier: restorer, Entries: snapshots,
+		Executor: client.NewBackupExecutor(dataDir, managed, log), Restorer: restorer, Verifier: verifier, Entries: entries,
 		Backoff: &client.Backoff{Base: 50 * time.Millisecond, Cap: 300 * time.Millisecond},
 	})
 	if err != nil {
@@ -156,11 +162,12 @@ func newRestoreSetup(t *testing.T, gate bool) *restoreSetup {
 	return rs
 }
 
-func startRealChild(t *testing.T, hubURL, token, dataDir, markers string, gate bool) *childAgent {
+func startRealChild(t *testing.T, hubURL, token, dataDir, markers string, gate bool, env ...string) *childAgent {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=real", "CHILD_HUB_URL="+hubURL, "CHILD_TOKEN="+token,
 		"CHILD_DATA_DIR="+dataDir, "CHILD_MARKERS="+markers)
+	cmd.Env = append(cmd.Env, env...)
 	if gate {
 		cmd.Env = append(cmd.Env, "CHILD_GATE=1")
 	}
