@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"time"
 
-
 	"github.com/bastion-backup/bastion/engine/agekeys"
 	"github.com/bastion-backup/bastion/engine/backupexec"
 	"github.com/bastion-backup/bastion/engine/clock"
