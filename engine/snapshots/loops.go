@@ -154,13 +154,23 @@ func (s *Service) cleanupOne(ctx context.Context, task storage.Task) outcome {
 	if err != nil {
 		return outcome{err: err}
 	}
-	res, err := tgt.CleanupRun(ctx, targets.RunRef{JobID: task.JobID, RunID: task.RunID})
+	ref := targets.RunRef{JobID: task.JobID, RunID: task.RunID}
+	res, err := tgt.CleanupRun(ctx, ref)
 	if err != nil {
 		return outcome{err: err}
 	}
+	if res == targets.CleanupSkipComplete {
+		// Only runs that did not succeed are cleaned, so complete data here belongs to no snapshot:
+		// a success that lost to a cancel, a result that arrived after the run had been failed, or
+		// a crash between the last write and recording the success. Nothing would ever list, keep
+		// or delete it, so it goes too.
+		if _, err := tgt.DeleteRun(ctx, ref); err != nil {
+			return outcome{err: err}
+		}
+		return outcome{event: "orphan_removed", message: "removed the complete data of a run that did not succeed (it was never a snapshot)"}
+	}
 	msgs := map[targets.CleanupResult]string{
 		targets.CleanupDeleted:      "removed what the run left on its target",
-		targets.CleanupSkipComplete: "left alone: the run's snapshot is complete",
 		targets.CleanupSkipNotFound: "nothing left on the target",
 	}
 	return outcome{event: string(res), message: msgs[res]}

@@ -329,3 +329,28 @@ func TestCleanupRemovesOldFailedRunsOnly(t *testing.T) {
 		t.Fatalf("young run got a task: %v", err)
 	}
 }
+
+// A run that did not succeed but left complete data — a success that lost to a cancel, a result
+// that came after the run was failed, a crash after the last write — is no snapshot; cleanup
+// removes it rather than leaving an orphan nothing will ever list or delete.
+func TestCleanupRemovesCompleteDataOfRunsThatDidNotSucceed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.seed(t, map[string]time.Duration{"canceled-late": 8 * 24 * time.Hour}, storage.RunCanceled)
+	dir := filepath.Join(b.base, jobID, "canceled-late")
+	must(t, os.WriteFile(filepath.Join(dir, "complete.json"), []byte("{}"), 0o600))
+	stop := runLoop(t, b.svc.RunCleanup)
+	defer stop()
+	waitFor(t, "orphan removed", func() bool {
+		tk, err := b.db.Reader().GetTask(context.Background(), storage.CleanupQueue, "canceled-late")
+		return err == nil && tk.Status == storage.TaskDone
+	})
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("complete data of a canceled run is still on the target: %v", err)
+	}
+	evs, err := b.db.Reader().ListTaskEvents(context.Background(), storage.CleanupQueue, "canceled-late", 10)
+	must(t, err)
+	if len(evs) == 0 || evs[len(evs)-1].Kind != "orphan_removed" {
+		t.Fatalf("events = %+v, want orphan_removed last", evs)
+	}
+}
