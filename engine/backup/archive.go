@@ -169,8 +169,8 @@ func (a *archiver) addFile(ctx context.Context, it item) error {
 			break
 		}
 	}
-	if hook, ok := afterCopyHooks.Load(it.fsPath); ok {
-		hook.(func())()
+	if afterCopyHook != nil {
+		afterCopyHook(it.fsPath)
 	}
 	if copied < size {
 		// The file shrank or a read failed: pad with zeros so the tar stays valid; the index

@@ -1,7 +1,27 @@
 package backup
 
+import "sync"
+
+// Per-path fault injection behind the package's test seams. The seams are set once, before any
+// test runs, so parallel tests never race on them; each test keys its faults by its own paths.
+var openFaults, afterCopy sync.Map
+
+func init() {
+	openHook = func(p string) error {
+		if err, ok := openFaults.Load(p); ok {
+			return err.(error)
+		}
+		return nil
+	}
+	afterCopyHook = func(p string) {
+		if fn, ok := afterCopy.Load(p); ok {
+			fn.(func())()
+		}
+	}
+}
+
 // InjectOpenFault makes opening path fail with err (fault injection).
 func InjectOpenFault(path string, err error) { openFaults.Store(path, err) }
 
 // InjectAfterCopy runs fn right after path's body was archived, before the consistency check.
-func InjectAfterCopy(path string, fn func()) { afterCopyHooks.Store(path, fn) }
+func InjectAfterCopy(path string, fn func()) { afterCopy.Store(path, fn) }
