@@ -94,10 +94,11 @@ func (a *archiver) addDir(it item) error {
 }
 
 func (a *archiver) addSymlink(it item) error {
-	target, err := os.Readlink(it.fsPath)
+	target, err := readLink(it.fsPath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil // deleted since the walk listed it
+			vanished(a.issues, a.cons, it.arch, it.info, err, msgVanished)
+			return nil
 		}
 		return a.issues.fail(it.arch, fmt.Errorf("read symlink: %w", err))
 	}
@@ -116,7 +117,8 @@ func (a *archiver) addFile(ctx context.Context, it item) error {
 	f, fi, err := openRegular(it.fsPath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil // deleted between the walk and the open: not part of this snapshot
+			vanished(a.issues, a.cons, it.arch, it.info, err, msgVanished)
+			return nil
 		}
 		return a.issues.fail(it.arch, fmt.Errorf("open: %w", err))
 	}
@@ -352,6 +354,35 @@ func (c *consistency) check(it item, f *os.File, before fileID, size int64, read
 			c.record(s)
 		}
 	}
+}
+
+// Warnings for objects the walk listed that were gone before they could be read.
+const (
+	msgVanished    = "vanished before it was read; not in this snapshot"
+	msgDirVanished = "directory vanished before it was listed; its contents are not in this snapshot"
+)
+
+// vanished records an object the walk listed that was gone before it could be read. It is a
+// warning naming the path, never an error (nothing was unreadable, so fail_fast goes on), and a
+// deletion in the consistency report, so the consistency policy decides whether the run fails.
+// before is the walk's Lstat, nil when the object was gone before that.
+func vanished(issues *fsIssues, cons *consistency, arch string, before fs.FileInfo, err error, msg string) {
+	issues.warn(arch, msg)
+	cons.deleted(arch, before, err)
+}
+
+// deleted counts an object gone before it was read as stat_after_missing: the reason the spec
+// gives for deletions. c is nil for sources without consistency tracking (sqlite).
+func (c *consistency) deleted(arch string, before fs.FileInfo, err error) {
+	if c == nil {
+		return
+	}
+	c.DeletedTotal++
+	s := consistencySample{Path: arch, Reason: ReasonStatAfterMissing, Error: err.Error()}
+	if before != nil {
+		s.Before = fp(before.Size(), statID(before))
+	}
+	c.record(s)
 }
 
 func (c *consistency) record(s consistencySample) {

@@ -560,3 +560,109 @@ func TestPartsAreCutExactly(t *testing.T) {
 func backupRunFn(ctx context.Context, tg targets.Target, s *jobspec.Spec, run, staging string, keys backup.KeyProvider, now time.Time) (backup.Summary, error) {
 	return backup.Run(ctx, backup.Request{JobID: jobID, RunID: run, StartedAt: now, Spec: s, Target: tg, StagingDir: staging, Keys: keys, Logger: zerolog.Nop()})
 }
+
+// Files that vanish between the walk listing them and the archive reading them are warnings
+// naming the path (not errors, so fail_fast goes on) and deletions in the consistency report,
+// where the consistency policy decides.
+func TestVanishedFilesAreReported(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{jobspec.ConsistencyWarn, jobspec.ConsistencyFail, jobspec.ConsistencyIgnore} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			src := t.TempDir()
+			for _, f := range []string{"a.txt", "b.txt", "d.txt", "e/inner.txt", "f.txt"} {
+				write(t, filepath.Join(src, f), f)
+			}
+			if err := os.Symlink("a.txt", filepath.Join(src, "c.link")); err != nil {
+				t.Fatal(err)
+			}
+			remove := func(name string) func() {
+				return func() {
+					if err := os.RemoveAll(filepath.Join(src, name)); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			// d.txt was listed with the directory but is gone before its lstat; b.txt, c.link
+			// and e were lstat'ed but are gone before they are opened or read.
+			backup.InjectAfterCopy(filepath.Join(src, "a.txt"), remove("d.txt"))
+			for _, name := range []string{"b.txt", "c.link", "e"} {
+				backup.InjectBeforeOpen(filepath.Join(src, name), remove(name))
+			}
+			h := newHarness(t)
+			sum, err := h.run(context.Background(), fsSpec(t, func(fs *jobspec.FilesystemSource) {
+				fs.ConsistencyPolicy = policy
+				fs.ErrorPolicy = jobspec.ErrorFailFast
+				fs.PreScan = false // its readdir of e would run e's hook
+			}, src))
+			vanished := []string{"b.txt", "c.link", "d.txt", "e"}
+
+			issues := h.events.find("fs_issues")
+			if issues == nil || issues.Level != backup.LevelWarn || issues.Fields["warnings_total"].(int64) != 4 ||
+				issues.Fields["errors_total"].(int64) != 0 {
+				t.Fatalf("fs_issues event %+v (run err %v)", issues, err)
+			}
+			warned, _ := json.Marshal(issues.Fields["warnings"])
+			for _, name := range vanished {
+				if !strings.Contains(string(warned), `"path":"`+arch(filepath.Join(src, name))+`"`) {
+					t.Fatalf("no warning names %s: %s", name, warned)
+				}
+			}
+
+			cons := h.events.find("source_consistency")
+			switch policy {
+			case jobspec.ConsistencyFail:
+				var be *backup.Error
+				if !errors.As(err, &be) || be.Code != backup.CodeSourceConsistency {
+					t.Fatalf("err = %v", err)
+				}
+			case jobspec.ConsistencyIgnore:
+				if err != nil || cons != nil {
+					t.Fatalf("err=%v event=%v", err, cons)
+				}
+			case jobspec.ConsistencyWarn:
+				if err != nil || cons == nil {
+					t.Fatalf("err=%v event=%v", err, cons)
+				}
+				report, _ := json.Marshal(cons.Fields["report"])
+				if !strings.Contains(string(report), `"deleted_total":4`) {
+					t.Fatalf("report %s", report)
+				}
+				var r struct {
+					Sample []struct {
+						Path, Reason string
+						Before       *struct {
+							SizeBytes int64 `json:"size_bytes"`
+						}
+					}
+				}
+				json.Unmarshal(report, &r)
+				var got []string
+				for _, s := range r.Sample {
+					got = append(got, s.Path)
+					if s.Reason != "stat_after_missing" {
+						t.Fatalf("sample %+v", s)
+					}
+					if s.Path == arch(filepath.Join(src, "b.txt")) && (s.Before == nil || s.Before.SizeBytes != 5) {
+						t.Fatalf("b.txt sample lacks the walk's fingerprint: %s", report)
+					}
+				}
+				var want []string
+				for _, name := range vanished {
+					want = append(want, arch(filepath.Join(src, name)))
+				}
+				slices.Sort(got)
+				if !slices.Equal(got, want) {
+					t.Fatalf("samples %v, want %v", got, want)
+				}
+				p := arch(src)
+				if got := paths(h.index()); !slices.Equal(got, []string{p, p + "/a.txt", p + "/e", p + "/f.txt"}) {
+					t.Fatalf("entries %v", got)
+				}
+				if sum.Filesystem.WarningsTotal != 4 || !h.exists(targets.CompleteName) {
+					t.Fatalf("summary %+v", sum.Filesystem)
+				}
+			}
+		})
+	}
+}

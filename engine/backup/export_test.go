@@ -4,10 +4,13 @@ import "sync"
 
 // Per-path fault injection behind the package's test seams. The seams are set once, before any
 // test runs, so parallel tests never race on them; each test keys its faults by its own paths.
-var openFaults, afterCopy sync.Map
+var openFaults, beforeOpen, afterCopy sync.Map
 
 func init() {
 	openHook = func(p string) error {
+		if fn, ok := beforeOpen.Load(p); ok {
+			fn.(func())()
+		}
 		if err, ok := openFaults.Load(p); ok {
 			return err.(error)
 		}
@@ -22,6 +25,10 @@ func init() {
 
 // InjectOpenFault makes opening path fail with err (fault injection).
 func InjectOpenFault(path string, err error) { openFaults.Store(path, err) }
+
+// InjectBeforeOpen runs fn right before path is opened or read (file, symlink or directory),
+// after the walk listed it.
+func InjectBeforeOpen(path string, fn func()) { beforeOpen.Store(path, fn) }
 
 // InjectAfterCopy runs fn right after path's body was archived, before the consistency check.
 func InjectAfterCopy(path string, fn func()) { afterCopy.Store(path, fn) }

@@ -33,6 +33,11 @@ func statID(fi fs.FileInfo) fileID {
 // readDir lists a directory's names, sorted. O_DIRECTORY fails on anything else and O_NONBLOCK
 // keeps a FIFO swapped in since the Lstat from blocking the open.
 func readDir(p string) ([]string, error) {
+	if openHook != nil {
+		if err := openHook(p); err != nil {
+			return nil, err
+		}
+	}
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -49,11 +54,21 @@ func readDir(p string) ([]string, error) {
 // Test seams for fault injection. Only export_test.go sets them, so in production each file
 // costs one nil check and nothing else.
 var (
-	// openHook runs before a file is opened; an error it returns replaces the open's result.
+	// openHook runs before a file or directory is opened or a symlink read; an error it
+	// returns replaces that call's result.
 	openHook func(fsPath string) error
 	// afterCopyHook runs right after a file's body was archived, before the consistency check.
 	afterCopyHook func(fsPath string)
 )
+
+func readLink(p string) (string, error) {
+	if openHook != nil {
+		if err := openHook(p); err != nil {
+			return "", err
+		}
+	}
+	return os.Readlink(p)
+}
 
 var errNotRegular = errors.New("no longer a regular file")
 

@@ -38,6 +38,7 @@ func (r *run) prepareFilesystem(fs *jobspec.FilesystemSource) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.cons = r.cons
 	w.symlinks = fs.SymlinkPolicy
 	sum := &FilesystemSummary{Consistency: r.cons}
 	r.summary.Filesystem = sum
@@ -139,7 +140,7 @@ func (r *run) prepareVaultwarden(staging string, v *jobspec.VaultwardenSource) (
 	r.issues = newFSIssues(jobspec.ErrorFailFast)
 	r.cons = newConsistency()
 	r.summary.Vaultwarden = &VaultwardenSummary{DataDir: v.DataDir, DB: VaultwardenDBName, Consistency: r.cons}
-	w := &walker{roots: []walkRoot{{fsPath: dataDir}}, symlinks: jobspec.SymlinkKeep, issues: r.issues, skipTop: vaultwardenSkip}
+	w := &walker{roots: []walkRoot{{fsPath: dataDir}}, symlinks: jobspec.SymlinkKeep, issues: r.issues, cons: r.cons, skipTop: vaultwardenSkip}
 	dbfi, err := os.Lstat(dst)
 	if err != nil {
 		return nil, newErr(CodeStagingIO, KindIO, "Check the data directory.", fmt.Errorf("stat database snapshot: %w", err))

@@ -38,6 +38,7 @@ type walker struct {
 	exclude  []*glob.Pattern
 	symlinks string // keep | skip
 	issues   *fsIssues
+	cons     *consistency // nil: vanished objects are only warnings (pre-scan, sqlite)
 	// skipTop, when set, names top-level entries of a legacy root to leave out (Vaultwarden's
 	// live database files).
 	skipTop map[string]bool
@@ -220,6 +221,10 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 	}
 	entries, err := readDir(fsPath)
 	if err != nil {
+		if !top && errors.Is(err, fs.ErrNotExist) {
+			vanished(w.issues, w.cons, arch, fi, err, msgDirVanished)
+			return nil
+		}
 		return w.issues.fail(arch, fmt.Errorf("read directory: %w", err))
 	}
 	for _, name := range entries {
@@ -235,7 +240,8 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 		cfi, err := os.Lstat(child)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				continue // vanished between readdir and lstat: it is simply not in this snapshot
+				vanished(w.issues, w.cons, childArch, nil, err, msgVanished) // listed, then gone before its lstat
+				continue
 			}
 			if err := w.issues.fail(childArch, fmt.Errorf("stat: %w", err)); err != nil {
 				return err
