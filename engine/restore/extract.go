@@ -71,11 +71,13 @@ func (x *extractor) entry(ctx context.Context, h *tar.Header, tr io.Reader) erro
 	}
 }
 
-// checkParents walks the ancestors of rel below dest with Lstat. Missing ones are fine (they
-// will be created as directories); symlinks and non-directories are not.
-func (x *extractor) checkParents(rel string) string {
+func (x *extractor) checkParents(rel string) string { return checkParents(x.dest, rel) }
+
+// checkParents walks the ancestors of rel (a cleanName result) below dest with Lstat. Missing
+// ones are fine (they will be created as directories); symlinks and non-directories are not.
+func checkParents(dest, rel string) string {
 	segs := strings.Split(rel, "/")
-	cur := x.dest
+	cur := dest
 	for _, s := range segs[:len(segs)-1] {
 		cur = filepath.Join(cur, s)
 		fi, err := os.Lstat(cur)
@@ -86,10 +88,10 @@ func (x *extractor) checkParents(rel string) string {
 			return "cannot inspect parent: " + err.Error()
 		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
-			return "parent " + strings.TrimPrefix(cur, x.dest+string(filepath.Separator)) + " is a symlink"
+			return "parent " + strings.TrimPrefix(cur, dest+string(filepath.Separator)) + " is a symlink"
 		}
 		if !fi.IsDir() {
-			return "parent " + strings.TrimPrefix(cur, x.dest+string(filepath.Separator)) + " is not a directory"
+			return "parent " + strings.TrimPrefix(cur, dest+string(filepath.Separator)) + " is not a directory"
 		}
 	}
 	return ""

@@ -30,6 +30,12 @@ import (
 // manifest built here (the way a third-party tool following docs/backup-format.md would).
 func publish(t *testing.T, payloadParts [][]byte, encryption, key string) (*localdir.Target, string) {
 	t.Helper()
+	return publishIndexed(t, payloadParts, encryption, key, nil)
+}
+
+// publishIndexed is publish with an entries index made of entries (none when nil).
+func publishIndexed(t *testing.T, payloadParts [][]byte, encryption, key string, entries []format.Entry) (*localdir.Target, string) {
+	t.Helper()
 	tg := newLocalTarget(t)
 	runID := newRunID(t)
 	run := targets.RunRef{JobID: jobID, RunID: runID}
@@ -41,6 +47,16 @@ func publish(t *testing.T, payloadParts [][]byte, encryption, key string) (*loca
 		sum := blake3.Sum256(p)
 		m.Artifacts = append(m.Artifacts, format.Part{Name: name, Size: int64(len(p)), HashAlg: "blake3", Hash: hex.EncodeToString(sum[:])})
 		put(t, tg, run, name, p)
+	}
+	if entries != nil {
+		var idx bytes.Buffer
+		for _, e := range entries {
+			if err := e.AppendLine(&idx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put(t, tg, run, targets.EntriesName, zst(t, idx.Bytes()))
+		m.EntryIndex.Count = int64(len(entries))
 	}
 	mb, err := m.Encode()
 	if err != nil {

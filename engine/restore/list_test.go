@@ -1,11 +1,18 @@
 package restore_test
 
 import (
+	"archive/tar"
 	"context"
+	"database/sql"
+	"encoding/hex"
 	"errors"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/zeebo/blake3"
 
 	"github.com/bastion-backup/bastion/engine/backup/format"
 	"github.com/bastion-backup/bastion/engine/restore"
@@ -92,5 +99,81 @@ func TestListAndVerify(t *testing.T) {
 	var pe *restore.PartError
 	if !errors.As(err, &pe) || pe.Part != format.PartName(1) {
 		t.Fatalf("verify of a corrupted snapshot: %v", err)
+	}
+}
+
+// A crafted entries index must not make verify hash files outside its scratch directory: not
+// through "..", not through an absolute path, not through a symlink the archive restored.
+func TestVerifyRefusesIndexPathsOutsideScratch(t *testing.T) {
+	t.Parallel()
+	outside := filepath.Join(t.TempDir(), "outside")
+	secret := []byte("outside the scratch directory")
+	writeFile(t, filepath.Join(outside, "secret.txt"), secret, 0o644, timeZero)
+	sum := blake3.Sum256(secret)
+	secretHash := hex.EncodeToString(sum[:])
+	ok := "fine"
+	okSum := blake3.Sum256([]byte(ok))
+
+	payload := makeTar(t, tar.FormatPAX, []tarEntry{
+		{hdr: tar.Header{Name: "a/", Typeflag: tar.TypeDir, Mode: 0o755}},
+		{hdr: tar.Header{Name: "a/ok.txt"}, body: ok},
+		{hdr: tar.Header{Name: "esc", Typeflag: tar.TypeSymlink, Linkname: outside}},
+		{hdr: tar.Header{Name: "lf", Typeflag: tar.TypeSymlink, Linkname: filepath.Join(outside, "secret.txt")}},
+	})
+	scratch := filepath.Join(t.TempDir(), "v")
+	// Verify restores into scratch/restore: climb out of it to the secret.
+	up, err := filepath.Rel(filepath.Join(scratch, "restore"), filepath.Join(outside, "secret.txt"))
+	if err != nil || !strings.HasPrefix(up, "..") {
+		t.Fatalf("rel %q %v", up, err)
+	}
+	escapes := []string{filepath.ToSlash(up), "a/../" + filepath.ToSlash(up), filepath.Join(outside, "secret.txt"),
+		"esc/secret.txt", "lf"}
+	entries := []format.Entry{
+		{Path: "a", Kind: format.KindDir},
+		format.FileEntry("a/ok.txt", int64(len(ok)), hex.EncodeToString(okSum[:])),
+		{Path: "esc", Kind: format.KindSymlink},
+		{Path: "lf", Kind: format.KindSymlink},
+	}
+	for _, p := range escapes {
+		entries = append(entries, format.FileEntry(p, int64(len(secret)), secretHash))
+	}
+	tg, runID := publishIndexed(t, [][]byte{zst(t, payload)}, format.EncryptionNone, "", entries)
+
+	vr, err := restore.Verify(context.Background(), restore.VerifyRequest{JobID: jobID, RunID: runID, Target: tg, ScratchDir: scratch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vr.OK || vr.FilesTotal != int64(1+len(escapes)) || vr.FilesOK != 1 || vr.FilesFailed != int64(len(escapes)) {
+		t.Fatalf("verify %+v", vr)
+	}
+	for _, p := range escapes {
+		if !slices.ContainsFunc(vr.Errors, func(e string) bool { return strings.HasPrefix(e, p+": ") }) {
+			t.Fatalf("no error for %s: %q", p, vr.Errors)
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(outside, "secret.txt")); string(got) != string(secret) {
+		t.Fatal("outside file changed")
+	}
+
+	// The same for the database verify integrity-checks: a healthy database outside scratch,
+	// named through ".." or through the restored symlink "dblink", is refused.
+	dbPath := filepath.Join(outside, "db.sqlite3")
+	db, err := sql.Open("sqlite3", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE TABLE t (x)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	upDB, _ := filepath.Rel(filepath.Join(scratch, "restore"), dbPath)
+	payload = makeTar(t, tar.FormatPAX, []tarEntry{{hdr: tar.Header{Name: "dblink", Typeflag: tar.TypeSymlink, Linkname: dbPath}}})
+	tg, runID = publishIndexed(t, [][]byte{zst(t, payload)}, format.EncryptionNone, "", []format.Entry{{Path: "dblink", Kind: format.KindSymlink}})
+	for _, name := range []string{filepath.ToSlash(upDB), "dblink"} {
+		vr, err := restore.Verify(context.Background(), restore.VerifyRequest{JobID: jobID, RunID: runID, Target: tg,
+			ScratchDir: scratch, SQLiteSnapshot: name})
+		if err != nil || vr.OK || vr.SQLiteOK == nil || *vr.SQLiteOK {
+			t.Fatalf("verify of database %s: %+v %v", name, vr, err)
+		}
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 	_ "github.com/mattn/go-sqlite3" // integrity_check of restored databases
@@ -99,9 +101,15 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 			fail(e.Path + ": missing hash in index")
 			return nil
 		}
-		p := filepath.Join(dest, filepath.FromSlash(e.Path))
+		p, why := insideDest(dest, e.Path)
+		if why != "" {
+			fail(e.Path + ": refused: " + why)
+			return nil
+		}
 		size, hash, err := hashFile(p)
 		switch {
+		case errors.Is(err, errNotRegular):
+			fail(e.Path + ": " + err.Error())
 		case err != nil:
 			fail(e.Path + ": missing: " + err.Error())
 		case size != e.Size:
@@ -125,7 +133,13 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 	}
 	sqliteOK := true
 	if req.SQLiteSnapshot != "" {
-		lines, ok := integrityCheck(ctx, filepath.Join(dest, filepath.FromSlash(req.SQLiteSnapshot)))
+		var lines []string
+		ok := false
+		if p, why := insideDest(dest, req.SQLiteSnapshot); why != "" {
+			lines = []string{"database path refused: " + why}
+		} else {
+			lines, ok = integrityCheck(ctx, p)
+		}
 		res.SQLiteOK = &ok
 		res.SQLite = &SQLiteVerify{Path: req.SQLiteSnapshot, Lines: lines}
 		sqliteOK = ok
@@ -142,12 +156,41 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 	return res, nil
 }
 
+// insideDest maps an index path to where the restore put it, or says why it is refused: the
+// index is read from the target, so a crafted one must not point verify at files outside dest
+// (absolute paths, "..", or a parent that is a symlink, all refused as restore refuses them).
+func insideDest(dest, indexPath string) (string, string) {
+	rel, why := cleanName(indexPath)
+	if why == "" {
+		why = checkParents(dest, rel)
+	}
+	if why != "" {
+		return "", why
+	}
+	return filepath.Join(dest, filepath.FromSlash(rel)), ""
+}
+
+var errNotRegular = errors.New("not a regular file")
+
+// hashFile hashes the regular file at p. It never follows a symlink in the last component
+// (the index says "file"; a symlink restored there could point anywhere) and never blocks on
+// a FIFO.
 func hashFile(p string) (int64, string, error) {
-	f, err := os.Open(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return 0, "", fmt.Errorf("%w (symlink)", errNotRegular)
+	}
 	if err != nil {
 		return 0, "", err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, "", fmt.Errorf("%w (%s)", errNotRegular, fi.Mode().Type())
+	}
 	h := blake3.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
@@ -157,8 +200,12 @@ func hashFile(p string) (int64, string, error) {
 }
 
 func integrityCheck(ctx context.Context, p string) ([]string, bool) {
-	if _, err := os.Stat(p); err != nil {
+	fi, err := os.Lstat(p)
+	if err != nil {
 		return []string{"database missing from the snapshot: " + err.Error()}, false
+	}
+	if !fi.Mode().IsRegular() {
+		return []string{"database is not a regular file (" + fi.Mode().Type().String() + ")"}, false
 	}
 	db, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: p}).EscapedPath()+"?mode=ro")
 	if err != nil {
