@@ -1,4 +1,5 @@
 # Backup and restore throughput and peak RSS on a generated 1 GiB tree (half random, half text),
-# Bastion beside tar | zstd -3 -T0 | age with Debian's tools, with and without encryption.
+# Bastion beside tar | zstd -3 -T0 | age with Debian's tools, with and without encryption. Every
+# run is its own process under GNU time, so each peak-rss-MiB is that run's own.
 BASTION_BENCH_TREE_MIB=${BASTION_BENCH_TREE_MIB:-1024} BENCH_COUNT=${BENCH_COUNT:-1} \
   gobench engine ./backup/ 'BackupRestore' -benchtime 1x -timeout 60m
