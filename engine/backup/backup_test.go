@@ -666,3 +666,23 @@ func TestVanishedFilesAreReported(t *testing.T) {
 		})
 	}
 }
+
+// A legacy root that is a symlink to a directory is read through the link, as the walker's
+// comment and the spec's root semantics say (the root's own entries, relative to it).
+func TestLegacyRootSymlinkIsFollowed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "real", "sub", "f"), "x")
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(filepath.Join(dir, "real"), link); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t)
+	s := spec(t, `{"v":1,"type":"filesystem","source":{"root":"`+link+`"},"target":{"type":"local_dir","base_dir":"/bk"}}`, nil)
+	if _, err := h.run(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if got := paths(h.index()); !slices.Equal(got, []string{"sub", "sub/f"}) {
+		t.Fatalf("entries %v", got)
+	}
+}

@@ -31,14 +31,19 @@ func statID(fi fs.FileInfo) fileID {
 }
 
 // readDir lists a directory's names, sorted. O_DIRECTORY fails on anything else and O_NONBLOCK
-// keeps a FIFO swapped in since the Lstat from blocking the open.
-func readDir(p string) ([]string, error) {
+// keeps a FIFO swapped in since the Lstat from blocking the open. Unless follow is set (a legacy
+// root that is a symlink to a directory), a symlink swapped in is not followed either.
+func readDir(p string, follow bool) ([]string, error) {
 	if openHook != nil {
 		if err := openHook(p); err != nil {
 			return nil, err
 		}
 	}
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	flags := os.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+	if !follow {
+		flags |= syscall.O_NOFOLLOW
+	}
+	f, err := os.OpenFile(p, flags, 0)
 	if err != nil {
 		return nil, err
 	}

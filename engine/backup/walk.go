@@ -186,6 +186,7 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 	}
 	mode := fi.Mode()
 	isDir := mode.IsDir()
+	follow := false // only a legacy root's own symlink is followed
 	if emitSelf && w.excluded(arch, isDir) {
 		return nil
 	}
@@ -203,7 +204,7 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 		if top && !emitSelf {
 			// A legacy root that is a symlink: read what it points to.
 			if tfi, err := os.Stat(fsPath); err == nil && tfi.IsDir() {
-				fi, isDir = tfi, true
+				fi, isDir, follow = tfi, true, true
 				break
 			}
 		}
@@ -219,7 +220,7 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 	if !isDir {
 		return nil
 	}
-	entries, err := readDir(fsPath)
+	entries, err := readDir(fsPath, follow)
 	if err != nil {
 		if !top && errors.Is(err, fs.ErrNotExist) {
 			vanished(w.issues, w.cons, arch, fi, err, msgDirVanished)
