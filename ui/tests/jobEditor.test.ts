@@ -3,7 +3,7 @@ import { flushPromises, mount } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
 import { createMemoryHistory, createRouter } from 'vue-router'
 import { defineComponent, h } from 'vue'
-import { NDialogProvider, NMessageProvider } from 'naive-ui'
+import { NDialogProvider, NMessageProvider, NSelect } from 'naive-ui'
 import { i18n } from '@/i18n'
 import JobEditorView from '@/views/JobEditorView.vue'
 import type { JobDetail } from '@/api/types'
@@ -39,12 +39,12 @@ beforeEach(() => {
 })
 afterEach(() => vi.unstubAllGlobals())
 
-async function mountEditor(routes: Parameters<typeof mockFetch>[0]) {
+async function mountEditor(routes: Parameters<typeof mockFetch>[0], jobBody: JobDetail = job) {
   const calls = mockFetch({
     'GET /api/system': { body: { version: 't', insecure_http: false, hub_timezone: 'UTC' } },
-    'GET /api/jobs/j1': { body: job },
+    'GET /api/jobs/j1': { body: jobBody },
     'GET /api/agents': { body: { items: [], page: 1, page_size: 20, total: 0 } },
-    'GET /api/secrets/webdav': { body: [{ name: 'nas', updated_at: 1 }] },
+    'GET /api/nodes/hub/secrets/webdav': { body: [{ name: 'nas', updated_at: 1 }] },
     'GET /api/notifications/destinations': { body: [] },
     'GET /api/schedule/preview': { body: { times: ['2026-03-10T02:30:00Z'] } },
     ...routes,
@@ -118,4 +118,62 @@ describe('job editor', () => {
     expect(item.textContent).toContain('Required')
     wrapper.unmount()
   })
+
+  it('lists the Hub’s WebDAV credentials for a Hub job', async () => {
+    const { wrapper, calls } = await mountEditor({})
+    await clickTestId(wrapper, 'editor-next', 2)
+    expect(calls.filter((c) => c.url.includes('/secrets/')).map((c) => c.url)).toEqual(['/api/nodes/hub/secrets/webdav'])
+    expect(await credentialOptions(wrapper)).toEqual(['nas'])
+    expect(wrapper.find('[data-testid="credential-missing"]').exists()).toBe(false)
+    expect(wrapper.get('[data-testid="manage-credentials"]').attributes('href')).toBe('/settings')
+    wrapper.unmount()
+  })
+
+  it('lists the agent’s own WebDAV credentials for an agent job, not the Hub’s', async () => {
+    const agentJob: JobDetail = { ...job, agent_id: 'a1' }
+    const { wrapper, calls } = await mountEditor(
+      {
+        'GET /api/agents': { body: { items: [{ id: 'a1', name: 'web-01', online: true, revoked: false, labels: [], last_seen_at: 1, config_sync_status: 'synced' }], page: 1, page_size: 20, total: 1 } },
+        'GET /api/nodes/a1/secrets/webdav': { body: [{ name: 'agent-nas', updated_at: 1 }] },
+      },
+      agentJob,
+    )
+    await clickTestId(wrapper, 'editor-next', 2)
+    expect(calls.filter((c) => c.url.includes('/secrets/')).map((c) => c.url)).toEqual(['/api/nodes/a1/secrets/webdav'])
+    expect(await credentialOptions(wrapper)).toEqual(['agent-nas'])
+    // the job names "nas", which exists only on the Hub: the editor says so before the Hub refuses
+    expect(wrapper.get('[data-testid="credential-missing"]').text()).toContain('“nas” on web-01')
+    expect(wrapper.get('[data-testid="manage-credentials"]').attributes('href')).toBe('/agents?credentials=a1')
+    wrapper.unmount()
+  })
+
+  it('reloads the credential list when the job moves to another node', async () => {
+    const { wrapper, calls } = await mountEditor({
+      'GET /api/agents': { body: { items: [{ id: 'a1', name: 'web-01', online: true, revoked: false, labels: [], last_seen_at: 1, config_sync_status: 'synced' }], page: 1, page_size: 20, total: 1 } },
+      'GET /api/nodes/a1/secrets/webdav': { body: [{ name: 'agent-nas', updated_at: 1 }] },
+    })
+    const node = wrapper.findAllComponents(NSelect).find((c) => c.attributes('data-testid') === 'job-node')!
+    node.vm.$emit('update:value', 'a1')
+    await flushPromises()
+    await clickTestId(wrapper, 'editor-next', 2)
+    expect(calls.filter((c) => c.url.includes('/secrets/')).map((c) => c.url)).toEqual(['/api/nodes/hub/secrets/webdav', '/api/nodes/a1/secrets/webdav'])
+    expect(await credentialOptions(wrapper)).toEqual(['agent-nas'])
+    wrapper.unmount()
+  })
+
+  it('shows why the credentials could not be loaded, with the request ID', async () => {
+    const { wrapper } = await mountEditor({
+      'GET /api/nodes/hub/secrets/webdav': { status: 503, body: { error: 'secrets_unavailable', message: 'the secret store is not configured', request_id: 'rq-sec' } },
+    })
+    await clickTestId(wrapper, 'editor-next', 2)
+    expect(wrapper.text()).toContain('the secret store is not configured')
+    expect(wrapper.get('[data-testid="request-id"]').text()).toBe('rq-sec')
+    wrapper.unmount()
+  })
 })
+
+/** The names the credential select offers. */
+async function credentialOptions(wrapper: ReturnType<typeof mount>): Promise<string[]> {
+  const select = wrapper.findAllComponents(NSelect).find((c) => c.attributes('data-testid') === 'target-secret')!
+  return (select.props('options') as { value: string }[]).map((o) => o.value)
+}

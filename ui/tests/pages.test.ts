@@ -140,6 +140,40 @@ describe('pages', () => {
     w.unmount()
   })
 
+  it('agents page manages an agent’s own WebDAV credentials, never the Hub’s', async () => {
+    const stored = [{ name: 'agent-nas', updated_at: NOW }]
+    const calls = mockFetch({
+      'GET /api/agents': { body: { items: [{ id: 'a1', name: 'web-01', revoked: false, online: true, last_seen_at: NOW, labels: [], config_sync_status: 'synced' }], page: 1, page_size: 20, total: 1 } },
+      'GET /api/nodes/a1/secrets/webdav': () => ({ body: stored }),
+      'PUT /api/nodes/a1/secrets/webdav/offsite': (c) => {
+        stored.push({ name: 'offsite', updated_at: NOW })
+        return { status: 204, body: c.body }
+      },
+    })
+    const w = await render(AgentsView)
+    await w.get('[data-testid="agent-credentials"]').trigger('click')
+    await flushPromises()
+    const modal = () => document.querySelector('[data-testid="agent-credentials-modal"]')!
+    expect(modal().textContent).toContain('WebDAV credentials of web-01')
+    expect(modal().textContent).toContain('agent-nas')
+    ;(modal().querySelector('[data-testid="secret-add-webdav"]') as HTMLElement).click()
+    await flushPromises()
+    for (const [id, v] of [['secret-name', 'offsite'], ['secret-username', 'u'], ['secret-password', 'p']]) {
+      const input = document.querySelector(`[data-testid="${id}"] input`) as HTMLInputElement
+      input.value = v!
+      input.dispatchEvent(new Event('input'))
+    }
+    await flushPromises()
+    ;(document.querySelector('[data-testid="secret-save"]') as HTMLElement).click()
+    await flushPromises()
+    const put = calls.find((c) => c.method === 'PUT')!
+    expect(put.url).toBe('/api/nodes/a1/secrets/webdav/offsite')
+    expect(put.body).toEqual({ username: 'u', password: 'p' })
+    expect(calls.some((c) => c.url.startsWith('/api/secrets/'))).toBe(false)
+    expect(modal().textContent).toContain('offsite')
+    w.unmount()
+  })
+
   it('notifications page shows destinations and the receiver’s answer to a test', async () => {
     mockFetch({
       'GET /api/notifications/destinations': { body: [{ channel: 'webhook', name: 'ops', enabled: true, updated_at: 1 }] },

@@ -62,6 +62,19 @@ export const api = {
       http.get<T.FsListResponse>(`/api/nodes/${seg(node)}/fs/list`, { ...q }),
     webdavList: (node: T.NodeId, body: T.WebdavListRequest) =>
       http.post<T.WebdavListResponse>(`/api/nodes/${seg(node)}/webdav/list`, body),
+    /**
+     * The WebDAV credentials of one node: "hub" is the Hub's own (the same as /api/secrets/webdav),
+     * an agent id is that agent's scope, which its jobs, WebDAV listing and restores use.
+     */
+    secrets: (node: T.NodeId) => {
+      const base = `/api/nodes/${seg(node)}/secrets/webdav`
+      return {
+        list: () => http.get<T.SecretListItem[]>(base),
+        get: (name: string) => http.get<T.WebdavSecret>(`${base}/${seg(name)}`),
+        put: (name: string, payload: T.WebdavSecret) => http.put<void>(`${base}/${seg(name)}`, payload),
+        remove: (name: string) => http.del<void>(`${base}/${seg(name)}`),
+      }
+    },
   },
 
   agents: {
