@@ -38,10 +38,10 @@ const specs: Record<string, JobSpec> = {
     source: { ...fsSource, paths: ['/home'], include: [], exclude: [], consistency_fail_threshold: null, upload_on_consistency_failure: null, snapshot_provider: null, consistency_policy: 'warn', symlink_policy: 'keep', hardlink_policy: 'copy', error_policy: 'fail_fast', snapshot_mode: 'off', pre_scan: true },
     target: { type: 'webdav', base_url: 'https://dav.example/backups', secret_name: 'nas', part_size_bytes: 64 * MIB },
   },
-  sqliteRawTree: {
+  sqlite: {
     v: 1,
     type: 'sqlite',
-    pipeline: { format: 'raw_tree_v1', encryption: { type: 'none' } },
+    pipeline: { format: 'archive_v1', encryption: { type: 'none' } },
     notifications: { mode: 'inherit', wecom_bot: [], email: [] },
     retention: { enabled: true, keep_last: null, keep_days: 30, max_delete_per_tick: 10, max_delete_per_day: 100 },
     source: { path: '/var/lib/app/app.db', integrity_check: true },
@@ -119,12 +119,12 @@ describe('job editor mapping', () => {
   it('opens a job with everything the list and detail carry', () => {
     const job: JobDetail = {
       id: 'j', name: 'n', agent_id: null, schedule: '0 */6 * * 1-5', schedule_timezone: 'Asia/Shanghai', overlap_policy: 'reject',
-      created_at: 1, updated_at: 2, spec: specs.sqliteRawTree!,
+      created_at: 1, updated_at: 2, spec: specs.sqlite!,
     }
     const f = jobToForm(job)
     expect(f).toMatchObject({ name: 'n', node: 'hub', timezone: 'Asia/Shanghai', overlapPolicy: 'reject', missedRunPolicy: 'run_once', type: 'sqlite' })
     expect(f.schedule).toMatchObject({ mode: 'cron', cron: '0 */6 * * 1-5' })
-    expect(formToRequest(f).spec).toEqual(specs.sqliteRawTree)
+    expect(formToRequest(f).spec).toEqual(specs.sqlite)
     expect(jobToForm({ ...job, agent_id: 'a1', missed_run_policy: 'skip' })).toMatchObject({ node: 'a1', missedRunPolicy: 'skip' })
   })
 
@@ -136,15 +136,35 @@ describe('job editor mapping', () => {
     f.targetType = 'webdav'
     f.webdavBaseUrl = 'ftp://x'
     f.encryptionEnabled = true
-    f.format = 'raw_tree_v1'
+    f.encryptionKeyName = ' '
     f.retention.enabled = true
     f.partSizeMiB = 0.5
     expect(Object.keys(validateForm(f)).sort()).toEqual([
-      'spec.pipeline.encryption',
+      'spec.pipeline.encryption.key_name',
       'spec.retention',
       'spec.target.base_url',
       'spec.target.part_size_bytes',
       'spec.target.secret_name',
     ])
+  })
+
+  it('keeps choices the Hub refuses when opening a job, and flags each on the field the API names', () => {
+    // engine/jobspec refuses these with reason "unsupported"; an older job may still carry them.
+    const spec = structuredClone(specs.filesystemLocalPlain!) as Extract<JobSpec, { type: 'filesystem' }>
+    spec.pipeline.format = 'raw_tree_v1'
+    spec.source.symlink_policy = 'follow'
+    spec.source.snapshot_mode = 'required'
+    const f = { ...specToForm(spec), name: 'x' }
+    expect(formToSpec(f)).toEqual(spec) // nothing is rewritten behind the user's back
+    expect(validateForm(f)).toEqual({
+      'spec.pipeline.format': 'unsupported',
+      'spec.source.symlink_policy': 'unsupported',
+      'spec.source.snapshot_mode': 'unsupported',
+    })
+    // the supported values pass
+    f.format = 'archive_v1'
+    f.fsSymlinkPolicy = 'skip'
+    f.fsSnapshotMode = 'auto'
+    expect(validateForm(f)).toEqual({})
   })
 })

@@ -106,6 +106,10 @@ describe('pages', () => {
     await flushPromises()
     const post = calls.find((c) => c.method === 'POST')!
     expect(post.body).toEqual({ destination: { type: 'local_fs', node_id: 'hub', directory: '/tmp/out' }, conflict_policy: 'fail', selection: { files: ['a.txt'], dirs: [] } })
+    // the Hub refuses WebDAV destinations: offered only disabled, with the reason
+    expect(w.get('[data-testid="restore-dest-webdav"] input').attributes('disabled')).toBeDefined()
+    expect(w.text()).toContain('Restoring to WebDAV is not supported yet')
+    expect(calls.some((c) => c.url.startsWith('/api/secrets/'))).toBe(false)
     w.unmount()
   })
 

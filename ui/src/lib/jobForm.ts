@@ -19,6 +19,17 @@ import type {
 import { cronToSchedule, defaultSchedule, scheduleToCron, type ScheduleForm } from './schedule'
 
 export const MIB = 1024 * 1024
+
+/**
+ * Choices the job spec names but this Hub refuses on save (engine/jobspec: "not supported by this
+ * version yet"). The editor shows them disabled; a job that already carries one fails validation
+ * on the field the API would name, so it is fixed before saving instead of after a round trip.
+ */
+export const UNSUPPORTED = {
+  symlinkPolicy: ['follow'] as readonly SymlinkPolicy[],
+  snapshotMode: ['required'] as readonly SnapshotMode[],
+  format: ['raw_tree_v1'] as readonly JobForm['format'][],
+}
 export const DEFAULT_PART_SIZE_BYTES = 256 * MIB
 export const MIN_PART_SIZE_BYTES = MIB
 
@@ -311,7 +322,9 @@ export function validateForm(f: JobForm): Record<string, string> {
   }
   if (!(f.partSizeMiB >= 1)) errs['spec.target.part_size_bytes'] = 'min_part_size'
   if (f.encryptionEnabled && !f.encryptionKeyName.trim()) errs['spec.pipeline.encryption.key_name'] = 'required'
-  if (f.encryptionEnabled && f.format === 'raw_tree_v1') errs['spec.pipeline.encryption'] = 'raw_tree_encryption'
+  if (UNSUPPORTED.format.includes(f.format)) errs['spec.pipeline.format'] = 'unsupported'
+  if (f.type === 'filesystem' && UNSUPPORTED.symlinkPolicy.includes(f.fsSymlinkPolicy)) errs['spec.source.symlink_policy'] = 'unsupported'
+  if (f.type === 'filesystem' && UNSUPPORTED.snapshotMode.includes(f.fsSnapshotMode)) errs['spec.source.snapshot_mode'] = 'unsupported'
   const r = f.retention
   if (r.enabled && !((r.keepLast ?? 0) > 0 || (r.keepDays ?? 0) > 0)) errs['spec.retention'] = 'retention_rule_required'
   if ((r.keepLast ?? 0) > 10000) errs['spec.retention.keep_last'] = 'max_10000'
