@@ -179,6 +179,7 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.agentRoutes(r)
 	s.nodeRoutes(r)
 	s.notificationRoutes(r)
+	s.dashboardRoutes(r)
 	if s.cfg.testSessionRoutes != nil {
 		s.cfg.testSessionRoutes(r)
 	}

@@ -69,6 +69,12 @@ var hotQueries = []struct {
 	{"notification queue page after cursor", planQueueCursorQ, planQueueCursorArgs},
 	{"notification queue count", planQueueCountQ, planQueueCountArgs},
 	{"notification destinations", qListNotificationDestinations, []any{"hub"}},
+	{"dashboard: run totals of a day", qRunTotalsBetween, []any{1, 2}},
+	{"dashboard: runs by status since", qRunsByStatusSince, []any{RunFailed, 1, 10}},
+	{"dashboard: count runs by status since", qCountRunsByStatusSince, []any{RunFailed, 1}},
+	{"dashboard: snapshots in a status", qSnapshotsInStatus, []any{SnapshotError, 20}},
+	{"dashboard: count snapshots in a status", qCountSnapshotsInStatus, []any{SnapshotError}},
+	{"dashboard: count jobs", qCountJobs, nil},
 }
 
 func TestHotQueriesUseIndexes(t *testing.T) {
