@@ -252,6 +252,12 @@ async function main() {
     await shoot(page, 'run')
     await page.goto(base + '/')
     await until('the run on the dashboard', async () => (await page.getByTestId('recent-runs').locator('[data-status="success"]').count()) > 0, 10_000)
+    // The Hub's overview counts the run in today's bucket and the snapshot's bytes.
+    const ok = (await page.getByTestId('stat-runs-ok').locator('.n-statistic-value').innerText()).trim()
+    const failed = (await page.getByTestId('stat-runs-failed').locator('.n-statistic-value').innerText()).trim()
+    const bytes = (await page.getByTestId('stat-bytes').locator('.n-statistic-value').innerText()).trim()
+    if (ok !== '1' || failed !== '0') throw new Error(`dashboard counts ${ok} successful and ${failed} failed runs, want 1 and 0`)
+    if (!/^[1-9][\d.]* (B|KiB|MiB)$/.test(bytes)) throw new Error(`dashboard shows ${bytes} stored, want the snapshot's size`)
     await shoot(page, 'dashboard-after-run')
   })
 

@@ -207,11 +207,22 @@ describe('pages', () => {
   it('jobs and dashboard pages render their lists', async () => {
     mockFetch({
       'GET /api/jobs': { body: { items: [{ ...job, latest_run_status: 'failed', latest_run_started_at: NOW }], page: 1, page_size: 20, total: 1 } },
-      'GET /api/jobs/j1/runs': { body: [{ id: 'r9', status: 'failed', started_at: NOW - 50, ended_at: NOW - 40, error: 'run_failed' }] },
-      'GET /api/jobs/j1/snapshots': { body: { items: [] } },
       'GET /api/agents': { body: { items: [], page: 1, page_size: 20, total: 0 } },
-      'GET /api/notifications/queue': { body: { items: [], total: 0 } },
-      'GET /api/system': { body: { version: 't', insecure_http: false, hub_timezone: 'UTC' } },
+      'GET /api/dashboard/overview': {
+        body: {
+          timezone: 'UTC', generated_at: NOW, jobs_total: 1,
+          days: [{ day: '2026-03-10', start: NOW - 3600, success: 0, failed: 1, bytes: 0 }],
+          recent_runs: [{ id: 'r9', job_id: 'j1', job_name: 'nightly-web', status: 'failed', started_at: NOW - 50, ended_at: NOW - 40, error: 'run_failed' }],
+          agents: { online: 1, offline: 1, revoked: 0, total: 2 },
+          attention: {
+            failed_runs: [{ id: 'r9', job_id: 'j1', job_name: 'nightly-web', status: 'failed', started_at: NOW - 50, ended_at: NOW - 40, error: 'run_failed' }],
+            failed_runs_total: 3,
+            failed_notifications: [], failed_notifications_total: 0,
+            error_snapshots: [{ run_id: 'r0', job_id: 'j1', job_name: 'nightly-web', node_id: 'hub', target_type: 'local_dir', started_at: 1, ended_at: 2, last_error_kind: null, last_error: 'gone' }],
+            error_snapshots_total: 1,
+          },
+        },
+      },
     })
     const jobs = await render(JobsView)
     expect(jobs.get('[data-testid="job-link"]').text()).toBe('nightly-web')
@@ -220,6 +231,11 @@ describe('pages', () => {
     const dash = await render(DashboardView, {}, { RunsChart: true })
     expect(dash.get('[data-testid="attention"]').text()).toContain('Run of nightly-web failed')
     expect(dash.get('[data-testid="recent-runs"]').find('[data-status="failed"]').exists()).toBe(true)
+    // the badge counts everything that needs attention; the list says how many it left out
+    expect(dash.get('[data-testid="attention-count"]').text()).toBe('4')
+    expect(dash.get('[data-testid="attention"]').text()).toContain('…and 2 more')
+    expect(dash.get('[data-testid="attention"]').text()).toContain('Snapshot r0 of nightly-web is in error')
+    expect(dash.get('[data-testid="agents-summary"]').text()).toContain('1 / 2')
     dash.unmount()
   })
 })

@@ -37,6 +37,11 @@ export const api = {
       http.post<void>(`/api/jobs/${seg(id)}/snapshots/${seg(runId)}/delete`, undefined, force ? { force: true } : undefined),
   },
 
+  dashboard: {
+    /** Per-day run counts and bytes over the last `days` days in the Hub's time zone, plus lists. */
+    overview: (days = 14) => http.get<T.DashboardOverview>('/api/dashboard/overview', { days }),
+  },
+
   schedulePreview: (cron: string, timezone: string, count = 5, after?: string) =>
     http.get<T.SchedulePreview>('/api/schedule/preview', { cron, timezone, count, after }),
 

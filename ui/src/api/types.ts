@@ -475,3 +475,59 @@ export interface NotificationQueuePage {
   page_size?: number
   next_cursor?: string | null
 }
+
+// ---- dashboard (GET /api/dashboard/overview?days=N; aggregated by the Hub) ----
+export interface DashboardDay {
+  day: string // YYYY-MM-DD in the Hub's time zone
+  start: number // the day's first instant, unix seconds
+  success: number
+  failed: number
+  bytes: number // stored size of the snapshots the day's runs left
+}
+export interface DashboardRun {
+  id: string
+  job_id: string
+  job_name: string
+  status: RunStatus
+  started_at: number
+  ended_at: number | null
+  error: string | null
+}
+export interface DashboardNotification {
+  id: string
+  run_id: string
+  job_id: string
+  job_name: string
+  channel: NotificationChannel
+  destination: string
+  attempts: number
+  updated_at: number
+  last_error: string | null
+}
+export interface DashboardSnapshot {
+  run_id: string
+  job_id: string
+  job_name: string
+  node_id: NodeId
+  target_type: string
+  started_at: number
+  ended_at: number
+  last_error_kind: string | null
+  last_error: string | null
+}
+export interface DashboardOverview {
+  timezone: string
+  generated_at: number
+  days: DashboardDay[] // oldest first; the last is today
+  jobs_total: number // archived jobs included
+  recent_runs: DashboardRun[] // newest started first
+  agents: { online: number; offline: number; revoked: number; total: number }
+  attention: {
+    failed_runs: DashboardRun[] // started within the chart's days
+    failed_runs_total: number
+    failed_notifications: DashboardNotification[]
+    failed_notifications_total: number
+    error_snapshots: DashboardSnapshot[]
+    error_snapshots_total: number
+  }
+}

@@ -94,7 +94,7 @@ export default {
     failedRun: 'Run of {job} failed',
     failedNotification: 'Notification to {dest} for {job} failed',
     errorSnapshot: 'Snapshot {id} of {job} is in error',
-    notificationsUnavailable: 'Notification queue unavailable',
+    more: '…and {n} more',
     recentRuns: 'Recent runs',
     noRuns: 'No runs yet.',
   },

@@ -97,7 +97,7 @@ const zhCN: Messages<typeof en> = {
     failedRun: '{job} 的运行失败',
     failedNotification: '发往 {dest} 的 {job} 通知失败',
     errorSnapshot: '{job} 的快照 {id} 出错',
-    notificationsUnavailable: '通知队列不可用',
+    more: '……还有 {n} 项',
     recentRuns: '最近运行',
     noRuns: '暂无运行记录。',
   },
