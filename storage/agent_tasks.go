@@ -49,8 +49,6 @@ const (
 	// qUnackedAgentTasks: open tasks sent at or before a cutoff and never acknowledged.
 	qUnackedAgentTasks = `SELECT ` + agentTaskColumns + ` FROM agent_tasks
 		WHERE completed_at IS NULL AND acked_at IS NULL AND last_sent_at <= ? ORDER BY last_sent_at LIMIT ?`
-	qOldestUnackedSend = `SELECT MIN(last_sent_at) FROM agent_tasks WHERE completed_at IS NULL AND acked_at IS NULL`
-	qAgentTaskByRun    = `SELECT ` + agentTaskColumns + ` FROM agent_tasks WHERE run_id = ? AND completed_at IS NULL ORDER BY created_at LIMIT 1`
 	// qAgentsOwingTasks: agents with open tasks and when they were last heard (agent timeout).
 	qAgentsOwingTasks = `SELECT a.id, a.last_seen_at FROM agents a
 		WHERE a.id IN (SELECT agent_id FROM agent_tasks WHERE completed_at IS NULL)`
@@ -86,15 +84,6 @@ func (q Q) GetAgentTask(ctx context.Context, id string) (AgentTask, error) {
 	return t, nil
 }
 
-// GetOpenAgentTaskByRun returns the open task of a run, or ErrNotFound.
-func (q Q) GetOpenAgentTaskByRun(ctx context.Context, runID string) (AgentTask, error) {
-	t, err := scanAgentTask(q.ex.QueryRowContext(ctx, qAgentTaskByRun, runID))
-	if err != nil {
-		return AgentTask{}, fmt.Errorf("get open agent task of run %s: %w", runID, notFound(err))
-	}
-	return t, nil
-}
-
 // ListOpenAgentTasks returns up to limit open tasks of an agent after the (createdAt, id) key,
 // oldest first. Start with (0, "").
 func (q Q) ListOpenAgentTasks(ctx context.Context, agentID string, afterCreated int64, afterID string, limit int) ([]AgentTask, error) {
@@ -104,18 +93,6 @@ func (q Q) ListOpenAgentTasks(ctx context.Context, agentID string, afterCreated 
 // ListUnackedAgentTasks returns open, unacknowledged tasks last sent at or before cutoff.
 func (q Q) ListUnackedAgentTasks(ctx context.Context, cutoff int64, limit int) ([]AgentTask, error) {
 	return q.listAgentTasks(ctx, "list unacknowledged agent tasks", qUnackedAgentTasks, cutoff, limit)
-}
-
-// OldestUnackedSend returns the earliest last_sent_at of an open, unacknowledged task.
-func (q Q) OldestUnackedSend(ctx context.Context) (int64, bool, error) {
-	var v *int64
-	if err := q.ex.QueryRowContext(ctx, qOldestUnackedSend).Scan(&v); err != nil {
-		return 0, false, fmt.Errorf("oldest unacknowledged agent task: %w", err)
-	}
-	if v == nil {
-		return 0, false, nil
-	}
-	return *v, true, nil
 }
 
 func (q Q) listAgentTasks(ctx context.Context, what, query string, args ...any) ([]AgentTask, error) {
@@ -181,14 +158,6 @@ func (q Q) RequestAgentTaskCancel(ctx context.Context, id string, now int64) (bo
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
-}
-
-// DeleteAgentTask removes a task row (a dispatch that never happened).
-func (q Q) DeleteAgentTask(ctx context.Context, id string) error {
-	if _, err := q.ex.ExecContext(ctx, `DELETE FROM agent_tasks WHERE id = ?`, id); err != nil {
-		return fmt.Errorf("delete agent task %s: %w", id, err)
-	}
-	return nil
 }
 
 // SetAgentTaskEventSeq raises the mark of the last applied agent event sequence.

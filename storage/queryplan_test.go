@@ -53,8 +53,6 @@ var hotQueries = []struct {
 	{"labels of an agent", qAgentLabels, []any{"a"}},
 	{"open tasks of an agent (resend on connect)", qOpenAgentTasks, []any{"a", 0, "", 100}},
 	{"unacknowledged agent tasks (ack timeout)", qUnackedAgentTasks, []any{1, 100}},
-	{"oldest unacknowledged send", qOldestUnackedSend, nil},
-	{"open agent task of a run", qAgentTaskByRun, []any{"r"}},
 	{"agents owing tasks (agent timeout)", qAgentsOwingTasks, nil},
 	{"interrupted operations (start)", qInterruptedOperations, []any{100}},
 	{"jobs of an agent (config snapshot)", qAgentJobs, []any{"a"}},
