@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/operations"
+	"github.com/bastion-backup/bastion/engine/scratch"
 )
 
 // Executor runs one backup task. It returns the terminal result (TaskID and RunID are filled in
@@ -73,7 +73,7 @@ type Options struct {
 	Verifier Verifier
 	// Entries lists snapshots' entries for the Hub's restore picker; nil answers "unsupported".
 	Entries EntriesLister
-	// Backoff defaults to full jitter from 1 s to 30 s.
+	// Backoff defaults to decorrelated jitter from 1 s to 30 s (see Backoff).
 	Backoff    *Backoff
 	HTTPClient *http.Client
 	// Managed receives config and secrets snapshots (OpenManaged); nil ignores them.
@@ -216,7 +216,7 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	// Nothing runs yet: scratch space that backups and restores left behind when the agent died is
 	// of no use to anyone.
 	for _, sub := range []string{"runs", "operations"} {
-		if err := removeChildren(filepath.Join(o.DataDir, sub)); err != nil {
+		if err := scratch.Empty(filepath.Join(o.DataDir, sub)); err != nil {
 			log.Warn().Err(err).Str("dir", sub).Msg("remove scratch directories of interrupted tasks")
 		}
 	}
@@ -616,20 +616,4 @@ type unsupportedExecutor struct{}
 func (unsupportedExecutor) Execute(context.Context, *protocol.Task, func(*protocol.RunEvent)) protocol.TaskResult {
 	msg := "this agent cannot run backups"
 	return protocol.TaskResult{Status: protocol.StatusFailed, Error: &msg, Summary: json.RawMessage(`{"error_code":"unsupported"}`)}
-}
-
-// removeChildren empties dir, which may not exist.
-func removeChildren(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range entries {
-		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
-	}
-	return errors.Join(errs...)
 }

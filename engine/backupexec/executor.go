@@ -22,6 +22,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/internal/latest"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/runs"
+	"github.com/bastion-backup/bastion/engine/scratch"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
 	"github.com/bastion-backup/bastion/storage"
@@ -64,19 +65,7 @@ func New(c Config) *Executor {
 // CleanRunDirs removes what runs left under <data_dir>/runs/ when the Hub stopped without
 // finishing them (a crash, a kill). Call it at start, before the run queue runs anything.
 func CleanRunDirs(dataDir string) error {
-	dir := filepath.Join(dataDir, "runs")
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("clean run directories: %w", err)
-	}
-	var errs []error
-	for _, e := range entries {
-		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := scratch.Empty(filepath.Join(dataDir, "runs")); err != nil {
 		return fmt.Errorf("clean run directories: %w", err)
 	}
 	return nil

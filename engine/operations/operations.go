@@ -25,6 +25,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/internal/latest"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/restore"
+	"github.com/bastion-backup/bastion/engine/scratch"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
 	"github.com/bastion-backup/bastion/storage"
@@ -205,7 +206,7 @@ func (s *Service) Recover(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("recover operations: %w", err)
 		}
 		if len(ops) == 0 {
-			if err := removeChildren(filepath.Join(s.dataDir, "operations")); err != nil {
+			if err := scratch.Empty(filepath.Join(s.dataDir, "operations")); err != nil {
 				s.log.Warn().Err(err).Msg("remove leftovers of interrupted operations")
 			}
 			if err := s.pruneEntries(ctx); err != nil {
@@ -478,22 +479,6 @@ func errorCode(err error) string {
 		return te.Code
 	}
 	return "operation_failed"
-}
-
-// removeChildren empties dir (which may not exist).
-func removeChildren(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range entries {
-		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
-	}
-	return errors.Join(errs...)
 }
 
 func (s *Service) opDir(id string) string { return filepath.Join(s.dataDir, "operations", id) }
