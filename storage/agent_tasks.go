@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 )
 
@@ -46,9 +47,13 @@ const (
 	// qOpenAgentTasks pages through an agent's open tasks, oldest first (resend on connect).
 	qOpenAgentTasks = `SELECT ` + agentTaskColumns + ` FROM agent_tasks
 		WHERE agent_id = ? AND completed_at IS NULL AND (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?`
-	// qUnackedAgentTasks: open tasks sent at or before a cutoff and never acknowledged.
+	// qUnackedAgentTasks: open tasks of the given agents (a JSON array of ids) sent at or before a
+	// cutoff and never acknowledged. Only connected agents are asked about: an offline agent's
+	// tasks are re-sent when it connects, and must not fill the limit ahead of the tasks of
+	// agents that can be re-sent to now.
 	qUnackedAgentTasks = `SELECT ` + agentTaskColumns + ` FROM agent_tasks
-		WHERE completed_at IS NULL AND acked_at IS NULL AND last_sent_at <= ? ORDER BY last_sent_at LIMIT ?`
+		WHERE agent_id IN (SELECT value FROM json_each(?)) AND completed_at IS NULL AND acked_at IS NULL
+			AND last_sent_at <= ? ORDER BY last_sent_at LIMIT ?`
 	// qAgentsOwingTasks: agents with open tasks and when they were last heard (agent timeout).
 	qAgentsOwingTasks = `SELECT a.id, a.last_seen_at FROM agents a
 		WHERE a.id IN (SELECT agent_id FROM agent_tasks WHERE completed_at IS NULL)`
@@ -90,9 +95,17 @@ func (q Q) ListOpenAgentTasks(ctx context.Context, agentID string, afterCreated 
 	return q.listAgentTasks(ctx, "list open tasks of agent "+agentID, qOpenAgentTasks, agentID, afterCreated, afterID, limit)
 }
 
-// ListUnackedAgentTasks returns open, unacknowledged tasks last sent at or before cutoff.
-func (q Q) ListUnackedAgentTasks(ctx context.Context, cutoff int64, limit int) ([]AgentTask, error) {
-	return q.listAgentTasks(ctx, "list unacknowledged agent tasks", qUnackedAgentTasks, cutoff, limit)
+// ListUnackedAgentTasks returns open, unacknowledged tasks of the given agents last sent at or
+// before cutoff, longest unacknowledged first.
+func (q Q) ListUnackedAgentTasks(ctx context.Context, agentIDs []string, cutoff int64, limit int) ([]AgentTask, error) {
+	if len(agentIDs) == 0 {
+		return nil, nil
+	}
+	ids, err := json.Marshal(agentIDs)
+	if err != nil {
+		return nil, fmt.Errorf("list unacknowledged agent tasks: %w", err)
+	}
+	return q.listAgentTasks(ctx, "list unacknowledged agent tasks", qUnackedAgentTasks, string(ids), cutoff, limit)
 }
 
 func (q Q) listAgentTasks(ctx context.Context, what, query string, args ...any) ([]AgentTask, error) {

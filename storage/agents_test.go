@@ -176,9 +176,12 @@ func TestAgentTaskExactlyOnceBookkeeping(t *testing.T) {
 	if ok, _ := w.AckAgentTask(ctx, "t1", "a1", 30); ok {
 		t.Fatal("second ack changed acked_at")
 	}
-	un, err := db.Reader().ListUnackedAgentTasks(ctx, 11, 10)
+	un, err := db.Reader().ListUnackedAgentTasks(ctx, []string{"a1"}, 11, 10)
 	if err != nil || len(un) != 1 || un[0].ID != "t2" {
 		t.Fatalf("unacked: %+v %v", un, err)
+	}
+	if un, err := db.Reader().ListUnackedAgentTasks(ctx, []string{"a2"}, 100, 10); err != nil || len(un) != 0 {
+		t.Fatalf("unacked tasks of an agent that has none: %+v %v", un, err)
 	}
 	res := `{"status":"success"}`
 	if ok, err := w.CompleteAgentTask(ctx, "t2", &res, nil, 40); err != nil || !ok {

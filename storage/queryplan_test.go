@@ -52,7 +52,7 @@ var hotQueries = []struct {
 	{"agents seen since", qAgentsSeenSince, []any{1}},
 	{"labels of an agent", qAgentLabels, []any{"a"}},
 	{"open tasks of an agent (resend on connect)", qOpenAgentTasks, []any{"a", 0, "", 100}},
-	{"unacknowledged agent tasks (ack timeout)", qUnackedAgentTasks, []any{1, 100}},
+	{"unacknowledged agent tasks (ack timeout)", qUnackedAgentTasks, []any{`["a","b"]`, 1, 100}},
 	{"agents owing tasks (agent timeout)", qAgentsOwingTasks, nil},
 	{"interrupted operations (start)", qInterruptedOperations, []any{100}},
 	{"jobs of an agent (config snapshot)", qAgentJobs, []any{"a"}},
@@ -102,7 +102,9 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 				plan = append(plan, detail)
 			}
 			for _, step := range plan {
-				if strings.HasPrefix(step, "SCAN ") && !strings.Contains(step, " USING ") {
+				// json_each walks a bound argument (a list of ids), not a stored table.
+				if strings.HasPrefix(step, "SCAN ") && !strings.Contains(step, " USING ") &&
+					!strings.HasPrefix(step, "SCAN json_each VIRTUAL TABLE") {
 					t.Errorf("full table scan %q in plan %q of\n%s", step, plan, hq.query)
 				}
 			}

@@ -170,6 +170,17 @@ func (h *Hub) ConnectedCount() int {
 	return len(h.conns)
 }
 
+// connectedIDs lists the agents with a live connection.
+func (h *Hub) connectedIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := make([]string, 0, len(h.conns))
+	for id := range h.conns {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 func (h *Hub) current(agentID string) *conn {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -188,7 +188,11 @@ func (h *Hub) Run(ctx context.Context) error {
 
 func (h *Hub) resendUnacked(ctx context.Context) (time.Duration, error) {
 	now := h.clock.Now()
-	tasks, err := h.db.Reader().ListUnackedAgentTasks(ctx, now.Unix(), 1000)
+	connected := h.connectedIDs()
+	if len(connected) == 0 {
+		return ackLoopCap, nil // a connection wakes the loop
+	}
+	tasks, err := h.db.Reader().ListUnackedAgentTasks(ctx, connected, now.Unix(), 1000)
 	if err != nil {
 		return 0, err
 	}
