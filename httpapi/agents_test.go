@@ -24,6 +24,7 @@ func startAgentsHub(t *testing.T) (*apitest.Hub, *agentsock.Hub) {
 		sock = agentsock.New(agentsock.Config{DB: cfg.DB, Clock: cfg.Clock, Logger: cfg.Logger})
 		cfg.Agents = sock
 	}))
+	t.Cleanup(sock.Close) // before the Hub's own cleanup: no agent socket outlives the test
 	return hub, sock
 }
 

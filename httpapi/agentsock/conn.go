@@ -57,6 +57,11 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
+	if !h.enter() {
+		respond.Error(w, r, respond.New(http.StatusServiceUnavailable, "hub_shutting_down", "the Hub is shutting down; connect again later"))
+		return
+	}
+	defer h.connWG.Done()
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		zerolog.Ctx(r.Context()).Debug().Err(err).Str("agent_id", agent.ID).Msg("agent websocket upgrade failed")
@@ -88,7 +93,11 @@ func (h *Hub) run(c *conn) {
 		defer close(writerDone)
 		c.writeLoop()
 	}()
-	go h.resendOpen(c)
+	h.connWG.Add(1) // within this socket's own count, so never after Close's Wait began
+	go func() {
+		defer h.connWG.Done()
+		h.resendOpen(c)
+	}()
 	if h.cfg.OnConnect != nil {
 		h.cfg.OnConnect(c.agentID)
 	}
@@ -194,7 +203,10 @@ func (c *conn) sendWait(m protocol.Message) error {
 // closeWith ends the connection with a close code; only the first call counts.
 func (c *conn) closeWith(code int, reason string) {
 	c.closeOnce.Do(func() {
+		// run calls closeWith before it returns, so this Add happens while the socket is counted.
+		c.h.connWG.Add(1)
 		go func() {
+			defer c.h.connWG.Done()
 			// Close waits for the peer's close frame (bounded by the library); never block callers.
 			_ = c.ws.Close(websocket.StatusCode(code), reason)
 			c.cancel(fmt.Errorf("closed by hub: %d %s", code, reason))

@@ -107,6 +107,9 @@ func newTestHub(t testing.TB, o hubOpts) *testHub {
 	th.stop = sync.OnceFunc(func() {
 		cancel()
 		<-done
+		// Run closed the Hub on its way out; Close again is a no-op that says what the test relies
+		// on: no goroutine of an agent socket outlives the test (and logs through its writer).
+		h.Close()
 		srv.CloseClientConnections()
 		srv.Close()
 	})
@@ -200,6 +203,9 @@ func serveTestHub(t testing.TB, h *agentsock.Hub, db *storage.DB) *testHub {
 	th.stop = sync.OnceFunc(func() {
 		cancel()
 		<-done
+		// Run closed the Hub on its way out; Close again is a no-op that says what the test relies
+		// on: no goroutine of an agent socket outlives the test (and logs through its writer).
+		h.Close()
 		srv.CloseClientConnections()
 		srv.Close()
 	})

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
@@ -107,9 +108,14 @@ type Hub struct {
 	clock clock.Clock
 	log   zerolog.Logger
 
-	mu    sync.Mutex
-	conns map[string]*conn // agent id → its current connection
-	seq   uint64           // connection tokens
+	mu     sync.Mutex
+	conns  map[string]*conn // agent id → its current connection
+	seq    uint64           // connection tokens
+	closed bool             // Close has begun: no new connections
+
+	// connWG counts agent sockets being served and the goroutines each one starts, so that Close
+	// can wait for all of them: none may outlive the Hub (and the database it writes to).
+	connWG sync.WaitGroup
 
 	pendingMu sync.Mutex
 	pending   map[pendingKey]*pendingCall
@@ -187,14 +193,50 @@ func (h *Hub) current(agentID string) *conn {
 	return h.conns[agentID]
 }
 
+// enter counts one more agent socket being served; false once the Hub is closing.
+func (h *Hub) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.connWG.Add(1)
+	return true
+}
+
+// Close stops accepting agent sockets, closes the live ones (1001 going away) and returns once
+// every goroutine serving them has ended. Run calls it when it stops; calling it again is
+// harmless.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	h.closed = true
+	live := make([]*conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		live = append(live, c)
+	}
+	h.mu.Unlock()
+	for _, c := range live {
+		c.closeWith(int(websocket.StatusGoingAway), "hub shutting down")
+	}
+	h.connWG.Wait()
+}
+
+// Wait returns once no agent socket is being served; after Close, that is for good.
+func (h *Hub) Wait() { h.connWG.Wait() }
+
 // register makes c the agent's connection and closes the one it replaces with 4000 "replaced".
+// A connection that arrives while the Hub is closing is closed at once.
 func (h *Hub) register(c *conn) {
 	h.mu.Lock()
 	h.seq++
 	c.token = h.seq
 	old := h.conns[c.agentID]
 	h.conns[c.agentID] = c
+	closed := h.closed
 	h.mu.Unlock()
+	if closed {
+		c.closeWith(int(websocket.StatusGoingAway), "hub shutting down")
+	}
 	if old != nil {
 		h.log.Info().Str("agent_id", c.agentID).Msg("agent reconnected; closing its previous connection")
 		old.closeWith(protocol.CloseReplaced, "replaced")

@@ -167,7 +167,10 @@ const ackLoopCap = 5 * time.Minute
 // Run is the ACK-timeout loop: a task sent to a connected agent and not acknowledged within
 // AckTimeout is sent again (the first copy may have died in a connection that has not noticed
 // yet). It sleeps until the next such deadline, woken by every send and connection.
+//
+// When ctx ends it closes the Hub (Close): it returns once no agent socket is served any more.
 func (h *Hub) Run(ctx context.Context) error {
+	defer h.Close()
 	t := h.clock.NewTimer(0)
 	defer t.Stop()
 	for {

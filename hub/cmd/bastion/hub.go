@@ -99,6 +99,10 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	agents := agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: log, InsecureHTTP: cfg.InsecureHTTP,
 		Sink: agentRuns, OnConnect: agentRuns.AgentConnected, Operations: agentRestores, Keys: ageKeys, Notifier: notifier,
 		Snapshots: agentsock.StoreSnapshots{DB: db, Store: store, Keys: ageKeys, Clock: clock.Real{}}})
+	// Deferred after the database's Close, so it runs before it: no agent socket goroutine may
+	// write to a closed database. (The "agents" loop closes the sockets already when it stops;
+	// this covers a return before the loops started.)
+	defer agents.Close()
 	backups, err := newBackupServices(ctx, cfg, db, store, agentParts{
 		targets: agentsock.Targets{Hub: agents, Secrets: store, Logger: log}, restores: agentRestores}, log)
 	if err != nil {
