@@ -217,3 +217,53 @@ func TestAgentTaskExactlyOnceBookkeeping(t *testing.T) {
 		t.Fatalf("t3: %+v", t3)
 	}
 }
+
+// TestUpsertIngestedRunTouchesOnlyIngestedRuns: an upload may insert a new run or update a run
+// uploaded before, never a run the Hub tracked (queued, dispatched to the agent, canceled before
+// it was sent, run on the Hub before the job moved to the agent) or a run of another job.
+func TestUpsertIngestedRunTouchesOnlyIngestedRuns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := storagetest.Open(t)
+	w := db.Writer()
+	mustExec(t, w, `INSERT INTO agents(id, key_hash, created_at, updated_at) VALUES ('a1', x'01', 1, 1)`)
+	for _, j := range []string{"ajob", "other"} {
+		mustExec(t, w, `INSERT INTO jobs(id, name, agent_id, spec_json, created_at, updated_at) VALUES (?, 'j', 'a1', '{}', 1, 1)`, j)
+	}
+	tracked := map[string]string{"queued": "queued", "running": "running", "finished": "failed", "canceled": "canceled", "hubrun": "failed"}
+	for id, status := range tracked {
+		mustExec(t, w, `INSERT INTO runs(id, job_id, status, started_at, error) VALUES (?, 'ajob', ?, 1, 'hub')`, id, status)
+	}
+	mustExec(t, w, `INSERT INTO agent_tasks(id, agent_id, run_id, status, payload_json, created_at, updated_at) VALUES ('running','a1','running','acked','{}',1,1)`)
+	mustExec(t, w, `INSERT INTO agent_tasks(id, agent_id, run_id, status, payload_json, completed_at, created_at, updated_at) VALUES ('finished','a1','finished','completed','{}',2,1,1)`)
+	mustExec(t, w, `INSERT INTO runs(id, job_id, status, started_at) VALUES ('elsewhere', 'other', 'failed', 1)`)
+
+	upload := func(id, status string) bool {
+		t.Helper()
+		ok, err := w.UpsertIngestedRun(ctx, storage.Run{ID: id, JobID: "ajob", Status: status, StartedAt: 5, EndedAt: ptr(int64(6))}, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for id, status := range tracked {
+		if upload(id, storage.RunSuccess) {
+			t.Errorf("upload over the Hub's %s run %q was applied", status, id)
+		}
+		if r, err := db.Reader().GetRun(ctx, id); err != nil || r.Status != status || r.Error == nil || *r.Error != "hub" {
+			t.Errorf("run %q changed: %+v %v", id, r, err)
+		}
+	}
+	if upload("elsewhere", storage.RunSuccess) {
+		t.Error("upload over another job's run was applied")
+	}
+	if !upload("offline", storage.RunFailed) {
+		t.Fatal("a new offline run was refused")
+	}
+	if !upload("offline", storage.RunSuccess) {
+		t.Fatal("a repeated upload of an offline run was refused")
+	}
+	if r, _ := db.Reader().GetRun(ctx, "offline"); r.Status != storage.RunSuccess {
+		t.Fatalf("repeated upload: status %s", r.Status)
+	}
+}

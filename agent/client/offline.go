@@ -15,7 +15,10 @@ import (
 	"time"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/schedule"
+	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/opener"
 )
 
 // Offline runs: while the agent cannot reach the Hub it runs its scheduled jobs from the cached
@@ -31,6 +34,9 @@ type offlineRun struct {
 	Summary   json.RawMessage `json:"summary,omitempty"`
 	Error     *string         `json:"error,omitempty"`
 	Offline   bool            `json:"executed_offline"`
+	// Target is where the run writes, from the spec it runs (no credentials): the Hub records the
+	// snapshot there, whatever the job's spec says by the time the run is uploaded.
+	Target *targets.Redacted `json:"target,omitempty"`
 }
 
 type offlineEvent struct {
@@ -137,6 +143,10 @@ func (a *Agent) startOffline(ctx context.Context, job protocol.ConfigJob, at tim
 		return
 	}
 	run := offlineRun{ID: id, JobID: job.JobID, Status: "running", StartedAt: now, Offline: true}
+	if spec, err := jobspec.ParseAndValidate(job.Spec); err == nil {
+		rt := opener.FromSpec(a.id.AgentID, spec.Target)
+		run.Target = &rt.Target
+	}
 	if err := a.writeOfflineRun(run); err != nil {
 		log.Error().Err(err).Msg("could not record an offline run; skipping it")
 		a.mu.Lock()
@@ -275,7 +285,7 @@ func (a *Agent) ingest(ctx context.Context, dir string, run offlineRun) error {
 	}
 	body, err := json.Marshal(map[string]any{"run": map[string]any{
 		"id": run.ID, "job_id": run.JobID, "status": run.Status, "started_at": run.StartedAt, "ended_at": run.EndedAt,
-		"summary": run.Summary, "error": run.Error, "events": events,
+		"summary": run.Summary, "error": run.Error, "events": events, "target": run.Target,
 	}})
 	if err != nil {
 		return err

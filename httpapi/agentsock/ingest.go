@@ -5,11 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
+	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
@@ -38,6 +44,9 @@ type IngestRun struct {
 	Summary   json.RawMessage `json:"summary"`
 	Error     *string         `json:"error"`
 	Events    []IngestEvent   `json:"events"`
+	// Target is where the agent wrote the run, from the spec it ran (no credentials). Agents
+	// before it existed do not send it; the run's summary.target says where then.
+	Target *targets.Redacted `json:"target,omitempty"`
 }
 
 type IngestEvent struct {
@@ -84,6 +93,9 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 	case run.EndedAt < run.StartedAt:
 		respond.Error(w, r, respond.BadRequest("invalid_run", "ended_at is before started_at").Field("run.ended_at"))
 		return
+	case run.Target != nil && !validIngestTarget(*run.Target):
+		respond.Error(w, r, respond.BadRequest("invalid_run", "target must be a local_dir with an absolute base_dir or a webdav base_url without credentials").Field("run.target"))
+		return
 	case len(run.Events) > MaxIngestEvents:
 		respond.Error(w, r, respond.BadRequest("too_many_events", "at most 2000 events per run").Field("run.events").Param("max", MaxIngestEvents))
 		return
@@ -110,6 +122,7 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 		summary = &s
 	}
 	ended := run.EndedAt
+	now := h.clock.Now().Unix()
 	var apiErr error
 	err = h.db.Write(r.Context(), func(q storage.Q) error {
 		job, err := q.GetJob(r.Context(), run.JobID)
@@ -121,21 +134,21 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		ok, err := q.UpsertIngestedRun(r.Context(), storage.Run{ID: run.ID, JobID: run.JobID, Status: run.Status,
-			StartedAt: run.StartedAt, EndedAt: &ended, SummaryJSON: summary, Error: run.Error})
+			StartedAt: run.StartedAt, EndedAt: &ended, SummaryJSON: summary, Error: run.Error}, now)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			apiErr = respond.Conflict("run_conflict", "the run id belongs to another job")
+			// The id names a run the Hub tracks itself (queued, sent to an agent, canceled, run on
+			// the Hub) or one of another job: an upload never rewrites it.
+			apiErr = respond.Conflict("run_conflict", "the run id belongs to a run the Hub tracks or to another job")
 			return nil
 		}
 		if err := q.InsertRunEventsIgnore(r.Context(), rows); err != nil {
 			return err
 		}
-		if run.Status == storage.RunSuccess {
-			if err := indexIngested(r.Context(), q, job, agent.ID, run); err != nil {
-				return err
-			}
+		if err := recordIngestedTarget(r.Context(), q, job, agent.ID, run); err != nil {
+			return err
 		}
 		if h.cfg.Notifier != nil {
 			// Queued with the run, like a run finished on the Hub; a repeated upload queues
@@ -163,25 +176,100 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 	respond.NoContent(w)
 }
 
-// indexIngested indexes the snapshot of a successful offline run (run_artifacts, present), so it
-// can be restored, pinned and deleted like any other. Where it went is the job's target as the
-// agent ran it. An upload repeated later changes nothing the Hub did to the snapshot since.
-func indexIngested(ctx context.Context, q storage.Q, job storage.Job, agentID string, run IngestRun) error {
-	spec, err := jobspec.ParseAndValidate([]byte(job.SpecJSON))
-	if err != nil {
-		return nil // nothing reliable to index; the run itself is kept
+// recordIngestedTarget stores where an offline run wrote (runs.target_snapshot_json), so that
+// incomplete-run cleanup finds what a failed run left, and indexes a successful run's snapshot
+// (run_artifacts, present) on the agent's node, so it can be restored, pinned and deleted like any
+// other. The location is what the agent ran (its target, else summary.target), never the job's
+// current spec, which may have changed since. An upload repeated later changes nothing the Hub
+// did to the snapshot since.
+func recordIngestedTarget(ctx context.Context, q storage.Q, job storage.Job, agentID string, run IngestRun) error {
+	if run.Status != storage.RunSuccess && run.Status != storage.RunFailed {
+		return nil // a rejected run never started: nothing was written anywhere
 	}
-	format := spec.Pipeline.Format
-	if format == "" {
-		format = jobspec.FormatArchiveV1
+	rt, ok := ingestedTarget(job, agentID, run)
+	if !ok {
+		return nil // nothing reliable to record; the run itself is kept
 	}
-	snap := targetSnapshot(spec, agentID)
+	snap := targetSnapshotJSON(rt)
 	if err := q.SetRunTargetSnapshot(ctx, run.ID, snap); err != nil {
 		return err
 	}
+	if run.Status != storage.RunSuccess {
+		return nil
+	}
+	var sum struct {
+		ArtifactFormat string `json:"artifact_format"`
+	}
+	_ = json.Unmarshal(run.Summary, &sum)
+	format := sum.ArtifactFormat
+	if format == "" {
+		format = jobspec.FormatArchiveV1
+	}
 	return q.UpsertRunArtifact(ctx, storage.RunArtifact{
-		RunID: run.ID, JobID: run.JobID, NodeID: agentID, TargetType: spec.Target.Type, TargetSnapshotJSON: snap,
+		RunID: run.ID, JobID: run.JobID, NodeID: agentID, TargetType: rt.Target.Type, TargetSnapshotJSON: snap,
 		ArtifactFormat: format, Status: storage.SnapshotPresent, StartedAt: run.StartedAt, EndedAt: run.EndedAt,
 		CreatedAt: run.EndedAt, UpdatedAt: run.EndedAt,
 	})
+}
+
+// ingestedTarget is where the agent wrote the run: the target it sent, else the location in
+// summary.target (agents that do not send one), whose WebDAV secret name is the job's when the
+// job still points at the same URL.
+func ingestedTarget(job storage.Job, agentID string, run IngestRun) (targets.RunTarget, bool) {
+	if run.Target != nil {
+		return targets.RunTarget{NodeID: agentID, Target: *run.Target}, true
+	}
+	var sum struct {
+		Target backup.SummaryTarget `json:"target"`
+	}
+	if json.Unmarshal(run.Summary, &sum) != nil || !ingestID.MatchString(run.JobID) {
+		return targets.RunTarget{}, false
+	}
+	rt := targets.RunTarget{NodeID: agentID, Target: targets.Redacted{Type: sum.Target.Type}}
+	switch sum.Target.Type {
+	case targets.TypeLocalDir:
+		// run_dir is <base_dir>/<job_id>/<run_id>.
+		dir := filepath.Clean(sum.Target.RunDir)
+		if filepath.Base(dir) != run.ID || filepath.Base(filepath.Dir(dir)) != run.JobID {
+			return targets.RunTarget{}, false
+		}
+		rt.Target.BaseDir = filepath.Dir(filepath.Dir(dir))
+	case targets.TypeWebDAV:
+		// run_url is <base_url>/<job_id>/<run_id>/; both ids are URL-safe (checked above).
+		base, ok := strings.CutSuffix(sum.Target.RunURL, "/"+run.JobID+"/"+run.ID+"/")
+		if !ok {
+			return targets.RunTarget{}, false
+		}
+		rt.Target.BaseURL = base + "/"
+		if spec, err := jobspec.ParseAndValidate([]byte(job.SpecJSON)); err == nil && spec.Target.Type == targets.TypeWebDAV &&
+			strings.TrimSuffix(spec.Target.BaseURL, "/") == base {
+			rt.Target.SecretName = spec.Target.SecretName
+		}
+	default:
+		return targets.RunTarget{}, false
+	}
+	if !validIngestTarget(rt.Target) {
+		return targets.RunTarget{}, false
+	}
+	return rt, true
+}
+
+// validIngestTarget accepts the locations a valid job spec can name: an absolute local directory
+// without "..", or an http(s) WebDAV URL without credentials, query or fragment.
+func validIngestTarget(t targets.Redacted) bool {
+	if len(t.BaseDir) > 4096 || len(t.BaseURL) > 4096 || len(t.SecretName) > maxIngestID {
+		return false
+	}
+	switch t.Type {
+	case targets.TypeLocalDir:
+		if t.BaseURL != "" || t.SecretName != "" || !filepath.IsAbs(t.BaseDir) {
+			return false
+		}
+		return !slices.Contains(strings.Split(filepath.ToSlash(t.BaseDir), "/"), "..")
+	case targets.TypeWebDAV:
+		u, err := url.Parse(t.BaseURL)
+		return err == nil && t.BaseDir == "" && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+			u.User == nil && u.RawQuery == "" && u.Fragment == ""
+	}
+	return false
 }

@@ -90,6 +90,10 @@ func TestOfflineCronAndIngest(t *testing.T) {
 	if err != nil || len(evs) != 1 || evs[0].Message != "offline start" {
 		t.Fatalf("events %+v %v", evs, err)
 	}
+	// The agent says where the run wrote: the target of the spec it ran.
+	if a, err := db.Reader().GetRunArtifact(ctx, job.ID, runID); err != nil || a.NodeID != id || !strings.Contains(a.TargetSnapshotJSON, `"base_dir":"/y"`) {
+		t.Fatalf("snapshot of the offline run: %+v %v", a, err)
+	}
 }
 
 func TestIngestRules(t *testing.T) {
@@ -195,6 +199,7 @@ func TestIngestNotifiesAndIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(map[string]any{"run": map[string]any{"id": "r1", "job_id": "j1", "status": "success", "started_at": 10, "ended_at": 20,
+		"target": map[string]string{"type": "local_dir", "base_dir": "/bk"},
 		"events": []map[string]any{{"seq": 1, "ts": 10, "level": "info", "kind": "complete", "message": "done"}}}})
 	count := func() int {
 		t.Helper()

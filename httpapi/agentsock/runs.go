@@ -11,6 +11,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/runs"
+	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -235,5 +236,12 @@ func targetSnapshot(spec *jobspec.Spec, nodeID string) string {
 		t["secret_name"] = spec.Target.SecretName
 	}
 	b, _ := json.Marshal(map[string]any{"node_id": nodeID, "target": t})
+	return string(b)
+}
+
+// targetSnapshotJSON is the stored form of a run's target (runs.target_snapshot_json,
+// run_artifacts.target_snapshot_json).
+func targetSnapshotJSON(rt targets.RunTarget) string {
+	b, _ := json.Marshal(rt) // strings only: cannot fail
 	return string(b)
 }
