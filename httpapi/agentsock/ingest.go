@@ -15,6 +15,7 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
@@ -197,17 +198,12 @@ func recordIngestedTarget(ctx context.Context, q storage.Q, job storage.Job, age
 	if run.Status != storage.RunSuccess {
 		return nil
 	}
-	var sum struct {
-		ArtifactFormat string `json:"artifact_format"`
-	}
-	_ = json.Unmarshal(run.Summary, &sum)
-	format := sum.ArtifactFormat
-	if format == "" {
-		format = jobspec.FormatArchiveV1
-	}
+	a := runs.Artifact{Format: jobspec.FormatArchiveV1}
+	fillFromSummary(&a, run.Summary)
 	return q.UpsertRunArtifact(ctx, storage.RunArtifact{
 		RunID: run.ID, JobID: run.JobID, NodeID: agentID, TargetType: rt.Target.Type, TargetSnapshotJSON: snap,
-		ArtifactFormat: format, Status: storage.SnapshotPresent, StartedAt: run.StartedAt, EndedAt: run.EndedAt,
+		ArtifactFormat: a.Format, Status: storage.SnapshotPresent, StartedAt: run.StartedAt, EndedAt: run.EndedAt,
+		SourceFiles: a.SourceFiles, SourceDirs: a.SourceDirs, SourceBytes: a.SourceBytes, TransferBytes: a.TransferBytes,
 		CreatedAt: run.EndedAt, UpdatedAt: run.EndedAt,
 	})
 }

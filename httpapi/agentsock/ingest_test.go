@@ -139,6 +139,17 @@ func TestIngestRecordsWhereTheAgentRan(t *testing.T) {
 			t.Fatalf("format %s, want the one the agent wrote", a.ArtifactFormat)
 		}
 	})
+	t.Run("SizesFromTheSummary", func(t *testing.T) {
+		sum := map[string]any{"metrics": map[string]any{"source_total": map[string]int{"files": 7, "dirs": 2, "bytes": 4096}, "transfer_total_bytes": 1500}}
+		if code, e := b.upload(t, map[string]any{"id": "sized", "summary": sum, "target": map[string]string{"type": "local_dir", "base_dir": "/then"}}); code != 204 {
+			t.Fatalf("upload: %d %s", code, e)
+		}
+		a, err := b.th.db.Reader().GetRunArtifact(ctx, "j1", "sized")
+		if err != nil || a.SourceFiles == nil || *a.SourceFiles != 7 || *a.SourceDirs != 2 || *a.SourceBytes != 4096 ||
+			a.TransferBytes == nil || *a.TransferBytes != 1500 {
+			t.Fatalf("sizes of an offline snapshot: %+v %v", a, err)
+		}
+	})
 	t.Run("FailedRunForCleanup", func(t *testing.T) {
 		if code, e := b.upload(t, map[string]any{"id": "broken", "status": "failed", "error": "target full",
 			"target": map[string]string{"type": "local_dir", "base_dir": "/then"}}); code != 204 {

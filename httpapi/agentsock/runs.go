@@ -12,6 +12,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/opener"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -112,7 +113,7 @@ func (b *RunBridge) Start(ctx context.Context, run storage.Run, job storage.Job)
 		if !claimed {
 			return errNotClaimed
 		}
-		return q.SetRunTargetSnapshot(ctx, run.ID, targetSnapshot(spec, agentID))
+		return q.SetRunTargetSnapshot(ctx, run.ID, targetSnapshotJSON(opener.FromSpec(agentID, spec.Target)))
 	})
 	if errors.Is(err, errNotClaimed) {
 		return true, nil // canceled or taken meanwhile: nothing to start, go on with the next
@@ -182,7 +183,7 @@ func (b *RunBridge) Result(ctx context.Context, t storage.AgentTask, res *protoc
 	switch res.Status {
 	case protocol.StatusSuccess:
 		out.Status, out.Summary = storage.RunSuccess, res.Summary
-		out.Artifact = artifactOf(t)
+		out.Artifact = artifactOf(t, res.Summary)
 	case protocol.StatusCanceled:
 		out.Status = storage.RunCanceled
 	default:
@@ -207,8 +208,9 @@ func (b *RunBridge) Result(ctx context.Context, t storage.AgentTask, res *protoc
 	return svc.Finish(ctx, t.RunID, out)
 }
 
-// artifactOf describes the snapshot a successful agent run stored, from its task's spec.
-func artifactOf(t storage.AgentTask) *runs.Artifact {
+// artifactOf describes the snapshot a successful agent run stored: where, from its task's spec
+// (what the agent ran), and its format and sizes from the run's summary.
+func artifactOf(t storage.AgentTask, summary json.RawMessage) *runs.Artifact {
 	var task protocol.Task
 	if json.Unmarshal([]byte(t.PayloadJSON), &task) != nil {
 		return nil
@@ -217,26 +219,38 @@ func artifactOf(t storage.AgentTask) *runs.Artifact {
 	if err != nil {
 		return nil
 	}
-	format := spec.Pipeline.Format
-	if format == "" {
-		format = jobspec.FormatArchiveV1
+	rt := opener.FromSpec(t.AgentID, spec.Target)
+	a := &runs.Artifact{NodeID: t.AgentID, TargetType: rt.Target.Type,
+		TargetSnapshot: json.RawMessage(targetSnapshotJSON(rt)), Format: spec.Pipeline.Format}
+	fillFromSummary(a, summary)
+	if a.Format == "" {
+		a.Format = jobspec.FormatArchiveV1
 	}
-	return &runs.Artifact{NodeID: t.AgentID, TargetType: spec.Target.Type,
-		TargetSnapshot: json.RawMessage(targetSnapshot(spec, t.AgentID)), Format: format}
+	return a
 }
 
-// targetSnapshot is the redacted description of where a run writes: no credentials.
-func targetSnapshot(spec *jobspec.Spec, nodeID string) string {
-	t := map[string]string{"type": spec.Target.Type}
-	switch spec.Target.Type {
-	case jobspec.TargetLocalDir:
-		t["base_dir"] = spec.Target.BaseDir
-	case jobspec.TargetWebDAV:
-		t["base_url"] = spec.Target.BaseURL
-		t["secret_name"] = spec.Target.SecretName
+// fillFromSummary takes a snapshot's format and sizes from its run's summary (backup.Summary):
+// source files, directories and bytes, and the bytes sent to the target. A summary without them
+// (an agent of another make) leaves them unknown.
+func fillFromSummary(a *runs.Artifact, summary json.RawMessage) {
+	var sum struct {
+		ArtifactFormat string          `json:"artifact_format"`
+		Metrics        *backup.Metrics `json:"metrics"`
 	}
-	b, _ := json.Marshal(map[string]any{"node_id": nodeID, "target": t})
-	return string(b)
+	if len(summary) == 0 || json.Unmarshal(summary, &sum) != nil {
+		return
+	}
+	if sum.ArtifactFormat != "" {
+		a.Format = sum.ArtifactFormat
+	}
+	if sum.Metrics == nil {
+		return
+	}
+	a.TransferBytes = &sum.Metrics.TransferTotalBytes
+	if st := sum.Metrics.SourceTotal; st != nil {
+		files, dirs, bytes := int64(st.Files), int64(st.Dirs), int64(st.Bytes)
+		a.SourceFiles, a.SourceDirs, a.SourceBytes = &files, &dirs, &bytes
+	}
 }
 
 // targetSnapshotJSON is the stored form of a run's target (runs.target_snapshot_json,

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/agent/client"
+	"github.com/bastion-backup/bastion/engine/backupexec"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
@@ -152,7 +154,8 @@ func TestAgentRunsRealBackup(t *testing.T) {
 	db := storagetest.Open(t)
 	bridge := agentsock.NewRunBridge()
 	th := newTestHub(t, hubOpts{db: db, bridge: bridge})
-	svc := runs.New(runs.Config{DB: db, Clock: clock.Real{}, Log: zerolog.New(zerolog.NewTestWriter(t)), Agents: bridge})
+	svc := runs.New(runs.Config{DB: db, Clock: clock.Real{}, Log: zerolog.New(zerolog.NewTestWriter(t)), Agents: bridge,
+		OnFinished: []runs.FinishHook{backupexec.IndexSnapshot}})
 	bridge.Attach(th.hub, svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -198,6 +201,26 @@ func TestAgentRunsRealBackup(t *testing.T) {
 	if got.ProgressJSON == nil {
 		t.Fatal("the agent's progress did not reach the run")
 	}
+	// The snapshot is indexed with the sizes the agent measured, where the agent wrote it.
+	a, err := db.Reader().GetRunArtifact(context.Background(), job.ID, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.NodeID != id || a.TargetSnapshotJSON != *got.TargetSnapshotJSON || !strings.Contains(a.TargetSnapshotJSON, fmt.Sprintf(`"base_dir":%q`, dst)) {
+		t.Fatalf("snapshot %+v, run target %s", a, *got.TargetSnapshotJSON)
+	}
+	if a.SourceFiles == nil || *a.SourceFiles != 1 || a.SourceBytes == nil || *a.SourceBytes != int64(len("hello from the agent")) ||
+		a.SourceDirs == nil || *a.SourceDirs < 1 || a.TransferBytes == nil || *a.TransferBytes <= 0 {
+		t.Fatalf("sizes of the agent's snapshot: files %v dirs %v bytes %v transfer %v",
+			deref64(a.SourceFiles), deref64(a.SourceDirs), deref64(a.SourceBytes), deref64(a.TransferBytes))
+	}
+}
+
+func deref64(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
 
 func deref(p *string) string {
