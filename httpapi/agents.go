@@ -299,12 +299,16 @@ func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.db.Writer().RevokeAgent(r.Context(), a.ID, s.now().Unix()); err != nil {
+	var err error
+	if s.cfg.Agents != nil {
+		// Also fails what the agent still owes (queued runs, open tasks) and closes its socket.
+		err = s.cfg.Agents.Revoke(r.Context(), a.ID)
+	} else {
+		err = s.db.Writer().RevokeAgent(r.Context(), a.ID, s.now().Unix())
+	}
+	if err != nil {
 		respond.Error(w, r, err)
 		return
-	}
-	if s.cfg.Agents != nil {
-		s.cfg.Agents.Disconnect(a.ID, protocol.CloseRevoked, "revoked")
 	}
 	zerolog.Ctx(r.Context()).Info().Str("agent_id", a.ID).Msg("agent revoked")
 	respond.NoContent(w)

@@ -573,6 +573,9 @@ func (s *Server) runJobNow(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, runs.ErrJobArchived):
 		respond.Error(w, r, respond.Conflict("job_archived", "the job is archived; unarchive it to run it"))
 		return
+	case errors.Is(err, storage.ErrAgentRevoked):
+		respond.Error(w, r, respond.Conflict("agent_revoked", "the job's agent was revoked; bind the job to another node to run it"))
+		return
 	case err != nil:
 		respond.Error(w, r, err)
 		return

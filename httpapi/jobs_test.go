@@ -16,6 +16,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/scheduler"
 	"github.com/bastion-backup/bastion/httpapi"
+	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/httpapi/apitest"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -630,4 +631,35 @@ func writes(t *testing.T, jh *jobsHub) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestRevokedAgentJobs: revoking an agent through the API fails its jobs' queued runs with
+// agent_revoked, and running such a job is refused with 409 agent_revoked.
+func TestRevokedAgentJobs(t *testing.T) {
+	t.Parallel()
+	var sock *agentsock.Hub
+	jh := startJobsHub(t, apitest.WithConfig(func(cfg *httpapi.Config) {
+		sock = agentsock.New(agentsock.Config{DB: cfg.DB, Clock: cfg.Clock, Logger: cfg.Logger})
+		cfg.Agents = sock
+	}))
+	t.Cleanup(sock.Close)
+	if _, err := jh.DB.Writer().Exec(context.Background(), `INSERT INTO agents(id, key_hash, created_at, updated_at) VALUES ('a1', x'01', 1, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	job := jh.create(t, map[string]any{"schedule": nil, "agent_id": "a1"})
+	path := "/api/jobs/" + job["id"].(string) + "/run"
+	st, run := jh.c.Post(t, path, nil)
+	if st != 200 || run["status"] != "queued" {
+		t.Fatalf("run now while the agent is away: %d %v", st, run)
+	}
+	if st, _ := jh.c.Post(t, "/api/agents/a1/revoke", nil); st != 204 {
+		t.Fatalf("revoke: %d", st)
+	}
+	r, err := jh.DB.Reader().GetRun(context.Background(), run["run_id"].(string))
+	if err != nil || r.Status != "failed" || r.Error == nil || *r.Error != "agent_revoked" {
+		t.Fatalf("queued run after the revocation: %+v %v", r, err)
+	}
+	if resp := jh.c.Do(t, "POST", path, nil); resp.Status != 409 || resp.ErrorCode() != "agent_revoked" {
+		t.Fatalf("run now of a revoked agent's job: %s", resp)
+	}
 }

@@ -197,6 +197,49 @@ func (q Q) RevokeAgent(ctx context.Context, id string, now int64) error {
 	return affectedOne(res, err, "revoke agent "+id)
 }
 
+// EnsureAgentNotRevoked returns ErrAgentRevoked (wrapped) when agentID names a revoked agent, and
+// nil for nil (a Hub job), a live agent or one that does not exist. Run it in the transaction that
+// starts work for the agent, so that it cannot race the revocation.
+func (q Q) EnsureAgentNotRevoked(ctx context.Context, agentID *string) error {
+	if agentID == nil {
+		return nil
+	}
+	var revoked *int64
+	err := q.ex.QueryRowContext(ctx, `SELECT revoked_at FROM agents WHERE id = ?`, *agentID).Scan(&revoked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check agent %s: %w", *agentID, err)
+	case revoked != nil:
+		return fmt.Errorf("agent %s: %w", *agentID, ErrAgentRevoked)
+	}
+	return nil
+}
+
+// ListQueuedRunIDsOfAgent returns the ids of every queued run of the jobs bound to an agent,
+// oldest first (revocation fails them).
+func (q Q) ListQueuedRunIDsOfAgent(ctx context.Context, agentID string) ([]string, error) {
+	rows, err := q.ex.QueryContext(ctx, `SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id
+		WHERE r.status = 'queued' AND j.agent_id = ? ORDER BY r.started_at, r.rowid`, agentID)
+	if err != nil {
+		return nil, fmt.Errorf("list queued runs of agent %s: %w", agentID, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list queued runs of agent %s: %w", agentID, err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list queued runs of agent %s: %w", agentID, err)
+	}
+	return out, nil
+}
+
 // RotateAgentKey replaces the key hash of a live agent; ErrAgentRevoked for a revoked one.
 func (q Q) RotateAgentKey(ctx context.Context, id string, keyHash []byte, now int64) error {
 	res, err := q.ex.ExecContext(ctx, `UPDATE agents SET key_hash = ?, updated_at = ? WHERE id = ? AND revoked_at IS NULL`, keyHash, now, id)

@@ -88,6 +88,9 @@ func (s *Service) Trigger(ctx context.Context, jobID, source string) (storage.Ru
 		if job.ArchivedAt != nil {
 			return fmt.Errorf("run job %s: %w", jobID, ErrJobArchived)
 		}
+		if err := q.EnsureAgentNotRevoked(ctx, job.AgentID); err != nil {
+			return fmt.Errorf("run job %s: %w", jobID, err) // storage.ErrAgentRevoked: nothing could ever run it
+		}
 		e, err = s.EnqueueTx(ctx, q, job, source)
 		return err
 	})

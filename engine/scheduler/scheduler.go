@@ -357,6 +357,13 @@ func (s *Scheduler) apply(ctx context.Context, q storage.Q, f *fire) error {
 	if j.AgentID != nil && (s.agents == nil || !s.agents.Connected(*j.AgentID)) {
 		return nil
 	}
+	// A revoked agent never runs anything again: the trigger is recorded (above), no run is
+	// written. Checked in this transaction, so a revocation cannot slip in between.
+	if err := q.EnsureAgentNotRevoked(ctx, j.AgentID); errors.Is(err, storage.ErrAgentRevoked) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("fire job %s: %w", j.ID, err)
+	}
 	enq, err := s.runs.EnqueueTx(ctx, q, j, f.d.Source)
 	if err != nil {
 		return fmt.Errorf("fire job %s: %w", j.ID, err)

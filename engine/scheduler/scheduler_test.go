@@ -318,6 +318,28 @@ func TestOverlapAndAgentsOnTrigger(t *testing.T) {
 	}
 }
 
+// TestRevokedAgentJobsFireNothing: a job bound to a revoked agent writes no run at its triggers
+// (no queued run that nothing could start, no rejected run every trigger), even while the agent's
+// last socket is still open; the triggers are still recorded.
+func TestRevokedAgentJobsFireNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a1 := "a1"
+	b.agents.on[a1] = true
+	b.addJob("revoked", "*/10 * * * *", "UTC", MissedRunOnce, runs.OverlapReject, &a1)
+	if err := b.db.Writer().RevokeAgent(b.ctx, a1, epoch.Unix()); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	b.advanceUntil(epoch.Add(30 * time.Minute))
+	if got := b.runsOf("revoked"); len(got) != 0 {
+		t.Fatalf("runs of a revoked agent's job: %+v", got)
+	}
+	if b.lastScheduled("revoked") != epoch.Add(30*time.Minute).Unix() {
+		t.Fatalf("last_scheduled_at %d: triggers must still be recorded", b.lastScheduled("revoked"))
+	}
+}
+
 func TestManyJobsIdleMinuteWakesAtMostOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
