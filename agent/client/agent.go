@@ -315,6 +315,7 @@ func (a *Agent) hello() *protocol.Hello {
 			Control: a.control,
 		},
 		HeartbeatSeconds: &hb,
+		StageEvents:      true, // the backup pipeline logs its own stages (engine/backup)
 	}
 }
 

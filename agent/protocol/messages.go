@@ -13,6 +13,9 @@ type Hello struct {
 	Capabilities Capabilities `json:"capabilities"`
 	// HeartbeatSeconds is a Go extension: the agent's ping interval.
 	HeartbeatSeconds *float64 `json:"heartbeat_seconds,omitempty"`
+	// StageEvents is a Go extension: the agent sends the scan, packaging and upload events of its
+	// runs itself, so the Hub adds none when their progress changes stage.
+	StageEvents bool `json:"stage_events,omitempty"`
 }
 
 type AgentInfo struct {

@@ -44,6 +44,12 @@ func (s *Service) SetProgress(ctx context.Context, runID string, progressJSON []
 	return s.setProgress(ctx, runID, progressJSON, true)
 }
 
+// SetProgressNoStageEvents is SetProgress for a runner that logs its stages itself (the Go agent
+// forwards its pipeline's own scan, packaging and upload events): it appends none.
+func (s *Service) SetProgressNoStageEvents(ctx context.Context, runID string, progressJSON []byte) error {
+	return s.setProgress(ctx, runID, progressJSON, false)
+}
+
 func (s *Service) setProgress(ctx context.Context, runID string, raw []byte, stageEvents bool) error {
 	var doc progressDoc
 	if err := json.Unmarshal(raw, &doc); err != nil {

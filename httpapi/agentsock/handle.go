@@ -72,6 +72,13 @@ func (h *Hub) onHello(ctx context.Context, c *conn, m *protocol.Hello, raw []byt
 		d = max(d, 100*time.Millisecond) + d/10 // a little slack over the agent's own pong timeout
 		c.readTimeout.Store(int64(d))
 	}
+	h.mu.Lock()
+	if m.StageEvents {
+		h.ownStages[c.agentID] = true
+	} else {
+		delete(h.ownStages, c.agentID)
+	}
+	h.mu.Unlock()
 	var name *string
 	if m.Name != nil && *m.Name != "" {
 		name = m.Name

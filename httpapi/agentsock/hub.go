@@ -112,6 +112,9 @@ type Hub struct {
 	conns  map[string]*conn // agent id → its current connection
 	seq    uint64           // connection tokens
 	closed bool             // Close has begun: no new connections
+	// ownStages: agents whose last hello said they send their runs' stage events themselves
+	// (kept across reconnects: a late event of an old connection still counts).
+	ownStages map[string]bool
 
 	// connWG counts agent sockets being served and the goroutines each one starts, so that Close
 	// can wait for all of them: none may outlive the Hub (and the database it writes to).
@@ -153,11 +156,12 @@ func New(cfg Config) *Hub {
 	}
 	return &Hub{
 		cfg: cfg, db: cfg.DB, clock: cfg.Clock,
-		log:     cfg.Logger.With().Str("component", "agentsock").Logger(),
-		conns:   map[string]*conn{},
-		pending: map[pendingKey]*pendingCall{},
-		wake:    make(chan struct{}, 1),
-		started: cfg.Clock.Now(),
+		log:       cfg.Logger.With().Str("component", "agentsock").Logger(),
+		conns:     map[string]*conn{},
+		ownStages: map[string]bool{},
+		pending:   map[pendingKey]*pendingCall{},
+		wake:      make(chan struct{}, 1),
+		started:   cfg.Clock.Now(),
 	}
 }
 
@@ -174,6 +178,13 @@ func (h *Hub) ConnectedCount() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.conns)
+}
+
+// sendsStageEvents reports whether the agent's last hello said it sends its runs' stage events.
+func (h *Hub) sendsStageEvents(agentID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ownStages[agentID]
 }
 
 // connectedIDs lists the agents with a live connection.

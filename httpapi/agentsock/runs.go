@@ -21,6 +21,7 @@ type RunService interface {
 	Finish(ctx context.Context, runID string, out runs.Outcome) error
 	AppendEvents(ctx context.Context, runID string, events ...runs.Event) error
 	SetProgress(ctx context.Context, runID string, progressJSON []byte) error
+	SetProgressNoStageEvents(ctx context.Context, runID string, progressJSON []byte) error
 	Wake()
 }
 
@@ -154,15 +155,20 @@ func (b *RunBridge) Cancel(ctx context.Context, _, runID string) error {
 	return h.CancelTask(ctx, runID)
 }
 
-// Event records an agent's run event, or its progress snapshot.
+// Event records an agent's run event, or its progress snapshot. The run queue adds an event when
+// an agent run's progress enters a stage, unless the agent sends those events itself (its hello
+// says so): else each stage would be logged twice.
 func (b *RunBridge) Event(ctx context.Context, t storage.AgentTask, ev *protocol.RunEvent) error {
-	_, svc := b.get()
+	h, svc := b.get()
 	if svc == nil {
 		return errors.New("run queue not attached")
 	}
 	if ev.Kind == "progress_snapshot" {
 		if len(ev.Fields) == 0 {
 			return nil
+		}
+		if h != nil && h.sendsStageEvents(t.AgentID) {
+			return svc.SetProgressNoStageEvents(ctx, t.RunID, ev.Fields)
 		}
 		return svc.SetProgress(ctx, t.RunID, ev.Fields)
 	}

@@ -201,6 +201,20 @@ func TestAgentRunsRealBackup(t *testing.T) {
 	if got.ProgressJSON == nil {
 		t.Fatal("the agent's progress did not reach the run")
 	}
+	// The agent forwards its pipeline's stage events; the Hub adds none of its own.
+	evs, err := db.Reader().ListRunEvents(context.Background(), r.ID, 0, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := map[string]int{}
+	for _, e := range evs {
+		if e.Kind == "scan" || e.Kind == "packaging" || e.Kind == "upload" {
+			stages[e.Kind]++
+		}
+	}
+	if stages["packaging"] != 1 || stages["upload"] != 1 || stages["scan"] > 1 {
+		t.Fatalf("stage events of an agent run: %v, want each once", stages)
+	}
 	// The snapshot is indexed with the sizes the agent measured, where the agent wrote it.
 	a, err := db.Reader().GetRunArtifact(context.Background(), job.ID, r.ID)
 	if err != nil {
