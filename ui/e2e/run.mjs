@@ -378,6 +378,17 @@ async function main() {
     if (!title.includes('e2e agent webdav')) throw new Error(`saved job shows ${title}`)
   })
 
+  await step('Sync now on the online agent says what the Hub did', async () => {
+    await page.goto(base + '/agents')
+    const row = page.getByTestId('agents-table').locator('tr', { hasText: 'e2e-agent' }).first()
+    await row.getByTestId('agent-sync').click()
+    const msg = page.locator('.n-message').last()
+    await msg.waitFor()
+    const text = (await msg.innerText()).trim()
+    // The agent is connected: the config is either sent now or already there, never "pending".
+    if (!['Configuration sent to the agent', 'The agent already has the current configuration'].includes(text)) throw new Error(`Sync now said: ${text}`)
+  })
+
   await step('reload revalidates index.html and takes hashed assets from cache or a 304', async () => {
     await page.goto(base + '/settings')
     await page.getByTestId('page-settings').waitFor()

@@ -181,6 +181,19 @@ describe('job editor', () => {
     wrapper.unmount()
   })
 
+  it('shows why the agents or notification destinations could not be loaded, with the request ID', async () => {
+    const { wrapper } = await mountEditor({
+      'GET /api/agents': { status: 500, body: { error: 'internal_error', message: 'agents table locked', request_id: 'rq-a' } },
+      'GET /api/notifications/destinations': { status: 503, body: { error: 'notifications_unavailable', message: 'notifications are off', request_id: 'rq-d' } },
+    })
+    expect(wrapper.get('[data-testid="error-alert"]').text()).toContain('Could not load the agents')
+    expect(wrapper.get('[data-testid="request-id"]').text()).toBe('rq-a')
+    await clickTestId(wrapper, 'editor-next', 6)
+    expect(wrapper.get('[data-testid="error-alert"]').text()).toContain('Could not load the notification destinations')
+    expect(wrapper.get('[data-testid="request-id"]').text()).toBe('rq-d')
+    wrapper.unmount()
+  })
+
   it('shows why the credentials could not be loaded, with the request ID', async () => {
     const { wrapper } = await mountEditor({
       'GET /api/nodes/hub/secrets/webdav': { status: 503, body: { error: 'secrets_unavailable', message: 'the secret store is not configured', request_id: 'rq-sec' } },

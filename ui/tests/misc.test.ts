@@ -6,6 +6,7 @@ import { joinUrl, parentPath } from '@/lib/paths'
 import { formatBytes, formatDuration, isTerminal } from '@/lib/format'
 import { useJobsStore } from '@/stores/jobs'
 import { channelSecretKind } from '@/api'
+import { i18n } from '@/i18n'
 
 beforeEach(() => setActivePinia(createPinia()))
 afterEach(() => vi.unstubAllGlobals())
@@ -40,10 +41,22 @@ describe('helpers', () => {
     expect(formatBytes(1536)).toBe('1.50 KiB')
     expect(formatBytes(256 * 1024 * 1024)).toBe('256 MiB')
     expect(formatBytes(undefined)).toBe('-')
-    expect(formatDuration(3725)).toBe('1h 2m')
-    expect(formatDuration(61)).toBe('1m 1s')
     expect(isTerminal('running')).toBe(false)
     expect(isTerminal('rejected')).toBe(true)
+  })
+  it('formats durations in the chosen language', () => {
+    const t = (key: string, named: Record<string, unknown>) => i18n.global.t(key, named)
+    i18n.global.locale.value = 'en'
+    expect(formatDuration(3725, t)).toBe('1h 2m')
+    expect(formatDuration(61, t)).toBe('1m 1s')
+    expect(formatDuration(59.6, t)).toBe('1m 0s')
+    expect(formatDuration(7, t)).toBe('7s')
+    expect(formatDuration(null, t)).toBe('-')
+    i18n.global.locale.value = 'zh-CN'
+    expect(formatDuration(3725, t)).toBe('1 小时 2 分')
+    expect(formatDuration(61, t)).toBe('1 分 1 秒')
+    expect(formatDuration(7, t)).toBe('7 秒')
+    i18n.global.locale.value = 'en'
   })
   it('maps channels to secret kinds', () => {
     expect(channelSecretKind('email')).toBe('smtp')

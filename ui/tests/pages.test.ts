@@ -95,6 +95,7 @@ describe('pages', () => {
       'GET /api/runs/r0': { body: { ...run, id: 'r0', status: 'success', progress: null } },
       'GET /api/runs/r0/entries': { body: { prefix: '', cursor: 0, next_cursor: null, total: 2, entries: [{ name: 'srv', path: 'srv', kind: 'dir', size: 0 }, { name: 'a.txt', path: 'a.txt', kind: 'file', size: 3 }] } },
       'POST /api/runs/r0/restore': { body: { op_id: 'op1' } },
+      'GET /api/agents': { body: { items: [], page: 1, page_size: 20, total: 0 } },
     })
     const w = await render(RestoreView, { id: 'r0' })
     await w.get('[data-testid="entry-check-a.txt"]').trigger('click')
@@ -110,6 +111,53 @@ describe('pages', () => {
     expect(w.get('[data-testid="restore-dest-webdav"] input').attributes('disabled')).toBeDefined()
     expect(w.text()).toContain('Restoring to WebDAV is not supported yet')
     expect(calls.some((c) => c.url.startsWith('/api/secrets/'))).toBe(false)
+    w.unmount()
+  })
+
+  it('says why the node list is incomplete when the agents cannot be loaded, on every page that lists them', async () => {
+    const broken = { status: 500, body: { error: 'internal_error', message: 'agents table locked', request_id: 'rq-agents' } }
+    mockFetch({
+      'GET /api/runs/r0': { body: { ...run, id: 'r0', status: 'success', progress: null } },
+      'GET /api/runs/r0/entries': { body: { prefix: '', cursor: 0, next_cursor: null, entries: [{ name: 'a.txt', path: 'a.txt', kind: 'file', size: 3 }] } },
+      'GET /api/jobs': { body: { items: [job], page: 1, page_size: 20, total: 1 } },
+      'GET /api/agents': broken,
+    })
+    const restore = await render(RestoreView, { id: 'r0' })
+    await restore.get('[data-testid="entry-check-a.txt"]').trigger('click')
+    await restore.get('[data-testid="restore-next"]').trigger('click')
+    await flushPromises()
+    expect(restore.get('[data-testid="error-alert"]').text()).toContain('Could not load the agents')
+    expect(restore.get('[data-testid="error-alert"]').text()).toContain('agents table locked')
+    expect(restore.get('[data-testid="request-id"]').text()).toBe('rq-agents')
+    restore.unmount()
+
+    const jobs = await render(JobsView)
+    expect(jobs.get('[data-testid="job-link"]').text()).toBe('nightly-web') // the list itself still shows
+    expect(jobs.get('[data-testid="error-alert"]').text()).toContain('Could not load the agents')
+    expect(jobs.get('[data-testid="request-id"]').text()).toBe('rq-agents')
+    jobs.unmount()
+  })
+
+  it('Sync now reports what the Hub did with the configuration', async () => {
+    let outcome = 'sent'
+    mockFetch({
+      'GET /api/agents': { body: { items: [{ id: 'a1', name: 'web-01', revoked: false, online: true, last_seen_at: NOW, labels: [], config_sync_status: 'synced' }], page: 1, page_size: 20, total: 1 } },
+      'POST /api/agents/a1/sync-config-now': () => ({ body: { outcome } }),
+    })
+    const w = await render(AgentsView)
+    const messages = () => [...document.querySelectorAll('.n-message')].map((m) => m.textContent ?? '')
+    for (const [o, text] of [
+      ['sent', 'Configuration sent to the agent'],
+      ['unchanged', 'The agent already has the current configuration'],
+      ['pending_offline', 'The agent is offline: it gets the configuration when it reconnects'],
+    ] as const) {
+      outcome = o
+      await w.get('[data-testid="agent-sync"]').trigger('click')
+      await flushPromises()
+      expect(messages().at(-1)).toContain(text)
+    }
+    // offline is a warning, not a success
+    expect([...document.querySelectorAll('.n-message')].at(-1)!.className).toContain('warning')
     w.unmount()
   })
 

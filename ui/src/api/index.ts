@@ -92,7 +92,7 @@ export const api = {
       http.post<T.EnrollmentToken>('/api/agents/enrollment-tokens', { ttl_seconds: ttlSeconds, remaining_uses: remainingUses }),
     revoke: (id: string) => http.post<void>(`/api/agents/${seg(id)}/revoke`),
     rotateKey: (id: string) => http.post<T.RotateKeyResponse>(`/api/agents/${seg(id)}/rotate-key`),
-    syncNow: (id: string) => http.post<unknown>(`/api/agents/${seg(id)}/sync-config-now`),
+    syncNow: (id: string) => http.post<T.SyncConfigResponse>(`/api/agents/${seg(id)}/sync-config-now`),
   },
 
   secrets: {

@@ -368,6 +368,11 @@ export interface Agent {
   last_config_sync_error?: string | null
   created_at?: number
 }
+/** What POST /api/agents/{id}/sync-config-now did: pushed, nothing new to push, or waiting for the agent. */
+export type SyncOutcome = 'sent' | 'unchanged' | 'pending_offline'
+export interface SyncConfigResponse {
+  outcome: SyncOutcome
+}
 export interface AgentListQuery {
   status?: 'all' | 'online' | 'offline' | 'revoked'
   q?: string

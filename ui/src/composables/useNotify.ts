@@ -6,6 +6,8 @@ export function useNotify() {
   const message = useMessage()
   return {
     ok: (text: string) => message.success(text),
+    info: (text: string) => message.info(text),
+    warn: (text: string) => message.warning(text, { duration: 8000, closable: true }),
     error: (err: unknown, prefix?: string) =>
       message.error(prefix ? `${prefix}: ${errorText(err)}` : errorText(err), { duration: 8000, closable: true }),
   }

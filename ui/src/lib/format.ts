@@ -19,15 +19,18 @@ export function formatRate(bps: number | null | undefined): string {
   return `${formatBytes(bps)}/s`
 }
 
-export function formatDuration(seconds: number | null | undefined): string {
+/** vue-i18n's `t` with named parameters: the units of a duration are words and get translated. */
+export type Translate = (key: string, named: Record<string, unknown>) => string
+
+export function formatDuration(seconds: number | null | undefined, t: Translate): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return '-'
   const s = Math.round(seconds)
   const h = Math.floor(s / 3600)
   const m = Math.floor((s % 3600) / 60)
   const sec = s % 60
-  if (h > 0) return `${h}h ${m}m`
-  if (m > 0) return `${m}m ${sec}s`
-  return `${sec}s`
+  if (h > 0) return t('duration.hm', { h, m })
+  if (m > 0) return t('duration.ms', { m, s: sec })
+  return t('duration.s', { s: sec })
 }
 
 export function formatUnix(ts: number | null | undefined, locale?: string, timeZone?: string): string {
