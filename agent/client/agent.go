@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -97,6 +98,10 @@ var (
 	ErrKeyRotated = errors.New("the Hub rotated this agent's key; put the new key in agent.json and restart the agent")
 )
 
+// HubDatabaseFile is the Hub's database in its data directory; an agent refuses a data directory
+// that holds one.
+const HubDatabaseFile = "bastion.db"
+
 // maxLogged bounds the events kept per task for re-sending; progress snapshots are coalesced.
 const maxLogged = 1000
 
@@ -162,6 +167,11 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	}
 	if o.DataDir == "" {
 		return nil, fmt.Errorf("--data-dir is required")
+	}
+	// The agent empties runs/ and operations/ of its data directory at start: in a Hub's data
+	// directory that would destroy the Hub's running backups and restores.
+	if _, err := os.Stat(filepath.Join(o.DataDir, HubDatabaseFile)); err == nil {
+		return nil, fmt.Errorf("--data-dir %s is a Hub's data directory (it holds %s); give the agent a directory of its own", o.DataDir, HubDatabaseFile)
 	}
 	if o.Heartbeat < 0 {
 		return nil, fmt.Errorf("--heartbeat-seconds must be positive")

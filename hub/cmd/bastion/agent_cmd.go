@@ -26,9 +26,11 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 		hubURL:      getenv("BASTION_HUB_URL"),
 		enrollToken: getenv("BASTION_ENROLL_TOKEN"),
 		name:        getenv("BASTION_AGENT_NAME"),
-		dataDir:     getenv("BASTION_DATA_DIR"),
-		heartbeat:   getenv("BASTION_HEARTBEAT_SECONDS"),
-		log:         getenv("BASTION_LOG"),
+		// Not BASTION_DATA_DIR: that is the Hub's, and an agent on the Hub's machine would share
+		// (and at start empty) the Hub's runs/ and operations/.
+		dataDir:   getenv("BASTION_AGENT_DATA_DIR"),
+		heartbeat: getenv("BASTION_HEARTBEAT_SECONDS"),
+		log:       getenv("BASTION_LOG"),
 	}
 	if f.heartbeat == "" {
 		f.heartbeat = "15"
@@ -38,7 +40,7 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&f.hubURL, "hub-url", f.hubURL, "the Hub's URL, e.g. http://127.0.0.1:9876 (env BASTION_HUB_URL)")
 	fs.StringVar(&f.enrollToken, "enroll-token", f.enrollToken, "enrollment token, needed once (env BASTION_ENROLL_TOKEN)")
 	fs.StringVar(&f.name, "name", f.name, "agent name shown in the Hub (env BASTION_AGENT_NAME)")
-	fs.StringVar(&f.dataDir, "data-dir", f.dataDir, "where the agent keeps agent.json and its task records (env BASTION_DATA_DIR; default <data dir>/agent)")
+	fs.StringVar(&f.dataDir, "data-dir", f.dataDir, "where the agent keeps agent.json and its task records; never the Hub's data directory (env BASTION_AGENT_DATA_DIR; default <data dir>/agent)")
 	fs.StringVar(&f.heartbeat, "heartbeat-seconds", f.heartbeat, "ping interval in seconds, fractions allowed; no pong for 3 intervals means the link is dead (env BASTION_HEARTBEAT_SECONDS)")
 	fs.StringVar(&f.log, "log", f.log, "log level: trace, debug, info, warn, error (env BASTION_LOG)")
 	if err := fs.Parse(args); err != nil {

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"io"
+	"testing"
+)
+
+// TestAgentDataDirIsNotTheHubs: `bastion agent` reads its own BASTION_AGENT_DATA_DIR, never the
+// Hub's BASTION_DATA_DIR, so both can be set in one environment.
+func TestAgentDataDirIsNotTheHubs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"HubVariableIgnored", map[string]string{"BASTION_DATA_DIR": "/var/lib/bastion"}, nil, ""},
+		{"AgentVariable", map[string]string{"BASTION_DATA_DIR": "/var/lib/bastion", "BASTION_AGENT_DATA_DIR": "/var/lib/bastion-agent"}, nil, "/var/lib/bastion-agent"},
+		{"FlagWins", map[string]string{"BASTION_AGENT_DATA_DIR": "/env"}, []string{"--data-dir", "/flag"}, "/flag"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := parseAgentFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.dataDir != tc.want {
+				t.Fatalf("data dir %q, want %q", f.dataDir, tc.want)
+			}
+		})
+	}
+}
