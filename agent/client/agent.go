@@ -129,6 +129,7 @@ type Agent struct {
 	offlineBusy   map[string]bool // job id → an offline run of it is going
 	offlineWG     sync.WaitGroup
 	schedWake     chan struct{}
+	taskEnded     chan struct{} // cap 1: a task left running (waitTasks)
 }
 
 type eventLog struct {
@@ -244,6 +245,7 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 		logs:          map[string]*eventLog{},
 		offlineBusy:   map[string]bool{},
 		schedWake:     make(chan struct{}, 1),
+		taskEnded:     make(chan struct{}, 1),
 	}
 	return a, nil
 }
@@ -293,10 +295,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// waitTasks gives running tasks (already cancelled through ctx) a moment to record their result.
+// stopGrace bounds how long a stopping agent waits for its running tasks.
+const stopGrace = 10 * time.Second
+
+// waitTasks gives running tasks up to stopGrace to finish and record their result before the
+// agent stops; one still running then is reported interrupted after the next start. It wakes
+// when a task ends (taskEnded), never by polling.
 func (a *Agent) waitTasks() {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	t := a.clock.NewTimer(stopGrace)
+	defer t.Stop()
+	for {
 		a.mu.Lock()
 		n := len(a.running)
 		a.mu.Unlock()
@@ -304,10 +312,20 @@ func (a *Agent) waitTasks() {
 			return
 		}
 		select {
-		case a.lock <- struct{}{}:
-			<-a.lock
-		case <-time.After(50 * time.Millisecond):
+		case <-a.taskEnded:
+		case <-t.C():
+			a.log.Warn().Int("tasks", n).Msg("stopping with tasks still running; they are reported interrupted at the next start")
+			return
 		}
+	}
+}
+
+// endTaskLocked forgets a running task and wakes waitTasks. Callers hold a.mu.
+func (a *Agent) endTaskLocked(id string) {
+	delete(a.running, id)
+	select {
+	case a.taskEnded <- struct{}{}:
+	default:
 	}
 }
 
@@ -457,7 +475,7 @@ func (a *Agent) executeOp(ctx context.Context, cancel context.CancelFunc, id str
 		log.Error().Err(err).Msg("could not record the operation result")
 	}
 	a.mu.Lock()
-	delete(a.running, id)
+	a.endTaskLocked(id)
 	s := a.sess
 	a.mu.Unlock()
 	log.Info().Str("status", res.Status).Msg("operation finished")
@@ -497,7 +515,7 @@ func (a *Agent) execute(ctx context.Context, cancel context.CancelFunc, m *proto
 		log.Error().Err(err).Msg("could not record the task result")
 	}
 	a.mu.Lock()
-	delete(a.running, id)
+	a.endTaskLocked(id)
 	s := a.sess
 	a.mu.Unlock()
 	log.Info().Str("status", res.Status).Msg("task finished")

@@ -56,8 +56,14 @@ type cachedSchedule struct {
 	next time.Time
 }
 
+// offlineMaxSleep caps the offline scheduler's sleep while jobs are scheduled, so that a suspend or
+// a clock step is noticed.
+const offlineMaxSleep = 5 * time.Minute
+
 // offlineScheduler runs the cached jobs' cron while the agent is disconnected. While connected
-// the Hub schedules, so due triggers are only stepped over.
+// the Hub schedules, so due triggers are only stepped over. It sleeps until the earliest next
+// trigger (capped at offlineMaxSleep), or for good when nothing is scheduled: a new config and a
+// lost connection wake it (schedWake).
 func (a *Agent) offlineScheduler(ctx context.Context) {
 	if a.o.Managed == nil {
 		return
@@ -73,7 +79,7 @@ func (a *Agent) offlineScheduler(ctx context.Context) {
 		case <-a.schedWake:
 		}
 		now := a.clock.Now()
-		next := now.Add(time.Minute) // re-read the config at least every minute
+		var next time.Time // the earliest trigger; zero while nothing is scheduled
 		cfg := a.o.Managed.Config()
 		seen := map[string]bool{}
 		if cfg != nil {
@@ -109,7 +115,7 @@ func (a *Agent) offlineScheduler(ctx context.Context) {
 					}
 					c.next = c.s.Next(now)
 				}
-				if !c.next.IsZero() && c.next.Before(next) {
+				if !c.next.IsZero() && (next.IsZero() || c.next.Before(next)) {
 					next = c.next
 				}
 			}
@@ -119,7 +125,11 @@ func (a *Agent) offlineScheduler(ctx context.Context) {
 				delete(cache, id)
 			}
 		}
-		t.Reset(next.Sub(now))
+		if next.IsZero() {
+			t.Stop()
+			continue
+		}
+		t.Reset(min(next.Sub(now), offlineMaxSleep))
 	}
 }
 
