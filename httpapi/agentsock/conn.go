@@ -136,7 +136,8 @@ func (c *conn) readLoop() error {
 			if c.ctx.Err() != nil {
 				return context.Cause(c.ctx)
 			}
-			if rctx.Err() != nil {
+			// rctx is canceled by now either way: only its deadline means silence.
+			if errors.Is(rctx.Err(), context.DeadlineExceeded) {
 				return context.DeadlineExceeded
 			}
 			return err
