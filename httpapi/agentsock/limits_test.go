@@ -2,15 +2,79 @@ package agentsock_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/coder/websocket"
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/storage/storagetest"
 )
+
+// TestPendingRequestFailsWhenTheAgentGoes: a request waiting for the agent's answer fails at once
+// with ErrAgentDisconnected when the agent's connection ends, instead of running out its timeout.
+func TestPendingRequestFailsWhenTheAgentGoes(t *testing.T) {
+	t.Parallel()
+	th := newTestHub(t, hubOpts{})
+	ws := dialAgent(t, th.url, insertAgentKey(t, th.db, "a1"))
+	waitFor(t, "agent connected", func() bool { return th.hub.Connected("a1") })
+	errc := make(chan error, 1)
+	go func() {
+		_, err := th.hub.FsList(context.Background(), "a1", protocol.FsList{Path: "/"})
+		errc <- err
+	}()
+	readUntil(t, ws, protocol.TypeFsList) // the request is on the wire, waiting for its answer
+	ws.CloseNow()
+	if err := <-errc; !errors.Is(err, agentsock.ErrAgentDisconnected) {
+		t.Fatalf("fs_list whose agent went away: %v, want ErrAgentDisconnected (not a timeout)", err)
+	}
+}
+
+// TestReadLimit: a frame of ReadLimit bytes is read; a larger one ends the connection with close
+// code 1009 (message too big), and the Hub forgets the connection and logs why.
+func TestReadLimit(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t)
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	th := serveTestHub(t, agentsock.New(agentsock.Config{DB: db, Logger: zerolog.New(logs)}), db)
+	ws := dialAgent(t, th.url, insertAgentKey(t, th.db, "a1"))
+	ws.SetReadLimit(1 << 20)
+	waitFor(t, "agent connected", func() bool { return th.hub.Connected("a1") })
+	ctx := context.Background()
+	frame := func(size int) []byte {
+		head := `{"type":"ping","v":1,"pad":"` // unknown fields are ignored
+		return []byte(head + strings.Repeat("x", size-len(head)-2) + `"}`)
+	}
+
+	if err := ws.Write(ctx, websocket.MessageText, frame(agentsock.ReadLimit)); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, ws, protocol.TypePong) // read and answered
+
+	if err := ws.Write(ctx, websocket.MessageText, frame(agentsock.ReadLimit+1)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := ws.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Fatalf("after an oversized frame: %v, want close 1009", err)
+	}
+	waitFor(t, "connection forgotten", func() bool { return !th.hub.Connected("a1") })
+	waitFor(t, "disconnect logged", func() bool {
+		logs.mu.Lock()
+		defer logs.mu.Unlock()
+		return strings.Contains(logs.w.String(), "agent disconnected")
+	})
+	logs.mu.Lock()
+	out := logs.w.String()
+	logs.mu.Unlock()
+	if !strings.Contains(out, "message too big") {
+		t.Fatalf("the disconnect does not say why:\n%s", out)
+	}
+}
 
 // TestDisconnectReason: an agent that closes its socket is logged as such, not as a read deadline.
 func TestDisconnectReason(t *testing.T) {
