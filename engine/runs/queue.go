@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/targets/opener"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -276,16 +277,8 @@ func failed(code, kind, msg, hint string) Outcome {
 }
 
 // targetSnapshot is the redacted description of a run's target kept on the run:
-// {node_id, target{type, base_url|base_dir, secret_name}}.
+// {node_id, target{type, base_url|base_dir, secret_name}}, built like every other (opener.FromSpec).
 func targetSnapshot(spec *jobspec.Spec) string {
-	t := map[string]string{"type": spec.Target.Type}
-	switch spec.Target.Type {
-	case jobspec.TargetLocalDir:
-		t["base_dir"] = spec.Target.BaseDir
-	case jobspec.TargetWebDAV:
-		t["base_url"] = spec.Target.BaseURL
-		t["secret_name"] = spec.Target.SecretName
-	}
-	b, _ := json.Marshal(map[string]any{"node_id": "hub", "target": t}) // strings only: cannot fail
+	b, _ := json.Marshal(opener.FromSpec(opener.HubNode, spec.Target)) // strings only: cannot fail
 	return string(b)
 }

@@ -282,7 +282,7 @@ func TestRunSucceedsThroughTheExecutor(t *testing.T) {
 		t.Fatalf("exec request = %+v", c.req)
 	}
 	if got := b.run(r.ID); got.TargetSnapshotJSON == nil ||
-		*got.TargetSnapshotJSON != `{"node_id":"hub","target":{"base_dir":"/srv/bk","type":"local_dir"}}` {
+		*got.TargetSnapshotJSON != `{"node_id":"hub","target":{"type":"local_dir","base_dir":"/srv/bk"}}` {
 		t.Fatalf("target snapshot = %v", got.TargetSnapshotJSON)
 	}
 	if err := c.req.Events.Append(c.ctx, Event{Kind: "scan", Message: "scanning", Fields: map[string]int{"files": 3}}); err != nil {
