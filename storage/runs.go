@@ -107,11 +107,18 @@ const (
 	// qNoRunningSibling keeps a job from running twice at once. It is written against the status
 	// index: running runs are few, a job's history is not.
 	qNoRunningSibling = `NOT EXISTS (SELECT 1 FROM runs x WHERE x.status = 'running' AND x.job_id = r.job_id)`
-	qQueuedHubRuns    = `SELECT ` + runColumnsR + `, ` + jobColumnsJ + ` FROM runs r JOIN jobs j ON j.id = r.job_id
-		WHERE r.status = 'queued' AND r.cancel_requested_at IS NULL AND j.agent_id IS NULL AND ` + qNoRunningSibling + `
+	// qNoOlderQueuedSibling keeps only the oldest startable run of each job (in the queue's
+	// order), so that a job with a long backlog takes one candidate of a batch, not all of them,
+	// and never holds up the other jobs. It also goes through the status index.
+	qNoOlderQueuedSibling = `NOT EXISTS (SELECT 1 FROM runs o WHERE o.status = 'queued' AND o.job_id = r.job_id
+		AND o.cancel_requested_at IS NULL AND (o.started_at, o.rowid) < (r.started_at, r.rowid))`
+	qQueuedHubRuns = `SELECT ` + runColumnsR + `, ` + jobColumnsJ + ` FROM runs r JOIN jobs j ON j.id = r.job_id
+		WHERE r.status = 'queued' AND r.cancel_requested_at IS NULL AND j.agent_id IS NULL
+		AND ` + qNoRunningSibling + ` AND ` + qNoOlderQueuedSibling + `
 		ORDER BY r.started_at, r.rowid LIMIT ?`
 	qQueuedAgentRuns = `SELECT ` + runColumnsR + `, ` + jobColumnsJ + ` FROM runs r JOIN jobs j ON j.id = r.job_id
-		WHERE r.status = 'queued' AND r.cancel_requested_at IS NULL AND j.agent_id = ? AND ` + qNoRunningSibling + `
+		WHERE r.status = 'queued' AND r.cancel_requested_at IS NULL AND j.agent_id = ?
+		AND ` + qNoRunningSibling + ` AND ` + qNoOlderQueuedSibling + `
 		ORDER BY r.started_at, r.rowid LIMIT ?`
 	qQueuedRunAgents = `SELECT DISTINCT j.agent_id FROM runs r JOIN jobs j ON j.id = r.job_id
 		WHERE r.status = 'queued' AND r.cancel_requested_at IS NULL AND j.agent_id IS NOT NULL`
@@ -178,8 +185,8 @@ func (q Q) HasActiveRun(ctx context.Context, jobID string) (bool, error) {
 	return true, nil
 }
 
-// ListQueuedHubRuns returns queued runs of Hub jobs that may start now (no cancel requested, no
-// other run of the job running), oldest first.
+// ListQueuedHubRuns returns the queued runs of Hub jobs that may start now (no cancel requested,
+// no other run of the job running), oldest first, at most one per job: each job's oldest.
 func (q Q) ListQueuedHubRuns(ctx context.Context, limit int) ([]RunWithJob, error) {
 	return q.listRunsWithJobs(ctx, "list queued hub runs", qQueuedHubRuns, limit)
 }

@@ -20,7 +20,7 @@ const (
 	retryDelay = 5 * time.Second
 	// ShutdownGrace bounds how long Run waits for executing Hub runs after its context ends.
 	ShutdownGrace = 30 * time.Second
-	// agentBatch bounds the queued runs looked at per connected agent per pass.
+	// agentBatch bounds the jobs whose oldest queued run is looked at per connected agent per pass.
 	agentBatch = 100
 )
 
@@ -86,19 +86,16 @@ func (s *Service) dispatch(ctx, execCtx context.Context) error {
 	free := s.conc - s.active
 	s.mu.Unlock()
 	if free > 0 {
+		// One candidate per job (its oldest queued run), so a job's backlog never crowds out the
+		// others; the slack covers candidates taken or canceled since the read.
 		cands, err := s.db.Reader().ListQueuedHubRuns(ctx, free+16)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		seen := map[string]bool{}
 		for _, c := range cands {
 			if free == 0 {
 				break
 			}
-			if seen[c.Job.ID] {
-				continue // one run per job at a time
-			}
-			seen[c.Job.ID] = true
 			ok, err := s.startHub(ctx, execCtx, c)
 			if err != nil {
 				errs = append(errs, err)
@@ -127,17 +124,13 @@ func (s *Service) dispatchAgents(ctx context.Context) error {
 		if !s.agents.Connected(agentID) {
 			continue
 		}
+		// One candidate per job, as for Hub runs.
 		cands, err := s.db.Reader().ListQueuedAgentRuns(ctx, agentID, agentBatch)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		seen := map[string]bool{}
 		for _, c := range cands {
-			if seen[c.Job.ID] {
-				continue
-			}
-			seen[c.Job.ID] = true
 			started, err := s.agents.Start(ctx, c.Run, c.Job)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("start run %s on agent %s: %w", c.Run.ID, agentID, err))

@@ -21,7 +21,12 @@ const validSpec = `{"v":1,"type":"filesystem","source":{"paths":["/srv/app"]},"t
 var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // fakeExec hands every execution to the test, which answers it.
-type fakeExec struct{ calls chan *execCall }
+type fakeExec struct {
+	calls chan *execCall
+	// stopOnCancel ends an unanswered execution when its context ends, so that a test that
+	// fails while holding executions still shuts the service down. Set it before the loop runs.
+	stopOnCancel bool
+}
 
 type execCall struct {
 	ctx    context.Context
@@ -37,6 +42,14 @@ type execAnswer struct {
 func (f *fakeExec) Execute(ctx context.Context, req ExecRequest) (Outcome, error) {
 	c := &execCall{ctx: ctx, req: req, answer: make(chan execAnswer, 1)}
 	f.calls <- c
+	if f.stopOnCancel {
+		select {
+		case a := <-c.answer:
+			return a.out, a.err
+		case <-ctx.Done():
+			return Outcome{}, ctx.Err()
+		}
+	}
 	a := <-c.answer
 	return a.out, a.err
 }
@@ -773,4 +786,69 @@ func TestDeletedJobAbortsItsExecution(t *testing.T) {
 	k := b.trigger("k")
 	b.nextCall().reply(Outcome{Status: storage.RunSuccess}, nil)
 	b.waitStatus(k.ID, storage.RunSuccess)
+}
+
+// TestBacklogOfOneJobDoesNotHoldUpOthers: a job with a long backlog must not fill every candidate
+// of a dispatch pass. With 20 runs of a queued before one of b and two slots, one pass (no second
+// wake to paper over it) starts a1 and b.
+func TestBacklogOfOneJobDoesNotHoldUpOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{concurrency: 2, noRun: true})
+	b.job("a", OverlapQueue, nil)
+	b.job("b", OverlapQueue, nil)
+	var backlog []storage.Run
+	for range 20 {
+		backlog = append(backlog, b.trigger("a"))
+	}
+	b.clk.Advance(time.Second)
+	bRun := b.trigger("b")
+	<-b.svc.wake // the triggers' pending wake: the loop gets exactly one pass
+	b.exec.stopOnCancel = true
+	b.startLoop()
+
+	first, second := b.nextCall(), b.nextCall()
+	got := map[string]bool{first.req.Run.ID: true, second.req.Run.ID: true}
+	if !got[backlog[0].ID] || !got[bRun.ID] {
+		t.Fatalf("executing %v, want a's oldest run %s and b's %s", got, backlog[0].ID, bRun.ID)
+	}
+	first.reply(Outcome{Status: storage.RunSuccess}, nil)
+	second.reply(Outcome{Status: storage.RunSuccess}, nil)
+	// a's backlog then runs in order, one at a time.
+	for _, r := range backlog[1:] {
+		c := b.nextCall()
+		if c.req.Run.ID != r.ID {
+			t.Fatalf("executing %s, want %s (a's backlog in order)", c.req.Run.ID, r.ID)
+		}
+		c.reply(Outcome{Status: storage.RunSuccess}, nil)
+	}
+}
+
+// TestAgentBacklogOfOneJobDoesNotHoldUpOthers is the same for the runs of one agent: a batch
+// full of one job's runs must not leave another job of the agent waiting.
+func TestAgentBacklogOfOneJobDoesNotHoldUpOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{noRun: true})
+	b.job("a", OverlapQueue, ptr("ag"))
+	b.job("b", OverlapQueue, ptr("ag"))
+	for range agentBatch + 1 {
+		b.trigger("a")
+	}
+	b.clk.Advance(time.Second)
+	bRun := b.trigger("b")
+	b.agents.setConnected("ag", true)
+	<-b.svc.wake
+	b.startLoop()
+
+	started := map[string]bool{}
+	for range 2 {
+		select {
+		case r := <-b.agents.started:
+			started[r.JobID] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("agent runs started: %v, want one of a and b's %s", started, bRun.ID)
+		}
+	}
+	if !started["a"] || !started["b"] {
+		t.Fatalf("agent runs started for jobs %v, want a and b", started)
+	}
 }
