@@ -79,12 +79,23 @@ func (s *Service) loop(ctx, execCtx context.Context) {
 	}
 }
 
+// passReport describes one dispatch pass, for the test hook.
+type passReport struct {
+	free    int      // Hub slots free when the pass began
+	started []string // Hub runs it claimed
+}
+
 // dispatch starts every run that may start now.
 func (s *Service) dispatch(ctx, execCtx context.Context) error {
 	var errs []error
 	s.mu.Lock()
 	free := s.conc - s.active
 	s.mu.Unlock()
+	var rep passReport
+	if s.hookPass != nil {
+		rep.free = free
+		defer func() { s.hookPass(rep) }()
+	}
 	if free > 0 {
 		// One candidate per job (its oldest queued run), so a job's backlog never crowds out the
 		// others; the slack covers candidates taken or canceled since the read.
@@ -103,6 +114,7 @@ func (s *Service) dispatch(ctx, execCtx context.Context) error {
 			}
 			if ok {
 				free--
+				rep.started = append(rep.started, c.Run.ID)
 			}
 		}
 	}

@@ -184,6 +184,9 @@ type Service struct {
 	errLog rateLimit
 	execWG sync.WaitGroup // executing Hub runs
 
+	// hookPass, a test hook set before Run, is told about every dispatch pass when it ends.
+	hookPass func(passReport)
+
 	startMu sync.Mutex
 	started bool
 

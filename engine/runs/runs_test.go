@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,11 +25,13 @@ var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 type fakeExec struct {
 	calls chan *execCall
 	// stopOnCancel ends an unanswered execution when its context ends, so that a test that
-	// fails while holding executions still shuts the service down. Set it before the loop runs.
+	// fails while an execution it did not expect waits for an answer still shuts down.
 	stopOnCancel bool
+	replied      atomic.Int64
 }
 
 type execCall struct {
+	f      *fakeExec
 	ctx    context.Context
 	req    ExecRequest
 	answer chan execAnswer
@@ -40,7 +43,7 @@ type execAnswer struct {
 }
 
 func (f *fakeExec) Execute(ctx context.Context, req ExecRequest) (Outcome, error) {
-	c := &execCall{ctx: ctx, req: req, answer: make(chan execAnswer, 1)}
+	c := &execCall{f: f, ctx: ctx, req: req, answer: make(chan execAnswer, 1)}
 	f.calls <- c
 	if f.stopOnCancel {
 		select {
@@ -54,7 +57,63 @@ func (f *fakeExec) Execute(ctx context.Context, req ExecRequest) (Outcome, error
 	return a.out, a.err
 }
 
-func (c *execCall) reply(out Outcome, err error) { c.answer <- execAnswer{out, err} }
+func (c *execCall) reply(out Outcome, err error) {
+	c.f.replied.Add(1)
+	c.answer <- execAnswer{out, err}
+}
+
+// passLog records the dispatcher's passes (Service.hookPass).
+type passLog struct {
+	mu      sync.Mutex
+	reports []passReport
+	added   chan struct{} // cap 1: a report was added
+}
+
+func (p *passLog) add(r passReport) {
+	p.mu.Lock()
+	p.reports = append(p.reports, r)
+	p.mu.Unlock()
+	select {
+	case p.added <- struct{}{}:
+	default:
+	}
+}
+
+func (p *passLog) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.reports)
+}
+
+// wait returns report number n (from 0), waiting for it up to a deadline; false when none came.
+func (p *passLog) wait(n int) (passReport, bool) {
+	deadline := time.After(10 * time.Second)
+	for {
+		p.mu.Lock()
+		if len(p.reports) > n {
+			r := p.reports[n]
+			p.mu.Unlock()
+			return r, true
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.added:
+		case <-deadline:
+			return passReport{}, false
+		}
+	}
+}
+
+// started lists every Hub run the dispatcher has claimed.
+func (p *passLog) started() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, r := range p.reports {
+		out = append(out, r.started...)
+	}
+	return out
+}
 
 // fakeAgents is an AgentRunner whose agents connect when the test says so. Start behaves like the
 // real one: it moves the run to running in one statement.
@@ -105,22 +164,25 @@ type testBundle struct {
 	mu       sync.Mutex
 	hooked   []Finished // from OnFinished, in the transaction
 	after    chan Finished
+	passes   passLog
+	received map[string]bool // runs taken with nextCall; only the test goroutine uses it
 	stopLoop func()
 	loopDone chan error
 }
 
 type opts struct {
-	concurrency int
-	noRun       bool
-	hookErr     error
+	concurrency  int
+	noRun        bool
+	hookErr      error
+	stopOnCancel bool // see fakeExec
 }
 
 func setup(t *testing.T, o opts) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	db := storagetest.Open(t)
-	b := &testBundle{t: t, ctx: ctx, db: db, clk: clock.NewFake(epoch), exec: &fakeExec{calls: make(chan *execCall, 16)},
-		after: make(chan Finished, 64)}
+	b := &testBundle{t: t, ctx: ctx, db: db, clk: clock.NewFake(epoch), exec: &fakeExec{calls: make(chan *execCall, 16), stopOnCancel: o.stopOnCancel},
+		after: make(chan Finished, 64), passes: passLog{added: make(chan struct{}, 1)}, received: map[string]bool{}}
 	b.agents = &fakeAgents{db: db, connected: map[string]bool{}, started: make(chan storage.Run, 16), canceled: make(chan string, 16)}
 	b.svc = New(Config{
 		DB: db, Clock: b.clk, Log: zerolog.New(zerolog.NewTestWriter(t)), Concurrency: o.concurrency,
@@ -144,6 +206,7 @@ func setup(t *testing.T, o opts) *testBundle {
 		}},
 		AfterFinished: []func(Finished){func(f Finished) { b.after <- f }},
 	})
+	b.svc.hookPass = b.passes.add
 	if !o.noRun {
 		b.startLoop()
 	}
@@ -189,6 +252,7 @@ func (b *testBundle) nextCall() *execCall {
 	b.t.Helper()
 	select {
 	case c := <-b.exec.calls:
+		b.received[c.req.Run.ID] = true
 		return c
 	case <-time.After(10 * time.Second):
 		b.t.Fatal("no execution started")
@@ -196,10 +260,43 @@ func (b *testBundle) nextCall() *execCall {
 	}
 }
 
-func (b *testBundle) noCall() {
+// noCall checks that the dispatcher has started no Hub run beyond those the test took with
+// nextCall (and those named, which start without reaching the executor). Looking at the
+// executor's channel alone proves nothing: the dispatcher may simply not have run yet. So it
+// waits for a dispatch pass that began after this call and found every Hub slot free that the
+// test does not hold: any run that could start now, that pass would have claimed.
+func (b *testBundle) noCall(startedWithoutExecutor ...string) {
 	b.t.Helper()
-	// The dispatcher runs after each wake; give it a turn by waking it and waiting for the
-	// database to show it did nothing. A direct check: no execution call is pending.
+	n := b.passes.count()
+	b.svc.Wake()
+	_, settled := b.passes.wait(n) // this pass may have begun before the wake ...
+	n++
+	b.svc.Wake()
+	expected := map[string]bool{}
+	for _, id := range startedWithoutExecutor {
+		expected[id] = true
+	}
+	check := func() {
+		b.t.Helper()
+		for _, id := range b.passes.started() {
+			if !b.received[id] && !expected[id] {
+				b.t.Fatalf("unexpected start of run %s", id)
+			}
+		}
+	}
+	for settled { // ... this one did not; a run still winding down wakes the loop when it is done
+		check()
+		r, ok := b.passes.wait(n)
+		n++
+		if !ok || r.free == b.svc.conc-len(b.received)+int(b.exec.replied.Load()) {
+			settled = ok
+			break
+		}
+	}
+	check()
+	if !settled {
+		b.t.Fatal("no dispatch pass with the expected free Hub slots")
+	}
 	select {
 	case c := <-b.exec.calls:
 		b.t.Fatalf("unexpected execution of run %s", c.req.Run.ID)
@@ -380,7 +477,7 @@ func TestInvalidSpecFailsWithoutExecuting(t *testing.T) {
 	if k := b.kinds(r.ID); !eq(k, []string{"queued", "start", "invalid_spec", "failed"}) {
 		t.Fatalf("events = %v", k)
 	}
-	b.noCall()
+	b.noCall(r.ID)
 }
 
 func TestConcurrencyIsBoundedAndAJobNeverRunsTwice(t *testing.T) {
@@ -468,7 +565,7 @@ func TestOverlapPolicies(t *testing.T) {
 
 func TestCancelQueuedRun(t *testing.T) {
 	t.Parallel()
-	b := setup(t, opts{concurrency: 1})
+	b := setup(t, opts{concurrency: 1, stopOnCancel: true})
 	b.job("busy", OverlapQueue, nil)
 	b.job("j", OverlapQueue, nil)
 	busy := b.trigger("busy")
@@ -793,7 +890,7 @@ func TestDeletedJobAbortsItsExecution(t *testing.T) {
 // wake to paper over it) starts a1 and b.
 func TestBacklogOfOneJobDoesNotHoldUpOthers(t *testing.T) {
 	t.Parallel()
-	b := setup(t, opts{concurrency: 2, noRun: true})
+	b := setup(t, opts{concurrency: 2, noRun: true, stopOnCancel: true})
 	b.job("a", OverlapQueue, nil)
 	b.job("b", OverlapQueue, nil)
 	var backlog []storage.Run
@@ -803,7 +900,6 @@ func TestBacklogOfOneJobDoesNotHoldUpOthers(t *testing.T) {
 	b.clk.Advance(time.Second)
 	bRun := b.trigger("b")
 	<-b.svc.wake // the triggers' pending wake: the loop gets exactly one pass
-	b.exec.stopOnCancel = true
 	b.startLoop()
 
 	first, second := b.nextCall(), b.nextCall()
