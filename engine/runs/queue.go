@@ -65,7 +65,7 @@ func (s *Service) loop(ctx, execCtx context.Context) {
 	defer retry.Stop()
 	for {
 		if err := s.dispatch(ctx, execCtx); err != nil && ctx.Err() == nil {
-			if s.errLog.allow(s.clock.Now(), time.Minute) {
+			if s.errLog.Allow(s.clock.Now(), time.Minute) {
 				s.log.Error().Err(err).Msg("start queued runs; retrying")
 			}
 			retry.Reset(retryDelay)

@@ -16,11 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/internal/lograte"
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -181,7 +181,7 @@ type Service struct {
 	bus    *Bus
 	app    *appender
 	wake   chan struct{}
-	errLog rateLimit
+	errLog lograte.Limiter
 	execWG sync.WaitGroup // executing Hub runs
 
 	// hookPass, a test hook set before Run, is told about every dispatch pass when it ends.
@@ -245,22 +245,6 @@ func NewID() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-// rateLimit lets one message through per interval, so that a failing loop does not flood logs.
-type rateLimit struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (r *rateLimit) allow(now time.Time, every time.Duration) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.last.IsZero() && now.Sub(r.last) < every && now.After(r.last) {
-		return false
-	}
-	r.last = now
-	return true
 }
 
 func isTerminal(status string) bool {

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/internal/lograte"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/schedule"
 	"github.com/bastion-backup/bastion/storage"
@@ -73,7 +74,7 @@ type Scheduler struct {
 	cfg    Config
 	wake   chan struct{}
 	cache  compileCache
-	errLog rateLimit
+	errLog lograte.Limiter
 
 	mu      sync.Mutex
 	dirty   map[string]struct{}
@@ -373,7 +374,7 @@ func (s *Scheduler) apply(ctx context.Context, q storage.Q, f *fire) error {
 }
 
 func (s *Scheduler) loopError(err error, what string) {
-	if s.errLog.allow(s.clock.Now(), time.Minute) {
+	if s.errLog.Allow(s.clock.Now(), time.Minute) {
 		s.log.Error().Err(err).Msg(what + "; retrying")
 	}
 }
@@ -446,20 +447,4 @@ func (c *compileCache) drop(jobID string) {
 	c.mu.Lock()
 	delete(c.m, jobID)
 	c.mu.Unlock()
-}
-
-// rateLimit lets one message through per interval.
-type rateLimit struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (r *rateLimit) allow(now time.Time, every time.Duration) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.last.IsZero() && now.Sub(r.last) < every && now.After(r.last) {
-		return false
-	}
-	r.last = now
-	return true
 }
