@@ -2,8 +2,10 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -71,7 +73,8 @@ func (s *Service) EnqueueFinished(ctx context.Context, q storage.Q, run storage.
 // returns how many rows it inserted. Call it inside the write transaction that stores the run's
 // terminal status, so both commit together, then call Wake after the commit.
 //
-// Nothing is queued when notifications are off or the status does not notify. inherit selects
+// Nothing is queued when notifications are off, the status does not notify, or the stored
+// settings do not decode (logged, at most once a minute). inherit selects
 // every enabled destination of every enabled channel; custom selects the job's named
 // destinations that exist and are enabled (others are ignored). Repeating the call for the same
 // run inserts nothing new (UNIQUE(run_id, channel, secret_name)), so it can never send twice.
@@ -80,6 +83,15 @@ func (s *Service) EnqueueForRun(ctx context.Context, q storage.Q, run RunInfo, s
 		return 0, nil
 	}
 	set, err := loadSettings(ctx, q)
+	if errors.Is(err, errSettingsUnreadable) {
+		// Failing would roll back the run's final write, and every later run's, until someone
+		// saves the settings again: the run's report is lost instead, loudly.
+		if s.badSettingsLog.Allow(s.clock.Now(), time.Minute) {
+			s.log.Error().Err(err).Str("run_id", run.ID).
+				Msg("notification settings are unreadable; runs are not notified until the settings are saved again")
+		}
+		return 0, nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("queue notifications for run %s: %w", run.ID, err)
 	}

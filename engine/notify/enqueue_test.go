@@ -1,9 +1,15 @@
 package notify
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/storage"
@@ -148,6 +154,63 @@ func TestEnqueueFinishedReadsTheJobSpec(t *testing.T) {
 		}
 		if got := destinations(b.rows(t, tc.run)); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.run, got, tc.want)
+		}
+	}
+}
+
+// lockedBuf is a log sink the test reads while the service writes.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+// TestUnreadableSettingsDoNotHoldRunsBack: a settings row that does not decode cannot get better
+// by retrying, so the finish hook must not fail (that would roll back every run's final write):
+// the run ends, nothing is queued, and the problem is logged, once a minute at most.
+func TestUnreadableSettingsDoNotHoldRunsBack(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuf{}
+	b := setup(t, func(o *Options) { o.Logger = zerolog.New(logs) })
+	addAllKinds(t, b)
+	if err := b.db.Writer().PutSetting(b.ctx, storage.SettingNotifications, `{"enabled":tru`, 1); err != nil {
+		t.Fatal(err)
+	}
+	const msg = `"message":"notification settings are unreadable`
+	for i, step := range []struct {
+		advance time.Duration
+		logged  int
+	}{{0, 1}, {time.Second, 1}, {time.Minute, 2}} {
+		b.clock.Advance(step.advance)
+		id := fmt.Sprintf("run-%d", i)
+		run := storage.Run{ID: id, JobID: "job-1", Status: storage.RunFailed, StartedAt: 1}
+		var n int
+		if err := b.db.Write(b.ctx, func(q storage.Q) error {
+			if err := q.InsertRun(b.ctx, run); err != nil {
+				return err
+			}
+			var err error
+			n, err = b.svc.EnqueueFinished(b.ctx, q, run, `{}`)
+			return err
+		}); err != nil {
+			t.Fatalf("%s: the finish hook failed: %v", id, err)
+		}
+		if _, err := b.db.Reader().GetRun(b.ctx, id); err != nil || n != 0 || len(b.rows(t, id)) != 0 {
+			t.Fatalf("%s: run stored = %v, queued %d %v; want the run kept and nothing queued", id, err, n, b.rows(t, id))
+		}
+		if got := logs.count(msg); got != step.logged {
+			t.Fatalf("%s: %q logged %d times, want %d", id, msg, got, step.logged)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/internal/lograte"
 	"github.com/bastion-backup/bastion/engine/notify/send"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/storage"
@@ -150,6 +151,8 @@ type Service struct {
 	lease     time.Duration
 
 	wake chan struct{} // cap 1; Wake does a non-blocking send
+
+	badSettingsLog lograte.Limiter // unreadable settings, seen at every run's end
 
 	// Test hooks, set before Run.
 	hookIdle func(idleReport) // the loop is about to wait

@@ -125,6 +125,10 @@ func ValidateSettings(s Settings) error {
 	return nil
 }
 
+// errSettingsUnreadable marks a stored settings document that does not decode: unlike a
+// database error, trying again cannot help.
+var errSettingsUnreadable = errors.New("stored notification settings are unreadable")
+
 // loadSettings reads the settings document through q, or the defaults when none is stored.
 func loadSettings(ctx context.Context, q storage.Q) (Settings, error) {
 	raw, err := q.GetSetting(ctx, storage.SettingNotifications)
@@ -134,7 +138,11 @@ func loadSettings(ctx context.Context, q storage.Q) (Settings, error) {
 	if err != nil {
 		return Settings{}, err
 	}
-	return DecodeSettings(DefaultSettings(), []byte(raw))
+	set, err := DecodeSettings(DefaultSettings(), []byte(raw))
+	if err != nil {
+		return Settings{}, fmt.Errorf("%w: %w", errSettingsUnreadable, err)
+	}
+	return set, nil
 }
 
 func encodeSettings(s Settings) string {
