@@ -3,7 +3,6 @@ package httpapi
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/notify"
+	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 )
 
@@ -149,18 +149,18 @@ func (s *Server) listNotificationDestinations(w http.ResponseWriter, r *http.Req
 }
 
 // destinationParams reads {channel} (wecom-bot accepted for wecom_bot, as in the secrets paths)
-// and {name}.
+// and {name}, a secret name decoded once and checked as /api/secrets checks it.
 func destinationParams(r *http.Request) (channel, name string, err error) {
 	channel = strings.ReplaceAll(chi.URLParam(r, "channel"), "-", "_")
 	if !notify.ValidChannel(channel) {
 		return "", "", respond.BadRequest("invalid_channel", "Unsupported notification channel").
 			Reason("unsupported").Field("channel")
 	}
-	name, uerr := url.PathUnescape(chi.URLParam(r, "name"))
-	if uerr != nil || strings.TrimSpace(name) == "" {
-		return "", "", respond.BadRequest("invalid_name", "Destination name is required").Reason("required").Field("name")
+	name = pathParam(r, "name")
+	if err := secrets.ValidateName(name); err != nil {
+		return "", "", validationError(err)
 	}
-	return channel, strings.TrimSpace(name), nil
+	return channel, name, nil
 }
 
 func (s *Server) setNotificationDestinationEnabled(w http.ResponseWriter, r *http.Request) {

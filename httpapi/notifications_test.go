@@ -263,6 +263,36 @@ func TestNotificationDestinationsAPI(t *testing.T) {
 	}
 }
 
+// TestNotificationDestinationNamesAreDecodedOnce: a name is unescaped once, like /api/secrets
+// does it. Unescaping chi's already decoded parameter again refused 100%ok and turned a%41 into aA.
+func TestNotificationDestinationNamesAreDecodedOnce(t *testing.T) {
+	t.Parallel()
+	b := setupNotify(t)
+	for _, name := range []string{"100%ok", "a%41", "aA"} {
+		b.putSecret(t, "webhook", name, secrets.Webhook{URL: "https://hooks.example/in"})
+	}
+	for _, name := range []string{"100%ok", "a%41"} {
+		path := "/api/notifications/destinations/webhook/" + url.PathEscape(name) + "/enabled"
+		if resp := b.c.Do(t, http.MethodPost, path, map[string]bool{"enabled": false}); resp.Status != http.StatusNoContent {
+			t.Fatalf("disable %q: %d %s", name, resp.Status, resp.Body)
+		}
+	}
+	var ds []notify.Destination
+	b.c.Do(t, http.MethodGet, "/api/notifications/destinations", nil).Decode(t, &ds)
+	var got []string
+	for _, d := range ds {
+		got = append(got, fmt.Sprintf("%s=%t", d.Name, d.Enabled))
+	}
+	if strings.Join(got, " ") != "100%ok=false a%41=false aA=true" {
+		t.Fatalf("destinations = %v, want exactly 100%%ok and a%%41 disabled", got)
+	}
+	// An escaped slash is a name with a slash in it: not a valid name.
+	resp := b.c.Do(t, http.MethodPost, "/api/notifications/destinations/webhook/a%2Fb/enabled", map[string]bool{"enabled": false})
+	if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_name" {
+		t.Fatalf("a%%2Fb: %d %s", resp.Status, resp.Body)
+	}
+}
+
 func TestNotificationTestSendAPI(t *testing.T) {
 	t.Parallel()
 	b := setupNotify(t)
