@@ -37,7 +37,9 @@ const runColumns = `id, job_id, status, started_at, ended_at, summary_json, erro
 	progress_json, cancel_requested_at, cancel_requested_by_user_id, cancel_reason`
 
 const (
-	qListRunsByJob   = `SELECT ` + runColumns + ` FROM runs WHERE job_id = ? ORDER BY started_at DESC LIMIT ?`
+	// qListRunsByJob breaks ties like qLatestRunOfJob, so that the job list's latest run is the
+	// first of this list even for runs started in the same second.
+	qListRunsByJob   = `SELECT ` + runColumns + ` FROM runs WHERE job_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ?`
 	qListRunsByState = `SELECT ` + runColumns + ` FROM runs WHERE status = ? ORDER BY started_at LIMIT ?`
 	qRunsEndedBefore = `SELECT id FROM runs WHERE ended_at < ? LIMIT ?`
 )

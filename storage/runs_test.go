@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/bastion-backup/bastion/storage"
@@ -265,5 +266,41 @@ func TestArchiveUnarchiveAndMarkScheduled(t *testing.T) {
 	}
 	if err := w.ArchiveJob(ctx, "missing", 1); err == nil {
 		t.Fatal("archive of a missing job succeeded")
+	}
+}
+
+// TestRunsOfAJobAgreeWithTheLatestRun: runs started in the same second are ordered by insertion,
+// newest first, in the run list as in the job list's latest run, whatever plan SQLite picks (the
+// index is dropped to take the accident of a backward index walk out of it).
+func TestRunsOfAJobAgreeWithTheLatestRun(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t)
+	ctx := context.Background()
+	seedJobAndRuns(t, db, "j")
+	for _, id := range []string{"zz", "aa", "mm"} { // ids in no particular order
+		if err := db.Writer().InsertRun(ctx, storage.Run{ID: id, JobID: "j", Status: storage.RunSuccess, StartedAt: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Writer().Exec(ctx, `DROP INDEX runs_job_id_started_at`); err != nil {
+		t.Fatal(err)
+	}
+	list, err := db.Reader().ListRunsByJob(ctx, "j", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range list {
+		ids = append(ids, r.ID)
+	}
+	if fmt.Sprint(ids) != "[mm aa zz]" {
+		t.Fatalf("runs of the job = %v, want the last inserted first", ids)
+	}
+	jobs, _, err := db.Reader().ListJobs(ctx, storage.JobFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].LatestRunID == nil || *jobs[0].LatestRunID != ids[0] {
+		t.Fatalf("latest run in the job list = %v, run list starts with %s", jobs[0].LatestRunID, ids[0])
 	}
 }
