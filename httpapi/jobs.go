@@ -444,22 +444,8 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
 		if job, err = q.GetJob(ctx, id); err != nil {
 			return err
 		}
-		for _, st := range []string{storage.RunQueued, storage.RunRunning} {
-			rows, err := q.Query(ctx, `SELECT id FROM runs WHERE job_id = ? AND status = ?`, id, st)
-			if err != nil {
-				return fmt.Errorf("list live runs of job %s: %w", id, err)
-			}
-			for rows.Next() {
-				var rid string
-				if err := rows.Scan(&rid); err != nil {
-					rows.Close()
-					return err
-				}
-				live = append(live, rid)
-			}
-			if err := rows.Close(); err != nil {
-				return err
-			}
+		if live, err = q.ListLiveRunIDs(ctx, id); err != nil {
+			return err
 		}
 		return q.DeleteJob(ctx, id)
 	})

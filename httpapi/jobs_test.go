@@ -663,3 +663,54 @@ func TestRevokedAgentJobs(t *testing.T) {
 		t.Fatalf("run now of a revoked agent's job: %s", resp)
 	}
 }
+
+// blockingExec holds every execution until its context ends.
+type blockingExec struct{ entered chan context.Context }
+
+func (e blockingExec) Execute(ctx context.Context, _ runs.ExecRequest) (runs.Outcome, error) {
+	e.entered <- ctx
+	<-ctx.Done()
+	return runs.Outcome{}, ctx.Err()
+}
+
+// TestDeleteJobAbortsItsLiveRuns: deleting a job stops its running execution, and its queued
+// run goes with it.
+func TestDeleteJobAbortsItsLiveRuns(t *testing.T) {
+	t.Parallel()
+	exec := blockingExec{entered: make(chan context.Context, 2)}
+	jh := &jobsHub{}
+	jh.Hub = apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) {
+		jh.runs = runs.New(runs.Config{DB: cfg.DB, Clock: cfg.Clock, Log: cfg.Logger, Executor: exec})
+		cfg.Runs = jh.runs
+	}))
+	jh.c = jh.Login(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- jh.runs.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	id := jh.create(t, nil)["id"].(string)
+	if st, body := jh.c.Post(t, "/api/jobs/"+id+"/run", nil); st != http.StatusOK {
+		t.Fatalf("run now = %d %v", st, body)
+	}
+	var runCtx context.Context
+	select {
+	case runCtx = <-exec.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run never started")
+	}
+	if st, body := jh.c.Post(t, "/api/jobs/"+id+"/run", nil); st != http.StatusOK || body["status"] != "queued" {
+		t.Fatalf("second run now = %d %v", st, body)
+	}
+	if st, body := jh.c.Delete(t, "/api/jobs/"+id); st != http.StatusNoContent {
+		t.Fatalf("delete = %d %v", st, body)
+	}
+	select {
+	case <-runCtx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the running execution of a deleted job was not stopped")
+	}
+	var n int
+	if err := jh.DB.Reader().QueryRow(context.Background(), `SELECT COUNT(*) FROM runs`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("runs left = %d %v", n, err)
+	}
+}

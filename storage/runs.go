@@ -106,6 +106,7 @@ func (q Q) listRuns(ctx context.Context, what, query string, args ...any) ([]Run
 const (
 	// qActiveRunOfJob answers the overlap check of every trigger.
 	qActiveRunOfJob = `SELECT 1 FROM runs WHERE job_id = ? AND status IN ('queued','running') LIMIT 1`
+	qLiveRunsOfJob  = `SELECT id FROM runs WHERE job_id = ? AND status IN ('queued','running')`
 	// qNoRunningSibling keeps a job from running twice at once. It is written against the status
 	// index: running runs are few, a job's history is not.
 	qNoRunningSibling = `NOT EXISTS (SELECT 1 FROM runs x WHERE x.status = 'running' AND x.job_id = r.job_id)`
@@ -185,6 +186,27 @@ func (q Q) HasActiveRun(ctx context.Context, jobID string) (bool, error) {
 		return false, fmt.Errorf("check active run of job %s: %w", jobID, err)
 	}
 	return true, nil
+}
+
+// ListLiveRunIDs returns the ids of the job's queued and running runs.
+func (q Q) ListLiveRunIDs(ctx context.Context, jobID string) ([]string, error) {
+	rows, err := q.ex.QueryContext(ctx, qLiveRunsOfJob, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("list live runs of job %s: %w", jobID, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list live runs of job %s: %w", jobID, err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list live runs of job %s: %w", jobID, err)
+	}
+	return out, nil
 }
 
 // ListQueuedHubRuns returns the queued runs of Hub jobs that may start now (no cancel requested,

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/bastion-backup/bastion/storage"
@@ -302,5 +303,25 @@ func TestRunsOfAJobAgreeWithTheLatestRun(t *testing.T) {
 	}
 	if len(jobs) != 1 || jobs[0].LatestRunID == nil || *jobs[0].LatestRunID != ids[0] {
 		t.Fatalf("latest run in the job list = %v, run list starts with %s", jobs[0].LatestRunID, ids[0])
+	}
+}
+
+func TestListLiveRunIDs(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t)
+	ctx := context.Background()
+	seedJobAndRuns(t, db, "j", "queued", "running", "done")
+	seedJobAndRuns(t, db, "other", "other-queued")
+	if _, err := db.Writer().Exec(ctx, `UPDATE runs SET status = CASE id WHEN 'running' THEN 'running' ELSE 'success' END
+		WHERE id IN ('running', 'done')`); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := db.Reader().ListLiveRunIDs(ctx, "j")
+	slices.Sort(ids)
+	if err != nil || fmt.Sprint(ids) != "[queued running]" {
+		t.Fatalf("live runs of j = %v %v, want queued and running", ids, err)
+	}
+	if ids, err := db.Reader().ListLiveRunIDs(ctx, "none"); err != nil || len(ids) != 0 {
+		t.Fatalf("live runs of a missing job = %v %v", ids, err)
 	}
 }
