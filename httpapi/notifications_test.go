@@ -385,6 +385,31 @@ func TestNotificationQueueAPI(t *testing.T) {
 	}
 }
 
+// TestNotificationQueueItemsCarryTheRowFields: notifications spec §7, items carry the row fields
+// (secret_name among them) plus destination.
+func TestNotificationQueueItemsCarryTheRowFields(t *testing.T) {
+	t.Parallel()
+	b := setupNotify(t)
+	b.putSecret(t, "smtp", "ops", secrets.SMTP{Host: "mail.example", Port: 25, From: "b@example.test", To: []string{"o@example.test"}, TLS: "none"})
+	b.finishRun(t, "run-1", notify.JobNotifications{})
+	_, page := b.c.Get(t, "/api/notifications/queue")
+	items, _ := page["items"].([]any)
+	if len(items) != 1 {
+		t.Fatalf("queue = %v", page)
+	}
+	it := items[0].(map[string]any)
+	for _, k := range []string{"id", "run_id", "channel", "secret_name", "status", "attempts", "next_attempt_at", "created_at",
+		"updated_at", "sent_at", "last_error", "last_error_kind", "job_id", "job_name", "destination", "destination_deleted",
+		"destination_enabled"} {
+		if _, ok := it[k]; !ok {
+			t.Errorf("queue item has no %s: %v", k, it)
+		}
+	}
+	if it["secret_name"] != "ops" || it["destination"] != "ops" || it["channel"] != "email" {
+		t.Fatalf("queue item = %v", it)
+	}
+}
+
 // TestNotificationRetryAndCancelAPI drives a real delivery: the receiver fails, the row waits for
 // its retry; cancel stops it, retry-now wakes the worker, which delivers at once.
 func TestNotificationRetryAndCancelAPI(t *testing.T) {

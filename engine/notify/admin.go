@@ -214,13 +214,16 @@ type QueueQuery struct {
 	Cursor   string
 }
 
-// QueueItem is a queue row as the API shows it.
+// QueueItem is a queue row as the API shows it: the row's fields (not lease_until, the worker's
+// claim token) plus job_id, job_name, destination (the secret name again, as the original
+// names it) and the destination's flags.
 type QueueItem struct {
 	ID                 string  `json:"id"`
 	RunID              string  `json:"run_id"`
 	JobID              string  `json:"job_id"`
 	JobName            string  `json:"job_name"`
 	Channel            string  `json:"channel"`
+	SecretName         string  `json:"secret_name"`
 	Destination        string  `json:"destination"`
 	Status             string  `json:"status"`
 	Attempts           int     `json:"attempts"`
@@ -312,7 +315,7 @@ func (s *Service) Queue(ctx context.Context, qq QueueQuery) (QueuePage, error) {
 		}
 		for _, r := range rows {
 			out.Items = append(out.Items, QueueItem{ID: r.ID, RunID: r.RunID, JobID: r.JobID, JobName: r.JobName,
-				Channel: r.Channel, Destination: r.SecretName, Status: r.Status, Attempts: r.Attempts,
+				Channel: r.Channel, SecretName: r.SecretName, Destination: r.SecretName, Status: r.Status, Attempts: r.Attempts,
 				NextAttemptAt: r.NextAttemptAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, SentAt: r.SentAt,
 				LastError: r.LastError, LastErrorKind: r.LastErrorKind,
 				DestinationDeleted: r.DestinationDeleted, DestinationEnabled: r.DestinationEnabled})
