@@ -352,7 +352,7 @@ func (s *Service) Abort(ctx context.Context, job storage.Job, runIDs ...string) 
 	for _, id := range runIDs {
 		s.mu.Lock()
 		cancel := s.cancels[id]
-		delete(s.progress, id)
+		s.dropProgressLocked(id)
 		s.mu.Unlock()
 		if cancel != nil {
 			cancel(errRunDeleted)

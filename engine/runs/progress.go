@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -17,10 +19,29 @@ const ProgressInterval = time.Second
 var stageEventKinds = map[string]bool{"scan": true, "packaging": true, "upload": true}
 
 type progressState struct {
+	// writeMu orders a run's progress writes (a report's and the flush's), so that an older value
+	// never lands after a newer one. Taken before Service.mu.
+	writeMu sync.Mutex
+
+	// Guarded by Service.mu:
 	loaded    bool // stage holds the stage stored in SQLite or written since
 	stage     string
 	lastWrite time.Time
-	pending   *string // newest value not written yet (throttled)
+	pending   *string       // newest value not written yet (throttled)
+	flushing  bool          // a flushLater goroutine waits to write pending
+	gone      chan struct{} // closed when the state is dropped: the run ended or was deleted
+}
+
+func newProgressState() *progressState { return &progressState{gone: make(chan struct{})} }
+
+// dropProgressLocked forgets a run's progress state (s.mu held) and returns it, or nil.
+func (s *Service) dropProgressLocked(runID string) *progressState {
+	st := s.progress[runID]
+	if st != nil {
+		delete(s.progress, runID)
+		close(st.gone)
+	}
+	return st
 }
 
 type progressDoc struct {
@@ -37,7 +58,8 @@ type progUnits struct {
 
 // SetProgress stores the latest progress of a live run (agent runs): at most one write a second,
 // except that a stage change or reaching the total writes at once; the newest value held back is
-// written when the run finishes. Entering scan, packaging or upload also appends one event of
+// written when its second is up (a timer on the clock: no later report is needed) or when the
+// run finishes, whichever comes first. Entering scan, packaging or upload also appends one event of
 // that kind; the previous stage is read back from SQLite, so a reconnecting agent that repeats a
 // stage does not duplicate it. Progress of a finished run is ignored.
 func (s *Service) SetProgress(ctx context.Context, runID string, progressJSON []byte) error {
@@ -58,7 +80,7 @@ func (s *Service) setProgress(ctx context.Context, runID string, raw []byte, sta
 	s.mu.Lock()
 	st := s.progress[runID]
 	if st == nil {
-		st = &progressState{}
+		st = newProgressState()
 		s.progress[runID] = st
 	}
 	loaded := st.loaded
@@ -70,7 +92,9 @@ func (s *Service) setProgress(ctx context.Context, runID string, raw []byte, sta
 		}
 		if isTerminal(run.Status) {
 			s.mu.Lock()
-			delete(s.progress, runID)
+			if s.progress[runID] == st {
+				s.dropProgressLocked(runID)
+			}
 			s.mu.Unlock()
 			return nil
 		}
@@ -85,6 +109,8 @@ func (s *Service) setProgress(ctx context.Context, runID string, raw []byte, sta
 		s.mu.Unlock()
 	}
 
+	st.writeMu.Lock()
+	defer st.writeMu.Unlock()
 	now := s.clock.Now()
 	s.mu.Lock()
 	stageChanged := doc.Stage != st.stage
@@ -93,6 +119,11 @@ func (s *Service) setProgress(ctx context.Context, runID string, raw []byte, sta
 	recent := !st.lastWrite.IsZero() && now.Sub(st.lastWrite) < ProgressInterval && !now.Before(st.lastWrite)
 	if !stageChanged && !complete && recent {
 		st.pending = ptr(string(raw))
+		if !st.flushing && s.progress[runID] == st {
+			// Armed here, not in the goroutine, so that the deadline is the window's end.
+			st.flushing = true
+			go s.flushLater(runID, st, s.clock.NewTimer(st.lastWrite.Add(ProgressInterval).Sub(now)))
+		}
 		s.mu.Unlock()
 		return nil
 	}
@@ -109,16 +140,60 @@ func (s *Service) setProgress(ctx context.Context, runID string, raw []byte, sta
 	return nil
 }
 
+// flushLater writes the value held back for a run once its one-second window is up: t fires at
+// the window's end. A write in the meantime moves the window (t is armed again) or leaves nothing
+// to write; the run's end (st.gone) makes the final write take the value instead. At most one
+// runs per run, and it ends within a second or with the run.
+func (s *Service) flushLater(runID string, st *progressState, t clock.Timer) {
+	defer t.Stop()
+	for {
+		select {
+		case <-st.gone:
+			return
+		case <-t.C():
+		}
+		st.writeMu.Lock()
+		now := s.clock.Now()
+		s.mu.Lock()
+		v, due := st.pending, st.lastWrite.Add(ProgressInterval)
+		switch {
+		case v == nil || s.progress[runID] != st:
+			st.flushing = false
+			s.mu.Unlock()
+			st.writeMu.Unlock()
+			return
+		case now.Before(due) && !now.Before(st.lastWrite):
+			s.mu.Unlock()
+			st.writeMu.Unlock()
+			t.Reset(due.Sub(now))
+			continue
+		}
+		s.mu.Unlock()
+		// pending stays set during the write: a run finishing meanwhile writes it with its result.
+		err := s.app.submit(context.Background(), &appendReq{progress: &progressWrite{runID: runID, json: *v}})
+		s.mu.Lock()
+		if err == nil {
+			st.lastWrite, st.pending = now, nil
+		}
+		st.flushing = false
+		s.mu.Unlock()
+		st.writeMu.Unlock()
+		if err != nil {
+			// The next report or the run's end writes the value.
+			s.log.Warn().Err(err).Str("run_id", runID).Msg("write held-back progress")
+		}
+		return
+	}
+}
+
 // takePending forgets a run's progress state and returns the value held back, if any.
 func (s *Service) takePending(runID string) *string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.progress[runID]
-	delete(s.progress, runID)
-	if st == nil {
-		return nil
+	if st := s.dropProgressLocked(runID); st != nil {
+		return st.pending
 	}
-	return st.pending
+	return nil
 }
 
 // runProgress is the ProgressSink of a Hub-executed run (no stage events: the executor emits

@@ -810,9 +810,16 @@ func TestProgressIsThrottledAndFlushedAtTheEnd(t *testing.T) {
 	if stored() != p("packaging", 10, 10) {
 		t.Fatalf("completion not written: %q", stored())
 	}
-	set(p("packaging", 11, 20))
+	set(p("packaging", 11, 20)) // held back ...
+	b.clk.Advance(time.Second)  // ... and written when its second is up
+	for deadline := time.Now().Add(10 * time.Second); stored() != p("packaging", 11, 20); {
+		if time.Now().After(deadline) {
+			t.Fatalf("held-back value not written after its second: %q", stored())
+		}
+		time.Sleep(time.Millisecond) // polling the database until a deadline
+	}
 	b.clk.Advance(time.Second)
-	set(p("packaging", 12, 20)) // a second later: written
+	set(p("packaging", 12, 20)) // a second after the last write: written at once
 	if stored() != p("packaging", 12, 20) {
 		t.Fatalf("value after a second not written: %q", stored())
 	}
@@ -946,5 +953,78 @@ func TestAgentBacklogOfOneJobDoesNotHoldUpOthers(t *testing.T) {
 	}
 	if !started["a"] || !started["b"] {
 		t.Fatalf("agent runs started for jobs %v, want a and b", started)
+	}
+}
+
+// TestHeldBackProgressIsWrittenWhenItsSecondIsUp: a value held back by the one-second throttle is
+// written once the second has passed, through a timer on the clock, even if no report follows
+// (an agent stuck on one large file sends none).
+func TestHeldBackProgressIsWrittenWhenItsSecondIsUp(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{noRun: true})
+	b.job("ag", OverlapQueue, ptr("a1"))
+	r := b.trigger("ag")
+	if _, err := b.db.Writer().Exec(b.ctx, `UPDATE runs SET status = 'running' WHERE id = ?`, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	p := func(done int) string {
+		return fmt.Sprintf(`{"v":1,"kind":"backup","stage":"upload","ts":1,"done":{"files":0,"dirs":0,"bytes":%d}}`, done)
+	}
+	set := func(v string) {
+		t.Helper()
+		if err := b.svc.SetProgress(b.ctx, r.ID, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := func() string {
+		t.Helper()
+		if got := b.run(r.ID).ProgressJSON; got != nil {
+			return *got
+		}
+		return ""
+	}
+	waitStored := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for stored() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("stored progress = %s, want %s", stored(), want)
+			}
+			time.Sleep(time.Millisecond) // polling the database until a deadline
+		}
+	}
+	armedAt := func(want time.Time) {
+		t.Helper()
+		if at, ok := b.clk.NextDeadline(); !ok || !at.Equal(want) {
+			t.Fatalf("timer armed at %v (%t), want %v: nothing writes the held-back value", at, ok, want)
+		}
+	}
+
+	set(p(1)) // written at once
+	b.clk.Advance(300 * time.Millisecond)
+	set(p(2)) // held back ...
+	b.clk.Advance(200 * time.Millisecond)
+	set(p(3)) // ... replaced by a newer one
+	if stored() != p(1) {
+		t.Fatalf("a value within the second was written: %s", stored())
+	}
+	armedAt(epoch.Add(time.Second))
+	b.clk.Advance(500 * time.Millisecond) // the second is up
+	waitStored(p(3))
+
+	set(p(4)) // within a second of that write: held back again, until epoch+2s
+	armedAt(epoch.Add(2 * time.Second))
+	if err := b.svc.Finish(b.ctx, r.ID, Outcome{Status: storage.RunSuccess}); err != nil {
+		t.Fatal(err)
+	}
+	if stored() != p(4) {
+		t.Fatalf("last value not flushed with the result: %s", stored())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.clk.Armed() != 0 { // the run's end stops the timer
+		if time.Now().After(deadline) {
+			t.Fatal("the flush timer of a finished run is still armed")
+		}
+		time.Sleep(time.Millisecond) // polling the clock until a deadline
 	}
 }
