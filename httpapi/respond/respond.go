@@ -129,7 +129,9 @@ func WithDebugErrors(ctx context.Context) context.Context {
 // Error writes err as the envelope. A *APIError is sent as built; otherwise the error is classified:
 // permission denied → 403 permission_denied, missing path → 404 path_not_found, storage.ErrNotFound
 // → 404 not_found, request body too large → 413 payload_too_large, anything else → 500
-// internal_error. 5xx are logged at error level with the cause, 4xx at debug.
+// internal_error. 5xx are logged with the cause: 502 and 504 (a receiver, agent or target upstream
+// refused or did not answer: nothing wrong with this Hub) at warn level, the others at error level;
+// 4xx at debug.
 func Error(w http.ResponseWriter, r *http.Request, err error) {
 	var e *APIError
 	if !errors.As(err, &e) {
@@ -137,7 +139,11 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	log := zerolog.Ctx(r.Context())
 	if e.Status >= 500 {
-		log.Error().Err(err).Str("error_code", e.Code).Int("status", e.Status).Msg("request failed")
+		level := zerolog.ErrorLevel
+		if e.Status == http.StatusBadGateway || e.Status == http.StatusGatewayTimeout {
+			level = zerolog.WarnLevel
+		}
+		log.WithLevel(level).Err(err).Str("error_code", e.Code).Int("status", e.Status).Msg("request failed")
 		if debug, _ := r.Context().Value(debugErrorsKey).(bool); debug && e.Err != nil {
 			e.details().Debug = e.Err.Error()
 		}
