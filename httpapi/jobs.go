@@ -26,6 +26,8 @@ type JobScheduler interface {
 	// JobChanged wakes the scheduler after a job was created, changed, archived, unarchived or
 	// deleted.
 	JobChanged(jobID string)
+	// Wake makes the scheduler look at its jobs now (a job was run by hand); it re-reads nothing.
+	Wake()
 	// NextRunAt is when the job fires next (nil: manual, archived).
 	NextRunAt(job storage.Job, now time.Time) *time.Time
 }
@@ -565,6 +567,9 @@ func (s *Server) runJobNow(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		respond.Error(w, r, err)
 		return
+	}
+	if s.cfg.Scheduler != nil {
+		s.cfg.Scheduler.Wake() // running a job by hand is one of the scheduler's wake-ups
 	}
 	zerolog.Ctx(r.Context()).Info().Str("job_id", id).Str("run_id", run.ID).Str("status", run.Status).Msg("run requested")
 	respond.JSON(w, http.StatusOK, map[string]string{"run_id": run.ID, "status": run.Status})

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -712,5 +713,37 @@ func TestDeleteJobAbortsItsLiveRuns(t *testing.T) {
 	var n int
 	if err := jh.DB.Reader().QueryRow(context.Background(), `SELECT COUNT(*) FROM runs`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("runs left = %d %v", n, err)
+	}
+}
+
+// wakeCounter is the real scheduler, counting the wake-ups the API asks for directly.
+type wakeCounter struct {
+	*scheduler.Scheduler
+	wakes atomic.Int32
+}
+
+func (w *wakeCounter) Wake() {
+	w.wakes.Add(1)
+	w.Scheduler.Wake()
+}
+
+// TestRunNowWakesTheScheduler: running a job by hand is one of the scheduler's wake-ups.
+func TestRunNowWakesTheScheduler(t *testing.T) {
+	t.Parallel()
+	sched := &wakeCounter{}
+	jh := &jobsHub{}
+	jh.Hub = apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) {
+		jh.runs = runs.New(runs.Config{DB: cfg.DB, Clock: cfg.Clock, Log: cfg.Logger})
+		sched.Scheduler = scheduler.New(scheduler.Config{DB: cfg.DB, Clock: cfg.Clock, Log: cfg.Logger, Runs: jh.runs})
+		cfg.Runs, cfg.Scheduler = jh.runs, sched
+	}))
+	jh.c = jh.Login(t)
+	id := jh.create(t, nil)["id"].(string)
+	before := sched.wakes.Load()
+	if st, body := jh.c.Post(t, "/api/jobs/"+id+"/run", nil); st != http.StatusOK {
+		t.Fatalf("run now = %d %v", st, body)
+	}
+	if got := sched.wakes.Load() - before; got != 1 {
+		t.Fatalf("run now woke the scheduler %d times, want 1", got)
 	}
 }
