@@ -9,6 +9,7 @@ require (
 	github.com/bastion-backup/bastion/storage v0.0.0-00010101000000-000000000000
 	github.com/bastion-backup/bastion/ui v0.0.0-00010101000000-000000000000
 	github.com/rs/zerolog v1.35.1
+	golang.org/x/net v0.57.0
 	golang.org/x/term v0.45.0
 )
 

@@ -3,15 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	xwebdav "golang.org/x/net/webdav"
 
 	"github.com/bastion-backup/bastion/engine/testtool"
 	"github.com/bastion-backup/bastion/httpapi/apitest"
@@ -275,35 +280,42 @@ func TestBackupAndRestoreThroughTheAPI(t *testing.T) {
 // with a clear error and event, no complete.json may exist, and incomplete cleanup must remove
 // what the run left on the target.
 //
+// The target is a WebDAV server in the test process that stores the first part and holds every
+// later upload open until the Hub is gone, so the kill always lands mid-run, however fast the
+// machine.
+//
 // Cleanup only touches runs older than --incomplete-cleanup-days (7 by default). Rather than
 // wait a week or lower the setting to 0 (which disables cleanup), the test moves the run's
 // started_at back 8 days in the database while the Hub is down, exactly as if the crash had
 // happened then.
 func TestKilledHubFailsTheRunAndCleansUp(t *testing.T) {
 	t.Parallel()
-	data, base, src := t.TempDir(), filepath.Join(t.TempDir(), "bk"), filepath.Join(t.TempDir(), "src")
-	// 256 MiB of incompressible files in 1 MiB parts: the first part lands long before the end.
-	for i := 0; i < 64; i++ {
-		testtool.WriteFile(t, filepath.Join(src, fmt.Sprintf("f%02d.bin", i)), testtool.RandBytes(4<<20, uint64(i)), 0o644, testtool.TreeTime)
+	data, src := t.TempDir(), filepath.Join(t.TempDir(), "src")
+	// 3 MiB of incompressible data in 1 MiB parts: at least three parts.
+	for i := 0; i < 3; i++ {
+		testtool.WriteFile(t, filepath.Join(src, fmt.Sprintf("f%d.bin", i)), testtool.RandBytes(1<<20, uint64(i)), 0o644, testtool.TreeTime)
 	}
+	dav := startGatedDAV(t)
 	p := startHubProcess(t, data)
 	c := p.client(t)
+	if st, body := c.Put(t, "/api/secrets/webdav/nas", map[string]string{"username": dav.user, "password": dav.pass}); st/100 != 2 {
+		t.Fatalf("store webdav secret: %d %v", st, body)
+	}
 	job := createJob(t, c, "crash", map[string]any{"v": 1, "type": "filesystem",
 		"source": map[string]any{"paths": []string{src}},
-		"target": map[string]any{"type": "local_dir", "base_dir": base, "part_size_bytes": 1 << 20}})
+		"target": map[string]any{"type": "webdav", "base_url": dav.url, "secret_name": "nas", "part_size_bytes": 1 << 20}})
 	runID := runNow(t, c, job)
-	runDir := filepath.Join(base, job, runID)
-	poll(t, "the first part on the target", func() bool {
-		_, err := os.Stat(filepath.Join(runDir, "payload.part000001"))
-		return err == nil
-	})
+	runDir := filepath.Join(dav.dir, job, runID)
+	dav.waitMidRun(t)
 	p.kill(t)
 
-	if _, err := os.Stat(filepath.Join(runDir, "complete.json")); !os.IsNotExist(err) {
-		t.Fatalf("complete.json after a kill mid-run: %v", err)
+	for _, name := range []string{"complete.json", "manifest.json"} {
+		if _, err := os.Stat(filepath.Join(runDir, name)); !os.IsNotExist(err) {
+			t.Fatalf("%s after a kill mid-run: %v", name, err)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(runDir, "manifest.json")); !os.IsNotExist(err) {
-		t.Skip("the backup finished before the kill; the machine is too fast for this tree")
+	if _, err := os.Stat(filepath.Join(runDir, "payload.part000001")); err != nil {
+		t.Fatalf("the first part is not on the target: %v", err)
 	}
 	// Age the run past the cleanup delay, while no Hub holds the database.
 	db, err := storage.Open(context.Background(), filepath.Join(data, "bastion.db"), storage.Options{})
@@ -340,6 +352,83 @@ func TestKilledHubFailsTheRunAndCleansUp(t *testing.T) {
 	if _, body := c.Get(t, "/api/jobs/"+job+"/snapshots"); len(body["items"].([]any)) != 0 {
 		t.Fatalf("a failed run shows as a snapshot: %v", body)
 	}
+}
+
+// gatedDAV is a WebDAV server (golang.org/x/net/webdav, in process) over dir that stores the
+// first payload part of a run and holds every later part's upload open until its client goes away
+// (or the test ends): a backup to it can never finish.
+type gatedDAV struct {
+	url, dir, user, pass string
+	firstPart            chan struct{} // closed once a first part is stored
+	held                 chan struct{} // closed once a later part's upload is held
+}
+
+func startGatedDAV(t *testing.T) *gatedDAV {
+	t.Helper()
+	d := &gatedDAV{dir: t.TempDir(), user: "bastion", pass: "gated-dav-pw", firstPart: make(chan struct{}), held: make(chan struct{})}
+	var firstOnce, heldOnce sync.Once
+	release := make(chan struct{})
+	h := &xwebdav.Handler{Prefix: "/dav", FileSystem: xwebdav.Dir(d.dir), LockSystem: xwebdav.NewMemLS()}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != d.user || p != d.pass {
+			w.Header().Set("WWW-Authenticate", `Basic realm="dav"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		name := path.Base(r.URL.Path)
+		if r.Method != http.MethodPut || !strings.HasPrefix(name, "payload.part") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if name == "payload.part000001" {
+			rec := &statusRecorder{ResponseWriter: w}
+			h.ServeHTTP(rec, r)
+			if rec.status/100 == 2 {
+				firstOnce.Do(func() { close(d.firstPart) })
+			}
+			return
+		}
+		// Read the body first: only then does the server notice the client's connection close.
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			return
+		}
+		heldOnce.Do(func() { close(d.held) })
+		select {
+		case <-r.Context().Done():
+		case <-release:
+			http.Error(w, "test over", http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs first: a held upload must not keep Close waiting
+	d.url = srv.URL + "/dav/"
+	return d
+}
+
+// waitMidRun waits until the first part is stored and a later one is held.
+func (d *gatedDAV) waitMidRun(t *testing.T) {
+	t.Helper()
+	deadline := time.After(5 * time.Minute)
+	for _, c := range []struct {
+		ch   chan struct{}
+		what string
+	}{{d.firstPart, "the first part on the target"}, {d.held, "the upload of a later part"}} {
+		select {
+		case <-c.ch:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", c.what)
+		}
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
 }
 
 // TestArchiveWithCascadeDeletesUnpinnedSnapshots: archiving a job with cascade_snapshots queues
