@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -197,5 +198,18 @@ func TestGoExtensionsRoundTrip(t *testing.T) {
 		if strings.Contains(string(b), `"`+absent+`"`) {
 			t.Errorf("unset extension %q sent: %s", absent, b)
 		}
+	}
+}
+
+func TestNewUUIDIsAVersion4UUID(t *testing.T) {
+	t.Parallel()
+	v4 := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for range 100 {
+		id := NewUUID()
+		if !v4.MatchString(id) || seen[id] {
+			t.Fatalf("NewUUID() = %q: want distinct lower-case UUIDv4 strings", id)
+		}
+		seen[id] = true
 	}
 }

@@ -67,7 +67,8 @@ func HTTPURL(hubURL, path string) (string, error) {
 	return u.String(), nil
 }
 
-// NewUUID returns a random (version 4) UUID string.
+// NewUUID returns a random (version 4) UUID string. The rest of the code base takes its ids from
+// github.com/google/uuid; this package keeps its own because it must stay stdlib-only.
 func NewUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/uuid"
+
 	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/restore"
 	"github.com/bastion-backup/bastion/engine/targets"
@@ -285,7 +287,7 @@ func sqliteSnapshotName(summaryJSON *string) string {
 func (s *Service) newOperation(kind, node, runID string) storage.Operation {
 	now := s.clock.Now().Unix()
 	subject := SubjectRun
-	return storage.Operation{ID: newID(), Kind: kind, Status: storage.OperationRunning, NodeID: node,
+	return storage.Operation{ID: uuid.NewString(), Kind: kind, Status: storage.OperationRunning, NodeID: node,
 		StartedAt: now, SubjectKind: &subject, SubjectID: &runID, CreatedAt: now, UpdatedAt: now}
 }
 

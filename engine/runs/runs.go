@@ -10,13 +10,11 @@ package runs
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 
+	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
@@ -236,16 +234,7 @@ var errStopped = errors.New("hub is shutting down")
 var errCancelRequested = errors.New("cancel requested")
 
 // NewID returns a random UUIDv4 (run and job ids).
-func NewID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on supported platforms
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
+func NewID() string { return uuid.NewString() }
 
 func isTerminal(status string) bool {
 	switch status {

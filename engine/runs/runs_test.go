@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
@@ -1026,5 +1027,18 @@ func TestHeldBackProgressIsWrittenWhenItsSecondIsUp(t *testing.T) {
 			t.Fatal("the flush timer of a finished run is still armed")
 		}
 		time.Sleep(time.Millisecond) // polling the clock until a deadline
+	}
+}
+
+func TestNewIDIsARandomUUIDv4(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for range 100 {
+		id := NewID()
+		u, err := uuid.Parse(id)
+		if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 || u.String() != id || seen[id] {
+			t.Fatalf("NewID() = %q (%v): want distinct lower-case UUIDv4 strings", id, err)
+		}
+		seen[id] = true
 	}
 }

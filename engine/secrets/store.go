@@ -2,10 +2,11 @@ package secrets
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/google/uuid"
 
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/storage"
@@ -48,13 +49,9 @@ func (s *Store) seal(node, kind, name string, payload []byte) (storage.SecretRow
 	if err != nil {
 		return storage.SecretRow{}, err
 	}
-	id, err := newUUID()
-	if err != nil {
-		return storage.SecretRow{}, err
-	}
 	now := s.clock.Now().Unix()
 	return storage.SecretRow{
-		ID: id, NodeID: node, Kind: kind, Name: name,
+		ID: uuid.NewString(), NodeID: node, Kind: kind, Name: name,
 		KID: int64(sealed.KID), Nonce: sealed.Nonce, Ciphertext: sealed.Ciphertext,
 		CreatedAt: now, UpdatedAt: now,
 	}, nil
@@ -148,13 +145,3 @@ func (s *Store) GetOrCreate(ctx context.Context, node, kind, name string, create
 
 // Keyring is the keyring the store encrypts with.
 func (s *Store) Keyring() *Keyring { return s.keys }
-
-func newUUID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("generate id: %w", err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
-}
