@@ -145,32 +145,9 @@ type page[T any] struct {
 	Total    int `json:"total"`
 }
 
-// paging reads page and page_size: page ≥ 1, page_size defaults to 20 and is clamped to 100;
-// neither given returns everything (ok=false).
-func paging(r *http.Request) (pg, size int, paged bool, err error) {
-	q := r.URL.Query()
-	ps, ss := q.Get("page"), q.Get("page_size")
-	if ps == "" && ss == "" {
-		return 0, 0, false, nil
-	}
-	pg, size = 1, 20
-	if ps != "" {
-		if pg, err = strconv.Atoi(ps); err != nil || pg < 1 {
-			return 0, 0, false, respond.BadRequest("invalid_page", "page must be a whole number ≥ 1").Field("page")
-		}
-	}
-	if ss != "" {
-		if size, err = strconv.Atoi(ss); err != nil || size < 1 {
-			return 0, 0, false, respond.BadRequest("invalid_page_size", "page_size must be a whole number ≥ 1").Field("page_size")
-		}
-		size = min(size, 100)
-	}
-	return pg, size, true, nil
-}
-
 func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	pg, size, paged, err := paging(r)
+	pg, err := readPage(r)
 	if err != nil {
 		respond.Error(w, r, err)
 		return
@@ -224,9 +201,9 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 		items = append(items, v)
 	}
 	out := page[agentView]{Items: items, Page: 1, PageSize: len(items), Total: len(items)}
-	if paged {
-		start := min((pg-1)*size, len(items))
-		out = page[agentView]{Items: items[start:min(start+size, len(items))], Page: pg, PageSize: size, Total: len(items)}
+	if pg.paged {
+		start := min(pg.offset(), len(items))
+		out = page[agentView]{Items: items[start:min(start+pg.size, len(items))], Page: pg.page, PageSize: pg.size, Total: len(items)}
 	}
 	respond.JSON(w, http.StatusOK, out)
 }

@@ -165,12 +165,14 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, respond.BadRequest("invalid_sort", "sort must be updated_desc, updated_asc, name_asc or name_desc").Field("sort"))
 		return
 	}
-	limit, offset, page, size, err := pageParams(r, 0)
+	pg, err := readPage(r)
 	if err != nil {
 		respond.Error(w, r, err)
 		return
 	}
-	f.Limit, f.Offset = limit, offset
+	if pg.paged {
+		f.Limit, f.Offset = pg.size, pg.offset()
+	}
 	var items []storage.JobListItem
 	var total int
 	err = s.db.Read(r.Context(), func(q storage.Q) error {
@@ -186,10 +188,11 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	for _, it := range items {
 		out = append(out, s.jobOut(it, false))
 	}
-	if limit == 0 { // neither page nor page_size: everything, as one page
-		page, size = 1, len(out)
+	size := pg.size
+	if !pg.paged { // neither page nor page_size: everything, as one page
+		size = len(out)
 	}
-	respond.JSON(w, http.StatusOK, map[string]any{"items": out, "page": page, "page_size": size, "total": total})
+	respond.JSON(w, http.StatusOK, map[string]any{"items": out, "page": pg.page, "page_size": size, "total": total})
 }
 
 // jobBody is the body of create and full update.

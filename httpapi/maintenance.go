@@ -3,13 +3,15 @@ package httpapi
 import (
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
 )
+
+// maxCleanupTasks caps an unpaged list of cleanup tasks.
+const maxCleanupTasks = 10000
 
 // maintenanceRoutes: the incomplete-run cleanup queue.
 func (s *Server) maintenanceRoutes(r chi.Router) {
@@ -21,29 +23,6 @@ func (s *Server) maintenanceRoutes(r chi.Router) {
 	r.Post("/maintenance/incomplete-cleanup/{run_id}/retry-now", s.retryCleanupNow)
 	r.Post("/maintenance/incomplete-cleanup/{run_id}/ignore", s.ignoreCleanup)
 	r.Post("/maintenance/incomplete-cleanup/{run_id}/unignore", s.unignoreCleanup)
-}
-
-// pageParams reads page and page_size (hub.md §5): page ≥ 1, page_size default 20 clamped to 100;
-// neither sent means everything (up to max).
-func pageParams(r *http.Request, max int) (limit, offset, page, size int, err error) {
-	q := r.URL.Query()
-	ps, ss := q.Get("page"), q.Get("page_size")
-	if ps == "" && ss == "" {
-		return max, 0, 1, max, nil
-	}
-	page, size = 1, 20
-	if ps != "" {
-		if page, err = strconv.Atoi(ps); err != nil || page < 1 {
-			return 0, 0, 0, 0, respond.BadRequest("invalid_page", "page must be a number ≥ 1").Field("page")
-		}
-	}
-	if ss != "" {
-		if size, err = strconv.Atoi(ss); err != nil || size < 1 {
-			return 0, 0, 0, 0, respond.BadRequest("invalid_page_size", "page_size must be a number ≥ 1").Field("page_size")
-		}
-		size = min(size, 100)
-	}
-	return size, (page - 1) * size, page, size, nil
 }
 
 func (s *Server) listCleanupTasks(w http.ResponseWriter, r *http.Request) {
@@ -62,10 +41,14 @@ func (s *Server) listCleanupTasks(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, respond.BadRequest("invalid_target_type", "target_type must be local_dir or webdav").Field("target_type"))
 		return
 	}
-	limit, offset, page, size, err := pageParams(r, 10000)
+	pg, err := readPage(r)
 	if err != nil {
 		respond.Error(w, r, err)
 		return
+	}
+	limit, offset := maxCleanupTasks, 0 // neither page nor page_size: everything (up to the cap)
+	if pg.paged {
+		limit, offset = pg.size, pg.offset()
 	}
 	tasks, total, err := s.db.Reader().ListTasksFiltered(r.Context(), storage.CleanupQueue, f, limit, offset)
 	if err != nil {
@@ -76,10 +59,11 @@ func (s *Server) listCleanupTasks(w http.ResponseWriter, r *http.Request) {
 	for _, t := range tasks {
 		items = append(items, taskJSON{Task: t, TargetSnapshot: rawOrNull(t.TargetSnapshotJSON)})
 	}
-	if r.URL.Query().Get("page_size") == "" && r.URL.Query().Get("page") == "" {
+	size := pg.size
+	if !pg.paged {
 		size = len(items)
 	}
-	respond.JSON(w, http.StatusOK, map[string]any{"items": items, "page": page, "page_size": size, "total": total})
+	respond.JSON(w, http.StatusOK, map[string]any{"items": items, "page": pg.page, "page_size": size, "total": total})
 }
 
 func (s *Server) cleanupTaskFor(w http.ResponseWriter, r *http.Request) (storage.Task, bool) {

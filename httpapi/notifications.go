@@ -3,7 +3,6 @@ package httpapi
 import (
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -212,23 +211,20 @@ func (s *Server) testNotificationDestination(w http.ResponseWriter, r *http.Requ
 // cursor (the next_cursor of the previous page), which wins when both are given.
 func (s *Server) listNotificationQueue(w http.ResponseWriter, r *http.Request) {
 	var q notify.QueueQuery
+	pg, err := readPage(r)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if pg.paged {
+		q.Page, q.PageSize = pg.page, pg.size
+	}
 	for key, values := range r.URL.Query() {
 		switch key {
 		case "status", "status[]":
 			q.Statuses = append(q.Statuses, trimmed(values)...)
 		case "channel", "channel[]":
 			q.Channels = append(q.Channels, trimmed(values)...)
-		case "page", "page_size":
-			n, err := strconv.Atoi(values[len(values)-1])
-			if err != nil || n < 1 {
-				respond.Error(w, r, respond.BadRequest("invalid_"+key, "Invalid "+key).Reason("invalid_format").Field(key))
-				return
-			}
-			if key == "page" {
-				q.Page = n
-			} else {
-				q.PageSize = n
-			}
 		case "cursor":
 			q.Cursor = values[len(values)-1]
 		}
