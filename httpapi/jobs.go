@@ -67,8 +67,8 @@ func (s *Server) jobRoutes(r chi.Router) {
 	r.Get("/jobs/{id}", s.getJob)
 	r.Put("/jobs/{id}", s.updateJob)
 	r.Delete("/jobs/{id}", s.deleteJob)
-	r.Post("/jobs/{id}/archive", s.archiveJob)
-	r.Post("/jobs/{id}/unarchive", s.unarchiveJob)
+	r.Post("/jobs/{id}/archive", s.setJobArchived(true))
+	r.Post("/jobs/{id}/unarchive", s.setJobArchived(false))
 	r.Post("/jobs/{id}/run", s.runJobNow)
 	r.Get("/jobs/{id}/runs", s.listJobRuns)
 	r.Get("/schedule/preview", s.previewSchedule)
@@ -468,38 +468,46 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
 	respond.NoContent(w)
 }
 
-func (s *Server) archiveJob(w http.ResponseWriter, r *http.Request) {
-	id := chi.URLParam(r, "id")
-	cascade := false
-	if v := r.URL.Query().Get("cascade_snapshots"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			respond.Error(w, r, respond.BadRequest("invalid_cascade_snapshots", "cascade_snapshots must be true or false").Field("cascade_snapshots"))
-			return
+// setJobArchived serves archive (archive=true; ?cascade_snapshots=true also queues the deletion
+// of the job's unpinned snapshots) and unarchive. Both are idempotent.
+func (s *Server) setJobArchived(archive bool) http.HandlerFunc {
+	write := storage.Q.UnarchiveJob
+	if archive {
+		write = storage.Q.ArchiveJob
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := chi.URLParam(r, "id")
+		cascade := false
+		if v := r.URL.Query().Get("cascade_snapshots"); archive && v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				respond.Error(w, r, respond.BadRequest("invalid_cascade_snapshots", "cascade_snapshots must be true or false").Field("cascade_snapshots"))
+				return
+			}
+			cascade = b
 		}
-		cascade = b
-	}
-	ctx := r.Context()
-	if err := s.db.Writer().ArchiveJob(ctx, id, s.now().Unix()); errors.Is(err, storage.ErrNotFound) {
-		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
-		return
-	} else if err != nil {
-		respond.Error(w, r, err)
-		return
-	}
-	j, err := s.db.Reader().GetJob(ctx, id)
-	if err != nil {
-		respond.Error(w, r, err)
-		return
-	}
-	s.jobChanged(ctx, id, j.AgentID)
-	if cascade {
-		if err := s.cascadeSnapshotsOnArchive(ctx, id); err != nil {
+		ctx := r.Context()
+		if err := write(s.db.Writer(), ctx, id, s.now().Unix()); errors.Is(err, storage.ErrNotFound) {
+			respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
+			return
+		} else if err != nil {
 			respond.Error(w, r, err)
 			return
 		}
+		j, err := s.db.Reader().GetJob(ctx, id)
+		if err != nil {
+			respond.Error(w, r, err)
+			return
+		}
+		s.jobChanged(ctx, id, j.AgentID)
+		if cascade {
+			if err := s.cascadeSnapshotsOnArchive(ctx, id); err != nil {
+				respond.Error(w, r, err)
+				return
+			}
+		}
+		respond.NoContent(w)
 	}
-	respond.NoContent(w)
 }
 
 // cascadeSnapshotsOnArchive is the archive-with-cascade hook: it queues the deletion of the
@@ -514,25 +522,6 @@ func (s *Server) cascadeSnapshotsOnArchive(ctx context.Context, jobID string) er
 	}
 	zerolog.Ctx(ctx).Info().Str("job_id", jobID).Int("deletes", n).Msg("archived job's snapshots queued for deletion")
 	return nil
-}
-
-func (s *Server) unarchiveJob(w http.ResponseWriter, r *http.Request) {
-	id := chi.URLParam(r, "id")
-	ctx := r.Context()
-	if err := s.db.Writer().UnarchiveJob(ctx, id, s.now().Unix()); errors.Is(err, storage.ErrNotFound) {
-		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
-		return
-	} else if err != nil {
-		respond.Error(w, r, err)
-		return
-	}
-	j, err := s.db.Reader().GetJob(ctx, id)
-	if err != nil {
-		respond.Error(w, r, err)
-		return
-	}
-	s.jobChanged(ctx, id, j.AgentID)
-	respond.NoContent(w)
 }
 
 // jobChanged wakes the scheduler and tells the agents hook which agents' configuration changed.

@@ -313,7 +313,10 @@ func TestRunNowOverlapArchiveAndRunsList(t *testing.T) {
 	if st, body := jh.c.Post(t, "/api/jobs/"+id+"/archive?cascade_snapshots=perhaps", nil); st != http.StatusBadRequest {
 		t.Fatalf("bad cascade flag = %d %v", st, body)
 	}
-	if st, _ := jh.c.Post(t, "/api/jobs/"+id+"/unarchive", nil); st != http.StatusNoContent {
+	if st, _ := jh.c.Post(t, "/api/jobs/"+id+"/unarchive?cascade_snapshots=perhaps", nil); st != http.StatusNoContent {
+		t.Fatal(st) // unarchive has no cascade: the flag is not read
+	}
+	if st, _ := jh.c.Post(t, "/api/jobs/"+id+"/unarchive", nil); st != http.StatusNoContent { // idempotent
 		t.Fatal(st)
 	}
 	if st, _ := jh.c.Post(t, "/api/jobs/"+id+"/run", nil); st != http.StatusOK {
