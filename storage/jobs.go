@@ -117,15 +117,6 @@ func (q Q) ListScheduledJobs(ctx context.Context) ([]Job, error) {
 	return out, nil
 }
 
-// SetJobLastScheduled records the trigger instant the scheduler acted on.
-func (q Q) SetJobLastScheduled(ctx context.Context, id string, at int64) error {
-	_, err := q.ex.ExecContext(ctx, `UPDATE jobs SET last_scheduled_at = ? WHERE id = ?`, at, id)
-	if err != nil {
-		return fmt.Errorf("set last scheduled of job %s: %w", id, err)
-	}
-	return nil
-}
-
 func affectedOne(res interface{ RowsAffected() (int64, error) }, err error, what string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)

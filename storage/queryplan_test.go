@@ -18,7 +18,6 @@ var hotQueries = []struct {
 	args  []any
 }{
 	{"runs of a job", qListRunsByJob, []any{"j", 50}},
-	{"runs by status", qListRunsByState, []any{RunQueued, 10}},
 	{"runs ended before (pruning)", qRunsEndedBefore, []any{1, 100}},
 	{"active run of a job (overlap check)", qActiveRunOfJob, []any{"j"}},
 	{"queued hub runs (run queue)", qQueuedHubRuns, []any{10}},

@@ -40,7 +40,6 @@ const (
 	// qListRunsByJob breaks ties like qLatestRunOfJob, so that the job list's latest run is the
 	// first of this list even for runs started in the same second.
 	qListRunsByJob   = `SELECT ` + runColumns + ` FROM runs WHERE job_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ?`
-	qListRunsByState = `SELECT ` + runColumns + ` FROM runs WHERE status = ? ORDER BY started_at LIMIT ?`
 	qRunsEndedBefore = `SELECT id FROM runs WHERE ended_at < ? LIMIT ?`
 )
 
@@ -74,11 +73,6 @@ func (q Q) GetRun(ctx context.Context, id string) (Run, error) {
 // ListRunsByJob returns the newest runs of a job, newest first.
 func (q Q) ListRunsByJob(ctx context.Context, jobID string, limit int) ([]Run, error) {
 	return q.listRuns(ctx, "list runs of job "+jobID, qListRunsByJob, jobID, limit)
-}
-
-// ListRunsByStatus returns runs in a status, oldest first.
-func (q Q) ListRunsByStatus(ctx context.Context, status string, limit int) ([]Run, error) {
-	return q.listRuns(ctx, "list "+status+" runs", qListRunsByState, status, limit)
 }
 
 func (q Q) listRuns(ctx context.Context, what, query string, args ...any) ([]Run, error) {
