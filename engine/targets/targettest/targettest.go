@@ -6,7 +6,6 @@ package targettest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/google/uuid"
 
 	"github.com/bastion-backup/bastion/engine/targets"
 )
@@ -53,17 +54,7 @@ func Run(t *testing.T, newTarget func(t *testing.T) targets.Target) {
 // NewRun returns a run with fresh UUIDv4 job and run ids.
 func NewRun(t testing.TB) targets.RunRef {
 	t.Helper()
-	return targets.RunRef{JobID: uuid(t), RunID: uuid(t)}
-}
-
-func uuid(t testing.TB) string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatalf("random id: %v", err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+	return targets.RunRef{JobID: uuid.NewString(), RunID: uuid.NewString()}
 }
 
 // Content is a deterministic pseudo-random byte stream of a given size, seekable and generated
@@ -327,7 +318,7 @@ func testCleanupComplete(t *testing.T, tg targets.Target) {
 func testCleanupIncomplete(t *testing.T, tg targets.Target) {
 	ctx := context.Background()
 	run := NewRun(t)
-	sibling := targets.RunRef{JobID: run.JobID, RunID: uuid(t)}
+	sibling := targets.RunRef{JobID: run.JobID, RunID: uuid.NewString()}
 	Put(t, tg, run, "payload.part000001", 1, 300)
 	Put(t, tg, run, "payload.part000002", 2, 200)
 	Put(t, tg, sibling, "payload.part000001", 3, 100)
@@ -353,7 +344,7 @@ func testDeleteRun(t *testing.T, tg targets.Target) {
 		t.Fatalf("delete of a missing run = %q, %v; want %q", res, err, targets.DeleteNotFound)
 	}
 	run := NewRun(t)
-	sibling := targets.RunRef{JobID: run.JobID, RunID: uuid(t)}
+	sibling := targets.RunRef{JobID: run.JobID, RunID: uuid.NewString()}
 	Put(t, tg, run, "payload.part000001", 1, 1<<20)
 	Put(t, tg, run, targets.EntriesName, 2, 40)
 	Put(t, tg, run, targets.ManifestName, 3, 30)
