@@ -380,6 +380,54 @@ func eq(a, b []string) bool {
 	return true
 }
 
+// runningAgentRun returns a run of a new agent job, already running.
+func (b *testBundle) runningAgentRun() storage.Run {
+	b.t.Helper()
+	b.job("ag", OverlapQueue, ptr("a1"))
+	r := b.trigger("ag")
+	if _, err := b.db.Writer().Exec(b.ctx, `UPDATE runs SET status = 'running' WHERE id = ?`, r.ID); err != nil {
+		b.t.Fatal(err)
+	}
+	return r
+}
+
+// progressValue is a backup progress document; total 0 leaves the total out.
+func progressValue(stage string, done, total int) string {
+	tot := ""
+	if total > 0 {
+		tot = fmt.Sprintf(`,"total":{"files":0,"dirs":0,"bytes":%d}`, total)
+	}
+	return fmt.Sprintf(`{"v":1,"kind":"backup","stage":%q,"ts":1,"done":{"files":0,"dirs":0,"bytes":%d}%s}`, stage, done, tot)
+}
+
+func (b *testBundle) setProgress(runID, v string) {
+	b.t.Helper()
+	if err := b.svc.SetProgress(b.ctx, runID, []byte(v)); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// storedProgress is the run's progress as stored ("" for none).
+func (b *testBundle) storedProgress(runID string) string {
+	b.t.Helper()
+	if p := b.run(runID).ProgressJSON; p != nil {
+		return *p
+	}
+	return ""
+}
+
+// waitProgress polls the run until its stored progress is want, up to a deadline.
+func (b *testBundle) waitProgress(runID, want string) {
+	b.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.storedProgress(runID) != want {
+		if time.Now().After(deadline) {
+			b.t.Fatalf("stored progress = %s, want %s", b.storedProgress(runID), want)
+		}
+		time.Sleep(time.Millisecond) // polling the database until a deadline
+	}
+}
+
 func TestRunSucceedsThroughTheExecutor(t *testing.T) {
 	t.Parallel()
 	b := setup(t, opts{})
@@ -767,32 +815,10 @@ func TestAgentRunsWaitQuietlyAndTakeNoHubSlot(t *testing.T) {
 func TestProgressIsThrottledAndFlushedAtTheEnd(t *testing.T) {
 	t.Parallel()
 	b := setup(t, opts{noRun: true})
-	b.job("ag", OverlapQueue, ptr("a1"))
-	r := b.trigger("ag")
-	if _, err := b.db.Writer().Exec(b.ctx, `UPDATE runs SET status = 'running' WHERE id = ?`, r.ID); err != nil {
-		t.Fatal(err)
-	}
-	p := func(stage string, done, total int) string {
-		tot := ""
-		if total > 0 {
-			tot = fmt.Sprintf(`,"total":{"files":0,"dirs":0,"bytes":%d}`, total)
-		}
-		return fmt.Sprintf(`{"v":1,"kind":"backup","stage":%q,"ts":1,"done":{"files":0,"dirs":0,"bytes":%d}%s}`, stage, done, tot)
-	}
-	set := func(v string) {
-		t.Helper()
-		if err := b.svc.SetProgress(b.ctx, r.ID, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stored := func() string {
-		t.Helper()
-		got := b.run(r.ID)
-		if got.ProgressJSON == nil {
-			return ""
-		}
-		return *got.ProgressJSON
-	}
+	r := b.runningAgentRun()
+	p := progressValue
+	set := func(v string) { t.Helper(); b.setProgress(r.ID, v) }
+	stored := func() string { t.Helper(); return b.storedProgress(r.ID) }
 	set(p("scan", 1, 0))
 	if stored() != p("scan", 1, 0) {
 		t.Fatalf("first value not written: %q", stored())
@@ -813,12 +839,7 @@ func TestProgressIsThrottledAndFlushedAtTheEnd(t *testing.T) {
 	}
 	set(p("packaging", 11, 20)) // held back ...
 	b.clk.Advance(time.Second)  // ... and written when its second is up
-	for deadline := time.Now().Add(10 * time.Second); stored() != p("packaging", 11, 20); {
-		if time.Now().After(deadline) {
-			t.Fatalf("held-back value not written after its second: %q", stored())
-		}
-		time.Sleep(time.Millisecond) // polling the database until a deadline
-	}
+	b.waitProgress(r.ID, p("packaging", 11, 20))
 	b.clk.Advance(time.Second)
 	set(p("packaging", 12, 20)) // a second after the last write: written at once
 	if stored() != p("packaging", 12, 20) {
@@ -963,37 +984,10 @@ func TestAgentBacklogOfOneJobDoesNotHoldUpOthers(t *testing.T) {
 func TestHeldBackProgressIsWrittenWhenItsSecondIsUp(t *testing.T) {
 	t.Parallel()
 	b := setup(t, opts{noRun: true})
-	b.job("ag", OverlapQueue, ptr("a1"))
-	r := b.trigger("ag")
-	if _, err := b.db.Writer().Exec(b.ctx, `UPDATE runs SET status = 'running' WHERE id = ?`, r.ID); err != nil {
-		t.Fatal(err)
-	}
-	p := func(done int) string {
-		return fmt.Sprintf(`{"v":1,"kind":"backup","stage":"upload","ts":1,"done":{"files":0,"dirs":0,"bytes":%d}}`, done)
-	}
-	set := func(v string) {
-		t.Helper()
-		if err := b.svc.SetProgress(b.ctx, r.ID, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stored := func() string {
-		t.Helper()
-		if got := b.run(r.ID).ProgressJSON; got != nil {
-			return *got
-		}
-		return ""
-	}
-	waitStored := func(want string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for stored() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("stored progress = %s, want %s", stored(), want)
-			}
-			time.Sleep(time.Millisecond) // polling the database until a deadline
-		}
-	}
+	r := b.runningAgentRun()
+	p := func(done int) string { return progressValue("upload", done, 0) }
+	set := func(v string) { t.Helper(); b.setProgress(r.ID, v) }
+	stored := func() string { t.Helper(); return b.storedProgress(r.ID) }
 	armedAt := func(want time.Time) {
 		t.Helper()
 		if at, ok := b.clk.NextDeadline(); !ok || !at.Equal(want) {
@@ -1011,7 +1005,7 @@ func TestHeldBackProgressIsWrittenWhenItsSecondIsUp(t *testing.T) {
 	}
 	armedAt(epoch.Add(time.Second))
 	b.clk.Advance(500 * time.Millisecond) // the second is up
-	waitStored(p(3))
+	b.waitProgress(r.ID, p(3))
 
 	set(p(4)) // within a second of that write: held back again, until epoch+2s
 	armedAt(epoch.Add(2 * time.Second))
