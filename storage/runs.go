@@ -184,23 +184,7 @@ func (q Q) HasActiveRun(ctx context.Context, jobID string) (bool, error) {
 
 // ListLiveRunIDs returns the ids of the job's queued and running runs.
 func (q Q) ListLiveRunIDs(ctx context.Context, jobID string) ([]string, error) {
-	rows, err := q.ex.QueryContext(ctx, qLiveRunsOfJob, jobID)
-	if err != nil {
-		return nil, fmt.Errorf("list live runs of job %s: %w", jobID, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list live runs of job %s: %w", jobID, err)
-		}
-		out = append(out, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list live runs of job %s: %w", jobID, err)
-	}
-	return out, nil
+	return q.queryStrings(ctx, "list live runs of job "+jobID, qLiveRunsOfJob, jobID)
 }
 
 // ListQueuedHubRuns returns the queued runs of Hub jobs that may start now (no cancel requested,
@@ -216,21 +200,27 @@ func (q Q) ListQueuedAgentRuns(ctx context.Context, agentID string, limit int) (
 
 // ListQueuedRunAgents returns the agents that have queued runs waiting.
 func (q Q) ListQueuedRunAgents(ctx context.Context) ([]string, error) {
-	rows, err := q.ex.QueryContext(ctx, qQueuedRunAgents)
+	return q.queryStrings(ctx, "list agents with queued runs", qQueuedRunAgents)
+}
+
+// queryStrings runs a query of one text column and returns its values; what names the query in
+// errors.
+func (q Q) queryStrings(ctx context.Context, what, query string, args ...any) ([]string, error) {
+	rows, err := q.ex.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list agents with queued runs: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list agents with queued runs: %w", err)
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		out = append(out, id)
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list agents with queued runs: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }
