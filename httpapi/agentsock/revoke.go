@@ -28,7 +28,10 @@ const (
 func (h *Hub) Revoke(ctx context.Context, agentID string) error {
 	now := h.clock.Now().Unix()
 	var runsEnded, opsEnded, notified int
-	// Under resultMu, like applying a result: a result that arrives meanwhile finds its task closed.
+	// Under eventMu and resultMu, like applying an event or a result: one that arrives meanwhile
+	// finds its task closed, and one applied before lands before the final event.
+	h.eventMu.Lock()
+	defer h.eventMu.Unlock()
 	h.resultMu.Lock()
 	err := h.db.Write(ctx, func(q storage.Q) error {
 		runsEnded, opsEnded, notified = 0, 0, 0

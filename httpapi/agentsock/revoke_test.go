@@ -1,8 +1,11 @@
 package agentsock_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,9 +54,25 @@ func TestRevokeEndsWhatTheAgentOwes(t *testing.T) {
 	t.Cleanup(func() { stopRuns(); <-runsDone })
 
 	ex := newExecutor()
-	t.Cleanup(func() { close(ex.release) }) // the revoked agent's backup is never released otherwise
-	ra := startAgent(t, th.url, newEnrollToken(t, db, nil), t.TempDir(), ex, time.Second)
-	agentID := ra.a.ID()
+	agentDir := t.TempDir()
+	// The revoked agent's logs go to a buffer: its backup goroutine outlives its Run (as in a real
+	// agent, whose process exits) until the test releases it.
+	agentLogs := &syncWriter{w: &bytes.Buffer{}}
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	a, err := client.New(agentCtx, client.Options{HubURL: th.url, EnrollToken: newEnrollToken(t, db, nil), DataDir: agentDir,
+		Heartbeat: time.Second, Executor: ex, Logger: zerolog.New(agentLogs),
+		Backoff: &client.Backoff{Base: 10 * time.Millisecond, Cap: 100 * time.Millisecond}})
+	if err != nil {
+		stopAgent()
+		t.Fatal(err)
+	}
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- a.Run(agentCtx) }()
+	t.Cleanup(func() {
+		stopAgent()
+		<-agentDone
+	})
+	agentID := a.ID()
 	waitFor(t, "agent connected", func() bool { return h.Connected(agentID) })
 	job := storage.Job{ID: "j1", Name: "on agent", AgentID: &agentID, ScheduleTimezone: "UTC", OverlapPolicy: "queue",
 		MissedRunPolicy: "run_once", SpecJSON: `{"v":1,"type":"filesystem","source":{"paths":["/srv"]},"target":{"type":"local_dir","base_dir":"/bk"}}`,
@@ -112,8 +131,8 @@ func TestRevokeEndsWhatTheAgentOwes(t *testing.T) {
 		t.Fatalf("restore events: %+v", evs)
 	}
 	select {
-	case err := <-ra.done:
-		ra.done <- err
+	case err := <-agentDone:
+		agentDone <- err
 		if !errors.Is(err, client.ErrRevoked) {
 			t.Fatalf("agent ended with %v, want ErrRevoked", err)
 		}
@@ -123,4 +142,10 @@ func TestRevokeEndsWhatTheAgentOwes(t *testing.T) {
 	if _, err := svc.Trigger(ctx, job.ID, runs.SourceManual); !errors.Is(err, storage.ErrAgentRevoked) {
 		t.Fatalf("run now of a revoked agent's job: %v", err)
 	}
+	// Let the backup end and wait until the agent has recorded it, before its directory goes.
+	close(ex.release)
+	waitFor(t, "the backup recorded on the agent", func() bool {
+		b, _ := os.ReadFile(filepath.Join(agentDir, "agent", "tasks", running.ID+".json"))
+		return bytes.Contains(b, []byte(`"state":"done"`))
+	})
 }
