@@ -1,11 +1,8 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
@@ -49,106 +46,45 @@ func (s *Server) secretNode(w http.ResponseWriter, r *http.Request) (string, boo
 	return node, true
 }
 
-func (s *Server) nodeSecretName(w http.ResponseWriter, r *http.Request) (string, bool) {
-	name := pathParam(r, "name")
+// nodeSecretTarget resolves the node and secret name of a node-scoped request.
+func (s *Server) nodeSecretTarget(w http.ResponseWriter, r *http.Request) (node, name string, ok bool) {
+	if node, ok = s.secretNode(w, r); !ok {
+		return "", "", false
+	}
+	name = pathParam(r, "name")
 	if err := secrets.ValidateName(name); err != nil {
 		respond.Error(w, r, validationError(err))
-		return "", false
+		return "", "", false
 	}
-	return name, true
+	return node, name, true
 }
 
 func (s *Server) listNodeSecrets(w http.ResponseWriter, r *http.Request) {
-	node, ok := s.secretNode(w, r)
-	if !ok {
-		return
+	if node, ok := s.secretNode(w, r); ok {
+		s.answerSecretList(w, r, node, secrets.KindWebDAV)
 	}
-	list, err := s.cfg.Secrets.List(r.Context(), node, secrets.KindWebDAV)
-	if err != nil {
-		respond.Error(w, r, err)
-		return
-	}
-	respond.JSON(w, http.StatusOK, list)
 }
 
 func (s *Server) getNodeSecret(w http.ResponseWriter, r *http.Request) {
-	node, ok := s.secretNode(w, r)
-	if !ok {
-		return
+	if node, name, ok := s.nodeSecretTarget(w, r); ok {
+		s.answerSecret(w, r, node, secrets.KindWebDAV, name)
 	}
-	name, ok := s.nodeSecretName(w, r)
-	if !ok {
-		return
-	}
-	raw, err := s.cfg.Secrets.Get(r.Context(), node, secrets.KindWebDAV, name)
-	if err != nil {
-		respond.Error(w, r, secretError(err))
-		return
-	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &doc); err != nil || doc == nil {
-		respond.Error(w, r, respond.New(http.StatusInternalServerError, "secret_undecryptable",
-			"the stored payload of webdav/"+name+" is not a JSON object"))
-		return
-	}
-	doc["name"], _ = json.Marshal(name)
-	w.Header().Set("Cache-Control", "no-store")
-	respond.JSON(w, http.StatusOK, doc)
 }
 
 func (s *Server) putNodeSecret(w http.ResponseWriter, r *http.Request) {
-	node, ok := s.secretNode(w, r)
-	if !ok {
-		return
+	node, name, ok := s.nodeSecretTarget(w, r)
+	if ok && s.storeSecret(w, r, node, secrets.KindWebDAV, name) {
+		s.pushNodeSecrets(r, node)
+		respond.NoContent(w)
 	}
-	name, ok := s.nodeSecretName(w, r)
-	if !ok {
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		respond.Error(w, r, respond.BadRequest("invalid_json", "request body must be application/json").Reason("content_type"))
-		return
-	}
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		respond.Error(w, r, err) // over the body limit: 413
-		return
-	}
-	payload, err := secrets.DecodePayload(secrets.KindWebDAV, body)
-	if err != nil {
-		respond.Error(w, r, validationError(err))
-		return
-	}
-	canonical, err := json.Marshal(payload)
-	if err != nil {
-		respond.Error(w, r, err)
-		return
-	}
-	if err := s.cfg.Secrets.Put(r.Context(), node, secrets.KindWebDAV, name, canonical); err != nil {
-		respond.Error(w, r, err)
-		return
-	}
-	zerolog.Ctx(r.Context()).Info().Str("node_id", node).Str("secret_kind", secrets.KindWebDAV).Str("secret_name", name).Msg("secret saved")
-	s.pushNodeSecrets(r, node)
-	respond.NoContent(w)
 }
 
 func (s *Server) deleteNodeSecret(w http.ResponseWriter, r *http.Request) {
-	node, ok := s.secretNode(w, r)
-	if !ok {
-		return
+	node, name, ok := s.nodeSecretTarget(w, r)
+	if ok && s.removeSecret(w, r, node, secrets.KindWebDAV, name) {
+		s.pushNodeSecrets(r, node)
+		respond.NoContent(w)
 	}
-	name, ok := s.nodeSecretName(w, r)
-	if !ok {
-		return
-	}
-	if err := s.cfg.Secrets.Delete(r.Context(), node, secrets.KindWebDAV, name); err != nil {
-		respond.Error(w, r, secretError(err))
-		return
-	}
-	zerolog.Ctx(r.Context()).Info().Str("node_id", node).Str("secret_kind", secrets.KindWebDAV).Str("secret_name", name).Msg("secret deleted")
-	s.pushNodeSecrets(r, node)
-	respond.NoContent(w)
 }
 
 // pushNodeSecrets sends an agent its new secrets snapshot, then its config snapshot (the

@@ -89,11 +89,43 @@ func validationError(err error) error {
 }
 
 func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) {
-	kind, _, ok := s.secretTarget(w, r, false)
-	if !ok {
+	if kind, _, ok := s.secretTarget(w, r, false); ok {
+		s.answerSecretList(w, r, secrets.HubNode, kind)
+	}
+}
+
+func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
+	if kind, name, ok := s.secretTarget(w, r, true); ok {
+		s.answerSecret(w, r, secrets.HubNode, kind, name)
+	}
+}
+
+func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
+	kind, name, ok := s.secretTarget(w, r, true)
+	if ok && s.storeSecret(w, r, secrets.HubNode, kind, name) {
+		respond.NoContent(w)
+	}
+}
+
+func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
+	kind, name, ok := s.secretTarget(w, r, true)
+	if !ok || !s.removeSecret(w, r, secrets.HubNode, kind, name) {
 		return
 	}
-	list, err := s.cfg.Secrets.List(r.Context(), secrets.HubNode, kind)
+	if s.cfg.OnSecretDeleted != nil {
+		if err := s.cfg.OnSecretDeleted(r.Context(), kind, name); err != nil {
+			zerolog.Ctx(r.Context()).Error().Err(err).Str("secret_kind", kind).Str("secret_name", name).Msg("after deleting a secret")
+		}
+	}
+	respond.NoContent(w)
+}
+
+// The four operations below serve both /api/secrets (node hub) and /api/nodes/{id}/secrets. Each
+// answers the client itself when it fails; store and remove leave the success answer to the
+// caller, which may have more to do first.
+
+func (s *Server) answerSecretList(w http.ResponseWriter, r *http.Request, node, kind string) {
+	list, err := s.cfg.Secrets.List(r.Context(), node, kind)
 	if err != nil {
 		respond.Error(w, r, err)
 		return
@@ -101,12 +133,8 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) {
 	respond.JSON(w, http.StatusOK, list)
 }
 
-func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
-	kind, name, ok := s.secretTarget(w, r, true)
-	if !ok {
-		return
-	}
-	raw, err := s.cfg.Secrets.Get(r.Context(), secrets.HubNode, kind, name)
+func (s *Server) answerSecret(w http.ResponseWriter, r *http.Request, node, kind, name string) {
+	raw, err := s.cfg.Secrets.Get(r.Context(), node, kind, name)
 	if err != nil {
 		respond.Error(w, r, secretError(err))
 		return
@@ -122,58 +150,43 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) {
 	respond.JSON(w, http.StatusOK, doc)
 }
 
-func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
-	kind, name, ok := s.secretTarget(w, r, true)
-	if !ok {
-		return
-	}
+func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind, name string) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		respond.Error(w, r, respond.BadRequest("invalid_json", "request body must be application/json").Reason("content_type"))
-		return
+		return false
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		respond.Error(w, r, err) // over the body limit: 413
-		return
+		return false
 	}
 	payload, err := secrets.DecodePayload(kind, body)
 	if err != nil {
 		respond.Error(w, r, validationError(err))
-		return
+		return false
 	}
 	// Store the validated, re-encoded payload, not the client's bytes: no stray whitespace or
 	// duplicate keys end up encrypted.
 	canonical, err := json.Marshal(payload)
 	if err != nil {
 		respond.Error(w, r, err)
-		return
+		return false
 	}
-	if err := s.cfg.Secrets.Put(r.Context(), secrets.HubNode, kind, name, canonical); err != nil {
+	if err := s.cfg.Secrets.Put(r.Context(), node, kind, name, canonical); err != nil {
 		respond.Error(w, r, err)
-		return
+		return false
 	}
-	zerolog.Ctx(r.Context()).Info().Str("secret_kind", kind).Str("secret_name", name).Msg("secret saved")
-	respond.NoContent(w)
+	zerolog.Ctx(r.Context()).Info().Str("node_id", node).Str("secret_kind", kind).Str("secret_name", name).Msg("secret saved")
+	return true
 }
 
-func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
-	kind, name, ok := s.secretTarget(w, r, true)
-	if !ok {
-		return
-	}
-	ctx := r.Context()
-	if err := s.cfg.Secrets.Delete(ctx, secrets.HubNode, kind, name); err != nil {
+func (s *Server) removeSecret(w http.ResponseWriter, r *http.Request, node, kind, name string) bool {
+	if err := s.cfg.Secrets.Delete(r.Context(), node, kind, name); err != nil {
 		respond.Error(w, r, secretError(err))
-		return
+		return false
 	}
-	log := zerolog.Ctx(ctx)
-	log.Info().Str("secret_kind", kind).Str("secret_name", name).Msg("secret deleted")
-	if s.cfg.OnSecretDeleted != nil {
-		if err := s.cfg.OnSecretDeleted(ctx, kind, name); err != nil {
-			log.Error().Err(err).Str("secret_kind", kind).Str("secret_name", name).Msg("after deleting a secret")
-		}
-	}
-	respond.NoContent(w)
+	zerolog.Ctx(r.Context()).Info().Str("node_id", node).Str("secret_kind", kind).Str("secret_name", name).Msg("secret deleted")
+	return true
 }
 
 func secretError(err error) error {

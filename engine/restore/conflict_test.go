@@ -2,6 +2,7 @@ package restore_test
 
 import (
 	"errors"
+	"github.com/bastion-backup/bastion/engine/testtool"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,8 +13,8 @@ import (
 func TestConflictPolicies(t *testing.T) {
 	t.Parallel()
 	src := filepath.Join(t.TempDir(), "src")
-	writeFile(t, filepath.Join(src, "dir", "a.txt"), []byte("new a"), 0o644, timeZero)
-	writeFile(t, filepath.Join(src, "dir", "b.txt"), []byte("new b"), 0o644, timeZero)
+	testtool.WriteFile(t, filepath.Join(src, "dir", "a.txt"), []byte("new a"), 0o644, timeZero)
+	testtool.WriteFile(t, filepath.Join(src, "dir", "b.txt"), []byte("new b"), 0o644, timeZero)
 	tg := newLocalTarget(t)
 	b := runBackup(t, tg, fsSpec(t, nil, src), nil)
 	for _, tc := range []struct {
@@ -27,9 +28,9 @@ func TestConflictPolicies(t *testing.T) {
 	} {
 		t.Run(tc.policy, func(t *testing.T) {
 			dest := filepath.Join(t.TempDir(), "dest")
-			root := archRoot(dest, src)
-			writeFile(t, filepath.Join(root, "dir", "a.txt"), []byte("old a"), 0o600, timeZero)
-			writeFile(t, filepath.Join(root, "dir", "unrelated.txt"), []byte("keep me"), 0o600, timeZero)
+			root := testtool.ArchivePath(dest, src)
+			testtool.WriteFile(t, filepath.Join(root, "dir", "a.txt"), []byte("old a"), 0o600, timeZero)
+			testtool.WriteFile(t, filepath.Join(root, "dir", "unrelated.txt"), []byte("keep me"), 0o600, timeZero)
 			_, _, err := restoreRun(t, tg, b.runID, nil, func(r *restore.Request) {
 				r.Destination, r.Conflict = dest, tc.policy
 			})
@@ -58,10 +59,10 @@ func TestConflictPolicies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(archRoot(dest, src), "dir", "a.txt")); err == nil {
+	if _, err := os.Stat(filepath.Join(testtool.ArchivePath(dest, src), "dir", "a.txt")); err == nil {
 		t.Fatal("unselected file restored")
 	}
-	if got, _ := os.ReadFile(filepath.Join(archRoot(dest, src), "dir", "b.txt")); string(got) != "new b" {
+	if got, _ := os.ReadFile(filepath.Join(testtool.ArchivePath(dest, src), "dir", "b.txt")); string(got) != "new b" {
 		t.Fatal("selected file not restored")
 	}
 	_, _, err = restoreRun(t, tg, b.runID, nil, func(r *restore.Request) { r.Selection = &restore.Selection{Dirs: []string{"/", ".."}} })

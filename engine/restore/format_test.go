@@ -214,7 +214,7 @@ func TestRestoreAcceptsGNUHeaders(t *testing.T) {
 func TestDamagedPartsAreNamed(t *testing.T) {
 	t.Parallel()
 	src := filepath.Join(t.TempDir(), "src")
-	writeFile(t, filepath.Join(src, "r.bin"), randBytes(3<<20, 5), 0o644, time.Now())
+	testtool.WriteFile(t, filepath.Join(src, "r.bin"), testtool.RandBytes(3<<20, 5), 0o644, time.Now())
 	for _, tc := range []struct {
 		name   string
 		damage func(t *testing.T, dir string)
@@ -276,7 +276,7 @@ func TestStandardToolsInterop(t *testing.T) {
 	keys := &memKeys{ids: map[string]*age.X25519Identity{"cli": parsed[0].(*age.X25519Identity)}}
 
 	src := filepath.Join(work, "tree")
-	buildTree(t, src, 1<<20)
+	testtool.BuildTree(t, src, 1<<20)
 	recipient := strings.TrimSpace(run("age-keygen", "-y", keyFile))
 	run("sh", "-c", fmt.Sprintf("tar --format=pax -C %s -cf - . | zstd -3 -q -c | age -r %s | split -b 1048576 -a 6 --numeric-suffixes=1 - payload.part", src, recipient))
 	var parts [][]byte
@@ -295,7 +295,7 @@ func TestStandardToolsInterop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restore CLI-made snapshot: %v", err)
 	}
-	compareTrees(t, src, dest, true)
+	testtool.CompareTrees(t, src, dest, true)
 
 	// Ours, read by the CLI.
 	tg2 := newLocalTarget(t)

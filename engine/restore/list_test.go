@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"github.com/bastion-backup/bastion/engine/testtool"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,8 +23,8 @@ import (
 func TestListAndVerify(t *testing.T) {
 	t.Parallel()
 	src := filepath.Join(t.TempDir(), "src")
-	buildTree(t, src, 1<<16)
-	writeFile(t, filepath.Join(src, ".hidden"), []byte("h"), 0o644, timeZero)
+	testtool.BuildTree(t, src, 1<<16)
+	testtool.WriteFile(t, filepath.Join(src, ".hidden"), []byte("h"), 0o644, timeZero)
 	tg := newLocalTarget(t)
 	b := runBackup(t, tg, fsSpec(t, nil, src), nil)
 	run := targets.RunRef{JobID: jobID, RunID: b.runID}
@@ -108,7 +109,7 @@ func TestVerifyRefusesIndexPathsOutsideScratch(t *testing.T) {
 	t.Parallel()
 	outside := filepath.Join(t.TempDir(), "outside")
 	secret := []byte("outside the scratch directory")
-	writeFile(t, filepath.Join(outside, "secret.txt"), secret, 0o644, timeZero)
+	testtool.WriteFile(t, filepath.Join(outside, "secret.txt"), secret, 0o644, timeZero)
 	sum := blake3.Sum256(secret)
 	secretHash := hex.EncodeToString(sum[:])
 	ok := "fine"

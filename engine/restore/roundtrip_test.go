@@ -3,6 +3,7 @@ package restore_test
 import (
 	"context"
 	"errors"
+	"github.com/bastion-backup/bastion/engine/testtool"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,7 +28,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			src := filepath.Join(t.TempDir(), "src")
-			buildTree(t, src, 3<<20)
+			testtool.BuildTree(t, src, 3<<20)
 			tg := newLocalTarget(t)
 			keys := &memKeys{}
 			spec := fsSpec(t, func(s *jobspec.Spec) {
@@ -68,7 +69,7 @@ func TestRoundTrip(t *testing.T) {
 			if res.EntriesSeen != m.EntryIndex.Count || res.Refused != 0 {
 				t.Fatalf("restore result %+v, index count %d", res, m.EntryIndex.Count)
 			}
-			compareTrees(t, src, archRoot(dest, src), tc.hardlinks)
+			testtool.CompareTrees(t, src, testtool.ArchivePath(dest, src), tc.hardlinks)
 		})
 	}
 }
@@ -76,7 +77,7 @@ func TestRoundTrip(t *testing.T) {
 func TestRestoreRefusesIncompleteRun(t *testing.T) {
 	t.Parallel()
 	src := filepath.Join(t.TempDir(), "src")
-	buildTree(t, src, 1<<16)
+	testtool.BuildTree(t, src, 1<<16)
 	tg := newLocalTarget(t)
 	b := runBackup(t, tg, fsSpec(t, nil, src), nil)
 	dir, err := tg.RunDir(targets.RunRef{JobID: jobID, RunID: b.runID})

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/bastion-backup/bastion/engine/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,9 +177,9 @@ func TestVaultwardenRecipe(t *testing.T) {
 	db.Exec("INSERT INTO users VALUES ('a@example.org')")
 	// Keep the connection open so -wal and -shm exist during the backup.
 	defer db.Close()
-	writeFile(t, filepath.Join(data, "config.json"), []byte(`{"domain":"x"}`), 0o600, time.Now())
-	writeFile(t, filepath.Join(data, "rsa_key.pem"), []byte("key"), 0o600, time.Now())
-	writeFile(t, filepath.Join(data, "attachments", "abc", "file.bin"), randBytes(5000, 1), 0o600, time.Now())
+	testtool.WriteFile(t, filepath.Join(data, "config.json"), []byte(`{"domain":"x"}`), 0o600, time.Now())
+	testtool.WriteFile(t, filepath.Join(data, "rsa_key.pem"), []byte("key"), 0o600, time.Now())
+	testtool.WriteFile(t, filepath.Join(data, "attachments", "abc", "file.bin"), testtool.RandBytes(5000, 1), 0o600, time.Now())
 	tg := newLocalTarget(t)
 	s, err := jobspec.ParseAndValidate([]byte(`{"v":1,"type":"vaultwarden","source":{"data_dir":"` + data + `"},"target":{"type":"local_dir","base_dir":"/bk"}}`))
 	if err != nil {
