@@ -156,6 +156,7 @@ type Service struct {
 
 	// Test hooks, set before Run.
 	hookIdle func(idleReport) // the loop is about to wait
+	hookTick func()           // called in each tick after it read the clock (tests move time here)
 	hookMu   sync.Mutex
 	loops    int64 // loop iterations after the first, i.e. wake-ups
 }

@@ -40,14 +40,19 @@ func (s *Service) Run(ctx context.Context) error {
 			s.loops++
 			s.hookMu.Unlock()
 		}
+		// tick computes its sleep from the time it started; arm the timer for that absolute
+		// deadline, so time that passed during the tick (slow I/O, or a test moving the clock)
+		// shortens the sleep instead of pushing the wake-up past the deadline.
+		start := s.clock.Now()
 		d, armed := w.tick(ctx)
+		deadline := start.Add(d)
 		if armed {
-			timer.Reset(d)
+			timer.Reset(max(deadline.Sub(s.clock.Now()), 0))
 		} else {
 			timer.Stop()
 		}
 		if s.hookIdle != nil {
-			s.hookIdle(idleReport{deadline: s.clock.Now().Add(d), armed: armed, inflight: len(w.inflight), wakePending: len(s.wake) > 0})
+			s.hookIdle(idleReport{deadline: deadline, armed: armed, inflight: len(w.inflight), wakePending: len(s.wake) > 0})
 		}
 		select {
 		case <-ctx.Done():
@@ -96,6 +101,9 @@ func (w *worker) tick(ctx context.Context) (time.Duration, bool) {
 	s := w.s
 	now := s.clock.Now()
 	unix := now.Unix()
+	if s.hookTick != nil {
+		s.hookTick()
+	}
 
 	// After the recovery at start, every row 'sending' is one of ours, so their leases are known
 	// here. A lease that ran out means a delivery is stuck past every timeout: its row goes back

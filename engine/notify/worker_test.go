@@ -445,3 +445,30 @@ func TestWeComErrorCodeIsRetriedAndRedacted(t *testing.T) {
 		t.Fatalf("event leaks the key: %s", f)
 	}
 }
+
+// Time that passes while the worker works (slow I/O; here a test moving the clock mid-tick) must
+// shorten its sleep, not push the wake-up past the deadline the tick computed.
+func TestTimePassingDuringATickDoesNotDelayTheWakeUp(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	h := newHook(t, ok204)
+	b.secrets.put(t, secrets.KindWebhook, "hook", secrets.Webhook{URL: h.srv.URL})
+	b.finishRun(t, "run-1", storage.RunSuccess, only("hook"))
+	due := t0.Add(time.Minute)
+	if _, err := b.db.Writer().Exec(b.ctx, `UPDATE notifications SET next_attempt_at = ?`, due.Unix()); err != nil {
+		t.Fatal(err)
+	}
+	select { // the enqueue's wake-up: without it the first tick is the only one before the test looks
+	case <-b.svc.wake:
+	default:
+	}
+	var once sync.Once
+	b.svc.hookTick = func() { once.Do(func() { b.clock.Advance(30 * time.Second) }) }
+	b.start(t)
+	b.waitArmedAt(t, due, 0)
+	if d, ok := b.clock.NextDeadline(); !ok || !d.Equal(due) {
+		t.Fatalf("timer armed for %v (%v), want the computed deadline %v", d, ok, due)
+	}
+	b.clock.Set(due)
+	b.waitRow(t, "run-1", ChannelWebhook, "hook", "sent", status(storage.NotificationSent))
+}
