@@ -78,7 +78,7 @@ describe('api client', () => {
 
   it('reports a network failure as network_error', async () => {
     vi.stubGlobal('fetch', vi.fn(async () => { throw new TypeError('Failed to fetch') }))
-    const err = await api.health().catch((e) => e)
+    const err = await api.system().catch((e) => e)
     expect(err.code).toBe('network_error')
   })
 })

@@ -5,7 +5,6 @@ import { renderTemplate, unknownPlaceholders } from '@/lib/templates'
 import { joinUrl, parentPath } from '@/lib/paths'
 import { formatBytes, formatDuration, isTerminal } from '@/lib/format'
 import { useJobsStore } from '@/stores/jobs'
-import { channelSecretKind } from '@/api'
 import { i18n } from '@/i18n'
 
 beforeEach(() => setActivePinia(createPinia()))
@@ -57,11 +56,6 @@ describe('helpers', () => {
     expect(formatDuration(61, t)).toBe('1 分 1 秒')
     expect(formatDuration(7, t)).toBe('7 秒')
     i18n.global.locale.value = 'en'
-  })
-  it('maps channels to secret kinds', () => {
-    expect(channelSecretKind('email')).toBe('smtp')
-    expect(channelSecretKind('wecom_bot')).toBe('wecom-bot')
-    expect(channelSecretKind('webhook')).toBe('webhook')
   })
 })
 

@@ -6,7 +6,6 @@ export * from './types'
 export { ApiError, configureClient, buildUrl } from './client'
 
 export const api = {
-  health: () => http.get<T.HealthInfo>('/api/health'),
   system: () => http.get<T.SystemInfo>('/api/system'),
 
   setupStatus: () => http.get<T.SetupStatus>('/api/setup/status'),
@@ -48,12 +47,10 @@ export const api = {
   runs: {
     get: (id: string) => http.get<T.RunDetail>(`/api/runs/${seg(id)}`),
     cancel: (id: string, reason?: string) => http.post<T.RunDetail>(`/api/runs/${seg(id)}/cancel`, reason ? { reason } : {}),
-    events: (id: string) => http.get<T.RunEvent[]>(`/api/runs/${seg(id)}/events`),
     eventsSocketPath: (id: string, after: number) => `/api/runs/${seg(id)}/events/ws?after=${after}`,
     entries: (id: string, q: T.RunEntriesQuery = {}) => http.get<T.RunEntriesResponse>(`/api/runs/${seg(id)}/entries`, { ...q }),
     restore: (id: string, body: T.RestoreRequest) => http.post<{ op_id: string }>(`/api/runs/${seg(id)}/restore`, body),
     verify: (id: string) => http.post<{ op_id: string }>(`/api/runs/${seg(id)}/verify`),
-    operations: (id: string) => http.get<T.Operation[]>(`/api/runs/${seg(id)}/operations`),
   },
 
   operations: {
@@ -87,7 +84,6 @@ export const api = {
       const { labels, ...rest } = q
       return http.get<T.Page<T.Agent>>('/api/agents', { ...rest, 'labels[]': labels })
     },
-    get: (id: string) => http.get<T.Agent>(`/api/agents/${seg(id)}`),
     createEnrollmentToken: (ttlSeconds = 3600, remainingUses: number | null = null) =>
       http.post<T.EnrollmentToken>('/api/agents/enrollment-tokens', { ttl_seconds: ttlSeconds, remaining_uses: remainingUses }),
     revoke: (id: string) => http.post<void>(`/api/agents/${seg(id)}/revoke`),
@@ -117,9 +113,4 @@ export const api = {
     retryNow: (id: string) => http.post<void>(`/api/notifications/queue/${seg(id)}/retry-now`),
     cancel: (id: string) => http.post<void>(`/api/notifications/queue/${seg(id)}/cancel`),
   },
-}
-
-/** Maps a notification channel to the secret kind (route segment) that stores its destinations. */
-export function channelSecretKind(channel: T.NotificationChannel): T.SecretKind {
-  return channel === 'email' ? 'smtp' : channel === 'wecom_bot' ? 'wecom-bot' : 'webhook'
 }

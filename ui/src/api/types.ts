@@ -26,9 +26,6 @@ export interface ApiErrorBody {
 }
 
 // ---- system, setup, session ----
-export interface HealthInfo {
-  ok: boolean
-}
 export interface SystemInfo {
   version: string
   build_time_unix?: number | null
