@@ -8,7 +8,6 @@ export function useNotify() {
     ok: (text: string) => message.success(text),
     info: (text: string) => message.info(text),
     warn: (text: string) => message.warning(text, { duration: 8000, closable: true }),
-    error: (err: unknown, prefix?: string) =>
-      message.error(prefix ? `${prefix}: ${errorText(err)}` : errorText(err), { duration: 8000, closable: true }),
+    error: (err: unknown) => message.error(errorText(err), { duration: 8000, closable: true }),
   }
 }

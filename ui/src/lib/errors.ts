@@ -4,12 +4,11 @@ export interface ErrorInfo {
   message: string
   code?: string
   requestId?: string
-  field?: string
 }
 
 export function errorInfo(err: unknown): ErrorInfo {
   if (err instanceof ApiError) {
-    return { message: err.message, code: err.code, requestId: err.requestId, field: err.field }
+    return { message: err.message, code: err.code, requestId: err.requestId }
   }
   if (err instanceof Error) return { message: err.message }
   return { message: String(err) }

@@ -31,7 +31,6 @@ export const UNSUPPORTED = {
   format: ['raw_tree_v1'] as readonly JobForm['format'][],
 }
 export const DEFAULT_PART_SIZE_BYTES = 256 * MIB
-export const MIN_PART_SIZE_BYTES = MIB
 
 export interface RetentionForm {
   enabled: boolean
