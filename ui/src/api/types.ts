@@ -223,14 +223,17 @@ export interface RunDetail {
   error: string | null
 }
 export type EventLevel = 'debug' | 'info' | 'warn' | 'error' | string
-export interface RunEvent {
-  run_id: string
+/** One line of a run's or an operation's event log: the fields both logs share. */
+export interface LogEvent {
   seq: number
   ts: number
   level: EventLevel
   kind: string
   message: string
   fields?: Record<string, unknown> | null
+}
+export interface RunEvent extends LogEvent {
+  run_id: string
 }
 
 // ---- snapshots, retention ----
@@ -342,14 +345,8 @@ export interface Operation {
   error: string | null
   cancel_requested_at?: number | null
 }
-export interface OperationEvent {
+export interface OperationEvent extends LogEvent {
   op_id: string
-  seq: number
-  ts: number
-  level: EventLevel
-  kind: string
-  message: string
-  fields?: Record<string, unknown> | null
 }
 
 // ---- agents ----
