@@ -50,12 +50,20 @@ function watch(page) {
 }
 const expectedStatus = new Set()
 
+/**
+ * Resolves once the page has rendered two frames: media-query change events and resize observers
+ * run in a frame's rendering steps, and the app's re-render lands before the next one.
+ */
+function renderedFrame(page) {
+  return page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => done()))))
+}
+
 async function shoot(page, name) {
   mkdirSync(SCREENSHOTS, { recursive: true })
   await page.waitForLoadState('networkidle').catch(() => {})
   await page.screenshot({ path: join(SCREENSHOTS, `${name}-1280x800.png`), fullPage: false })
   await page.setViewportSize(MOBILE)
-  await page.waitForTimeout(150) // let the layout settle after the resize (rendering only, not sync)
+  await renderedFrame(page) // the app has reacted to the new width (matchMedia, resize observers)
   await page.screenshot({ path: join(SCREENSHOTS, `${name}-390x844.png`), fullPage: false })
   await page.setViewportSize(DESKTOP)
 }
