@@ -34,9 +34,8 @@ const agentColumns = `id, name, key_hash, revoked_at, last_seen_at, capabilities
 	created_at, updated_at`
 
 const (
-	qAgentByKeyHash  = `SELECT ` + agentColumns + ` FROM agents WHERE key_hash = ?`
-	qAgentsSeenSince = `SELECT id FROM agents WHERE last_seen_at >= ?`
-	qAgentLabels     = `SELECT label FROM agent_labels WHERE agent_id = ? ORDER BY label`
+	qAgentByKeyHash = `SELECT ` + agentColumns + ` FROM agents WHERE key_hash = ?`
+	qAgentLabels    = `SELECT label FROM agent_labels WHERE agent_id = ? ORDER BY label`
 )
 
 func scanAgent(sc interface{ Scan(...any) error }) (Agent, error) {
@@ -302,24 +301,6 @@ func (q Q) SetConfigSyncError(ctx context.Context, id, kind, msg string, now int
 		return fmt.Errorf("set config sync error of agent %s: %w", id, err)
 	}
 	return nil
-}
-
-// ListAgentsSeenSince returns the ids of agents heard from at or after since.
-func (q Q) ListAgentsSeenSince(ctx context.Context, since int64) ([]string, error) {
-	rows, err := q.ex.QueryContext(ctx, qAgentsSeenSince, since)
-	if err != nil {
-		return nil, fmt.Errorf("list agents seen since %d: %w", since, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list agents seen: %w", err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
 
 // Enrollment errors; each is an API error code.

@@ -224,13 +224,6 @@ func (q Q) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return q.ex.QueryRowContext(ctx, query, args...)
 }
 
-// IsUniqueViolation reports whether err is a UNIQUE or PRIMARY KEY constraint failure.
-func IsUniqueViolation(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique ||
-		se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
-}
-
 // IsLocked reports whether err is SQLITE_BUSY or SQLITE_LOCKED ("database is locked").
 func IsLocked(err error) bool {
 	var se sqlite3.Error

@@ -48,7 +48,6 @@ var hotQueries = []struct {
 	{"operations by status (recovery)", qOperationsByStatus, []any{OperationRunning, 100}},
 	{"events of an operation", qOperationEvents, []any{"o", 0, 500}},
 	{"agent by key hash (every agent connection)", qAgentByKeyHash, []any{[]byte("h")}},
-	{"agents seen since", qAgentsSeenSince, []any{1}},
 	{"labels of an agent", qAgentLabels, []any{"a"}},
 	{"open tasks of an agent (resend on connect)", qOpenAgentTasks, []any{"a", 0, "", 100}},
 	{"unacknowledged agent tasks (ack timeout)", qUnackedAgentTasks, []any{`["a","b"]`, 1, 100}},

@@ -231,39 +231,13 @@ func (q Q) ListTaskEvents(ctx context.Context, tq TaskQueue, runID string, limit
 	return out, rows.Err()
 }
 
-// ListTasks returns tasks, optionally of one status, newest change first.
-func (q Q) ListTasks(ctx context.Context, tq TaskQueue, status string, limit, offset int) ([]Task, int, error) {
-	where, args := "", []any{}
-	if status != "" {
-		where, args = " WHERE status = ?", append(args, status)
-	}
-	var total int
-	if err := q.ex.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+tq.table+where, args...).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("count %s tasks: %w", tq.name, err)
-	}
-	rows, err := q.ex.QueryContext(ctx, `SELECT `+tq.columns()+` FROM `+tq.table+where+
-		` ORDER BY updated_at DESC, run_id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, fmt.Errorf("list %s tasks: %w", tq.name, err)
-	}
-	defer rows.Close()
-	var out []Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, t)
-	}
-	return out, total, rows.Err()
-}
-
 // TaskFilter narrows ListTasksFiltered; empty fields match everything.
 type TaskFilter struct {
 	Status, JobID, NodeID, TargetType string
 }
 
-// ListTasksFiltered is ListTasks with more filters (the maintenance API's query parameters).
+// ListTasksFiltered returns the tasks that match f, newest change first (the maintenance API's
+// query parameters).
 func (q Q) ListTasksFiltered(ctx context.Context, tq TaskQueue, f TaskFilter, limit, offset int) ([]Task, int, error) {
 	var conds []string
 	var args []any
