@@ -80,20 +80,7 @@ func (q Q) GetAgentByKeyHash(ctx context.Context, hash []byte) (Agent, error) {
 }
 
 func (q Q) agentLabels(ctx context.Context, id string) ([]string, error) {
-	rows, err := q.ex.QueryContext(ctx, qAgentLabels, id)
-	if err != nil {
-		return nil, fmt.Errorf("labels of agent %s: %w", id, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var l string
-		if err := rows.Scan(&l); err != nil {
-			return nil, fmt.Errorf("labels of agent %s: %w", id, err)
-		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
+	return q.queryStrings(ctx, "labels of agent "+id, qAgentLabels, id)
 }
 
 // ListAgents returns every agent with its labels, oldest first. The fleet is small (a household
@@ -219,24 +206,8 @@ func (q Q) EnsureAgentNotRevoked(ctx context.Context, agentID *string) error {
 // ListQueuedRunIDsOfAgent returns the ids of every queued run of the jobs bound to an agent,
 // oldest first (revocation fails them).
 func (q Q) ListQueuedRunIDsOfAgent(ctx context.Context, agentID string) ([]string, error) {
-	rows, err := q.ex.QueryContext(ctx, `SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id
+	return q.queryStrings(ctx, "list queued runs of agent "+agentID, `SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id
 		WHERE r.status = 'queued' AND j.agent_id = ? ORDER BY r.started_at, r.rowid`, agentID)
-	if err != nil {
-		return nil, fmt.Errorf("list queued runs of agent %s: %w", agentID, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list queued runs of agent %s: %w", agentID, err)
-		}
-		out = append(out, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list queued runs of agent %s: %w", agentID, err)
-	}
-	return out, nil
 }
 
 // RotateAgentKey replaces the key hash of a live agent; ErrAgentRevoked for a revoked one.

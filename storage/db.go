@@ -236,3 +236,25 @@ func notFound(err error) error {
 	}
 	return err
 }
+
+// queryStrings runs a query of one text column and returns its values; what names the query in
+// errors.
+func (q Q) queryStrings(ctx context.Context, what, query string, args ...any) ([]string, error) {
+	rows, err := q.ex.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}

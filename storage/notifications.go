@@ -336,26 +336,10 @@ func (q Q) SetNotificationDestinationEnabled(ctx context.Context, node, channel,
 
 // EnabledNotificationDestinations returns the names of node's enabled destinations of a channel.
 func (q Q) EnabledNotificationDestinations(ctx context.Context, node, channel string) ([]string, error) {
-	rows, err := q.ex.QueryContext(ctx, `SELECT s.name FROM secrets s LEFT JOIN notification_destinations d
-			ON d.node_id = s.node_id AND d.secret_kind = s.kind AND d.secret_name = s.name
+	return q.queryStrings(ctx, "list enabled "+channel+" destinations", `SELECT s.name FROM secrets s
+		LEFT JOIN notification_destinations d ON d.node_id = s.node_id AND d.secret_kind = s.kind AND d.secret_name = s.name
 		WHERE s.node_id = ? AND s.kind = ? AND COALESCE(d.enabled, 1) = 1 ORDER BY s.name`,
 		node, NotificationSecretKind(channel))
-	if err != nil {
-		return nil, fmt.Errorf("list enabled %s destinations: %w", channel, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, fmt.Errorf("list enabled %s destinations: %w", channel, err)
-		}
-		out = append(out, name)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list enabled %s destinations: %w", channel, err)
-	}
-	return out, nil
 }
 
 // NotificationQueueFilter selects queue rows for listing. Empty slices match everything. With

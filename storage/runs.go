@@ -203,28 +203,6 @@ func (q Q) ListQueuedRunAgents(ctx context.Context) ([]string, error) {
 	return q.queryStrings(ctx, "list agents with queued runs", qQueuedRunAgents)
 }
 
-// queryStrings runs a query of one text column and returns its values; what names the query in
-// errors.
-func (q Q) queryStrings(ctx context.Context, what, query string, args ...any) ([]string, error) {
-	rows, err := q.ex.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return out, nil
-}
-
 func (q Q) listRunsWithJobs(ctx context.Context, what, query string, args ...any) ([]RunWithJob, error) {
 	rows, err := q.ex.QueryContext(ctx, query, args...)
 	if err != nil {
