@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/internal/periodic"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -28,14 +29,7 @@ type Loop struct {
 // Run is the loop; it returns nil when ctx ends. Failures are logged and retried next pass.
 func (l *Loop) Run(ctx context.Context) error {
 	log := l.Log.With().Str("component", "maintenance").Logger()
-	t := l.Clock.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C():
-		}
+	return periodic.Run(ctx, l.Clock, 0, Interval, func(ctx context.Context) {
 		st, err := l.DB.Writer().PruneExpired(ctx, l.Clock.Now().Unix())
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -47,6 +41,5 @@ func (l *Loop) Run(ctx context.Context) error {
 		if l.passed != nil {
 			l.passed <- st
 		}
-		t.Reset(Interval)
-	}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/internal/periodic"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -32,14 +33,7 @@ type Pruner struct {
 // Run is the loop; it returns nil when ctx ends. A failed pass is logged and retried next pass.
 func (p *Pruner) Run(ctx context.Context) error {
 	log := p.Log.With().Str("component", "run-pruning").Logger()
-	t := p.Clock.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C():
-		}
+	return periodic.Run(ctx, p.Clock, 0, PruneInterval, func(ctx context.Context) {
 		n, err := p.PruneOnce(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -50,8 +44,7 @@ func (p *Pruner) Run(ctx context.Context) error {
 		if p.passed != nil {
 			p.passed <- n
 		}
-		t.Reset(PruneInterval)
-	}
+	})
 }
 
 // PruneOnce deletes, in batches, the runs that ended before now − RetentionDays.

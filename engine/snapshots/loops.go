@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/engine/internal/periodic"
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/storage"
@@ -239,17 +240,7 @@ func (s *Service) discoverCleanup(ctx context.Context) error {
 
 // RunRetention applies every live job's retention policy hourly.
 func (s *Service) RunRetention(ctx context.Context) error {
-	t := s.clock.NewTimer(retentionTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C():
-		}
-		s.retentionPass(ctx)
-		t.Reset(retentionTick)
-	}
+	return periodic.Run(ctx, s.clock, retentionTick, retentionTick, s.retentionPass)
 }
 
 func (s *Service) retentionPass(ctx context.Context) {
