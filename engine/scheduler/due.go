@@ -58,7 +58,7 @@ func Decide(s Nexter, policy string, base, catchUpAt time.Time, grace, jitter ti
 	if first.IsZero() || first.After(now) {
 		return Decision{Action: Wait, Next: first}
 	}
-	latest := latestDue(s, base, first, now)
+	latest := latestDue(s, first, now)
 	if now.Sub(latest) < grace {
 		return Decision{Action: Fire, Source: "schedule", ScheduledAt: latest}
 	}
@@ -76,10 +76,10 @@ func Decide(s Nexter, policy string, base, catchUpAt time.Time, grace, jitter ti
 	return Decision{Action: Wait, Next: earliest(catchUpAt, following)}
 }
 
-// latestDue returns the latest trigger at or before now, given first = Next(base) <= now. After a
+// latestDue returns the latest trigger at or before now, given a due trigger first <= now. After a
 // long outage there may be many; Next is monotonic, so a binary search over whole seconds finds
 // the last one in about log2(outage seconds) steps instead of walking them all.
-func latestDue(s Nexter, base, first, now time.Time) time.Time {
+func latestDue(s Nexter, first, now time.Time) time.Time {
 	if n := s.Next(first); n.IsZero() || n.After(now) {
 		return first // the common case: exactly one trigger is due
 	}
