@@ -305,10 +305,6 @@ func (o *oracle) day(t *testing.T, d int32) uint64 {
 	return m
 }
 
-func (o *oracle) match(t *testing.T, wall int32) uint64 {
-	return o.day(t, wall/1440) & o.hm[wall%1440]
-}
-
 // run returns, per expression, the unix seconds of its triggers at minutes [a, b) of z.
 //
 // Its loop runs a hundred million times over the zones and touches only this goroutine's
