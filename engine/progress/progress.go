@@ -109,21 +109,6 @@ func (r *Reporter) Set(done Units) {
 	r.maybeForwardLocked()
 }
 
-// SetTotal replaces the stage's total (e.g. once a pre-scan finished).
-func (r *Reporter) SetTotal(total *Totals) {
-	if r == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if total != nil {
-		c := *total
-		total = &c
-	}
-	r.cur.Total = total
-	r.dirty = true
-}
-
 // SetDetail replaces the free-form detail object carried by every later snapshot.
 func (r *Reporter) SetDetail(detail any) {
 	if r == nil {
