@@ -28,6 +28,11 @@ type Units struct {
 // Totals is what a stage expects to do.
 type Totals = Units
 
+// Reached reports whether u has reached total in every unit: the stage is complete.
+func (u Units) Reached(total Totals) bool {
+	return u.Files >= total.Files && u.Dirs >= total.Dirs && u.Bytes >= total.Bytes
+}
+
 // Snapshot is one progress value: {v:1, kind, stage, ts, done, total?, rate_bps?, eta_seconds?, detail?}.
 type Snapshot struct {
 	V          int     `json:"v"`
@@ -150,8 +155,7 @@ func (r *Reporter) maybeForwardLocked() {
 		return
 	}
 	now := r.clk.Now()
-	complete := r.cur.Total != nil && r.cur.Done.Files >= r.cur.Total.Files &&
-		r.cur.Done.Dirs >= r.cur.Total.Dirs && r.cur.Done.Bytes >= r.cur.Total.Bytes
+	complete := r.cur.Total != nil && r.cur.Done.Reached(*r.cur.Total)
 	if complete && !r.finished {
 		r.finished = true
 		r.forwardLocked(now)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -44,16 +45,11 @@ func (s *Service) dropProgressLocked(runID string) *progressState {
 	return st
 }
 
+// progressDoc is what the throttle reads of a progress value (a progress.Snapshot).
 type progressDoc struct {
-	Stage string     `json:"stage"`
-	Done  *progUnits `json:"done"`
-	Total *progUnits `json:"total"`
-}
-
-type progUnits struct {
-	Files uint64 `json:"files"`
-	Dirs  uint64 `json:"dirs"`
-	Bytes uint64 `json:"bytes"`
+	Stage string           `json:"stage"`
+	Done  *progress.Units  `json:"done"`
+	Total *progress.Totals `json:"total"`
 }
 
 // SetProgress stores the latest progress of a live run (agent runs): at most one write a second,
@@ -114,8 +110,7 @@ func (s *Service) setProgress(ctx context.Context, runID string, raw []byte, sta
 	now := s.clock.Now()
 	s.mu.Lock()
 	stageChanged := doc.Stage != st.stage
-	complete := doc.Total != nil && doc.Done != nil && doc.Done.Files >= doc.Total.Files &&
-		doc.Done.Dirs >= doc.Total.Dirs && doc.Done.Bytes >= doc.Total.Bytes
+	complete := doc.Total != nil && doc.Done != nil && doc.Done.Reached(*doc.Total)
 	recent := !st.lastWrite.IsZero() && now.Sub(st.lastWrite) < ProgressInterval && !now.Before(st.lastWrite)
 	if !stageChanged && !complete && recent {
 		st.pending = ptr(string(raw))
