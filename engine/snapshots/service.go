@@ -185,10 +185,9 @@ const MaxRetentionCandidates = 20000
 
 // ApplyResult is what a retention pass did to one job.
 type ApplyResult struct {
-	Enqueued             []string `json:"enqueued"`
-	AlreadyExists        int      `json:"already_exists"`
-	SkippedDueToLimits   int      `json:"skipped_due_to_limits"`
-	RemainingTodayBudget int      `json:"-"`
+	Enqueued           []string `json:"enqueued"`
+	AlreadyExists      int      `json:"already_exists"`
+	SkippedDueToLimits int      `json:"skipped_due_to_limits"`
 }
 
 // Apply runs retention for a job: the snapshots its policy would delete are queued, oldest first,
