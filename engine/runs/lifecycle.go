@@ -176,7 +176,7 @@ func (s *Service) finish(ctx context.Context, runID string, out Outcome) (bool, 
 	if err != nil {
 		return false, err
 	}
-	s.takePending(runID)
+	s.dropProgress(runID)
 	if applied {
 		s.bus.Publish(rows...)
 		if fin.Run.Status != storage.RunCanceled {
@@ -291,7 +291,7 @@ func (s *Service) Cancel(ctx context.Context, runID string, byUserID *int64, rea
 	}
 	s.bus.Publish(rows...)
 	if run.Status != storage.RunRunning {
-		s.takePending(runID)
+		s.dropProgress(runID)
 		s.Wake()
 		return run, nil
 	}

@@ -35,14 +35,12 @@ type progressState struct {
 
 func newProgressState() *progressState { return &progressState{gone: make(chan struct{})} }
 
-// dropProgressLocked forgets a run's progress state (s.mu held) and returns it, or nil.
-func (s *Service) dropProgressLocked(runID string) *progressState {
-	st := s.progress[runID]
-	if st != nil {
+// dropProgressLocked forgets a run's progress state (s.mu held), if it has one.
+func (s *Service) dropProgressLocked(runID string) {
+	if st := s.progress[runID]; st != nil {
 		delete(s.progress, runID)
 		close(st.gone)
 	}
-	return st
 }
 
 // progressDoc is what the throttle reads of a progress value (a progress.Snapshot).
@@ -181,14 +179,11 @@ func (s *Service) flushLater(runID string, st *progressState, t clock.Timer) {
 	}
 }
 
-// takePending forgets a run's progress state and returns the value held back, if any.
-func (s *Service) takePending(runID string) *string {
+// dropProgress forgets the progress state of a run that has ended.
+func (s *Service) dropProgress(runID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st := s.dropProgressLocked(runID); st != nil {
-		return st.pending
-	}
-	return nil
+	s.dropProgressLocked(runID)
 }
 
 // runProgress is the ProgressSink of a Hub-executed run (no stage events: the executor emits

@@ -28,23 +28,18 @@ func (s *Service) Stream(ctx context.Context, runID string, after int64, send fu
 	sub := s.bus.Subscribe(runID)
 	defer sub.Close()
 	last := after
-	replay := func() (int, error) {
-		n := 0
+	replay := func() error {
 		for {
 			evs, err := s.db.Reader().ListRunEvents(ctx, runID, last, streamPage)
-			if err != nil {
-				return n, err
-			}
-			if len(evs) == 0 {
-				return n, nil
+			if err != nil || len(evs) == 0 {
+				return err
 			}
 			if err := send(evs); err != nil {
-				return n, err
+				return err
 			}
 			last = evs[len(evs)-1].Seq
-			n += len(evs)
 			if len(evs) < streamPage {
-				return n, nil
+				return nil
 			}
 		}
 	}
@@ -58,7 +53,7 @@ func (s *Service) Stream(ctx context.Context, runID string, after int64, send fu
 		if err != nil {
 			return false, err
 		}
-		if _, err := replay(); err != nil {
+		if err := replay(); err != nil {
 			return false, err
 		}
 		return isTerminal(run.Status), nil
@@ -88,7 +83,7 @@ func (s *Service) Stream(ctx context.Context, runID string, after int64, send fu
 				err = send([]storage.RunEvent{ev})
 				last = ev.Seq
 			default: // an earlier event is still being published: read the log instead
-				_, err = replay()
+				err = replay()
 			}
 			check = terminalKinds[ev.Kind]
 		case <-sub.Lagged():
