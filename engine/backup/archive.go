@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -394,5 +393,3 @@ func (c *consistency) record(s consistencySample) {
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-func itoa64(n int64) string { return strconv.FormatInt(n, 10) }

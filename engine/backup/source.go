@@ -39,7 +39,6 @@ func (r *run) prepareFilesystem(fs *jobspec.FilesystemSource) (*source, error) {
 		return nil, err
 	}
 	w.cons = r.cons
-	w.symlinks = fs.SymlinkPolicy
 	sum := &FilesystemSummary{Consistency: r.cons}
 	r.summary.Filesystem = sum
 	if fs.SnapshotMode == jobspec.SnapshotAuto {

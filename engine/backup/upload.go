@@ -9,7 +9,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/bastion-backup/bastion/engine/backup/format"
 	"github.com/bastion-backup/bastion/engine/targets"
 )
 
@@ -27,11 +26,10 @@ type uploader struct {
 	ch   chan closedPart
 	done chan struct{}
 
-	mu       sync.Mutex
-	err      error
-	uploaded []format.Part
-	bytes    int64
-	onBytes  func(total int64)
+	mu      sync.Mutex
+	err     error
+	bytes   int64
+	onBytes func(total int64)
 }
 
 func startUploader(ctx context.Context, target targets.Target, run targets.RunRef, log zerolog.Logger,
@@ -56,7 +54,6 @@ func (u *uploader) loop(ctx context.Context) {
 			u.log.Warn().Err(err).Str("part", p.Name).Msg("remove uploaded part from staging")
 		}
 		u.mu.Lock()
-		u.uploaded = append(u.uploaded, p.Part)
 		u.bytes += p.Size
 		total := u.bytes
 		u.mu.Unlock()
