@@ -87,7 +87,6 @@ type mailpitConfig struct {
 	requireSTARTTLS  bool
 	requireTLS       bool
 	user, password   string
-	acceptAnyAuth    bool
 	allowInsecureAut bool
 }
 
@@ -107,9 +106,6 @@ func MailpitImplicitTLS() MailpitOption { return func(c *mailpitConfig) { c.requ
 func MailpitAuth(user, password string) MailpitOption {
 	return func(c *mailpitConfig) { c.user, c.password = user, password }
 }
-
-// MailpitAcceptAnyAuth accepts any AUTH credentials (and none).
-func MailpitAcceptAnyAuth() MailpitOption { return func(c *mailpitConfig) { c.acceptAnyAuth = true } }
 
 // MailpitInsecureAuth allows PLAIN and LOGIN authentication without TLS.
 func MailpitInsecureAuth() MailpitOption { return func(c *mailpitConfig) { c.allowInsecureAut = true } }
@@ -154,9 +150,6 @@ func StartMailpit(t testing.TB, opts ...MailpitOption) (smtpAddr, apiURL string)
 				t.Fatal(err)
 			}
 			args = append(args, "--smtp-auth-file", authFile)
-		}
-		if cfg.acceptAnyAuth {
-			args = append(args, "--smtp-auth-accept-any")
 		}
 		if cfg.allowInsecureAut {
 			args = append(args, "--smtp-auth-allow-insecure")
