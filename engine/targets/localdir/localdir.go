@@ -124,7 +124,7 @@ func (t *Target) Put(ctx context.Context, run targets.RunRef, name string, body 
 		}
 	}
 	if _, err := body.Seek(0, io.SeekStart); err != nil {
-		return false, &targets.Error{Kind: targets.KindIO, Code: code(targets.KindIO), Hint: hint(targets.KindIO), Op: op, Err: fmt.Errorf("rewind body: %w", err)}
+		return false, newErr(targets.KindIO, op, fmt.Errorf("rewind body: %w", err))
 	}
 	if err := writeFile(ctx, dst, body, size); err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
@@ -162,8 +162,7 @@ func writeFile(ctx context.Context, dst string, body io.Reader, size int64) (err
 		n, err := io.CopyN(f, body, min(size-done, copyChunk))
 		done += n
 		if errors.Is(err, io.EOF) {
-			return &targets.Error{Kind: targets.KindIntegrity, Code: code(targets.KindIntegrity), Hint: hint(targets.KindIntegrity),
-				Err: fmt.Errorf("body ended after %d of %d bytes", done, size)}
+			return newErr(targets.KindIntegrity, "", fmt.Errorf("body ended after %d of %d bytes", done, size))
 		}
 		if err != nil {
 			return fmt.Errorf("write %s: %w", filepath.Base(tmp), err)
@@ -177,8 +176,7 @@ func writeFile(ctx context.Context, dst string, body io.Reader, size int64) (err
 		return fmt.Errorf("stat %s: %w", filepath.Base(tmp), err)
 	}
 	if fi.Size() != size {
-		return &targets.Error{Kind: targets.KindIntegrity, Code: code(targets.KindIntegrity), Hint: hint(targets.KindIntegrity),
-			Err: fmt.Errorf("%s has %d bytes, want %d", filepath.Base(tmp), fi.Size(), size)}
+		return newErr(targets.KindIntegrity, "", fmt.Errorf("%s has %d bytes, want %d", filepath.Base(tmp), fi.Size(), size))
 	}
 	cerr := f.Close()
 	f = nil
