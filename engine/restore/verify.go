@@ -3,21 +3,19 @@ package restore
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"syscall"
 
 	"github.com/klauspost/compress/zstd"
-	_ "github.com/mattn/go-sqlite3" // integrity_check of restored databases
 	"github.com/zeebo/blake3"
 
+	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/backup/format"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/targets"
@@ -199,6 +197,8 @@ func hashFile(p string) (int64, string, error) {
 	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// integrityCheck runs backup's PRAGMA integrity_check on the restored database, after making
+// sure it is a regular file (the path comes from the snapshot, not from the Hub).
 func integrityCheck(ctx context.Context, p string) ([]string, bool) {
 	fi, err := os.Lstat(p)
 	if err != nil {
@@ -207,30 +207,11 @@ func integrityCheck(ctx context.Context, p string) ([]string, bool) {
 	if !fi.Mode().IsRegular() {
 		return []string{"database is not a regular file (" + fi.Mode().Type().String() + ")"}, false
 	}
-	db, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: p}).EscapedPath()+"?mode=ro")
+	ic, err := backup.IntegrityCheckFile(ctx, p)
 	if err != nil {
 		return []string{err.Error()}, false
 	}
-	defer db.Close()
-	rows, err := db.QueryContext(ctx, "PRAGMA integrity_check")
-	if err != nil {
-		return []string{err.Error()}, false
-	}
-	defer rows.Close()
-	var lines []string
-	for rows.Next() {
-		var l string
-		if err := rows.Scan(&l); err != nil {
-			return append(lines, err.Error()), false
-		}
-		if len(lines) < 64 {
-			lines = append(lines, l)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return append(lines, err.Error()), false
-	}
-	return lines, len(lines) == 1 && lines[0] == "ok"
+	return ic.Lines, ic.OK
 }
 
 // FetchIndex downloads the run's entries.jsonl.zst to path, unless a file of the same size is
