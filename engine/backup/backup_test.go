@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/klauspost/compress/zstd"
 	"github.com/rs/zerolog"
 
@@ -31,15 +31,6 @@ import (
 )
 
 const jobID = "5b0f0c3e-6f7c-4a53-9d6f-0a8f2c1d9e01"
-
-func runID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b)
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
 
 type events struct {
 	mu   sync.Mutex
@@ -111,7 +102,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, target: tg, local: tg, staging: filepath.Join(t.TempDir(), "staging"), events: &events{}, runID: runID()}
+	return &harness{t: t, target: tg, local: tg, staging: filepath.Join(t.TempDir(), "staging"), events: &events{}, runID: uuid.NewString()}
 }
 
 func (h *harness) run(ctx context.Context, s *jobspec.Spec) (backup.Summary, error) {

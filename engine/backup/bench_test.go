@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/google/uuid"
 
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/restore"
@@ -295,7 +296,7 @@ func BenchmarkBackupRestore(b *testing.B) {
 					if impl == "cli" {
 						peak = max(peak, backupCLI(enc, filepath.Join(b.TempDir(), "payload")))
 					} else {
-						peak = max(peak, benchBastion(b, "backup", tree, enc, keyFile, b.TempDir(), runID()))
+						peak = max(peak, benchBastion(b, "backup", tree, enc, keyFile, b.TempDir(), uuid.NewString()))
 					}
 				}
 				b.ReportMetric(float64(peak)/1024, "peak-rss-MiB")
@@ -314,7 +315,7 @@ func BenchmarkBackupRestore(b *testing.B) {
 						peak = max(peak, benchPipeline(b, payload, os.DevNull, argvs...))
 					}
 				} else {
-					base, run := b.TempDir(), runID()
+					base, run := b.TempDir(), uuid.NewString()
 					benchBastion(b, "backup", tree, enc, keyFile, base, run)
 					for b.Loop() {
 						peak = max(peak, benchBastion(b, "restore", tree, enc, keyFile, base, run))

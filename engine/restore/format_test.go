@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/google/uuid"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 
@@ -37,7 +38,7 @@ func publish(t *testing.T, payloadParts [][]byte, encryption, key string) (*loca
 func publishIndexed(t *testing.T, payloadParts [][]byte, encryption, key string, entries []format.Entry) (*localdir.Target, string) {
 	t.Helper()
 	tg := newLocalTarget(t)
-	runID := newRunID(t)
+	runID := uuid.NewString()
 	run := targets.RunRef{JobID: jobID, RunID: runID}
 	m := format.Manifest{FormatVersion: 1, JobID: jobID, RunID: runID, StartedAt: "2025-01-01T00:00:00Z", EndedAt: "2025-01-01T00:00:01Z",
 		Pipeline:   format.Pipeline{Format: "archive_v1", Tar: "pax", Compression: "zstd", Encryption: encryption, EncryptionKey: key, SplitBytes: 1 << 20},

@@ -2,8 +2,6 @@ package restore_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/backup"
@@ -23,16 +22,6 @@ import (
 const (
 	jobID = "5b0f0c3e-6f7c-4a53-9d6f-0a8f2c1d9e01"
 )
-
-func newRunID(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b)
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
 
 // memKeys is an in-memory age key store: one X25519 identity per name, created on first use.
 type memKeys struct {
@@ -160,7 +149,7 @@ func runBackup(t *testing.T, tg targets.Target, spec *jobspec.Spec, keys *memKey
 func tryBackup(t *testing.T, tg targets.Target, spec *jobspec.Spec, keys *memKeys) (backupResult, error) {
 	t.Helper()
 	ev := &events{}
-	runID := newRunID(t)
+	runID := uuid.NewString()
 	var kp backup.KeyProvider
 	if keys != nil {
 		kp = keys
