@@ -61,13 +61,6 @@ func benchTree(b *testing.B) (string, int64) {
 	return dir, total
 }
 
-type benchKeys struct{ id *age.X25519Identity }
-
-func (k benchKeys) Recipient(context.Context, string) (age.Recipient, error) {
-	return k.id.Recipient(), nil
-}
-func (k benchKeys) Identity(context.Context, string) (age.Identity, error) { return k.id, nil }
-
 // Peak RSS in BenchmarkBackupRestore is measured per run: each run (ours: this test binary
 // run again with benchChildEnv set; and each program of the CLI pipeline) is its own process,
 // started under GNU time, whose %M is that program's own peak. Neither simpler reading works:
@@ -119,6 +112,8 @@ func benchChild(op string) error {
 	if err != nil {
 		return err
 	}
+	keys := &testtool.AgeKeys{}
+	keys.Set("bench", id)
 	tg, err := localdir.New(os.Getenv(benchBaseEnv))
 	if err != nil {
 		return err
@@ -134,11 +129,11 @@ func benchChild(op string) error {
 		if os.Getenv(benchEncEnv) == "age" {
 			s.Pipeline.Encryption = jobspec.Encryption{Type: jobspec.EncryptionAgeX25519, KeyName: "bench"}
 		}
-		_, err = backupRunFn(context.Background(), tg, s, run, filepath.Join(tmp, "staging"), benchKeys{id}, time.Now())
+		_, err = backupRunFn(context.Background(), tg, s, run, filepath.Join(tmp, "staging"), keys, time.Now())
 		return err
 	case "restore":
 		_, err := restore.Restore(context.Background(), restore.Request{JobID: jobID, RunID: run, Target: tg,
-			Destination: filepath.Join(tmp, "dest"), StagingDir: filepath.Join(tmp, "staging"), Keys: benchKeys{id}})
+			Destination: filepath.Join(tmp, "dest"), StagingDir: filepath.Join(tmp, "staging"), Keys: keys})
 		return err
 	}
 	return fmt.Errorf("unknown bench child op %q", op)

@@ -11,21 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/localdir"
+	"github.com/bastion-backup/bastion/engine/testtool"
 )
-
-type benchKeys struct{ id *age.X25519Identity }
-
-func (k benchKeys) Recipient(context.Context, string) (age.Recipient, error) {
-	return k.id.Recipient(), nil
-}
-func (k benchKeys) Identity(context.Context, string) (age.Identity, error) { return k.id, nil }
 
 // BenchmarkRestoreLocal restores one snapshot of a local_dir target four ways, in one run:
 //
@@ -42,9 +35,9 @@ func BenchmarkRestoreLocal(b *testing.B) {
 		mib = v
 	}
 	tree, size := benchRestoreTree(b, mib)
-	id, _ := age.GenerateX25519Identity()
+	keys := &testtool.AgeKeys{}
 	for _, enc := range []string{"none", "age"} {
-		tg, runID := benchRestoreSnapshot(b, tree, enc, id)
+		tg, runID := benchRestoreSnapshot(b, tree, enc, keys)
 		for _, impl := range []struct {
 			name     string
 			staged   bool
@@ -61,7 +54,7 @@ func BenchmarkRestoreLocal(b *testing.B) {
 				for b.Loop() {
 					dest := b.TempDir()
 					_, err := Restore(context.Background(), Request{JobID: "bench-job", RunID: runID, Target: t,
-						Destination: dest, StagingDir: filepath.Join(b.TempDir(), "staging"), Keys: benchKeys{id},
+						Destination: dest, StagingDir: filepath.Join(b.TempDir(), "staging"), Keys: keys,
 						decoders: impl.decoders})
 					if err != nil {
 						b.Fatal(err)
@@ -116,7 +109,7 @@ func benchRestoreTree(b *testing.B, mib int) (string, int64) {
 	return dir, total
 }
 
-func benchRestoreSnapshot(b *testing.B, tree, enc string, id *age.X25519Identity) (*localdir.Target, string) {
+func benchRestoreSnapshot(b *testing.B, tree, enc string, keys *testtool.AgeKeys) (*localdir.Target, string) {
 	tg, err := localdir.New(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -131,7 +124,7 @@ func benchRestoreSnapshot(b *testing.B, tree, enc string, id *age.X25519Identity
 	}
 	runID := "bench-run-" + enc
 	if _, err := backup.Run(context.Background(), backup.Request{JobID: "bench-job", RunID: runID, StartedAt: time.Now(),
-		Spec: s, Target: tg, StagingDir: filepath.Join(b.TempDir(), "st"), Keys: benchKeys{id}, Logger: zerolog.Nop()}); err != nil {
+		Spec: s, Target: tg, StagingDir: filepath.Join(b.TempDir(), "st"), Keys: keys, Logger: zerolog.Nop()}); err != nil {
 		b.Fatal(err)
 	}
 	return tg, runID

@@ -274,7 +274,8 @@ func TestStandardToolsInterop(t *testing.T) {
 	if err != nil || len(parsed) != 1 {
 		t.Fatalf("parse age key: %v", err)
 	}
-	keys := &memKeys{ids: map[string]*age.X25519Identity{"cli": parsed[0].(*age.X25519Identity)}}
+	keys := &testtool.AgeKeys{}
+	keys.Set("cli", parsed[0].(*age.X25519Identity))
 
 	src := filepath.Join(work, "tree")
 	testtool.BuildTree(t, src, 1<<20)

@@ -2,14 +2,12 @@ package restore_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"filippo.io/age"
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
@@ -17,52 +15,12 @@ import (
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/localdir"
+	"github.com/bastion-backup/bastion/engine/testtool"
 )
 
 const (
 	jobID = "5b0f0c3e-6f7c-4a53-9d6f-0a8f2c1d9e01"
 )
-
-// memKeys is an in-memory age key store: one X25519 identity per name, created on first use.
-type memKeys struct {
-	mu  sync.Mutex
-	ids map[string]*age.X25519Identity
-}
-
-func (k *memKeys) get(name string) (*age.X25519Identity, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.ids == nil {
-		k.ids = map[string]*age.X25519Identity{}
-	}
-	if id, ok := k.ids[name]; ok {
-		return id, nil
-	}
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		return nil, err
-	}
-	k.ids[name] = id
-	return id, nil
-}
-
-func (k *memKeys) Recipient(_ context.Context, name string) (age.Recipient, error) {
-	id, err := k.get(name)
-	if err != nil {
-		return nil, err
-	}
-	return id.Recipient(), nil
-}
-
-func (k *memKeys) Identity(_ context.Context, name string) (age.Identity, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	id, ok := k.ids[name]
-	if !ok {
-		return nil, errors.New("no such key")
-	}
-	return id, nil
-}
 
 // events records emitted events.
 type events struct {
@@ -137,7 +95,7 @@ type backupResult struct {
 	events  *events
 }
 
-func runBackup(t *testing.T, tg targets.Target, spec *jobspec.Spec, keys *memKeys) backupResult {
+func runBackup(t *testing.T, tg targets.Target, spec *jobspec.Spec, keys *testtool.AgeKeys) backupResult {
 	t.Helper()
 	res, err := tryBackup(t, tg, spec, keys)
 	if err != nil {
@@ -146,7 +104,7 @@ func runBackup(t *testing.T, tg targets.Target, spec *jobspec.Spec, keys *memKey
 	return res
 }
 
-func tryBackup(t *testing.T, tg targets.Target, spec *jobspec.Spec, keys *memKeys) (backupResult, error) {
+func tryBackup(t *testing.T, tg targets.Target, spec *jobspec.Spec, keys *testtool.AgeKeys) (backupResult, error) {
 	t.Helper()
 	ev := &events{}
 	runID := uuid.NewString()

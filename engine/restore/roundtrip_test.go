@@ -30,7 +30,7 @@ func TestRoundTrip(t *testing.T) {
 			src := filepath.Join(t.TempDir(), "src")
 			testtool.BuildTree(t, src, 3<<20)
 			tg := newLocalTarget(t)
-			keys := &memKeys{}
+			keys := &testtool.AgeKeys{}
 			spec := fsSpec(t, func(s *jobspec.Spec) {
 				if tc.encrypt {
 					s.Pipeline.Encryption = jobspec.Encryption{Type: jobspec.EncryptionAgeX25519, KeyName: "default"}
