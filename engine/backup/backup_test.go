@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -28,36 +27,10 @@ import (
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/localdir"
+	"github.com/bastion-backup/bastion/engine/testtool"
 )
 
 const jobID = "5b0f0c3e-6f7c-4a53-9d6f-0a8f2c1d9e01"
-
-type events struct {
-	mu   sync.Mutex
-	list []event
-}
-
-type event struct {
-	Level, Kind, Message string
-	Fields               map[string]any
-}
-
-func (e *events) Emit(level, kind, msg string, fields map[string]any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.list = append(e.list, event{level, kind, msg, fields})
-}
-
-func (e *events) find(kind string) *event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for i := range e.list {
-		if e.list[i].Kind == kind {
-			return &e.list[i]
-		}
-	}
-	return nil
-}
 
 func logger(t *testing.T) zerolog.Logger {
 	return zerolog.New(zerolog.NewConsoleWriter(zerolog.ConsoleTestWriter(t))).Level(zerolog.WarnLevel)
@@ -93,7 +66,7 @@ type harness struct {
 	target  targets.Target
 	local   *localdir.Target
 	staging string
-	events  *events
+	events  *testtool.Events
 	runID   string
 }
 
@@ -102,7 +75,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, target: tg, local: tg, staging: filepath.Join(t.TempDir(), "staging"), events: &events{}, runID: uuid.NewString()}
+	return &harness{t: t, target: tg, local: tg, staging: filepath.Join(t.TempDir(), "staging"), events: &testtool.Events{}, runID: uuid.NewString()}
 }
 
 func (h *harness) run(ctx context.Context, s *jobspec.Spec) (backup.Summary, error) {
@@ -229,7 +202,7 @@ func TestPathHygieneAndLegacyRoot(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("entries\n got %v\nwant %v", got, want)
 	}
-	if h.events.find("fs_issues") == nil {
+	if h.events.Find("fs_issues") == nil {
 		t.Fatal("no fs_issues warning for the dropped path")
 	}
 
@@ -263,7 +236,7 @@ func TestSpecialFilesAreSkippedWithWarnings(t *testing.T) {
 	if got := paths(h.index()); !slices.Equal(got, []string{arch(src), arch(src) + "/ok.txt"}) {
 		t.Fatalf("entries %v", got)
 	}
-	ev := h.events.find("fs_issues")
+	ev := h.events.Find("fs_issues")
 	if ev == nil || ev.Fields["warnings_total"].(int64) != 2 {
 		t.Fatalf("fs_issues event %+v", ev)
 	}
@@ -309,7 +282,7 @@ func TestErrorPolicies(t *testing.T) {
 				if got := paths(h.index()); !slices.Equal(got, []string{arch(src), arch(src) + "/a.txt", arch(src) + "/c.txt"}) {
 					t.Fatalf("entries %v", got)
 				}
-				ev := h.events.find("fs_issues")
+				ev := h.events.Find("fs_issues")
 				if ev == nil || ev.Level != backup.LevelError || !strings.Contains(fmt.Sprint(ev.Fields["errors"]), "bad.txt") {
 					t.Fatalf("fs_issues event %+v", ev)
 				}
@@ -338,7 +311,7 @@ func TestConsistencyPolicies(t *testing.T) {
 			backup.InjectAfterCopy(filepath.Join(src, "gone.txt"), func() { os.Remove(filepath.Join(src, "gone.txt")) })
 			h := newHarness(t)
 			sum, err := h.run(context.Background(), fsSpec(t, func(fs *jobspec.FilesystemSource) { fs.ConsistencyPolicy = policy }, src))
-			ev := h.events.find("source_consistency")
+			ev := h.events.Find("source_consistency")
 			switch policy {
 			case jobspec.ConsistencyFail:
 				var be *backup.Error
@@ -588,7 +561,7 @@ func TestVanishedFilesAreReported(t *testing.T) {
 			}, src))
 			vanished := []string{"b.txt", "c.link", "d.txt", "e"}
 
-			issues := h.events.find("fs_issues")
+			issues := h.events.Find("fs_issues")
 			if issues == nil || issues.Level != backup.LevelWarn || issues.Fields["warnings_total"].(int64) != 4 ||
 				issues.Fields["errors_total"].(int64) != 0 {
 				t.Fatalf("fs_issues event %+v (run err %v)", issues, err)
@@ -600,7 +573,7 @@ func TestVanishedFilesAreReported(t *testing.T) {
 				}
 			}
 
-			cons := h.events.find("source_consistency")
+			cons := h.events.Find("source_consistency")
 			switch policy {
 			case jobspec.ConsistencyFail:
 				var be *backup.Error

@@ -162,7 +162,7 @@ func TestMaliciousArchivesAreRefused(t *testing.T) {
 			t.Parallel()
 			entries := append([]tarEntry{{tar.Header{Name: "safe.txt"}, "safe"}}, tc.entries...)
 			tg, runID := publish(t, [][]byte{zst(t, makeTar(t, tar.FormatPAX, entries))}, "none", "")
-			ev := &events{}
+			ev := &testtool.Events{}
 			res, dest, err := restoreRun(t, tg, runID, nil, func(r *restore.Request) { r.Events = ev })
 			var re *restore.Error
 			if !errors.As(err, &re) || re.Code != restore.CodeUnsafeEntries {
@@ -171,7 +171,7 @@ func TestMaliciousArchivesAreRefused(t *testing.T) {
 			if res.Refused == 0 || !strings.Contains(res.RefusedSample[len(res.RefusedSample)-1].Reason, tc.reason) {
 				t.Fatalf("refusals %+v, want reason with %q", res.RefusedSample, tc.reason)
 			}
-			if ev.find("unsafe_entries") == nil {
+			if ev.Find("unsafe_entries") == nil {
 				t.Fatal("no unsafe_entries event")
 			}
 			if b, err := os.ReadFile(filepath.Join(dest, "safe.txt")); err != nil || string(b) != "safe" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,44 +20,6 @@ import (
 const (
 	jobID = "5b0f0c3e-6f7c-4a53-9d6f-0a8f2c1d9e01"
 )
-
-// events records emitted events.
-type events struct {
-	mu   sync.Mutex
-	list []event
-}
-
-type event struct {
-	Level, Kind, Message string
-	Fields               map[string]any
-}
-
-func (e *events) Emit(level, kind, msg string, fields map[string]any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.list = append(e.list, event{level, kind, msg, fields})
-}
-
-func (e *events) kinds() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []string
-	for _, ev := range e.list {
-		out = append(out, ev.Kind)
-	}
-	return out
-}
-
-func (e *events) find(kind string) *event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for i := range e.list {
-		if e.list[i].Kind == kind {
-			return &e.list[i]
-		}
-	}
-	return nil
-}
 
 func testLogger(t *testing.T) zerolog.Logger {
 	return zerolog.New(zerolog.NewConsoleWriter(zerolog.ConsoleTestWriter(t))).Level(zerolog.WarnLevel)
@@ -92,21 +53,21 @@ func fsSpec(t *testing.T, patch func(*jobspec.Spec), paths ...string) *jobspec.S
 type backupResult struct {
 	runID   string
 	summary backup.Summary
-	events  *events
+	events  *testtool.Events
 }
 
 func runBackup(t *testing.T, tg targets.Target, spec *jobspec.Spec, keys *testtool.AgeKeys) backupResult {
 	t.Helper()
 	res, err := tryBackup(t, tg, spec, keys)
 	if err != nil {
-		t.Fatalf("backup: %v (events %v)", err, res.events.kinds())
+		t.Fatalf("backup: %v (events %v)", err, res.events.Kinds())
 	}
 	return res
 }
 
 func tryBackup(t *testing.T, tg targets.Target, spec *jobspec.Spec, keys *testtool.AgeKeys) (backupResult, error) {
 	t.Helper()
-	ev := &events{}
+	ev := &testtool.Events{}
 	runID := uuid.NewString()
 	var kp backup.KeyProvider
 	if keys != nil {

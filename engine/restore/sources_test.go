@@ -108,7 +108,7 @@ func TestSQLiteLiveSnapshot(t *testing.T) {
 		if b.summary.SQLite == nil || b.summary.SQLite.SnapshotName != "app.db" || b.summary.SQLite.IntegrityCheck == nil || !b.summary.SQLite.IntegrityCheck.OK {
 			t.Fatalf("summary %+v", b.summary.SQLite)
 		}
-		if ev := b.events.find("integrity_check"); ev == nil || ev.Level != "info" {
+		if ev := b.events.Find("integrity_check"); ev == nil || ev.Level != "info" {
 			t.Fatalf("integrity_check event %+v", ev)
 		}
 		_, dest, err := restoreRun(t, tg, b.runID, nil, nil)
