@@ -236,7 +236,7 @@ func TestRestore(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		runID := b.backup(t, 1)
-		corrupt(t, filepath.Join(b.runDir(runID), "payload.part000002"))
+		testtool.Corrupt(t, filepath.Join(b.runDir(runID), "payload.part000002"))
 		op, err := b.svc.StartRestore(ctx, runID, operations.RestoreRequest{Destination: operations.Destination{Directory: t.TempDir()}}, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -312,7 +312,7 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("events = %s", got)
 	}
 
-	corrupt(t, filepath.Join(b.runDir(bad), "payload.part000003"))
+	testtool.Corrupt(t, filepath.Join(b.runDir(bad), "payload.part000003"))
 	op, err = b.svc.StartVerify(ctx, bad, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -431,23 +431,6 @@ func TestEntries(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Dir(cache)); !os.IsNotExist(err) {
 		t.Fatalf("cached index of a deleted snapshot kept: %v", err)
-	}
-}
-
-func corrupt(t *testing.T, p string) {
-	t.Helper()
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1)
-	fi, _ := f.Stat()
-	off := fi.Size() / 3
-	f.ReadAt(buf, off)
-	buf[0] ^= 0x01
-	if _, err := f.WriteAt(buf, off); err != nil {
-		t.Fatal(err)
 	}
 }
 

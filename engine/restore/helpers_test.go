@@ -2,7 +2,6 @@ package restore_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -81,17 +80,5 @@ func tryBackup(t *testing.T, tg targets.Target, spec *jobspec.Spec, keys *testto
 }
 
 // tree builders
-
-func corrupt(t *testing.T, p string) {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/3] ^= 0x01
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 var timeZero = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -94,7 +94,7 @@ func TestListAndVerify(t *testing.T) {
 	}
 	// A corrupted part fails verify, naming the part.
 	dir, _ := tg.RunDir(run)
-	corrupt(t, filepath.Join(dir, format.PartName(1)))
+	testtool.Corrupt(t, filepath.Join(dir, format.PartName(1)))
 	_, err = restore.Verify(context.Background(), restore.VerifyRequest{JobID: jobID, RunID: b.runID, Target: tg,
 		ScratchDir: filepath.Join(t.TempDir(), "v")})
 	var pe *restore.PartError

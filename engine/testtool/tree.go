@@ -208,6 +208,30 @@ func FileHash(t testing.TB, p string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// Corrupt flips one bit of the file at p, a third of the way in, keeping its size: damage only
+// a hash check notices.
+func Corrupt(t testing.TB, p string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := fi.Size() / 3
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x01
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // ArchivePath is where a source path lands under a restore destination: archive paths are the
 // absolute source path without its leading slash.
 func ArchivePath(dest, src string) string {
