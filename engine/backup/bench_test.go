@@ -3,7 +3,6 @@ package backup_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"os"
@@ -24,41 +23,11 @@ import (
 	"github.com/bastion-backup/bastion/engine/testtool"
 )
 
-// benchTree writes a tree of about mib MiB: half incompressible, half text, in 1..4 MiB files
-// plus small files. BASTION_BENCH_TREE_MIB sets the size (scripts/bench.d/40-backup.sh: 1024).
+// benchTree writes a tree of about BASTION_BENCH_TREE_MIB MiB (default 32; scripts/bench.d/40-backup.sh:
+// 1024): half incompressible, half text, in 1..4 MiB files plus small files.
 func benchTree(b *testing.B) (string, int64) {
-	mib := 32
-	if v, err := strconv.Atoi(os.Getenv("BASTION_BENCH_TREE_MIB")); err == nil && v > 0 {
-		mib = v
-	}
 	dir := filepath.Join(b.TempDir(), "tree")
-	var total int64
-	rnd := make([]byte, 1<<20)
-	text := []byte("2025-01-01T00:00:00Z INFO request handled path=/api/jobs status=200 duration_ms=12\n")
-	for i := 0; total < int64(mib)<<20; i++ {
-		p := filepath.Join(dir, fmt.Sprintf("d%02d", i%16), fmt.Sprintf("f%05d", i))
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		f, err := os.Create(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n := 1 + i%4
-		for j := 0; j < n; j++ {
-			if i%2 == 0 {
-				rand.Read(rnd)
-				f.Write(rnd)
-			} else {
-				for k := 0; k < len(rnd); k += len(text) {
-					f.Write(text)
-				}
-			}
-		}
-		f.Close()
-		fi, _ := os.Stat(p)
-		total += fi.Size()
-		os.WriteFile(p+".small", []byte("small file"), 0o644)
-	}
-	return dir, total
+	return dir, testtool.MixedTree(b, dir, testtool.BenchTreeMiB(32), true)
 }
 
 // Peak RSS in BenchmarkBackupRestore is measured per run: each run (ours: this test binary

@@ -2,11 +2,9 @@ package restore
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -30,11 +28,8 @@ import (
 //
 // BASTION_BENCH_TREE_MIB sizes the tree (default 64; scripts/bench uses 1024).
 func BenchmarkRestoreLocal(b *testing.B) {
-	mib := 64
-	if v, err := strconv.Atoi(os.Getenv("BASTION_BENCH_TREE_MIB")); err == nil && v > 0 {
-		mib = v
-	}
-	tree, size := benchRestoreTree(b, mib)
+	tree := filepath.Join(b.TempDir(), "tree")
+	size := testtool.MixedTree(b, tree, testtool.BenchTreeMiB(64), false)
 	keys := &testtool.AgeKeys{}
 	for _, enc := range []string{"none", "age"} {
 		tg, runID := benchRestoreSnapshot(b, tree, enc, keys)
@@ -75,38 +70,6 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// benchRestoreTree writes about mib MiB, half random and half text, in 1..4 MiB files.
-func benchRestoreTree(b *testing.B, mib int) (string, int64) {
-	dir := filepath.Join(b.TempDir(), "tree")
-	var total int64
-	rnd := make([]byte, 1<<20)
-	text := []byte("2025-01-01T00:00:00Z INFO request handled path=/api/jobs status=200 duration_ms=12\n")
-	for i := 0; total < int64(mib)<<20; i++ {
-		p := filepath.Join(dir, fmt.Sprintf("d%02d", i%16), fmt.Sprintf("f%05d", i))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			b.Fatal(err)
-		}
-		f, err := os.Create(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for j := 0; j < 1+i%4; j++ {
-			if i%2 == 0 {
-				rand.Read(rnd)
-				f.Write(rnd)
-			} else {
-				for k := 0; k < len(rnd); k += len(text) {
-					f.Write(text)
-				}
-			}
-		}
-		f.Close()
-		fi, _ := os.Stat(p)
-		total += fi.Size()
-	}
-	return dir, total
 }
 
 func benchRestoreSnapshot(b *testing.B, tree, enc string, keys *testtool.AgeKeys) (*localdir.Target, string) {
