@@ -1,7 +1,6 @@
 package testtool
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -40,7 +38,7 @@ func StartRcloneWebDAV(t testing.TB, dir string) (baseURL, user, pass string) {
 		"--addr", addr,
 		"--user", user, "--pass", pass,
 		dir)
-	out := &lockedBuffer{}
+	out := &LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start rclone: %v", err)
@@ -54,13 +52,13 @@ func StartRcloneWebDAV(t testing.TB, dir string) (baseURL, user, pass string) {
 		_ = cmd.Process.Kill()
 		<-exited
 		if t.Failed() {
-			t.Logf("rclone output:\n%s", out.String())
+			t.Logf("rclone output:\n%s", strings.TrimSpace(out.String()))
 		}
 	})
 
 	baseURL = "http://" + addr + "/"
 	if err := waitAnswering(t, baseURL, user, pass, exited); err != nil {
-		t.Fatalf("rclone serve webdav on %s: %v\n%s", addr, err, out.String())
+		t.Fatalf("rclone serve webdav on %s: %v\n%s", addr, err, strings.TrimSpace(out.String()))
 	}
 	return baseURL, user, pass
 }
@@ -106,21 +104,4 @@ func waitAnswering(t testing.TB, baseURL, user, pass string, exited <-chan struc
 		}
 		wait = min(2*wait, 200*time.Millisecond)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.TrimSpace(l.b.String())
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/targettest"
 	"github.com/bastion-backup/bastion/engine/targets/webdav"
+	"github.com/bastion-backup/bastion/engine/testtool"
 )
 
 // injector sits in front of a real server. Requests that match a rule get the rule's answer;
@@ -586,7 +587,7 @@ func runFaults(t *testing.T, up upstream) {
 		in, base := newInjector(t, up)
 		in.add(&rule{method: "PUT", times: 1, do: answer(503)})
 		in.add(&rule{method: "PUT", times: 1, match: suffix("secret-probe"), do: answer(401)})
-		var logs lockedBuffer
+		var logs testtool.LockedBuffer
 		tg, _ := newTarget(t, base, up, webdav.Options{}, &logs)
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, targets.ManifestName, 1, 10)
@@ -603,21 +604,4 @@ func runFaults(t *testing.T, up upstream) {
 			}
 		}
 	})
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
