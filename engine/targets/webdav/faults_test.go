@@ -74,6 +74,14 @@ func (in *injector) count(method string) int {
 	return in.counts[method]
 }
 
+// expectSent fails the test unless method was sent want times in all.
+func (in *injector) expectSent(t *testing.T, method string, want int) {
+	t.Helper()
+	if n := in.count(method); n != want {
+		t.Fatalf("%s sent %d times, want %d", method, n, want)
+	}
+}
+
 func (in *injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.mu.Lock()
 	in.counts[r.Method]++
@@ -188,9 +196,7 @@ func runFaults(t *testing.T, up upstream) {
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 1, 5000)
 		expectSleeps(t, s, 2*time.Second)
-		if n := in.count("PUT"); n != 2 {
-			t.Fatalf("PUT sent %d times, want 2", n)
-		}
+		in.expectSent(t, "PUT", 2)
 		expectOnDisk(t, up, run, part, 1, 5000)
 	})
 
@@ -203,9 +209,7 @@ func runFaults(t *testing.T, up upstream) {
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, targets.ManifestName, 1, 50)
 		expectSleeps(t, s, 7*time.Second, 60*time.Second)
-		if n := in.count("PUT"); n != 3 {
-			t.Fatalf("PUT sent %d times, want 3", n)
-		}
+		in.expectSent(t, "PUT", 3)
 	})
 
 	t.Run("UnavailableThenSuccess", func(t *testing.T) {
@@ -216,9 +220,7 @@ func runFaults(t *testing.T, up upstream) {
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 2, 3000)
 		expectSleeps(t, s, time.Second)
-		if n := in.count("PUT"); n != 2 {
-			t.Fatalf("PUT sent %d times, want 2", n)
-		}
+		in.expectSent(t, "PUT", 2)
 		expectOnDisk(t, up, run, part, 2, 3000)
 	})
 
@@ -230,9 +232,7 @@ func runFaults(t *testing.T, up upstream) {
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
 		expectErr(t, err, targets.KindUpstreamUnavailable, 502, 3)
 		expectSleeps(t, s, time.Second, 2*time.Second)
-		if n := in.count("PUT"); n != 3 {
-			t.Fatalf("PUT sent %d times, want 3", n)
-		}
+		in.expectSent(t, "PUT", 3)
 	})
 
 	t.Run("MaxPutAttempts", func(t *testing.T) {
@@ -243,9 +243,7 @@ func runFaults(t *testing.T, up upstream) {
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
 		expectErr(t, err, targets.KindUpstreamUnavailable, 500, 6)
 		expectSleeps(t, s, 1*time.Second, 2*time.Second, 4*time.Second, 8*time.Second, 16*time.Second)
-		if n := in.count("PUT"); n != 6 {
-			t.Fatalf("PUT sent %d times, want 6", n)
-		}
+		in.expectSent(t, "PUT", 6)
 	})
 
 	for _, tc := range []struct {
@@ -272,9 +270,8 @@ func runFaults(t *testing.T, up upstream) {
 				t.Errorf("hint %q does not mention %q", te.Hint, tc.hint)
 			}
 			expectSleeps(t, s)
-			if n := in.count("PUT"); n != 1 {
-				t.Fatalf("PUT sent %d times, want 1 (not retried)", n)
-			}
+			// Not retried.
+			in.expectSent(t, "PUT", 1)
 		})
 	}
 
@@ -300,9 +297,7 @@ func runFaults(t *testing.T, up upstream) {
 		const size = 3<<20 + 7
 		targettest.Put(t, tg, run, part, 3, size)
 		expectSleeps(t, s, time.Second)
-		if n := in.count("PUT"); n != 2 {
-			t.Fatalf("PUT sent %d times, want 2", n)
-		}
+		in.expectSent(t, "PUT", 2)
 		expectOnDisk(t, up, run, part, 3, size)
 		targettest.Expect(t, tg, run, part, 3, size)
 	})
@@ -355,9 +350,7 @@ func runFaults(t *testing.T, up upstream) {
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 4, 1000)
 		// job: 409 (b missing), b: 409, a: 409, deep: made; back down a, b, job; then run.
-		if n := in.count("MKCOL"); n != 8 {
-			t.Fatalf("MKCOL sent %d times, want 8", n)
-		}
+		in.expectSent(t, "MKCOL", 8)
 		if got := onDisk(t, up, "deep", "a", "b", run.JobID, run.RunID, part); digest(got) != targettest.NewContent(4, 1000).Digest() {
 			t.Fatal("part under the created parents differs from what was put")
 		}
@@ -373,9 +366,8 @@ func runFaults(t *testing.T, up upstream) {
 		tg, _ := newTarget(t, base, up, webdav.Options{})
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 1), 1)
 		expectErr(t, err, targets.KindConfig, 409, 0)
-		if n := in.count("MKCOL"); n != 33 {
-			t.Fatalf("MKCOL sent %d times, want 33 (the collection and 32 parents)", n)
-		}
+		// The collection and 32 parents.
+		in.expectSent(t, "MKCOL", 33)
 	})
 
 	t.Run("PropfindWithoutSlash404", func(t *testing.T) {
@@ -390,9 +382,7 @@ func runFaults(t *testing.T, up upstream) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := in.count("PROPFIND"); n != 2 {
-			t.Fatalf("PROPFIND sent %d times, want 2", n)
-		}
+		in.expectSent(t, "PROPFIND", 2)
 		if len(entries) != 2 || entries[0].Name != "naïve name#1" || entries[0].Size != 45 || entries[0].Kind != webdav.KindFile ||
 			entries[1].Name != part || entries[1].Size != 123 || entries[1].MTime.IsZero() ||
 			!strings.HasSuffix(entries[1].Href, "/"+run.JobID+"/"+run.RunID+"/"+part) {
@@ -429,9 +419,8 @@ func runFaults(t *testing.T, up upstream) {
 		if targets.KindOf(err) != targets.KindUnknown || !strings.Contains(err.Error(), "10000") {
 			t.Fatalf("delete of a huge run: %v", err)
 		}
-		if n := in.count("DELETE"); n != 1 {
-			t.Fatalf("DELETE sent %d times, want only the refused one", n)
-		}
+		// Only the refused collection DELETE: no member was deleted.
+		in.expectSent(t, "DELETE", 1)
 		targettest.Expect(t, tg, run, part, 1, 10)
 	})
 
@@ -449,9 +438,7 @@ func runFaults(t *testing.T, up upstream) {
 			t.Fatalf("cleanup = %q, %v", res, err)
 		}
 		// Refused collection DELETE, three files, then the emptied collection.
-		if n := in.count("DELETE"); n != 5 {
-			t.Fatalf("DELETE sent %d times, want 5", n)
-		}
+		in.expectSent(t, "DELETE", 5)
 		targettest.ExpectMissing(t, tg, run, part)
 		if _, err := tg.List(ctx, run.JobID+"/"+run.RunID); !errors.Is(err, targets.ErrNotExist) {
 			t.Fatalf("run collection still listed: %v", err)
@@ -485,9 +472,7 @@ func runFaults(t *testing.T, up upstream) {
 			panic(http.ErrAbortHandler)
 		}})
 		targettest.Expect(t, tg, run, part, 5, 70000)
-		if n := in.count("GET"); n != 3 {
-			t.Fatalf("GET sent %d times, want 3", n)
-		}
+		in.expectSent(t, "GET", 3)
 		expectSleeps(t, s, time.Second, 2*time.Second)
 	})
 
@@ -513,9 +498,7 @@ func runFaults(t *testing.T, up upstream) {
 		if n != 1000 || targets.KindOf(err) != targets.KindNetwork {
 			t.Fatalf("read %d bytes, %v; want 1000 then a network error", n, err)
 		}
-		if n := in.count("GET"); n != 1 {
-			t.Fatalf("GET sent %d times, want 1", n)
-		}
+		in.expectSent(t, "GET", 1)
 	})
 
 	t.Run("RateLimits", func(t *testing.T) {
