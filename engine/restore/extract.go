@@ -104,8 +104,8 @@ func (x *extractor) mkParents(target string) error {
 	return nil
 }
 
-// existing reports what is at target, and applies the policy for a non-directory entry.
-// It returns proceed=false when the entry is to be skipped.
+// conflict applies the policy for a non-directory entry to whatever is at target. It returns
+// proceed=false when the entry is to be skipped.
 func (x *extractor) conflict(rel, target string) (proceed bool, err error) {
 	fi, err := os.Lstat(target)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -239,18 +239,29 @@ func (x *extractor) copy(ctx context.Context, dst io.Writer, src io.Reader) (int
 	}
 }
 
-func (x *extractor) symlink(rel, target string, h *tar.Header) error {
-	ok, err := x.conflict(rel, target)
+// linkSlot makes room at target for a symlink or hard link, which cannot be renamed into place
+// like a file: it applies the conflict policy, creates the parents and removes what the link
+// replaces. ok is false when the entry is to be skipped.
+func (x *extractor) linkSlot(rel, target string) (ok bool, err error) {
+	ok, err = x.conflict(rel, target)
 	if err != nil || !ok {
-		return err
+		return ok, err
 	}
 	if err := x.mkParents(target); err != nil {
-		return err
+		return false, err
 	}
 	if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
 		if err := os.Remove(target); err != nil {
-			return &Error{Code: CodeIO, Err: fmt.Errorf("replace %s: %w", rel, err)}
+			return false, &Error{Code: CodeIO, Err: fmt.Errorf("replace %s: %w", rel, err)}
 		}
+	}
+	return true, nil
+}
+
+func (x *extractor) symlink(rel, target string, h *tar.Header) error {
+	ok, err := x.linkSlot(rel, target)
+	if err != nil || !ok {
+		return err
 	}
 	// The link itself lives inside dest whatever it points to; entries that would be written
 	// through it are refused by checkParents.
@@ -285,17 +296,9 @@ func (x *extractor) hardlink(rel, target string, h *tar.Header) error {
 		x.refuse(rel, "hard link target "+linkRel+" is not a regular file")
 		return nil
 	}
-	ok, err := x.conflict(rel, target)
+	ok, err := x.linkSlot(rel, target)
 	if err != nil || !ok {
 		return err
-	}
-	if err := x.mkParents(target); err != nil {
-		return err
-	}
-	if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
-		if err := os.Remove(target); err != nil {
-			return &Error{Code: CodeIO, Err: fmt.Errorf("replace %s: %w", rel, err)}
-		}
 	}
 	if err := os.Link(src, target); err != nil {
 		return &Error{Code: CodeIO, Err: fmt.Errorf("create hard link %s: %w", rel, err)}
