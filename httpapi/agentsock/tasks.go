@@ -183,23 +183,27 @@ func (h *Hub) Run(ctx context.Context) error {
 		next, err := h.resendUnacked(ctx)
 		if err != nil && ctx.Err() == nil {
 			h.log.Warn().Err(err).Msg("ack timeout pass")
-			next = 5 * time.Second
+			next = h.clock.Now().Add(5 * time.Second)
 		}
-		t.Reset(next)
+		// Armed for the deadline itself, so the time the pass took (re-sends write to the
+		// database) shortens the sleep instead of pushing the wake-up later.
+		t.Reset(max(next.Sub(h.clock.Now()), 0))
 	}
 }
 
-func (h *Hub) resendUnacked(ctx context.Context) (time.Duration, error) {
+// resendUnacked re-sends the tasks whose ACK is overdue and returns when the next one is due (at
+// most ackLoopCap after the pass began).
+func (h *Hub) resendUnacked(ctx context.Context) (time.Time, error) {
 	now := h.clock.Now()
+	next := now.Add(ackLoopCap)
 	connected := h.connectedIDs()
 	if len(connected) == 0 {
-		return ackLoopCap, nil // a connection wakes the loop
+		return next, nil // a connection wakes the loop
 	}
 	tasks, err := h.db.Reader().ListUnackedAgentTasks(ctx, connected, now.Unix(), 1000)
 	if err != nil {
-		return 0, err
+		return time.Time{}, err
 	}
-	next := ackLoopCap
 	timeout := h.cfg.AckTimeout
 	for _, t := range tasks {
 		c := h.current(t.AgentID)
@@ -207,15 +211,16 @@ func (h *Hub) resendUnacked(ctx context.Context) (time.Duration, error) {
 			continue // re-sent on connect
 		}
 		due := time.Unix(*t.LastSentAt, 0).Add(timeout)
-		if wait := due.Sub(now); wait > 0 {
-			next = min(next, wait)
-			continue
+		if !due.After(now) {
+			c.log.Info().Str("task_id", t.ID).Int64("sends", t.SendCount).Msg("task not acknowledged in time; sending it again")
+			if err := h.sendTask(ctx, c, t, false); err != nil && !errors.Is(err, errNotConnected) {
+				c.log.Warn().Err(err).Str("task_id", t.ID).Msg("re-send unacknowledged task")
+			}
+			due = now.Add(timeout)
 		}
-		c.log.Info().Str("task_id", t.ID).Int64("sends", t.SendCount).Msg("task not acknowledged in time; sending it again")
-		if err := h.sendTask(ctx, c, t, false); err != nil && !errors.Is(err, errNotConnected) {
-			c.log.Warn().Err(err).Str("task_id", t.ID).Msg("re-send unacknowledged task")
+		if due.Before(next) {
+			next = due
 		}
-		next = min(next, timeout)
 	}
 	return next, nil
 }

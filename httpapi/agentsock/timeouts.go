@@ -37,19 +37,23 @@ func (h *Hub) RunTimeouts(ctx context.Context) error {
 		next, err := h.timeoutPass(ctx)
 		if err != nil && ctx.Err() == nil {
 			h.log.Warn().Err(err).Msg("agent timeout pass")
-			next = time.Minute
+			next = h.clock.Now().Add(time.Minute)
 		}
-		t.Reset(next)
+		// Armed for the deadline itself: the time the pass took (giving up tasks writes to the
+		// database and to the sinks) shortens the sleep instead of pushing the wake-up later.
+		t.Reset(max(next.Sub(h.clock.Now()), 0))
 	}
 }
 
-func (h *Hub) timeoutPass(ctx context.Context) (time.Duration, error) {
+// timeoutPass gives up the tasks of agents away too long and returns when the next one is due
+// (at most timeoutLoopCap after the pass began).
+func (h *Hub) timeoutPass(ctx context.Context) (time.Time, error) {
 	owing, err := h.db.Reader().ListAgentsOwingTasks(ctx)
 	if err != nil {
-		return 0, err
+		return time.Time{}, err
 	}
 	now := h.clock.Now()
-	next := timeoutLoopCap
+	next := now.Add(timeoutLoopCap)
 	for _, a := range owing {
 		if h.Connected(a.AgentID) {
 			continue
@@ -60,12 +64,14 @@ func (h *Hub) timeoutPass(ctx context.Context) (time.Duration, error) {
 				since = seen
 			}
 		}
-		if wait := since.Add(h.cfg.AgentTimeout).Sub(now); wait > 0 {
-			next = min(next, wait)
+		if due := since.Add(h.cfg.AgentTimeout); due.After(now) {
+			if due.Before(next) {
+				next = due
+			}
 			continue
 		}
 		if err := h.giveUp(ctx, a.AgentID, now.Sub(since)); err != nil {
-			return 0, err
+			return time.Time{}, err
 		}
 	}
 	return next, nil

@@ -3,12 +3,14 @@ package agentsock_test
 import (
 	"context"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
@@ -120,4 +122,60 @@ func TestAgentTimeout(t *testing.T) {
 	}
 	close(exSlow.release)
 	waitFor(t, "slow run succeeded", func() bool { return status(slowRun).Status == storage.RunSuccess })
+}
+
+// clockStepSink is a TaskSink whose first Result moves the Hub's fake clock, as slow work inside
+// a timeout pass would.
+type clockStepSink struct {
+	*recordingSink
+	clock *clock.Fake
+	step  time.Duration
+	once  sync.Once
+}
+
+func (s *clockStepSink) Result(ctx context.Context, t storage.AgentTask, res *protocol.TaskResult) error {
+	s.once.Do(func() { s.clock.Advance(s.step) })
+	return s.recordingSink.Result(ctx, t, res)
+}
+
+// TestAgentTimeoutLoopArmsForTheDeadline: time that passes while the timeout loop gives up a task
+// shortens its sleep until the next agent's deadline instead of pushing the wake-up past it.
+func TestAgentTimeoutLoopArmsForTheDeadline(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := storagetest.Open(t)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	fake := clock.NewFake(t0)
+	sink := &clockStepSink{recordingSink: newSink(), clock: fake, step: time.Minute}
+	h := agentsock.New(agentsock.Config{DB: db, Clock: fake, Logger: zerolog.New(zerolog.NewTestWriter(t)), Sink: sink})
+	insertAgentKey(t, db, "gone")  // never heard from: due 24 h after the Hub's start
+	insertAgentKey(t, db, "later") // last heard 2 min after it: due 2 min later
+	if err := db.Writer().TouchAgentSeen(ctx, "later", t0.Add(2*time.Minute).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	for _, agent := range []string{"gone", "later"} {
+		if err := db.Writer().InsertAgentTask(ctx, storage.AgentTask{ID: agent + "-task", AgentID: agent, RunID: agent + "-task",
+			Kind: storage.AgentTaskBackup, PayloadJSON: "{}", CreatedAt: t0.Unix(), UpdatedAt: t0.Unix()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loopCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = h.RunTimeouts(loopCtx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+
+	if err := fake.WaitArmCount(ctx, 2); err != nil { // the first timer and its re-arm after the first pass
+		t.Fatal(err)
+	}
+	fake.Set(t0.Add(24 * time.Hour)) // "gone" is due; giving it up takes a minute
+	if err := fake.WaitArmCount(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, calls, _ := sink.result("gone-task"); calls != 1 {
+		t.Fatalf("the task of the agent away 24 h was not given up (%d results)", calls)
+	}
+	want := t0.Add(24*time.Hour + 2*time.Minute)
+	if d, ok := fake.NextDeadline(); !ok || !d.Equal(want) {
+		t.Fatalf("timer armed for %v (%v), want the next agent's deadline %v", d, ok, want)
+	}
 }
