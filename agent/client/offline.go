@@ -129,7 +129,9 @@ func (a *Agent) offlineScheduler(ctx context.Context) {
 			t.Stop()
 			continue
 		}
-		t.Reset(min(next.Sub(now), offlineMaxSleep))
+		// From the clock now, not at the start of the pass: starting offline runs writes files,
+		// and that time must shorten the sleep, not push the next trigger later.
+		t.Reset(max(min(next.Sub(a.clock.Now()), offlineMaxSleep), 0))
 	}
 }
 
