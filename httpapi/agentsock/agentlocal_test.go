@@ -215,8 +215,7 @@ func TestEntriesOnAgent(t *testing.T) {
 	})
 
 	t.Run("Offline", func(t *testing.T) {
-		rs.child.stop()
-		waitFor(t, "agent gone", func() bool { return !rs.hub.Connected(rs.agentID) })
+		rs.stopAgent(t)
 		resp, _ := getEntries(t, c, runID, url.Values{"prefix": {root}})
 		if resp.Status != http.StatusConflict || resp.ErrorCode() != "agent_offline" || errorReason(t, resp) != "not_connected" {
 			t.Fatalf("agent offline: %s", resp)
@@ -294,8 +293,7 @@ func TestVerifyOnAgent(t *testing.T) {
 		t.Fatalf("the agent left its verify scratch space after a failure: %v", es)
 	}
 
-	rs.child.stop()
-	waitFor(t, "agent gone", func() bool { return !rs.hub.Connected(rs.agentID) })
+	rs.stopAgent(t)
 	resp := c.Do(t, http.MethodPost, "/api/runs/"+runID+"/verify", nil)
 	if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "agent_not_connected" {
 		t.Fatalf("verify with the agent offline: %s", resp)
@@ -318,10 +316,7 @@ func TestVerifyOnAgentCanceled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "verify held mid-way", func() bool {
-		_, err := os.Stat(filepath.Join(rs.markers, "gate-"+op.ID))
-		return err == nil
-	})
+	rs.waitHeld(t, op.ID)
 	if _, err := rs.ops.Cancel(ctx, op.ID, 1, "enough"); err != nil {
 		t.Fatal(err)
 	}
@@ -407,8 +402,7 @@ func TestOlderAgentIsNotAsked(t *testing.T) {
 	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
 	c := rs.api(t)
 
-	rs.child.stop()
-	waitFor(t, "agent gone", func() bool { return !rs.hub.Connected(rs.agentID) })
+	rs.stopAgent(t)
 	rs.child = startRealChild(t, rs.proxy.url(), "", rs.dataDir, rs.markers, false, "CHILD_OLD=1")
 	waitFor(t, "older agent connected and said hello", func() bool {
 		ok, err := rs.hub.Supports(ctx, rs.agentID, protocol.ControlEntriesList)

@@ -210,11 +210,7 @@ func TestUnauthorizedAndRevokedBeforeUpgrade(t *testing.T) {
 	if code, e := dial("garbage"); code != 401 || e != "unauthorized" {
 		t.Fatalf("bad key: %d %s", code, e)
 	}
-	key := protocol.NewToken()
-	hash, _ := protocol.HashToken(key)
-	if err := th.db.Writer().InsertAgent(context.Background(), storage.Agent{ID: "rv", KeyHash: hash, CreatedAt: 1, UpdatedAt: 1}); err != nil {
-		t.Fatal(err)
-	}
+	key := insertAgentKey(t, th.db, "rv")
 	if err := th.db.Writer().RevokeAgent(context.Background(), "rv", 2); err != nil {
 		t.Fatal(err)
 	}
@@ -269,23 +265,10 @@ func TestRotatedKeyStopsAgent(t *testing.T) {
 func TestSecondConnectionReplacesFirst(t *testing.T) {
 	t.Parallel()
 	th := newTestHub(t, hubOpts{})
-	key := protocol.NewToken()
-	hash, _ := protocol.HashToken(key)
-	if err := th.db.Writer().InsertAgent(context.Background(), storage.Agent{ID: "dup", KeyHash: hash, CreatedAt: 1, UpdatedAt: 1}); err != nil {
-		t.Fatal(err)
-	}
-	dial := func() *websocket.Conn {
-		c, _, err := websocket.Dial(context.Background(), "ws"+th.url[4:]+"/agent/ws", &websocket.DialOptions{
-			HTTPHeader: http.Header{"Authorization": {"Bearer " + key}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	first := dial()
+	key := insertAgentKey(t, th.db, "dup")
+	first := dialAgent(t, th.url, key)
 	waitFor(t, "first registered", func() bool { return th.hub.Connected("dup") })
-	second := dial()
-	defer second.CloseNow()
+	second := dialAgent(t, th.url, key)
 	_, _, err := first.Read(context.Background())
 	if websocket.CloseStatus(err) != protocol.CloseReplaced {
 		t.Fatalf("first connection ended with %v, want close 4000", err)
@@ -311,22 +294,10 @@ func TestResultFromNonOwnerIgnored(t *testing.T) {
 	t.Parallel()
 	th := newTestHub(t, hubOpts{})
 	ctx := context.Background()
-	mk := func(id string) string {
-		key := protocol.NewToken()
-		hash, _ := protocol.HashToken(key)
-		if err := th.db.Writer().InsertAgent(ctx, storage.Agent{ID: id, KeyHash: hash, CreatedAt: 1, UpdatedAt: 1}); err != nil {
-			t.Fatal(err)
-		}
-		return key
-	}
-	mk("owner")
-	thief := mk("thief")
+	insertAgentKey(t, th.db, "owner")
+	thief := insertAgentKey(t, th.db, "thief")
 	th.dispatch(t, "owner", "t-owned")
-	c, _, err := websocket.Dial(ctx, "ws"+th.url[4:]+"/agent/ws", &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + thief}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := dialAgent(t, th.url, thief)
 	for _, m := range []protocol.Message{
 		&protocol.Ack{TaskID: "t-owned"},
 		&protocol.TaskResult{TaskID: "t-owned", RunID: "t-owned", Status: protocol.StatusSuccess},

@@ -36,9 +36,7 @@ func TestStopEndsAgentSockets(t *testing.T) {
 	}()
 
 	th.stop()
-	logs.mu.Lock()
-	out := logs.w.String()
-	logs.mu.Unlock()
+	out := logs.String()
 	if !strings.Contains(out, "agent disconnected") {
 		t.Fatalf("the socket was still being served after the Hub stopped; logs:\n%s", out)
 	}

@@ -91,9 +91,17 @@ const faultHeartbeat = 200 * time.Millisecond
 
 func startChild(t *testing.T, hubURL, token, dataDir, markers string) *childAgent {
 	t.Helper()
+	return startChildProcess(t, dataDir, markers, childEnv+"=1", "CHILD_HUB_URL="+hubURL, "CHILD_TOKEN="+token,
+		"CHILD_HEARTBEAT="+faultHeartbeat.String())
+}
+
+// startChildProcess runs this test binary as an agent process with env added to the test's
+// environment (childEnv picks its main); its log is printed if the test fails.
+func startChildProcess(t *testing.T, dataDir, markers string, env ...string) *childAgent {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1", "CHILD_HUB_URL="+hubURL, "CHILD_TOKEN="+token,
-		"CHILD_DATA_DIR="+dataDir, "CHILD_MARKERS="+markers, "CHILD_HEARTBEAT="+faultHeartbeat.String())
+	cmd.Env = append(os.Environ(), "CHILD_DATA_DIR="+dataDir, "CHILD_MARKERS="+markers)
+	cmd.Env = append(cmd.Env, env...)
 	var buf bytes.Buffer
 	cmd.Stderr = &syncWriter{w: &buf}
 	if err := cmd.Start(); err != nil {

@@ -66,7 +66,7 @@ type testHub struct {
 	db   *storage.DB
 	hub  *agentsock.Hub
 	srv  *httptest.Server
-	sink *recordingSink
+	sink *recordingSink // what the Hub reports to; nil when it reports elsewhere (a bridge, serveTestHub)
 	url  string
 	stop func()
 }
@@ -92,29 +92,26 @@ func newTestHub(t testing.TB, o hubOpts) *testHub {
 	if o.bridge != nil {
 		cfg.Sink, cfg.OnConnect = o.bridge, o.bridge.AgentConnected
 	}
-	h := agentsock.New(cfg)
-	r := chi.NewRouter()
-	r.Use(middleware.RequestID(log), middleware.ClientIP(nil, false))
-	h.Routes(r)
-	srv := httptest.NewServer(r)
+	th := serveTestHub(t, agentsock.New(cfg), o.db)
+	if o.bridge == nil {
+		th.sink = o.sink
+	}
+	return th
+}
+
+// runLoop runs a service's loop until the test ends; the cleanup stops it and waits for it.
+func runLoop(t testing.TB, run func(context.Context) error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = h.Run(ctx)
+		_ = run(ctx)
 	}()
-	th := &testHub{db: o.db, hub: h, srv: srv, sink: o.sink, url: srv.URL}
-	th.stop = sync.OnceFunc(func() {
+	t.Cleanup(func() {
 		cancel()
 		<-done
-		// Run closed the Hub on its way out; Close again is a no-op that says what the test relies
-		// on: no goroutine of an agent socket outlives the test (and logs through its writer).
-		h.Close()
-		srv.CloseClientConnections()
-		srv.Close()
 	})
-	t.Cleanup(th.stop)
-	return th
 }
 
 // newEnrollToken stores a token with the given uses (nil: unlimited) valid for an hour.
@@ -175,6 +172,12 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
+
 func openDBAt(t testing.TB, path string) *storage.DB {
 	t.Helper()
 	db, err := storage.Open(context.Background(), path, storage.Options{Logger: zerolog.New(zerolog.NewTestWriter(t))})
@@ -188,7 +191,7 @@ func openDBAt(t testing.TB, path string) *storage.DB {
 // serveTestHub serves an already built Hub (for tests that configure it themselves).
 func serveTestHub(t testing.TB, h *agentsock.Hub, db *storage.DB) *testHub {
 	t.Helper()
-	log := zerolog.New(zerolog.NewTestWriter(t))
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID(log), middleware.ClientIP(nil, false))
 	h.Routes(r)
@@ -199,7 +202,7 @@ func serveTestHub(t testing.TB, h *agentsock.Hub, db *storage.DB) *testHub {
 		defer close(done)
 		_ = h.Run(ctx)
 	}()
-	th := &testHub{db: db, hub: h, srv: srv, url: srv.URL, sink: newSink()}
+	th := &testHub{db: db, hub: h, srv: srv, url: srv.URL}
 	th.stop = sync.OnceFunc(func() {
 		cancel()
 		<-done

@@ -63,14 +63,8 @@ func TestReadLimit(t *testing.T) {
 		t.Fatalf("after an oversized frame: %v, want close 1009", err)
 	}
 	waitFor(t, "connection forgotten", func() bool { return !th.hub.Connected("a1") })
-	waitFor(t, "disconnect logged", func() bool {
-		logs.mu.Lock()
-		defer logs.mu.Unlock()
-		return strings.Contains(logs.w.String(), "agent disconnected")
-	})
-	logs.mu.Lock()
-	out := logs.w.String()
-	logs.mu.Unlock()
+	waitFor(t, "disconnect logged", func() bool { return strings.Contains(logs.String(), "agent disconnected") })
+	out := logs.String()
 	if !strings.Contains(out, "message too big") {
 		t.Fatalf("the disconnect does not say why:\n%s", out)
 	}
@@ -87,14 +81,8 @@ func TestDisconnectReason(t *testing.T) {
 	if err := ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "disconnect logged", func() bool {
-		logs.mu.Lock()
-		defer logs.mu.Unlock()
-		return strings.Contains(logs.w.String(), "agent disconnected")
-	})
-	logs.mu.Lock()
-	out := logs.w.String()
-	logs.mu.Unlock()
+	waitFor(t, "disconnect logged", func() bool { return strings.Contains(logs.String(), "agent disconnected") })
+	out := logs.String()
 	if !strings.Contains(out, `"reason":"close 1000"`) {
 		t.Fatalf("disconnect reason of a closed socket:\n%s", out)
 	}

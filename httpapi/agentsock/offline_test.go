@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,35 +99,13 @@ func TestIngestRules(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	th := newTestHub(t, hubOpts{})
-	mk := func(id string) string {
-		key := protocol.NewToken()
-		hash, _ := protocol.HashToken(key)
-		if err := th.db.Writer().InsertAgent(ctx, storage.Agent{ID: id, KeyHash: hash, CreatedAt: 1, UpdatedAt: 1}); err != nil {
-			t.Fatal(err)
-		}
-		return key
-	}
-	key, other := mk("a1"), mk("a2")
+	key, other := insertAgentKey(t, th.db, "a1"), insertAgentKey(t, th.db, "a2")
 	a1 := "a1"
 	if err := th.db.Writer().InsertJob(ctx, storage.Job{ID: "j1", Name: "j", AgentID: &a1, ScheduleTimezone: "UTC", OverlapPolicy: "queue",
 		MissedRunPolicy: "run_once", SpecJSON: "{}", CreatedAt: 1, UpdatedAt: 1}); err != nil {
 		t.Fatal(err)
 	}
-	post := func(key string, body any) (int, string) {
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequest("POST", th.url+"/agent/runs/ingest", bytes.NewReader(b))
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var env struct{ Error string }
-		_ = json.NewDecoder(resp.Body).Decode(&env)
-		return resp.StatusCode, env.Error
-	}
+	post := func(key string, body any) (int, string) { return postIngest(t, th.url, key, body) }
 	run := func(events int) map[string]any {
 		evs := []map[string]any{}
 		for i := 1; i <= events; i++ {
@@ -187,20 +164,16 @@ func TestIngestNotifiesAndIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	th := serveTestHub(t, agentsock.New(agentsock.Config{DB: db, Logger: log, Notifier: notifier}), db)
-	key := protocol.NewToken()
-	hash, _ := protocol.HashToken(key)
-	if err := db.Writer().InsertAgent(ctx, storage.Agent{ID: "a1", KeyHash: hash, CreatedAt: 1, UpdatedAt: 1}); err != nil {
-		t.Fatal(err)
-	}
+	key := insertAgentKey(t, db, "a1")
 	a1 := "a1"
 	if err := db.Writer().InsertJob(ctx, storage.Job{ID: "j1", Name: "j", AgentID: &a1, ScheduleTimezone: "UTC", OverlapPolicy: "queue",
 		MissedRunPolicy: "run_once", SpecJSON: `{"v":1,"type":"filesystem","source":{"paths":["/srv"]},"target":{"type":"local_dir","base_dir":"/bk"}}`,
 		CreatedAt: 1, UpdatedAt: 1}); err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(map[string]any{"run": map[string]any{"id": "r1", "job_id": "j1", "status": "success", "started_at": 10, "ended_at": 20,
+	body := map[string]any{"run": map[string]any{"id": "r1", "job_id": "j1", "status": "success", "started_at": 10, "ended_at": 20,
 		"target": map[string]string{"type": "local_dir", "base_dir": "/bk"},
-		"events": []map[string]any{{"seq": 1, "ts": 10, "level": "info", "kind": "complete", "message": "done"}}}})
+		"events": []map[string]any{{"seq": 1, "ts": 10, "level": "info", "kind": "complete", "message": "done"}}}}
 	count := func() int {
 		t.Helper()
 		rows, err := db.Reader().Query(ctx, `SELECT COUNT(*) FROM notifications WHERE run_id = 'r1'`)
@@ -217,15 +190,8 @@ func TestIngestNotifiesAndIndexes(t *testing.T) {
 		return n
 	}
 	for i := 0; i < 2; i++ {
-		req, _ := http.NewRequest("POST", th.url+"/agent/runs/ingest", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 204 {
-			t.Fatalf("upload %d: %d", i, resp.StatusCode)
+		if code, e := postIngest(t, th.url, key, body); code != 204 {
+			t.Fatalf("upload %d: %d %s", i, code, e)
 		}
 		if n := count(); n != 1 {
 			t.Fatalf("after upload %d: %d notifications queued, want 1", i, n)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -147,11 +146,8 @@ func newRestoreSetup(t *testing.T, gate bool) *restoreSetup {
 	ops := operations.New(operations.Config{DB: db, Clock: clock.Real{}, Logger: log, DataDir: t.TempDir(),
 		Opener: opener.New(opener.Config{Secrets: store, Logger: log}), Keys: ages, Remote: restores})
 	restores.Attach(h, ops)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { _ = svc.Run(ctx); done <- struct{}{} }()
-	go func() { _ = ops.Run(ctx); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); <-done; <-done })
+	runLoop(t, svc.Run)
+	runLoop(t, ops.Run)
 	th := serveTestHub(t, h, db)
 
 	rs := &restoreSetup{db: db, store: store, hub: h, th: th, runs: svc, ops: ops, markers: t.TempDir(), dataDir: t.TempDir()}
@@ -164,30 +160,27 @@ func newRestoreSetup(t *testing.T, gate bool) *restoreSetup {
 
 func startRealChild(t *testing.T, hubURL, token, dataDir, markers string, gate bool, env ...string) *childAgent {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=real", "CHILD_HUB_URL="+hubURL, "CHILD_TOKEN="+token,
-		"CHILD_DATA_DIR="+dataDir, "CHILD_MARKERS="+markers)
-	cmd.Env = append(cmd.Env, env...)
+	env = append(env, childEnv+"=real", "CHILD_HUB_URL="+hubURL, "CHILD_TOKEN="+token)
 	if gate {
-		cmd.Env = append(cmd.Env, "CHILD_GATE=1")
+		env = append(env, "CHILD_GATE=1")
 	}
-	var buf bytes.Buffer
-	cmd.Stderr = &syncWriter{w: &buf}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &childAgent{t: t, cmd: cmd, dataDir: dataDir, markers: markers, log: &buf, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		c.stop()
-		if t.Failed() {
-			t.Logf("agent process %d log:\n%s", cmd.Process.Pid, buf.String())
-		}
+	return startChildProcess(t, dataDir, markers, env...)
+}
+
+// stopAgent stops the agent process and waits until the Hub has seen it go.
+func (rs *restoreSetup) stopAgent(t *testing.T) {
+	t.Helper()
+	rs.child.stop()
+	waitFor(t, "agent gone", func() bool { return !rs.hub.Connected(rs.agentID) })
+}
+
+// waitHeld waits until the gated agent holds operation id mid-way (see gatedRestorer).
+func (rs *restoreSetup) waitHeld(t *testing.T, id string) {
+	t.Helper()
+	waitFor(t, "operation held mid-way", func() bool {
+		_, err := os.Stat(filepath.Join(rs.markers, "gate-"+id))
+		return err == nil
 	})
-	return c
 }
 
 // backupOnAgent makes a job on the agent backing up src into dst (a directory of the agent's
@@ -354,10 +347,7 @@ func TestRestoreOnAgentCanceled(t *testing.T) {
 	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
 	into := filepath.Join(t.TempDir(), "restored")
 	op := rs.restore(t, runID, into)
-	waitFor(t, "restore held mid-way", func() bool {
-		_, err := os.Stat(filepath.Join(rs.markers, "gate-"+op.ID))
-		return err == nil
-	})
+	rs.waitHeld(t, op.ID)
 	if _, err := rs.ops.Cancel(ctx, op.ID, 1, "changed my mind"); err != nil {
 		t.Fatal(err)
 	}
@@ -388,10 +378,7 @@ func TestRestoreOnAgentSurvivesDrop(t *testing.T) {
 	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
 	into := filepath.Join(t.TempDir(), "restored")
 	op := rs.restore(t, runID, into)
-	waitFor(t, "restore held mid-way", func() bool {
-		_, err := os.Stat(filepath.Join(rs.markers, "gate-"+op.ID))
-		return err == nil
-	})
+	rs.waitHeld(t, op.ID)
 	rs.proxy.faultAll(faultDrop)
 	waitFor(t, "agent reconnected", func() bool { return rs.proxy.linksOpened() >= 2 && rs.hub.Connected(rs.agentID) })
 	// The re-sent restore reached the agent on the new connection and was not run again.
@@ -432,8 +419,7 @@ func TestRestoreOnAgentRefusals(t *testing.T) {
 	if _, err := rs.ops.StartRestore(ctx, runID, req("relative/dir"), 1); !errors.As(err, &ie) || ie.Code != "invalid_destination" {
 		t.Fatalf("relative directory: %v", err)
 	}
-	rs.child.stop()
-	waitFor(t, "agent gone", func() bool { return !rs.hub.Connected(rs.agentID) })
+	rs.stopAgent(t)
 	if _, err := rs.ops.StartRestore(ctx, runID, req(t.TempDir()), 1); !errors.As(err, &ie) || ie.Code != agentsock.CodeAgentNotConnected {
 		t.Fatalf("offline agent: %v", err)
 	}
@@ -452,10 +438,7 @@ func TestRestoreOnAgentKilled(t *testing.T) {
 	testtool.BuildTree(t, src, 1<<16)
 	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
 	op := rs.restore(t, runID, filepath.Join(t.TempDir(), "restored"))
-	waitFor(t, "restore held mid-way", func() bool {
-		_, err := os.Stat(filepath.Join(rs.markers, "gate-"+op.ID))
-		return err == nil
-	})
+	rs.waitHeld(t, op.ID)
 	rs.child.kill9()
 	if err := os.WriteFile(filepath.Join(rs.markers, "release-"+op.ID), nil, 0o600); err != nil {
 		t.Fatal(err) // a second execution would run through at once

@@ -48,10 +48,7 @@ func TestRevokeEndsWhatTheAgentOwes(t *testing.T) {
 	th := serveTestHub(t, h, db)
 	svc := runs.New(runs.Config{DB: db, Log: log, Agents: bridge})
 	bridge.Attach(h, svc)
-	runCtx, stopRuns := context.WithCancel(ctx)
-	runsDone := make(chan struct{})
-	go func() { defer close(runsDone); _ = svc.Run(runCtx) }()
-	t.Cleanup(func() { stopRuns(); <-runsDone })
+	runLoop(t, svc.Run)
 
 	ex := newExecutor()
 	agentDir := t.TempDir()

@@ -37,16 +37,7 @@ func setupRuns(t *testing.T) *runsBundle {
 	th := newTestHub(t, hubOpts{db: db, bridge: bridge, ackTimeout: time.Second})
 	svc := runs.New(runs.Config{DB: db, Clock: clock.Real{}, Log: zerolog.New(zerolog.NewTestWriter(t)), Agents: bridge})
 	bridge.Attach(th.hub, svc)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = svc.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	runLoop(t, svc.Run)
 	ex := newExecutor()
 	ra := startAgent(t, th.url, newEnrollToken(t, db, nil), t.TempDir(), ex, time.Second)
 	waitFor(t, "agent connected", func() bool { return th.hub.Connected(ra.a.ID()) })
@@ -157,16 +148,7 @@ func TestAgentRunsRealBackup(t *testing.T) {
 	svc := runs.New(runs.Config{DB: db, Clock: clock.Real{}, Log: zerolog.New(zerolog.NewTestWriter(t)), Agents: bridge,
 		OnFinished: []runs.FinishHook{backupexec.IndexSnapshot}})
 	bridge.Attach(th.hub, svc)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = svc.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	runLoop(t, svc.Run)
 	dataDir := t.TempDir()
 	log := zerolog.New(zerolog.NewTestWriter(t))
 	ra := startAgent(t, th.url, newEnrollToken(t, db, nil), dataDir, client.NewBackupExecutor(dataDir, nil, log), time.Second)

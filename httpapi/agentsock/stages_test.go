@@ -31,10 +31,7 @@ func TestStageEventsOnce(t *testing.T) {
 			th := newTestHub(t, hubOpts{db: db, bridge: bridge})
 			svc := runs.New(runs.Config{DB: db, Clock: clock.Real{}, Log: zerolog.New(zerolog.NewTestWriter(t)), Agents: bridge})
 			bridge.Attach(th.hub, svc)
-			runCtx, stop := context.WithCancel(ctx)
-			done := make(chan struct{})
-			go func() { defer close(done); _ = svc.Run(runCtx) }()
-			t.Cleanup(func() { stop(); <-done })
+			runLoop(t, svc.Run)
 
 			agent := "raw"
 			ws := dialAgent(t, th.url, insertAgentKey(t, db, agent))

@@ -39,10 +39,7 @@ func TestAgentTimeout(t *testing.T) {
 	h.Routes(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = svc.Run(runCtx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runLoop(t, svc.Run)
 
 	px := newFaultProxy(t, srv.Listener.Addr().String())
 	exGone, exSlow := newExecutor(), newExecutor()
@@ -78,10 +75,7 @@ func TestAgentTimeout(t *testing.T) {
 	px.faultAll(faultDrop)
 	waitFor(t, "agent gone", func() bool { return !h.Connected(gone.a.ID()) })
 
-	loopCtx, stopLoop := context.WithCancel(ctx)
-	loopDone := make(chan struct{})
-	go func() { _ = h.RunTimeouts(loopCtx); close(loopDone) }()
-	t.Cleanup(func() { stopLoop(); <-loopDone })
+	runLoop(t, h.RunTimeouts)
 	arms := uint64(2) // the first timer and its re-arm after the first pass
 	step := func(d time.Duration) {
 		t.Helper()
@@ -159,10 +153,7 @@ func TestAgentTimeoutLoopArmsForTheDeadline(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	loopCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = h.RunTimeouts(loopCtx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	runLoop(t, h.RunTimeouts)
 
 	if err := fake.WaitArmCount(ctx, 2); err != nil { // the first timer and its re-arm after the first pass
 		t.Fatal(err)
