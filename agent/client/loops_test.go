@@ -34,6 +34,23 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitingAgent is a bare agent with one running task, stopping: waitTasks has armed its grace
+// timer. done closes when waitTasks returns.
+func waitingAgent(t *testing.T, fake *clock.Fake, task string) (a *Agent, done <-chan struct{}) {
+	t.Helper()
+	a = bareAgent(t, fake)
+	a.running[task] = &runningTask{cancel: func() {}}
+	arms := fake.ArmCount()
+	ended := make(chan struct{})
+	go func() { a.waitTasks(); close(ended) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := fake.WaitArmCount(ctx, arms+1); err != nil {
+		t.Fatalf("waitTasks armed no grace timer on the agent's clock: %v", err)
+	}
+	return a, ended
+}
+
 // TestWaitTasks: a stopping agent waits for its running tasks on a signal, not by polling, and
 // at most stopGrace on its own clock.
 func TestWaitTasks(t *testing.T) {
@@ -41,16 +58,7 @@ func TestWaitTasks(t *testing.T) {
 	t.Run("WakesWhenTheTaskEnds", func(t *testing.T) {
 		t.Parallel()
 		fake := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-		a := bareAgent(t, fake)
-		a.running["t1"] = &runningTask{cancel: func() {}}
-		arms := fake.ArmCount()
-		done := make(chan struct{})
-		go func() { a.waitTasks(); close(done) }()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := fake.WaitArmCount(ctx, arms+1); err != nil {
-			t.Fatalf("waitTasks armed no grace timer on the agent's clock: %v", err)
-		}
+		a, done := waitingAgent(t, fake, "t1")
 		a.mu.Lock()
 		a.endTaskLocked("t1")
 		a.mu.Unlock()
@@ -59,16 +67,7 @@ func TestWaitTasks(t *testing.T) {
 	t.Run("GivesUpAfterTheGrace", func(t *testing.T) {
 		t.Parallel()
 		fake := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-		a := bareAgent(t, fake)
-		a.running["stuck"] = &runningTask{cancel: func() {}}
-		arms := fake.ArmCount()
-		done := make(chan struct{})
-		go func() { a.waitTasks(); close(done) }()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := fake.WaitArmCount(ctx, arms+1); err != nil {
-			t.Fatal(err)
-		}
+		_, done := waitingAgent(t, fake, "stuck")
 		if d, _ := fake.NextDeadline(); !d.Equal(fake.Now().Add(stopGrace)) {
 			t.Fatalf("grace ends at %v, want %v", d, fake.Now().Add(stopGrace))
 		}
