@@ -250,6 +250,23 @@ func (h *Hub) complete(ctx context.Context, t storage.AgentTask, result any, err
 	return nil
 }
 
+// agentFailure reads how an agent says a task failed: the code from summary.error_code
+// (agent_failed when it gives none) and its error text (fallback when it gives none).
+func agentFailure(summary json.RawMessage, errText *string, fallback string) (code, msg string) {
+	var sum struct {
+		ErrorCode string `json:"error_code"`
+	}
+	_ = json.Unmarshal(summary, &sum)
+	code, msg = sum.ErrorCode, fallback
+	if code == "" {
+		code = "agent_failed"
+	}
+	if errText != nil && *errText != "" {
+		msg = *errText
+	}
+	return code, msg
+}
+
 // isOperation: tasks of this kind are operations (restores, verifies), reported with
 // operation_event/operation_result and canceled with cancel_operation_task.
 func isOperation(kind string) bool {

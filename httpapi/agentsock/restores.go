@@ -279,17 +279,8 @@ func (b *RestoreBridge) OperationResult(ctx context.Context, t storage.AgentTask
 	case protocol.StatusCanceled:
 		out.Status = storage.OperationCanceled
 	default:
-		var sum struct {
-			ErrorCode string `json:"error_code"`
-		}
-		_ = json.Unmarshal(res.Summary, &sum)
-		out.Status, out.Code, out.Message = storage.OperationFailed, sum.ErrorCode, "the agent reported the "+t.Kind+" failed"
-		if out.Code == "" {
-			out.Code = "agent_failed"
-		}
-		if res.Error != nil && *res.Error != "" {
-			out.Message = *res.Error
-		}
+		out.Status = storage.OperationFailed
+		out.Code, out.Message = agentFailure(res.Summary, res.Error, "the agent reported the "+t.Kind+" failed")
 	}
 	_, err := ops.FinishRemote(ctx, t.ID, out)
 	return err

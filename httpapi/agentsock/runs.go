@@ -193,18 +193,7 @@ func (b *RunBridge) Result(ctx context.Context, t storage.AgentTask, res *protoc
 	case protocol.StatusCanceled:
 		out.Status = storage.RunCanceled
 	default:
-		var sum struct {
-			ErrorCode string `json:"error_code"`
-		}
-		_ = json.Unmarshal(res.Summary, &sum)
-		code := sum.ErrorCode
-		if code == "" {
-			code = "agent_failed"
-		}
-		msg := "the agent reported the run failed"
-		if res.Error != nil && *res.Error != "" {
-			msg = *res.Error
-		}
+		code, msg := agentFailure(res.Summary, res.Error, "the agent reported the run failed")
 		out.Status, out.Summary = storage.RunFailed, res.Summary
 		out.Error = &runs.RunError{Code: code, Kind: "agent", Message: msg}
 	}
