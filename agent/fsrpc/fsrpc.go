@@ -25,14 +25,20 @@ func Answer(m *protocol.FsList) *protocol.FsListResult {
 		res.ErrorCode, res.Error = &code, &msg
 		return res
 	}
+	res.Entries, res.NextCursor, res.Total = wirePage(page)
+	return res
+}
+
+// wirePage is a listing page as fs_list_result and webdav_list_result carry it.
+func wirePage(page fslist.Page) (entries []protocol.FsEntry, next *string, total *int64) {
+	entries = make([]protocol.FsEntry, 0, len(page.Entries))
 	for _, e := range page.Entries {
-		res.Entries = append(res.Entries, protocol.FsEntry{Name: e.Name, Path: e.Path, Kind: e.Kind, Size: e.Size, Mtime: e.Mtime})
+		entries = append(entries, protocol.FsEntry{Name: e.Name, Path: e.Path, Kind: e.Kind, Size: e.Size, Mtime: e.Mtime})
 	}
 	if page.NextCursor != "" {
-		res.NextCursor = &page.NextCursor
+		next = &page.NextCursor
 	}
-	res.Total = &page.Total
-	return res
+	return entries, next, &page.Total
 }
 
 // options turns the wire's paging fields into fslist options; a request without any is the

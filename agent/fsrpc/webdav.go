@@ -81,13 +81,7 @@ func AnswerWebDAV(ctx context.Context, m *protocol.WebdavList, creds WebDAVCrede
 		}
 		return fail("list_failed", "the listing could not be paged")
 	}
-	for _, e := range page.Entries {
-		res.Entries = append(res.Entries, protocol.FsEntry{Name: e.Name, Path: e.Path, Kind: e.Kind, Size: e.Size, Mtime: e.Mtime})
-	}
-	if page.NextCursor != "" {
-		res.NextCursor = &page.NextCursor
-	}
-	res.Total = &page.Total
+	res.Entries, res.NextCursor, res.Total = wirePage(page)
 	return res
 }
 
