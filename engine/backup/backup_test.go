@@ -650,3 +650,37 @@ func TestLegacyRootSymlinkIsFollowed(t *testing.T) {
 		t.Fatalf("entries %v", got)
 	}
 }
+
+// When packing fails while a part is being uploaded, the run ends with the packing error at once:
+// it must not wait for an upload whose result would be thrown away (a whole part on WebDAV).
+func TestPackingFailureAbandonsTheUploadInFlight(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	b := make([]byte, 1800<<10) // one part cut (1 MiB), not two
+	rand.Read(b)
+	write(t, filepath.Join(src, "a-random.bin"), string(b))
+	write(t, filepath.Join(src, "zz-bad.txt"), "unreadable")
+	backup.InjectOpenFault(filepath.Join(src, "zz-bad.txt"), syscall.EACCES)
+	h := newHarness(t)
+	// The upload of every part blocks until its context ends: nobody releases it.
+	h.target = &gate{Target: h.target, staging: h.staging, release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.run(context.Background(), fsSpec(t, nil, src))
+		done <- err
+	}()
+	// A liveness bound, not a timing: the old code waited for the blocked upload forever.
+	wait := time.Minute
+	if d, ok := t.Deadline(); ok {
+		wait = time.Until(d) - 5*time.Second
+	}
+	select {
+	case err := <-done:
+		var be *backup.Error
+		if !errors.As(err, &be) || be.Code == "" || errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want the walk's failure", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the run waited for an upload it had abandoned")
+	}
+}

@@ -22,6 +22,8 @@ type uploader struct {
 	run    targets.RunRef
 	log    zerolog.Logger
 	cancel context.CancelCauseFunc
+	// stopCtx cancels the uploader's own context (stop, and cleanup after finish).
+	stopCtx context.CancelFunc
 
 	ch   chan closedPart
 	done chan struct{}
@@ -34,9 +36,11 @@ type uploader struct {
 
 func startUploader(ctx context.Context, target targets.Target, run targets.RunRef, log zerolog.Logger,
 	cancel context.CancelCauseFunc, onBytes func(int64)) *uploader {
+	// The uploader's own context lets stop() abandon a part in flight without canceling the run.
+	uctx, stopCtx := context.WithCancel(ctx)
 	u := &uploader{target: target, run: run, log: log, cancel: cancel, ch: make(chan closedPart, 1),
-		done: make(chan struct{}), onBytes: onBytes}
-	go u.loop(ctx)
+		done: make(chan struct{}), onBytes: onBytes, stopCtx: stopCtx}
+	go u.loop(uctx)
 	return u
 }
 
@@ -82,15 +86,17 @@ func (u *uploader) send(ctx context.Context, p closedPart) error {
 func (u *uploader) finish() error {
 	close(u.ch)
 	<-u.done
+	u.stopCtx()
 	return u.failure()
 }
 
-// stop abandons the upload: it closes the channel and waits for the loop, whose context the
-// caller has canceled.
+// stop abandons the upload: it cancels the part in flight (packing failed, so it would be
+// thrown away), closes the channel and waits for the loop. After finish it does nothing.
 func (u *uploader) stop() {
 	select {
 	case <-u.done:
 	default:
+		u.stopCtx()
 		close(u.ch)
 		for range u.ch {
 		}
