@@ -115,21 +115,27 @@ type retentionBody struct {
 	Retention json.RawMessage `json:"retention"`
 }
 
-// retentionOverride reads the optional {retention} body of preview and apply: nil means the
-// job's own policy.
-func (s *Server) retentionOverride(r *http.Request, job storage.Job) (*jobspec.Retention, error) {
+// retentionPolicy loads the job of a preview or apply request and the policy it runs with: the
+// optional {retention} body, else the job's own policy.
+func (s *Server) retentionPolicy(w http.ResponseWriter, r *http.Request) (storage.Job, *jobspec.Retention, bool) {
+	job, spec, ok := s.jobSpecFor(w, r)
+	if !ok {
+		return job, nil, false
+	}
 	var b retentionBody
 	if err := decodeOptionalJSON(r, &b); err != nil {
-		return nil, err
+		respond.Error(w, r, err)
+		return job, nil, false
 	}
 	if len(b.Retention) == 0 || string(bytes.TrimSpace(b.Retention)) == "null" {
-		return nil, nil
+		return job, &spec.Retention, true
 	}
-	_, spec, err := withRetention(job.SpecJSON, b.Retention)
+	_, override, err := withRetention(job.SpecJSON, b.Retention)
 	if err != nil {
-		return nil, err
+		respond.Error(w, r, err)
+		return job, nil, false
 	}
-	return &spec.Retention, nil
+	return job, &override.Retention, true
 }
 
 type previewItem struct {
@@ -152,17 +158,9 @@ type previewResponse struct {
 }
 
 func (s *Server) previewRetention(w http.ResponseWriter, r *http.Request) {
-	job, spec, ok := s.jobSpecFor(w, r)
+	job, pol, ok := s.retentionPolicy(w, r)
 	if !ok {
 		return
-	}
-	pol, err := s.retentionOverride(r, job)
-	if err != nil {
-		respond.Error(w, r, err)
-		return
-	}
-	if pol == nil {
-		pol = &spec.Retention
 	}
 	ctx := r.Context()
 	plan, err := s.cfg.Snapshots.Preview(ctx, job.ID, pol)
@@ -199,17 +197,9 @@ func (s *Server) previewRetention(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) applyRetention(w http.ResponseWriter, r *http.Request) {
-	job, spec, ok := s.jobSpecFor(w, r)
+	job, pol, ok := s.retentionPolicy(w, r)
 	if !ok {
 		return
-	}
-	pol, err := s.retentionOverride(r, job)
-	if err != nil {
-		respond.Error(w, r, err)
-		return
-	}
-	if pol == nil {
-		pol = &spec.Retention
 	}
 	if !pol.Enabled {
 		respond.Error(w, r, respond.BadRequest("retention_disabled", "retention is disabled for this job; enable it or send an enabled policy"))
