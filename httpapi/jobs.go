@@ -334,16 +334,7 @@ func (s *Server) withDefaultRetention(ctx context.Context, v *validJob) error {
 	if json.Unmarshal(cfg.Default, &enabled) != nil || !enabled.Enabled {
 		return nil
 	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(v.specJSON, &doc); err != nil {
-		return nil
-	}
-	doc["retention"] = cfg.Default
-	out, err := json.Marshal(doc)
-	if err != nil {
-		return fmt.Errorf("add default retention: %w", err)
-	}
-	spec, err := jobspec.ParseAndValidate(out)
+	out, spec, err := withRetention(string(v.specJSON), cfg.Default)
 	if err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("the Hub's default retention is not valid; the new job keeps none")
 		return nil
