@@ -117,6 +117,15 @@ func (s *Server) jobOut(it storage.JobListItem, withSpec bool) jobJSON {
 
 func ptrTo[T any](v T) *T { return &v }
 
+// jobError answers a missing job (storage.ErrNotFound) as 404 job_not_found; other errors pass
+// through.
+func jobError(err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return respond.NotFound("job_not_found", "job not found")
+	}
+	return err
+}
+
 var runStatuses = map[string]bool{
 	storage.RunQueued: true, storage.RunRunning: true, storage.RunSuccess: true, storage.RunFailed: true,
 	storage.RunRejected: true, storage.RunCanceled: true,
@@ -417,12 +426,8 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 		saved = j
 		return q.UpdateJob(ctx, j)
 	})
-	if errors.Is(err, storage.ErrNotFound) {
-		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
-		return
-	}
 	if err != nil {
-		respond.Error(w, r, err)
+		respond.Error(w, r, jobError(err))
 		return
 	}
 	s.jobChanged(ctx, id, oldAgent, saved.AgentID)
@@ -445,12 +450,8 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
 		}
 		return q.DeleteJob(ctx, id)
 	})
-	if errors.Is(err, storage.ErrNotFound) {
-		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
-		return
-	}
 	if err != nil {
-		respond.Error(w, r, err)
+		respond.Error(w, r, jobError(err))
 		return
 	}
 	s.cfg.Runs.Abort(ctx, job, live...)
@@ -478,11 +479,8 @@ func (s *Server) setJobArchived(archive bool) http.HandlerFunc {
 			cascade = b
 		}
 		ctx := r.Context()
-		if err := write(s.db.Writer(), ctx, id, s.now().Unix()); errors.Is(err, storage.ErrNotFound) {
-			respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
-			return
-		} else if err != nil {
-			respond.Error(w, r, err)
+		if err := write(s.db.Writer(), ctx, id, s.now().Unix()); err != nil {
+			respond.Error(w, r, jobError(err))
 			return
 		}
 		j, err := s.db.Reader().GetJob(ctx, id)
@@ -538,9 +536,6 @@ func (s *Server) runJobNow(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	run, err := s.cfg.Runs.Trigger(r.Context(), id, runs.SourceManual)
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
-		return
 	case errors.Is(err, runs.ErrJobArchived):
 		respond.Error(w, r, respond.Conflict("job_archived", "the job is archived; unarchive it to run it"))
 		return
@@ -548,7 +543,7 @@ func (s *Server) runJobNow(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, respond.Conflict("agent_revoked", "the job's agent was revoked; bind the job to another node to run it"))
 		return
 	case err != nil:
-		respond.Error(w, r, err)
+		respond.Error(w, r, jobError(err))
 		return
 	}
 	if s.cfg.Scheduler != nil {

@@ -100,12 +100,8 @@ func (s *Server) putRetention(w http.ResponseWriter, r *http.Request) {
 		saved = spec
 		return q.UpdateJob(ctx, j)
 	})
-	if errors.Is(err, storage.ErrNotFound) {
-		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
-		return
-	}
 	if err != nil {
-		respond.Error(w, r, err)
+		respond.Error(w, r, jobError(err))
 		return
 	}
 	respond.JSON(w, http.StatusOK, saved.Retention)

@@ -108,12 +108,8 @@ func decodeCursor(s string) (storage.SnapshotCursor, bool) {
 // jobFor loads the job of a snapshot route, answering 404 job_not_found for a missing one.
 func (s *Server) jobFor(w http.ResponseWriter, r *http.Request) (storage.Job, bool) {
 	j, err := s.db.Reader().GetJob(r.Context(), chi.URLParam(r, "id"))
-	if errors.Is(err, storage.ErrNotFound) {
-		respond.Error(w, r, respond.NotFound("job_not_found", "job not found"))
-		return j, false
-	}
 	if err != nil {
-		respond.Error(w, r, err)
+		respond.Error(w, r, jobError(err))
 		return j, false
 	}
 	return j, true
