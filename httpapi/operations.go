@@ -169,16 +169,11 @@ func (s *Server) startVerify(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listRunOperations(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	runID := chi.URLParam(r, "id")
-	if _, err := s.db.Reader().GetRun(ctx, runID); errors.Is(err, storage.ErrNotFound) {
-		respond.Error(w, r, respond.NotFound("run_not_found", "run not found"))
-		return
-	} else if err != nil {
-		respond.Error(w, r, err)
+	if !s.runExists(w, r, runID) {
 		return
 	}
-	ops, err := s.db.Reader().ListOperationsBySubject(ctx, operations.SubjectRun, runID, 100)
+	ops, err := s.db.Reader().ListOperationsBySubject(r.Context(), operations.SubjectRun, runID, 100)
 	if err != nil {
 		respond.Error(w, r, err)
 		return
@@ -219,14 +214,10 @@ func (s *Server) listOperationEvents(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
-	var after int64
-	if v := r.URL.Query().Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			respond.Error(w, r, respond.BadRequest("invalid_after", "after must be a sequence number ≥ 0").Field("after"))
-			return
-		}
-		after = n
+	after, err := readAfter(r)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
 	}
 	evs, err := s.db.Reader().ListOperationEvents(ctx, id, after, maxOperationEvents)
 	if err != nil {

@@ -139,6 +139,20 @@ func (s *Server) runExists(w http.ResponseWriter, r *http.Request, id string) bo
 	return true
 }
 
+// readAfter reads the optional after parameter of an event page or stream: the sequence number
+// the client already has (0 when absent).
+func readAfter(r *http.Request) (int64, error) {
+	v := r.URL.Query().Get("after")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, respond.BadRequest("invalid_after", "after must be a sequence number ≥ 0").Field("after")
+	}
+	return n, nil
+}
+
 func (s *Server) listRunEvents(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	if !s.runExists(w, r, id) {
@@ -161,14 +175,10 @@ func (s *Server) listRunEvents(w http.ResponseWriter, r *http.Request) {
 // once the run is over and everything was sent; a client reconnects with after = its last seq.
 func (s *Server) runEventsSocket(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
-	var after int64
-	if v := r.URL.Query().Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			respond.Error(w, r, respond.BadRequest("invalid_after", "after must be a sequence number ≥ 0").Field("after"))
-			return
-		}
-		after = n
+	after, err := readAfter(r)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
 	}
 	if err := checkOrigin(r, middleware.GetClient(r)); err != nil {
 		respond.Error(w, r, err)
