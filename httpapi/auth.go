@@ -309,8 +309,7 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 			respond.Error(w, r, errInvalidCSRF())
 			return
 		}
-		ctx := withSession(r.Context(), authSession{userID: sess.UserID, row: sess})
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userIDKey, sess.UserID)))
 	})
 }
 
