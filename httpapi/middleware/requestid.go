@@ -41,9 +41,6 @@ func RequestID(base zerolog.Logger) func(http.Handler) http.Handler {
 	}
 }
 
-// GetRequestID returns the request's ID, or "" outside the middleware.
-func GetRequestID(r *http.Request) string { return respond.RequestID(r.Context()) }
-
 func safeRequestID(id string) bool {
 	if id == "" || len(id) > maxRequestIDLen {
 		return false
