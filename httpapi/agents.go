@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"regexp"
@@ -108,7 +109,7 @@ type agentView struct {
 
 type agentDetail struct {
 	agentView
-	Capabilities any `json:"capabilities"` // the agent's last hello
+	Capabilities json.RawMessage `json:"capabilities"` // the agent's last hello
 }
 
 func (s *Server) viewAgent(a storage.Agent, now int64) agentView {
@@ -260,16 +261,8 @@ func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d := agentDetail{agentView: s.viewAgent(a, s.now().Unix())}
-	if a.CapabilitiesJSON != nil {
-		d.Capabilities = rawJSON(*a.CapabilitiesJSON)
-	}
-	respond.JSON(w, http.StatusOK, d)
+	respond.JSON(w, http.StatusOK, agentDetail{agentView: s.viewAgent(a, s.now().Unix()), Capabilities: rawPtr(a.CapabilitiesJSON)})
 }
-
-type rawJSON string
-
-func (j rawJSON) MarshalJSON() ([]byte, error) { return []byte(j), nil }
 
 func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request) {
 	a, ok := s.loadAgent(w, r)

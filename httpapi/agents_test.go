@@ -94,6 +94,21 @@ func TestAgentsAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("DetailCarriesTheHello", func(t *testing.T) {
+		var caps map[string]any
+		waitUntil(t, "hello stored", func() bool {
+			st, body := c.Get(t, "/api/agents/"+a.ID())
+			if st != 200 {
+				t.Fatalf("detail: %d %v", st, body)
+			}
+			caps, _ = body["capabilities"].(map[string]any)
+			return caps != nil
+		})
+		if caps["type"] != "hello" || caps["name"] != "nas" {
+			t.Fatalf("capabilities = %v, want the agent's hello", caps)
+		}
+	})
+
 	t.Run("Labels", func(t *testing.T) {
 		path := "/api/agents/" + a.ID() + "/labels"
 		if s, body := c.Put(t, path, map[string]any{"labels": []string{"Home", "nas", "nas"}}); s != 200 || fmt.Sprint(body["labels"]) != "[home nas]" {
