@@ -12,7 +12,7 @@
 // them:
 //
 //	apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) {
-//		cfg.Jobs = jobs.NewService(cfg.DB, cfg.Clock, cfg.Logger)
+//		cfg.Runs = runs.New(runs.Config{DB: cfg.DB, Clock: cfg.Clock, Log: cfg.Logger})
 //	}))
 package apitest
 
