@@ -1,56 +1,25 @@
 package middleware_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/httpapi/apitest"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 )
 
-// logBuf collects JSON log lines safely from concurrent handlers.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) lines(t *testing.T) []map[string]any {
+func setup(t *testing.T) (*httptest.Server, *apitest.Logs) {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q", line)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-func setup(t *testing.T) (*httptest.Server, *logBuf) {
-	t.Helper()
-	logs := &logBuf{}
+	logs := &apitest.Logs{}
 	log := zerolog.New(logs)
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID(log), middleware.ClientIP(nil, false), middleware.AccessLog, middleware.Recover, middleware.BodyLimit)
@@ -140,7 +109,7 @@ func TestErrorEnvelopeAndLogShareRequestID(t *testing.T) {
 		t.Fatalf("panic: status %d body %v", resp.StatusCode, body)
 	}
 	var access, panics int
-	for _, l := range logs.lines(t) {
+	for _, l := range logs.Lines(t) {
 		if l["request_id"] == "req-500" && l["message"] == "handler panicked" {
 			panics++
 		}
@@ -162,7 +131,7 @@ func TestErrorEnvelopeAndLogShareRequestID(t *testing.T) {
 	if access != 2 || panics != 1 {
 		t.Fatalf("%d access lines and %d panic lines, want 2 and 1", access, panics)
 	}
-	if strings.Contains(logs.b.String(), "s3cr3t") {
+	if strings.Contains(logs.String(), "s3cr3t") {
 		t.Fatal("a query string reached the log")
 	}
 }
@@ -171,12 +140,12 @@ func TestAccessLogUsesRoutePattern(t *testing.T) {
 	t.Parallel()
 	srv, logs := setup(t)
 	do(t, "GET", srv.URL+"/api/items/42", nil, map[string]string{"X-Request-Id": "req-route"})
-	for _, l := range logs.lines(t) {
+	for _, l := range logs.Lines(t) {
 		if l["request_id"] == "req-route" && l["route"] == "/api/items/{id}" && l["status"] == float64(200) {
 			return
 		}
 	}
-	t.Fatalf("no access line with the route pattern: %v", logs.lines(t))
+	t.Fatalf("no access line with the route pattern: %v", logs.Lines(t))
 }
 
 func TestBodyLimitsAndDecodeErrors(t *testing.T) {
