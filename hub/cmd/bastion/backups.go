@@ -18,13 +18,10 @@ import (
 	"github.com/bastion-backup/bastion/storage"
 )
 
-// backupServices are what runs backups on the Hub and looks after their snapshots: the target
-// opener (credentials from the secrets store), the age keys, the run queue's executor, the
-// snapshot service (delete queue, retention, incomplete-run cleanup) and restore/verify
-// operations.
+// backupServices are what runs backups on the Hub and looks after their snapshots: the run
+// queue's executor, the snapshot service (delete queue, retention, incomplete-run cleanup) and
+// restore/verify operations. They share one target opener (credentials from the secrets store).
 type backupServices struct {
-	opener    *opener.Opener
-	keys      *agekeys.Keys
 	executor  *backupexec.Executor
 	snapshots *snapshots.Service
 	ops       *operations.Service
@@ -41,14 +38,16 @@ type agentParts struct {
 // operations it left running are marked failed (restores an agent still owes stay running), and
 // scratch directories of runs and operations are removed. It runs before anything can start a
 // run or an operation.
-func newBackupServices(ctx context.Context, cfg config.Config, db *storage.DB, store *secrets.Store, agents agentParts, log zerolog.Logger) (*backupServices, error) {
+func newBackupServices(ctx context.Context, cfg config.Config, db *storage.DB, store *secrets.Store, keys *agekeys.Keys, agents agentParts, log zerolog.Logger) (*backupServices, error) {
 	clk := clock.Real{}
-	b := &backupServices{opener: opener.New(opener.Config{Secrets: store, Remote: agents.targets, Logger: log}), keys: agekeys.New(store)}
-	b.executor = backupexec.New(backupexec.Config{DataDir: cfg.DataDir, Opener: b.opener, Keys: b.keys, Clock: clk, Logger: log})
-	b.snapshots = snapshots.New(snapshots.Config{DB: db, Clock: clk, Opener: b.opener, Logger: log,
-		IncompleteCleanupDays: cfg.IncompleteCleanupDays})
-	b.ops = operations.New(operations.Config{DB: db, Clock: clk, Logger: log, DataDir: cfg.DataDir, Opener: b.opener, Keys: b.keys,
-		Remote: agents.restores})
+	targets := opener.New(opener.Config{Secrets: store, Remote: agents.targets, Logger: log})
+	b := &backupServices{
+		executor: backupexec.New(backupexec.Config{DataDir: cfg.DataDir, Opener: targets, Keys: keys, Clock: clk, Logger: log}),
+		snapshots: snapshots.New(snapshots.Config{DB: db, Clock: clk, Opener: targets, Logger: log,
+			IncompleteCleanupDays: cfg.IncompleteCleanupDays}),
+		ops: operations.New(operations.Config{DB: db, Clock: clk, Logger: log, DataDir: cfg.DataDir, Opener: targets, Keys: keys,
+			Remote: agents.restores}),
+	}
 	if err := backupexec.CleanRunDirs(cfg.DataDir); err != nil {
 		return nil, err
 	}

@@ -103,7 +103,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	// write to a closed database. (The "agents" loop closes the sockets already when it stops;
 	// this covers a return before the loops started.)
 	defer agents.Close()
-	backups, err := newBackupServices(ctx, cfg, db, store, agentParts{
+	backups, err := newBackupServices(ctx, cfg, db, store, ageKeys, agentParts{
 		targets: agentsock.Targets{Hub: agents, Secrets: store, Logger: log}, restores: agentRestores}, log)
 	if err != nil {
 		return err
