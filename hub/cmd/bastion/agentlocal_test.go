@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,28 +14,6 @@ import (
 	"github.com/bastion-backup/bastion/httpapi/apitest"
 )
 
-// onlineAgent waits until one agent is connected and returns its id.
-func onlineAgent(t *testing.T, c *apitest.Client) string {
-	t.Helper()
-	var agentID string
-	poll(t, "agent online", func() bool {
-		var list struct {
-			Items []struct {
-				ID        string `json:"id"`
-				Connected bool   `json:"connected"`
-			} `json:"items"`
-		}
-		_ = json.Unmarshal(c.Do(t, "GET", "/api/agents?status=online", nil).Body, &list)
-		for _, a := range list.Items {
-			if a.Connected {
-				agentID = a.ID
-			}
-		}
-		return agentID != ""
-	})
-	return agentID
-}
-
 // TestAgentLocalSnapshotEndToEnd, on real bastion processes: a snapshot that an age-encrypted job
 // wrote into a directory of its agent is browsed in the restore picker (pages, name filter), one
 // picked file is restored on the agent, the snapshot is verified on the agent, fails verification
@@ -48,13 +25,8 @@ func TestAgentLocalSnapshotEndToEnd(t *testing.T) {
 	testtool.BuildTree(t, src, 2<<20)
 	hub := startHubProcess(t, t.TempDir())
 	c := hub.client(t)
-	st, tok := c.Post(t, "/api/agents/enrollment-tokens", map[string]any{"ttl_seconds": 3600, "remaining_uses": 1})
-	if st != http.StatusOK {
-		t.Fatalf("enrollment token: %d %v", st, tok)
-	}
 	agentDir := t.TempDir()
-	agent := startAgentProcess(t, hub.base, tok["token"].(string), agentDir)
-	agentID := onlineAgent(t, c)
+	agent, agentID := enrollAgentProcess(t, hub, c, agentDir)
 
 	spec := map[string]any{"v": 1, "type": "filesystem",
 		"pipeline": map[string]any{"encryption": map[string]any{"type": "age_x25519", "key_name": "local"}},

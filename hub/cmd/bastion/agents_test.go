@@ -4,12 +4,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/bastion-backup/bastion/engine/testtool"
+	"github.com/bastion-backup/bastion/httpapi/apitest"
 )
 
 // startAgentProcess runs `bastion agent` as a child process until the test ends.
@@ -19,37 +18,24 @@ func startAgentProcess(t *testing.T, hubURL, token, dataDir string) *hubProcess 
 	if token != "" {
 		args = append(args, "--enroll-token", token)
 	}
-	p := &hubProcess{cmd: exec.Command(bastionBinary(t), args...), logs: &syncBuf{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		<-p.done
-		if t.Failed() {
-			t.Logf("agent output:\n%s", p.logs.String())
-		}
-	})
-	return p
+	return spawn(t, "agent", args)
 }
 
-// TestAgentJobEndToEnd is the README's agent quick start on real bastion processes: enroll an
-// agent on the same machine, create an age-encrypted job that runs on it, run it, restore its
-// snapshot on the agent into a new directory (the Hub copies the age key to the agent first) and
-// compare, then delete the snapshot, which the agent removes from its disk.
-func TestAgentJobEndToEnd(t *testing.T) {
-	t.Parallel()
-	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
-	testtool.BuildTree(t, src, 2<<20)
-	hub := startHubProcess(t, t.TempDir())
-	c := hub.client(t)
+// enrollAgentProcess creates a one-use enrollment token, starts an agent with it and waits until
+// the agent is connected; it returns the agent's process and id.
+func enrollAgentProcess(t *testing.T, hub *hubProcess, c *apitest.Client, dataDir string) (*hubProcess, string) {
+	t.Helper()
 	st, tok := c.Post(t, "/api/agents/enrollment-tokens", map[string]any{"ttl_seconds": 3600, "remaining_uses": 1})
 	if st != http.StatusOK {
 		t.Fatalf("enrollment token: %d %v", st, tok)
 	}
-	startAgentProcess(t, hub.base, tok["token"].(string), t.TempDir())
+	p := startAgentProcess(t, hub.base, tok["token"].(string), dataDir)
+	return p, onlineAgent(t, c)
+}
+
+// onlineAgent waits until one agent is connected and returns its id.
+func onlineAgent(t *testing.T, c *apitest.Client) string {
+	t.Helper()
 	var agentID string
 	poll(t, "agent online", func() bool {
 		var list struct {
@@ -66,6 +52,20 @@ func TestAgentJobEndToEnd(t *testing.T) {
 		}
 		return agentID != ""
 	})
+	return agentID
+}
+
+// TestAgentJobEndToEnd is the README's agent quick start on real bastion processes: enroll an
+// agent on the same machine, create an age-encrypted job that runs on it, run it, restore its
+// snapshot on the agent into a new directory (the Hub copies the age key to the agent first) and
+// compare, then delete the snapshot, which the agent removes from its disk.
+func TestAgentJobEndToEnd(t *testing.T) {
+	t.Parallel()
+	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
+	testtool.BuildTree(t, src, 2<<20)
+	hub := startHubProcess(t, t.TempDir())
+	c := hub.client(t)
+	_, agentID := enrollAgentProcess(t, hub, c, t.TempDir())
 
 	spec := map[string]any{"v": 1, "type": "filesystem",
 		"pipeline": map[string]any{"encryption": map[string]any{"type": "age_x25519", "key_name": "e2e"}},

@@ -67,13 +67,14 @@ type hubProcess struct {
 	done chan struct{}
 }
 
-func startHubProcess(t *testing.T, dataDir string, extra ...string) *hubProcess {
+// spawn runs the bastion binary with args (and env added to the test's environment) until the
+// test ends; a failed test shows what it printed.
+func spawn(t *testing.T, what string, args []string, env ...string) *hubProcess {
 	t.Helper()
-	port := testtool.FreePort(t)
-	args := append([]string{"--data-dir", dataDir, "--port", fmt.Sprint(port)}, extra...)
-	p := &hubProcess{cmd: exec.Command(bastionBinary(t), args...), base: fmt.Sprintf("http://127.0.0.1:%d", port),
-		logs: &syncBuf{}, done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), "BASTION_LOG=debug")
+	p := &hubProcess{cmd: exec.Command(bastionBinary(t), args...), logs: &syncBuf{}, done: make(chan struct{})}
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -83,9 +84,17 @@ func startHubProcess(t *testing.T, dataDir string, extra ...string) *hubProcess 
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		<-p.done
 		if t.Failed() {
-			t.Logf("hub output:\n%s", p.logs.String())
+			t.Logf("%s output:\n%s", what, p.logs.String())
 		}
 	})
+	return p
+}
+
+func startHubProcess(t *testing.T, dataDir string, extra ...string) *hubProcess {
+	t.Helper()
+	port := testtool.FreePort(t)
+	p := spawn(t, "hub", append([]string{"--data-dir", dataDir, "--port", fmt.Sprint(port)}, extra...), "BASTION_LOG=debug")
+	p.base = fmt.Sprintf("http://127.0.0.1:%d", port)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		select {
@@ -139,7 +148,7 @@ func poll(t *testing.T, what string, cond func() bool) {
 func createJob(t *testing.T, c *apitest.Client, name string, spec map[string]any) string {
 	t.Helper()
 	st, body := c.Post(t, "/api/jobs", map[string]any{"name": name, "overlap_policy": "queue", "spec": spec})
-	if st != http.StatusOK && st != http.StatusCreated {
+	if st != http.StatusOK {
 		t.Fatalf("create job: %d %v", st, body)
 	}
 	return body["id"].(string)

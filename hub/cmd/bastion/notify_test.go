@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -36,16 +35,9 @@ func TestRunEndSendsEmail(t *testing.T) {
 	if st != http.StatusNoContent && st != http.StatusOK {
 		t.Fatalf("store SMTP destination: %d %v", st, body)
 	}
-	spec := json.RawMessage(`{"v":1,"type":"filesystem","source":{"paths":[` + quote(src) + `]},"target":{"type":"local_dir","base_dir":` + quote(dst) + `}}`)
-	st, job := c.Post(t, "/api/jobs", map[string]any{"name": "mailed-job", "overlap_policy": "queue", "spec": spec})
-	if st != http.StatusOK {
-		t.Fatalf("create job: %d %v", st, job)
-	}
-	st, run := c.Post(t, "/api/jobs/"+job["id"].(string)+"/run", nil)
-	if st != http.StatusOK {
-		t.Fatalf("run now: %d %v", st, run)
-	}
-	runID := run["run_id"].(string)
+	jobID := createJob(t, c, "mailed-job", map[string]any{"v": 1, "type": "filesystem",
+		"source": map[string]any{"paths": []string{src}}, "target": map[string]any{"type": "local_dir", "base_dir": dst}})
+	runID := runNow(t, c, jobID)
 
 	deadline := time.Now().Add(2 * time.Minute)
 	for {

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -26,30 +24,10 @@ func TestHubRunsAJobAndRecoversInterruptedRuns(t *testing.T) {
 	}
 	base, stop, _ := startHub(t, "--data-dir", data)
 	c := (&apitest.Hub{URL: base}).Login(t)
-	spec := json.RawMessage(`{"v":1,"type":"filesystem","source":{"paths":[` + quote(src) + `]},"target":{"type":"local_dir","base_dir":` + quote(dst) + `}}`)
-	st, job := c.Post(t, "/api/jobs", map[string]any{"name": "docs", "overlap_policy": "queue", "spec": spec})
-	if st != http.StatusOK {
-		t.Fatalf("create job: %d %v", st, job)
-	}
-	jobID := job["id"].(string)
-	st, run := c.Post(t, "/api/jobs/"+jobID+"/run", nil)
-	if st != http.StatusOK || run["status"] != "queued" {
-		t.Fatalf("run now: %d %v", st, run)
-	}
-	runID := run["run_id"].(string)
-	var detail map[string]any
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		_, detail = c.Get(t, "/api/runs/"+runID)
-		if s := detail["status"]; s != "queued" && s != "running" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run still %v", detail["status"])
-		}
-		time.Sleep(20 * time.Millisecond) // polling an external process until a deadline
-	}
-	if detail["status"] != "success" {
+	jobID := createJob(t, c, "docs", map[string]any{"v": 1, "type": "filesystem",
+		"source": map[string]any{"paths": []string{src}}, "target": map[string]any{"type": "local_dir", "base_dir": dst}})
+	runID := runNow(t, c, jobID)
+	if detail := waitRunEnd(t, c, runID); detail["status"] != "success" {
 		resp := c.Do(t, "GET", "/api/runs/"+runID+"/events", nil)
 		t.Fatalf("run ended %v: %s", detail["status"], resp.Body)
 	}
@@ -79,9 +57,4 @@ func TestHubRunsAJobAndRecoversInterruptedRuns(t *testing.T) {
 	if st, d := c.Get(t, "/api/runs/crashed-run"); st != http.StatusOK || d["status"] != "failed" || d["error"] != "hub_restarted" {
 		t.Fatalf("interrupted run after restart: %d %v", st, d)
 	}
-}
-
-func quote(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
 }
