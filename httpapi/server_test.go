@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	"github.com/rs/zerolog"
 
@@ -27,7 +26,7 @@ func setup(t *testing.T) *bundle {
 	h := httpapi.New(httpapi.Config{
 		Logger:      zerolog.New(zerolog.NewTestWriter(t)),
 		DB:          db,
-		UI:          fstest.MapFS{"index.html": {Data: []byte("<!doctype html><div id=app></div>")}},
+		UI:          fstestUI(),
 		Version:     "1.2.3",
 		HubTimezone: "Europe/Berlin",
 	})
