@@ -96,7 +96,7 @@ func (ah *agentBackupHub) startAgent(t *testing.T, dataDir, token string) *agent
 		}
 	}
 	t.Cleanup(p.stop)
-	waitUntil(t, "agent connected", func() bool { return ah.sock.Connected(p.id) })
+	eventually(t, "agent connected", func() bool { return ah.sock.Connected(p.id) })
 	return p
 }
 
@@ -182,7 +182,7 @@ func TestAgentSnapshotDeleteThroughAPI(t *testing.T) {
 		run := uuidN(2, 2)
 		dir := ah.seedAgentSnapshot(t, agent.id, job, run, base)
 		agent.stop()
-		waitUntil(t, "agent gone", func() bool { return !ah.sock.Connected(agent.id) })
+		eventually(t, "agent gone", func() bool { return !ah.sock.Connected(agent.id) })
 		if resp := ah.c.Do(t, "POST", snapshotsURL(job, run, "delete"), nil); resp.Status != http.StatusNoContent && resp.Status != http.StatusAccepted {
 			t.Fatalf("delete: %s", resp)
 		}
@@ -283,7 +283,7 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 		if items := ah.c.Do(t, "GET", "/api/secrets/webdav", nil).JSONArray(t); len(items) != 1 {
 			t.Fatalf("the hub's secrets must not include the agent's: %v", items)
 		}
-		waitUntil(t, "secret on the agent", func() bool {
+		eventually(t, "secret on the agent", func() bool {
 			_, err := agent.managed.Get(ctx, "", secrets.KindWebDAV, "agent-nas")
 			return err == nil
 		})
@@ -300,7 +300,7 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 		if resp := ah.c.Do(t, "DELETE", secretPath, nil); resp.Status != http.StatusNoContent {
 			t.Fatalf("delete the agent's secret: %s", resp)
 		}
-		waitUntil(t, "secret gone from the agent", func() bool {
+		eventually(t, "secret gone from the agent", func() bool {
 			_, err := agent.managed.Get(ctx, "", secrets.KindWebDAV, "agent-nas")
 			return err != nil
 		})
@@ -309,7 +309,7 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 			t.Fatalf("secret of an unknown node: %s", resp)
 		}
 		agent.stop()
-		waitUntil(t, "agent gone", func() bool { return !ah.sock.Connected(agent.id) })
+		eventually(t, "agent gone", func() bool { return !ah.sock.Connected(agent.id) })
 		if resp := ah.c.Do(t, "POST", path, map[string]any{"base_url": baseURL, "secret_name": "agent-nas", "path": "/"}); resp.Status != 409 ||
 			resp.ErrorCode() != "agent_offline" {
 			t.Fatalf("offline agent: %s", resp)
@@ -337,7 +337,7 @@ func TestAgentRestoreRefusedThroughAPI(t *testing.T) {
 		t.Fatalf("hub snapshot on an agent: %s", resp)
 	}
 	agent.stop()
-	waitUntil(t, "agent gone", func() bool { return !ah.sock.Connected(agent.id) })
+	eventually(t, "agent gone", func() bool { return !ah.sock.Connected(agent.id) })
 	if resp := restore(run); resp.Status != 400 || resp.ErrorCode() != agentsock.CodeAgentNotConnected {
 		t.Fatalf("offline agent: %s", resp)
 	}

@@ -28,17 +28,6 @@ func startAgentsHub(t *testing.T) (*apitest.Hub, *agentsock.Hub) {
 	return hub, sock
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // connectAgent enrolls a real agent with a token from the API and runs it until the test ends.
 func connectAgent(t *testing.T, hub *apitest.Hub, c *apitest.Client, sock *agentsock.Hub, name string) (*client.Agent, chan error) {
 	t.Helper()
@@ -59,7 +48,7 @@ func connectAgent(t *testing.T, hub *apitest.Hub, c *apitest.Client, sock *agent
 		cancel()
 		<-done
 	})
-	waitUntil(t, "agent connected", func() bool { return sock.Connected(a.ID()) })
+	eventually(t, "agent connected", func() bool { return sock.Connected(a.ID()) })
 	return a, done
 }
 
@@ -96,7 +85,7 @@ func TestAgentsAPI(t *testing.T) {
 
 	t.Run("DetailCarriesTheHello", func(t *testing.T) {
 		var caps map[string]any
-		waitUntil(t, "hello stored", func() bool {
+		eventually(t, "hello stored", func() bool {
 			st, body := c.Get(t, "/api/agents/"+a.ID())
 			if st != 200 {
 				t.Fatalf("detail: %d %v", st, body)
@@ -175,7 +164,7 @@ func TestAgentsAPI(t *testing.T) {
 		if s, body := c.Post(t, "/api/agents/"+a.ID()+"/rotate-key", nil); s != 200 || body["agent_key"] == "" {
 			t.Fatalf("rotate: %d %v", s, body)
 		}
-		waitUntil(t, "old connection dropped", func() bool { return !sock.Connected(a.ID()) })
+		eventually(t, "old connection dropped", func() bool { return !sock.Connected(a.ID()) })
 		if s, _ := c.Post(t, "/api/agents/"+a.ID()+"/revoke", nil); s != 204 {
 			t.Fatalf("revoke: %d", s)
 		}
