@@ -82,28 +82,22 @@ func (b *RunBridge) Start(ctx context.Context, run storage.Run, job storage.Job)
 	}
 	agentID := *job.AgentID
 	now := h.clock.Now().Unix()
-	spec, specErr := jobspec.ParseAndValidate([]byte(job.SpecJSON))
-	payload, err := json.Marshal(&protocol.Task{TaskID: run.ID, Task: protocol.BackupTask{
-		RunID: run.ID, JobID: job.ID, StartedAt: now, Spec: json.RawMessage(job.SpecJSON),
-	}})
+	// Validate before encoding: the task embeds the spec as raw JSON, so a spec that is not JSON
+	// would fail the encoding and be retried on every queue pass instead of failing its run.
+	spec, err := jobspec.ParseAndValidate([]byte(job.SpecJSON))
+	if err != nil {
+		return true, b.failUnsent(ctx, h, svc, run.ID, now, &runs.RunError{
+			Code: runs.CodeInvalidSpec, Kind: "config", Message: "the job spec is invalid: " + err.Error()})
+	}
+	recipient, err := recipientOf(ctx, h.cfg.Keys, spec)
+	if err != nil {
+		return true, b.failUnsent(ctx, h, svc, run.ID, now, &runs.RunError{Code: backup.CodeEncryptionKey, Kind: "config",
+			Hint: "The backup encryption key could not be loaded or created.", Message: err.Error()})
+	}
+	payload, err := json.Marshal(&protocol.Task{TaskID: run.ID, Task: protocol.BackupTask{RunID: run.ID, JobID: job.ID,
+		StartedAt: now, Spec: json.RawMessage(job.SpecJSON), AgeRecipient: recipient}})
 	if err != nil {
 		return false, fmt.Errorf("encode task of run %s: %w", run.ID, err)
-	}
-	if specErr != nil {
-		return true, b.failUnsent(ctx, h, svc, run.ID, now, &runs.RunError{
-			Code: runs.CodeInvalidSpec, Kind: "config", Message: "the job spec is invalid: " + specErr.Error()})
-	}
-	recipient, keyErr := recipientOf(ctx, h.cfg.Keys, spec)
-	if keyErr != nil {
-		return true, b.failUnsent(ctx, h, svc, run.ID, now, &runs.RunError{Code: backup.CodeEncryptionKey, Kind: "config",
-			Hint: "The backup encryption key could not be loaded or created.", Message: keyErr.Error()})
-	}
-	if recipient != nil {
-		task := protocol.Task{TaskID: run.ID, Task: protocol.BackupTask{RunID: run.ID, JobID: job.ID, StartedAt: now,
-			Spec: json.RawMessage(job.SpecJSON), AgeRecipient: recipient}}
-		if payload, err = json.Marshal(&task); err != nil {
-			return false, fmt.Errorf("encode task of run %s: %w", run.ID, err)
-		}
 	}
 	_, err = h.Dispatch(ctx, storage.AgentTask{ID: run.ID, AgentID: agentID, RunID: run.ID, Kind: storage.AgentTaskBackup,
 		PayloadJSON: string(payload)}, func(q storage.Q) error {

@@ -225,3 +225,33 @@ func deref(p *string) string {
 	}
 	return *p
 }
+
+// A job whose stored spec is not even JSON fails its run as invalid_spec; it must not hold up the
+// agent's other runs (the task used to fail to encode on every queue pass).
+func TestUnreadableSpecFailsItsRunWithoutBlockingTheAgent(t *testing.T) {
+	t.Parallel()
+	b := setupRuns(t)
+	ctx := context.Background()
+	bad := b.job
+	bad.ID, bad.Name = "job-bad", "bad spec"
+	if err := b.th.db.Writer().InsertJob(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.th.db.Writer().Exec(ctx, `UPDATE jobs SET spec_json = 'not json' WHERE id = 'job-bad'`); err != nil {
+		t.Fatal(err)
+	}
+	badRun, err := b.svc.Trigger(ctx, bad.ID, runs.SourceManual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodRun, err := b.svc.Trigger(ctx, b.job.ID, runs.SourceManual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(b.ex.release)
+	waitFor(t, "bad run failed", func() bool { return b.run(t, badRun.ID).Status == storage.RunFailed })
+	if r := b.run(t, badRun.ID); r.Error == nil || *r.Error != runs.CodeInvalidSpec {
+		t.Fatalf("bad run error = %v, want %s", r.Error, runs.CodeInvalidSpec)
+	}
+	waitFor(t, "good run succeeded", func() bool { return b.run(t, goodRun.ID).Status == storage.RunSuccess })
+}
