@@ -6,6 +6,7 @@ import { defineComponent, h } from 'vue'
 import { NDialogProvider, NMessageProvider, NSelect } from 'naive-ui'
 import { i18n } from '@/i18n'
 import JobEditorView from '@/views/JobEditorView.vue'
+import SchedulePreview from '@/components/SchedulePreview.vue'
 import type { JobDetail } from '@/api/types'
 import { mockFetch, type Call } from './fetchMock'
 
@@ -201,6 +202,28 @@ describe('job editor', () => {
     await clickTestId(wrapper, 'editor-next', 2)
     expect(wrapper.text()).toContain('the secret store is not configured')
     expect(wrapper.get('[data-testid="request-id"]').text()).toBe('rq-sec')
+    wrapper.unmount()
+  })
+})
+
+describe('schedule preview', () => {
+  afterEach(() => vi.useRealTimers())
+
+  it('shows why the Hub refused the preview with the code and request ID, as every error does', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] }) // the preview waits 250 ms after the last keystroke
+    const calls = mockFetch({
+      'GET /api/schedule/preview': { status: 400, body: { error: 'invalid_cron', message: 'minute 61 is out of range', request_id: 'rq-cron' } },
+    })
+    const wrapper = mount(SchedulePreview, { props: { cron: '61 * * * *', timezone: 'UTC' }, global: { plugins: [i18n] } })
+    await vi.advanceTimersByTimeAsync(250)
+    await flushPromises()
+    expect(calls.map((c) => c.url)).toEqual(['/api/schedule/preview?cron=61+*+*+*+*&timezone=UTC&count=5'])
+    const alert = wrapper.get('[data-testid="schedule-preview-error"] [data-testid="error-alert"]')
+    expect(alert.text()).toContain('Could not preview the schedule')
+    expect(alert.text()).toContain('minute 61 is out of range')
+    expect(alert.text()).toContain('invalid_cron')
+    expect(alert.get('[data-testid="request-id"]').text()).toBe('rq-cron')
+    expect(wrapper.find('li').exists()).toBe(false)
     wrapper.unmount()
   })
 })

@@ -203,6 +203,7 @@ export default {
     partSize: 'Part size',
     paths: 'Files and directories to back up',
     preScan: 'Count files first (shows totals and ETA)',
+    previewFailed: 'Could not preview the schedule',
     reasons: 'Reasons',
     repeat: 'Repeat',
     retentionEnabled: 'Delete old snapshots automatically',

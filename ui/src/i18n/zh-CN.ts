@@ -206,6 +206,7 @@ const zhCN: Messages<typeof en> = {
     partSize: '分卷大小',
     paths: '要备份的文件和目录',
     preScan: '先统计文件（显示总量和剩余时间）',
+    previewFailed: '无法预览运行时间',
     reasons: '原因',
     repeat: '重复',
     retentionEnabled: '自动删除旧快照',
