@@ -49,7 +49,10 @@ beforeEach(() => {
   i18n.global.locale.value = 'en'
   vi.stubGlobal('WebSocket', FakeWS)
 })
-afterEach(() => vi.unstubAllGlobals())
+afterEach(() => {
+  vi.useRealTimers()
+  vi.unstubAllGlobals()
+})
 
 async function render(view: Component, props: Record<string, unknown> = {}, stubs: Record<string, boolean> = {}) {
   const router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/:p(.*)*', component: { render: () => null } }] })
@@ -72,6 +75,38 @@ describe('pages', () => {
     expect(w.findAll('[data-testid="run-link"]')).toHaveLength(1)
     expect(w.find('[data-testid="pinned-tag"]').exists()).toBe(true)
     expect(w.get('[data-testid="snap-pin"]').text()).toBe('Unpin')
+    w.unmount()
+  })
+
+  it('job detail refreshes snapshots during a run without dropping the pages "More" loaded', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] }) // the page polls every 3 s while a run is active
+    const snap = (n: number, status = 'present') => ({ ...snapshot, run_id: `snap000${n}`, ended_at: n * 100, pinned_at: null, status })
+    let first = { items: [snap(4), snap(3)], next_cursor: 'after-3' }
+    const pages: Record<string, unknown> = { 'after-3': { items: [snap(2), snap(1)], next_cursor: 'after-1' }, 'after-1': { items: [snap(0)], next_cursor: null } }
+    const calls = mockFetch({
+      'GET /api/jobs/j1': { body: job },
+      'GET /api/jobs/j1/runs': { body: [{ id: 'r9', status: 'running', started_at: NOW - 5, ended_at: null, error: null }] },
+      'GET /api/jobs/j1/snapshots': (c) => ({ body: pages[new URL(c.url, 'http://x').searchParams.get('cursor') ?? ''] ?? first }),
+    })
+    const w = await render(JobDetailView, { id: 'j1' })
+    const shown = () => w.findAll('[data-testid="snapshots-table"] a.mono').map((a) => a.text())
+    const more = () => w.findAll('button').find((b) => b.text() === 'Load more')
+    await more()!.trigger('click')
+    await flushPromises()
+    expect(shown()).toEqual(['snap0004', 'snap0003', 'snap0002', 'snap0001'])
+
+    // The run finishes and its snapshot tops the list; the first page now ends one row earlier.
+    first = { items: [snap(5), snap(4, 'deleting')], next_cursor: 'after-4' }
+    await vi.advanceTimersByTimeAsync(3000)
+    await flushPromises()
+    expect(shown()).toEqual(['snap0005', 'snap0004', 'snap0003', 'snap0002', 'snap0001'])
+    expect(w.findAll('[data-testid="snap-delete"]')[1]!.attributes('disabled')).toBeDefined() // snap0004 is deleting now
+    // "More" still continues after the last row loaded, not after the refreshed first page.
+    await more()!.trigger('click')
+    await flushPromises()
+    expect(calls.filter((c) => c.url.includes('/snapshots')).at(-1)!.url).toContain('cursor=after-1')
+    expect(shown()).toEqual(['snap0005', 'snap0004', 'snap0003', 'snap0002', 'snap0001', 'snap0000'])
+    expect(more()).toBeUndefined()
     w.unmount()
   })
 
