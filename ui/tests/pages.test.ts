@@ -207,6 +207,87 @@ describe('pages', () => {
     w.unmount()
   })
 
+  it('operation page stops polling on a 4xx and shows why', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] }) // the page polls each second while the operation runs
+    const calls = mockFetch({
+      'GET /api/operations/op1': { status: 404, body: { error: 'operation_not_found', message: 'no such operation', request_id: 'rq-op' } },
+    })
+    const w = await render(OperationView, { id: 'op1' })
+    await vi.advanceTimersByTimeAsync(60_000)
+    await flushPromises()
+    expect(calls.filter((c) => c.url === '/api/operations/op1')).toHaveLength(1)
+    expect(w.get('[data-testid="error-alert"]').text()).toContain('no such operation')
+    expect(w.get('[data-testid="request-id"]').text()).toBe('rq-op')
+    w.unmount()
+  })
+
+  it('operation page backs off while the Hub is unreachable, failing or busy, and resumes once it answers', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const answers = [
+      { status: 503, body: { error: 'unavailable', message: 'database is locked', request_id: 'rq-503' } },
+      { status: 429, body: { error: 'too_many_requests', message: 'slow down' } }, // may pass later: not final like other 4xx
+      { body: { id: 'op1', kind: 'restore', status: 'running', started_at: NOW - 5, ended_at: null, error: null } },
+      { body: { id: 'op1', kind: 'restore', status: 'success', started_at: NOW - 5, ended_at: NOW, error: null } },
+    ]
+    const calls = mockFetch({
+      'GET /api/operations/op1': () => answers.shift()!,
+      'GET /api/operations/op1/events': { body: [] },
+    })
+    // The first request does not even reach the Hub.
+    const answer = globalThis.fetch
+    let offline = true
+    vi.stubGlobal('fetch', (input: RequestInfo | URL, init?: RequestInit) => {
+      if (!offline) return answer(input, init)
+      offline = false
+      return Promise.reject(new TypeError('Failed to fetch'))
+    })
+    const gets = () => 1 + calls.filter((c) => c.url === '/api/operations/op1').length // + the offline one
+    const step = async (ms: number) => {
+      await vi.advanceTimersByTimeAsync(ms)
+      await flushPromises()
+    }
+    const w = await render(OperationView, { id: 'op1' })
+    expect(gets()).toBe(1)
+    expect(w.get('[data-testid="error-alert"]').text()).toContain('Failed to fetch')
+    // Each failure doubles the wait: 2 s, then 4 s, then 8 s.
+    await step(1999)
+    expect(gets()).toBe(1)
+    await step(1)
+    expect(gets()).toBe(2)
+    expect(w.get('[data-testid="request-id"]').text()).toBe('rq-503')
+    await step(3999)
+    expect(gets()).toBe(2)
+    await step(1)
+    expect(gets()).toBe(3)
+    await step(7999)
+    expect(gets()).toBe(3)
+    await step(1)
+    expect(gets()).toBe(4)
+    // Answered: the error goes away and polling is back to once a second, until the operation ends.
+    expect(w.find('[data-testid="error-alert"]').exists()).toBe(false)
+    expect(w.get('[data-testid="operation-status"]').attributes('data-status')).toBe('running')
+    await step(1000)
+    expect(gets()).toBe(5)
+    expect(w.get('[data-testid="operation-status"]').attributes('data-status')).toBe('success')
+    await step(60_000)
+    expect(gets()).toBe(5)
+    w.unmount()
+  })
+
+  it('operation page stops polling when left, even with a request in flight', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const calls = mockFetch({
+      'GET /api/operations/op1': { body: { id: 'op1', kind: 'verify', status: 'running', started_at: NOW - 5, ended_at: null, error: null } },
+      'GET /api/operations/op1/events': { body: [] },
+    })
+    const w = await render(OperationView, { id: 'op1' })
+    vi.advanceTimersByTime(1000) // the second poll starts…
+    w.unmount() // …and the user leaves before it is answered
+    await flushPromises()
+    await vi.advanceTimersByTimeAsync(60_000)
+    expect(calls.filter((c) => c.url === '/api/operations/op1')).toHaveLength(2)
+  })
+
   it('agents page lists agents and builds the enroll command from a new token', async () => {
     mockFetch({
       'GET /api/agents': { body: { items: [{ id: 'a1', name: 'web-01', revoked: false, online: true, last_seen_at: NOW, labels: ['prod'], config_sync_status: 'synced' }], page: 1, page_size: 20, total: 1 } },
