@@ -78,6 +78,36 @@ describe('pages', () => {
     w.unmount()
   })
 
+  it('Run now opens a queued run, and warns without opening a run the overlap policy rejected', async () => {
+    let answer = { run_id: 'r7', status: 'rejected' }
+    const runs: unknown[] = []
+    mockFetch({
+      'GET /api/jobs/j1': { body: { ...job, overlap_policy: 'reject' } },
+      'GET /api/jobs/j1/runs': () => ({ body: runs }),
+      'GET /api/jobs/j1/snapshots': { body: { items: [], next_cursor: null } },
+      'POST /api/jobs/j1/run': () => {
+        runs.unshift({ id: answer.run_id, status: answer.status, started_at: NOW, ended_at: answer.status === 'rejected' ? NOW : null, error: answer.status === 'rejected' ? 'overlap_rejected' : null })
+        return { body: answer }
+      },
+    })
+    const w = await render(JobDetailView, { id: 'j1' })
+    const router = w.vm.$router
+    const messages = () => [...document.querySelectorAll('.n-message')]
+    await w.get('[data-testid="run-now"]').trigger('click')
+    await flushPromises()
+    const last = messages().at(-1)!
+    expect(last.textContent).toContain('A run is already in progress; this one was rejected.')
+    expect(last.className).toContain('warning')
+    expect(router.currentRoute.value.path).toBe('/')
+    expect(w.findAll('[data-testid="run-link"]')).toHaveLength(1) // the rejected run shows in the list
+
+    answer = { run_id: 'r8', status: 'queued' }
+    await w.get('[data-testid="run-now"]').trigger('click')
+    await flushPromises()
+    expect(router.currentRoute.value.path).toBe('/runs/r8')
+    w.unmount()
+  })
+
   it('job detail refreshes snapshots during a run without dropping the pages "More" loaded', async () => {
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] }) // the page polls every 3 s while a run is active
     const snap = (n: number, status = 'present') => ({ ...snapshot, run_id: `snap000${n}`, ended_at: n * 100, pinned_at: null, status })

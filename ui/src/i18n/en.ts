@@ -323,7 +323,7 @@ export default {
     deleted: 'Job deleted',
     edit: 'Edit',
     runNow: 'Run now',
-    runRejected: 'The run was rejected: the previous run is still going.',
+    runRejected: 'A run is already in progress; this one was rejected.',
     runs: 'Runs',
     snapshots: 'Snapshots',
     unarchive: 'Unarchive',

@@ -326,7 +326,7 @@ const zhCN: Messages<typeof en> = {
     deleted: '任务已删除',
     edit: '编辑',
     runNow: '立即运行',
-    runRejected: '运行被拒绝：上一次运行尚未结束。',
+    runRejected: '已有一次运行正在进行，本次运行被拒绝。',
     runs: '运行记录',
     snapshots: '快照',
     unarchive: '取消归档',
