@@ -26,6 +26,9 @@ const (
 	MaxStreamBytes = 64 << 10
 	// MaxLineBytes splits a line without a newline this long into several events.
 	MaxLineBytes = 4 << 10
+	// MaxStreamLines caps the events of one stream: each is a write to the run's log, and 64 KiB
+	// of one-byte lines would be 32768 of them.
+	MaxStreamLines = 1000
 )
 
 // Event kinds.
@@ -142,7 +145,7 @@ func Run(ctx context.Context, clk clock.Clock, c Command, ev Emitter) error {
 			pump(s.r, func(line string) {
 				ev.Emit("info", KindOutput, line, fields(map[string]any{"stream": s.name}))
 			}, func(dropped int64) {
-				ev.Emit("warn", KindTruncated, fmt.Sprintf("%s hook: %s cut after %d KiB, %d bytes not recorded", c.Name, s.name, MaxStreamBytes>>10, dropped),
+				ev.Emit("warn", KindTruncated, fmt.Sprintf("%s hook: %s cut (at most %d KiB and %d lines are recorded), %d bytes not recorded", c.Name, s.name, MaxStreamBytes>>10, MaxStreamLines, dropped),
 					fields(map[string]any{"stream": s.name, "dropped_bytes": dropped}))
 			})
 		}()
@@ -194,13 +197,19 @@ func killGroup(pgid int) {
 }
 
 // pump reads r to its end and calls line for each line (without its newline) of the first
-// MaxStreamBytes; a longer line is split every MaxLineBytes. What follows the cap is read and
-// dropped, and counted once at the end.
+// MaxStreamBytes, at most MaxStreamLines times; a longer line is split every MaxLineBytes. What
+// follows a cap is read and dropped, and counted once at the end.
 func pump(r io.Reader, line func(string), truncated func(dropped int64)) {
 	buf := make([]byte, 32<<10)
 	var pending []byte
 	var recorded, dropped int64
+	lines := 0
 	flush := func(b []byte) {
+		if lines >= MaxStreamLines {
+			dropped += int64(len(b)) + 1
+			return
+		}
+		lines++
 		line(strings.ToValidUTF8(string(bytes.TrimRight(b, "\r")), "\uFFFD"))
 	}
 	for {

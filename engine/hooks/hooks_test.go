@@ -256,3 +256,26 @@ func TestOutputIsCapped(t *testing.T) {
 		t.Fatalf("truncation events %+v", trunc)
 	}
 }
+
+// Many short lines stop at MaxStreamLines events; the rest is counted as dropped.
+func TestOutputLinesAreCapped(t *testing.T) {
+	t.Parallel()
+	var rec recorder
+	err := Run(context.Background(), fake(), Command{Name: "after", Timeout: time.Hour,
+		Argv: []string{"sh", "-c", `i=0; while [ $i -lt 3000 ]; do echo x; i=$((i+1)); done`}}, &rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.output("stdout")); n != MaxStreamLines {
+		t.Fatalf("%d line events, want %d", n, MaxStreamLines)
+	}
+	var dropped any
+	for _, e := range rec.evs {
+		if e.kind == KindTruncated {
+			dropped = e.fields["dropped_bytes"]
+		}
+	}
+	if dropped != int64(2*(3000-MaxStreamLines)) {
+		t.Fatalf("dropped %v", dropped)
+	}
+}
