@@ -374,6 +374,10 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := authorizeHooks(r, nil, v.spec); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
 	now := s.now().Unix()
 	j := storage.Job{
 		ID: runs.NewID(), Name: v.name, AgentID: v.agentID, Schedule: v.schedule, ScheduleTimezone: v.timezone,
@@ -421,6 +425,10 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		oldAgent = j.AgentID
+		old, _ := jobspec.Parse([]byte(j.SpecJSON)) // unreadable: treated as no hooks
+		if err := authorizeHooks(r, old, v.spec); err != nil {
+			return err
+		}
 		j.Name, j.AgentID, j.Schedule, j.ScheduleTimezone = v.name, v.agentID, v.schedule, v.timezone
 		j.OverlapPolicy, j.MissedRunPolicy, j.SpecJSON, j.UpdatedAt = v.overlap, v.missed, string(v.specJSON), s.now().Unix()
 		saved = j

@@ -750,3 +750,33 @@ func TestRunNowWakesTheScheduler(t *testing.T) {
 		t.Fatalf("run now woke the scheduler %d times, want 1", got)
 	}
 }
+
+// An administrator sets hooks through the job API; they are stored with the spec and come back,
+// and a job saved without them has none.
+func TestJobHooksThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	jh := startJobsHub(t)
+	spec := `{"v":1,"type":"filesystem","source":{"paths":["/srv/data"]},"target":{"type":"local_dir","base_dir":"/bk"},
+		"hooks":{"before":{"command":["pg_dump","-f","/srv/data/db.sql","app"],"timeout_seconds":600},
+		"after":{"command":["curl","-fsS","https://hc-ping.com/uuid"],"when":"success"}}}`
+	job := jh.create(t, map[string]any{"spec": json.RawMessage(spec)})
+	id := job["id"].(string)
+	st, got := jh.c.Get(t, "/api/jobs/"+id)
+	hooks, _ := got["spec"].(map[string]any)["hooks"].(map[string]any)
+	if st != http.StatusOK || hooks == nil || hooks["before"].(map[string]any)["timeout_seconds"].(float64) != 600 {
+		t.Fatalf("get = %d %v", st, got["spec"])
+	}
+	for _, bad := range []string{
+		`{"before":{"command":[]}}`, `{"after":{"command":["x"],"when":"later"}}`, `{"before":{"command":["x"],"timeout_seconds":0}}`,
+	} {
+		b := `{"v":1,"type":"filesystem","source":{"paths":["/srv/data"]},"target":{"type":"local_dir","base_dir":"/bk"},"hooks":` + bad + `}`
+		resp := jh.c.Do(t, "PUT", "/api/jobs/"+id, jobBody(map[string]any{"spec": json.RawMessage(b)}))
+		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_spec" {
+			t.Fatalf("PUT hooks %s: %s", bad, resp)
+		}
+	}
+	st, upd := jh.c.Put(t, "/api/jobs/"+id, jobBody(nil))
+	if _, has := upd["spec"].(map[string]any)["hooks"]; st != http.StatusOK || has {
+		t.Fatalf("update without hooks = %d %v", st, upd["spec"])
+	}
+}

@@ -141,6 +141,8 @@ type previewItem struct {
 	SourceBytes   *int64   `json:"source_bytes,omitempty"`
 	TransferBytes *int64   `json:"transfer_bytes,omitempty"`
 	Reasons       []string `json:"reasons"`
+	// Details say, rule by rule, why the snapshot is kept or why it would go (Go addition).
+	Details []snapshots.Detail `json:"details"`
 }
 
 type previewResponse struct {
@@ -181,7 +183,7 @@ func (s *Server) previewRetention(w http.ResponseWriter, r *http.Request) {
 			}
 			a := byID[d.RunID]
 			out = append(out, previewItem{RunID: d.RunID, EndedAt: d.EndedAt, Pinned: d.Pinned,
-				SourceBytes: a.SourceBytes, TransferBytes: a.TransferBytes, Reasons: d.Reasons})
+				SourceBytes: a.SourceBytes, TransferBytes: a.TransferBytes, Reasons: d.Reasons, Details: d.Details})
 		}
 		return out
 	}

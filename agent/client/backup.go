@@ -25,6 +25,9 @@ type BackupExecutor struct {
 	dataDir string
 	opener  *opener.Opener
 	log     zerolog.Logger
+	// AllowHooks lets tasks run their job's hooks (`bastion agent --allow-hooks`): commands the
+	// Hub's admin chose, run as this agent's user. Without it a job with hooks fails its run.
+	AllowHooks bool
 }
 
 // NewBackupExecutor builds the agent's executor. creds reads WebDAV credentials (nil: none, so
@@ -70,12 +73,12 @@ func (b *BackupExecutor) Execute(ctx context.Context, t *protocol.Task, emit fun
 	}
 	req := runs.ExecRequest{
 		Run:      storage.Run{ID: t.Task.RunID, JobID: t.Task.JobID, Status: storage.RunRunning, StartedAt: t.Task.StartedAt},
-		Job:      storage.Job{ID: t.Task.JobID, SpecJSON: string(t.Task.Spec)},
+		Job:      storage.Job{ID: t.Task.JobID, Name: t.Task.JobName, SpecJSON: string(t.Task.Spec)},
 		Spec:     spec,
 		Events:   eventEmitter{runID: t.Task.RunID, emit: emit},
 		Progress: progressEmitter{runID: t.Task.RunID, emit: emit},
 	}
-	exec := backupexec.New(backupexec.Config{DataDir: b.dataDir, Opener: b.opener, Clock: clock.Real{}, Logger: b.log,
+	exec := backupexec.New(backupexec.Config{DataDir: b.dataDir, Opener: b.opener, Clock: clock.Real{}, Logger: b.log, AllowHooks: b.AllowHooks,
 		Keys: taskKey{name: spec.Pipeline.Encryption.KeyName, recipient: t.Task.AgeRecipient}})
 	out, err := exec.Execute(ctx, req)
 	if err != nil {

@@ -176,7 +176,7 @@ func (a *Agent) startOffline(ctx context.Context, job protocol.ConfigJob, at tim
 			a.mu.Unlock()
 		}()
 		ev := &eventFile{path: filepath.Join(a.offlineDir(), id, "events.jsonl"), now: a.clock.Now}
-		task := &protocol.Task{TaskID: id, Task: protocol.BackupTask{RunID: id, JobID: job.JobID, StartedAt: now, Spec: job.Spec,
+		task := &protocol.Task{TaskID: id, Task: protocol.BackupTask{RunID: id, JobID: job.JobID, JobName: job.Name, StartedAt: now, Spec: job.Spec,
 			AgeRecipient: job.AgeRecipient}}
 		var res protocol.TaskResult
 		select {

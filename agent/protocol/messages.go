@@ -74,6 +74,8 @@ type BackupTask struct {
 	// encryption.key_name, for an encrypted job. Agents hold no key store; the Hub creates the key
 	// on first use and sends only its public half.
 	AgeRecipient *string `json:"age_recipient,omitempty"`
+	// JobName is a Go extension: the job's name, for the BASTION_JOB_NAME of its hooks.
+	JobName string `json:"job_name,omitempty"`
 }
 
 // Ack: the agent has received (and durably recorded) task_id.

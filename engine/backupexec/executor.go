@@ -19,7 +19,9 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/hooks"
 	"github.com/bastion-backup/bastion/engine/internal/latest"
+	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/scratch"
@@ -42,7 +44,17 @@ type Config struct {
 	Keys   backup.KeyProvider
 	Clock  clock.Clock
 	Logger zerolog.Logger
+	// AllowHooks lets runs execute their job's hooks. The Hub allows them (only an admin can set
+	// them); an agent only when started with --allow-hooks. A job with hooks fails its run when
+	// they are not allowed, rather than backing up without its before hook.
+	AllowHooks bool
 }
+
+// CodeHooksNotAllowed is the error code of a run whose job has hooks on an agent that runs none.
+const CodeHooksNotAllowed = "hooks_not_allowed"
+
+// CodeHookFailed is the error code of a run a before hook aborted.
+const CodeHookFailed = "hook_failed"
 
 // Executor runs backups on the Hub. Safe for concurrent use: each run has its own directory.
 type Executor struct {
@@ -51,6 +63,7 @@ type Executor struct {
 	keys    backup.KeyProvider
 	clock   clock.Clock
 	log     zerolog.Logger
+	hooks   bool
 }
 
 // New returns an Executor.
@@ -58,7 +71,7 @@ func New(c Config) *Executor {
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
 	}
-	return &Executor{dataDir: c.DataDir, opener: c.Opener, keys: c.Keys, clock: c.Clock,
+	return &Executor{dataDir: c.DataDir, opener: c.Opener, keys: c.Keys, clock: c.Clock, hooks: c.AllowHooks,
 		log: c.Logger.With().Str("component", "backup-executor").Logger()}
 }
 
@@ -74,12 +87,65 @@ func CleanRunDirs(dataDir string) error {
 // RunDir is where a run keeps its scratch files while it executes.
 func RunDir(dataDir, runID string) string { return filepath.Join(dataDir, "runs", runID) }
 
-// Execute runs one backup and reports how it ended. It returns an error only for a request it
-// cannot make sense of; every failure of the backup itself is an Outcome with a classified error.
+// Execute runs one backup, between the job's before and after hooks, and reports how it ended.
+// It returns an error only for a request it cannot make sense of; every failure of the backup
+// itself is an Outcome with a classified error.
 func (e *Executor) Execute(ctx context.Context, req runs.ExecRequest) (runs.Outcome, error) {
 	if req.Spec == nil {
 		return runs.Outcome{}, errors.New("execute run: no job spec")
 	}
+	if !req.Spec.HasHooks() {
+		return e.backup(ctx, req)
+	}
+	if !e.hooks {
+		return runs.Outcome{Status: storage.RunFailed, Error: &runs.RunError{Code: CodeHooksNotAllowed, Kind: targets.KindConfig,
+			Message: "the job has hooks, but this agent was not started with --allow-hooks, so it runs no job commands; " +
+				"start `bastion agent` with --allow-hooks on this machine, or remove the hooks from the job",
+			Hint: "start the agent with --allow-hooks"}}, nil
+	}
+	events := eventSink{ctx: context.WithoutCancel(ctx), sink: req.Events, log: e.log}
+	env := []string{"BASTION_JOB_ID=" + req.Job.ID, "BASTION_JOB_NAME=" + req.Job.Name, "BASTION_RUN_ID=" + req.Run.ID}
+	h := req.Spec.Hooks
+	var out runs.Outcome
+	if b := h.Before; b != nil {
+		err := hooks.Run(ctx, e.clock, hooks.Command{Name: "before", Argv: b.Command,
+			Timeout: time.Duration(b.TimeoutSeconds) * time.Second, Env: env}, events)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return runs.Outcome{Status: storage.RunCanceled}, nil
+		case err != nil && b.OnFailure == jobspec.HookAbort:
+			out = runs.Outcome{Status: storage.RunFailed, Error: &runs.RunError{Code: CodeHookFailed, Kind: targets.KindConfig,
+				Message: err.Error() + "; the backup did not run (on_failure is abort)"}}
+		case err != nil:
+			events.Emit(backup.LevelWarn, "hook_failure_ignored", err.Error()+"; the backup runs anyway (on_failure is continue)", map[string]any{"hook": "before"})
+		}
+	}
+	if out.Status == "" {
+		var err error
+		if out, err = e.backup(ctx, req); err != nil {
+			return out, err
+		}
+	}
+	// A canceled run (a user's cancel, the process stopping) ends now: no after hook.
+	if a := h.After; a != nil && out.Status != storage.RunCanceled && ctx.Err() == nil {
+		status := "success"
+		if out.Status != storage.RunSuccess {
+			status = "failed"
+		}
+		if a.When == jobspec.HookAlways || a.When == status || (a.When == jobspec.HookFailure && status == "failed") {
+			err := hooks.Run(ctx, e.clock, hooks.Command{Name: "after", Argv: a.Command,
+				Timeout: time.Duration(a.TimeoutSeconds) * time.Second, Env: append(env, "BASTION_RUN_STATUS="+status)}, events)
+			if err != nil && ctx.Err() == nil {
+				// The snapshot is what the run is for; a failed after hook does not undo it.
+				events.Emit(backup.LevelWarn, "hook_failure_ignored", err.Error()+"; the run keeps its status", map[string]any{"hook": "after"})
+			}
+		}
+	}
+	return out, nil
+}
+
+// backup runs the backup itself.
+func (e *Executor) backup(ctx context.Context, req runs.ExecRequest) (runs.Outcome, error) {
 	log := e.log.With().Str("run_id", req.Run.ID).Str("job_id", req.Job.ID).Logger()
 	rt := opener.FromSpec(opener.HubNode, req.Spec.Target)
 

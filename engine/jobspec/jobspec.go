@@ -81,6 +81,8 @@ type Spec struct {
 	SQLite        *SQLiteSource
 	Vaultwarden   *VaultwardenSource
 	Target        Target
+	// Hooks are commands run before and after the backup (nil: none).
+	Hooks *Hooks
 
 	// HasRetention reports whether the input carried a "retention" object: a new job without
 	// one inherits the Hub's default policy (hub.md §6).
@@ -134,13 +136,30 @@ type Notifications struct {
 	Webhook []string `json:"webhook,omitempty"`
 }
 
-// Retention is the job's snapshot retention policy.
+// Retention is the job's snapshot retention policy. The keep_hourly … keep_yearly rules (GFS,
+// restic's forget semantics) are a Go-rewrite addition; they are omitted when unset so that a
+// policy without them reads and writes exactly as before.
 type Retention struct {
 	Enabled          bool `json:"enabled"`
 	KeepLast         *int `json:"keep_last"`
 	KeepDays         *int `json:"keep_days"`
+	KeepHourly       *int `json:"keep_hourly,omitempty"`
+	KeepDaily        *int `json:"keep_daily,omitempty"`
+	KeepWeekly       *int `json:"keep_weekly,omitempty"`
+	KeepMonthly      *int `json:"keep_monthly,omitempty"`
+	KeepYearly       *int `json:"keep_yearly,omitempty"`
 	MaxDeletePerTick int  `json:"max_delete_per_tick"`
 	MaxDeletePerDay  int  `json:"max_delete_per_day"`
+}
+
+// KeepsAny reports whether some keep rule is set to more than 0.
+func (r Retention) KeepsAny() bool {
+	for _, p := range []*int{r.KeepLast, r.KeepDays, r.KeepHourly, r.KeepDaily, r.KeepWeekly, r.KeepMonthly, r.KeepYearly} {
+		if p != nil && *p > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // FilesystemSource is the source of a "filesystem" job.
@@ -223,6 +242,7 @@ type specJSON struct {
 	Retention     Retention       `json:"retention"`
 	Source        json.RawMessage `json:"source"`
 	Target        Target          `json:"target"`
+	Hooks         *Hooks          `json:"hooks,omitempty"`
 }
 
 // MarshalJSON writes the canonical v1 form (what the UI sends and the original stores).
@@ -251,6 +271,6 @@ func (s Spec) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(specJSON{
 		V: s.V, Type: s.Type, Pipeline: s.Pipeline, Notifications: n, Retention: s.Retention,
-		Source: raw, Target: s.Target,
+		Source: raw, Target: s.Target, Hooks: s.Hooks,
 	})
 }

@@ -90,6 +90,22 @@ func TestValidate(t *testing.T) {
 		// retention
 		{"RetentionEnabledEmpty", `{"retention":{"enabled":true}}`, "spec.retention.enabled", "keep_last or keep_days"},
 		{"RetentionEnabledZeros", `{"retention":{"enabled":true,"keep_last":0,"keep_days":0}}`, "spec.retention.enabled", "keep_last or keep_days"},
+		{"RetentionGFSOnly", `{"retention":{"enabled":true,"keep_daily":7,"keep_weekly":4,"keep_monthly":12,"keep_yearly":3,"keep_hourly":24}}`, "", ""},
+		{"RetentionGFSZeros", `{"retention":{"enabled":true,"keep_daily":0,"keep_yearly":0}}`, "spec.retention.enabled", "keep_last or keep_days"},
+		{"RetentionWeeklyNegative", `{"retention":{"keep_weekly":-1}}`, "spec.retention.keep_weekly", "0..10000"},
+		{"RetentionHourlyTooMany", `{"retention":{"keep_hourly":10001}}`, "spec.retention.keep_hourly", "0..10000"},
+		// hooks
+		{"HooksOK", `{"hooks":{"before":{"command":["pg_dump","-f","/srv/app/db.sql"],"timeout_seconds":600,"on_failure":"continue"},"after":{"command":["curl","-fsS","https://hc.example/ping"],"when":"success"}}}`, "", ""},
+		{"HooksEmpty", `{"hooks":{}}`, "", ""},
+		{"HooksNoCommand", `{"hooks":{"before":{"command":[]}}}`, "spec.hooks.before.command", "needs a program"},
+		{"HooksBlankProgram", `{"hooks":{"after":{"command":[" ","x"]}}}`, "spec.hooks.after.command", "needs a program"},
+		{"HooksCommandString", `{"hooks":{"before":{"command":"pg_dump -f x"}}}`, "spec", "must be []string"},
+		{"HooksTimeoutZero", `{"hooks":{"before":{"command":["true"],"timeout_seconds":0}}}`, "spec.hooks.before.timeout_seconds", "1..86400"},
+		{"HooksTimeoutTooLong", `{"hooks":{"after":{"command":["true"],"timeout_seconds":86401}}}`, "spec.hooks.after.timeout_seconds", "1..86400"},
+		{"HooksBadOnFailure", `{"hooks":{"before":{"command":["true"],"on_failure":"ignore"}}}`, "spec.hooks.before.on_failure", "abort or continue"},
+		{"HooksBadWhen", `{"hooks":{"after":{"command":["true"],"when":"sometimes"}}}`, "spec.hooks.after.when", "always, success or failure"},
+		{"HooksUnknownField", `{"hooks":{"before":{"command":["true"],"shell":true}}}`, "spec", "unknown field \"shell\""},
+		{"HooksNUL", `{"hooks":{"before":{"command":["true","a\u0000b"]}}}`, "spec.hooks.before.command", "NUL"},
 		{"RetentionKeepLast", `{"retention":{"enabled":true,"keep_last":3}}`, "", ""},
 		{"RetentionKeepDays", `{"retention":{"enabled":true,"keep_days":30}}`, "", ""},
 		{"RetentionKeepLastHigh", `{"retention":{"keep_last":10001}}`, "spec.retention.keep_last", "10000"},
@@ -334,5 +350,67 @@ func TestMarshalRoundTrip(t *testing.T) {
 	}
 	if _, ok := generic["source"].(map[string]any)["root"]; ok {
 		t.Fatalf("empty root must be omitted: %s", out)
+	}
+}
+
+// A spec of today (no hooks, no GFS rules) writes back exactly the keys it had: nothing new
+// appears in stored specs or in the retention JSON.
+func TestTodaysSpecMarshalsUnchanged(t *testing.T) {
+	t.Parallel()
+	s, err := ParseAndValidate([]byte(merge(t, base, `{"retention":{"enabled":true,"keep_last":3,"keep_days":7}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "hooks") || strings.Contains(string(out), "keep_daily") {
+		t.Fatalf("new keys in a spec that has none: %s", out)
+	}
+	r, err := json.Marshal(s.Retention)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"enabled":true,"keep_last":3,"keep_days":7,"max_delete_per_tick":50,"max_delete_per_day":200}`; string(r) != want {
+		t.Fatalf("retention JSON %s, want %s", r, want)
+	}
+}
+
+func TestHookDefaultsAndRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, doc := range []string{
+		merge(t, base, `{"hooks":{"before":{"command":["pg_dump"]},"after":{"command":["curl","u"]}}}`),
+		`{"v":2,"source":{"type":"filesystem","config":{"paths":["/a"]}},"target":{"type":"local_dir","config":{"base_dir":"/b"}},
+			"hooks":{"before":{"command":["pg_dump"]},"after":{"command":["curl","u"]}}}`,
+	} {
+		s, err := ParseAndValidate([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := &Hooks{Before: &BeforeHook{Command: []string{"pg_dump"}, TimeoutSeconds: 300, OnFailure: HookAbort},
+			After: &AfterHook{Command: []string{"curl", "u"}, TimeoutSeconds: 300, When: HookAlways}}
+		if !reflect.DeepEqual(s.Hooks, want) {
+			t.Fatalf("hooks %+v %+v", s.Hooks.Before, s.Hooks.After)
+		}
+		out, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2, err := ParseAndValidate(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s2.Hooks, want) || !SameHooks(s, s2) {
+			t.Fatalf("round trip lost hooks: %s", out)
+		}
+	}
+	empty, err := ParseAndValidate([]byte(merge(t, base, `{"hooks":{}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := ParseAndValidate([]byte(base))
+	if empty.HasHooks() || !SameHooks(empty, plain) {
+		t.Fatal("an empty hooks object must equal no hooks")
 	}
 }

@@ -89,7 +89,7 @@ func parseV1(raw []byte, top map[string]json.RawMessage) (*Spec, error) {
 	}
 	s := &Spec{
 		V: in.V, Type: in.Type, Pipeline: in.Pipeline, Notifications: in.Notifications,
-		Retention: in.Retention, Target: in.Target, HasRetention: present(top, "retention"),
+		Retention: in.Retention, Target: in.Target, Hooks: in.Hooks, HasRetention: present(top, "retention"),
 	}
 	if err := decodeSource(s, in.Type, in.Source, "spec.source"); err != nil {
 		return nil, err
@@ -134,6 +134,9 @@ func decodeSource(s *Spec, typ string, raw json.RawMessage, field string) error 
 
 // normalize turns JSON nulls into empty lists so the typed form never holds nil slices.
 func normalize(s *Spec) {
+	if !s.HasHooks() {
+		s.Hooks = nil
+	}
 	if s.Notifications.WeComBot == nil {
 		s.Notifications.WeComBot = []string{}
 	}
@@ -161,6 +164,7 @@ type specV2 struct {
 	Retention     Retention     `json:"retention"`
 	Source        *sourceV2     `json:"source"`
 	Target        *targetV2     `json:"target"`
+	Hooks         *Hooks        `json:"hooks"`
 }
 
 type sourceV2 struct {
@@ -200,7 +204,7 @@ func parseV2(raw []byte, top map[string]json.RawMessage) (*Spec, error) {
 	}
 	s := &Spec{
 		V: 1, Pipeline: in.Pipeline, Notifications: in.Notifications, Retention: in.Retention,
-		HasRetention: present(top, "retention"),
+		Hooks: in.Hooks, HasRetention: present(top, "retention"),
 	}
 	if err := translateSourceV2(s, in.Source); err != nil {
 		return nil, err

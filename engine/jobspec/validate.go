@@ -14,6 +14,7 @@ import (
 const (
 	MaxKeepLast         = 10_000
 	MaxKeepDays         = 3650
+	MaxKeepPeriods      = 10_000
 	MaxDeletePerTick    = 10_000
 	MaxDeletePerDay     = 100_000
 	MaxConcurrency      = 128
@@ -41,7 +42,7 @@ func (s *Spec) Validate() error {
 	}
 	for _, check := range []func() *Error{
 		s.validatePipeline, s.validateRawTreeDirect, s.validateNotifications, s.validateRetention,
-		s.validateSource, s.validateTarget,
+		s.validateSource, s.validateTarget, s.validateHooks,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -158,14 +159,23 @@ func (s *Spec) validateRetention() *Error {
 	if r.KeepDays != nil && (*r.KeepDays < 0 || *r.KeepDays > MaxKeepDays) {
 		return errorf(f+".keep_days", "out_of_range", f+".keep_days must be within 0..%d", MaxKeepDays)
 	}
+	for _, p := range []struct {
+		name string
+		v    *int
+	}{{"keep_hourly", r.KeepHourly}, {"keep_daily", r.KeepDaily}, {"keep_weekly", r.KeepWeekly},
+		{"keep_monthly", r.KeepMonthly}, {"keep_yearly", r.KeepYearly}} {
+		if p.v != nil && (*p.v < 0 || *p.v > MaxKeepPeriods) {
+			return errorf(f+"."+p.name, "out_of_range", f+".%s must be within 0..%d", p.name, MaxKeepPeriods)
+		}
+	}
 	if r.MaxDeletePerTick < 1 || r.MaxDeletePerTick > MaxDeletePerTick {
 		return errorf(f+".max_delete_per_tick", "out_of_range", f+".max_delete_per_tick must be within 1..%d", MaxDeletePerTick)
 	}
 	if r.MaxDeletePerDay < 1 || r.MaxDeletePerDay > MaxDeletePerDay {
 		return errorf(f+".max_delete_per_day", "out_of_range", f+".max_delete_per_day must be within 1..%d", MaxDeletePerDay)
 	}
-	if r.Enabled && intOr(r.KeepLast, 0) == 0 && intOr(r.KeepDays, 0) == 0 {
-		return errorf(f+".enabled", "required", f+".enabled needs keep_last or keep_days greater than 0")
+	if r.Enabled && !r.KeepsAny() {
+		return errorf(f+".enabled", "required", f+".enabled needs keep_last or keep_days (or one of keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly) greater than 0")
 	}
 	return nil
 }

@@ -49,7 +49,7 @@ func TestSelect(t *testing.T) {
 		{"KeepLastLargerThanSet", snaps(3), jobspec.Retention{Enabled: true, KeepLast: ptr(10)}, "[]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plan := Select(tc.snaps, tc.policy, now)
+			plan := Select(tc.snaps, tc.policy, now, time.UTC)
 			if got := fmt.Sprint(ids(plan.Delete)); got != tc.wantDelete {
 				t.Fatalf("delete = %s, want %s", got, tc.wantDelete)
 			}
@@ -67,7 +67,7 @@ func TestSelect(t *testing.T) {
 
 func TestSelectReasons(t *testing.T) {
 	t.Parallel()
-	plan := Select(snaps(3, 2), jobspec.Retention{Enabled: true, KeepLast: ptr(1), KeepDays: ptr(1)}, now)
+	plan := Select(snaps(3, 2), jobspec.Retention{Enabled: true, KeepLast: ptr(1), KeepDays: ptr(1)}, now, time.UTC)
 	want := map[string]string{"r0": "[keep_last keep_days]", "r1": "[keep_days]", "r2": "[pinned]"}
 	for _, d := range plan.Keep {
 		if fmt.Sprint(d.Reasons) != want[d.RunID] {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/schedule"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -169,7 +170,7 @@ func (s *Service) CascadeArchive(ctx context.Context, jobID string) (int, error)
 // Preview returns what retention would do to a job now, changing nothing. policy overrides the
 // job's own retention when not nil.
 func (s *Service) Preview(ctx context.Context, jobID string, policy *jobspec.Retention) (Plan, error) {
-	pol, err := s.policyOf(ctx, jobID, policy)
+	pol, loc, err := s.policyOf(ctx, jobID, policy)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -177,7 +178,7 @@ func (s *Service) Preview(ctx context.Context, jobID string, policy *jobspec.Ret
 	if err != nil {
 		return Plan{}, err
 	}
-	return Select(cands, pol, s.clock.Now()), nil
+	return Select(cands, pol, s.clock.Now(), loc), nil
 }
 
 // MaxRetentionCandidates bounds how many snapshots one retention pass looks at.
@@ -193,7 +194,7 @@ type ApplyResult struct {
 // Apply runs retention for a job: the snapshots its policy would delete are queued, oldest first,
 // at most min(max_delete_per_tick, max_delete_per_day − deletes retention queued since 00:00 UTC).
 func (s *Service) Apply(ctx context.Context, jobID string, policy *jobspec.Retention) (ApplyResult, error) {
-	pol, err := s.policyOf(ctx, jobID, policy)
+	pol, loc, err := s.policyOf(ctx, jobID, policy)
 	if err != nil || !pol.Enabled {
 		return ApplyResult{}, err
 	}
@@ -205,7 +206,7 @@ func (s *Service) Apply(ctx context.Context, jobID string, policy *jobspec.Reten
 		if err != nil {
 			return err
 		}
-		plan := Select(cands, pol, now)
+		plan := Select(cands, pol, now, loc)
 		today, err := q.CountRetentionDeletesSince(ctx, jobID, midnight)
 		if err != nil {
 			return err
@@ -244,19 +245,31 @@ func (s *Service) Apply(ctx context.Context, jobID string, policy *jobspec.Reten
 	return res, nil
 }
 
-func (s *Service) policyOf(ctx context.Context, jobID string, override *jobspec.Retention) (jobspec.Retention, error) {
-	if override != nil {
-		return *override, nil
-	}
+// policyOf returns the policy retention runs with (override, else the job's own) and the job's
+// timezone, in which GFS periods are counted.
+func (s *Service) policyOf(ctx context.Context, jobID string, override *jobspec.Retention) (jobspec.Retention, *time.Location, error) {
 	j, err := s.db.Reader().GetJob(ctx, jobID)
 	if err != nil {
-		return jobspec.Retention{}, err
+		return jobspec.Retention{}, nil, err
+	}
+	loc := time.UTC
+	if j.ScheduleTimezone != "" {
+		loc, err = schedule.LoadLocation(j.ScheduleTimezone)
+	}
+	if err != nil {
+		// The API validates the zone; one this machine cannot load (tzdata changed) still
+		// lets retention run, in UTC, rather than never.
+		s.log.Warn().Err(err).Str("job_id", jobID).Msg("job timezone unknown; counting retention periods in UTC")
+		loc = time.UTC
+	}
+	if override != nil {
+		return *override, loc, nil
 	}
 	spec, err := jobspec.Parse([]byte(j.SpecJSON))
 	if err != nil {
-		return jobspec.Retention{}, fmt.Errorf("job %s has an unreadable spec: %w", jobID, err)
+		return jobspec.Retention{}, nil, fmt.Errorf("job %s has an unreadable spec: %w", jobID, err)
 	}
-	return spec.Retention, nil
+	return spec.Retention, loc, nil
 }
 
 func runTarget(task storage.Task) (targets.RunTarget, error) {

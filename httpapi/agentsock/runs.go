@@ -95,7 +95,7 @@ func (b *RunBridge) Start(ctx context.Context, run storage.Run, job storage.Job)
 			Hint: "The backup encryption key could not be loaded or created.", Message: err.Error()})
 	}
 	payload, err := json.Marshal(&protocol.Task{TaskID: run.ID, Task: protocol.BackupTask{RunID: run.ID, JobID: job.ID,
-		StartedAt: now, Spec: json.RawMessage(job.SpecJSON), AgeRecipient: recipient}})
+		JobName: job.Name, StartedAt: now, Spec: json.RawMessage(job.SpecJSON), AgeRecipient: recipient}})
 	if err != nil {
 		return false, fmt.Errorf("encode task of run %s: %w", run.ID, err)
 	}

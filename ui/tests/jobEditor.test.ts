@@ -77,6 +77,30 @@ describe('job editor', () => {
     wrapper.unmount()
   })
 
+  it('shows a job’s hooks and GFS rules and saves them unchanged', async () => {
+    const spec = {
+      ...job.spec,
+      retention: { ...job.spec.retention, enabled: true, keep_daily: 7, keep_weekly: 4 },
+      hooks: {
+        before: { command: ['pg_dump', '-f', '/srv/db.sql'], timeout_seconds: 600, on_failure: 'abort' as const },
+        after: { command: ['curl', 'https://hc.example/ping'], timeout_seconds: 30, when: 'success' as const },
+      },
+    }
+    const hooked: JobDetail = { ...job, spec }
+    const { wrapper, calls } = await mountEditor({ 'PUT /api/jobs/j1': { body: hooked } }, hooked)
+    await clickTestId(wrapper, 'editor-next', 1)
+    const argv = wrapper.get('[data-testid="hook-before-command"]').findAll('input').map((i) => (i.element as HTMLInputElement).value)
+    expect(argv).toEqual(['pg_dump', '-f', '/srv/db.sql'])
+    expect(wrapper.text()).toContain('Hooks')
+    await clickTestId(wrapper, 'editor-next', 4)
+    expect((wrapper.get('[data-testid="retention-keep_daily"] input').element as HTMLInputElement).value).toBe('7')
+    await clickTestId(wrapper, 'editor-next', 2)
+    await clickTestId(wrapper, 'editor-save')
+    const put = calls.find((c: Call) => c.method === 'PUT')!
+    expect((put.body as { spec: unknown }).spec).toEqual(spec)
+    wrapper.unmount()
+  })
+
   it('shows an API validation error on the field it names, on that field’s step', async () => {
     const { wrapper } = await mountEditor({
       'PUT /api/jobs/j1': {

@@ -19,6 +19,7 @@ import (
 // agentFlags are the options of `bastion agent`; each also reads a BASTION_* variable.
 type agentFlags struct {
 	hubURL, enrollToken, name, dataDir, heartbeat, log string
+	allowHooks                                         bool
 }
 
 func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer) (agentFlags, error) {
@@ -43,6 +44,8 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&f.dataDir, "data-dir", f.dataDir, "where the agent keeps agent.json and its task records; never the Hub's data directory (env BASTION_AGENT_DATA_DIR; default <data dir>/agent)")
 	fs.StringVar(&f.heartbeat, "heartbeat-seconds", f.heartbeat, "ping interval in seconds, fractions allowed; no pong for 3 intervals means the link is dead (env BASTION_HEARTBEAT_SECONDS)")
 	fs.StringVar(&f.log, "log", f.log, "log level: trace, debug, info, warn, error (env BASTION_LOG)")
+	f.allowHooks = getenv("BASTION_ALLOW_HOOKS") == "1" || getenv("BASTION_ALLOW_HOOKS") == "true"
+	fs.BoolVar(&f.allowHooks, "allow-hooks", f.allowHooks, "run the before/after hook commands of this agent's jobs, as this agent's user; without it a job with hooks fails its runs (env BASTION_ALLOW_HOOKS=1)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -97,10 +100,15 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	// One executor reads snapshots for restores, verifies and the Hub's restore picker.
 	snapshots := client.NewRestoreExecutor(f.dataDir, managed, log)
+	backups := client.NewBackupExecutor(f.dataDir, managed, log)
+	backups.AllowHooks = f.allowHooks
+	if f.allowHooks {
+		log.Warn().Msg("--allow-hooks: this agent runs the hook commands of its jobs")
+	}
 	return client.Run(ctx, client.Options{
 		HubURL: f.hubURL, EnrollToken: f.enrollToken, Name: f.name, DataDir: f.dataDir,
 		Heartbeat: hb, Version: version, Logger: log, Managed: managed,
-		Executor: client.NewBackupExecutor(f.dataDir, managed, log),
+		Executor: backups,
 		Restorer: snapshots, Verifier: snapshots, Entries: snapshots,
 	})
 }

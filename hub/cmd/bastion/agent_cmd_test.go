@@ -31,3 +31,30 @@ func TestAgentDataDirIsNotTheHubs(t *testing.T) {
 		})
 	}
 }
+
+// Hooks are off unless the agent's operator turns them on.
+func TestAgentAllowHooksFlag(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want bool
+	}{
+		{"Default", nil, nil, false},
+		{"Flag", nil, []string{"--allow-hooks"}, true},
+		{"Env", map[string]string{"BASTION_ALLOW_HOOKS": "1"}, nil, true},
+		{"FlagOffWinsOverEnv", map[string]string{"BASTION_ALLOW_HOOKS": "true"}, []string{"--allow-hooks=false"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := parseAgentFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.allowHooks != tc.want {
+				t.Fatalf("allowHooks %v, want %v", f.allowHooks, tc.want)
+			}
+		})
+	}
+}

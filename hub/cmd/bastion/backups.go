@@ -42,7 +42,9 @@ func newBackupServices(ctx context.Context, cfg config.Config, db *storage.DB, s
 	clk := clock.Real{}
 	targets := opener.New(opener.Config{Secrets: store, Remote: agents.targets, Logger: log})
 	b := &backupServices{
-		executor: backupexec.New(backupexec.Config{DataDir: cfg.DataDir, Opener: targets, Keys: keys, Clock: clk, Logger: log}),
+		// The Hub runs hooks: only an admin can set them (httpapi.authorizeHooks).
+		executor: backupexec.New(backupexec.Config{DataDir: cfg.DataDir, Opener: targets, Keys: keys, Clock: clk, Logger: log,
+			AllowHooks: true}),
 		snapshots: snapshots.New(snapshots.Config{DB: db, Clock: clk, Opener: targets, Logger: log,
 			IncompleteCleanupDays: cfg.IncompleteCleanupDays}),
 		ops: operations.New(operations.Config{DB: db, Clock: clk, Logger: log, DataDir: cfg.DataDir, Opener: targets, Keys: keys,

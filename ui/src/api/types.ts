@@ -108,8 +108,21 @@ export interface RetentionPolicy {
   enabled: boolean
   keep_last: number | null
   keep_days: number | null
+  // GFS rules (restic forget semantics, periods in the job's timezone); absent when unset.
+  keep_hourly?: number | null
+  keep_daily?: number | null
+  keep_weekly?: number | null
+  keep_monthly?: number | null
+  keep_yearly?: number | null
   max_delete_per_tick: number
   max_delete_per_day: number
+}
+
+export type HookOnFailure = 'abort' | 'continue'
+export type HookWhen = 'always' | 'success' | 'failure'
+export interface JobHooks {
+  before?: { command: string[]; timeout_seconds: number; on_failure: HookOnFailure }
+  after?: { command: string[]; timeout_seconds: number; when: HookWhen }
 }
 
 interface SpecCommon {
@@ -118,6 +131,7 @@ interface SpecCommon {
   notifications: NotificationsSpec
   retention: RetentionPolicy
   target: JobTarget
+  hooks?: JobHooks
 }
 export type JobSpec =
   | (SpecCommon & { type: 'filesystem'; source: FilesystemSource })
@@ -263,6 +277,17 @@ export interface RetentionPreviewItem {
   source_bytes?: number | null
   transfer_bytes?: number | null
   reasons: string[]
+  /** Per rule: why the snapshot is kept, or why it would go (absent from older Hubs). */
+  details?: RetentionDetail[]
+}
+export interface RetentionDetail {
+  rule: string
+  kept: boolean
+  period?: string
+  rank?: number
+  limit?: number
+  superseded_by?: string
+  text: string
 }
 export interface RetentionPreview {
   retention: RetentionPolicy

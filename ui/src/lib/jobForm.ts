@@ -9,6 +9,9 @@ import type {
   JobSpec,
   JobType,
   JobWriteBody,
+  HookOnFailure,
+  HookWhen,
+  JobHooks,
   MissedRunPolicy,
   NodeId,
   OverlapPolicy,
@@ -36,8 +39,71 @@ export interface RetentionForm {
   enabled: boolean
   keepLast: number | null
   keepDays: number | null
+  keepHourly?: number | null
+  keepDaily?: number | null
+  keepWeekly?: number | null
+  keepMonthly?: number | null
+  keepYearly?: number | null
   maxDeletePerTick: number
   maxDeletePerDay: number
+}
+
+/** The GFS rules: form key and spec key, in the order the editor shows them. */
+export const GFS_RULES = [
+  ['keepHourly', 'keep_hourly'],
+  ['keepDaily', 'keep_daily'],
+  ['keepWeekly', 'keep_weekly'],
+  ['keepMonthly', 'keep_monthly'],
+  ['keepYearly', 'keep_yearly'],
+] as const
+
+export const DEFAULT_HOOK_TIMEOUT = 300
+
+/** A job's hooks as the editor shows them: argv lists, one argument per line, never a shell line. */
+export interface HooksForm {
+  beforeEnabled: boolean
+  beforeCommand: string[]
+  beforeTimeout: number
+  beforeOnFailure: HookOnFailure
+  afterEnabled: boolean
+  afterCommand: string[]
+  afterTimeout: number
+  afterWhen: HookWhen
+}
+
+export const defaultHooks = (): HooksForm => ({
+  beforeEnabled: false,
+  beforeCommand: [],
+  beforeTimeout: DEFAULT_HOOK_TIMEOUT,
+  beforeOnFailure: 'abort',
+  afterEnabled: false,
+  afterCommand: [],
+  afterTimeout: DEFAULT_HOOK_TIMEOUT,
+  afterWhen: 'always',
+})
+
+export function hooksToSpec(h: HooksForm): JobHooks | undefined {
+  const out: JobHooks = {}
+  if (h.beforeEnabled) out.before = { command: [...h.beforeCommand], timeout_seconds: h.beforeTimeout, on_failure: h.beforeOnFailure }
+  if (h.afterEnabled) out.after = { command: [...h.afterCommand], timeout_seconds: h.afterTimeout, when: h.afterWhen }
+  return out.before || out.after ? out : undefined
+}
+
+export function hooksFromSpec(h: JobHooks | null | undefined): HooksForm {
+  const f = defaultHooks()
+  if (h?.before) {
+    f.beforeEnabled = true
+    f.beforeCommand = strs(h.before.command)
+    f.beforeTimeout = numOrNull(h.before.timeout_seconds) ?? DEFAULT_HOOK_TIMEOUT
+    f.beforeOnFailure = h.before.on_failure === 'continue' ? 'continue' : 'abort'
+  }
+  if (h?.after) {
+    f.afterEnabled = true
+    f.afterCommand = strs(h.after.command)
+    f.afterTimeout = numOrNull(h.after.timeout_seconds) ?? DEFAULT_HOOK_TIMEOUT
+    f.afterWhen = h.after.when === 'success' || h.after.when === 'failure' ? h.after.when : 'always'
+  }
+  return f
 }
 
 export interface JobForm {
@@ -84,6 +150,7 @@ export interface JobForm {
   notifyWebhook: string[]
 
   retention: RetentionForm
+  hooks: HooksForm
 
   /** Spec parts the editor does not show, kept verbatim on save. */
   preserved: { pipelineWebdav?: unknown; fsRoot?: string }
@@ -134,6 +201,7 @@ export function newJobForm(timezone = 'UTC'): JobForm {
     notifyEmail: [],
     notifyWebhook: [],
     retention: defaultRetention(),
+    hooks: defaultHooks(),
     preserved: {},
   }
 }
@@ -152,13 +220,19 @@ const cleanList = (xs: string[]) => {
 }
 
 export function retentionToSpec(r: RetentionForm): RetentionPolicy {
-  return {
+  const out: RetentionPolicy = {
     enabled: r.enabled,
     keep_last: r.keepLast && r.keepLast > 0 ? r.keepLast : null,
     keep_days: r.keepDays && r.keepDays > 0 ? r.keepDays : null,
     max_delete_per_tick: r.maxDeletePerTick,
     max_delete_per_day: r.maxDeletePerDay,
   }
+  // GFS keys only when set, so a policy without them is sent exactly as before.
+  for (const [fk, sk] of GFS_RULES) {
+    const v = r[fk]
+    if (v && v > 0) out[sk] = v
+  }
+  return out
 }
 
 export function retentionFromSpec(r: Partial<RetentionPolicy> | null | undefined): RetentionForm {
@@ -168,6 +242,11 @@ export function retentionFromSpec(r: Partial<RetentionPolicy> | null | undefined
     enabled: !!r.enabled,
     keepLast: r.keep_last ?? null,
     keepDays: r.keep_days ?? null,
+    keepHourly: r.keep_hourly ?? null,
+    keepDaily: r.keep_daily ?? null,
+    keepWeekly: r.keep_weekly ?? null,
+    keepMonthly: r.keep_monthly ?? null,
+    keepYearly: r.keep_yearly ?? null,
     maxDeletePerTick: r.max_delete_per_tick ?? d.maxDeletePerTick,
     maxDeletePerDay: r.max_delete_per_day ?? d.maxDeletePerDay,
   }
@@ -193,7 +272,8 @@ export function formToSpec(f: JobForm): JobSpec {
           webhook: cleanList(f.notifyWebhook),
         }
       : { mode: 'inherit', wecom_bot: [], email: [] }
-  const common = { v: 1 as const, pipeline, notifications, retention: retentionToSpec(f.retention), target }
+  const hooks = hooksToSpec(f.hooks ?? defaultHooks())
+  const common = { v: 1 as const, pipeline, notifications, retention: retentionToSpec(f.retention), target, ...(hooks ? { hooks } : {}) }
   const consistency = {
     consistency_policy: f.consistencyPolicy,
     consistency_fail_threshold: f.consistencyFailThreshold,
@@ -289,6 +369,7 @@ export function specToForm(spec: JobSpec, base: JobForm = newJobForm()): JobForm
   f.notifyWebhook = strs(n.webhook)
 
   f.retention = retentionFromSpec(spec.retention)
+  f.hooks = hooksFromSpec(spec.hooks)
   return f
 }
 
@@ -325,10 +406,21 @@ export function validateForm(f: JobForm): Record<string, string> {
   if (f.type === 'filesystem' && UNSUPPORTED.symlinkPolicy.includes(f.fsSymlinkPolicy)) errs['spec.source.symlink_policy'] = 'unsupported'
   if (f.type === 'filesystem' && UNSUPPORTED.snapshotMode.includes(f.fsSnapshotMode)) errs['spec.source.snapshot_mode'] = 'unsupported'
   const r = f.retention
-  if (r.enabled && !((r.keepLast ?? 0) > 0 || (r.keepDays ?? 0) > 0)) errs['spec.retention'] = 'retention_rule_required'
+  const anyRule = [r.keepLast, r.keepDays, ...GFS_RULES.map(([fk]) => r[fk])].some((v) => (v ?? 0) > 0)
+  if (r.enabled && !anyRule) errs['spec.retention'] = 'retention_rule_required'
   if ((r.keepLast ?? 0) > 10000) errs['spec.retention.keep_last'] = 'max_10000'
+  for (const [fk, sk] of GFS_RULES) if ((r[fk] ?? 0) > 10000) errs[`spec.retention.${sk}`] = 'max_10000'
   if ((r.keepDays ?? 0) > 3650) errs['spec.retention.keep_days'] = 'max_3650'
   if (!(r.maxDeletePerTick >= 1 && r.maxDeletePerTick <= 10000)) errs['spec.retention.max_delete_per_tick'] = 'range_tick'
   if (!(r.maxDeletePerDay >= 1 && r.maxDeletePerDay <= 100000)) errs['spec.retention.max_delete_per_day'] = 'range_day'
+  const h = f.hooks ?? defaultHooks()
+  for (const [on, name, argv, timeout] of [
+    [h.beforeEnabled, 'before', h.beforeCommand, h.beforeTimeout],
+    [h.afterEnabled, 'after', h.afterCommand, h.afterTimeout],
+  ] as const) {
+    if (!on) continue
+    if (argv.length === 0 || !argv[0].trim()) errs[`spec.hooks.${name}.command`] = 'hook_program_required'
+    if (!(timeout >= 1 && timeout <= 86400)) errs[`spec.hooks.${name}.timeout_seconds`] = 'range_hook_timeout'
+  }
   return errs
 }
