@@ -18,7 +18,7 @@ import (
 
 // agentFlags are the options of `bastion agent`; each also reads a BASTION_* variable.
 type agentFlags struct {
-	hubURL, enrollToken, name, dataDir, heartbeat, log string
+	hubURL, enrollToken, name, dataDir, heartbeat, log, entriesCacheMaxBytes string
 }
 
 func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer) (agentFlags, error) {
@@ -31,9 +31,14 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 		dataDir:   getenv("BASTION_AGENT_DATA_DIR"),
 		heartbeat: getenv("BASTION_HEARTBEAT_SECONDS"),
 		log:       getenv("BASTION_LOG"),
+		// The same variable as the Hub's: each bounds its own cache/entries.
+		entriesCacheMaxBytes: getenv("BASTION_ENTRIES_CACHE_MAX_BYTES"),
 	}
 	if f.heartbeat == "" {
 		f.heartbeat = "15"
+	}
+	if f.entriesCacheMaxBytes == "" {
+		f.entriesCacheMaxBytes = "1GiB"
 	}
 	fs := flag.NewFlagSet("bastion agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -43,6 +48,7 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&f.dataDir, "data-dir", f.dataDir, "where the agent keeps agent.json and its task records; never the Hub's data directory (env BASTION_AGENT_DATA_DIR; default <data dir>/agent)")
 	fs.StringVar(&f.heartbeat, "heartbeat-seconds", f.heartbeat, "ping interval in seconds, fractions allowed; no pong for 3 intervals means the link is dead (env BASTION_HEARTBEAT_SECONDS)")
 	fs.StringVar(&f.log, "log", f.log, "log level: trace, debug, info, warn, error (env BASTION_LOG)")
+	fs.StringVar(&f.entriesCacheMaxBytes, "entries-cache-max-bytes", f.entriesCacheMaxBytes, "size bound of the restore picker's snapshot index cache (cache/entries), least recently used indexes go first; bytes, or with KiB, MiB, GiB, TiB (env BASTION_ENTRIES_CACHE_MAX_BYTES)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -77,6 +83,10 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	cacheMax, err := config.ParseBytes(f.entriesCacheMaxBytes)
+	if err != nil {
+		return fmt.Errorf("--entries-cache-max-bytes: %w", err)
+	}
 	if f.dataDir == "" {
 		base, err := config.ResolveDataDir("")
 		if err != nil {
@@ -96,7 +106,7 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	// One executor reads snapshots for restores, verifies and the Hub's restore picker.
-	snapshots := client.NewRestoreExecutor(f.dataDir, managed, log)
+	snapshots := client.NewRestoreExecutor(f.dataDir, managed, log, client.WithEntriesCacheMaxBytes(cacheMax))
 	return client.Run(ctx, client.Options{
 		HubURL: f.hubURL, EnrollToken: f.enrollToken, Name: f.name, DataDir: f.dataDir,
 		Heartbeat: hb, Version: version, Logger: log, Managed: managed,
