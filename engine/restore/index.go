@@ -165,15 +165,12 @@ func BuildIndex(ctx context.Context, src, dst string) (err error) {
 		return fmt.Errorf("build browse index: %w", err)
 	}
 	defer b.close()
-	n := 0
-	err = scanIndex(src, func(e format.Entry) error {
-		if n++; n%4096 == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return b.add(e)
-	})
+	n, err := b.addAll(ctx, src)
 	if err != nil {
-		return err // scanIndex's error, as List reports it
+		return err
+	}
+	if err := b.flush(); err != nil {
+		return err
 	}
 	for _, q := range []string{
 		`CREATE INDEX child_order ON child (dir, isdir, name)`,
@@ -190,14 +187,115 @@ func BuildIndex(ctx context.Context, src, dst string) (err error) {
 	return nil
 }
 
+// errStopScan ends a scan whose entries are no longer wanted.
+var errStopScan = errors.New("scan stopped")
+
+// addAll adds the entries of src, decoding them on another goroutine while rows are written
+// (decoding is half the work), in small batches so that memory stays bounded. A line List
+// cannot read fails it with List's error.
+func (b *indexBuilder) addAll(ctx context.Context, src string) (int, error) {
+	batches := make(chan []format.Entry, 2)
+	stop, stopped := make(chan struct{}), false
+	var scanErr error
+	go func() {
+		defer close(batches)
+		batch := make([]format.Entry, 0, 256)
+		send := func() error {
+			select {
+			case batches <- batch:
+				batch = make([]format.Entry, 0, 256)
+				return nil
+			case <-stop:
+				return errStopScan
+			}
+		}
+		scanErr = scanIndex(src, func(e format.Entry) error {
+			if batch = append(batch, e); len(batch) == cap(batch) {
+				return send()
+			}
+			return nil
+		})
+		if scanErr == nil && len(batch) > 0 {
+			scanErr = send()
+		}
+	}()
+	n := 0
+	var err error
+	for batch := range batches {
+		if err == nil {
+			err = ctx.Err()
+		}
+		for _, e := range batch {
+			if err != nil {
+				break
+			}
+			err = b.add(e)
+			n++
+		}
+		if err != nil && !stopped {
+			close(stop) // then drain, so the scanner ends before the file closes
+			stopped = true
+		}
+	}
+	if err != nil {
+		return n, err
+	}
+	return n, scanErr // scanIndex's error, as List reports it
+}
+
 // indexBuilder turns entries into node and child rows.
 type indexBuilder struct {
-	ctx                                   context.Context
-	getNode, addNode, putChild, impliedCh *sql.Stmt
-	nextNode                              int64
-	prev                                  string  // previous entry's path
-	chain                                 []int64 // ids of prev's directories, by depth
-	lname                                 []byte
+	ctx                  context.Context
+	getNode, addNode     *sql.Stmt
+	records, impliedRows *rowBatch
+	nextNode             int64
+	prev                 string  // previous entry's path
+	chain                []int64 // ids of prev's directories, by depth
+}
+
+// batchRows is how many child rows go to SQLite in one statement: one call per row would cost
+// more than SQLite's own work.
+const batchRows = 128
+
+// rowBatch inserts rows batchRows at a time with one multi-row statement. Rows go in the order
+// they were added, so a later record of a name still replaces an earlier one.
+type rowBatch struct {
+	tx         *sql.Tx
+	head, tail string
+	row        string // "(?, ?, …)"
+	full       *sql.Stmt
+	args       []any
+	rows       int
+}
+
+func newRowBatch(ctx context.Context, tx *sql.Tx, head, row, tail string) (*rowBatch, error) {
+	rb := &rowBatch{tx: tx, head: head, row: row, tail: tail}
+	var err error
+	rb.full, err = tx.PrepareContext(ctx, rb.query(batchRows))
+	return rb, err
+}
+
+func (rb *rowBatch) query(rows int) string {
+	return rb.head + strings.Repeat(rb.row+",", rows-1) + rb.row + rb.tail
+}
+
+func (rb *rowBatch) add(ctx context.Context, vals ...any) error {
+	rb.args = append(rb.args, vals...)
+	if rb.rows++; rb.rows < batchRows {
+		return nil
+	}
+	_, err := rb.full.ExecContext(ctx, rb.args...)
+	rb.args, rb.rows = rb.args[:0], 0
+	return err
+}
+
+func (rb *rowBatch) flush(ctx context.Context) error {
+	if rb.rows == 0 {
+		return nil
+	}
+	_, err := rb.tx.ExecContext(ctx, rb.query(rb.rows), rb.args...)
+	rb.args, rb.rows = rb.args[:0], 0
+	return err
 }
 
 func newIndexBuilder(ctx context.Context, tx *sql.Tx) (*indexBuilder, error) {
@@ -213,21 +311,43 @@ func newIndexBuilder(ctx context.Context, tx *sql.Tx) (*indexBuilder, error) {
 	}
 	b.getNode = prep(`SELECT id FROM node WHERE parent = ? AND seg = ?`)
 	b.addNode = prep(`INSERT INTO node (id, parent, seg) VALUES (?, ?, ?)`)
-	// A record of its own replaces what was there (an implied directory or an earlier record).
-	b.putChild = prep(`INSERT INTO child (dir, name, kind, size, slash, isdir, lname) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (dir, name) DO UPDATE SET kind = excluded.kind, size = excluded.size,
-		slash = excluded.slash, isdir = excluded.isdir`)
-	// A directory implied by a deeper path never replaces anything.
-	b.impliedCh = prep(`INSERT INTO child (dir, name, kind, size, slash, isdir, lname) VALUES (?, ?, 'dir', 0, 0, 1, ?)
-		ON CONFLICT (dir, name) DO NOTHING`)
+	if err == nil {
+		// A record of its own replaces what was there (an implied directory or an earlier
+		// record of the same name).
+		b.records, err = newRowBatch(ctx, tx, `INSERT INTO child (dir, name, kind, size, slash, isdir, lname) VALUES `,
+			`(?, ?, ?, ?, ?, ?, ?)`, ` ON CONFLICT (dir, name) DO UPDATE SET kind = excluded.kind, size = excluded.size,
+			slash = excluded.slash, isdir = excluded.isdir`)
+	}
+	if err == nil {
+		// A directory implied by a deeper path never replaces anything, so these rows may go
+		// before or after records of the same name: the result is the same.
+		b.impliedRows, err = newRowBatch(ctx, tx, `INSERT INTO child (dir, name, kind, size, slash, isdir, lname) VALUES `,
+			`(?, ?, 'dir', 0, 0, 1, ?)`, ` ON CONFLICT (dir, name) DO NOTHING`)
+	}
 	if err != nil {
 		b.close()
 	}
 	return b, err
 }
 
+func (b *indexBuilder) flush() error {
+	if err := b.records.flush(b.ctx); err != nil {
+		return fmt.Errorf("build browse index: %w", err)
+	}
+	if err := b.impliedRows.flush(b.ctx); err != nil {
+		return fmt.Errorf("build browse index: %w", err)
+	}
+	return nil
+}
+
 func (b *indexBuilder) close() {
-	for _, s := range []*sql.Stmt{b.getNode, b.addNode, b.putChild, b.impliedCh} {
+	stmts := []*sql.Stmt{b.getNode, b.addNode}
+	for _, rb := range []*rowBatch{b.records, b.impliedRows} {
+		if rb != nil {
+			stmts = append(stmts, rb.full)
+		}
+	}
+	for _, s := range stmts {
 		if s != nil {
 			s.Close()
 		}
@@ -321,15 +441,14 @@ func (b *indexBuilder) lower(name string) []byte {
 }
 
 func (b *indexBuilder) put(dir int64, name string, e format.Entry, slash bool) error {
-	_, err := b.putChild.ExecContext(b.ctx, dir, []byte(name), e.Kind, e.Size, slash, e.Kind == format.KindDir, b.lower(name))
-	if err != nil {
+	if err := b.records.add(b.ctx, dir, []byte(name), e.Kind, e.Size, slash, e.Kind == format.KindDir, b.lower(name)); err != nil {
 		return fmt.Errorf("build browse index: %w", err)
 	}
 	return nil
 }
 
 func (b *indexBuilder) implied(dir int64, name string) error {
-	if _, err := b.impliedCh.ExecContext(b.ctx, dir, []byte(name), b.lower(name)); err != nil {
+	if err := b.impliedRows.add(b.ctx, dir, []byte(name), b.lower(name)); err != nil {
 		return fmt.Errorf("build browse index: %w", err)
 	}
 	return nil
