@@ -35,7 +35,8 @@ import (
 // second page, op=restart the first page from a new cache on the same directory (a Hub
 // restart: the index is on disk), op=build the first page ever (download + index build).
 // Besides ns/op, each reports p50-ms and p95-ms over its iterations and peak-rss-MiB, the
-// process's peak resident memory above what it held when the sub-benchmark started.
+// process's peak resident memory above what it held when the sub-benchmark started; the build
+// reports the index's size, index-B/file.
 func BenchmarkBrowse(b *testing.B) {
 	files := 100_000
 	if v, err := strconv.Atoi(os.Getenv("BASTION_BENCH_BROWSE_FILES")); err == nil && v > 0 {
@@ -105,6 +106,13 @@ func BenchmarkBrowse(b *testing.B) {
 					if err != nil || page.Total == 0 {
 						b.Fatalf("%+v: %+v %v", opts, page.Total, err)
 					}
+				}
+				if impl == "index" && op.name == "build" {
+					fi, err := os.Stat(filepath.Join(base, "fresh", run.RunID, operations.IndexName))
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(float64(fi.Size())/float64(files), "index-B/file")
 				}
 				b.ReportMetric(pct(took, 50), "p50-ms")
 				b.ReportMetric(pct(took, 95), "p95-ms")
