@@ -121,7 +121,7 @@ func (c *IndexCache) Open(ctx context.Context, t targets.Target, run targets.Run
 }
 
 // build builds run's index once however many requests ask at the same time; each waits with
-// its own context. The build itself is not cancelled with the request that started it: the
+// its own context, the one that started the build too. The build goes on when they give up: the
 // next page would only have to start it again.
 func (c *IndexCache) build(ctx context.Context, t targets.Target, run targets.RunRef, size int64) error {
 	c.mu.Lock()
@@ -132,16 +132,17 @@ func (c *IndexCache) build(ctx context.Context, t targets.Target, run targets.Ru
 		}
 		f = &flight{done: make(chan struct{})}
 		c.flights[run.RunID] = f
-		c.mu.Unlock()
-		f.err = c.buildLocked(context.WithoutCancel(ctx), t, run, size)
-		c.mu.Lock()
-		delete(c.flights, run.RunID)
-		c.mu.Unlock()
-		close(f.done)
-		if f.err == nil {
-			_ = c.Evict(run.RunID) // best effort: a failure leaves the cache larger, not wrong
-		}
-		return f.err
+		go func() {
+			f.err = c.buildLocked(context.WithoutCancel(ctx), t, run, size)
+			if f.err == nil {
+				// Before the waiters go on, so that the cache is within its bound when they read.
+				_ = c.Evict(run.RunID) // best effort: a failure leaves the cache larger, not wrong
+			}
+			c.mu.Lock()
+			delete(c.flights, run.RunID)
+			c.mu.Unlock()
+			close(f.done)
+		}()
 	}
 	c.mu.Unlock()
 	select {
