@@ -13,6 +13,7 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/operations"
 	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
 	"github.com/bastion-backup/bastion/engine/testtool"
@@ -177,7 +178,7 @@ func TestRestoreVerifyAndBrowseAPI(t *testing.T) {
 		if st != http.StatusOK || len(body["entries"].([]any)) != 1 || body["entries"].([]any)[0].(map[string]any)["name"] != "exec.sh" {
 			t.Fatalf("filtered: %d %v", st, body)
 		}
-		if _, err := os.Stat(filepath.Join(bh.dataDir, "cache", "entries", run, "entries.jsonl.zst")); err != nil {
+		if _, err := os.Stat(filepath.Join(bh.dataDir, "cache", "entries", run, operations.IndexName)); err != nil {
 			t.Fatalf("index not cached: %v", err)
 		}
 		for q, code := range map[string]string{"cursor=x": "invalid_cursor", "limit=0": "invalid_limit", "kind=socket": "invalid_kind", "hide_dotfiles=perhaps": "invalid_hide_dotfiles"} {

@@ -233,7 +233,7 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	}
 	// The agent cannot ask which snapshots still exist: indexes the restore picker has not read
 	// for a while go. (Compared with file times, so with the wall clock.)
-	if err := operations.NewIndexCache(entriesCacheDir(o.DataDir)).PruneUnused(time.Now().Add(-entriesCacheTTL)); err != nil {
+	if err := operations.NewIndexCache(entriesCacheDir(o.DataDir), 0).PruneUnused(time.Now().Add(-entriesCacheTTL)); err != nil {
 		log.Warn().Err(err).Msg("prune the entries cache")
 	}
 	a := &Agent{

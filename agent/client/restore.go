@@ -29,7 +29,7 @@ import (
 //
 // It also verifies snapshots (Verify: a restore drill into <data-dir>/operations/<op_id>/,
 // removed afterwards) and lists their entries for the Hub's restore picker (Entries, with the
-// index cached under <data-dir>/cache/entries/<run_id>/).
+// index built once into <data-dir>/cache/entries/<run_id>/, see operations.IndexCache).
 type RestoreExecutor struct {
 	dataDir string
 	opener  *opener.Opener
@@ -53,11 +53,26 @@ const entriesTimeout = 30 * time.Second
 
 func entriesCacheDir(dataDir string) string { return filepath.Join(dataDir, "cache", "entries") }
 
+// RestoreOption tunes NewRestoreExecutor.
+type RestoreOption func(*restoreOptions)
+
+type restoreOptions struct{ entriesCacheMaxBytes int64 }
+
+// WithEntriesCacheMaxBytes bounds the restore picker's index cache under
+// <data-dir>/cache/entries (default operations.DefaultEntriesCacheMaxBytes).
+func WithEntriesCacheMaxBytes(n int64) RestoreOption {
+	return func(o *restoreOptions) { o.entriesCacheMaxBytes = n }
+}
+
 // NewRestoreExecutor builds the agent's restore executor. m gives WebDAV credentials and age
 // identities (nil: none).
-func NewRestoreExecutor(dataDir string, m *Managed, log zerolog.Logger) *RestoreExecutor {
+func NewRestoreExecutor(dataDir string, m *Managed, log zerolog.Logger, opts ...RestoreOption) *RestoreExecutor {
+	var o restoreOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	e := &RestoreExecutor{dataDir: dataDir, clock: clock.Real{}, log: log.With().Str("component", "agent-restore").Logger(),
-		entries: operations.NewIndexCache(entriesCacheDir(dataDir))}
+		entries: operations.NewIndexCache(entriesCacheDir(dataDir), o.entriesCacheMaxBytes)}
 	var creds opener.Secrets = noSecrets{}
 	if m != nil {
 		creds, e.keys = m, m
@@ -198,7 +213,8 @@ func (e *RestoreExecutor) verifyOutcome(ctx context.Context, res *restore.Verify
 	return opFailed(code, err.Error(), b)
 }
 
-// Entries answers entries_list from the snapshot's index, fetched once into the entries cache.
+// Entries answers entries_list from the snapshot's browse index in the entries cache (built
+// on first use).
 func (e *RestoreExecutor) Entries(ctx context.Context, m *protocol.EntriesList) *protocol.EntriesListResult {
 	ctx, cancel := context.WithTimeout(ctx, entriesTimeout)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,19 +14,41 @@ import (
 	"github.com/bastion-backup/bastion/engine/targets"
 )
 
-// IndexCache keeps snapshots' entries indexes under <Dir>/<run_id>/entries.jsonl.zst, so that
-// paging through a large snapshot in the restore picker downloads its index once. A per-run lock
-// keeps two requests from downloading the same index over each other. The Hub keeps one under
-// <data_dir>/cache/entries for the snapshots it reads, and an agent one under its own data
-// directory for the snapshots only it can read.
+// IndexCache keeps a browse index (restore.BuildIndex) of each snapshot the restore picker
+// reads, under <Dir>/<run_id>/browse.sqlite, so that a page costs the rows of one directory
+// instead of a pass over the whole entries.jsonl.zst. An index is built once, on first use:
+// concurrent first requests share one build, which downloads the snapshot's entries.jsonl.zst
+// next to it, builds into a temporary file renamed into place (a crash never leaves a half
+// index under the final name), then removes the download. One that is missing, stale (built
+// from a file of another size than the target's), incomplete or unreadable is rebuilt. The
+// cache is bounded by size: after each build the least recently used indexes go until the
+// total is at most MaxBytes (the one just built stays, even alone above the limit). The Hub
+// keeps one under <data_dir>/cache/entries for the snapshots it reads, and an agent one under
+// its own data directory for the snapshots only it can read.
 type IndexCache struct {
-	dir   string
-	mu    sync.Mutex
-	locks map[string]*entryLock
+	dir      string
+	maxBytes int64
+
+	mu      sync.Mutex
+	locks   map[string]*entryLock
+	flights map[string]*flight
 }
 
-// NewIndexCache returns a cache in dir (created on first use).
-func NewIndexCache(dir string) *IndexCache { return &IndexCache{dir: dir} }
+// DefaultEntriesCacheMaxBytes bounds an entries cache by default (1 GiB: about twenty indexes
+// of a million files).
+const DefaultEntriesCacheMaxBytes int64 = 1 << 30
+
+// IndexName is the browse index's file name in its run's cache directory.
+const IndexName = "browse.sqlite"
+
+// NewIndexCache returns a cache in dir (created on first use) holding at most maxBytes
+// (DefaultEntriesCacheMaxBytes when ≤ 0).
+func NewIndexCache(dir string, maxBytes int64) *IndexCache {
+	if maxBytes <= 0 {
+		maxBytes = DefaultEntriesCacheMaxBytes
+	}
+	return &IndexCache{dir: dir, maxBytes: maxBytes}
+}
 
 // Dir is the cache's directory.
 func (c *IndexCache) Dir() string { return c.dir }
@@ -35,6 +58,13 @@ type entryLock struct {
 	users int
 }
 
+// flight is one build of a run's index that later requests wait for instead of building again.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// lock serializes what changes a run's directory (build, drop).
 func (c *IndexCache) lock(runID string) func() {
 	c.mu.Lock()
 	if c.locks == nil {
@@ -61,40 +91,148 @@ func (c *IndexCache) lock(runID string) func() {
 // ErrInvalidCursor is returned by Entries for a cursor it did not hand out.
 var ErrInvalidCursor = errors.New("invalid cursor")
 
-// Fetch returns the local copy of run's index, downloading it from t when missing (or of another
-// size than the target's). It touches the copy, so that PruneUnused keeps indexes in use.
-func (c *IndexCache) Fetch(ctx context.Context, t targets.Target, run targets.RunRef) (string, error) {
+// Open returns run's browse index, building it first when it is missing, stale or invalid. It
+// touches the index, so that eviction and PruneUnused keep indexes in use. Close it after use.
+func (c *IndexCache) Open(ctx context.Context, t targets.Target, run targets.RunRef) (*restore.Index, error) {
 	if err := targets.ValidateRun(run); err != nil {
-		return "", err
+		return nil, err
 	}
-	dir := filepath.Join(c.dir, run.RunID)
-	path := filepath.Join(dir, targets.EntriesName)
-	unlock := c.lock(run.RunID)
-	defer unlock()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create entries cache: %w", err)
+	// The target's size of entries.jsonl.zst tells a stale index (a snapshot written again
+	// under the same run id) from a current one.
+	size, err := t.Size(ctx, run, targets.EntriesName)
+	if err != nil {
+		return nil, fmt.Errorf("size of entries index of run %s: %w", run.RunID, err)
 	}
-	if err := restore.FetchIndex(ctx, t, run, path); err != nil {
-		return "", fmt.Errorf("fetch entries index of run %s: %w", run.RunID, err)
+	path := filepath.Join(c.dir, run.RunID, IndexName)
+	for built := false; ; built = true {
+		ix, err := restore.OpenIndex(ctx, path, size)
+		if err == nil {
+			now := time.Now()
+			_ = os.Chtimes(path, now, now) // only eviction reads it; a failure keeps the old time
+			return ix, nil
+		}
+		if built || !errors.Is(err, restore.ErrIndexInvalid) {
+			return nil, fmt.Errorf("open browse index of run %s: %w", run.RunID, err)
+		}
+		if err := c.build(ctx, t, run, size); err != nil {
+			return nil, err
+		}
 	}
-	now := time.Now()
-	_ = os.Chtimes(path, now, now) // only PruneUnused reads it; a failure keeps the old time
-	return path, nil
 }
 
-// List returns one page of the children of opts.Prefix in run's snapshot on t. Errors:
+// build builds run's index once however many requests ask at the same time; each waits with
+// its own context, the one that started the build too. The build goes on when they give up: the
+// next page would only have to start it again.
+func (c *IndexCache) build(ctx context.Context, t targets.Target, run targets.RunRef, size int64) error {
+	c.mu.Lock()
+	f := c.flights[run.RunID]
+	if f == nil {
+		if c.flights == nil {
+			c.flights = map[string]*flight{}
+		}
+		f = &flight{done: make(chan struct{})}
+		c.flights[run.RunID] = f
+		go func() {
+			f.err = c.buildLocked(context.WithoutCancel(ctx), t, run, size)
+			if f.err == nil {
+				// Before the waiters go on, so that the cache is within its bound when they read.
+				_ = c.Evict(run.RunID) // best effort: a failure leaves the cache larger, not wrong
+			}
+			c.mu.Lock()
+			delete(c.flights, run.RunID)
+			c.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	c.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *IndexCache) buildLocked(ctx context.Context, t targets.Target, run targets.RunRef, size int64) error {
+	unlock := c.lock(run.RunID)
+	defer unlock()
+	dir := filepath.Join(c.dir, run.RunID)
+	path := filepath.Join(dir, IndexName)
+	// A build that ended between this request's look and its flight already did the work.
+	if ix, err := restore.OpenIndex(ctx, path, size); err == nil {
+		return ix.Close()
+	}
+	// What is there is of no use (stale or damaged) whether or not this build succeeds.
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove invalid browse index of run %s: %w", run.RunID, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create entries cache: %w", err)
+	}
+	src := filepath.Join(dir, targets.EntriesName)
+	if err := restore.FetchIndex(ctx, t, run, src); err != nil {
+		return fmt.Errorf("fetch entries index of run %s: %w", run.RunID, err)
+	}
+	tmp := path + ".tmp"
+	err := restore.BuildIndex(ctx, src, tmp)
+	if err == nil {
+		err = syncFile(tmp)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("index entries of run %s: %w", run.RunID, err)
+	}
+	syncDir(dir)
+	// The index answers everything now; the download only took space.
+	_ = os.Remove(src)
+	return nil
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncDir makes a rename durable; best effort, since an index lost to a crash is rebuilt.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// List returns one page of the children of opts.Prefix in run's snapshot on t. An index that
+// opens but cannot answer (a damaged file) is dropped and built again once. Errors:
 // ErrInvalidCursor, or the target's.
 func (c *IndexCache) List(ctx context.Context, t targets.Target, run targets.RunRef, opts restore.ListOptions) (restore.Page, error) {
-	path, err := c.Fetch(ctx, t, run)
-	if err != nil {
-		return restore.Page{}, err
+	for retried := false; ; retried = true {
+		ix, err := c.Open(ctx, t, run)
+		if err != nil {
+			return restore.Page{}, err
+		}
+		page, err := ix.List(ctx, opts)
+		ix.Close()
+		var re *restore.Error
+		if errors.As(err, &re) && re.Code == restore.CodeSelection {
+			return restore.Page{}, ErrInvalidCursor
+		}
+		if err == nil || retried || ctx.Err() != nil {
+			return page, err
+		}
+		if derr := c.Drop(run.RunID); derr != nil {
+			return restore.Page{}, errors.Join(err, derr)
+		}
 	}
-	page, err := restore.List(path, opts)
-	var re *restore.Error
-	if errors.As(err, &re) && re.Code == restore.CodeSelection {
-		return restore.Page{}, ErrInvalidCursor
-	}
-	return page, err
 }
 
 // Drop forgets the cached index of a run (its snapshot was deleted).
@@ -107,23 +245,87 @@ func (c *IndexCache) Drop(runID string) error {
 	return os.RemoveAll(filepath.Join(c.dir, runID))
 }
 
-// PruneUnused drops the cached indexes not fetched since before; for a cache that cannot ask
-// which snapshots still exist (an agent's).
-func (c *IndexCache) PruneUnused(before time.Time) error {
+// cached is one run's directory in the cache.
+type cached struct {
+	runID string
+	bytes int64
+	used  time.Time // last use of its index (or of what an older version left there)
+}
+
+func (c *IndexCache) scan() ([]cached, error) {
 	dirs, err := os.ReadDir(c.dir)
 	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read entries cache: %w", err)
+	}
+	var out []cached
+	for _, d := range dirs {
+		it := cached{runID: d.Name()}
+		files, _ := os.ReadDir(filepath.Join(c.dir, d.Name()))
+		for _, f := range files {
+			fi, err := f.Info()
+			if err != nil {
+				continue
+			}
+			it.bytes += fi.Size()
+			if (f.Name() == IndexName || f.Name() == targets.EntriesName) && fi.ModTime().After(it.used) {
+				it.used = fi.ModTime()
+			}
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// Evict drops the least recently used indexes until the cache holds at most its MaxBytes,
+// keeping keep (the index a request is about to use) and those being built.
+func (c *IndexCache) Evict(keep string) error {
+	items, err := c.scan()
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, it := range items {
+		total += it.bytes
+	}
+	if total <= c.maxBytes {
 		return nil
 	}
+	slices.SortFunc(items, func(a, b cached) int { return a.used.Compare(b.used) })
+	var errs []error
+	for _, it := range items {
+		if total <= c.maxBytes {
+			break
+		}
+		c.mu.Lock()
+		_, building := c.flights[it.runID]
+		c.mu.Unlock()
+		if it.runID == keep || building {
+			continue
+		}
+		if err := c.Drop(it.runID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		total -= it.bytes
+	}
+	return errors.Join(errs...)
+}
+
+// PruneUnused drops the cached indexes not used since before; for a cache that cannot ask
+// which snapshots still exist (an agent's).
+func (c *IndexCache) PruneUnused(before time.Time) error {
+	items, err := c.scan()
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, d := range dirs {
-		fi, err := os.Stat(filepath.Join(c.dir, d.Name(), targets.EntriesName))
-		if err == nil && !fi.ModTime().Before(before) {
-			continue
+	for _, it := range items {
+		if it.used.Before(before) {
+			errs = append(errs, c.Drop(it.runID))
 		}
-		errs = append(errs, c.Drop(d.Name()))
 	}
 	return errors.Join(errs...)
 }
@@ -182,5 +384,7 @@ func (s *Service) pruneEntries(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	// The limit may have been lowered since the last run.
+	errs = append(errs, s.entries.Evict(""))
 	return errors.Join(errs...)
 }

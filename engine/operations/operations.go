@@ -150,6 +150,9 @@ type Config struct {
 	Keys restore.IdentityProvider
 	// Remote restores onto agents; nil refuses destinations other than the Hub.
 	Remote Remote
+	// EntriesCacheMaxBytes bounds the restore picker's index cache under
+	// <DataDir>/cache/entries (DefaultEntriesCacheMaxBytes when 0).
+	EntriesCacheMaxBytes int64
 }
 
 // Service starts, tracks and cancels operations. Safe for concurrent use.
@@ -188,7 +191,7 @@ func New(c Config) *Service {
 		dataDir: c.DataDir, opener: c.Opener, keys: c.Keys, remote: c.Remote,
 		base: base, stop: stop, cancels: map[string]context.CancelCauseFunc{},
 	}
-	s.entries = NewIndexCache(filepath.Join(c.DataDir, "cache", "entries"))
+	s.entries = NewIndexCache(filepath.Join(c.DataDir, "cache", "entries"), c.EntriesCacheMaxBytes)
 	return s
 }
 

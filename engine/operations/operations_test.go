@@ -18,7 +18,6 @@ import (
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/operations"
 	"github.com/bastion-backup/bastion/engine/restore"
-	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
 	"github.com/bastion-backup/bastion/engine/testtool"
@@ -408,7 +407,7 @@ func TestEntries(t *testing.T) {
 	if page.Total != 7 || len(page.Entries) != 3 || page.Entries[0].Name != "d00" || page.NextCursor == "" {
 		t.Fatalf("page = %+v", page)
 	}
-	cache := filepath.Join(b.dataDir, "cache", "entries", runID, targets.EntriesName)
+	cache := filepath.Join(b.dataDir, "cache", "entries", runID, operations.IndexName)
 	if _, err := os.Stat(cache); err != nil {
 		t.Fatalf("index not cached: %v", err)
 	}

@@ -18,8 +18,8 @@ import (
 
 // agentFlags are the options of `bastion agent`; each also reads a BASTION_* variable.
 type agentFlags struct {
-	hubURL, enrollToken, name, dataDir, heartbeat, log string
-	allowHooks                                         bool
+	hubURL, enrollToken, name, dataDir, heartbeat, log, entriesCacheMaxBytes string
+	allowHooks                                                               bool
 }
 
 func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer) (agentFlags, error) {
@@ -32,9 +32,14 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 		dataDir:   getenv("BASTION_AGENT_DATA_DIR"),
 		heartbeat: getenv("BASTION_HEARTBEAT_SECONDS"),
 		log:       getenv("BASTION_LOG"),
+		// The same variable as the Hub's: each bounds its own cache/entries.
+		entriesCacheMaxBytes: getenv("BASTION_ENTRIES_CACHE_MAX_BYTES"),
 	}
 	if f.heartbeat == "" {
 		f.heartbeat = "15"
+	}
+	if f.entriesCacheMaxBytes == "" {
+		f.entriesCacheMaxBytes = "1GiB"
 	}
 	fs := flag.NewFlagSet("bastion agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -46,6 +51,7 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&f.log, "log", f.log, "log level: trace, debug, info, warn, error (env BASTION_LOG)")
 	f.allowHooks = getenv("BASTION_ALLOW_HOOKS") == "1" || getenv("BASTION_ALLOW_HOOKS") == "true"
 	fs.BoolVar(&f.allowHooks, "allow-hooks", f.allowHooks, "run the before/after hook commands of this agent's jobs, as this agent's user; without it a job with hooks fails its runs (env BASTION_ALLOW_HOOKS=1)")
+	fs.StringVar(&f.entriesCacheMaxBytes, "entries-cache-max-bytes", f.entriesCacheMaxBytes, "size bound of the restore picker's snapshot index cache (cache/entries), least recently used indexes go first; bytes, or with KiB, MiB, GiB, TiB (env BASTION_ENTRIES_CACHE_MAX_BYTES)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -80,6 +86,10 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	cacheMax, err := config.ParseBytes(f.entriesCacheMaxBytes)
+	if err != nil {
+		return fmt.Errorf("--entries-cache-max-bytes: %w", err)
+	}
 	if f.dataDir == "" {
 		base, err := config.ResolveDataDir("")
 		if err != nil {
@@ -99,7 +109,7 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	// One executor reads snapshots for restores, verifies and the Hub's restore picker.
-	snapshots := client.NewRestoreExecutor(f.dataDir, managed, log)
+	snapshots := client.NewRestoreExecutor(f.dataDir, managed, log, client.WithEntriesCacheMaxBytes(cacheMax))
 	backups := client.NewBackupExecutor(f.dataDir, managed, log)
 	backups.AllowHooks = f.allowHooks
 	if f.allowHooks {

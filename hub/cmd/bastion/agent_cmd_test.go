@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -56,5 +58,35 @@ func TestAgentAllowHooksFlag(t *testing.T) {
 				t.Fatalf("allowHooks %v, want %v", f.allowHooks, tc.want)
 			}
 		})
+	}
+}
+
+// TestAgentEntriesCacheMaxBytes: `bastion agent` bounds its entries cache from the flag, else
+// BASTION_ENTRIES_CACHE_MAX_BYTES, else 1 GiB, and refuses a size it cannot read before it
+// starts anything.
+func TestAgentEntriesCacheMaxBytes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"Default", nil, nil, "1GiB"},
+		{"Env", map[string]string{"BASTION_ENTRIES_CACHE_MAX_BYTES": "256MiB"}, nil, "256MiB"},
+		{"FlagWins", map[string]string{"BASTION_ENTRIES_CACHE_MAX_BYTES": "256MiB"}, []string{"--entries-cache-max-bytes", "2GiB"}, "2GiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := parseAgentFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if err != nil || f.entriesCacheMaxBytes != tc.want {
+				t.Fatalf("%q %v, want %q", f.entriesCacheMaxBytes, err, tc.want)
+			}
+		})
+	}
+	err := runAgent(context.Background(), []string{"--entries-cache-max-bytes", "12", "--data-dir", t.TempDir()},
+		func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--entries-cache-max-bytes") {
+		t.Fatalf("a bad size: %v", err)
 	}
 }

@@ -48,7 +48,7 @@ func newBackupServices(ctx context.Context, cfg config.Config, db *storage.DB, s
 		snapshots: snapshots.New(snapshots.Config{DB: db, Clock: clk, Opener: targets, Logger: log,
 			IncompleteCleanupDays: cfg.IncompleteCleanupDays}),
 		ops: operations.New(operations.Config{DB: db, Clock: clk, Logger: log, DataDir: cfg.DataDir, Opener: targets, Keys: keys,
-			Remote: agents.restores}),
+			Remote: agents.restores, EntriesCacheMaxBytes: cfg.EntriesCacheMaxBytes}),
 	}
 	if err := backupexec.CleanRunDirs(cfg.DataDir); err != nil {
 		return nil, err

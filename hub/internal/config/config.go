@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"net/url"
 	"os"
@@ -46,6 +47,7 @@ type Config struct {
 	LogKeepFiles          int
 	DBBusyTimeout         time.Duration
 	RunConcurrency        int
+	EntriesCacheMaxBytes  int64
 	UIDir                 string // BASTION_UI_DIR (env only); empty: ./ui/dist if present, else embedded
 
 	// Sources maps each option name to where its value came from.
@@ -132,6 +134,32 @@ var options = []option{
 		}},
 	{name: "run-concurrency", env: "BASTION_RUN_CONCURRENCY", def: "2", usage: "runs executed at once on the Hub",
 		set: func(c *Config, v string) error { return setInt(&c.RunConcurrency, v, 1, 64) }},
+	{name: "entries-cache-max-bytes", env: "BASTION_ENTRIES_CACHE_MAX_BYTES", def: "1GiB", usage: "size bound of the restore picker's snapshot index cache (cache/entries), least recently used indexes go first; bytes, or with KiB, MiB, GiB, TiB",
+		set: func(c *Config, v string) error {
+			n, err := ParseBytes(v)
+			c.EntriesCacheMaxBytes = n
+			return err
+		}},
+}
+
+// MinEntriesCacheBytes is the smallest --entries-cache-max-bytes accepted.
+const MinEntriesCacheBytes = 1 << 20
+
+// ParseBytes reads a size of at least MinEntriesCacheBytes: a whole number of bytes, or one
+// followed by KiB, MiB, GiB or TiB.
+func ParseBytes(v string) (int64, error) {
+	num, mult := strings.TrimSpace(v), int64(1)
+	for i, unit := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		if n, ok := strings.CutSuffix(num, unit); ok {
+			num, mult = strings.TrimSpace(n), int64(1)<<(10*(i+1))
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult || n*mult < MinEntriesCacheBytes {
+		return 0, fmt.Errorf("must be a size of at least 1MiB, in bytes or with KiB, MiB, GiB or TiB (got %q)", v)
+	}
+	return n * mult, nil
 }
 
 // Load resolves flags (args) and the environment (getenv). db supplies the saved runtime config
@@ -348,7 +376,7 @@ func Print(w io.Writer, c Config, asJSON bool) error {
 		"incomplete-cleanup-days": c.IncompleteCleanupDays, "hub-timezone": c.HubTimezone,
 		"public-base-url": c.PublicBaseURL, "trusted-proxy": proxies, "log": c.Log, "log-file": c.LogFile,
 		"log-rotation": c.LogRotation, "log-keep-files": c.LogKeepFiles, "db-busy-timeout": c.DBBusyTimeout.String(),
-		"run-concurrency": c.RunConcurrency,
+		"run-concurrency": c.RunConcurrency, "entries-cache-max-bytes": c.EntriesCacheMaxBytes,
 	}
 	out := map[string]entry{}
 	for _, o := range options {

@@ -32,6 +32,7 @@ func TestPrecedenceCLIOverEnvOverDBOverDefault(t *testing.T) {
 		{"incomplete-cleanup-days", c.IncompleteCleanupDays, 3, SourceDB},
 		{"log-keep-files", c.LogKeepFiles, 30, SourceDefault},
 		{"run-concurrency", c.RunConcurrency, 2, SourceDefault},
+		{"entries-cache-max-bytes", c.EntriesCacheMaxBytes, int64(1 << 30), SourceDefault},
 	} {
 		if tc.got != tc.want || c.Sources[tc.name] != tc.src {
 			t.Errorf("%s = %v from %s, want %v from %s", tc.name, tc.got, c.Sources[tc.name], tc.want, tc.src)
@@ -71,10 +72,23 @@ func TestInvalidValuesAreRefusedWithTheirSource(t *testing.T) {
 		{[]string{"--insecure-http=maybe"}, nil, "true or false"},
 		{[]string{"--no-such-flag"}, nil, "not defined"},
 		{[]string{"extra"}, nil, "unexpected argument"},
+		{[]string{"--entries-cache-max-bytes", "1000"}, nil, "at least 1MiB"},
+		{nil, map[string]string{"BASTION_ENTRIES_CACHE_MAX_BYTES": "lots"}, "from env"},
+		{[]string{"--entries-cache-max-bytes", "9999999TiB"}, nil, "at least 1MiB"},
 	} {
 		_, err := Load(tc.args, env(tc.env), nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Load(%v, %v) error = %v, want it to mention %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
+
+func TestEntriesCacheMaxBytes(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{"1048576": 1 << 20, "512MiB": 512 << 20, " 2 GiB ": 2 << 30, "3KiB": 0, "1TiB": 1 << 40} {
+		c, err := Load([]string{"--entries-cache-max-bytes", in}, env(nil), nil)
+		if (want == 0) != (err != nil) || (err == nil && c.EntriesCacheMaxBytes != want) {
+			t.Errorf("%q: %d %v, want %d", in, c.EntriesCacheMaxBytes, err, want)
 		}
 	}
 }
