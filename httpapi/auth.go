@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -57,6 +58,10 @@ type credentials struct {
 }
 
 func (s *Server) setupInitialize(w http.ResponseWriter, r *http.Request) {
+	if err := s.refuseCrossSite(r); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
 	var req credentials
 	if err := respond.DecodeJSON(r, &req); err != nil {
 		respond.Error(w, r, err)
@@ -127,6 +132,10 @@ func validateUsername(u string) error {
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	log := zerolog.Ctx(ctx)
+	if err := s.refuseCrossSite(r); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
 	ip := clientKey(r)
 	// Throttling comes first: a locked-out client learns nothing about its guesses, and costs no
 	// password hashing.
@@ -408,4 +417,43 @@ func clientKey(r *http.Request) string {
 		return "unknown"
 	}
 	return ip.String()
+}
+
+// refuseCrossSite refuses (403 cross_site_refused) a setup or login sent by a page of another
+// site: Sec-Fetch-Site other than same-origin or none (same-site is refused too — a sibling
+// subdomain is not the Hub), or an Origin that is neither the Hub's own origin as the request
+// reached it (through trusted proxies, as for the run-events WebSocket) nor the origin of
+// --public-base-url. Scripts and curl send neither header and pass. Both routes work without a
+// session, so CSRF tokens cannot protect them.
+func (s *Server) refuseCrossSite(r *http.Request) error {
+	switch site := strings.ToLower(r.Header.Get("Sec-Fetch-Site")); site {
+	case "", "same-origin", "none":
+	default:
+		return respond.New(http.StatusForbidden, "cross_site_refused",
+			"setup and login are accepted only from the Hub's own pages (Sec-Fetch-Site: "+site+")").Reason("sec_fetch_site")
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" || s.isPublicOrigin(origin) || checkOrigin(r, middleware.GetClient(r)) == nil {
+		return nil
+	}
+	return respond.New(http.StatusForbidden, "cross_site_refused",
+		"setup and login are accepted only from the Hub's own origin (the Origin header names another)").Reason("origin")
+}
+
+// isPublicOrigin reports whether origin is the origin of the configured public base URL.
+func (s *Server) isPublicOrigin(origin string) bool {
+	if s.cfg.PublicBaseURL == "" {
+		return false
+	}
+	pub, err := url.Parse(s.cfg.PublicBaseURL)
+	if err != nil {
+		return false
+	}
+	got, err := url.Parse(origin)
+	if err != nil || got.Host == "" {
+		return false
+	}
+	gs, gh, gp, ok1 := originParts(got.Scheme, got.Host)
+	ws, wh, wp, ok2 := originParts(pub.Scheme, pub.Host)
+	return ok1 && ok2 && gs == ws && gh == wh && gp == wp
 }
