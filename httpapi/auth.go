@@ -136,21 +136,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
-	ip := clientKey(r)
-	// Throttling comes first: a locked-out client learns nothing about its guesses, and costs no
-	// password hashing.
-	if wait, err := s.throttle.lockedFor(ctx, ip); err != nil {
-		respond.Error(w, r, err)
-		return
-	} else if wait > 0 {
-		secs := int64((wait + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", fmt.Sprint(secs))
-		log.Warn().Str("client_ip", ip).Int64("retry_after_seconds", secs).Msg("login refused: client is locked out")
-		respond.Error(w, r, respond.New(http.StatusTooManyRequests, "rate_limited",
-			fmt.Sprintf("too many failed logins; retry after %d seconds", secs)).
-			Reason("throttled").Param("retry_after_seconds", secs))
-		return
-	}
 	var req credentials
 	if err := respond.DecodeJSON(r, &req); err != nil {
 		respond.Error(w, r, err)
@@ -166,22 +151,32 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The attempt is counted before the password is hashed, atomically, so that a burst of
+	// parallel guesses gets no more checks than sequential ones would. A locked-out client
+	// learns nothing about its guess, and costs no hashing.
+	ip := middleware.GetClient(r).IP
+	res, wait, err := s.throttle.reserve(ctx, loginKeys(ip, username))
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if wait > 0 {
+		secs := int64((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", fmt.Sprint(secs))
+		log.Warn().Str("client_ip", clientKey(r)).Int64("retry_after_seconds", secs).Msg("login refused: client or username is locked out")
+		respond.Error(w, r, respond.New(http.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("too many failed logins; retry after %d seconds", secs)).
+			Reason("throttled").Param("retry_after_seconds", secs))
+		return
+	}
+
 	user, ok, err := s.checkCredentials(ctx, username, req.Password)
 	if err != nil {
 		respond.Error(w, r, err)
 		return
 	}
 	if !ok {
-		locked, err := s.throttle.recordFailure(ctx, ip)
-		if err != nil {
-			respond.Error(w, r, err)
-			return
-		}
-		ev := log.Info()
-		if locked {
-			ev = log.Warn().Bool("locked", true)
-		}
-		ev.Str("client_ip", ip).Msg("login failed: invalid credentials")
+		log.Info().Str("client_ip", clientKey(r)).Msg("login failed: invalid credentials")
 		respond.Error(w, r, respond.Unauthorized("invalid_credentials", "invalid username or password"))
 		return
 	}
@@ -192,7 +187,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = s.db.Write(ctx, func(q storage.Q) error {
-		if err := q.DeleteLoginThrottle(ctx, ip); err != nil {
+		if err := refund(ctx, q, res); err != nil {
 			return err
 		}
 		return q.InsertSession(ctx, sess)
@@ -202,7 +197,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setSessionCookie(w, r, token)
-	log.Info().Int64("user_id", user.ID).Str("client_ip", ip).Msg("login succeeded")
+	log.Info().Int64("user_id", user.ID).Str("client_ip", clientKey(r)).Msg("login succeeded")
 	w.Header().Set("Cache-Control", "no-store")
 	respond.JSON(w, http.StatusOK, map[string]string{"csrf_token": sess.CSRFToken})
 }
@@ -410,7 +405,7 @@ func clearSessionCookie(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// clientKey is the throttle key of a request: its client address through trusted proxies.
+// clientKey is the client address of a request through trusted proxies, for logs.
 func clientKey(r *http.Request) string {
 	ip := middleware.GetClient(r).IP
 	if !ip.IsValid() {
