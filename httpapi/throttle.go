@@ -59,7 +59,9 @@ type throttleKey struct {
 func loginKeys(ip netip.Addr, username string) []throttleKey {
 	keys := []throttleKey{{addrKey(ip), ipThrottle}}
 	if !ip.IsLoopback() {
-		keys = append(keys, throttleKey{userKeyPrefix + username, userThrottle})
+		// No account has a longer name (setup refuses it); the cut keeps a guesser from storing
+		// megabyte keys.
+		keys = append(keys, throttleKey{userKeyPrefix + truncateUTF8(username, maxUsernameLen), userThrottle})
 	}
 	return keys
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -292,6 +293,14 @@ func TestPerUsernameThrottle(t *testing.T) {
 	r := c.Do(t, "POST", "/api/auth/login", good)
 	if r.Status != 429 || param(r.JSON(t), "retry_after_seconds") != float64(httpapi.UserThrottleLock/time.Second) {
 		t.Fatalf("the right password from a fresh address after %d failures: %v", httpapi.UserThrottleMaxFailures, r)
+	}
+	long := map[string]string{"username": strings.Repeat("é", 1000), "password": "wrong password!"}
+	if r := c.Do(t, "POST", "/api/auth/login", long); r.Status != 401 {
+		t.Fatalf("a long unknown username: %v", r)
+	}
+	var keyLen int
+	if err := hub.DB.Reader().QueryRow(context.Background(), "SELECT MAX(LENGTH(CAST(ip AS BLOB))) FROM login_throttle").Scan(&keyLen); err != nil || keyLen > len("user:")+128 {
+		t.Fatalf("longest throttle key: %d bytes %v", keyLen, err)
 	}
 	other := map[string]string{"username": "someone-else", "password": "wrong password!"}
 	if r := c.Do(t, "POST", "/api/auth/login", other); r.Status != 401 {

@@ -34,13 +34,12 @@ func NewHostAllowlist(names ...string) HostAllowlist {
 // of its addresses; names must be listed. An empty Host (HTTP/1.0) carries no name and passes.
 func (l HostAllowlist) Allows(host string) bool {
 	h := normalizeHost(host)
-	if h == "" {
+	if h == "" || l.names[h] {
 		return true
 	}
-	if _, err := netip.ParseAddr(h); err == nil {
-		return true
-	}
-	return l.names[h]
+	// After the map: a failed parse allocates its error, and listed names are the common case.
+	_, err := netip.ParseAddr(h)
+	return err == nil
 }
 
 // normalizeHost strips a port, IPv6 brackets and a trailing dot, and lower-cases.
