@@ -37,6 +37,8 @@ func BodyDeadline(api, agent time.Duration) func(http.Handler) http.Handler {
 	if agent <= 0 {
 		agent = DefaultAgentBodyReadTimeout
 	}
+	// Agent uploads are the largest bodies: never give them less time than API bodies.
+	agent = max(agent, api)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
