@@ -380,7 +380,7 @@ func Print(w io.Writer, c Config, asJSON bool) error {
 		"host": c.Host, "port": c.Port, "data-dir": c.DataDir, "insecure-http": c.InsecureHTTP,
 		"debug-errors": c.DebugErrors, "run-retention-days": c.RunRetentionDays,
 		"incomplete-cleanup-days": c.IncompleteCleanupDays, "hub-timezone": c.HubTimezone,
-		"public-base-url": c.PublicBaseURL, "trusted-proxy": proxies, "allowed-host": c.AllowedHosts,
+		"public-base-url": c.PublicBaseURL, "trusted-proxy": proxies, "allowed-host": append([]string{}, c.AllowedHosts...),
 		"body-read-timeout": c.BodyReadTimeout.String(), "log": c.Log, "log-file": c.LogFile,
 		"log-rotation": c.LogRotation, "log-keep-files": c.LogKeepFiles, "db-busy-timeout": c.DBBusyTimeout.String(),
 		"run-concurrency": c.RunConcurrency,
