@@ -424,6 +424,9 @@ func (s *Server) refuseCrossSite(r *http.Request) error {
 	switch site := strings.ToLower(r.Header.Get("Sec-Fetch-Site")); site {
 	case "", "same-origin", "none":
 	default:
+		if site != "cross-site" && site != "same-site" {
+			site = "unrecognised" // never echo arbitrary client bytes
+		}
 		return respond.New(http.StatusForbidden, "cross_site_refused",
 			"setup and login are accepted only from the Hub's own pages (Sec-Fetch-Site: "+site+")").Reason("sec_fetch_site")
 	}
