@@ -78,8 +78,8 @@ func AllowHosts(allow HostAllowlist, open ...string) func(http.Handler) http.Han
 			bad := ""
 			if !allow.Allows(r.Host) {
 				bad = r.Host
-			} else if GetClient(r).TrustedPeer {
-				if fh, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Host"), ","); !allow.Allows(fh) {
+			} else if xfh := r.Header.Get("X-Forwarded-Host"); xfh != "" && GetClient(r).TrustedPeer {
+				if fh, _, _ := strings.Cut(xfh, ","); !allow.Allows(fh) {
 					bad = fh
 				}
 			}
