@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -57,6 +58,10 @@ type credentials struct {
 }
 
 func (s *Server) setupInitialize(w http.ResponseWriter, r *http.Request) {
+	if err := s.refuseCrossSite(r); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
 	var req credentials
 	if err := respond.DecodeJSON(r, &req); err != nil {
 		respond.Error(w, r, err)
@@ -127,19 +132,8 @@ func validateUsername(u string) error {
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	log := zerolog.Ctx(ctx)
-	ip := clientKey(r)
-	// Throttling comes first: a locked-out client learns nothing about its guesses, and costs no
-	// password hashing.
-	if wait, err := s.throttle.lockedFor(ctx, ip); err != nil {
+	if err := s.refuseCrossSite(r); err != nil {
 		respond.Error(w, r, err)
-		return
-	} else if wait > 0 {
-		secs := int64((wait + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", fmt.Sprint(secs))
-		log.Warn().Str("client_ip", ip).Int64("retry_after_seconds", secs).Msg("login refused: client is locked out")
-		respond.Error(w, r, respond.New(http.StatusTooManyRequests, "rate_limited",
-			fmt.Sprintf("too many failed logins; retry after %d seconds", secs)).
-			Reason("throttled").Param("retry_after_seconds", secs))
 		return
 	}
 	var req credentials
@@ -157,22 +151,32 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The attempt is counted before the password is hashed, atomically, so that a burst of
+	// parallel guesses gets no more checks than sequential ones would. A locked-out client
+	// learns nothing about its guess, and costs no hashing.
+	ip := middleware.GetClient(r).IP
+	res, wait, err := s.throttle.reserve(ctx, loginKeys(ip, username))
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	if wait > 0 {
+		secs := int64((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", fmt.Sprint(secs))
+		log.Warn().Str("client_ip", clientKey(r)).Int64("retry_after_seconds", secs).Msg("login refused: client or username is locked out")
+		respond.Error(w, r, respond.New(http.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("too many failed logins; retry after %d seconds", secs)).
+			Reason("throttled").Param("retry_after_seconds", secs))
+		return
+	}
+
 	user, ok, err := s.checkCredentials(ctx, username, req.Password)
 	if err != nil {
 		respond.Error(w, r, err)
 		return
 	}
 	if !ok {
-		locked, err := s.throttle.recordFailure(ctx, ip)
-		if err != nil {
-			respond.Error(w, r, err)
-			return
-		}
-		ev := log.Info()
-		if locked {
-			ev = log.Warn().Bool("locked", true)
-		}
-		ev.Str("client_ip", ip).Msg("login failed: invalid credentials")
+		log.Info().Str("client_ip", clientKey(r)).Msg("login failed: invalid credentials")
 		respond.Error(w, r, respond.Unauthorized("invalid_credentials", "invalid username or password"))
 		return
 	}
@@ -183,7 +187,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = s.db.Write(ctx, func(q storage.Q) error {
-		if err := q.DeleteLoginThrottle(ctx, ip); err != nil {
+		if err := refund(ctx, q, res); err != nil {
 			return err
 		}
 		return q.InsertSession(ctx, sess)
@@ -193,7 +197,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setSessionCookie(w, r, token)
-	log.Info().Int64("user_id", user.ID).Str("client_ip", ip).Msg("login succeeded")
+	log.Info().Int64("user_id", user.ID).Str("client_ip", clientKey(r)).Msg("login succeeded")
 	w.Header().Set("Cache-Control", "no-store")
 	respond.JSON(w, http.StatusOK, map[string]string{"csrf_token": sess.CSRFToken})
 }
@@ -401,11 +405,53 @@ func clearSessionCookie(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// clientKey is the throttle key of a request: its client address through trusted proxies.
+// clientKey is the client address of a request through trusted proxies, for logs.
 func clientKey(r *http.Request) string {
 	ip := middleware.GetClient(r).IP
 	if !ip.IsValid() {
 		return "unknown"
 	}
 	return ip.String()
+}
+
+// refuseCrossSite refuses (403 cross_site_refused) a setup or login sent by a page of another
+// site: Sec-Fetch-Site other than same-origin or none (same-site is refused too — a sibling
+// subdomain is not the Hub), or an Origin that is neither the Hub's own origin as the request
+// reached it (through trusted proxies, as for the run-events WebSocket) nor the origin of
+// --public-base-url. Scripts and curl send neither header and pass. Both routes work without a
+// session, so CSRF tokens cannot protect them.
+func (s *Server) refuseCrossSite(r *http.Request) error {
+	switch site := strings.ToLower(r.Header.Get("Sec-Fetch-Site")); site {
+	case "", "same-origin", "none":
+	default:
+		if site != "cross-site" && site != "same-site" {
+			site = "unrecognised" // never echo arbitrary client bytes
+		}
+		return respond.New(http.StatusForbidden, "cross_site_refused",
+			"setup and login are accepted only from the Hub's own pages (Sec-Fetch-Site: "+site+")").Reason("sec_fetch_site")
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" || s.isPublicOrigin(origin) || checkOrigin(r, middleware.GetClient(r)) == nil {
+		return nil
+	}
+	return respond.New(http.StatusForbidden, "cross_site_refused",
+		"setup and login are accepted only from the Hub's own origin (the Origin header names another)").Reason("origin")
+}
+
+// isPublicOrigin reports whether origin is the origin of the configured public base URL.
+func (s *Server) isPublicOrigin(origin string) bool {
+	if s.cfg.PublicBaseURL == "" {
+		return false
+	}
+	pub, err := url.Parse(s.cfg.PublicBaseURL)
+	if err != nil {
+		return false
+	}
+	got, err := url.Parse(origin)
+	if err != nil || got.Host == "" {
+		return false
+	}
+	gs, gh, gp, ok1 := originParts(got.Scheme, got.Host)
+	ws, wh, wp, ok2 := originParts(pub.Scheme, pub.Host)
+	return ok1 && ok2 && gs == ws && gh == wh && gp == wp
 }

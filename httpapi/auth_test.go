@@ -389,6 +389,7 @@ func TestHTTPSGate(t *testing.T) {
 	hub := apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) {
 		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}
 		cfg.UI = fstestUI()
+		cfg.AllowedHosts = []string{"example.com"} // httptest.NewRequest's Host
 	}))
 	serve := func(req request) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("GET", req.path, nil)
@@ -428,7 +429,10 @@ func TestHTTPSGate(t *testing.T) {
 		}
 	}
 
-	insecure := apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) { cfg.InsecureHTTP = true }))
+	insecure := apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) {
+		cfg.InsecureHTTP = true
+		cfg.AllowedHosts = []string{"example.com"}
+	}))
 	r := httptest.NewRequest("GET", "/api/session", nil)
 	r.RemoteAddr = remote
 	w := httptest.NewRecorder()

@@ -7,3 +7,6 @@ func SetTestSessionRoutes(cfg *Config, f func(chi.Router)) { cfg.testSessionRout
 
 // NextThrottle exposes the throttle policy to the table test.
 var NextThrottle = nextThrottle
+
+// AddrKey exposes the throttle key of a client address.
+var AddrKey = addrKey

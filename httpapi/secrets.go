@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
@@ -151,8 +150,8 @@ func (s *Server) answerSecret(w http.ResponseWriter, r *http.Request, node, kind
 }
 
 func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind, name string) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		respond.Error(w, r, respond.BadRequest("invalid_json", "request body must be application/json").Reason("content_type"))
+	if ct := r.Header.Get("Content-Type"); (ct != "" || r.ContentLength != 0) && !respond.IsJSONContentType(ct) {
+		respond.Error(w, r, respond.New(http.StatusUnsupportedMediaType, "unsupported_media_type", "request body must be JSON sent with Content-Type: application/json"))
 		return false
 	}
 	body, err := io.ReadAll(r.Body)

@@ -170,7 +170,7 @@ func TestSecretsAPIRefusesBadInputAndChangesNothing(t *testing.T) {
 		{"SMTPBadPort", "PUT", "/api/secrets/smtp/x", `{"host":"m","port":0,"from":"a@b.c","to":["d@e.f"],"tls":"none"}`, "", 400, "invalid_payload", "port"},
 		{"WeComCredentialsInURL", "PUT", "/api/secrets/wecom-bot/x", `{"webhook_url":"https://u:p@qyapi.example/x"}`, "", 400, "invalid_webhook_url", "webhook_url"},
 		{"WebhookNotHTTP", "PUT", "/api/secrets/webhook/x", `{"url":"file:///etc/passwd"}`, "", 400, "invalid_webhook_url", "url"},
-		{"WrongContentType", "PUT", "/api/secrets/webdav/x", `username=a&password=b`, "application/x-www-form-urlencoded", 400, "invalid_json", ""},
+		{"WrongContentType", "PUT", "/api/secrets/webdav/x", `username=a&password=b`, "application/x-www-form-urlencoded", 415, "unsupported_media_type", ""},
 		{"Oversized", "PUT", "/api/secrets/webdav/x", `{"username":"a","password":"` + strings.Repeat("p", 3<<20) + `"}`, "", 413, "payload_too_large", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

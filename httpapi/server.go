@@ -3,9 +3,11 @@
 //
 // # Route protection
 //
-// Every request passes, in order: request ID, client IP (trusted proxies), access log, panic
-// recovery, body limits, and the HTTPS gate (middleware.RequireHTTPS: plain HTTP only from
-// loopback or with --insecure-http; open paths are listed in openPaths).
+// Every request passes, in order: security headers (CSP, X-Frame-Options, …), request ID, client
+// IP (trusted proxies), the body read deadline, access log, panic recovery, body limits, the
+// HTTPS gate (middleware.RequireHTTPS: plain HTTP only from loopback or with --insecure-http;
+// open paths are listed in openPaths), the Host allowlist (middleware.AllowHosts: DNS
+// rebinding), and the JSON Content-Type rule for request bodies (middleware.RequireJSONBody).
 //
 // Under /api, routes fall in two groups, and a resource picks one by where it registers:
 //
@@ -25,6 +27,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"runtime"
 	"strings"
 	"time"
@@ -56,6 +59,19 @@ type Config struct {
 	InsecureHTTP   bool
 	TrustedProxies []netip.Prefix
 	DebugErrors    bool
+
+	// PublicBaseURL is the URL users reach the Hub at (--public-base-url), or "". Its host is one
+	// of the names the Hub answers to, and its origin may send setup and login.
+	PublicBaseURL string
+	// AllowedHosts are further host names the Hub answers to (--allowed-host, and the name it
+	// listens on). localhost and IP address literals are always allowed; see
+	// middleware.AllowHosts.
+	AllowedHosts []string
+	// BodyReadTimeout bounds how long a client may take to send a request body (0:
+	// middleware.DefaultBodyReadTimeout); AgentBodyReadTimeout the same under /agent/ (0:
+	// middleware.DefaultAgentBodyReadTimeout).
+	BodyReadTimeout      time.Duration
+	AgentBodyReadTimeout time.Duration
 
 	// Snapshots serves the snapshot, retention and incomplete-cleanup routes; nil leaves them out.
 	Snapshots *snapshots.Service
@@ -119,13 +135,23 @@ func New(cfg Config) http.Handler {
 		hashSem:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 	}
 	r := chi.NewRouter()
+	hosts := cfg.AllowedHosts
+	if cfg.PublicBaseURL != "" {
+		if u, err := url.Parse(cfg.PublicBaseURL); err == nil && u.Host != "" {
+			hosts = append(hosts[:len(hosts):len(hosts)], u.Host)
+		}
+	}
 	r.Use(
+		middleware.SecurityHeaders,
 		middleware.RequestID(s.log),
 		middleware.ClientIP(cfg.TrustedProxies, cfg.InsecureHTTP),
+		middleware.BodyDeadline(cfg.BodyReadTimeout, cfg.AgentBodyReadTimeout),
 		middleware.AccessLog,
 		middleware.Recover,
 		middleware.BodyLimit,
 		middleware.RequireHTTPS(cfg.InsecureHTTP, openPaths...),
+		middleware.AllowHosts(middleware.NewHostAllowlist(hosts...), openPaths...),
+		middleware.RequireJSONBody,
 	)
 	if cfg.DebugErrors {
 		r.Use(func(next http.Handler) http.Handler {

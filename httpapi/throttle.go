@@ -4,18 +4,43 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/storage"
 )
 
-// Login throttling policy (the original's): ThrottleMaxFailures failed logins from one client
-// address within ThrottleWindow lock it out for ThrottleLock.
+// Login throttling policy, per client address (the original's): ThrottleMaxFailures login
+// attempts from one address within ThrottleWindow lock it out for ThrottleLock. An IPv6 client
+// is keyed by its /64, which one host usually holds whole.
 const (
 	ThrottleMaxFailures = 10
 	ThrottleWindow      = 10 * time.Minute
 	ThrottleLock        = 15 * time.Minute
+)
+
+// Per-username policy: UserThrottleMaxFailures attempts on one username within UserThrottleWindow,
+// from any number of addresses, lock that username for UserThrottleLock. It bounds an attacker
+// who rotates addresses to about 50 guesses in two hours. Clients on this machine (loopback, as
+// resolved through trusted proxies) are exempt, so that an operator locked out by someone else's
+// guesses can still log in through an SSH tunnel; they stay under the per-address limit.
+const (
+	UserThrottleMaxFailures = 50
+	UserThrottleWindow      = time.Hour
+	UserThrottleLock        = time.Hour
+)
+
+// userKeyPrefix keeps username keys apart from address keys in the one throttle table.
+const userKeyPrefix = "user:"
+
+type throttlePolicy struct {
+	max, window, lock int64 // count, seconds, seconds
+}
+
+var (
+	ipThrottle   = throttlePolicy{ThrottleMaxFailures, int64(ThrottleWindow / time.Second), int64(ThrottleLock / time.Second)}
+	userThrottle = throttlePolicy{UserThrottleMaxFailures, int64(UserThrottleWindow / time.Second), int64(UserThrottleLock / time.Second)}
 )
 
 type throttle struct {
@@ -23,63 +48,145 @@ type throttle struct {
 	clock clock.Clock
 }
 
-// lockedFor returns how long ip is still locked out, or 0.
-func (t throttle) lockedFor(ctx context.Context, ip string) (time.Duration, error) {
-	row, err := t.db.Reader().GetLoginThrottle(ctx, ip)
-	if errors.Is(err, storage.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	now := t.clock.Now().Unix()
-	if row.LockedUntil > now {
-		return time.Duration(row.LockedUntil-now) * time.Second, nil
-	}
-	return 0, nil
+// throttleKey is one counter a login attempt is charged to.
+type throttleKey struct {
+	key    string
+	policy throttlePolicy
 }
 
-// recordFailure counts a failed login of ip and reports whether ip is now locked. Read and
-// update share one write transaction, so concurrent failures are all counted.
-func (t throttle) recordFailure(ctx context.Context, ip string) (bool, error) {
+// loginKeys are the counters of a login attempt: the client's address (its /64 for IPv6) and,
+// unless the client is on this machine, the username.
+func loginKeys(ip netip.Addr, username string) []throttleKey {
+	keys := []throttleKey{{addrKey(ip), ipThrottle}}
+	if !ip.IsLoopback() {
+		// No account has a longer name (setup refuses it); the cut keeps a guesser from storing
+		// megabyte keys.
+		keys = append(keys, throttleKey{userKeyPrefix + truncateUTF8(username, maxUsernameLen), userThrottle})
+	}
+	return keys
+}
+
+// addrKey is the throttle key of a client address: an IPv4 address as is, an IPv6 address as
+// its /64 (a host gets a whole /64 and can pick any address in it, 2^64 of them).
+func addrKey(ip netip.Addr) string {
+	switch {
+	case !ip.IsValid():
+		return "unknown"
+	case ip.Is4():
+		return ip.String()
+	}
+	return netip.PrefixFrom(ip, 64).Masked().String()
+}
+
+// reservation is one counted attempt: the key and the start of the window it was counted in.
+type reservation struct {
+	key         string
+	policy      throttlePolicy
+	windowStart int64
+}
+
+// reserve counts a login attempt against every key before its password is checked, in one write
+// transaction (the writer runs IMMEDIATE transactions one at a time), so that however many
+// attempts arrive at once, no more than a policy's maximum pass within its window. When a key is
+// locked it returns how long, and counts nothing.
+func (t throttle) reserve(ctx context.Context, keys []throttleKey) ([]reservation, time.Duration, error) {
 	now := t.clock.Now().Unix()
-	var locked bool
+	var res []reservation
+	var wait int64
 	err := t.db.Write(ctx, func(q storage.Q) error {
-		prev, err := q.GetLoginThrottle(ctx, ip)
-		found := err == nil
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return err
+		res, wait = res[:0], 0
+		prev := make([]storage.LoginThrottle, len(keys))
+		found := make([]bool, len(keys))
+		for i, k := range keys {
+			row, err := q.GetLoginThrottle(ctx, k.key)
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			prev[i], found[i] = row, err == nil
+			if found[i] && row.LockedUntil > now {
+				wait = max(wait, row.LockedUntil-now)
+			}
 		}
-		next := nextThrottle(prev, found, ip, now)
-		locked = next.LockedUntil > now
-		return q.PutLoginThrottle(ctx, next)
+		if wait > 0 {
+			return nil
+		}
+		for i, k := range keys {
+			next := k.policy.next(prev[i], found[i], k.key, now)
+			if err := q.PutLoginThrottle(ctx, next); err != nil {
+				return err
+			}
+			res = append(res, reservation{key: k.key, policy: k.policy, windowStart: next.FirstFailedAt})
+		}
+		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("record failed login: %w", err)
+		return nil, 0, fmt.Errorf("count login attempt: %w", err)
 	}
-	return locked, nil
+	return res, time.Duration(wait) * time.Second, nil
 }
 
-// nextThrottle is the throttle row after one more failure at now:
+// refund takes back the attempts of a successful login, inside the transaction that creates its
+// session. Only its own attempt is taken back: attempts counted concurrently or earlier stay
+// counted until their window ends, so a correct password sent amid a burst of guesses, or an
+// attacker's own valid account, does not reset anyone's count. A lock stays while the count is
+// still at the maximum. Nothing is taken back from a window that started after the attempt.
+func refund(ctx context.Context, q storage.Q, res []reservation) error {
+	for _, r := range res {
+		row, err := q.GetLoginThrottle(ctx, r.key)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if row.FirstFailedAt != r.windowStart || row.Failures <= 0 {
+			continue
+		}
+		row.Failures--
+		if row.Failures == 0 {
+			if err := q.DeleteLoginThrottle(ctx, r.key); err != nil {
+				return err
+			}
+			continue
+		}
+		if row.Failures < r.policy.max {
+			row.LockedUntil = 0
+		}
+		if err := q.PutLoginThrottle(ctx, row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// next is the throttle row after one more attempt at now:
 //   - while locked, only last_failed_at moves (the lock is not extended);
-//   - the first failure, or one more than ThrottleWindow after the window's first failure,
-//     starts a new window with a count of 1;
-//   - otherwise the count grows, and reaching ThrottleMaxFailures locks until now+ThrottleLock.
-func nextThrottle(prev storage.LoginThrottle, found bool, ip string, now int64) storage.LoginThrottle {
-	window, lock := int64(ThrottleWindow/time.Second), int64(ThrottleLock/time.Second)
+//   - the first attempt, or one more than the window after the window's first attempt, starts a
+//     new window with a count of 1;
+//   - otherwise the count grows, and reaching the maximum locks until now+lock.
+func (p throttlePolicy) next(prev storage.LoginThrottle, found bool, key string, now int64) storage.LoginThrottle {
 	switch {
 	case found && prev.LockedUntil > now:
 		prev.LastFailedAt = now
 		return prev
-	case !found || now-prev.FirstFailedAt > window:
-		return storage.LoginThrottle{IP: ip, Failures: 1, FirstFailedAt: now, LastFailedAt: now}
+	case !found || now-prev.FirstFailedAt > p.window:
+		next := storage.LoginThrottle{IP: key, Failures: 1, FirstFailedAt: now, LastFailedAt: now}
+		if p.max <= 1 {
+			next.LockedUntil = now + p.lock
+		}
+		return next
 	}
 	next := prev
 	next.Failures++
 	next.LastFailedAt = now
 	next.LockedUntil = 0
-	if next.Failures >= ThrottleMaxFailures {
-		next.LockedUntil = now + lock
+	if next.Failures >= p.max {
+		next.LockedUntil = now + p.lock
 	}
 	return next
+}
+
+// nextThrottle is the per-address policy's step (table-tested).
+func nextThrottle(prev storage.LoginThrottle, found bool, ip string, now int64) storage.LoginThrottle {
+	return ipThrottle.next(prev, found, ip, now)
 }

@@ -1,9 +1,15 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +131,203 @@ func TestThrottleKeyIsTheClientBehindTrustedProxies(t *testing.T) {
 	odd.Do(t, "POST", "/api/auth/login", bad)
 	if _, err := hub.DB.Reader().GetLoginThrottle(context.Background(), "127.0.0.1"); err != nil {
 		t.Fatalf("malformed X-Forwarded-For was not keyed on the peer: %v", err)
+	}
+}
+
+// loginStatuses sends n logins at once (released together) with the given passwords and counts
+// the answers by status.
+func loginStatuses(t *testing.T, hub *apitest.Hub, xff string, passwords []string) map[int]int {
+	t.Helper()
+	type result struct {
+		status int
+		err    error
+	}
+	start := make(chan struct{})
+	results := make(chan result, len(passwords))
+	for _, pw := range passwords {
+		body, _ := json.Marshal(map[string]string{"username": apitest.Username, "password": pw})
+		go func() {
+			req, _ := http.NewRequest("POST", hub.URL+"/api/auth/login", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			if xff != "" {
+				req.Header.Set("X-Forwarded-For", xff)
+			}
+			<-start
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			results <- result{status: resp.StatusCode}
+		}()
+	}
+	close(start)
+	counts := map[int]int{}
+	for range passwords {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("login: %v", r.err)
+		}
+		counts[r.status]++
+	}
+	return counts
+}
+
+// TestLoginBurstIsCountedBeforeChecking: parallel guesses from one address get exactly as many
+// password checks as sequential ones would; the rest, and then the right password, get 429.
+func TestLoginBurstIsCountedBeforeChecking(t *testing.T) {
+	t.Parallel()
+	hub := apitest.Start(t)
+	hub.Setup(t)
+	wrong := make([]string, 2*httpapi.ThrottleMaxFailures)
+	for i := range wrong {
+		wrong[i] = "wrong password!"
+	}
+	got := loginStatuses(t, hub, "", wrong)
+	if got[401] != httpapi.ThrottleMaxFailures || got[429] != httpapi.ThrottleMaxFailures {
+		t.Fatalf("20 parallel wrong logins: %v, want 10 checked (401) and 10 refused (429)", got)
+	}
+	r := hub.Client(t).Do(t, "POST", "/api/auth/login", map[string]string{"username": apitest.Username, "password": apitest.Password})
+	if r.Status != 429 {
+		t.Fatalf("the right password after the burst: %v", r)
+	}
+	row, err := hub.DB.Reader().GetLoginThrottle(context.Background(), "127.0.0.1")
+	if err != nil || row.Failures != httpapi.ThrottleMaxFailures || row.LockedUntil == 0 {
+		t.Fatalf("throttle row: %+v %v", row, err)
+	}
+}
+
+// TestRightPasswordInABurstDoesNotReopen: a correct password among parallel guesses takes back
+// only its own attempt; the others stay counted.
+func TestRightPasswordInABurstDoesNotReopen(t *testing.T) {
+	t.Parallel()
+	hub := apitest.Start(t)
+	hub.Setup(t)
+	pws := make([]string, 2*httpapi.ThrottleMaxFailures)
+	for i := range pws {
+		pws[i] = "wrong password!"
+	}
+	pws[3] = apitest.Password
+	got := loginStatuses(t, hub, "", pws)
+	if got[401]+got[200] != httpapi.ThrottleMaxFailures || got[429] != httpapi.ThrottleMaxFailures {
+		t.Fatalf("burst with one right password: %v, want 10 checked and 10 refused", got)
+	}
+	row, err := hub.DB.Reader().GetLoginThrottle(context.Background(), "127.0.0.1")
+	if err != nil || row.Failures != int64(got[401]) {
+		t.Fatalf("throttle row after the burst %v: %+v %v (want the %d failures kept)", got, row, err, got[401])
+	}
+
+	// Sequentially: nine failures, a success, then one more failure locks the address.
+	hub.Clock.Advance(httpapi.ThrottleLock + httpapi.ThrottleWindow + time.Second)
+	c := hub.Client(t)
+	bad := map[string]string{"username": apitest.Username, "password": "wrong password!"}
+	for range httpapi.ThrottleMaxFailures - 1 {
+		if r := c.Do(t, "POST", "/api/auth/login", bad); r.Status != 401 {
+			t.Fatalf("failure: %v", r)
+		}
+	}
+	if r := c.Do(t, "POST", "/api/auth/login", map[string]string{"username": apitest.Username, "password": apitest.Password}); r.Status != 200 {
+		t.Fatalf("the right password after nine failures: %v", r)
+	}
+	if r := c.Do(t, "POST", "/api/auth/login", bad); r.Status != 401 {
+		t.Fatalf("tenth failure: %v", r)
+	}
+	if r := c.Do(t, "POST", "/api/auth/login", bad); r.Status != 429 {
+		t.Fatalf("the success cleared the earlier failures: %v", r)
+	}
+}
+
+// TestThrottleKeysIPv6ByPrefix: every address of one /64 shares one counter.
+func TestThrottleKeysIPv6ByPrefix(t *testing.T) {
+	t.Parallel()
+	hub := apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) {
+		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	}))
+	hub.Setup(t)
+	bad := map[string]string{"username": apitest.Username, "password": "wrong password!"}
+	c := hub.Client(t)
+	for i := range httpapi.ThrottleMaxFailures {
+		// Half from one address, half from another of the same /64.
+		addr := "2001:db8:1:2::1"
+		if i%2 == 1 {
+			addr = "2001:db8:1:2:ffff:ffff:ffff:9"
+		}
+		c.Header.Set("X-Forwarded-For", addr)
+		if r := c.Do(t, "POST", "/api/auth/login", bad); r.Status != 401 {
+			t.Fatalf("failure %d: %v", i+1, r)
+		}
+	}
+	c.Header.Set("X-Forwarded-For", "2001:db8:1:2::abcd")
+	if r := c.Do(t, "POST", "/api/auth/login", bad); r.Status != 429 {
+		t.Fatalf("a third address of the same /64: %v", r)
+	}
+	c.Header.Set("X-Forwarded-For", "2001:db8:1:3::1")
+	if r := c.Do(t, "POST", "/api/auth/login", bad); r.Status != 401 {
+		t.Fatalf("the next /64 is another client: %v", r)
+	}
+	if row, err := hub.DB.Reader().GetLoginThrottle(context.Background(), "2001:db8:1:2::/64"); err != nil || row.Failures != httpapi.ThrottleMaxFailures {
+		t.Fatalf("/64 row: %+v %v", row, err)
+	}
+}
+
+// TestPerUsernameThrottle: rotating addresses does not give unlimited guesses at one username.
+func TestPerUsernameThrottle(t *testing.T) {
+	t.Parallel()
+	hub := apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) {
+		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	}))
+	hub.Setup(t)
+	c := hub.Client(t)
+	from := func(i int) { c.Header.Set("X-Forwarded-For", fmt.Sprintf("203.0.%d.%d", 113+i/250, 1+i%250)) }
+	bad := map[string]string{"username": apitest.Username, "password": "wrong password!"}
+	good := map[string]string{"username": apitest.Username, "password": apitest.Password}
+	for i := range httpapi.UserThrottleMaxFailures {
+		from(i)
+		if r := c.Do(t, "POST", "/api/auth/login", bad); r.Status != 401 {
+			t.Fatalf("failure %d: %v", i+1, r)
+		}
+	}
+	from(httpapi.UserThrottleMaxFailures)
+	r := c.Do(t, "POST", "/api/auth/login", good)
+	if r.Status != 429 || param(r.JSON(t), "retry_after_seconds") != float64(httpapi.UserThrottleLock/time.Second) {
+		t.Fatalf("the right password from a fresh address after %d failures: %v", httpapi.UserThrottleMaxFailures, r)
+	}
+	long := map[string]string{"username": strings.Repeat("é", 1000), "password": "wrong password!"}
+	if r := c.Do(t, "POST", "/api/auth/login", long); r.Status != 401 {
+		t.Fatalf("a long unknown username: %v", r)
+	}
+	var keyLen int
+	if err := hub.DB.Reader().QueryRow(context.Background(), "SELECT MAX(LENGTH(CAST(ip AS BLOB))) FROM login_throttle").Scan(&keyLen); err != nil || keyLen > len("user:")+128 {
+		t.Fatalf("longest throttle key: %d bytes %v", keyLen, err)
+	}
+	other := map[string]string{"username": "someone-else", "password": "wrong password!"}
+	if r := c.Do(t, "POST", "/api/auth/login", other); r.Status != 401 {
+		t.Fatalf("another username is not locked: %v", r)
+	}
+	// The operator on the Hub's own machine is exempt from the username lock.
+	if r := hub.Client(t).Do(t, "POST", "/api/auth/login", good); r.Status != 200 {
+		t.Fatalf("login from loopback during a username lock: %v", r)
+	}
+	hub.Clock.Advance(httpapi.UserThrottleLock)
+	from(httpapi.UserThrottleMaxFailures + 1)
+	if r := c.Do(t, "POST", "/api/auth/login", good); r.Status != 200 {
+		t.Fatalf("login after the username lock expired: %v", r)
+	}
+}
+
+func TestAddrKey(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"192.0.2.7":               "192.0.2.7",
+		"2001:db8:a:b:c:d:e:f":    "2001:db8:a:b::/64",
+		"2001:db8:a:b::1":         "2001:db8:a:b::/64",
+		"::1":                     "::/64",
+		"fe80::1234:5678:9abc:de": "fe80::/64",
+	} {
+		if got := httpapi.AddrKey(netip.MustParseAddr(in)); got != want {
+			t.Errorf("AddrKey(%s) = %s, want %s", in, got, want)
+		}
 	}
 }

@@ -76,7 +76,7 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(&req); err != nil {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		if errors.As(err, &tooLarge) || errors.Is(err, respond.ErrBodyReadTimeout) {
 			respond.Error(w, r, err)
 			return
 		}

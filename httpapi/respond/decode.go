@@ -11,10 +11,12 @@ import (
 
 // DecodeJSON reads the request body as one JSON object into v, rejecting unknown fields, trailing
 // data and wrong types with a 400 invalid_json that names the problem but never echoes the input
-// (bodies may carry passwords). An oversized body is a 413.
+// (bodies may carry passwords). An oversized body is a 413, a body sent with another Content-Type
+// than application/json a 415 (an empty body without a Content-Type is the 400 "empty"), a body
+// not received before the read deadline a 408.
 func DecodeJSON(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return BadRequest("invalid_json", "request body must be application/json").Reason("content_type")
+	if ct := r.Header.Get("Content-Type"); (ct != "" || r.ContentLength != 0) && !IsJSONContentType(ct) {
+		return New(http.StatusUnsupportedMediaType, "unsupported_media_type", "request body must be JSON sent with Content-Type: application/json")
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -23,7 +25,7 @@ func DecodeJSON(r *http.Request, v any) error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		if errors.As(err, &tooLarge) || errors.Is(err, ErrBodyReadTimeout) {
 			return decodeError(err)
 		}
 		return BadRequest("invalid_json", "request body has data after the JSON value").Reason("trailing_data")
@@ -36,8 +38,8 @@ func decodeError(err error) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
-	case errors.As(err, &tooLarge):
-		return err // classified as 413 by Error
+	case errors.As(err, &tooLarge), errors.Is(err, ErrBodyReadTimeout):
+		return err // classified as 413 or 408 by Error
 	case errors.Is(err, io.EOF):
 		return BadRequest("invalid_json", "request body is empty").Reason("empty")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -52,4 +54,11 @@ func decodeError(err error) error {
 		return BadRequest("invalid_json", fmt.Sprintf("unknown field %q", name)).Reason("unknown_field").Field(name)
 	}
 	return BadRequest("invalid_json", "request body is not valid JSON").Reason("syntax")
+}
+
+// IsJSONContentType reports whether a Content-Type header value is application/json, with or
+// without parameters (charset).
+func IsJSONContentType(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
 }

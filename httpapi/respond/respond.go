@@ -127,7 +127,8 @@ func WithDebugErrors(ctx context.Context) context.Context {
 }
 
 // Error writes err as the envelope. A *APIError is sent as built; otherwise the error is classified:
-// permission denied → 403 permission_denied, missing path → 404 path_not_found, storage.ErrNotFound
+// body read deadline passed → 408 request_timeout (and the connection is closed), permission
+// denied → 403 permission_denied, missing path → 404 path_not_found, storage.ErrNotFound
 // → 404 not_found, request body too large → 413 payload_too_large, anything else → 500
 // internal_error. 5xx are logged with the cause: 502 and 504 (a receiver, agent or target upstream
 // refused or did not answer: nothing wrong with this Hub) at warn level, the others at error level;
@@ -136,6 +137,10 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 	var e *APIError
 	if !errors.As(err, &e) {
 		e = classify(err)
+	}
+	if e.Status == http.StatusRequestTimeout {
+		// The client could not send its body in time: do not wait for the rest of it.
+		w.Header().Set("Connection", "close")
 	}
 	log := zerolog.Ctx(r.Context())
 	if e.Status >= 500 {
@@ -153,12 +158,18 @@ func Error(w http.ResponseWriter, r *http.Request, err error) {
 	JSON(w, e.Status, envelope{Error: e.Code, Message: e.Message, Details: e.Details, RequestID: RequestID(r.Context())})
 }
 
+// ErrBodyReadTimeout is what reading a request body returns once the Hub's body read deadline
+// has passed (middleware.BodyDeadline).
+var ErrBodyReadTimeout = errors.New("request body read deadline exceeded")
+
 func classify(err error) *APIError {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
 		return New(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is too large").
 			Param("max_bytes", tooLarge.Limit)
+	case errors.Is(err, ErrBodyReadTimeout):
+		return New(http.StatusRequestTimeout, "request_timeout", "the request body was not received in time")
 	case errors.Is(err, fs.ErrPermission):
 		return New(http.StatusForbidden, "permission_denied", "permission denied").Cause(err)
 	case errors.Is(err, fs.ErrNotExist):

@@ -139,15 +139,19 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		}
 	}
 	handler := httpapi.New(httpapi.Config{
-		Logger:          log,
-		DB:              db,
-		UI:              uiFS,
-		Version:         version,
-		BuildTimeUnix:   parseBuildTime(),
-		HubTimezone:     cfg.HubTimezone,
-		InsecureHTTP:    cfg.InsecureHTTP,
-		TrustedProxies:  cfg.TrustedProxies,
-		DebugErrors:     cfg.DebugErrors,
+		Logger:         log,
+		DB:             db,
+		UI:             uiFS,
+		Version:        version,
+		BuildTimeUnix:  parseBuildTime(),
+		HubTimezone:    cfg.HubTimezone,
+		InsecureHTTP:   cfg.InsecureHTTP,
+		TrustedProxies: cfg.TrustedProxies,
+		DebugErrors:    cfg.DebugErrors,
+		PublicBaseURL:  cfg.PublicBaseURL,
+		// The name the Hub listens on (--host hub.lan) is one of its own; addresses pass anyway.
+		AllowedHosts:    append(cfg.AllowedHosts[:len(cfg.AllowedHosts):len(cfg.AllowedHosts)], cfg.Host),
+		BodyReadTimeout: cfg.BodyReadTimeout,
 		Agents:          agents,
 		Clock:           clock.Real{},
 		Secrets:         store,

@@ -118,3 +118,27 @@ func TestHelpPrintsUsageAndIsNotAFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestHubWiresHostAllowlistAndHeaders: the Hub's flags reach the HTTP layer — --allowed-host and
+// --public-base-url name the Hub, other names are refused, and every answer is hardened.
+func TestHubWiresHostAllowlistAndHeaders(t *testing.T) {
+	t.Parallel()
+	base, stop, _ := startHub(t, "--allowed-host", "nas.lan", "--public-base-url", "https://backup.example.com")
+	// A clean stop is TestHubServesAndStopsCleanly's subject, not this test's.
+	defer func() { _ = stop() }()
+	for host, want := range map[string]int{"nas.lan": 200, "backup.example.com": 200, "localhost": 200, "evil.example": 421} {
+		req, _ := http.NewRequest("GET", base+"/api/session", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, want)
+		}
+		if resp.Header.Get("X-Frame-Options") != "DENY" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+			t.Errorf("Host %s: no anti-framing headers: %v", host, resp.Header)
+		}
+	}
+}

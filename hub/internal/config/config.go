@@ -41,6 +41,8 @@ type Config struct {
 	HubTimezone           string
 	PublicBaseURL         string
 	TrustedProxies        []netip.Prefix
+	AllowedHosts          []string
+	BodyReadTimeout       time.Duration
 	Log                   string
 	LogFile               string
 	LogRotation           string
@@ -108,6 +110,17 @@ var options = []option{
 		}},
 	{name: "trusted-proxy", env: "BASTION_TRUSTED_PROXIES", usage: "CIDR of a reverse proxy whose X-Forwarded-* headers are believed (repeatable; env: comma list)",
 		set: func(c *Config, v string) error { return addProxies(c, v) }},
+	{name: "allowed-host", env: "BASTION_ALLOWED_HOSTS", usage: "a host name the Hub answers to besides localhost, IP addresses and the public URL's host (repeatable; env: comma list)",
+		set: func(c *Config, v string) error { return addHosts(c, v) }},
+	{name: "body-read-timeout", env: "BASTION_BODY_READ_TIMEOUT", def: "60s", usage: "how long a client may take to send an API request body",
+		set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < time.Second {
+				return errors.New("must be a duration of at least 1s, such as 60s")
+			}
+			c.BodyReadTimeout = d
+			return nil
+		}},
 	{name: "log", env: "BASTION_LOG", envAlt: "RUST_LOG", def: "info", fromDB: true, usage: "log level: trace, debug, info, warn, error",
 		set: func(c *Config, v string) error { c.Log = v; return nil }},
 	{name: "log-file", env: "BASTION_LOG_FILE", fromDB: true, usage: "also write JSON logs to this file, rotated",
@@ -194,7 +207,7 @@ func Load(args []string, getenv func(string) string, db map[string]string) (Conf
 			vals, src = cli[o.name], SourceCLI
 		case getenv(o.env) != "":
 			vals, src = []string{getenv(o.env)}, SourceEnv
-			if o.name == "trusted-proxy" {
+			if o.name == "trusted-proxy" || o.name == "allowed-host" {
 				vals = strings.Split(getenv(o.env), ",")
 			}
 		case o.envAlt != "" && getenv(o.envAlt) != "":
@@ -280,6 +293,27 @@ func addProxies(c *Config, v string) error {
 		c.TrustedProxies = append(c.TrustedProxies, p.Masked())
 	}
 	return nil
+}
+
+// addHosts adds host names (a comma list is accepted too). A name is a DNS name or an IP
+// address, without scheme, port or path; it is compared case-insensitively.
+func addHosts(c *Config, v string) error {
+	for _, part := range strings.Split(v, ",") {
+		h := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(part), "."))
+		if h == "" {
+			continue
+		}
+		if strings.ContainsAny(h, "/:@ *") && !isIP(h) {
+			return fmt.Errorf("%q is not a host name: give the name alone, without scheme, port or path", part)
+		}
+		c.AllowedHosts = append(c.AllowedHosts, h)
+	}
+	return nil
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	return err == nil
 }
 
 func setInt(dst *int, v string, min, max int) error {
@@ -374,7 +408,8 @@ func Print(w io.Writer, c Config, asJSON bool) error {
 		"host": c.Host, "port": c.Port, "data-dir": c.DataDir, "insecure-http": c.InsecureHTTP,
 		"debug-errors": c.DebugErrors, "run-retention-days": c.RunRetentionDays,
 		"incomplete-cleanup-days": c.IncompleteCleanupDays, "hub-timezone": c.HubTimezone,
-		"public-base-url": c.PublicBaseURL, "trusted-proxy": proxies, "log": c.Log, "log-file": c.LogFile,
+		"public-base-url": c.PublicBaseURL, "trusted-proxy": proxies, "allowed-host": append([]string{}, c.AllowedHosts...),
+		"body-read-timeout": c.BodyReadTimeout.String(), "log": c.Log, "log-file": c.LogFile,
 		"log-rotation": c.LogRotation, "log-keep-files": c.LogKeepFiles, "db-busy-timeout": c.DBBusyTimeout.String(),
 		"run-concurrency": c.RunConcurrency, "entries-cache-max-bytes": c.EntriesCacheMaxBytes,
 	}

@@ -133,3 +133,32 @@ func TestPrintJSONHasValueAndSource(t *testing.T) {
 		t.Fatalf("config --json = %s", buf.String())
 	}
 }
+
+func TestAllowedHostsAndBodyReadTimeout(t *testing.T) {
+	t.Parallel()
+	c, err := Load([]string{"--allowed-host", "Hub.LAN", "--allowed-host=backup.example.com.,nas"}, env(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.AllowedHosts, " "); got != "hub.lan backup.example.com nas" || c.Sources["allowed-host"] != SourceCLI {
+		t.Errorf("allowed hosts from flags: %q from %s", got, c.Sources["allowed-host"])
+	}
+	if c.BodyReadTimeout.String() != "1m0s" || c.Sources["body-read-timeout"] != SourceDefault {
+		t.Errorf("default body read timeout: %v from %s", c.BodyReadTimeout, c.Sources["body-read-timeout"])
+	}
+	c, err = Load(nil, env(map[string]string{"BASTION_ALLOWED_HOSTS": "a.example, ::1", "BASTION_BODY_READ_TIMEOUT": "2m"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.AllowedHosts, " "); got != "a.example ::1" || c.BodyReadTimeout.String() != "2m0s" {
+		t.Errorf("from the environment: %q %v", got, c.BodyReadTimeout)
+	}
+	for _, bad := range []string{"https://hub.lan", "hub.lan:8080", "hub.lan/x"} {
+		if _, err := Load([]string{"--allowed-host", bad}, env(nil), nil); err == nil || !strings.Contains(err.Error(), "--allowed-host") {
+			t.Errorf("--allowed-host %s: %v", bad, err)
+		}
+	}
+	if _, err := Load([]string{"--body-read-timeout", "10ms"}, env(nil), nil); err == nil {
+		t.Error("a body read timeout under a second was accepted")
+	}
+}
