@@ -133,6 +133,11 @@ func TestJobValidationOrderAndCodes(t *testing.T) {
 		messageHasAny string
 	}{
 		{"BlankName", map[string]any{"name": "  "}, "invalid_name", "name", "required", ""},
+		{"NameFiveThousandBytes", map[string]any{"name": strings.Repeat("x", 5000)}, "invalid_name", "name", "too_long", "200"},
+		{"Name201Characters", map[string]any{"name": strings.Repeat("备", 201)}, "invalid_name", "name", "too_long", ""},
+		{"NameNUL", map[string]any{"name": "night\x00ly"}, "invalid_name", "name", "invalid_characters", ""},
+		{"NameCRLF", map[string]any{"name": "nightly\r\nFAKE ROW"}, "invalid_name", "name", "invalid_characters", ""},
+		{"NameRightToLeftOverride", map[string]any{"name": "nightly\u202Egpj.exe"}, "invalid_name", "name", "invalid_characters", ""},
 		{"NameBeforeTimezone", map[string]any{"name": "", "schedule_timezone": "Mars/Base"}, "invalid_name", "name", "", ""},
 		{"Timezone", map[string]any{"schedule_timezone": "Mars/Base"}, "invalid_timezone", "schedule_timezone", "", ""},
 		{"LocalIsNotAZone", map[string]any{"schedule_timezone": "Local"}, "invalid_timezone", "schedule_timezone", "", ""},
@@ -171,7 +176,19 @@ func TestJobValidationOrderAndCodes(t *testing.T) {
 		})
 	}
 	// Valid forms the original accepts: six fields with seconds 0; a WebDAV secret that exists.
-	jh.create(t, map[string]any{"schedule": "0 */5 * * * *"})
+	// A name of exactly 200 characters, of any script, is stored trimmed.
+	long := strings.Repeat("备", 200)
+	created := jh.create(t, map[string]any{"schedule": "0 */5 * * * *", "name": "  " + long + " "})
+	if created["name"] != long {
+		t.Fatalf("stored name = %q, want the 200 characters, trimmed", created["name"])
+	}
+	// An update is held to the same rule and changes nothing when refused.
+	if st, body := jh.c.Put(t, "/api/jobs/"+created["id"].(string), jobBody(map[string]any{"name": "a\u2066b"})); st != http.StatusBadRequest || errCode(body) != "invalid_name" {
+		t.Fatalf("update with an isolate in the name: %d %v", st, body)
+	}
+	if _, got := jh.c.Get(t, "/api/jobs/"+created["id"].(string)); got["name"] != long {
+		t.Fatalf("refused update changed the name to %q", got["name"])
+	}
 	if _, err := w.Exec(ctx, `INSERT INTO secrets(id, node_id, kind, name, kid, nonce, ciphertext, created_at, updated_at)
 		VALUES ('s1', 'hub', 'webdav', 'nas', 1, x'00', x'00', 1, 1)`); err != nil {
 		t.Fatal(err)
