@@ -288,7 +288,8 @@ func TestJobListFiltersAndPages(t *testing.T) {
 	}
 	for q, code := range map[string]string{"?scope=nope": "invalid_scope", "?latest_status=odd": "invalid_latest_status",
 		"?schedule_mode=x": "invalid_schedule_mode", "?sort=size": "invalid_sort", "?page=0": "invalid_page",
-		"?page_size=0": "invalid_page_size", "?include_archived=maybe": "invalid_include_archived"} {
+		"?page=922337203685477581&page_size=20": "invalid_page", // the offset overflowed and answered page 1
+		"?page_size=0":                          "invalid_page_size", "?include_archived=maybe": "invalid_include_archived"} {
 		if st, body := jh.c.Get(t, "/api/jobs"+q); st != http.StatusBadRequest || errCode(body) != code {
 			t.Errorf("%s = %d %v, want %s", q, st, body, code)
 		}
