@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -439,6 +440,9 @@ func wsDial(t *testing.T, jh *jobsHub, c *apitest.Client, runID string, after in
 	for _, ck := range c.HTTP.Jar.Cookies(mustURL(t, jh.URL)) {
 		h.Add("Cookie", ck.Name+"="+ck.Value)
 	}
+	for k, vs := range c.Header {
+		h[k] = vs
+	}
 	u := "ws" + strings.TrimPrefix(jh.URL, "http") + fmt.Sprintf("/api/runs/%s/events/ws?after=%d", runID, after)
 	conn, resp, err := websocket.Dial(t.Context(), u, &websocket.DialOptions{HTTPHeader: h})
 	if err != nil {
@@ -536,6 +540,34 @@ func TestRunEventsWebSocketReplaysFollowsAndChecksOrigin(t *testing.T) {
 	if _, st := wsDial(t, jh, jh.c, "nope", 0, origin); st != http.StatusNotFound {
 		t.Errorf("missing run = %d", st)
 	}
+}
+
+// TestRunEventsOriginIgnoresForwardedHost: behind a trusted proxy, X-Forwarded-Host (which a
+// proxy may pass on from the client) does not make its host an accepted origin; the origin of
+// --public-base-url is accepted.
+func TestRunEventsOriginIgnoresForwardedHost(t *testing.T) {
+	t.Parallel()
+	jh := startJobsHub(t, apitest.WithConfig(func(cfg *httpapi.Config) {
+		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
+		cfg.InsecureHTTP = true
+		cfg.PublicBaseURL = "https://backup.example.com/hub"
+	}))
+	job := jh.create(t, map[string]any{"schedule": nil})
+	_, run := jh.c.Post(t, "/api/jobs/"+job["id"].(string)+"/run", nil)
+	rid := run["run_id"].(string)
+	jh.c.Header.Set("X-Forwarded-Host", "evil.example")
+	if conn, st := wsDial(t, jh, jh.c, rid, 0, "http://evil.example"); st != http.StatusUnauthorized {
+		if conn != nil {
+			conn.CloseNow()
+		}
+		t.Fatalf("origin named by X-Forwarded-Host = %d, want 401", st)
+	}
+	jh.c.Header.Set("X-Forwarded-Proto", "https")
+	conn, st := wsDial(t, jh, jh.c, rid, 0, "https://backup.example.com")
+	if st != http.StatusSwitchingProtocols {
+		t.Fatalf("origin of --public-base-url = %d, want 101", st)
+	}
+	conn.CloseNow()
 }
 
 // TestScheduledJobsFireAtPreviewTimes is the end-to-end promise: jobs created through the API

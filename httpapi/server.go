@@ -56,6 +56,10 @@ type Config struct {
 	InsecureHTTP   bool
 	TrustedProxies []netip.Prefix
 	DebugErrors    bool
+	// PublicBaseURL (--public-base-url) is the URL users reach the Hub at. Its origin is accepted
+	// by the run-events WebSocket besides the request's own (Host): the only way to widen that
+	// check, since X-Forwarded-Host is not believed even from a trusted proxy.
+	PublicBaseURL string
 
 	// Snapshots serves the snapshot, retention and incomplete-cleanup routes; nil leaves them out.
 	Snapshots *snapshots.Service
