@@ -184,6 +184,7 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.nodeRoutes(r)
 	s.notificationRoutes(r)
 	s.dashboardRoutes(r)
+	s.sessionListRoutes(r)
 	if s.cfg.testSessionRoutes != nil {
 		s.cfg.testSessionRoutes(r)
 	}
