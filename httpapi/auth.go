@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -39,6 +38,14 @@ const (
 	// maxUsernameLen bounds usernames set at setup.
 	maxUsernameLen = 128
 	tokenBytes     = 32
+	// MaxSessionsPerUser bounds the live sessions of one user: a login beyond it ends the oldest
+	// (in the login's own transaction), so stolen or forgotten logins do not pile up.
+	MaxSessionsPerUser = 10
+	// sessionTouchInterval is how often a session's last_seen_at is written: at most one write
+	// a minute per session, not one per request.
+	sessionTouchInterval = time.Minute
+	// maxUserAgentLen bounds the User-Agent stored with a session, in characters.
+	maxUserAgentLen = 200
 )
 
 var tokenEncoding = base64.RawURLEncoding
@@ -186,18 +193,28 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
+	sess.ClientIP, sess.UserAgent = clientKey(r), cleanUserAgent(r.UserAgent())
+	var evicted int64
 	err = s.db.Write(ctx, func(q storage.Q) error {
 		if err := refund(ctx, q, res); err != nil {
 			return err
 		}
-		return q.InsertSession(ctx, sess)
+		if err := q.InsertSession(ctx, sess); err != nil {
+			return err
+		}
+		evicted, err = q.TrimSessions(ctx, user.ID, MaxSessionsPerUser, sess.CreatedAt)
+		return err
 	})
 	if err != nil {
 		respond.Error(w, r, fmt.Errorf("log in: %w", err))
 		return
 	}
 	setSessionCookie(w, r, token)
-	log.Info().Int64("user_id", user.ID).Str("client_ip", clientKey(r)).Msg("login succeeded")
+	ev := log.Info().Int64("user_id", user.ID).Str("client_ip", sess.ClientIP)
+	if evicted > 0 {
+		ev = ev.Int64("sessions_evicted", evicted)
+	}
+	ev.Msg("login succeeded")
 	w.Header().Set("Cache-Control", "no-store")
 	respond.JSON(w, http.StatusOK, map[string]string{"csrf_token": sess.CSRFToken})
 }
@@ -313,7 +330,15 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 			respond.Error(w, r, errInvalidCSRF())
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userIDKey, sess.UserID)))
+		if now := s.now().Unix(); now-sess.LastSeenAt >= int64(sessionTouchInterval/time.Second) {
+			// Only the sessions list reads it: a failed write must not fail the request.
+			if err := s.db.Writer().TouchSession(r.Context(), sess.ID, now); err != nil {
+				zerolog.Ctx(r.Context()).Warn().Err(err).Msg("record session last seen")
+			}
+		}
+		ctx := context.WithValue(r.Context(), userIDKey, sess.UserID)
+		ctx = context.WithValue(ctx, sessionPublicIDKey, sess.PublicID)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -374,8 +399,12 @@ func newSession(userID int64, now time.Time) (string, storage.Session, error) {
 		return "", storage.Session{}, err
 	}
 	id, _ := sessionID(token)
+	pub := make([]byte, 12)
+	if _, err := rand.Read(pub); err != nil {
+		return "", storage.Session{}, fmt.Errorf("generate session id: %w", err)
+	}
 	return token, storage.Session{
-		ID: id, UserID: userID, CSRFToken: csrf,
+		ID: id, PublicID: hex.EncodeToString(pub), UserID: userID, CSRFToken: csrf,
 		CreatedAt: now.Unix(), ExpiresAt: now.Add(SessionTTL).Unix(),
 	}, nil
 }
@@ -431,27 +460,9 @@ func (s *Server) refuseCrossSite(r *http.Request) error {
 			"setup and login are accepted only from the Hub's own pages (Sec-Fetch-Site: "+site+")").Reason("sec_fetch_site")
 	}
 	origin := r.Header.Get("Origin")
-	if origin == "" || s.isPublicOrigin(origin) || checkOrigin(r, middleware.GetClient(r)) == nil {
+	if origin == "" || checkOrigin(r, middleware.GetClient(r), s.cfg.PublicBaseURL) == nil {
 		return nil
 	}
 	return respond.New(http.StatusForbidden, "cross_site_refused",
 		"setup and login are accepted only from the Hub's own origin (the Origin header names another)").Reason("origin")
-}
-
-// isPublicOrigin reports whether origin is the origin of the configured public base URL.
-func (s *Server) isPublicOrigin(origin string) bool {
-	if s.cfg.PublicBaseURL == "" {
-		return false
-	}
-	pub, err := url.Parse(s.cfg.PublicBaseURL)
-	if err != nil {
-		return false
-	}
-	got, err := url.Parse(origin)
-	if err != nil || got.Host == "" {
-		return false
-	}
-	gs, gh, gp, ok1 := originParts(got.Scheme, got.Host)
-	ws, wh, wp, ok2 := originParts(pub.Scheme, pub.Host)
-	return ok1 && ok2 && gs == ws && gh == wh && gp == wp
 }

@@ -6,7 +6,10 @@ import (
 
 type ctxKey int
 
-const userIDKey ctxKey = iota
+const (
+	userIDKey ctxKey = iota
+	sessionPublicIDKey
+)
 
 // UserID is the id of the administrator whose session authorised r, or 0 outside the routes
 // registered in sessionRoutes (user ids start at 1).

@@ -225,9 +225,10 @@ type validJob struct {
 
 // validateJob checks a body in the order of hub.md §6 and answers the first failure as a 400.
 func (s *Server) validateJob(ctx context.Context, b jobBody) (validJob, error) {
-	v := validJob{name: strings.TrimSpace(b.Name)}
-	if v.name == "" {
-		return v, respond.BadRequest("invalid_name", "name is required").Reason("required").Field("name")
+	var v validJob
+	var err error
+	if v.name, err = respond.DisplayName("name", b.Name); err != nil {
+		return v, err
 	}
 	if b.Schedule != nil && strings.TrimSpace(*b.Schedule) != "" {
 		v.schedule = ptrTo(strings.TrimSpace(*b.Schedule))

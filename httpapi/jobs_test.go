@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -133,6 +134,11 @@ func TestJobValidationOrderAndCodes(t *testing.T) {
 		messageHasAny string
 	}{
 		{"BlankName", map[string]any{"name": "  "}, "invalid_name", "name", "required", ""},
+		{"NameFiveThousandBytes", map[string]any{"name": strings.Repeat("x", 5000)}, "invalid_name", "name", "too_long", "200"},
+		{"Name201Characters", map[string]any{"name": strings.Repeat("备", 201)}, "invalid_name", "name", "too_long", ""},
+		{"NameNUL", map[string]any{"name": "night\x00ly"}, "invalid_name", "name", "invalid_characters", ""},
+		{"NameCRLF", map[string]any{"name": "nightly\r\nFAKE ROW"}, "invalid_name", "name", "invalid_characters", ""},
+		{"NameRightToLeftOverride", map[string]any{"name": "nightly\u202Egpj.exe"}, "invalid_name", "name", "invalid_characters", ""},
 		{"NameBeforeTimezone", map[string]any{"name": "", "schedule_timezone": "Mars/Base"}, "invalid_name", "name", "", ""},
 		{"Timezone", map[string]any{"schedule_timezone": "Mars/Base"}, "invalid_timezone", "schedule_timezone", "", ""},
 		{"LocalIsNotAZone", map[string]any{"schedule_timezone": "Local"}, "invalid_timezone", "schedule_timezone", "", ""},
@@ -171,7 +177,19 @@ func TestJobValidationOrderAndCodes(t *testing.T) {
 		})
 	}
 	// Valid forms the original accepts: six fields with seconds 0; a WebDAV secret that exists.
-	jh.create(t, map[string]any{"schedule": "0 */5 * * * *"})
+	// A name of exactly 200 characters, of any script, is stored trimmed.
+	long := strings.Repeat("备", 200)
+	created := jh.create(t, map[string]any{"schedule": "0 */5 * * * *", "name": "  " + long + " "})
+	if created["name"] != long {
+		t.Fatalf("stored name = %q, want the 200 characters, trimmed", created["name"])
+	}
+	// An update is held to the same rule and changes nothing when refused.
+	if st, body := jh.c.Put(t, "/api/jobs/"+created["id"].(string), jobBody(map[string]any{"name": "a\u2066b"})); st != http.StatusBadRequest || errCode(body) != "invalid_name" {
+		t.Fatalf("update with an isolate in the name: %d %v", st, body)
+	}
+	if _, got := jh.c.Get(t, "/api/jobs/"+created["id"].(string)); got["name"] != long {
+		t.Fatalf("refused update changed the name to %q", got["name"])
+	}
 	if _, err := w.Exec(ctx, `INSERT INTO secrets(id, node_id, kind, name, kid, nonce, ciphertext, created_at, updated_at)
 		VALUES ('s1', 'hub', 'webdav', 'nas', 1, x'00', x'00', 1, 1)`); err != nil {
 		t.Fatal(err)
@@ -271,7 +289,8 @@ func TestJobListFiltersAndPages(t *testing.T) {
 	}
 	for q, code := range map[string]string{"?scope=nope": "invalid_scope", "?latest_status=odd": "invalid_latest_status",
 		"?schedule_mode=x": "invalid_schedule_mode", "?sort=size": "invalid_sort", "?page=0": "invalid_page",
-		"?page_size=0": "invalid_page_size", "?include_archived=maybe": "invalid_include_archived"} {
+		"?page=922337203685477581&page_size=20": "invalid_page", // the offset overflowed and answered page 1
+		"?page_size=0":                          "invalid_page_size", "?include_archived=maybe": "invalid_include_archived"} {
 		if st, body := jh.c.Get(t, "/api/jobs"+q); st != http.StatusBadRequest || errCode(body) != code {
 			t.Errorf("%s = %d %v, want %s", q, st, body, code)
 		}
@@ -421,6 +440,9 @@ func wsDial(t *testing.T, jh *jobsHub, c *apitest.Client, runID string, after in
 	for _, ck := range c.HTTP.Jar.Cookies(mustURL(t, jh.URL)) {
 		h.Add("Cookie", ck.Name+"="+ck.Value)
 	}
+	for k, vs := range c.Header {
+		h[k] = vs
+	}
 	u := "ws" + strings.TrimPrefix(jh.URL, "http") + fmt.Sprintf("/api/runs/%s/events/ws?after=%d", runID, after)
 	conn, resp, err := websocket.Dial(t.Context(), u, &websocket.DialOptions{HTTPHeader: h})
 	if err != nil {
@@ -518,6 +540,36 @@ func TestRunEventsWebSocketReplaysFollowsAndChecksOrigin(t *testing.T) {
 	if _, st := wsDial(t, jh, jh.c, "nope", 0, origin); st != http.StatusNotFound {
 		t.Errorf("missing run = %d", st)
 	}
+}
+
+// TestRunEventsOriginIgnoresForwardedHost: behind a trusted proxy, X-Forwarded-Host (which a
+// proxy may pass on from the client) does not make its host an accepted origin, even when that
+// host is one the Hub answers to; the origin of --public-base-url is accepted.
+func TestRunEventsOriginIgnoresForwardedHost(t *testing.T) {
+	t.Parallel()
+	jh := startJobsHub(t, apitest.WithConfig(func(cfg *httpapi.Config) {
+		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
+		cfg.InsecureHTTP = true
+		cfg.PublicBaseURL = "https://backup.example.com/hub"
+		// Past the Host allowlist (which refuses unknown names with 421), to the origin check.
+		cfg.AllowedHosts = []string{"evil.example"}
+	}))
+	job := jh.create(t, map[string]any{"schedule": nil})
+	_, run := jh.c.Post(t, "/api/jobs/"+job["id"].(string)+"/run", nil)
+	rid := run["run_id"].(string)
+	jh.c.Header.Set("X-Forwarded-Host", "evil.example")
+	if conn, st := wsDial(t, jh, jh.c, rid, 0, "http://evil.example"); st != http.StatusUnauthorized {
+		if conn != nil {
+			conn.CloseNow()
+		}
+		t.Fatalf("origin named by X-Forwarded-Host = %d, want 401", st)
+	}
+	jh.c.Header.Set("X-Forwarded-Proto", "https")
+	conn, st := wsDial(t, jh, jh.c, rid, 0, "https://backup.example.com")
+	if st != http.StatusSwitchingProtocols {
+		t.Fatalf("origin of --public-base-url = %d, want 101", st)
+	}
+	conn.CloseNow()
 }
 
 // TestScheduledJobsFireAtPreviewTimes is the end-to-end promise: jobs created through the API

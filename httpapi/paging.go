@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -11,6 +12,10 @@ import (
 const (
 	defaultPageSize = 20
 	maxPageSize     = 100
+	// maxPage bounds page so that the offset (page-1)*page_size stays far from overflowing: an
+	// overflowed offset went negative, which SQLite reads as 0, and a page past the end answered
+	// page 1. A million pages of 100 is more than any list of this Hub holds.
+	maxPage = 1_000_000
 )
 
 // pageRequest is what a list request asks for with page and page_size.
@@ -22,7 +27,8 @@ type pageRequest struct {
 func (p pageRequest) offset() int { return (p.page - 1) * p.size }
 
 // readPage reads page and page_size, the one parser of every list endpoint: a value that is not a
-// whole number ≥ 1 is 400 invalid_page or invalid_page_size; a page_size above 100 is 100.
+// whole number ≥ 1 is 400 invalid_page or invalid_page_size; a page above maxPage is 400
+// invalid_page (reason out_of_range); a page_size above 100 is 100.
 func readPage(r *http.Request) (pageRequest, error) {
 	q := r.URL.Query()
 	ps, ss := q.Get("page"), q.Get("page_size")
@@ -35,6 +41,10 @@ func readPage(r *http.Request) (pageRequest, error) {
 		if p.page, err = strconv.Atoi(ps); err != nil || p.page < 1 {
 			return pageRequest{}, respond.BadRequest("invalid_page", "page must be a whole number ≥ 1").
 				Reason("invalid_format").Field("page")
+		}
+		if p.page > maxPage {
+			return pageRequest{}, respond.BadRequest("invalid_page", fmt.Sprintf("page must be at most %d", maxPage)).
+				Reason("out_of_range").Field("page").Param("max", maxPage)
 		}
 	}
 	if ss != "" {

@@ -25,6 +25,10 @@ func TestReadPage(t *testing.T) {
 		{"?page=-1", pageRequest{}, "invalid_page"},
 		{"?page_size=0", pageRequest{}, "invalid_page_size"},
 		{"?page_size=1.5", pageRequest{}, "invalid_page_size"},
+		{"?page=1000000&page_size=100", pageRequest{page: 1_000_000, size: 100, paged: true}, ""},
+		{"?page=1000001", pageRequest{}, "invalid_page"},
+		{"?page=922337203685477581&page_size=20", pageRequest{}, "invalid_page"}, // (page-1)*20 overflows
+		{"?page=99999999999999999999", pageRequest{}, "invalid_page"},
 	} {
 		got, err := readPage(httptest.NewRequest("GET", "/api/x"+tc.query, nil))
 		var apiErr *respond.APIError

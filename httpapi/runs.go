@@ -180,7 +180,7 @@ func (s *Server) runEventsSocket(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
-	if err := checkOrigin(r, middleware.GetClient(r)); err != nil {
+	if err := checkOrigin(r, middleware.GetClient(r), s.cfg.PublicBaseURL); err != nil {
 		respond.Error(w, r, err)
 		return
 	}
@@ -222,11 +222,16 @@ func (s *Server) runEventsSocket(w http.ResponseWriter, r *http.Request) {
 	c.Close(websocket.StatusNormalClosure, "run finished")
 }
 
-// checkOrigin implements hub.md §3 "Run-events WebSocket origin": the Origin header is required
-// and its (scheme, host, port) must equal the Hub's as the browser sees it — the first values of
-// X-Forwarded-Proto/X-Forwarded-Host when the peer is a trusted proxy, else the request's own
-// scheme and Host; ws≡http, wss≡https, default ports 80/443.
-func checkOrigin(r *http.Request, client middleware.Client) error {
+// checkOrigin implements the run-events WebSocket origin rule: the Origin header is required and
+// its (scheme, host, port) must equal the Hub's own — the request's Host, with the scheme of
+// X-Forwarded-Proto when the peer is a trusted proxy, else HTTPS detection — or the origin of
+// --public-base-url when it is set; ws≡http, wss≡https, default ports 80/443.
+//
+// X-Forwarded-Host is not believed, even from a trusted proxy (hub.md §3 says otherwise): a proxy
+// that passes on whatever the client sent in that header would let any page that can make the
+// browser send it open the socket with the user's cookie. A proxy that rewrites Host needs
+// --public-base-url instead.
+func checkOrigin(r *http.Request, client middleware.Client, publicBaseURL string) error {
 	bad := respond.Unauthorized("invalid_origin", "the WebSocket origin does not match this Hub")
 	raw := r.Header.Get("Origin")
 	if raw == "" {
@@ -236,11 +241,11 @@ func checkOrigin(r *http.Request, client middleware.Client) error {
 	if err != nil || u.Host == "" {
 		return bad
 	}
-	gotScheme, gotHost, gotPort, ok := originParts(u.Scheme, u.Host)
+	got, ok := origin(u.Scheme, u.Host)
 	if !ok {
 		return bad
 	}
-	scheme, host := "http", r.Host
+	scheme := "http"
 	if client.HTTPS {
 		scheme = "https"
 	}
@@ -248,15 +253,24 @@ func checkOrigin(r *http.Request, client middleware.Client) error {
 		if p := firstValue(r.Header.Get("X-Forwarded-Proto")); p != "" {
 			scheme = strings.ToLower(p)
 		}
-		if h := firstValue(r.Header.Get("X-Forwarded-Host")); h != "" {
-			host = h
+	}
+	if own, ok := origin(scheme, r.Host); ok && got == own {
+		return nil
+	}
+	if publicBaseURL != "" {
+		if pu, err := url.Parse(publicBaseURL); err == nil {
+			if public, ok := origin(pu.Scheme, pu.Host); ok && got == public {
+				return nil
+			}
 		}
 	}
-	wantScheme, wantHost, wantPort, ok := originParts(scheme, host)
-	if !ok || gotScheme != wantScheme || gotHost != wantHost || gotPort != wantPort {
-		return bad
-	}
-	return nil
+	return bad
+}
+
+// origin is a normalised (scheme, host, port).
+func origin(scheme, hostport string) ([3]string, bool) {
+	sc, h, p, ok := originParts(scheme, hostport)
+	return [3]string{sc, h, p}, ok
 }
 
 func firstValue(h string) string {

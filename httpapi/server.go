@@ -59,9 +59,10 @@ type Config struct {
 	InsecureHTTP   bool
 	TrustedProxies []netip.Prefix
 	DebugErrors    bool
-
 	// PublicBaseURL is the URL users reach the Hub at (--public-base-url), or "". Its host is one
-	// of the names the Hub answers to, and its origin may send setup and login.
+	// of the names the Hub answers to, and its origin may send setup and login and open the
+	// run-events WebSocket besides the request's own (Host): the only way to widen that check,
+	// since X-Forwarded-Host is not believed for it even from a trusted proxy.
 	PublicBaseURL string
 	// AllowedHosts are further host names the Hub answers to (--allowed-host, and the name it
 	// listens on). localhost and IP address literals are always allowed; see
@@ -206,6 +207,7 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.nodeRoutes(r)
 	s.notificationRoutes(r)
 	s.dashboardRoutes(r)
+	s.sessionListRoutes(r)
 	if s.cfg.testSessionRoutes != nil {
 		s.cfg.testSessionRoutes(r)
 	}

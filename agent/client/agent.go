@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/names"
 	"github.com/bastion-backup/bastion/engine/operations"
 	"github.com/bastion-backup/bastion/engine/scratch"
 )
@@ -180,6 +182,19 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = 15 * time.Second
 	}
+	// Three intervals are the pong timeout: an unbounded interval overflows time.Duration.
+	o.Heartbeat = protocol.ClampHeartbeat(o.Heartbeat)
+	// The Hub refuses a name that is not a valid display name (at enrollment and in every hello):
+	// say so now rather than after a round trip, or forever on each reconnect.
+	if strings.TrimSpace(o.Name) != "" {
+		n, err := names.Display(o.Name)
+		if err != nil {
+			return nil, fmt.Errorf("--name: %w", err)
+		}
+		o.Name = n
+	} else {
+		o.Name = ""
+	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
@@ -331,9 +346,11 @@ func (a *Agent) endTaskLocked(id string) {
 
 func (a *Agent) hello() *protocol.Hello {
 	hb := a.o.Heartbeat.Seconds()
+	// A name saved by an older agent (or edited into agent.json) that the Hub would refuse is
+	// left out: the agent still connects, shown by its id.
 	var name *string
-	if a.id.Name != "" {
-		name = &a.id.Name
+	if n, err := names.Display(a.id.Name); err == nil {
+		name = &n
 	}
 	return &protocol.Hello{
 		AgentID: a.id.AgentID, Name: name,

@@ -138,6 +138,8 @@ func closeError(err error) error {
 		return ErrRevoked
 	case protocol.CloseKeyRotated:
 		return ErrKeyRotated
+	case protocol.CloseInvalidHello:
+		return fmt.Errorf("the hub refused this agent's hello (check --name): %w", err)
 	case protocol.CloseReplaced:
 		return fmt.Errorf("the hub closed this connection because another connection of this agent replaced it: %w", err)
 	}

@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Version is the only protocol version spoken.
@@ -83,7 +84,39 @@ const (
 	// CloseKeyRotated: the agent's key was rotated. The old key no longer authenticates, so the
 	// agent stops until an operator puts the new key in agent.json.
 	CloseKeyRotated = 4002
+	// CloseInvalidHello: the hello was refused (larger than MaxHelloBytes, or a name that is not a
+	// valid display name); the close reason says which. Nothing of it was stored. The agent
+	// reconnects with its usual backoff.
+	CloseInvalidHello = 4003
 )
+
+// Limits of hello, which the Hub stores (raw, as the agent's capabilities) and shows in the API.
+const (
+	// MaxHelloBytes bounds one hello frame; a real one is well under 1 KiB.
+	MaxHelloBytes = 64 << 10
+	// MinHeartbeat and MaxHeartbeat bound hello.heartbeat_seconds (and the agent's own interval):
+	// a value outside is clamped, so a huge one cannot overflow a time.Duration.
+	MinHeartbeat = 10 * time.Millisecond
+	MaxHeartbeat = 3600 * time.Second
+)
+
+// HeartbeatInterval turns hello.heartbeat_seconds into an interval clamped to [MinHeartbeat,
+// MaxHeartbeat]. ok is false for a value that says nothing (absent, zero, negative, NaN), for
+// which the reader keeps its default.
+func HeartbeatInterval(seconds *float64) (d time.Duration, ok bool) {
+	if seconds == nil || !(*seconds > 0) { // !(x > 0) is also true for NaN
+		return 0, false
+	}
+	// Compare in seconds before converting: 3600 fits, and float64→int64 of a huge value is
+	// implementation-defined (on amd64 a negative duration, an instant read deadline).
+	if *seconds >= MaxHeartbeat.Seconds() {
+		return MaxHeartbeat, true
+	}
+	return max(time.Duration(*seconds*float64(time.Second)), MinHeartbeat), true
+}
+
+// ClampHeartbeat bounds an interval to [MinHeartbeat, MaxHeartbeat].
+func ClampHeartbeat(d time.Duration) time.Duration { return min(max(d, MinHeartbeat), MaxHeartbeat) }
 
 // Message is any protocol message.
 type Message interface{ MessageType() string }

@@ -38,6 +38,8 @@ type conn struct {
 	readTimeout atomic.Int64 // nanoseconds
 	lastFrame   time.Time    // last frame heard; reader only
 	lastSeen    time.Time    // last write of last_seen_at; reader only
+	refused     bool         // the hello was refused: frames are dropped until the close; reader only
+	helloSeen   bool         // the first frame was read and the read limit raised; reader only
 
 	closeOnce sync.Once
 
@@ -67,7 +69,9 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		zerolog.Ctx(r.Context()).Debug().Err(err).Str("agent_id", agent.ID).Msg("agent websocket upgrade failed")
 		return
 	}
-	ws.SetReadLimit(ReadLimit)
+	// Until the first frame (the hello) the limit is the hello's: an agent cannot make the Hub
+	// buffer 32 MiB before it said who it is. readLoop raises it after that frame.
+	ws.SetReadLimit(protocol.MaxHelloBytes)
 	// The request context ends with the Hub's connection context (shutdown), not with the handler.
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	stopWatch := context.AfterFunc(r.Context(), func() { cancel(context.Cause(r.Context())) })
@@ -144,6 +148,13 @@ func (c *conn) readLoop() error {
 		}
 		c.lastFrame = c.h.clock.Now()
 		c.touchSeen(false)
+		if !c.helloSeen {
+			c.helloSeen = true
+			c.ws.SetReadLimit(ReadLimit)
+		}
+		if c.refused {
+			continue
+		}
 		if typ != websocket.MessageText {
 			continue // binary frames carry artifact chunks, not used by this Hub yet
 		}

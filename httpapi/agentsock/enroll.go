@@ -32,9 +32,6 @@ type EnrollResponse struct {
 	AgentKey string `json:"agent_key"`
 }
 
-// maxAgentName bounds the name an agent may give itself.
-const maxAgentName = 128
-
 func (h *Hub) enroll(w http.ResponseWriter, r *http.Request) {
 	if err := h.gate(r); err != nil {
 		respond.Error(w, r, err)
@@ -50,17 +47,16 @@ func (h *Hub) enroll(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, respond.Unauthorized("invalid_token", "enrollment token is not valid").Reason("invalid_format"))
 		return
 	}
+	// An absent or blank name is no name (the agent is shown by its id); anything else must be a
+	// valid display name.
 	var name *string
-	if req.Name != nil {
-		n := strings.TrimSpace(*req.Name)
-		if len(n) > maxAgentName {
-			respond.Error(w, r, respond.BadRequest("invalid_name", "agent name is too long").Field("name").
-				Reason("max_length").Param("max_length", maxAgentName))
+	if req.Name != nil && strings.TrimSpace(*req.Name) != "" {
+		n, err := respond.DisplayName("name", *req.Name)
+		if err != nil {
+			respond.Error(w, r, err)
 			return
 		}
-		if n != "" {
-			name = &n
-		}
+		name = &n
 	}
 	id, key := protocol.NewUUID(), protocol.NewToken()
 	keyHash, _ := protocol.HashToken(key)

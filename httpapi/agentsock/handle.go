@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/names"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
@@ -67,8 +69,17 @@ func (h *Hub) handle(c *conn, m protocol.Message, raw []byte) {
 }
 
 func (h *Hub) onHello(ctx context.Context, c *conn, m *protocol.Hello, raw []byte) {
-	if m.HeartbeatSeconds != nil && *m.HeartbeatSeconds > 0 {
-		d := time.Duration(3 * *m.HeartbeatSeconds * float64(time.Second))
+	// The hello is stored as sent and shown in the API, so it is refused whole rather than stored
+	// in part: a name the Hub would not accept from a person is no better from an agent.
+	name, refusal := helloName(m, raw)
+	if refusal != "" {
+		c.log.Warn().Str("reason", refusal).Int("hello_bytes", len(raw)).Msg("agent hello refused; closing the connection")
+		c.refused = true // the reader drops what follows until the agent answers the close
+		c.closeWith(protocol.CloseInvalidHello, "invalid hello: "+refusal)
+		return
+	}
+	if iv, ok := protocol.HeartbeatInterval(m.HeartbeatSeconds); ok {
+		d := 3 * iv
 		d = max(d, 100*time.Millisecond) + d/10 // a little slack over the agent's own pong timeout
 		c.readTimeout.Store(int64(d))
 	}
@@ -79,10 +90,6 @@ func (h *Hub) onHello(ctx context.Context, c *conn, m *protocol.Hello, raw []byt
 		delete(h.ownStages, c.agentID)
 	}
 	h.mu.Unlock()
-	var name *string
-	if m.Name != nil && *m.Name != "" {
-		name = m.Name
-	}
 	if err := h.db.Writer().SetAgentCapabilities(ctx, c.agentID, string(raw), name, h.clock.Now().Unix()); err != nil {
 		c.log.Warn().Err(err).Msg("store agent hello")
 	}
@@ -97,6 +104,27 @@ func (h *Hub) onHello(ctx context.Context, c *conn, m *protocol.Hello, raw []byt
 	if _, err := h.pushConfig(ctx, c.agentID, c); err != nil {
 		c.log.Warn().Err(err).Msg("send config snapshot")
 	}
+}
+
+// helloName checks a hello's size and name. It returns the trimmed name (nil when the agent sent
+// none, or a blank one) or, when the hello must be refused, a short reason for the close frame
+// and the log (never the name itself).
+func helloName(m *protocol.Hello, raw []byte) (*string, string) {
+	if len(raw) > protocol.MaxHelloBytes {
+		return nil, fmt.Sprintf("larger than %d bytes", protocol.MaxHelloBytes)
+	}
+	if m.Name == nil || strings.TrimSpace(*m.Name) == "" {
+		return nil, ""
+	}
+	n, err := names.Display(*m.Name)
+	if err != nil {
+		var ne *names.Error
+		if errors.As(err, &ne) {
+			return nil, "name " + ne.Reason
+		}
+		return nil, "name invalid"
+	}
+	return &n, ""
 }
 
 func (h *Hub) onAck(ctx context.Context, c *conn, taskID string) {

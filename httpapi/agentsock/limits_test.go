@@ -34,7 +34,7 @@ func TestPendingRequestFailsWhenTheAgentGoes(t *testing.T) {
 	}
 }
 
-// TestReadLimit: a frame of ReadLimit bytes is read; a larger one ends the connection with close
+// TestReadLimit: after the first frame, a frame of ReadLimit bytes is read; a larger one ends the connection with close
 // code 1009 (message too big), and the Hub forgets the connection and logs why.
 func TestReadLimit(t *testing.T) {
 	t.Parallel()
@@ -50,6 +50,11 @@ func TestReadLimit(t *testing.T) {
 		return []byte(head + strings.Repeat("x", size-len(head)-2) + `"}`)
 	}
 
+	// The first frame (the hello) has a limit of its own (TestHelloName); later ones have ReadLimit.
+	if err := ws.Write(ctx, websocket.MessageText, []byte(`{"type":"ping","v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, ws, protocol.TypePong)
 	if err := ws.Write(ctx, websocket.MessageText, frame(agentsock.ReadLimit)); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 )
 
@@ -47,8 +48,13 @@ func decodeError(err error) error {
 	case errors.As(err, &syn):
 		return BadRequest("invalid_json", fmt.Sprintf("request body is not valid JSON (at byte %d)", syn.Offset)).Reason("syntax")
 	case errors.As(err, &typ):
-		field := typ.Field
-		return BadRequest("invalid_json", fmt.Sprintf("field %q must be %s", field, typ.Type)).Reason("wrong_type").Field(field)
+		// Say what JSON was expected, never the Go type (an internal name like httpapi.jobBody).
+		want := jsonKind(typ.Type)
+		if typ.Field == "" {
+			return BadRequest("invalid_json", "expected "+want).Reason("wrong_type").Param("expected", want)
+		}
+		return BadRequest("invalid_json", fmt.Sprintf("field %q must be %s", typ.Field, want)).
+			Reason("wrong_type").Field(typ.Field).Param("expected", want)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return BadRequest("invalid_json", fmt.Sprintf("unknown field %q", name)).Reason("unknown_field").Field(name)
@@ -61,4 +67,30 @@ func decodeError(err error) error {
 func IsJSONContentType(ct string) bool {
 	mt, _, _ := strings.Cut(ct, ";")
 	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
+// jsonKind names the JSON value that decodes into t, for error messages.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "a different JSON value"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	case reflect.Slice, reflect.Array:
+		return "a JSON array"
+	case reflect.String:
+		return "a JSON string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "a whole number in range"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "a different JSON value"
 }

@@ -398,6 +398,61 @@ describe('pages', () => {
     w.unmount()
   })
 
+  it('settings page lists sessions, revokes one and signs out when revoking its own', async () => {
+    const sessions = [
+      { id: 'pub-cur', created_at: NOW - 60, expires_at: NOW + 86400, last_seen_at: NOW, client_ip: '192.0.2.7', user_agent: 'Firefox on Linux', current: true },
+      { id: 'pub-old', created_at: NOW - 7200, expires_at: NOW + 3600, last_seen_at: NOW - 3600, client_ip: '198.51.100.9', user_agent: '', current: false },
+    ]
+    const calls = mockFetch({
+      'GET /api/system': { body: { version: '1.2.3', insecure_http: false, hub_timezone: 'UTC' } },
+      'GET /api/secrets/webdav': { body: [] },
+      'GET /api/sessions': () => ({ body: { items: sessions, max_sessions: 10 } }),
+      'DELETE /api/sessions/pub-old': () => {
+        sessions.splice(1, 1)
+        return { status: 204 }
+      },
+      'DELETE /api/sessions/pub-cur': { status: 204 },
+    })
+    const { useSessionStore } = await import('@/stores/session')
+    const store = useSessionStore()
+    store.state = 'authenticated'
+    const w = await render(SettingsView)
+    const panel = w.get('[data-testid="sessions-panel"]')
+    expect(panel.text()).toContain('Firefox on Linux')
+    expect(panel.text()).toContain('Unknown browser')
+    expect(panel.text()).toContain('198.51.100.9')
+    expect(panel.findAll('[data-testid="session-current"]')).toHaveLength(1)
+    const confirmDialog = async () => {
+      await flushPromises()
+      const buttons = [...document.body.querySelectorAll('.n-dialog .n-button')] as HTMLElement[]
+      const yes = buttons.reverse().find((b) => /Revoke/.test(b.textContent ?? '')) // the newest dialog
+      expect(yes).toBeTruthy()
+      yes!.click()
+      await flushPromises()
+    }
+    await panel.findAll('[data-testid="session-revoke"]')[1].trigger('click')
+    await confirmDialog()
+    expect(calls.some((c) => c.method === 'DELETE' && c.url.endsWith('/api/sessions/pub-old'))).toBe(true)
+    expect(w.findAll('[data-testid="session-revoke"]')).toHaveLength(1)
+    expect(store.state).toBe('authenticated')
+    await w.get('[data-testid="session-revoke"]').trigger('click')
+    await confirmDialog()
+    expect(calls.some((c) => c.method === 'DELETE' && c.url.endsWith('/api/sessions/pub-cur'))).toBe(true)
+    expect(store.state).toBe('anonymous')
+    w.unmount()
+  })
+
+  it('settings page shows an empty sessions state', async () => {
+    mockFetch({
+      'GET /api/system': { body: { version: '1.2.3', insecure_http: false, hub_timezone: 'UTC' } },
+      'GET /api/secrets/webdav': { body: [] },
+      'GET /api/sessions': { body: { items: [], max_sessions: 10 } },
+    })
+    const w = await render(SettingsView)
+    expect(w.get('[data-testid="sessions-panel"]').text()).toContain('No active sessions.')
+    w.unmount()
+  })
+
   it('jobs and dashboard pages render their lists', async () => {
     mockFetch({
       'GET /api/jobs': { body: { items: [{ ...job, latest_run_status: 'failed', latest_run_started_at: NOW }], page: 1, page_size: 20, total: 1 } },

@@ -14,6 +14,11 @@ export const api = {
   login: (username: string, password: string) => http.post<T.LoginResponse>('/api/auth/login', { username, password }),
   logout: () => http.post<void>('/api/auth/logout'),
   session: () => http.get<T.SessionInfo>('/api/session'),
+  /** The signed-in user's sessions; revoking the current one signs out. */
+  sessions: {
+    list: () => http.get<T.UserSessionList>('/api/sessions'),
+    revoke: (id: string) => http.del<void>(`/api/sessions/${seg(id)}`),
+  },
 
   jobs: {
     list: (q: T.JobListQuery = {}) => http.get<T.Page<T.JobListItem>>('/api/jobs', { ...q }),

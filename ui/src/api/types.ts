@@ -42,6 +42,20 @@ export interface SessionInfo {
 export interface LoginResponse {
   csrf_token: string
 }
+/** One of the signed-in user's sessions (GET /api/sessions); id is a public name, not the cookie. */
+export interface UserSession {
+  id: string
+  created_at: number
+  expires_at: number
+  last_seen_at: number
+  client_ip: string
+  user_agent: string
+  current: boolean
+}
+export interface UserSessionList {
+  items: UserSession[]
+  max_sessions: number
+}
 
 // ---- paging ----
 export interface Page<T> {

@@ -81,5 +81,11 @@ export const useSessionStore = defineStore('session', () => {
     }
   }
 
-  return { state, csrf, system, authenticated, loadSystem, refresh, initialize, login, logout }
+  /** The session ended on the Hub (revoked from the sessions list): forget it without a request. */
+  function signedOut(): void {
+    csrf.value = null
+    state.value = 'anonymous'
+  }
+
+  return { state, csrf, system, authenticated, loadSystem, refresh, initialize, login, logout, signedOut }
 })
