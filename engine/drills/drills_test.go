@@ -51,7 +51,9 @@ type testBundle struct {
 // destination the queue lists.
 type memSecrets struct{ payload []byte }
 
-func (m memSecrets) Get(context.Context, string, string, string) ([]byte, error) { return m.payload, nil }
+func (m memSecrets) Get(context.Context, string, string, string) ([]byte, error) {
+	return m.payload, nil
+}
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
