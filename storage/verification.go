@@ -329,3 +329,35 @@ func (q Q) HasRunningRun(ctx context.Context, jobID string) (bool, error) {
 	}
 	return n > 0, nil
 }
+
+// UnprovenJob is a live job whose snapshots were not proven recently, for the dashboard.
+type UnprovenJob struct {
+	JobID            string
+	JobName          string
+	LastProvenAt     *int64
+	LastVerifyStatus *string
+	LastVerifiedAt   *int64
+}
+
+// ListUnprovenJobs returns live jobs never proven, proven before staleBefore, or whose last drill
+// failed: failed first, then never proven, then the longest unproven.
+func (q Q) ListUnprovenJobs(ctx context.Context, staleBefore int64, limit int) ([]UnprovenJob, error) {
+	rows, err := q.ex.QueryContext(ctx, `SELECT j.id, j.name, v.last_proven_at, v.last_verify_status, v.last_verified_at
+		FROM jobs j LEFT JOIN job_verification v ON v.job_id = j.id
+		WHERE j.archived_at IS NULL AND (v.last_proven_at IS NULL OR v.last_proven_at < ? OR v.last_verify_status = 'failed')
+		ORDER BY COALESCE(v.last_verify_status = 'failed', 0) DESC, v.last_proven_at IS NOT NULL, v.last_proven_at, j.name, j.id
+		LIMIT ?`, staleBefore, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list unproven jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []UnprovenJob
+	for rows.Next() {
+		var u UnprovenJob
+		if err := rows.Scan(&u.JobID, &u.JobName, &u.LastProvenAt, &u.LastVerifyStatus, &u.LastVerifiedAt); err != nil {
+			return nil, fmt.Errorf("list unproven jobs: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}

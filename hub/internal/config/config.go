@@ -46,6 +46,7 @@ type Config struct {
 	LogKeepFiles          int
 	DBBusyTimeout         time.Duration
 	RunConcurrency        int
+	DrillsPerTarget       int
 	UIDir                 string // BASTION_UI_DIR (env only); empty: ./ui/dist if present, else embedded
 
 	// Sources maps each option name to where its value came from.
@@ -132,6 +133,8 @@ var options = []option{
 		}},
 	{name: "run-concurrency", env: "BASTION_RUN_CONCURRENCY", def: "2", usage: "runs executed at once on the Hub",
 		set: func(c *Config, v string) error { return setInt(&c.RunConcurrency, v, 1, 64) }},
+	{name: "drills-per-target", env: "BASTION_DRILLS_PER_TARGET", def: "1", usage: "restore drills reading one target at once",
+		set: func(c *Config, v string) error { return setInt(&c.DrillsPerTarget, v, 1, 64) }},
 }
 
 // Load resolves flags (args) and the environment (getenv). db supplies the saved runtime config
@@ -348,7 +351,7 @@ func Print(w io.Writer, c Config, asJSON bool) error {
 		"incomplete-cleanup-days": c.IncompleteCleanupDays, "hub-timezone": c.HubTimezone,
 		"public-base-url": c.PublicBaseURL, "trusted-proxy": proxies, "log": c.Log, "log-file": c.LogFile,
 		"log-rotation": c.LogRotation, "log-keep-files": c.LogKeepFiles, "db-busy-timeout": c.DBBusyTimeout.String(),
-		"run-concurrency": c.RunConcurrency,
+		"run-concurrency": c.RunConcurrency, "drills-per-target": c.DrillsPerTarget,
 	}
 	out := map[string]entry{}
 	for _, o := range options {
