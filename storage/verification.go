@@ -118,11 +118,12 @@ func (q Q) listScheduledVerifications(ctx context.Context, jobID string) ([]Sche
 // MarkVerificationDue records that the drill scheduler acted on the trigger at `at`, provided the
 // drill schedule is unchanged since it was read (same baseline and last_scheduled_at); pending
 // marks the drill as waiting to start (a skipped trigger passes pending false). It reports false
-// when the row changed meanwhile. A drill already pending stays pending once, with its first time.
+// when the row changed meanwhile. A drill already pending or running absorbs the trigger: drills
+// of one job never pile up.
 func (q Q) MarkVerificationDue(ctx context.Context, jobID string, baseline int64, prev *int64, at int64, pending bool, source string, now int64) (bool, error) {
 	res, err := q.ex.ExecContext(ctx, `UPDATE job_verification SET last_scheduled_at = ?,
-			pending_at = CASE WHEN ? AND pending_at IS NULL THEN ? ELSE pending_at END,
-			pending_source = CASE WHEN ? AND pending_at IS NULL THEN ? ELSE pending_source END
+			pending_at = CASE WHEN ? AND pending_at IS NULL AND running_op_id IS NULL THEN ? ELSE pending_at END,
+			pending_source = CASE WHEN ? AND pending_at IS NULL AND running_op_id IS NULL THEN ? ELSE pending_source END
 		WHERE job_id = ? AND config_json IS NOT NULL AND baseline_at = ? AND last_scheduled_at IS ?`,
 		at, pending, now, pending, source, jobID, baseline, prev)
 	if err != nil {
@@ -136,13 +137,14 @@ func (q Q) MarkVerificationDue(ctx context.Context, jobID string, baseline int64
 }
 
 // RequestVerification marks a drill of the job pending now (a manual "run drill"), creating the
-// row if needed; a drill already pending keeps its place.
+// row if needed; a drill already pending keeps its place, and one already running absorbs it.
 func (q Q) RequestVerification(ctx context.Context, jobID, source string, now int64) error {
 	_, err := q.ex.ExecContext(ctx, `INSERT INTO job_verification(job_id, baseline_at, pending_at, pending_source, updated_at)
 		VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT(job_id) DO UPDATE SET
-			pending_source = CASE WHEN pending_at IS NULL THEN excluded.pending_source ELSE pending_source END,
-			pending_at = COALESCE(pending_at, excluded.pending_at)`, jobID, now, now, source, now)
+			pending_source = CASE WHEN pending_at IS NULL AND running_op_id IS NULL THEN excluded.pending_source ELSE pending_source END,
+			pending_at = CASE WHEN running_op_id IS NULL THEN COALESCE(pending_at, excluded.pending_at) ELSE pending_at END`,
+		jobID, now, now, source, now)
 	if err != nil {
 		return fmt.Errorf("request drill of job %s: %w", jobID, err)
 	}
