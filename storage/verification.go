@@ -287,8 +287,8 @@ func (q Q) ListJobVerifications(ctx context.Context, jobIDs []string) (map[strin
 	return out, nil
 }
 
-// VerificationHealth counts the live jobs with at least one snapshot by drill state: never
-// proven, and proven before staleBefore (or whose last drill failed).
+// VerificationHealth counts the live (not archived) jobs by drill state: never proven, proven
+// before staleBefore, and whose last drill failed (a job may be in two of these).
 type VerificationHealth struct {
 	Jobs        int64
 	NeverProven int64
