@@ -96,6 +96,8 @@ type dashboardOverviewJSON struct {
 	RecentRuns  []dashboardRun     `json:"recent_runs"` // newest started first
 	Agents      dashboardAgents    `json:"agents"`
 	Attention   dashboardAttention `json:"attention"`
+	// Verification summarises how recently the jobs' snapshots were proven by a drill.
+	Verification dashboardVerification `json:"verification"`
 }
 
 // dashboardOverview answers GET /api/dashboard/overview?days=N (1..90, default 14): per-day run
@@ -223,7 +225,8 @@ func (s *Server) dashboardData(r *http.Request, now time.Time, loc *time.Locatio
 			}
 		}
 		out.Agents.Total = len(agents)
-		return nil
+		out.Verification, err = s.dashboardVerificationData(ctx, q, now.Unix())
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("read dashboard overview: %w", err)

@@ -76,23 +76,44 @@ func (s *Server) jobRoutes(r chi.Router) {
 
 // jobJSON is a job as the API shows it. The list omits spec.
 type jobJSON struct {
-	ID                 string          `json:"id"`
-	Name               string          `json:"name"`
-	AgentID            *string         `json:"agent_id"`
-	Schedule           *string         `json:"schedule"`
-	ScheduleTimezone   string          `json:"schedule_timezone"`
-	OverlapPolicy      string          `json:"overlap_policy"`
-	MissedRunPolicy    string          `json:"missed_run_policy"`
-	CreatedAt          int64           `json:"created_at"`
-	UpdatedAt          int64           `json:"updated_at"`
-	ArchivedAt         *int64          `json:"archived_at"`
-	NextRunAt          *int64          `json:"next_run_at"`
-	LastScheduledAt    *int64          `json:"last_scheduled_at"`
-	LatestRunID        *string         `json:"latest_run_id"`
-	LatestRunStatus    *string         `json:"latest_run_status"`
-	LatestRunStartedAt *int64          `json:"latest_run_started_at"`
-	LatestRunEndedAt   *int64          `json:"latest_run_ended_at"`
-	Spec               json.RawMessage `json:"spec,omitempty"`
+	ID                 string  `json:"id"`
+	Name               string  `json:"name"`
+	AgentID            *string `json:"agent_id"`
+	Schedule           *string `json:"schedule"`
+	ScheduleTimezone   string  `json:"schedule_timezone"`
+	OverlapPolicy      string  `json:"overlap_policy"`
+	MissedRunPolicy    string  `json:"missed_run_policy"`
+	CreatedAt          int64   `json:"created_at"`
+	UpdatedAt          int64   `json:"updated_at"`
+	ArchivedAt         *int64  `json:"archived_at"`
+	NextRunAt          *int64  `json:"next_run_at"`
+	LastScheduledAt    *int64  `json:"last_scheduled_at"`
+	LatestRunID        *string `json:"latest_run_id"`
+	LatestRunStatus    *string `json:"latest_run_status"`
+	LatestRunStartedAt *int64  `json:"latest_run_started_at"`
+	LatestRunEndedAt   *int64  `json:"latest_run_ended_at"`
+	jobVerificationJSON
+	Spec json.RawMessage `json:"spec,omitempty"`
+}
+
+// jobOutV is jobOut with the job's drill row (nil: none) and the stale threshold.
+func (s *Server) jobOutV(it storage.JobListItem, withSpec bool, v *storage.JobVerification, staleDays int) jobJSON {
+	out := s.jobOut(it, withSpec)
+	out.jobVerificationJSON = verificationOut(v, staleDays, s.now().Unix())
+	return out
+}
+
+// jobOutRead is jobOutV reading the job's drill row.
+func (s *Server) jobOutRead(ctx context.Context, it storage.JobListItem, withSpec bool) (jobJSON, error) {
+	rows, days, err := s.jobsVerification(ctx, []string{it.Job.ID})
+	if err != nil {
+		return jobJSON{}, err
+	}
+	var v *storage.JobVerification
+	if row, ok := rows[it.Job.ID]; ok {
+		v = &row
+	}
+	return s.jobOutV(it, withSpec, v, days), nil
 }
 
 func (s *Server) jobOut(it storage.JobListItem, withSpec bool) jobJSON {
@@ -193,9 +214,22 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		ids = append(ids, it.Job.ID)
+	}
+	vrows, staleDays, err := s.jobsVerification(r.Context(), ids)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
 	out := make([]jobJSON, 0, len(items))
 	for _, it := range items {
-		out = append(out, s.jobOut(it, false))
+		var v *storage.JobVerification
+		if row, ok := vrows[it.Job.ID]; ok {
+			v = &row
+		}
+		out = append(out, s.jobOutV(it, false, v, staleDays))
 	}
 	size := pg.size
 	if !pg.paged { // neither page nor page_size: everything, as one page
@@ -213,6 +247,8 @@ type jobBody struct {
 	OverlapPolicy    *string         `json:"overlap_policy"`
 	MissedRunPolicy  *string         `json:"missed_run_policy"`
 	Spec             json.RawMessage `json:"spec"`
+	// Verification is the job's drill schedule; absent or null: none.
+	Verification json.RawMessage `json:"verification"`
 }
 
 // validJob is a job body that passed every check.
@@ -221,6 +257,7 @@ type validJob struct {
 	agentID, schedule               *string
 	spec                            *jobspec.Spec
 	specJSON                        []byte
+	verification                    *string // JSON of the validated drill schedule; nil: none
 }
 
 // validateJob checks a body in the order of hub.md §6 and answers the first failure as a 400.
@@ -306,6 +343,18 @@ func (s *Server) validateJob(ctx context.Context, b jobBody) (validJob, error) {
 			Reason("invalid_value").Field("overlap_policy")
 	}
 	v.overlap = *b.OverlapPolicy
+	ver, err := jobspec.ParseVerification(b.Verification, v.timezone)
+	if err != nil {
+		var je *jobspec.Error
+		if errors.As(err, &je) {
+			return v, respond.BadRequest("invalid_verification", je.Message).Reason(je.Reason).Field(je.Field)
+		}
+		return v, respond.BadRequest("invalid_verification", "verification is not valid").Reason("invalid_format").Field("verification")
+	}
+	if ver != nil {
+		raw, _ := json.Marshal(ver)
+		v.verification = ptrTo(string(raw))
+	}
 	return v, nil
 }
 
@@ -384,13 +433,22 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		ID: runs.NewID(), Name: v.name, AgentID: v.agentID, Schedule: v.schedule, ScheduleTimezone: v.timezone,
 		OverlapPolicy: v.overlap, MissedRunPolicy: v.missed, SpecJSON: string(v.specJSON), CreatedAt: now, UpdatedAt: now,
 	}
-	if err := s.db.Writer().InsertJob(r.Context(), j); err != nil {
+	err := s.db.Write(r.Context(), func(q storage.Q) error {
+		if err := q.InsertJob(r.Context(), j); err != nil {
+			return err
+		}
+		if v.verification == nil {
+			return nil
+		}
+		return q.SetJobVerificationConfig(r.Context(), j.ID, v.verification, now)
+	})
+	if err != nil {
 		respond.Error(w, r, err)
 		return
 	}
 	s.jobChanged(r.Context(), j.ID, j.AgentID)
 	zerolog.Ctx(r.Context()).Info().Str("job_id", j.ID).Msg("job created")
-	respond.JSON(w, http.StatusOK, s.jobOut(storage.JobListItem{Job: j}, true))
+	s.respondJob(w, r, storage.JobListItem{Job: j})
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
@@ -408,7 +466,17 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		l := latest[0]
 		it.LatestRunID, it.LatestRunStatus, it.LatestRunStartedAt, it.LatestRunEndedAt = &l.ID, &l.Status, &l.StartedAt, l.EndedAt
 	}
-	respond.JSON(w, http.StatusOK, s.jobOut(it, true))
+	s.respondJob(w, r, it)
+}
+
+// respondJob answers a job with its spec and drill fields.
+func (s *Server) respondJob(w http.ResponseWriter, r *http.Request, it storage.JobListItem) {
+	out, err := s.jobOutRead(r.Context(), it, true)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	respond.JSON(w, http.StatusOK, out)
 }
 
 func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
@@ -433,7 +501,10 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 		j.Name, j.AgentID, j.Schedule, j.ScheduleTimezone = v.name, v.agentID, v.schedule, v.timezone
 		j.OverlapPolicy, j.MissedRunPolicy, j.SpecJSON, j.UpdatedAt = v.overlap, v.missed, string(v.specJSON), s.now().Unix()
 		saved = j
-		return q.UpdateJob(ctx, j)
+		if err := q.UpdateJob(ctx, j); err != nil {
+			return err
+		}
+		return q.SetJobVerificationConfig(ctx, id, v.verification, j.UpdatedAt)
 	})
 	if err != nil {
 		respond.Error(w, r, jobError(err))
@@ -441,7 +512,7 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 	}
 	s.jobChanged(ctx, id, oldAgent, saved.AgentID)
 	zerolog.Ctx(ctx).Info().Str("job_id", id).Msg("job updated")
-	respond.JSON(w, http.StatusOK, s.jobOut(storage.JobListItem{Job: saved}, true))
+	s.respondJob(w, r, storage.JobListItem{Job: saved})
 }
 
 func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
@@ -526,6 +597,9 @@ func (s *Server) cascadeSnapshotsOnArchive(ctx context.Context, jobID string) er
 func (s *Server) jobChanged(ctx context.Context, jobID string, agents ...*string) {
 	if s.cfg.Scheduler != nil {
 		s.cfg.Scheduler.JobChanged(jobID)
+	}
+	if s.cfg.Drills != nil {
+		s.cfg.Drills.JobChanged(jobID)
 	}
 	if s.cfg.OnJobChanged == nil {
 		return

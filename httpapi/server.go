@@ -100,6 +100,11 @@ type Config struct {
 	// Scheduler is woken when a job changes and says when a job fires next; nil gives
 	// next_run_at null.
 	Scheduler JobScheduler
+	// Drills runs scheduled verification: woken on job changes, and "verify now"; nil leaves
+	// POST /api/jobs/{id}/verify out (the drill fields of jobs are served either way).
+	Drills JobDrills
+	// DrillErrors are the drill service's refusals, for their HTTP answers.
+	DrillErrors DrillErrors
 	// JobSecrets checks that a job's WebDAV secret exists; nil looks in the database.
 	JobSecrets SecretLookup
 	// OnJobChanged, when set, runs after a job was created, changed, archived, unarchived or
@@ -208,6 +213,7 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.notificationRoutes(r)
 	s.dashboardRoutes(r)
 	s.sessionListRoutes(r)
+	s.verificationRoutes(r)
 	if s.cfg.testSessionRoutes != nil {
 		s.cfg.testSessionRoutes(r)
 	}

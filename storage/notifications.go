@@ -32,14 +32,24 @@ type Notification struct {
 	SentAt        *int64
 	CreatedAt     int64
 	UpdatedAt     int64
+	// EventKind is what the notification reports: NotificationEventRun ("" reads as that) or
+	// NotificationEventVerifyFailed, whose OperationID names the failed drill.
+	EventKind   string
+	OperationID string
 }
+
+// Notification event kinds.
+const (
+	NotificationEventRun          = "run"
+	NotificationEventVerifyFailed = "verify_failed"
+)
 
 // DestinationKey names a destination as "<channel>/<secret_name>". Channel names and secret names
 // never contain "/", so the key is unambiguous.
 func DestinationKey(channel, secretName string) string { return channel + "/" + secretName }
 
 const notificationColumns = `id, run_id, channel, secret_name, status, attempts, next_attempt_at, lease_until,
-	last_error, last_error_kind, sent_at, created_at, updated_at`
+	last_error, last_error_kind, sent_at, created_at, updated_at, event_kind, operation_id`
 
 // Hot queries of the notification worker. Ties on next_attempt_at are left to the index's order
 // (insertion order): ordering by more columns would sort every due row on each claim. Destinations to skip (a delivery in flight, or over
@@ -91,8 +101,15 @@ func nextDueQuery(exclude []string) (string, []any) {
 func scanNotification(sc interface{ Scan(...any) error }) (Notification, error) {
 	var n Notification
 	err := sc.Scan(&n.ID, &n.RunID, &n.Channel, &n.SecretName, &n.Status, &n.Attempts, &n.NextAttemptAt,
-		&n.LeaseUntil, &n.LastError, &n.LastErrorKind, &n.SentAt, &n.CreatedAt, &n.UpdatedAt)
+		&n.LeaseUntil, &n.LastError, &n.LastErrorKind, &n.SentAt, &n.CreatedAt, &n.UpdatedAt, &n.EventKind, &n.OperationID)
 	return n, err
+}
+
+func (n Notification) eventKind() string {
+	if n.EventKind == "" {
+		return NotificationEventRun
+	}
+	return n.EventKind
 }
 
 // InsertNotification queues n unless the run already has a row for that destination
@@ -100,9 +117,9 @@ func scanNotification(sc interface{ Scan(...any) error }) (Notification, error) 
 // for the same run is therefore a no-op and can never send twice.
 func (q Q) InsertNotification(ctx context.Context, n Notification) (bool, error) {
 	res, err := q.ex.ExecContext(ctx, `INSERT OR IGNORE INTO notifications(`+notificationColumns+`)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		n.ID, n.RunID, n.Channel, n.SecretName, n.Status, n.Attempts, n.NextAttemptAt, n.LeaseUntil,
-		n.LastError, n.LastErrorKind, n.SentAt, n.CreatedAt, n.UpdatedAt)
+		n.LastError, n.LastErrorKind, n.SentAt, n.CreatedAt, n.UpdatedAt, n.eventKind(), n.OperationID)
 	if err != nil {
 		return false, fmt.Errorf("queue notification for run %s via %s: %w", n.RunID, n.Channel, err)
 	}
@@ -370,7 +387,7 @@ type NotificationQueueItem struct {
 }
 
 const qNotificationQueueSelect = `SELECT n.id, n.run_id, n.channel, n.secret_name, n.status, n.attempts, n.next_attempt_at,
-		n.lease_until, n.last_error, n.last_error_kind, n.sent_at, n.created_at, n.updated_at,
+		n.lease_until, n.last_error, n.last_error_kind, n.sent_at, n.created_at, n.updated_at, n.event_kind, n.operation_id,
 		COALESCE(r.job_id, ''), COALESCE(j.name, r.job_id, ''),
 		s.name IS NULL, s.name IS NOT NULL AND COALESCE(d.enabled, 1) = 1
 	FROM notifications n
@@ -439,7 +456,7 @@ func (q Q) ListNotificationQueue(ctx context.Context, f NotificationQueueFilter)
 		var it NotificationQueueItem
 		n := &it.Notification
 		if err := rows.Scan(&n.ID, &n.RunID, &n.Channel, &n.SecretName, &n.Status, &n.Attempts, &n.NextAttemptAt,
-			&n.LeaseUntil, &n.LastError, &n.LastErrorKind, &n.SentAt, &n.CreatedAt, &n.UpdatedAt,
+			&n.LeaseUntil, &n.LastError, &n.LastErrorKind, &n.SentAt, &n.CreatedAt, &n.UpdatedAt, &n.EventKind, &n.OperationID,
 			&it.JobID, &it.JobName, &it.DestinationDeleted, &it.DestinationEnabled); err != nil {
 			return nil, fmt.Errorf("list notification queue: %w", err)
 		}

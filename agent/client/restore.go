@@ -189,6 +189,7 @@ func (e *RestoreExecutor) Verify(ctx context.Context, t *protocol.VerifyTask, em
 	res, err := restore.Verify(ctx, restore.VerifyRequest{
 		JobID: req.JobID, RunID: req.RunID, Target: tgt, ScratchDir: filepath.Join(opDir, "verify"),
 		Keys: e.keys, SQLiteSnapshot: req.SQLiteSnapshot, Events: opEvents{emit}, Progress: rep,
+		SampleFiles: req.SampleFiles,
 	})
 	rep.Close()
 	if err == nil && !res.OK {

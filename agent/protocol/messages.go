@@ -289,6 +289,9 @@ type VerifyRequest struct {
 	Snapshot *SnapshotTarget `json:"snapshot"`
 	// SQLiteSnapshot names the database inside the snapshot to integrity-check; empty skips it.
 	SQLiteSnapshot string `json:"sqlite_snapshot,omitempty"`
+	// SampleFiles > 0 (a restore_test drill) restores and checks only that many random files
+	// plus the largest one. An older agent ignores it and checks every file.
+	SampleFiles int `json:"sample_files,omitempty"`
 }
 
 type SnapshotDeleteEvent struct {

@@ -85,6 +85,7 @@ func (s *Service) attempt(ctx context.Context, n storage.Notification) outcome {
 	var (
 		reason string
 		run    storage.NotificationRun
+		op     storage.Operation
 		set    Settings
 	)
 	err := s.db.Read(ctx, func(q storage.Q) error {
@@ -92,7 +93,12 @@ func (s *Service) attempt(ctx context.Context, n storage.Notification) outcome {
 		if set, reason, err = s.recheckSettings(ctx, q, n.Channel, n.SecretName); err != nil || reason != "" {
 			return err
 		}
-		run, err = q.GetNotificationRun(ctx, n.RunID)
+		if run, err = q.GetNotificationRun(ctx, n.RunID); err != nil {
+			return err
+		}
+		if n.EventKind == storage.NotificationEventVerifyFailed {
+			op, err = q.GetOperation(ctx, n.OperationID)
+		}
 		return err
 	})
 	switch {
@@ -118,7 +124,10 @@ func (s *Service) attempt(ctx context.Context, n storage.Notification) outcome {
 		return outcome{err: fmt.Errorf("%w %s/%s: %s", errInvalidDestination, n.Channel, n.SecretName, err.Error())}
 	}
 	v := BuildValues(run, s.baseURL)
-	if err := s.sendRendered(ctx, n.ID, n.Channel, payload, set.Templates, v, run); err != nil {
+	if n.EventKind == storage.NotificationEventVerifyFailed {
+		v = BuildDrillValues(run, op, s.baseURL)
+	}
+	if err := s.sendRendered(ctx, n, payload, set.Templates.forEvent(n.EventKind), v, run); err != nil {
 		return s.failedOrInterrupted(ctx, err)
 	}
 	return outcome{sent: true}
@@ -132,7 +141,8 @@ func (s *Service) failedOrInterrupted(ctx context.Context, err error) outcome {
 }
 
 // sendRendered renders the channel's message and delivers it with id as the idempotency key.
-func (s *Service) sendRendered(ctx context.Context, id, channel string, payload any, t Templates, v Values, run storage.NotificationRun) error {
+func (s *Service) sendRendered(ctx context.Context, n storage.Notification, payload any, t Templates, v Values, run storage.NotificationRun) error {
+	id, channel := n.ID, n.Channel
 	switch p := payload.(type) {
 	case secrets.WeComBot:
 		return s.transport.WeCom(ctx, p, Render(t.WeComMarkdown, v), id)
@@ -140,11 +150,15 @@ func (s *Service) sendRendered(ctx context.Context, id, channel string, payload 
 		return s.transport.Email(ctx, p, send.Email{Subject: Render(t.EmailSubject, v), Body: Render(t.EmailBody, v),
 			ID: id, Date: s.clock.Now()})
 	case secrets.Webhook:
-		body, err := json.Marshal(webhookBody(id, run, v, t, s.clock.Now()))
+		wb := webhookBody(id, run, v, t, s.clock.Now())
+		if n.EventKind == storage.NotificationEventVerifyFailed {
+			wb.Event, wb.OperationID, wb.OperationURL = WebhookEventVerifyFailed, strOrNil(v.OperationID), strOrNil(v.OperationURL)
+		}
+		body, err := json.Marshal(wb)
 		if err != nil {
 			return fmt.Errorf("encode webhook body: %w", err)
 		}
-		return s.transport.Webhook(ctx, p, WebhookEventRunFinished, body, id)
+		return s.transport.Webhook(ctx, p, wb.Event, body, id)
 	}
 	return fmt.Errorf("channel %s: unexpected payload %T", channel, payload)
 }

@@ -82,6 +82,22 @@ func (s *Service) EnqueueForRun(ctx context.Context, q storage.Q, run RunInfo, s
 	if !Notifies(run.Status) {
 		return 0, nil
 	}
+	return s.enqueue(ctx, q, run.ID, storage.NotificationEventRun, "", spec)
+}
+
+// EnqueueVerifyFailed queues the verify_failed notifications of a failed drill (operation op) of
+// run runID's snapshot, to the destinations the job's spec selects, like a failed run's. Call it
+// inside the transaction that ends the operation, then Wake. A repeat inserts nothing.
+func (s *Service) EnqueueVerifyFailed(ctx context.Context, q storage.Q, op storage.Operation, runID, jobSpecJSON string) (int, error) {
+	var spec JobNotifications
+	if parsed, err := jobspec.Parse([]byte(jobSpecJSON)); err == nil {
+		spec = parsed.Notifications
+	}
+	return s.enqueue(ctx, q, runID, storage.NotificationEventVerifyFailed, op.ID, spec)
+}
+
+func (s *Service) enqueue(ctx context.Context, q storage.Q, runID, eventKind, opID string, spec JobNotifications) (int, error) {
+	run := RunInfo{ID: runID}
 	set, err := loadSettings(ctx, q)
 	if errors.Is(err, errSettingsUnreadable) {
 		// Failing would roll back the run's final write, and every later run's, until someone
@@ -121,6 +137,7 @@ func (s *Service) EnqueueForRun(ctx context.Context, q storage.Q, run RunInfo, s
 			ok, err := q.InsertNotification(ctx, storage.Notification{
 				ID: uuid.NewString(), RunID: run.ID, Channel: ch, SecretName: name,
 				Status: storage.NotificationQueued, NextAttemptAt: now, CreatedAt: now, UpdatedAt: now,
+				EventKind: eventKind, OperationID: opID,
 			})
 			if err != nil {
 				return inserted, fmt.Errorf("queue notifications for run %s: %w", run.ID, err)

@@ -49,6 +49,24 @@ type Templates struct {
 	WeComMarkdown string `json:"wecom_markdown"`
 	EmailSubject  string `json:"email_subject"`
 	EmailBody     string `json:"email_body"`
+	// VerifyFailed are the templates of a failed restore drill (event kind verify_failed).
+	VerifyFailed EventTemplates `json:"verify_failed"`
+}
+
+// EventTemplates are the templates of one event kind other than a finished run.
+type EventTemplates struct {
+	WeComMarkdown string `json:"wecom_markdown"`
+	EmailSubject  string `json:"email_subject"`
+	EmailBody     string `json:"email_body"`
+}
+
+// forEvent returns the run templates with those of event kind in their place.
+func (t Templates) forEvent(kind string) Templates {
+	if kind == storage.NotificationEventVerifyFailed {
+		v := t.VerifyFailed
+		t.WeComMarkdown, t.EmailSubject, t.EmailBody = v.WeComMarkdown, v.EmailSubject, v.EmailBody
+	}
+	return t
 }
 
 // ChannelEnabled reports whether channel is switched on (the global switch aside).
@@ -82,6 +100,25 @@ const (
 		"{{target_line_email}}{{consistency_line_email}}{{error_line_email}}"
 )
 
+// Default templates of a failed restore drill.
+const (
+	DefaultVerifyFailedWeComMarkdown = "**{{title}}**\n" +
+		"> Job: {{job_name}}\n" +
+		"> Snapshot: {{run_id}}\n" +
+		"> Drill: {{operation_id}}\n" +
+		"> Ended: {{ended_at}}\n" +
+		"{{target_line_wecom}}{{error_line_wecom}}"
+	DefaultVerifyFailedEmailSubject = "Bastion restore drill failed - {{job_name}}"
+	DefaultVerifyFailedEmailBody    = "Bastion restore drill\n\n" +
+		"The scheduled verification of a snapshot failed: the snapshot may not restore.\n\n" +
+		"Job: {{job_name}}\n" +
+		"Snapshot (run): {{run_id}}\n" +
+		"Drill (operation): {{operation_id}} {{operation_url}}\n" +
+		"Started: {{started_at}}\n" +
+		"Ended: {{ended_at}}\n" +
+		"{{target_line_email}}{{error_line_email}}"
+)
+
 // DefaultSettings is what a Hub starts with: everything on, default templates.
 func DefaultSettings() Settings {
 	return Settings{
@@ -95,6 +132,11 @@ func DefaultSettings() Settings {
 			WeComMarkdown: DefaultWeComMarkdown,
 			EmailSubject:  DefaultEmailSubject,
 			EmailBody:     DefaultEmailBody,
+			VerifyFailed: EventTemplates{
+				WeComMarkdown: DefaultVerifyFailedWeComMarkdown,
+				EmailSubject:  DefaultVerifyFailedEmailSubject,
+				EmailBody:     DefaultVerifyFailedEmailBody,
+			},
 		},
 	}
 }
@@ -116,6 +158,9 @@ func ValidateSettings(s Settings) error {
 		{"templates.wecom_markdown", s.Templates.WeComMarkdown, "WeCom template"},
 		{"templates.email_subject", s.Templates.EmailSubject, "Email subject template"},
 		{"templates.email_body", s.Templates.EmailBody, "Email body template"},
+		{"templates.verify_failed.wecom_markdown", s.Templates.VerifyFailed.WeComMarkdown, "Drill failure WeCom template"},
+		{"templates.verify_failed.email_subject", s.Templates.VerifyFailed.EmailSubject, "Drill failure email subject template"},
+		{"templates.verify_failed.email_body", s.Templates.VerifyFailed.EmailBody, "Drill failure email body template"},
 	} {
 		if strings.TrimSpace(t.value) == "" {
 			return &Error{Kind: KindInvalid, Code: "invalid_template", Field: t.field, Reason: "required",

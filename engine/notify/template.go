@@ -25,6 +25,9 @@ type Values struct {
 	Target         string
 	Error          string
 	RunURL         string
+	// OperationID and OperationURL name the drill of a verify_failed notification ("-" otherwise).
+	OperationID  string
+	OperationURL string
 
 	TargetLineWeCom, ErrorLineWeCom, ConsistencyLineWeCom string
 	TargetLineEmail, ErrorLineEmail, ConsistencyLineEmail string
@@ -37,7 +40,7 @@ var Placeholders = []string{
 	"{{started_at}}", "{{ended_at}}", "{{target_type}}", "{{target_location}}", "{{target}}",
 	"{{error}}", "{{target_line_wecom}}", "{{error_line_wecom}}", "{{target_line_email}}",
 	"{{error_line_email}}", "{{consistency_changed_total}}", "{{consistency_line_wecom}}",
-	"{{consistency_line_email}}", "{{run_url}}",
+	"{{consistency_line_email}}", "{{run_url}}", "{{operation_id}}", "{{operation_url}}",
 }
 
 func (v Values) pairs() []string {
@@ -62,6 +65,8 @@ func (v Values) pairs() []string {
 		"{{consistency_line_wecom}}", v.ConsistencyLineWeCom,
 		"{{consistency_line_email}}", v.ConsistencyLineEmail,
 		"{{run_url}}", v.RunURL,
+		"{{operation_id}}", orDash(v.OperationID),
+		"{{operation_url}}", orDash(v.OperationURL),
 	}
 }
 
@@ -91,6 +96,8 @@ func UnknownPlaceholders(t Templates) []UnknownPlaceholder {
 	var out []UnknownPlaceholder
 	for _, tpl := range []struct{ name, text string }{
 		{"wecom_markdown", t.WeComMarkdown}, {"email_subject", t.EmailSubject}, {"email_body", t.EmailBody},
+		{"verify_failed.wecom_markdown", t.VerifyFailed.WeComMarkdown}, {"verify_failed.email_subject", t.VerifyFailed.EmailSubject},
+		{"verify_failed.email_body", t.VerifyFailed.EmailBody},
 	} {
 		seen := map[string]bool{}
 		for _, m := range placeholderRE.FindAllString(tpl.text, -1) {
@@ -204,6 +211,49 @@ func BuildValues(r storage.NotificationRun, publicBaseURL string) Values {
 		v.Target = v.TargetLocation
 	}
 
+	v.setLines()
+	if n := v.ConsistencyChangedTotal; n > 0 {
+		line := "Source changed during backup: " + strconv.FormatInt(n, 10)
+		if r.Status == storage.RunFailed && v.Error == "source_consistency" {
+			line = "Failed by policy: source changed during backup: " + strconv.FormatInt(n, 10)
+		}
+		v.ConsistencyLineEmail = line + "\n"
+		v.ConsistencyLineWeCom = "> " + v.ConsistencyLineEmail
+	}
+	return v
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// BuildDrillValues computes the placeholder values of a failed drill (operation op) of run r's
+// snapshot: the run's values, with the drill's title, status, times and error.
+func BuildDrillValues(r storage.NotificationRun, op storage.Operation, publicBaseURL string) Values {
+	v := BuildValues(r, publicBaseURL)
+	v.Title, v.Status, v.StatusText = "Bastion restore drill failed", op.Status, "Drill failed"
+	v.StartedAt, v.EndedAt, v.Error = formatTS(op.StartedAt), "-", ""
+	if op.EndedAt != nil {
+		v.EndedAt = formatTS(*op.EndedAt)
+	}
+	if op.Error != nil {
+		v.Error = strings.TrimSpace(*op.Error)
+	}
+	v.OperationID = op.ID
+	if base := strings.TrimRight(publicBaseURL, "/"); base != "" {
+		v.OperationURL = base + "/operations/" + op.ID
+	}
+	v.ConsistencyChangedTotal, v.ConsistencyLineEmail, v.ConsistencyLineWeCom = 0, "", ""
+	v.ErrorLineEmail, v.ErrorLineWeCom = "", ""
+	v.setLines()
+	return v
+}
+
+// setLines fills the target and error lines from Target and Error.
+func (v *Values) setLines() {
 	if v.Target != "-" {
 		v.TargetLineEmail = "Target: " + v.Target + "\n"
 		v.TargetLineWeCom = "> " + v.TargetLineEmail
@@ -216,13 +266,4 @@ func BuildValues(r storage.NotificationRun, publicBaseURL string) Values {
 		v.ErrorLineEmail = line + "\n"
 		v.ErrorLineWeCom = "> " + v.ErrorLineEmail
 	}
-	if n := v.ConsistencyChangedTotal; n > 0 {
-		line := "Source changed during backup: " + strconv.FormatInt(n, 10)
-		if r.Status == storage.RunFailed && v.Error == "source_consistency" {
-			line = "Failed by policy: source changed during backup: " + strconv.FormatInt(n, 10)
-		}
-		v.ConsistencyLineEmail = line + "\n"
-		v.ConsistencyLineWeCom = "> " + v.ConsistencyLineEmail
-	}
-	return v
 }

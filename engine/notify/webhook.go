@@ -9,7 +9,9 @@ import (
 // Webhook events (the "event" field and the X-Bastion-Event header).
 const (
 	WebhookEventRunFinished = "run_finished"
-	WebhookEventTest        = "test"
+	// WebhookEventVerifyFailed reports a failed restore drill; operation_id names it.
+	WebhookEventVerifyFailed = "verify_failed"
+	WebhookEventTest         = "test"
 )
 
 // WebhookBody is the JSON document POSTed to generic webhooks (docs/notifications.md). Fields that
@@ -34,6 +36,9 @@ type WebhookBody struct {
 	TargetLocation          *string `json:"target_location"`
 	Error                   *string `json:"error"`
 	ConsistencyChangedTotal int64   `json:"consistency_changed_total"`
+	// OperationID and OperationURL name the drill of a verify_failed event (absent otherwise).
+	OperationID  *string `json:"operation_id,omitempty"`
+	OperationURL *string `json:"operation_url,omitempty"`
 
 	// Subject and Text are the email templates rendered for this run, for receivers that relay
 	// a human-readable message.

@@ -93,6 +93,8 @@ type VerifyTask struct {
 	Target      targets.RunTarget // where the snapshot lives
 	// SQLiteSnapshot names the database to integrity-check inside the snapshot ("" skips it).
 	SQLiteSnapshot string
+	// SampleFiles > 0: a restore test of that many random files plus the largest (drills).
+	SampleFiles int
 }
 
 // onAgentOnly reports whether only the agent that wrote the snapshot can read it: it is in one of
@@ -173,6 +175,9 @@ type Service struct {
 	cancels map[string]context.CancelCauseFunc // running operations of this process
 
 	entries *IndexCache
+
+	finishHooks []FinishHook
+	afterHooks  []func(storage.Operation)
 }
 
 var (
@@ -440,6 +445,11 @@ func (s *Service) finish(ctx context.Context, id, status string, summary *string
 			return err
 		}
 		out = op
+		for _, h := range s.finishHooks {
+			if err := h(ctx, q, op); err != nil {
+				return err
+			}
+		}
 		switch op.Status {
 		case storage.OperationSuccess:
 			return appendEvent(ctx, q, id, now, "info", "complete", "complete", nil)
@@ -448,6 +458,11 @@ func (s *Service) finish(ctx context.Context, id, status string, summary *string
 		}
 		return appendEvent(ctx, q, id, now, "error", "failed", msg, map[string]any{"error": code})
 	})
+	if err == nil && out.ID != "" && out.Status != storage.OperationRunning {
+		for _, h := range s.afterHooks {
+			h(out)
+		}
+	}
 	return out, err
 }
 

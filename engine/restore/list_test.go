@@ -178,3 +178,42 @@ func TestVerifyRefusesIndexPathsOutsideScratch(t *testing.T) {
 		}
 	}
 }
+
+// A restore test of a sample restores sample_files random files plus the largest one, and catches
+// a file whose bytes differ from what the entries index says (the index was crafted to disagree).
+func TestVerifySampleCatchesContentMismatch(t *testing.T) {
+	t.Parallel()
+	ents := []tarEntry{{hdr: tar.Header{Name: "a/", Typeflag: tar.TypeDir, Mode: 0o755}}}
+	index := []format.Entry{{Path: "a", Kind: format.KindDir}}
+	for i := range 6 {
+		body := strings.Repeat(string(rune('a'+i)), i+1)
+		name := "a/f" + string(rune('0'+i))
+		ents = append(ents, tarEntry{hdr: tar.Header{Name: name}, body: body})
+		sum := blake3.Sum256([]byte(body))
+		index = append(index, format.FileEntry(name, int64(len(body)), hex.EncodeToString(sum[:])))
+	}
+	big := strings.Repeat("B", 4096)
+	ents = append(ents, tarEntry{hdr: tar.Header{Name: "a/big"}, body: big})
+	wrong := blake3.Sum256([]byte(strings.Repeat("C", 4096))) // same size, other bytes
+	index = append(index, format.FileEntry("a/big", int64(len(big)), hex.EncodeToString(wrong[:])))
+	tg, runID := publishIndexed(t, [][]byte{zst(t, makeTar(t, tar.FormatPAX, ents))}, format.EncryptionNone, "", index)
+
+	scratch := filepath.Join(t.TempDir(), "v")
+	vr, err := restore.Verify(context.Background(), restore.VerifyRequest{JobID: jobID, RunID: runID, Target: tg,
+		ScratchDir: scratch, SampleFiles: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vr.OK || vr.FilesTotal != 3 || vr.FilesOK != 2 || vr.FilesFailed != 1 ||
+		len(vr.Errors) != 1 || vr.Errors[0] != "a/big: hash mismatch" {
+		t.Fatalf("sampled verify %+v", vr)
+	}
+	if _, err := os.Stat(scratch); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("scratch left behind: %v", err)
+	}
+	// Without sampling every file is checked.
+	vr, err = restore.Verify(context.Background(), restore.VerifyRequest{JobID: jobID, RunID: runID, Target: tg, ScratchDir: scratch})
+	if err != nil || vr.OK || vr.FilesTotal != 7 || vr.FilesFailed != 1 {
+		t.Fatalf("full verify %+v %v", vr, err)
+	}
+}

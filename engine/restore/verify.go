@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/klauspost/compress/zstd"
@@ -34,6 +36,9 @@ type VerifyRequest struct {
 	SQLiteSnapshot string
 	Events         EventSink
 	Progress       *progress.Reporter
+	// SampleFiles > 0 restores and checks only that many files picked at random plus the
+	// largest one (a restore_test drill with sample_files); 0 restores and checks every file.
+	SampleFiles int
 }
 
 // VerifyResult is the summary of backup.md §10.
@@ -65,18 +70,42 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 	}
 	defer os.RemoveAll(req.ScratchDir)
 	dest := filepath.Join(req.ScratchDir, "restore")
+	run := targets.RunRef{JobID: req.JobID, RunID: req.RunID}
+	indexPath := filepath.Join(req.ScratchDir, targets.EntriesName)
+	var sel *Selection
+	var sample map[string]bool // nil: every file is checked
+	if req.SampleFiles > 0 {
+		if err := FetchIndex(ctx, req.Target, run, indexPath); err != nil {
+			return res, err
+		}
+		picked, err := pickSample(indexPath, req.SampleFiles)
+		if err != nil {
+			return res, err
+		}
+		sample = map[string]bool{}
+		sel = &Selection{Files: []string{}}
+		for _, p := range picked {
+			sample[p] = true
+			sel.Files = append(sel.Files, p)
+		}
+		if req.SQLiteSnapshot != "" {
+			sel.Files = append(sel.Files, req.SQLiteSnapshot)
+		}
+		emit(req.Events, "info", "sample", fmt.Sprintf("restore test of %d sampled files", len(picked)),
+			map[string]any{"sample_files": req.SampleFiles, "picked": len(picked)})
+	}
 	rr, err := Restore(ctx, Request{
 		JobID: req.JobID, RunID: req.RunID, Target: req.Target, Destination: dest,
 		StagingDir: filepath.Join(req.ScratchDir, "staging"), Conflict: ConflictOverwrite,
-		Keys: req.Keys, Events: req.Events, Progress: req.Progress,
+		Selection: sel, Keys: req.Keys, Events: req.Events, Progress: req.Progress,
 	})
 	if err != nil {
 		return res, err
 	}
-	run := targets.RunRef{JobID: req.JobID, RunID: req.RunID}
-	indexPath := filepath.Join(req.ScratchDir, targets.EntriesName)
-	if err := FetchIndex(ctx, req.Target, run, indexPath); err != nil {
-		return res, err
+	if sample == nil {
+		if err := FetchIndex(ctx, req.Target, run, indexPath); err != nil {
+			return res, err
+		}
 	}
 	fail := func(msg string) {
 		res.FilesFailed++
@@ -91,7 +120,7 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if e.Kind != format.KindFile {
+		if e.Kind != format.KindFile || (sample != nil && !sample[e.Path]) {
 			return nil
 		}
 		res.FilesTotal++
@@ -152,6 +181,40 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 		"sqlite_ok": res.SQLiteOK, "errors": res.Errors,
 	})
 	return res, nil
+}
+
+// pickSample chooses n regular files of the index uniformly at random (reservoir sampling, one
+// pass, n paths in memory) plus the largest file, which a sample would otherwise rarely include
+// and which spans the most parts.
+func pickSample(indexPath string, n int) ([]string, error) {
+	var (
+		reservoir []string
+		seen      int
+		largest   string
+		maxSize   int64 = -1
+	)
+	err := scanIndex(indexPath, func(e format.Entry) error {
+		if e.Kind != format.KindFile {
+			return nil
+		}
+		if e.Size > maxSize {
+			largest, maxSize = e.Path, e.Size
+		}
+		seen++
+		if len(reservoir) < n {
+			reservoir = append(reservoir, e.Path)
+		} else if j := rand.IntN(seen); j < n {
+			reservoir[j] = e.Path
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if maxSize >= 0 && !slices.Contains(reservoir, largest) {
+		reservoir = append(reservoir, largest)
+	}
+	return reservoir, nil
 }
 
 // insideDest maps an index path to where the restore put it, or says why it is refused: the

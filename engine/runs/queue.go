@@ -143,7 +143,12 @@ func (s *Service) dispatchAgents(ctx context.Context) error {
 			continue
 		}
 		for _, c := range cands {
+			done, ok := s.gateBackup(c.Job.ID)
+			if !ok {
+				continue // a drill of the job runs; its end wakes us
+			}
 			started, err := s.agents.Start(ctx, c.Run, c.Job)
+			done()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("start run %s on agent %s: %w", c.Run.ID, agentID, err))
 				break
@@ -159,6 +164,11 @@ func (s *Service) dispatchAgents(ctx context.Context) error {
 // startHub claims a queued Hub run and executes it in a goroutine. It reports false when the run
 // was taken or canceled meanwhile.
 func (s *Service) startHub(ctx, execCtx context.Context, c storage.RunWithJob) (bool, error) {
+	done, ok := s.gateBackup(c.Job.ID)
+	if !ok {
+		return false, nil // a drill of the job runs; its end wakes us
+	}
+	defer done()
 	runCtx, cancel := context.WithCancelCause(execCtx)
 	// Registered before the claim, so that a cancel committed right after the claim finds it.
 	s.mu.Lock()
@@ -209,6 +219,14 @@ func (s *Service) startHub(ctx, execCtx context.Context, c storage.RunWithJob) (
 		s.Wake()
 	}()
 	return true, nil
+}
+
+// gateBackup asks the gate (if any) whether a backup of jobID may be claimed now.
+func (s *Service) gateBackup(jobID string) (func(), bool) {
+	if s.gate == nil {
+		return func() {}, true
+	}
+	return s.gate.BackupStarting(jobID)
 }
 
 func (s *Service) execute(ctx context.Context, run storage.Run, job storage.Job, spec *jobspec.Spec, specErr error) {

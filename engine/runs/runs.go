@@ -146,6 +146,12 @@ type AgentRunner interface {
 	Cancel(ctx context.Context, agentID, runID string) error
 }
 
+// BackupGate says whether a backup of a job may be claimed now; done is called once the claim
+// committed or failed. engine/jobgate.Gate implements it.
+type BackupGate interface {
+	BackupStarting(jobID string) (done func(), ok bool)
+}
+
 // Config builds a Service.
 type Config struct {
 	DB    *storage.DB
@@ -161,6 +167,8 @@ type Config struct {
 	OnFinished []FinishHook
 	// AfterFinished run after that transaction commits (wake-ups); they must not block.
 	AfterFinished []func(Finished)
+	// Gate, when set, keeps a backup queued while a restore drill of its job runs (engine/jobgate).
+	Gate BackupGate
 	// Bus carries committed run events to live subscribers; nil creates one. Pass a shared bus
 	// when another service (notifications) also appends run events.
 	Bus *Bus
@@ -174,6 +182,7 @@ type Service struct {
 	conc   int
 	exec   Executor
 	agents AgentRunner
+	gate   BackupGate
 	hooks  []FinishHook
 	after  []func(Finished)
 	bus    *Bus
@@ -207,7 +216,7 @@ func New(cfg Config) *Service {
 	}
 	s := &Service{
 		db: cfg.DB, clock: cfg.Clock, log: cfg.Log.With().Str("component", "runs").Logger(),
-		conc: cfg.Concurrency, exec: cfg.Executor, agents: cfg.Agents,
+		conc: cfg.Concurrency, exec: cfg.Executor, agents: cfg.Agents, gate: cfg.Gate,
 		hooks: cfg.OnFinished, after: cfg.AfterFinished,
 		bus: cfg.Bus, wake: make(chan struct{}, 1),
 		cancels: map[string]context.CancelCauseFunc{}, progress: map[string]*progressState{},

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/jobgate"
 	"github.com/bastion-backup/bastion/storage"
 	"github.com/bastion-backup/bastion/storage/storagetest"
 )
@@ -176,6 +177,7 @@ type opts struct {
 	noRun        bool
 	hookErr      error
 	stopOnCancel bool // see fakeExec
+	gate         BackupGate
 }
 
 func setup(t *testing.T, o opts) *testBundle {
@@ -187,7 +189,7 @@ func setup(t *testing.T, o opts) *testBundle {
 	b.agents = &fakeAgents{db: db, connected: map[string]bool{}, started: make(chan storage.Run, 16), canceled: make(chan string, 16)}
 	b.svc = New(Config{
 		DB: db, Clock: b.clk, Log: zerolog.New(zerolog.NewTestWriter(t)), Concurrency: o.concurrency,
-		Executor: b.exec, Agents: b.agents,
+		Executor: b.exec, Agents: b.agents, Gate: o.gate,
 		OnFinished: []FinishHook{func(ctx context.Context, q storage.Q, f Finished) error {
 			// Proves the hook sees the terminal row inside the transaction.
 			r, err := q.GetRun(ctx, f.Run.ID)
@@ -1034,5 +1036,55 @@ func TestNewIDIsARandomUUIDv4(t *testing.T) {
 			t.Fatalf("NewID() = %q (%v): want distinct lower-case UUIDv4 strings", id, err)
 		}
 		seen[id] = true
+	}
+}
+
+// A backup of a job whose restore drill runs stays queued, without holding up other jobs, and
+// starts once the drill ends; an agent job's run waits the same way.
+func TestBackupWaitsForTheJobsDrill(t *testing.T) {
+	t.Parallel()
+	gate := jobgate.New(1)
+	b := setup(t, opts{gate: gate})
+	gate.OnDrillEnd(b.svc.Wake)
+	agent := "a1"
+	b.job("j1", OverlapQueue, nil)
+	b.job("j2", OverlapQueue, nil)
+	b.job("j3", OverlapQueue, &agent)
+	b.agents.setConnected(agent, true)
+	release := gate.Hold("j1", "local_dir:hub:/srv/bk")
+	release3 := gate.Hold("j3", "local_dir:a1:/srv/bk")
+	r1 := b.trigger("j1")
+	r3 := b.trigger("j3")
+	r2 := b.trigger("j2")
+	c := b.nextCall()
+	if c.req.Run.ID != r2.ID {
+		t.Fatalf("started %s while the drill of j1 runs", c.req.Run.ID)
+	}
+	n := b.passes.count()
+	b.svc.Wake()
+	if _, ok := b.passes.wait(n); !ok {
+		t.Fatal("no dispatch pass")
+	}
+	if got := b.run(r1.ID); got.Status != storage.RunQueued {
+		t.Fatalf("backup of j1 is %s while its drill runs", got.Status)
+	}
+	if got := b.run(r3.ID); got.Status != storage.RunQueued {
+		t.Fatalf("agent backup of j3 is %s while its drill runs", got.Status)
+	}
+	release()
+	c1 := b.nextCall()
+	if c1.req.Run.ID != r1.ID {
+		t.Fatalf("after the drill ended, started %s, want %s", c1.req.Run.ID, r1.ID)
+	}
+	c.reply(Outcome{Status: storage.RunSuccess}, nil)
+	c1.reply(Outcome{Status: storage.RunSuccess}, nil)
+	release3()
+	select {
+	case r := <-b.agents.started:
+		if r.ID != r3.ID {
+			t.Fatalf("agent started %s", r.ID)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent backup did not start after its drill ended")
 	}
 }

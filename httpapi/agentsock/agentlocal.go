@@ -130,7 +130,7 @@ func (b *RestoreBridge) StartVerify(ctx context.Context, node string, task opera
 	}
 	payload, err := json.Marshal(&protocol.VerifyTask{TaskID: task.OperationID, Task: protocol.VerifyRequest{
 		OpID: task.OperationID, RunID: task.RunID, JobID: task.JobID, Snapshot: wireSnapshot(task.Target),
-		SQLiteSnapshot: task.SQLiteSnapshot}})
+		SQLiteSnapshot: task.SQLiteSnapshot, SampleFiles: task.SampleFiles}})
 	if err != nil {
 		return fmt.Errorf("encode verify task %s: %w", task.OperationID, err)
 	}

@@ -38,7 +38,10 @@ type agentParts struct {
 // operations it left running are marked failed (restores an agent still owes stay running), and
 // scratch directories of runs and operations are removed. It runs before anything can start a
 // run or an operation.
-func newBackupServices(ctx context.Context, cfg config.Config, db *storage.DB, store *secrets.Store, keys *agekeys.Keys, agents agentParts, log zerolog.Logger) (*backupServices, error) {
+//
+// hookOps, when set, is given the operations service before its recovery, so that hooks on the
+// end of an operation (drills recording a job's proof) also see the operations recovery ends.
+func newBackupServices(ctx context.Context, cfg config.Config, db *storage.DB, store *secrets.Store, keys *agekeys.Keys, agents agentParts, log zerolog.Logger, hookOps func(*operations.Service)) (*backupServices, error) {
 	clk := clock.Real{}
 	targets := opener.New(opener.Config{Secrets: store, Remote: agents.targets, Logger: log})
 	b := &backupServices{
@@ -52,6 +55,9 @@ func newBackupServices(ctx context.Context, cfg config.Config, db *storage.DB, s
 	}
 	if err := backupexec.CleanRunDirs(cfg.DataDir); err != nil {
 		return nil, err
+	}
+	if hookOps != nil {
+		hookOps(b.ops)
 	}
 	n, err := b.ops.Recover(ctx)
 	if err != nil {

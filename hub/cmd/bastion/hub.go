@@ -17,8 +17,11 @@ import (
 	"github.com/bastion-backup/bastion/engine/agekeys"
 	"github.com/bastion-backup/bastion/engine/backupexec"
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/drills"
+	"github.com/bastion-backup/bastion/engine/jobgate"
 	"github.com/bastion-backup/bastion/engine/maintenance"
 	"github.com/bastion-backup/bastion/engine/notify"
+	"github.com/bastion-backup/bastion/engine/operations"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/scheduler"
 	"github.com/bastion-backup/bastion/engine/secrets"
@@ -96,15 +99,27 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	agentRuns := agentsock.NewRunBridge()
 	agentRestores := agentsock.NewRestoreBridge(store)
 	ageKeys := agekeys.New(store)
+	// Drills (scheduled verification) and backups of one job never overlap, and drills share each
+	// target's slots, through one gate that the run queue and the drill service both consult.
+	gate := jobgate.New(cfg.DrillsPerTarget)
+	var drillSvc *drills.Service // built with the operations service, before anything connects
+	onAgentConnect := func(id string) {
+		agentRuns.AgentConnected(id)
+		drillSvc.Wake()
+	}
 	agents := agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: log, InsecureHTTP: cfg.InsecureHTTP,
-		Sink: agentRuns, OnConnect: agentRuns.AgentConnected, Operations: agentRestores, Keys: ageKeys, Notifier: notifier,
+		Sink: agentRuns, OnConnect: onAgentConnect, Operations: agentRestores, Keys: ageKeys, Notifier: notifier,
 		Snapshots: agentsock.StoreSnapshots{DB: db, Store: store, Keys: ageKeys, Clock: clock.Real{}}})
 	// Deferred after the database's Close, so it runs before it: no agent socket goroutine may
 	// write to a closed database. (The "agents" loop closes the sockets already when it stops;
 	// this covers a return before the loops started.)
 	defer agents.Close()
 	backups, err := newBackupServices(ctx, cfg, db, store, ageKeys, agentParts{
-		targets: agentsock.Targets{Hub: agents, Secrets: store, Logger: log}, restores: agentRestores}, log)
+		targets: agentsock.Targets{Hub: agents, Secrets: store, Logger: log}, restores: agentRestores}, log,
+		func(ops *operations.Service) {
+			drillSvc = drills.New(drills.Config{DB: db, Clock: clock.Real{}, Log: log, Ops: ops, Gate: gate,
+				Notifier: notifier, Agents: agentRuns})
+		})
 	if err != nil {
 		return err
 	}
@@ -122,8 +137,10 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 				return err
 			},
 		},
-		AfterFinished: []func(runs.Finished){func(runs.Finished) { notifier.Wake() }},
+		AfterFinished: []func(runs.Finished){func(runs.Finished) { notifier.Wake(); drillSvc.Wake() }},
+		Gate:          gate,
 	})
+	gate.OnDrillEnd(runQueue.Wake)
 	agentRuns.Attach(agents, runQueue)
 	if n, err := runQueue.Recover(ctx); err != nil {
 		return err
@@ -159,6 +176,8 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		Operations:      backups.ops,
 		Runs:            runQueue,
 		Scheduler:       sched,
+		Drills:          drillSvc,
+		DrillErrors:     httpapi.DrillErrors{JobArchived: drills.ErrJobArchived, NoSnapshot: drills.ErrNoSnapshot},
 		OnJobChanged:    syncAgents,
 		Notifications:   notifier,
 		OnSecretDeleted: notifier.SecretDeleted,
@@ -205,6 +224,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log}).Run)
 	group.Go("runs", runQueue.Run)
 	group.Go("scheduler", sched.Run)
+	group.Go("drills", drillSvc.Run)
 	group.Go("notifications", notifier.Run)
 	group.Go("run-pruning", (&runs.Pruner{DB: db, Clock: clock.Real{}, Log: log, RetentionDays: cfg.RunRetentionDays}).Run)
 

@@ -50,6 +50,7 @@ type Config struct {
 	DBBusyTimeout         time.Duration
 	RunConcurrency        int
 	EntriesCacheMaxBytes  int64
+	DrillsPerTarget       int
 	UIDir                 string // BASTION_UI_DIR (env only); empty: ./ui/dist if present, else embedded
 
 	// Sources maps each option name to where its value came from.
@@ -153,6 +154,8 @@ var options = []option{
 			c.EntriesCacheMaxBytes = n
 			return err
 		}},
+	{name: "drills-per-target", env: "BASTION_DRILLS_PER_TARGET", def: "1", usage: "restore drills reading one target at once",
+		set: func(c *Config, v string) error { return setInt(&c.DrillsPerTarget, v, 1, 64) }},
 }
 
 // MinEntriesCacheBytes is the smallest --entries-cache-max-bytes accepted.
@@ -412,6 +415,7 @@ func Print(w io.Writer, c Config, asJSON bool) error {
 		"body-read-timeout": c.BodyReadTimeout.String(), "log": c.Log, "log-file": c.LogFile,
 		"log-rotation": c.LogRotation, "log-keep-files": c.LogKeepFiles, "db-busy-timeout": c.DBBusyTimeout.String(),
 		"run-concurrency": c.RunConcurrency, "entries-cache-max-bytes": c.EntriesCacheMaxBytes,
+		"drills-per-target": c.DrillsPerTarget,
 	}
 	out := map[string]entry{}
 	for _, o := range options {

@@ -30,6 +30,8 @@ export const api = {
       http.post<void>(`/api/jobs/${seg(id)}/archive`, undefined, { cascade_snapshots: cascadeSnapshots }),
     unarchive: (id: string) => http.post<void>(`/api/jobs/${seg(id)}/unarchive`),
     runNow: (id: string) => http.post<T.TriggerRunResponse>(`/api/jobs/${seg(id)}/run`),
+    /** Queues a restore drill of the job's latest snapshot; it starts when no backup of the job runs. */
+    verifyNow: (id: string) => http.post<{ status: 'pending' }>(`/api/jobs/${seg(id)}/verify`),
     runs: (id: string) => http.get<T.RunListItem[]>(`/api/jobs/${seg(id)}/runs`),
     retentionPreview: (id: string, retention?: T.RetentionPolicy) =>
       http.post<T.RetentionPreview>(`/api/jobs/${seg(id)}/retention/preview`, retention ? { retention } : {}),
@@ -39,6 +41,11 @@ export const api = {
     unpin: (id: string, runId: string) => http.post<void>(`/api/jobs/${seg(id)}/snapshots/${seg(runId)}/unpin`),
     deleteSnapshot: (id: string, runId: string, force = false) =>
       http.post<void>(`/api/jobs/${seg(id)}/snapshots/${seg(runId)}/delete`, undefined, force ? { force: true } : undefined),
+  },
+
+  verificationSettings: {
+    get: () => http.get<T.VerificationSettings>('/api/settings/verification'),
+    save: (s: T.VerificationSettings) => http.put<T.VerificationSettings>('/api/settings/verification', s),
   },
 
   dashboard: {

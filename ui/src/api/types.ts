@@ -174,6 +174,29 @@ export interface JobListItem {
   latest_run_status?: RunStatus | null
   latest_run_started_at?: number | null
   latest_run_ended_at?: number | null
+  /** Scheduled verification (restore drills); null: none. */
+  verification?: VerificationConfig | null
+  /** When the job's last drill (or a verify of its latest snapshot) ended, and how. */
+  last_verified_at?: number | null
+  last_verify_status?: 'success' | 'failed' | 'canceled' | null
+  last_verify_op_id?: string | null
+  /** When a drill last succeeded. */
+  last_proven_at?: number | null
+  verify_pending_at?: number | null
+  verify_running_op_id?: string | null
+  /** Never proven, or not proven for longer than the Hub's stale_after_days. */
+  verify_overdue?: boolean
+}
+export type VerifyMode = 'verify' | 'restore_test'
+export interface VerificationConfig {
+  schedule: string
+  timezone?: string
+  mode: VerifyMode
+  /** restore_test only: that many random files plus the largest; 0 or absent: every file. */
+  sample_files?: number
+}
+export interface VerificationSettings {
+  stale_after_days: number
 }
 export interface JobDetail extends JobListItem {
   spec: JobSpec
@@ -186,6 +209,7 @@ export interface JobWriteBody {
   overlap_policy: OverlapPolicy
   missed_run_policy: MissedRunPolicy
   spec: JobSpec
+  verification: VerificationConfig | null
 }
 export type JobScope = 'all' | 'hub' | `agent:${string}`
 export type JobSort = 'updated_desc' | 'updated_asc' | 'name_asc' | 'name_desc'
@@ -568,4 +592,19 @@ export interface DashboardOverview {
     error_snapshots: DashboardSnapshot[]
     error_snapshots_total: number
   }
+  verification?: DashboardVerification
+}
+export interface DashboardVerification {
+  stale_after_days: number
+  jobs: number
+  never_proven: number
+  stale: number
+  last_failed: number
+  unproven: {
+    job_id: string
+    job_name: string
+    last_proven_at: number | null
+    last_verify_status: 'success' | 'failed' | 'canceled' | null
+    last_verified_at: number | null
+  }[]
 }

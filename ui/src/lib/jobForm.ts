@@ -18,6 +18,8 @@ import type {
   RetentionPolicy,
   SnapshotMode,
   SymlinkPolicy,
+  VerificationConfig,
+  VerifyMode,
 } from '@/api/types'
 import { cronToSchedule, defaultSchedule, scheduleToCron, type ScheduleForm } from './schedule'
 
@@ -152,9 +154,19 @@ export interface JobForm {
   retention: RetentionForm
   hooks: HooksForm
 
+  /** Scheduled verification: none, the weekly default, or a cron of the user's (job's timezone). */
+  verifyPreset: VerifyPreset
+  verifyCron: string
+  verifyMode: VerifyMode
+  verifySampleFiles: number
+
   /** Spec parts the editor does not show, kept verbatim on save. */
   preserved: { pipelineWebdav?: unknown; fsRoot?: string }
 }
+
+export type VerifyPreset = 'none' | 'weekly' | 'custom'
+/** The "weekly" drill the editor offers: Sundays at 03:00 in the job's time zone. */
+export const WEEKLY_VERIFY_CRON = '0 3 * * 0'
 
 export const defaultRetention = (): RetentionForm => ({
   enabled: false,
@@ -200,6 +212,10 @@ export function newJobForm(timezone = 'UTC'): JobForm {
     notifyWecomBot: [],
     notifyEmail: [],
     notifyWebhook: [],
+    verifyPreset: 'none',
+    verifyCron: WEEKLY_VERIFY_CRON,
+    verifyMode: 'verify',
+    verifySampleFiles: 0,
     retention: defaultRetention(),
     hooks: defaultHooks(),
     preserved: {},
@@ -312,7 +328,19 @@ export function formToRequest(f: JobForm): JobWriteBody {
     overlap_policy: f.overlapPolicy,
     missed_run_policy: f.missedRunPolicy,
     spec: formToSpec(f),
+    verification: formToVerification(f),
   }
+}
+
+export function formToVerification(f: JobForm): VerificationConfig | null {
+  if (f.verifyPreset === 'none') return null
+  const v: VerificationConfig = {
+    schedule: f.verifyPreset === 'weekly' ? WEEKLY_VERIFY_CRON : f.verifyCron.trim(),
+    timezone: f.timezone.trim(),
+    mode: f.verifyMode,
+  }
+  if (f.verifyMode === 'restore_test' && f.verifySampleFiles > 0) v.sample_files = f.verifySampleFiles
+  return v
 }
 
 type Loose = Record<string, unknown>
@@ -382,6 +410,13 @@ export function jobToForm(job: JobDetail): JobForm {
   f.timezone = job.schedule_timezone || 'UTC'
   f.overlapPolicy = job.overlap_policy
   f.missedRunPolicy = job.missed_run_policy ?? 'run_once'
+  const v = job.verification
+  if (v) {
+    f.verifyPreset = v.schedule === WEEKLY_VERIFY_CRON ? 'weekly' : 'custom'
+    f.verifyCron = v.schedule
+    f.verifyMode = v.mode === 'restore_test' ? 'restore_test' : 'verify'
+    f.verifySampleFiles = v.sample_files ?? 0
+  }
   return f
 }
 
@@ -391,6 +426,7 @@ export function validateForm(f: JobForm): Record<string, string> {
   if (!f.name.trim()) errs.name = 'required'
   if (!f.timezone.trim()) errs.schedule_timezone = 'required'
   if (f.schedule.mode === 'cron' && !f.schedule.cron.trim()) errs.schedule = 'required'
+  if (f.verifyPreset === 'custom' && !f.verifyCron.trim()) errs['verification.schedule'] = 'required'
   if (f.type === 'filesystem' && cleanList(f.fsPaths).length === 0) errs['spec.source.paths'] = 'required'
   if (f.type === 'sqlite' && !f.sqlitePath.trim()) errs['spec.source.path'] = 'required'
   if (f.type === 'vaultwarden' && !f.vaultwardenDataDir.trim()) errs['spec.source.data_dir'] = 'required'
