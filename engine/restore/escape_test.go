@@ -1,0 +1,180 @@
+package restore_test
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bastion-backup/bastion/engine/backup/format"
+	"github.com/bastion-backup/bastion/engine/restore"
+)
+
+// outsideFile is a file beside the destination that a crafted archive tries to reach.
+type outsideFile struct {
+	dir, path string
+	mtime     time.Time
+}
+
+func newOutside(t *testing.T) outsideFile {
+	t.Helper()
+	dir := t.TempDir()
+	o := outsideFile{dir: dir, path: filepath.Join(dir, "secret"), mtime: time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)}
+	if err := os.WriteFile(o.path, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{o.path, dir} {
+		if err := os.Chtimes(p, o.mtime, o.mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return o
+}
+
+// untouched fails the test if anything about the outside file or its directory changed.
+func (o outsideFile) untouched(t *testing.T) {
+	t.Helper()
+	for p, mode := range map[string]fs.FileMode{o.path: 0o600, o.dir: fs.ModeDir | 0o700} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != mode || !fi.ModTime().Equal(o.mtime) {
+			t.Errorf("%s outside the destination changed: mode %v mtime %v (want %v %v)", p, fi.Mode(), fi.ModTime(), mode, o.mtime)
+		}
+	}
+	ents, _ := os.ReadDir(o.dir)
+	if len(ents) != 1 {
+		t.Errorf("something was written outside the destination: %v", ents)
+	}
+	if b, _ := os.ReadFile(o.path); string(b) != "secret" {
+		t.Errorf("outside file rewritten: %q", b)
+	}
+}
+
+func wantRefused(t *testing.T, res restore.Result, err error, path, reason string) {
+	t.Helper()
+	var re *restore.Error
+	if !errors.As(err, &re) || re.Code != restore.CodeUnsafeEntries {
+		t.Fatalf("err = %v, want unsafe_entries", err)
+	}
+	for _, r := range res.RefusedSample {
+		if r.Path == path && strings.Contains(r.Reason, reason) {
+			return
+		}
+	}
+	t.Fatalf("refusals %+v, want %s refused with %q", res.RefusedSample, path, reason)
+}
+
+// TestDirectoryReplacedBySymlinkIsNotFollowed is security issue 11 item 1: a directory entry
+// x/, then a symlink x to something outside. The end-of-restore pass that applies directory
+// modes and times used to chmod/chtimes through the symlink (a file outside went from 0600 to
+// 0777), and the restore said success.
+func TestDirectoryReplacedBySymlinkIsNotFollowed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		link func(o outsideFile) string
+	}{
+		{"ToFile", func(o outsideFile) string { return o.path }},
+		{"ToDirectory", func(o outsideFile) string { return o.dir }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := newOutside(t)
+			payload := zst(t, makeTar(t, tar.FormatPAX, []tarEntry{
+				{tar.Header{Name: "safe.txt"}, "safe"},
+				{tar.Header{Name: "x/", Typeflag: tar.TypeDir, Mode: 0o777, ModTime: time.Unix(1_700_000_000, 0)}, ""},
+				{tar.Header{Name: "x", Typeflag: tar.TypeSymlink, Linkname: tc.link(o)}, ""},
+			}))
+			entries := []format.Entry{format.FileEntry("safe.txt", 4, "00"), {Path: "x", Kind: format.KindDir}}
+			tg, runID := publishIndexed(t, [][]byte{payload}, "none", "", entries)
+
+			t.Run("Restore", func(t *testing.T) {
+				res, dest, err := restoreRun(t, tg, runID, nil, nil) // default policy: overwrite
+				wantRefused(t, res, err, "x", "symlink")
+				o.untouched(t)
+				if b, _ := os.ReadFile(filepath.Join(dest, "safe.txt")); string(b) != "safe" {
+					t.Fatal("safe entry not restored")
+				}
+			})
+			t.Run("Verify", func(t *testing.T) {
+				_, err := restore.Verify(context.Background(), restore.VerifyRequest{
+					JobID: jobID, RunID: runID, Target: tg, ScratchDir: filepath.Join(t.TempDir(), "scratch")})
+				var re *restore.Error
+				if !errors.As(err, &re) || re.Code != restore.CodeUnsafeEntries {
+					t.Fatalf("verify err = %v, want unsafe_entries", err)
+				}
+				o.untouched(t)
+			})
+		})
+	}
+}
+
+// TestSymlinkPlantedAsParentBetweenEntries: x/ as a directory, then x as a symlink outside,
+// then x/file, x/sub/ and a hard link under x. Nothing may be written through the link.
+func TestSymlinkPlantedAsParentBetweenEntries(t *testing.T) {
+	t.Parallel()
+	o := newOutside(t)
+	payload := zst(t, makeTar(t, tar.FormatPAX, []tarEntry{
+		{tar.Header{Name: "x/", Typeflag: tar.TypeDir, Mode: 0o755}, ""},
+		{tar.Header{Name: "x", Typeflag: tar.TypeSymlink, Linkname: o.dir}, ""},
+		{tar.Header{Name: "x/file"}, "pwned"},
+		{tar.Header{Name: "x/sub/", Typeflag: tar.TypeDir, Mode: 0o777}, ""},
+		{tar.Header{Name: "x/secret", Typeflag: tar.TypeSymlink, Linkname: "/"}, ""},
+		{tar.Header{Name: "a.txt"}, "a"},
+		{tar.Header{Name: "x/h", Typeflag: tar.TypeLink, Linkname: "a.txt"}, ""},
+		{tar.Header{Name: "h2", Typeflag: tar.TypeLink, Linkname: "x/secret"}, ""},
+	}))
+	tg, runID := publish(t, [][]byte{payload}, "none", "")
+	res, _, err := restoreRun(t, tg, runID, nil, nil)
+	wantRefused(t, res, err, "x/file", "parent x is a symlink")
+	wantRefused(t, res, err, "x/h", "parent x is a symlink")
+	wantRefused(t, res, err, "h2", "parent x is a symlink")
+	o.untouched(t)
+}
+
+// TestSpecialBitsStripped is security issue 11 item 8: setuid, setgid and sticky bits are not
+// restored unless the request keeps them.
+func TestSpecialBitsStripped(t *testing.T) {
+	t.Parallel()
+	payload := zst(t, makeTar(t, tar.FormatPAX, []tarEntry{
+		{tar.Header{Name: "shared/", Typeflag: tar.TypeDir, Mode: 0o3775}, ""},
+		{tar.Header{Name: "shared/su", Mode: 0o6755}, "#!/bin/sh\n"},
+		{tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777}, ""},
+	}))
+	tg, runID := publish(t, [][]byte{payload}, "none", "")
+	for _, tc := range []struct {
+		name             string
+		keep             bool
+		file, dir, stick fs.FileMode
+	}{
+		{"Default", false, 0o755, fs.ModeDir | 0o775, fs.ModeDir | 0o777},
+		{"Kept", true, fs.ModeSetuid | fs.ModeSetgid | 0o755, fs.ModeDir | fs.ModeSetgid | fs.ModeSticky | 0o775, fs.ModeDir | fs.ModeSticky | 0o777},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, dest, err := restoreRun(t, tg, runID, nil, func(r *restore.Request) { r.KeepSpecialBits = tc.keep })
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p, want := range map[string]fs.FileMode{"shared/su": tc.file, "shared": tc.dir, "tmp": tc.stick} {
+				fi, err := os.Lstat(filepath.Join(dest, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode() != want {
+					t.Errorf("%s: mode %v, want %v", p, fi.Mode(), want)
+				}
+			}
+		})
+	}
+}
