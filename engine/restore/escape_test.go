@@ -3,6 +3,7 @@ package restore_test
 import (
 	"archive/tar"
 	"context"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
@@ -11,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zeebo/blake3"
+
 	"github.com/bastion-backup/bastion/engine/backup/format"
 	"github.com/bastion-backup/bastion/engine/restore"
+	"github.com/bastion-backup/bastion/engine/targets"
 )
 
 // outsideFile is a file beside the destination that a crafted archive tries to reach.
@@ -174,6 +178,49 @@ func TestSpecialBitsStripped(t *testing.T) {
 				if fi.Mode() != want {
 					t.Errorf("%s: mode %v, want %v", p, fi.Mode(), want)
 				}
+			}
+		})
+	}
+}
+
+// TestManifestPartNamesStayInTheRun: a manifest from the target names its parts, and a local
+// target's parts are read in place; a name like ../../file made the restore read (and report
+// the size and hash of) any file the process could read.
+func TestManifestPartNamesStayInTheRun(t *testing.T) {
+	t.Parallel()
+	payload := zst(t, makeTar(t, tar.FormatPAX, []tarEntry{{tar.Header{Name: "stolen.txt"}, "outside"}}))
+	elsewhere := filepath.Join(t.TempDir(), "payload.part000001")
+	if err := os.WriteFile(elsewhere, payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := blake3.Sum256(payload)
+	for _, tc := range []struct{ name, part string }{
+		{"Traversal", "../../../../../../../.." + elsewhere},
+		{"Sign", "payload.part+00001"},
+		{"Short", "payload.part1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tg, runID := publish(t, [][]byte{payload}, "none", "")
+			run := targets.RunRef{JobID: jobID, RunID: runID}
+			m := format.Manifest{FormatVersion: 1, JobID: jobID, RunID: runID,
+				Pipeline:  format.Pipeline{Format: "archive_v1", Tar: "pax", Compression: "zstd", Encryption: "none"},
+				Artifacts: []format.Part{{Name: tc.part, Size: int64(len(payload)), HashAlg: "blake3", Hash: hex.EncodeToString(sum[:])}}}
+			b, err := m.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir, _ := tg.RunDir(run)
+			if err := os.WriteFile(filepath.Join(dir, targets.ManifestName), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, dest, err := restoreRun(t, tg, runID, nil, nil)
+			var re *restore.Error
+			if !errors.As(err, &re) || re.Code != restore.CodeManifest {
+				t.Fatalf("err = %v, want manifest_invalid", err)
+			}
+			if _, err := os.Stat(filepath.Join(dest, "stolen.txt")); err == nil {
+				t.Fatal("a file outside the run was read as a part")
 			}
 		})
 	}

@@ -124,9 +124,38 @@ func ReadManifest(ctx context.Context, t targets.Target, run targets.RunRef) (*f
 	if err != nil {
 		return nil, &Error{Code: CodeManifest, Err: fmt.Errorf("read manifest: %w", err)}
 	}
-	m, err := format.DecodeManifest(b)
+	m, err := decodeManifest(b)
 	if err != nil {
 		return nil, &Error{Code: CodeManifest, Err: err}
+	}
+	return m, nil
+}
+
+// decodeManifest parses a manifest read from a target and refuses one that could make the
+// restore touch anything but the run's own parts. A part name goes into path joins (a
+// local_dir target's parts are read in place), so "../../master.key" would have let whoever
+// can write to the target learn the size and hash of any file the Hub or agent can read.
+func decodeManifest(b []byte) (*format.Manifest, error) {
+	m, err := format.DecodeManifest(b)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(m.Artifacts))
+	for i, p := range m.Artifacts {
+		digits, ok := strings.CutPrefix(p.Name, format.PartPrefix)
+		if !ok || len(digits) < 6 || strings.Trim(digits, "0123456789") != "" || targets.ValidateName(p.Name) != nil {
+			return nil, fmt.Errorf("artifact %d: %q is not a payload part name (%s + 6 or more digits)", i+1, p.Name, format.PartPrefix)
+		}
+		if seen[p.Name] {
+			return nil, fmt.Errorf("artifact %d: %s is listed twice", i+1, p.Name)
+		}
+		seen[p.Name] = true
+		if p.Size < 0 {
+			return nil, fmt.Errorf("artifact %d: %s has a negative size", i+1, p.Name)
+		}
+	}
+	if m.EntryIndex.Count < 0 {
+		return nil, errors.New("entry_index.count is negative")
 	}
 	return m, nil
 }
