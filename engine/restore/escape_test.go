@@ -17,52 +17,8 @@ import (
 	"github.com/bastion-backup/bastion/engine/backup/format"
 	"github.com/bastion-backup/bastion/engine/restore"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/testtool"
 )
-
-// outsideFile is a file beside the destination that a crafted archive tries to reach.
-type outsideFile struct {
-	dir, path string
-	mtime     time.Time
-}
-
-func newOutside(t *testing.T) outsideFile {
-	t.Helper()
-	dir := t.TempDir()
-	o := outsideFile{dir: dir, path: filepath.Join(dir, "secret"), mtime: time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)}
-	if err := os.WriteFile(o.path, []byte("secret"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{o.path, dir} {
-		if err := os.Chtimes(p, o.mtime, o.mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return o
-}
-
-// untouched fails the test if anything about the outside file or its directory changed.
-func (o outsideFile) untouched(t *testing.T) {
-	t.Helper()
-	for p, mode := range map[string]fs.FileMode{o.path: 0o600, o.dir: fs.ModeDir | 0o700} {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fi.Mode() != mode || !fi.ModTime().Equal(o.mtime) {
-			t.Errorf("%s outside the destination changed: mode %v mtime %v (want %v %v)", p, fi.Mode(), fi.ModTime(), mode, o.mtime)
-		}
-	}
-	ents, _ := os.ReadDir(o.dir)
-	if len(ents) != 1 {
-		t.Errorf("something was written outside the destination: %v", ents)
-	}
-	if b, _ := os.ReadFile(o.path); string(b) != "secret" {
-		t.Errorf("outside file rewritten: %q", b)
-	}
-}
 
 func wantRefused(t *testing.T, res restore.Result, err error, path, reason string) {
 	t.Helper()
@@ -86,14 +42,14 @@ func TestDirectoryReplacedBySymlinkIsNotFollowed(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		link func(o outsideFile) string
+		link func(o testtool.OutsideFile) string
 	}{
-		{"ToFile", func(o outsideFile) string { return o.path }},
-		{"ToDirectory", func(o outsideFile) string { return o.dir }},
+		{"ToFile", func(o testtool.OutsideFile) string { return o.Path }},
+		{"ToDirectory", func(o testtool.OutsideFile) string { return o.Dir }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			o := newOutside(t)
+			o := testtool.NewOutsideFile(t)
 			payload := zst(t, makeTar(t, tar.FormatPAX, []tarEntry{
 				{tar.Header{Name: "safe.txt"}, "safe"},
 				{tar.Header{Name: "x/", Typeflag: tar.TypeDir, Mode: 0o777, ModTime: time.Unix(1_700_000_000, 0)}, ""},
@@ -105,7 +61,7 @@ func TestDirectoryReplacedBySymlinkIsNotFollowed(t *testing.T) {
 			t.Run("Restore", func(t *testing.T) {
 				res, dest, err := restoreRun(t, tg, runID, nil, nil) // default policy: overwrite
 				wantRefused(t, res, err, "x", "symlink")
-				o.untouched(t)
+				o.Untouched(t)
 				if b, _ := os.ReadFile(filepath.Join(dest, "safe.txt")); string(b) != "safe" {
 					t.Fatal("safe entry not restored")
 				}
@@ -117,7 +73,7 @@ func TestDirectoryReplacedBySymlinkIsNotFollowed(t *testing.T) {
 				if !errors.As(err, &re) || re.Code != restore.CodeUnsafeEntries {
 					t.Fatalf("verify err = %v, want unsafe_entries", err)
 				}
-				o.untouched(t)
+				o.Untouched(t)
 			})
 		})
 	}
@@ -127,10 +83,10 @@ func TestDirectoryReplacedBySymlinkIsNotFollowed(t *testing.T) {
 // then x/file, x/sub/ and a hard link under x. Nothing may be written through the link.
 func TestSymlinkPlantedAsParentBetweenEntries(t *testing.T) {
 	t.Parallel()
-	o := newOutside(t)
+	o := testtool.NewOutsideFile(t)
 	payload := zst(t, makeTar(t, tar.FormatPAX, []tarEntry{
 		{tar.Header{Name: "x/", Typeflag: tar.TypeDir, Mode: 0o755}, ""},
-		{tar.Header{Name: "x", Typeflag: tar.TypeSymlink, Linkname: o.dir}, ""},
+		{tar.Header{Name: "x", Typeflag: tar.TypeSymlink, Linkname: o.Dir}, ""},
 		{tar.Header{Name: "x/file"}, "pwned"},
 		{tar.Header{Name: "x/sub/", Typeflag: tar.TypeDir, Mode: 0o777}, ""},
 		{tar.Header{Name: "x/secret", Typeflag: tar.TypeSymlink, Linkname: "/"}, ""},
@@ -143,7 +99,7 @@ func TestSymlinkPlantedAsParentBetweenEntries(t *testing.T) {
 	wantRefused(t, res, err, "x/file", "parent x is a symlink")
 	wantRefused(t, res, err, "x/h", "parent x is a symlink")
 	wantRefused(t, res, err, "h2", "parent x is a symlink")
-	o.untouched(t)
+	o.Untouched(t)
 }
 
 // TestSpecialBitsStripped is security issue 11 item 8: setuid, setgid and sticky bits are not
