@@ -143,7 +143,7 @@ func lstatAt(dirfd int, name string) (mode uint32, exists bool, err error) {
 		}
 		return 0, false, err
 	}
-	return st.Mode & unix.S_IFMT, true, nil
+	return uint32(st.Mode) & unix.S_IFMT, true, nil
 }
 
 // remove unlinks rel, which is name below dirfd (a directory only if it is empty).
