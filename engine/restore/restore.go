@@ -169,9 +169,10 @@ func decodeManifest(b []byte) (*format.Manifest, error) {
 // is a directory whose mode and mtime cannot be applied because a later entry replaced it (by
 // a symlink, say). Nothing is ever done through a symlink (see destDir). The restore then
 // fails with unsafe_entries after writing the safe ones. Setuid, setgid and sticky bits are
-// stripped unless req.KeepSpecialBits. Conflicts are decided per entry: a directory merges into an existing directory
-// under every policy (its unrelated content is never deleted); a file or symlink meets an
-// existing path with overwrite (replaced; a non-empty directory is never removed), skip or fail.
+// stripped unless req.KeepSpecialBits. Conflicts are decided per entry: a directory merges into
+// an existing directory under every policy (its unrelated content is never deleted); a file or
+// symlink meets an existing path with overwrite (replaced; a non-empty directory is never
+// removed), skip or fail.
 func Restore(ctx context.Context, req Request) (Result, error) {
 	run := targets.RunRef{JobID: req.JobID, RunID: req.RunID}
 	m, err := ReadManifest(ctx, req.Target, run)
