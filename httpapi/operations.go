@@ -75,6 +75,8 @@ type restoreBody struct {
 	} `json:"executor"`
 	ConflictPolicy string             `json:"conflict_policy"`
 	Selection      *restore.Selection `json:"selection"`
+	// KeepSpecialBits restores setuid, setgid and sticky bits; admin only (mayKeepSpecialBits).
+	KeepSpecialBits *bool `json:"keep_special_bits"`
 }
 
 // operationError maps the operations service's refusals to API errors.
@@ -128,6 +130,14 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := operations.RestoreRequest{ConflictPolicy: body.ConflictPolicy, Selection: body.Selection}
+	if body.KeepSpecialBits != nil && *body.KeepSpecialBits {
+		if !mayKeepSpecialBits(r) {
+			respond.Error(w, r, respond.Forbidden("keep_special_bits_forbidden",
+				"only an administrator may restore setuid, setgid and sticky bits").Field("keep_special_bits"))
+			return
+		}
+		req.KeepSpecialBits = true
+	}
 	switch {
 	case body.Destination != nil:
 		d := body.Destination

@@ -117,8 +117,9 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 		return opFailed(CodeSnapshotUnknown, "the Hub did not say where the snapshot lives (a Hub too old for agent restores?)", nil)
 	}
 	sum := &operations.RestoreSummary{
-		Destination:    operations.Destination{Type: operations.DestinationLocalFS, Directory: filepath.Clean(dir)},
-		ConflictPolicy: req.ConflictPolicy,
+		Destination:     operations.Destination{Type: operations.DestinationLocalFS, Directory: filepath.Clean(dir)},
+		ConflictPolicy:  req.ConflictPolicy,
+		KeepSpecialBits: req.KeepSpecialBits,
 	}
 	if req.Selection != nil {
 		sum.Selection = &restore.Selection{Files: req.Selection.Files, Dirs: req.Selection.Dirs}
@@ -141,7 +142,7 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 	res, err := restore.Restore(ctx, restore.Request{
 		JobID: req.JobID, RunID: req.RunID, Target: tgt, Destination: sum.Destination.Directory,
 		StagingDir: filepath.Join(opDir, "staging"), Conflict: req.ConflictPolicy, Selection: sum.Selection,
-		Keys: e.keys, Events: opEvents{emit}, Progress: rep, Logger: log,
+		KeepSpecialBits: req.KeepSpecialBits, Keys: e.keys, Events: opEvents{emit}, Progress: rep, Logger: log,
 	})
 	rep.Close()
 	sum.Result = &res

@@ -139,6 +139,9 @@ type RestoreRequest struct {
 	// pulling it through artifact streams.
 	JobID    string          `json:"job_id,omitempty"`
 	Snapshot *SnapshotTarget `json:"snapshot,omitempty"`
+	// KeepSpecialBits (Go extension) restores setuid, setgid and sticky bits, which are
+	// stripped otherwise; the Hub sends it only when an administrator asked for it.
+	KeepSpecialBits bool `json:"keep_special_bits,omitempty"`
 }
 
 // SnapshotTarget is where a run's snapshot is stored, without credentials: {type: local_dir,

@@ -139,6 +139,8 @@ type RestoreTask struct {
 	Destination Destination        `json:"destination"`
 	Conflict    string             `json:"conflict_policy"`
 	Selection   *restore.Selection `json:"selection,omitempty"`
+	// KeepSpecialBits keeps setuid, setgid and sticky bits (see restore.Request).
+	KeepSpecialBits bool `json:"keep_special_bits,omitempty"`
 }
 
 // Config configures New.

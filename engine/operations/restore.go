@@ -36,6 +36,9 @@ type RestoreRequest struct {
 	Destination    Destination
 	ConflictPolicy string             // overwrite (default) | skip | fail
 	Selection      *restore.Selection // nil: everything
+	// KeepSpecialBits restores setuid, setgid and sticky bits (stripped by default). The API
+	// lets only an administrator set it.
+	KeepSpecialBits bool
 }
 
 // ErrRunNotFound is returned for a run that does not exist.
@@ -164,6 +167,8 @@ type RestoreSummary struct {
 	Destination    Destination        `json:"destination"`
 	ConflictPolicy string             `json:"conflict_policy"`
 	Selection      *restore.Selection `json:"selection,omitempty"`
+	// KeepSpecialBits is shown only when set, as a reminder that set-id bits were restored.
+	KeepSpecialBits bool `json:"keep_special_bits,omitempty"`
 	*restore.Result
 }
 
@@ -182,17 +187,22 @@ func (s *Service) StartRestore(ctx context.Context, runID string, req RestoreReq
 	if req.Selection != nil {
 		fields["selection"] = req.Selection
 	}
+	if req.KeepSpecialBits {
+		fields["keep_special_bits"] = true
+	}
 	if node := req.Destination.NodeID; node != opener.HubNode {
 		task := RestoreTask{
 			OperationID: op.ID, JobID: snap.run.JobID, RunID: snap.run.ID, Target: snap.target,
 			Destination: req.Destination, Conflict: req.ConflictPolicy, Selection: req.Selection,
+			KeepSpecialBits: req.KeepSpecialBits,
 		}
 		return s.startRemote(ctx, op, fields,
 			func(ctx context.Context) error { return s.remote.Check(ctx, node, task) },
 			func(ctx context.Context) error { return s.remote.Start(ctx, node, task) })
 	}
 	return s.launch(ctx, op, fields, func(ctx context.Context, o *opRun) (any, error) {
-		sum := &RestoreSummary{Destination: req.Destination, ConflictPolicy: req.ConflictPolicy, Selection: req.Selection}
+		sum := &RestoreSummary{Destination: req.Destination, ConflictPolicy: req.ConflictPolicy, Selection: req.Selection,
+			KeepSpecialBits: req.KeepSpecialBits}
 		tgt, err := s.opener.Open(ctx, snap.target)
 		if err != nil {
 			return sum, err
@@ -200,7 +210,7 @@ func (s *Service) StartRestore(ctx context.Context, runID string, req RestoreReq
 		res, err := restore.Restore(ctx, restore.Request{
 			JobID: snap.run.JobID, RunID: snap.run.ID, Target: tgt, Destination: req.Destination.Directory,
 			StagingDir: filepath.Join(o.dir, "staging"), Conflict: req.ConflictPolicy, Selection: req.Selection,
-			Keys: s.keys, Events: o, Progress: o.rep, Logger: o.log,
+			KeepSpecialBits: req.KeepSpecialBits, Keys: s.keys, Events: o, Progress: o.rep, Logger: o.log,
 		})
 		sum.Result = &res
 		return sum, err

@@ -12,21 +12,25 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // extractor writes tar entries under dest.
 type extractor struct {
-	dest   string
+	d      *destDir
 	policy string
-	sel    *matcher
-	res    *Result
-	buf    []byte
-	dirs   []dirMeta
+	// keepSpecial keeps setuid, setgid and sticky bits from the archive (Request.KeepSpecialBits).
+	keepSpecial bool
+	sel         *matcher
+	res         *Result
+	buf         []byte
+	dirs        []dirMeta
 }
 
 type dirMeta struct {
-	path  string
-	mode  fs.FileMode
+	rel   string
+	mode  uint32
 	mtime time.Time
 }
 
@@ -34,6 +38,27 @@ func (x *extractor) refuse(name, reason string) {
 	x.res.Refused++
 	if len(x.res.RefusedSample) < maxSamples {
 		x.res.RefusedSample = append(x.res.RefusedSample, Refusal{Path: name, Reason: reason})
+	}
+}
+
+// run extracts the entries of tr until its end. A failure to read the archive is a *streamErr.
+func (x *extractor) run(ctx context.Context, tr *tar.Reader, each func()) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return &Error{Code: CodeCanceled, Err: err}
+		}
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return &streamErr{err: fmt.Errorf("read tar: %w", err)}
+		}
+		x.res.EntriesSeen++
+		if err := x.entry(ctx, h, tr); err != nil {
+			return err
+		}
+		each()
 	}
 }
 
@@ -49,32 +74,38 @@ func (x *extractor) entry(ctx context.Context, h *tar.Header, tr io.Reader) erro
 	if x.sel != nil && !x.sel.match(rel) {
 		return nil
 	}
-	target := filepath.Join(x.dest, filepath.FromSlash(rel))
-	// Every existing ancestor inside dest must be a real directory: writing through a symlink
-	// (even one this archive created a moment ago) could land outside dest.
-	if why := x.checkParents(rel); why != "" {
-		x.refuse(rel, why)
-		return nil
-	}
 	switch h.Typeflag {
 	case tar.TypeDir:
-		return x.dir(rel, target, h)
+		return x.dir(rel, h)
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-		return x.file(ctx, rel, target, h, tr)
+		return x.file(ctx, rel, h, tr)
 	case tar.TypeSymlink:
-		return x.symlink(rel, target, h)
+		return x.symlink(rel, h)
 	case tar.TypeLink:
-		return x.hardlink(rel, target, h)
+		return x.hardlink(rel, h)
 	default:
 		x.refuse(rel, fmt.Sprintf("unsupported entry type %q", h.Typeflag))
 		return nil
 	}
 }
 
-func (x *extractor) checkParents(rel string) string { return checkParents(x.dest, rel) }
+// at opens (creating what is missing) the directory that will hold rel. Every ancestor inside
+// dest must be a real directory: writing through a symlink (even one this archive created a
+// moment ago) could land outside dest, so such an entry is refused (ok false).
+func (x *extractor) at(rel string) (dirfd int, base string, ok bool, err error) {
+	dirfd, base, why, err := x.d.parent(rel, true)
+	if err != nil {
+		return -1, "", false, &Error{Code: CodeIO, Err: fmt.Errorf("%s: %w", rel, err)}
+	}
+	if why != "" {
+		x.refuse(rel, why)
+		return -1, "", false, nil
+	}
+	return dirfd, base, true, nil
+}
 
 // checkParents walks the ancestors of rel (a cleanName result) below dest with Lstat. Missing
-// ones are fine (they will be created as directories); symlinks and non-directories are not.
+// ones are fine; symlinks and non-directories are not. Verify uses it for index paths.
 func checkParents(dest, rel string) string {
 	segs := strings.Split(rel, "/")
 	cur := dest
@@ -97,48 +128,50 @@ func checkParents(dest, rel string) string {
 	return ""
 }
 
-func (x *extractor) mkParents(target string) error {
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-		return &Error{Code: CodeIO, Err: fmt.Errorf("create parent directories: %w", err)}
-	}
-	return nil
-}
-
-// conflict applies the policy for a non-directory entry to whatever is at target. It returns
-// proceed=false when the entry is to be skipped.
-func (x *extractor) conflict(rel, target string) (proceed bool, err error) {
-	fi, err := os.Lstat(target)
-	if errors.Is(err, fs.ErrNotExist) {
-		return true, nil
-	}
+// conflict applies the policy for a non-directory entry to whatever is at base below dirfd.
+// It returns proceed=false when the entry is to be skipped, and occupied when a non-directory
+// is still there (an empty directory in the way has been removed).
+func (x *extractor) conflict(rel string, dirfd int, base string) (proceed, occupied bool, err error) {
+	mode, exists, err := lstatAt(dirfd, base)
 	if err != nil {
-		return false, &Error{Code: CodeIO, Err: fmt.Errorf("inspect %s: %w", rel, err)}
+		return false, false, &Error{Code: CodeIO, Err: fmt.Errorf("inspect %s: %w", rel, err)}
+	}
+	if !exists {
+		return true, false, nil
 	}
 	switch x.policy {
 	case ConflictSkip:
 		x.res.Skipped++
-		return false, nil
+		return false, false, nil
 	case ConflictFail:
-		return false, &Error{Code: CodeConflict, Err: fmt.Errorf("%s already exists (conflict policy fail)", rel)}
+		return false, false, &Error{Code: CodeConflict, Err: fmt.Errorf("%s already exists (conflict policy fail)", rel)}
 	}
-	if fi.IsDir() {
+	if mode == unix.S_IFDIR {
 		// Only an empty directory is replaced; a populated one would lose unrelated content.
-		if err := os.Remove(target); err != nil {
-			return false, &Error{Code: CodeConflict, Err: fmt.Errorf("%s is a non-empty directory; not replaced by a file: %w", rel, err)}
+		if err := x.d.remove(dirfd, base, rel, true); err != nil {
+			return false, false, &Error{Code: CodeConflict, Err: fmt.Errorf("%s is a non-empty directory; not replaced by a file: %w", rel, err)}
 		}
+		return true, false, nil
 	}
-	return true, nil
+	return true, true, nil
 }
 
-func (x *extractor) dir(rel, target string, h *tar.Header) error {
-	fi, err := os.Lstat(target)
+func (x *extractor) dir(rel string, h *tar.Header) error {
+	dirfd, base, ok, err := x.at(rel)
+	if err != nil || !ok {
+		return err
+	}
+	mode, exists, err := lstatAt(dirfd, base)
+	if err != nil {
+		return &Error{Code: CodeIO, Err: fmt.Errorf("inspect %s: %w", rel, err)}
+	}
 	switch {
-	case err == nil && fi.IsDir():
+	case exists && mode == unix.S_IFDIR:
 		if x.policy == ConflictSkip {
 			x.res.Skipped++
 			return nil // children are still restored; the existing directory keeps its metadata
 		}
-	case err == nil:
+	case exists:
 		// A file or symlink stands where a directory goes.
 		switch x.policy {
 		case ConflictSkip:
@@ -147,74 +180,65 @@ func (x *extractor) dir(rel, target string, h *tar.Header) error {
 		case ConflictFail:
 			return &Error{Code: CodeConflict, Err: fmt.Errorf("%s already exists (conflict policy fail)", rel)}
 		}
-		if err := os.Remove(target); err != nil {
+		if err := x.d.remove(dirfd, base, rel, false); err != nil {
 			return &Error{Code: CodeIO, Err: fmt.Errorf("remove %s: %w", rel, err)}
 		}
 		fallthrough
 	default:
-		if err := x.mkParents(target); err != nil {
-			return err
-		}
-		if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := unix.Mkdirat(dirfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 			return &Error{Code: CodeIO, Err: fmt.Errorf("create directory %s: %w", rel, err)}
 		}
 	}
 	// Mode and mtime are applied at the end, children first, so a read-only directory can
 	// still be filled and writing children does not disturb its mtime.
-	x.dirs = append(x.dirs, dirMeta{path: target, mode: fs.FileMode(h.Mode) & fs.ModePerm, mtime: h.ModTime})
+	x.dirs = append(x.dirs, dirMeta{rel: rel, mode: unixMode(h.Mode, x.keepSpecial), mtime: h.ModTime})
 	x.res.Written++
 	return nil
 }
 
-func (x *extractor) file(ctx context.Context, rel, target string, h *tar.Header, tr io.Reader) error {
-	ok, err := x.conflict(rel, target)
+func (x *extractor) file(ctx context.Context, rel string, h *tar.Header, tr io.Reader) error {
+	dirfd, base, ok, err := x.at(rel)
 	if err != nil || !ok {
 		return err
 	}
-	if err := x.mkParents(target); err != nil {
+	if ok, _, err := x.conflict(rel, dirfd, base); err != nil || !ok {
 		return err
 	}
 	// Write beside the target and rename over it: an existing file is replaced atomically
 	// and a symlink in its place is replaced, not followed.
-	tmp, err := os.CreateTemp(filepath.Dir(target), ".bastion-restore-*")
+	tmp, tmpName, err := createTemp(dirfd)
 	if err != nil {
 		return &Error{Code: CodeIO, Err: fmt.Errorf("create %s: %w", rel, err)}
 	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName)
+	placed := false
+	defer func() {
+		if !placed {
+			unix.Unlinkat(dirfd, tmpName, 0)
+		}
+	}()
 	n, err := x.copy(ctx, tmp, tr)
+	if err == nil {
+		// Special bits are set after the last write: a write by a non-root process clears them.
+		if cerr := unix.Fchmod(int(tmp.Fd()), unixMode(h.Mode, x.keepSpecial)); cerr != nil {
+			err = &Error{Code: CodeIO, Err: fmt.Errorf("chmod %s: %w", rel, cerr)}
+		}
+	}
 	if cerr := tmp.Close(); err == nil && cerr != nil {
 		err = &Error{Code: CodeIO, Err: fmt.Errorf("write %s: %w", rel, cerr)}
 	}
 	if err != nil {
 		return err
 	}
-	if err := os.Chmod(tmpName, modeOf(h)); err != nil {
-		return &Error{Code: CodeIO, Err: fmt.Errorf("chmod %s: %w", rel, err)}
-	}
-	if err := os.Chtimes(tmpName, h.ModTime, h.ModTime); err != nil {
+	if err := setTimesAt(dirfd, tmpName, h.ModTime); err != nil {
 		return &Error{Code: CodeIO, Err: fmt.Errorf("set mtime of %s: %w", rel, err)}
 	}
-	if err := os.Rename(tmpName, target); err != nil {
+	if err := unix.Renameat(dirfd, tmpName, dirfd, base); err != nil {
 		return &Error{Code: CodeIO, Err: fmt.Errorf("place %s: %w", rel, err)}
 	}
+	placed = true
 	x.res.Written++
 	x.res.Bytes += n
 	return nil
-}
-
-func modeOf(h *tar.Header) fs.FileMode {
-	m := fs.FileMode(h.Mode) & fs.ModePerm
-	if h.Mode&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if h.Mode&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if h.Mode&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	return m
 }
 
 func (x *extractor) copy(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
@@ -239,83 +263,119 @@ func (x *extractor) copy(ctx context.Context, dst io.Writer, src io.Reader) (int
 	}
 }
 
-// linkSlot makes room at target for a symlink or hard link, which cannot be renamed into place
-// like a file: it applies the conflict policy, creates the parents and removes what the link
-// replaces. ok is false when the entry is to be skipped.
-func (x *extractor) linkSlot(rel, target string) (ok bool, err error) {
-	ok, err = x.conflict(rel, target)
+// linkSlot makes room for a symlink or hard link at rel, which cannot be renamed into place
+// like a file: it opens the parent, applies the conflict policy and removes what the link
+// replaces. ok is false when the entry is skipped or refused.
+func (x *extractor) linkSlot(rel string) (dirfd int, base string, ok bool, err error) {
+	dirfd, base, ok, err = x.at(rel)
 	if err != nil || !ok {
-		return ok, err
+		return -1, "", false, err
 	}
-	if err := x.mkParents(target); err != nil {
-		return false, err
+	ok, occupied, err := x.conflict(rel, dirfd, base)
+	if err != nil || !ok {
+		return -1, "", false, err
 	}
-	if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
-		if err := os.Remove(target); err != nil {
-			return false, &Error{Code: CodeIO, Err: fmt.Errorf("replace %s: %w", rel, err)}
+	if occupied {
+		if err := x.d.remove(dirfd, base, rel, false); err != nil {
+			return -1, "", false, &Error{Code: CodeIO, Err: fmt.Errorf("replace %s: %w", rel, err)}
 		}
 	}
-	return true, nil
+	return dirfd, base, true, nil
 }
 
-func (x *extractor) symlink(rel, target string, h *tar.Header) error {
-	ok, err := x.linkSlot(rel, target)
+func (x *extractor) symlink(rel string, h *tar.Header) error {
+	dirfd, base, ok, err := x.linkSlot(rel)
 	if err != nil || !ok {
 		return err
 	}
-	// The link itself lives inside dest whatever it points to; entries that would be written
-	// through it are refused by checkParents.
-	if err := os.Symlink(h.Linkname, target); err != nil {
+	// The link itself lives inside dest whatever it points to: nothing the restore does
+	// afterwards goes through it (parents are opened O_NOFOLLOW, modes and times are applied
+	// without following).
+	if err := unix.Symlinkat(h.Linkname, dirfd, base); err != nil {
 		return &Error{Code: CodeIO, Err: fmt.Errorf("create symlink %s: %w", rel, err)}
 	}
 	x.res.Written++
 	return nil
 }
 
-func (x *extractor) hardlink(rel, target string, h *tar.Header) error {
+func (x *extractor) hardlink(rel string, h *tar.Header) error {
 	linkRel, why := cleanName(h.Linkname)
 	if why != "" {
 		x.refuse(rel, "hard link target: "+why)
 		return nil
 	}
-	if why := x.checkParents(linkRel); why != "" {
+	missing := func() error {
+		if x.sel != nil {
+			x.refuse(rel, "hard link target "+linkRel+" is not part of the selection")
+		} else {
+			x.refuse(rel, "hard link target "+linkRel+" does not exist")
+		}
+		return nil
+	}
+	sfd, sbase, why, err := x.d.parent(linkRel, false)
+	switch {
+	case errors.Is(err, errMissing):
+		return missing()
+	case err != nil:
+		return &Error{Code: CodeIO, Err: fmt.Errorf("hard link %s: %w", rel, err)}
+	case why != "":
 		x.refuse(rel, "hard link target: "+why)
 		return nil
 	}
-	src := filepath.Join(x.dest, filepath.FromSlash(linkRel))
-	sfi, err := os.Lstat(src)
+	// The link's own parent is opened next, which may replace the cached one: keep a copy.
+	sfd, err = unix.FcntlInt(uintptr(sfd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		if x.sel != nil {
-			x.refuse(rel, "hard link target "+linkRel+" is not part of the selection")
-			return nil
-		}
-		x.refuse(rel, "hard link target "+linkRel+" does not exist")
-		return nil
+		return &Error{Code: CodeIO, Err: fmt.Errorf("hard link %s: %w", rel, err)}
 	}
-	if !sfi.Mode().IsRegular() {
+	defer unix.Close(sfd)
+	mode, exists, err := lstatAt(sfd, sbase)
+	if err != nil {
+		return &Error{Code: CodeIO, Err: fmt.Errorf("inspect hard link target of %s: %w", rel, err)}
+	}
+	if !exists {
+		return missing()
+	}
+	if mode != unix.S_IFREG {
 		x.refuse(rel, "hard link target "+linkRel+" is not a regular file")
 		return nil
 	}
-	ok, err := x.linkSlot(rel, target)
+	dirfd, base, ok, err := x.linkSlot(rel)
 	if err != nil || !ok {
 		return err
 	}
-	if err := os.Link(src, target); err != nil {
+	// linkat without AT_SYMLINK_FOLLOW links the name itself, never what it might point to.
+	if err := unix.Linkat(sfd, sbase, dirfd, base, 0); err != nil {
 		return &Error{Code: CodeIO, Err: fmt.Errorf("create hard link %s: %w", rel, err)}
 	}
 	x.res.Written++
 	return nil
 }
 
-// finishDirs applies directory modes and mtimes, deepest first.
+// finishDirs applies directory modes and mtimes, deepest first, only to what is still a real
+// directory reached without following a symlink. A directory that a later entry replaced (by
+// a symlink, say, that points outside dest) is refused instead: applying its mode through the
+// replacement is how a crafted archive would chmod a file anywhere.
 func (x *extractor) finishDirs() error {
-	slices.SortStableFunc(x.dirs, func(a, b dirMeta) int { return len(b.path) - len(a.path) })
+	slices.SortStableFunc(x.dirs, func(a, b dirMeta) int { return len(b.rel) - len(a.rel) })
 	for _, d := range x.dirs {
-		if err := os.Chmod(d.path, d.mode); err != nil {
-			return &Error{Code: CodeIO, Err: fmt.Errorf("chmod %s: %w", d.path, err)}
+		dirfd, base, why, err := x.d.parent(d.rel, false)
+		if errors.Is(err, errMissing) {
+			why = "is gone"
+		} else if err != nil {
+			return &Error{Code: CodeIO, Err: fmt.Errorf("finish directory %s: %w", d.rel, err)}
 		}
-		if err := os.Chtimes(d.path, d.mtime, d.mtime); err != nil {
-			return &Error{Code: CodeIO, Err: fmt.Errorf("set mtime of %s: %w", d.path, err)}
+		if why == "" {
+			why, err = chmodDirAt(dirfd, base, d.mode)
+			if err != nil {
+				return &Error{Code: CodeIO, Err: fmt.Errorf("chmod %s: %w", d.rel, err)}
+			}
+		}
+		if why != "" {
+			x.refuse(d.rel, why+" now (a later entry replaced the directory); its mode and mtime were not applied")
+			continue
+		}
+		if err := setTimesAt(dirfd, base, d.mtime); err != nil {
+			return &Error{Code: CodeIO, Err: fmt.Errorf("set mtime of %s: %w", d.rel, err)}
 		}
 	}
 	return nil

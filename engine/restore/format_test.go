@@ -156,6 +156,10 @@ func TestMaliciousArchivesAreRefused(t *testing.T) {
 			{tar.Header{Name: "s", Typeflag: tar.TypeSymlink, Linkname: "/etc"}, ""},
 			{tar.Header{Name: "h", Typeflag: tar.TypeLink, Linkname: "s/passwd"}, ""},
 		}, "symlink"},
+		{"HardlinkToSymlinkOutside", []tarEntry{
+			{tar.Header{Name: "s", Typeflag: tar.TypeSymlink, Linkname: outside}, ""},
+			{tar.Header{Name: "h", Typeflag: tar.TypeLink, Linkname: "s"}, ""},
+		}, "not a regular file"},
 		{"Device", []tarEntry{{tar.Header{Name: "null", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3}, ""}}, "unsupported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -75,10 +75,14 @@ type Request struct {
 	StagingDir string
 	Conflict   string     // overwrite | skip | fail; default overwrite
 	Selection  *Selection // nil: everything
-	Keys       IdentityProvider
-	Events     EventSink
-	Progress   *progress.Reporter // stage "restore"; not closed
-	Logger     zerolog.Logger
+	// KeepSpecialBits restores setuid, setgid and sticky bits as the archive has them. By
+	// default they are stripped: a restore must not plant set-id programs (owned by whoever
+	// runs the restore, often root) because a snapshot says so. Only an admin may ask for it.
+	KeepSpecialBits bool
+	Keys            IdentityProvider
+	Events          EventSink
+	Progress        *progress.Reporter // stage "restore"; not closed
+	Logger          zerolog.Logger
 
 	// decoders overrides how many goroutines decode zstd (benchmarks compare with 1).
 	decoders int
@@ -120,9 +124,38 @@ func ReadManifest(ctx context.Context, t targets.Target, run targets.RunRef) (*f
 	if err != nil {
 		return nil, &Error{Code: CodeManifest, Err: fmt.Errorf("read manifest: %w", err)}
 	}
-	m, err := format.DecodeManifest(b)
+	m, err := decodeManifest(b)
 	if err != nil {
 		return nil, &Error{Code: CodeManifest, Err: err}
+	}
+	return m, nil
+}
+
+// decodeManifest parses a manifest read from a target and refuses one that could make the
+// restore touch anything but the run's own parts. A part name goes into path joins (a
+// local_dir target's parts are read in place), so "../../master.key" would have let whoever
+// can write to the target learn the size and hash of any file the Hub or agent can read.
+func decodeManifest(b []byte) (*format.Manifest, error) {
+	m, err := format.DecodeManifest(b)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(m.Artifacts))
+	for i, p := range m.Artifacts {
+		digits, ok := strings.CutPrefix(p.Name, format.PartPrefix)
+		if !ok || len(digits) < 6 || strings.Trim(digits, "0123456789") != "" || targets.ValidateName(p.Name) != nil {
+			return nil, fmt.Errorf("artifact %d: %q is not a payload part name (%s + 6 or more digits)", i+1, p.Name, format.PartPrefix)
+		}
+		if seen[p.Name] {
+			return nil, fmt.Errorf("artifact %d: %s is listed twice", i+1, p.Name)
+		}
+		seen[p.Name] = true
+		if p.Size < 0 {
+			return nil, fmt.Errorf("artifact %d: %s has a negative size", i+1, p.Name)
+		}
+	}
+	if m.EntryIndex.Count < 0 {
+		return nil, errors.New("entry_index.count is negative")
 	}
 	return m, nil
 }
@@ -132,11 +165,14 @@ func ReadManifest(ctx context.Context, t targets.Target, run targets.RunRef) (*f
 // Parts are fetched in order (a local_dir target's are read in place), each checked for size
 // and BLAKE3 before any of its bytes is decoded (an error names the part); all parts are read
 // even for a partial selection. Entries with absolute paths, "..", or whose path (or
-// hard-link target) would pass through a symlink are refused
-// and reported, never written; the restore then fails with unsafe_entries after writing the
-// safe ones. Conflicts are decided per entry: a directory merges into an existing directory
-// under every policy (its unrelated content is never deleted); a file or symlink meets an
-// existing path with overwrite (replaced; a non-empty directory is never removed), skip or fail.
+// hard-link target) would pass through a symlink are refused and reported, never written; so
+// is a directory whose mode and mtime cannot be applied because a later entry replaced it (by
+// a symlink, say). Nothing is ever done through a symlink (see destDir). The restore then
+// fails with unsafe_entries after writing the safe ones. Setuid, setgid and sticky bits are
+// stripped unless req.KeepSpecialBits. Conflicts are decided per entry: a directory merges into
+// an existing directory under every policy (its unrelated content is never deleted); a file or
+// symlink meets an existing path with overwrite (replaced; a non-empty directory is never
+// removed), skip or fail.
 func Restore(ctx context.Context, req Request) (Result, error) {
 	run := targets.RunRef{JobID: req.JobID, RunID: req.RunID}
 	m, err := ReadManifest(ctx, req.Target, run)
@@ -230,28 +266,21 @@ func extract(ctx context.Context, req Request, run targets.RunRef, m *format.Man
 	}
 	defer zr.Close()
 
-	x := &extractor{dest: dest, policy: policy, sel: sel, res: &res, buf: make([]byte, 1<<20)}
-	tr := tar.NewReader(zr)
-	for {
-		if err := ctx.Err(); err != nil {
-			return res, &Error{Code: CodeCanceled, Err: err}
-		}
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return res, streamError(ctx, ps, CodeArchive, fmt.Errorf("read tar: %w", err))
-		}
-		res.EntriesSeen++
-		if err := x.entry(ctx, h, tr); err != nil {
-			var se *streamErr
-			if errors.As(err, &se) {
-				return res, streamError(ctx, ps, CodeArchive, se.err)
-			}
-			return res, err
-		}
+	d, err := openDestDir(dest)
+	if err != nil {
+		return res, &Error{Code: CodeIO, Err: fmt.Errorf("open destination: %w", err)}
+	}
+	defer d.Close()
+	x := &extractor{d: d, policy: policy, keepSpecial: req.KeepSpecialBits, sel: sel, res: &res, buf: make([]byte, 1<<20)}
+	err = x.run(ctx, tar.NewReader(zr), func() {
 		req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: readBytes.Load()})
+	})
+	if err != nil {
+		var se *streamErr
+		if errors.As(err, &se) {
+			return res, streamError(ctx, ps, CodeArchive, se.err)
+		}
+		return res, err
 	}
 	// Read what follows the tar end (zstd frame end, age tag, the remaining parts) so every
 	// part is verified even when the archive ends early or only a selection was wanted.
@@ -304,6 +333,9 @@ func streamError(ctx context.Context, ps *partStream, code string, err error) er
 // cleanName turns a tar name into a safe relative slash path, or reports why it is unsafe.
 func cleanName(name string) (string, string) {
 	n := strings.ReplaceAll(name, "\\", "/")
+	if strings.IndexByte(n, 0) >= 0 {
+		return "", "path contains a NUL byte"
+	}
 	if strings.HasPrefix(n, "/") {
 		return "", "absolute path"
 	}

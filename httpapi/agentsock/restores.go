@@ -181,7 +181,7 @@ func (b *RestoreBridge) Start(ctx context.Context, node string, task operations.
 		OpID: task.OperationID, RunID: task.RunID, JobID: task.JobID,
 		Destination:    &protocol.RestoreDestination{Type: operations.DestinationLocalFS, Directory: dir},
 		DestinationDir: dir, ConflictPolicy: task.Conflict,
-		Snapshot: wireSnapshot(task.Target),
+		Snapshot: wireSnapshot(task.Target), KeepSpecialBits: task.KeepSpecialBits,
 	}
 	if task.Selection != nil {
 		req.Selection = &protocol.RestoreSelection{Files: task.Selection.Files, Dirs: task.Selection.Dirs}

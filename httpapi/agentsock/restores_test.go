@@ -459,3 +459,34 @@ func TestRestoreOnAgentKilled(t *testing.T) {
 		t.Fatalf("scratch space of the interrupted restore left on the agent: %v", es)
 	}
 }
+
+// TestRestoreOnAgentKeepsSpecialBitsOnlyWhenAsked: setuid/setgid bits are stripped by an agent's
+// restore unless the restore request asked to keep them, which must travel to the agent.
+func TestRestoreOnAgentKeepsSpecialBitsOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	rs := newRestoreSetup(t, false)
+	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
+	testtool.WriteFile(t, filepath.Join(src, "su"), []byte("#!/bin/sh\n"), 0o755, time.Now())
+	if err := os.Chmod(filepath.Join(src, "su"), 0o755|os.ModeSetuid|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
+	for _, tc := range []struct {
+		keep bool
+		want os.FileMode
+	}{{false, 0o755}, {true, 0o755 | os.ModeSetuid | os.ModeSetgid}} {
+		into := filepath.Join(t.TempDir(), "restored")
+		op, err := rs.ops.StartRestore(context.Background(), runID, operations.RestoreRequest{KeepSpecialBits: tc.keep,
+			Destination: operations.Destination{Type: operations.DestinationLocalFS, NodeID: rs.agentID, Directory: into}}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op = rs.waitOp(t, op.ID); op.Status != storage.OperationSuccess {
+			t.Fatalf("restore %s: %s", op.Status, deref(op.Error))
+		}
+		fi, err := os.Lstat(filepath.Join(testtool.ArchivePath(into, src), "su"))
+		if err != nil || fi.Mode() != tc.want {
+			t.Fatalf("keep_special_bits=%v: su restored as %v (%v), want %v", tc.keep, fi.Mode(), err, tc.want)
+		}
+	}
+}
