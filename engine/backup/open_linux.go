@@ -110,4 +110,3 @@ func (s *statInfo) Mode() fs.FileMode {
 	}
 	return m
 }
-
