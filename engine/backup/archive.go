@@ -28,8 +28,11 @@ type archiver struct {
 	cons      *consistency
 	hardlinks map[[2]uint64]hardlinkTarget // nil unless hardlink_policy keep
 	buf       []byte
+	hasher    *blake3.Hasher // reused for every streamed file
+	sum       [32]byte
 	done      progress.Units
 	onDone    func(progress.Units)
+	ra        *readAhead // nil: every file is read when it is written
 }
 
 type hardlinkTarget struct {
@@ -162,7 +165,8 @@ func (a *archiver) writeFile(ctx context.Context, it item, f srcFile, fi fs.File
 	if err := a.fileHeader(it, before, fi); err != nil {
 		return err
 	}
-	hasher := blake3.New()
+	hasher := a.hasher
+	hasher.Reset()
 	var readErr error
 	var copied int64
 	for copied < size {
@@ -190,7 +194,11 @@ func (a *archiver) writeFile(ctx context.Context, it item, f srcFile, fi fs.File
 	if afterCopyHook != nil {
 		afterCopyHook(it.fsPath)
 	}
-	return a.finishFile(it, before, size, copied, hasher, observe(it, f, before, size, readErr), readErr)
+	if copied < size {
+		hashZeros(hasher, a.buf, size-copied)
+	}
+	hash := hex.EncodeToString(hasher.Sum(a.sum[:0]))
+	return a.finishFile(it, before, size, copied, hash, observe(it, f, before, size, readErr), readErr)
 }
 
 // fileHeader writes the tar header of a regular file of fi's size.
@@ -207,15 +215,15 @@ func (a *archiver) fileHeader(it item, id fileID, fi fs.FileInfo) error {
 
 // finishFile completes a file whose header and copied bytes were written: it pads a file that
 // shrank, records the consistency observation and a read error, and writes the index line.
-func (a *archiver) finishFile(it item, before fileID, size, copied int64, hasher *blake3.Hasher, obs observation, readErr error) error {
+// hash is the BLAKE3 of what the archive holds: the copied bytes and the zero padding.
+func (a *archiver) finishFile(it item, before fileID, size, copied int64, hash string, obs observation, readErr error) error {
 	if copied < size {
 		// The file shrank or a read failed: pad with zeros so the tar stays valid; the index
 		// hash covers what the archive holds, and the consistency report says why.
-		if err := a.pad(hasher, size-copied); err != nil {
+		if err := a.pad(size - copied); err != nil {
 			return fmt.Errorf("archive %s: %w", it.arch, err)
 		}
 	}
-	hash := hex.EncodeToString(hasher.Sum(nil))
 	a.done.Files++
 	a.progress()
 	a.cons.apply(obs)
@@ -230,17 +238,26 @@ func (a *archiver) finishFile(it item, before fileID, size, copied int64, hasher
 	return a.index.add(format.FileEntry(it.arch, size, hash))
 }
 
-func (a *archiver) pad(hasher io.Writer, n int64) error {
+func (a *archiver) pad(n int64) error {
 	clear(a.buf)
 	for n > 0 {
 		k := min(n, int64(len(a.buf)))
-		hasher.Write(a.buf[:k])
 		if _, err := a.tw.Write(a.buf[:k]); err != nil {
 			return err
 		}
 		n -= k
 	}
 	return nil
+}
+
+// hashZeros adds n zero bytes to h, using buf as scratch.
+func hashZeros(h io.Writer, buf []byte, n int64) {
+	clear(buf)
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		h.Write(buf[:k])
+		n -= k
+	}
 }
 
 func (a *archiver) progress() {
