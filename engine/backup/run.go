@@ -417,7 +417,12 @@ func (r *run) pack(staging string, src *source, recipient age.Recipient, rolling
 		}
 		ageW, sink = w, w
 	}
-	zw, err := zstd.NewWriter(sink, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(format.ZstdLevel)),
+	// Encryption, part hashing and part files run on their own goroutine, beside compression.
+	// When packing fails, the run's context is canceled so that goroutine is not left waiting
+	// on an upload, and it has ended before pw is aborted (defers run last first).
+	handoff := newHandoffWriter(sink, func() { r.cancel(errAborted) })
+	defer handoff.abort()
+	zw, err := zstd.NewWriter(handoff, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(format.ZstdLevel)),
 		zstd.WithEncoderConcurrency(runtime.NumCPU()))
 	if err != nil {
 		return nil, 0, fmt.Errorf("start zstd: %w", err)
@@ -466,6 +471,9 @@ func (r *run) pack(staging string, src *source, recipient age.Recipient, rolling
 	}
 	if err := zw.Close(); err != nil {
 		return fail(fmt.Errorf("finish zstd: %w", err))
+	}
+	if err := handoff.Close(); err != nil {
+		return fail(err)
 	}
 	if ageW != nil {
 		if err := ageW.Close(); err != nil {
