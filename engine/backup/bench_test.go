@@ -16,7 +16,9 @@ import (
 
 	"filippo.io/age"
 	"github.com/google/uuid"
+	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/restore"
 	"github.com/bastion-backup/bastion/engine/targets/localdir"
@@ -100,7 +102,12 @@ func benchChild(op string) error {
 		if os.Getenv(benchEncEnv) == "age" {
 			s.Pipeline.Encryption = jobspec.Encryption{Type: jobspec.EncryptionAgeX25519, KeyName: "bench"}
 		}
-		_, err = backupRunFn(context.Background(), tg, s, run, filepath.Join(tmp, "staging"), keys, time.Now())
+		req := backup.Request{JobID: jobID, RunID: run, StartedAt: time.Now(), Spec: s, Target: tg,
+			StagingDir: filepath.Join(tmp, "staging"), Keys: keys, Logger: zerolog.Nop()}
+		if os.Getenv("BASTION_BENCH_CHILD_SEQUENTIAL") == "true" {
+			req = backup.SequentialReads(req) // to compare with read-ahead by hand
+		}
+		_, err = backup.Run(context.Background(), req)
 		return err
 	case "restore":
 		_, err := restore.Restore(context.Background(), restore.Request{JobID: jobID, RunID: run, Target: tg,
