@@ -21,10 +21,15 @@ import (
 // itself finds (a file gone before its lstat) may be sampled ahead of those of the entries still
 // queued. Larger files are streamed by the archiver as before.
 const (
-	readAheadMaxFile = 256 << 10 // bigger files are streamed, not buffered
-	readAheadWorkers = 4         // system calls block threads, not cores; 4 overlap well on 2 cores
-	readAheadSlots   = 128       // entries queued ahead of the archiver
-	smallBufSize     = 16 << 10  // most small files fit the small buffers
+	readAheadMaxFile  = 256 << 10 // bigger files are streamed, not buffered
+	readAheadWorkers  = 4         // system calls block threads, not cores; 4 overlap well on 2 cores
+	readAheadSlots    = 256       // entries queued ahead of the archiver
+	readAheadMaxBytes = 8 << 20   // bytes of small files queued ahead of the archiver
+	// A worker takes files in batches, so that handing work over (a wake-up of a parked
+	// thread each time) costs per batch, not per file.
+	batchFiles   = 32
+	batchBytes   = 1 << 20
+	smallBufSize = 16 << 10 // most small files fit the small buffers
 )
 
 var (
@@ -32,40 +37,49 @@ var (
 	largeBufs = sync.Pool{New: func() any { b := make([]byte, readAheadMaxFile); return &b }}
 )
 
-// pending is one walked entry waiting for the archiver. For a prefetched file, done is closed
-// once a worker has filled in the rest.
+// pending is one walked entry waiting for the archiver. A file to read ahead belongs to a batch;
+// once the batch is done, a worker has filled in the rest.
 type pending struct {
-	it       item
-	prefetch bool
-	done     chan struct{}
+	it    item
+	batch *batch
 
 	openErr error
 	f       srcFile // set when the file is now too big to buffer: the archiver streams it
 	fi      fs.FileInfo
 	buf     *[]byte
-	n       int // bytes read into buf
-	readErr error
+	n       int    // bytes read into buf
 	hash    string // of the bytes read and the zero padding of a file that shrank
+	readErr error
 	obs     observation
+}
+
+type batch struct {
+	files []*pending
+	bytes int64
+	done  chan struct{}
 }
 
 // readAhead owns the workers and the queue of entries the archiver has not written yet.
 type readAhead struct {
-	work  chan *pending
-	queue []*pending
-	wg    sync.WaitGroup
+	work    chan *batch
+	queue   []*pending
+	queued  int64  // bytes of the files in queue
+	filling *batch // the batch being filled, not handed to a worker yet
+	wg      sync.WaitGroup
 }
 
 func startReadAhead(ctx context.Context) *readAhead {
-	ra := &readAhead{work: make(chan *pending, readAheadSlots)}
+	ra := &readAhead{work: make(chan *batch, readAheadSlots)}
 	for range readAheadWorkers {
 		ra.wg.Add(1)
 		go func() {
 			defer ra.wg.Done()
 			h := blake3.New() // a hasher is a few KiB: one per worker, not one per file
-			for p := range ra.work {
-				p.fetch(ctx, h)
-				close(p.done)
+			for b := range ra.work {
+				for _, p := range b.files {
+					p.fetch(ctx, h)
+				}
+				close(b.done)
 			}
 		}()
 	}
@@ -84,19 +98,39 @@ func (a *archiver) bufferable(it item) bool {
 	return true
 }
 
-// enqueue adds a walked entry; once the queue is full, the oldest entry is written first.
+// dispatch hands the batch being filled to a worker. It never blocks: there are fewer batches
+// than queued entries, and fewer of those than the channel holds.
+func (ra *readAhead) dispatch() {
+	if ra.filling != nil {
+		ra.work <- ra.filling
+		ra.filling = nil
+	}
+}
+
+// enqueue adds a walked entry; once the queue is full, the oldest entries are written first.
 func (a *archiver) enqueue(ctx context.Context, it item) error {
 	ra := a.ra
 	p := &pending{it: it}
 	if a.bufferable(it) {
-		p.prefetch, p.done = true, make(chan struct{})
-		ra.work <- p // never blocks: the queue holds fewer entries than the channel's capacity
+		if ra.filling == nil {
+			ra.filling = &batch{done: make(chan struct{})}
+		}
+		b := ra.filling
+		p.batch = b
+		b.files = append(b.files, p)
+		b.bytes += it.info.Size()
+		ra.queued += it.info.Size()
+		if len(b.files) >= batchFiles || b.bytes >= batchBytes {
+			ra.dispatch()
+		}
 	}
 	ra.queue = append(ra.queue, p)
-	if len(ra.queue) < readAheadSlots {
-		return nil
+	for len(ra.queue) >= readAheadSlots || ra.queued > readAheadMaxBytes {
+		if err := a.writeNext(ctx); err != nil {
+			return err
+		}
 	}
-	return a.writeNext(ctx)
+	return nil
 }
 
 // flush writes every queued entry.
@@ -114,10 +148,14 @@ func (a *archiver) writeNext(ctx context.Context) error {
 	p := ra.queue[0]
 	ra.queue[0] = nil
 	ra.queue = ra.queue[1:]
-	if !p.prefetch {
+	if p.batch == nil {
 		return a.add(ctx, p.it)
 	}
-	<-p.done
+	ra.queued -= p.it.info.Size()
+	if p.batch == ra.filling {
+		ra.dispatch()
+	}
+	<-p.batch.done
 	defer p.release()
 	switch {
 	case p.openErr != nil:
@@ -134,8 +172,7 @@ func (a *archiver) writeBuffered(p *pending) error {
 	if err := a.fileHeader(p.it, before, p.fi); err != nil {
 		return err
 	}
-	body := (*p.buf)[:p.n]
-	if _, err := a.tw.Write(body); err != nil {
+	if _, err := a.tw.Write((*p.buf)[:p.n]); err != nil {
 		return fmt.Errorf("archive %s: %w", p.it.arch, err)
 	}
 	a.done.Bytes += uint64(p.n)
@@ -145,12 +182,11 @@ func (a *archiver) writeBuffered(p *pending) error {
 // stop ends the workers after the queue was flushed or abandoned; abandoned entries release
 // their files and buffers.
 func (ra *readAhead) stop() {
+	ra.filling = nil // never handed out: nothing of it was opened
 	close(ra.work)
 	ra.wg.Wait()
 	for _, p := range ra.queue {
-		if p.prefetch {
-			p.release()
-		}
+		p.release()
 	}
 	ra.queue = nil
 }
@@ -196,10 +232,8 @@ func (p *pending) fetch(ctx context.Context, h *blake3.Hasher) {
 	p.obs = observe(p.it, f, statID(fi), size, p.readErr)
 }
 
+// release closes and returns what fetch took; the caller knows fetch has finished.
 func (p *pending) release() {
-	if p.done != nil {
-		<-p.done
-	}
 	if p.f != nil {
 		p.f.Close()
 		p.f = nil
