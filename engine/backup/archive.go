@@ -28,8 +28,11 @@ type archiver struct {
 	cons      *consistency
 	hardlinks map[[2]uint64]hardlinkTarget // nil unless hardlink_policy keep
 	buf       []byte
+	hasher    *blake3.Hasher // reused for every streamed file
+	sum       [32]byte
 	done      progress.Units
 	onDone    func(progress.Units)
+	ra        *readAhead // nil: every file is read when it is written
 }
 
 type hardlinkTarget struct {
@@ -115,37 +118,55 @@ func (a *archiver) addSymlink(it item) error {
 func (a *archiver) addFile(ctx context.Context, it item) error {
 	f, fi, err := openRegular(it.fsPath)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			vanished(a.issues, a.cons, it.arch, it.info, err, msgVanished)
-			return nil
-		}
-		return a.issues.fail(it.arch, fmt.Errorf("open: %w", err))
+		return a.openFailed(it, err)
 	}
 	defer f.Close()
+	return a.writeFile(ctx, it, f, fi)
+}
+
+// openFailed records a file that could not be opened: gone since the walk listed it (a
+// warning), or unreadable (an error, fatal under fail_fast).
+func (a *archiver) openFailed(it item, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		vanished(a.issues, a.cons, it.arch, it.info, err, msgVanished)
+		return nil
+	}
+	return a.issues.fail(it.arch, fmt.Errorf("open: %w", err))
+}
+
+// hardlink writes a tar hard link when it.info names a file already archived under
+// hardlink_policy keep, and reports whether it did.
+func (a *archiver) hardlink(it item, id fileID) (bool, error) {
+	if a.hardlinks == nil || !id.HasID || id.Nlink <= 1 {
+		return false, nil
+	}
+	first, ok := a.hardlinks[[2]uint64{id.Dev, id.Ino}]
+	if !ok {
+		return false, nil
+	}
+	h := baseHeader(it, id)
+	h.Typeflag = tar.TypeLink
+	h.Linkname = first.arch
+	if err := a.tw.WriteHeader(h); err != nil {
+		return true, fmt.Errorf("write tar header %s: %w", it.arch, err)
+	}
+	a.done.Files++
+	a.progress()
+	return true, a.index.add(format.FileEntry(it.arch, first.size, first.hash))
+}
+
+// writeFile streams an open regular file into the archive, chunk by chunk.
+func (a *archiver) writeFile(ctx context.Context, it item, f srcFile, fi fs.FileInfo) error {
 	before := statID(fi)
-	if a.hardlinks != nil && before.HasID && before.Nlink > 1 {
-		key := [2]uint64{before.Dev, before.Ino}
-		if first, ok := a.hardlinks[key]; ok {
-			h := baseHeader(it, before)
-			h.Typeflag = tar.TypeLink
-			h.Linkname = first.arch
-			if err := a.tw.WriteHeader(h); err != nil {
-				return fmt.Errorf("write tar header %s: %w", it.arch, err)
-			}
-			a.done.Files++
-			a.progress()
-			return a.index.add(format.FileEntry(it.arch, first.size, first.hash))
-		}
+	if linked, err := a.hardlink(it, before); linked || err != nil {
+		return err
 	}
 	size := fi.Size()
-	h := baseHeader(it, before)
-	h.Typeflag = tar.TypeReg
-	h.Size = size
-	h.ModTime = fi.ModTime()
-	if err := a.tw.WriteHeader(h); err != nil {
-		return fmt.Errorf("write tar header %s: %w", it.arch, err)
+	if err := a.fileHeader(it, before, fi); err != nil {
+		return err
 	}
-	hasher := blake3.New()
+	hasher := a.hasher
+	hasher.Reset()
 	var readErr error
 	var copied int64
 	for copied < size {
@@ -174,16 +195,38 @@ func (a *archiver) addFile(ctx context.Context, it item) error {
 		afterCopyHook(it.fsPath)
 	}
 	if copied < size {
+		hashZeros(hasher, a.buf, size-copied)
+	}
+	hash := hex.EncodeToString(hasher.Sum(a.sum[:0]))
+	return a.finishFile(it, before, size, copied, hash, observe(it, f, before, size, readErr), readErr)
+}
+
+// fileHeader writes the tar header of a regular file of fi's size.
+func (a *archiver) fileHeader(it item, id fileID, fi fs.FileInfo) error {
+	h := baseHeader(it, id)
+	h.Typeflag = tar.TypeReg
+	h.Size = fi.Size()
+	h.ModTime = fi.ModTime()
+	if err := a.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("write tar header %s: %w", it.arch, err)
+	}
+	return nil
+}
+
+// finishFile completes a file whose header and copied bytes were written: it pads a file that
+// shrank, records the consistency observation and a read error, and writes the index line.
+// hash is the BLAKE3 of what the archive holds: the copied bytes and the zero padding.
+func (a *archiver) finishFile(it item, before fileID, size, copied int64, hash string, obs observation, readErr error) error {
+	if copied < size {
 		// The file shrank or a read failed: pad with zeros so the tar stays valid; the index
 		// hash covers what the archive holds, and the consistency report says why.
-		if err := a.pad(hasher, size-copied); err != nil {
+		if err := a.pad(size - copied); err != nil {
 			return fmt.Errorf("archive %s: %w", it.arch, err)
 		}
 	}
-	hash := hex.EncodeToString(hasher.Sum(nil))
 	a.done.Files++
 	a.progress()
-	a.cons.check(it, f, before, size, readErr)
+	a.cons.apply(obs)
 	if readErr != nil {
 		if err := a.issues.fail(it.arch, fmt.Errorf("read: %w", readErr)); err != nil {
 			return err
@@ -195,17 +238,26 @@ func (a *archiver) addFile(ctx context.Context, it item) error {
 	return a.index.add(format.FileEntry(it.arch, size, hash))
 }
 
-func (a *archiver) pad(hasher io.Writer, n int64) error {
+func (a *archiver) pad(n int64) error {
 	clear(a.buf)
 	for n > 0 {
 		k := min(n, int64(len(a.buf)))
-		hasher.Write(a.buf[:k])
 		if _, err := a.tw.Write(a.buf[:k]); err != nil {
 			return err
 		}
 		n -= k
 	}
 	return nil
+}
+
+// hashZeros adds n zero bytes to h, using buf as scratch.
+func hashZeros(h io.Writer, buf []byte, n int64) {
+	clear(buf)
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		h.Write(buf[:k])
+		n -= k
+	}
 }
 
 func (a *archiver) progress() {
@@ -310,15 +362,29 @@ func fp(size int64, id fileID) *fingerprint {
 	return &fingerprint{SizeBytes: size, MtimeNanos: id.MtimeNanos, Dev: id.Dev, Ino: id.Ino}
 }
 
-// check compares the file before reading (through the open handle) with after, through the
-// handle and through the path.
-func (c *consistency) check(it item, f *os.File, before fileID, size int64, readErr error) {
+// observation is what the consistency check saw of one file after reading it; apply records it.
+type observation struct {
+	sample consistencySample
+	kind   observed
+}
+
+type observed int
+
+const (
+	observedSame observed = iota
+	observedReadError
+	observedDeleted
+	observedReplaced
+	observedChanged
+)
+
+// observe compares the file before reading (through the open handle) with after, through the
+// handle and through the path. It changes nothing, so a read-ahead worker may call it.
+func observe(it item, f srcFile, before fileID, size int64, readErr error) observation {
 	s := consistencySample{Path: it.arch, Before: fp(size, before)}
 	if readErr != nil {
-		c.ReadErrorTotal++
 		s.Reason, s.Error = ReasonReadError, readErr.Error()
-		c.record(s)
-		return
+		return observation{s, observedReadError}
 	}
 	if hfi, err := f.Stat(); err == nil {
 		hid := statID(hfi)
@@ -327,18 +393,14 @@ func (c *consistency) check(it item, f *os.File, before fileID, size int64, read
 	pfi, err := os.Lstat(it.fsPath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		c.DeletedTotal++
 		s.Reason = ReasonStatAfterMissing
-		c.record(s)
-		return
+		return observation{s, observedDeleted}
 	case err == nil:
 		pid := statID(pfi)
 		s.AfterPath = fp(pfi.Size(), pid)
 		if pid.HasID && before.HasID && (pid.Dev != before.Dev || pid.Ino != before.Ino) {
-			c.ReplacedTotal++
 			s.Reason = ReasonFileIDChanged
-			c.record(s)
-			return
+			return observation{s, observedReplaced}
 		}
 	}
 	if h := s.AfterHandle; h != nil {
@@ -349,10 +411,30 @@ func (c *consistency) check(it item, f *os.File, before fileID, size int64, read
 			s.Reason = ReasonMtimeChanged
 		}
 		if s.Reason != "" {
-			c.ChangedTotal++
-			c.record(s)
+			return observation{s, observedChanged}
 		}
 	}
+	return observation{s, observedSame}
+}
+
+// apply counts and samples what observe saw.
+func (c *consistency) apply(o observation) {
+	if c == nil {
+		return
+	}
+	switch o.kind {
+	case observedSame:
+		return
+	case observedReadError:
+		c.ReadErrorTotal++
+	case observedDeleted:
+		c.DeletedTotal++
+	case observedReplaced:
+		c.ReplacedTotal++
+	case observedChanged:
+		c.ChangedTotal++
+	}
+	c.record(o.sample)
 }
 
 // Warnings for objects the walk listed that were gone before they could be read.

@@ -32,3 +32,10 @@ func InjectBeforeOpen(path string, fn func()) { beforeOpen.Store(path, fn) }
 
 // InjectAfterCopy runs fn right after path's body was archived, before the consistency check.
 func InjectAfterCopy(path string, fn func()) { afterCopy.Store(path, fn) }
+
+// SequentialReads turns read-ahead off for r: for tests whose hooks change one file while
+// another is being archived.
+func SequentialReads(r Request) Request {
+	r.sequentialReads = true
+	return r
+}

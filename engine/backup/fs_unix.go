@@ -5,6 +5,7 @@ package backup
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -77,15 +78,22 @@ func readLink(p string) (string, error) {
 
 var errNotRegular = errors.New("no longer a regular file")
 
+// srcFile is an open source file: read once, from start to end, then closed.
+type srcFile interface {
+	io.Reader
+	io.Closer
+	Stat() (fs.FileInfo, error)
+}
+
 // openRegular opens p for reading without following a symlink and without blocking on a FIFO,
 // and checks through the handle that it is a regular file.
-func openRegular(p string) (*os.File, fs.FileInfo, error) {
+func openRegular(p string) (srcFile, fs.FileInfo, error) {
 	if openHook != nil {
 		if err := openHook(p); err != nil {
 			return nil, nil, err
 		}
 	}
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	f, err := openNoFollow(p)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 	"github.com/rs/zerolog"
+	"github.com/zeebo/blake3"
 
 	"github.com/bastion-backup/bastion/engine/backup/format"
 	"github.com/bastion-backup/bastion/engine/clock"
@@ -61,6 +62,10 @@ type Request struct {
 	Progress   *progress.Reporter // optional; Run does not Close it
 	Logger     zerolog.Logger
 	Clock      clock.Clock // optional; the wall clock by default (manifest ended_at)
+
+	// sequentialReads turns read-ahead off, for tests whose fault hooks change one file while
+	// another is archived and so need files read strictly one after another.
+	sequentialReads bool
 }
 
 // Summary is the run summary JSON of backup.md §13.
@@ -412,7 +417,12 @@ func (r *run) pack(staging string, src *source, recipient age.Recipient, rolling
 		}
 		ageW, sink = w, w
 	}
-	zw, err := zstd.NewWriter(sink, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(format.ZstdLevel)),
+	// Encryption, part hashing and part files run on their own goroutine, beside compression.
+	// When packing fails, the run's context is canceled so that goroutine is not left waiting
+	// on an upload, and it has ended before pw is aborted (defers run last first).
+	handoff := newHandoffWriter(sink, func() { r.cancel(errAborted) })
+	defer handoff.abort()
+	zw, err := zstd.NewWriter(handoff, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(format.ZstdLevel)),
 		zstd.WithEncoderConcurrency(runtime.NumCPU()))
 	if err != nil {
 		return nil, 0, fmt.Errorf("start zstd: %w", err)
@@ -424,7 +434,7 @@ func (r *run) pack(staging string, src *source, recipient age.Recipient, rolling
 		return nil, 0, newErr(CodeStagingIO, KindIO, "Check the data directory.", err)
 	}
 	defer index.close()
-	a := &archiver{tw: tw, index: index, issues: r.issues, cons: r.cons, buf: make([]byte, copyChunk),
+	a := &archiver{tw: tw, index: index, issues: r.issues, cons: r.cons, buf: make([]byte, copyChunk), hasher: blake3.New(),
 		onDone: func(u progress.Units) { r.req.Progress.Set(u) }}
 	if src.hardlinkKeep {
 		a.hardlinks = map[[2]uint64]hardlinkTarget{}
@@ -437,8 +447,19 @@ func (r *run) pack(staging string, src *source, recipient age.Recipient, rolling
 		}
 		return nil, 0, err
 	}
-	if err := src.walker.walk(r.ctx, func(it item) error { return a.add(r.ctx, it) }); err != nil {
+	emit := func(it item) error { return a.add(r.ctx, it) }
+	if !r.req.sequentialReads {
+		a.ra = startReadAhead(r.ctx)
+		defer a.ra.stop()
+		emit = func(it item) error { return a.enqueue(r.ctx, it) }
+	}
+	if err := src.walker.walk(r.ctx, emit); err != nil {
 		return fail(err)
+	}
+	if a.ra != nil {
+		if err := a.flush(r.ctx); err != nil {
+			return fail(err)
+		}
 	}
 	for _, it := range src.extra {
 		if err := a.add(r.ctx, it); err != nil {
@@ -450,6 +471,9 @@ func (r *run) pack(staging string, src *source, recipient age.Recipient, rolling
 	}
 	if err := zw.Close(); err != nil {
 		return fail(fmt.Errorf("finish zstd: %w", err))
+	}
+	if err := handoff.Close(); err != nil {
+		return fail(err)
 	}
 	if ageW != nil {
 		if err := ageW.Close(); err != nil {
