@@ -20,6 +20,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/internal/latest"
+	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/scratch"
@@ -71,6 +72,29 @@ func CleanRunDirs(dataDir string) error {
 	return nil
 }
 
+// CodeTargetInsideDataDir is the error code of a local_dir target inside the data directory.
+const CodeTargetInsideDataDir = "target_inside_data_dir"
+
+// checkTargetOutsideDataDir refuses a local_dir target in (or equal to) this node's data
+// directory, symlinks resolved: the node empties parts of it at start, so such snapshots would
+// vanish while still listed. Job validation refuses them already; this catches an edited
+// database, and an agent's own data directory, which the Hub cannot see.
+func (e *Executor) checkTargetOutsideDataDir(rt targets.RunTarget) error {
+	if rt.Target.Type != targets.TypeLocalDir || e.dataDir == "" {
+		return nil
+	}
+	inside, err := pathguard.Within(rt.Target.BaseDir, e.dataDir)
+	if err != nil {
+		return &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config", Op: "check local_dir target", Err: err}
+	}
+	if inside {
+		return &targets.Error{Kind: targets.KindConfig, Code: CodeTargetInsideDataDir, Op: "check local_dir target",
+			Hint: "choose a base_dir outside the data directory of the node that runs the job",
+			Err:  fmt.Errorf("base_dir %s is inside the data directory %s (symlinks resolved)", rt.Target.BaseDir, e.dataDir)}
+	}
+	return nil
+}
+
 // RunDir is where a run keeps its scratch files while it executes.
 func RunDir(dataDir, runID string) string { return filepath.Join(dataDir, "runs", runID) }
 
@@ -107,6 +131,9 @@ func (e *Executor) Execute(ctx context.Context, req runs.ExecRequest) (runs.Outc
 	defer pw.Close()
 	defer rep.Close() // runs first: its last value reaches pw before pw flushes
 
+	if err := e.checkTargetOutsideDataDir(rt); err != nil {
+		return failedOutcome(ctx, rt, err, nil), nil
+	}
 	tgt, err := e.opener.Open(ctx, rt)
 	if err != nil {
 		return failedOutcome(ctx, rt, err, nil), nil
