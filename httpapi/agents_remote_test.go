@@ -224,7 +224,7 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 	}
 	baseURL, user, pass := testtool.StartRcloneWebDAV(t, share)
 	ah := startAgentBackupHub(t)
-	if st, body := ah.c.Put(t, "/api/secrets/webdav/nas", map[string]string{"username": user, "password": pass}); st != http.StatusOK && st != http.StatusNoContent {
+	if st, body := ah.c.Put(t, "/api/secrets/webdav/nas", map[string]string{"username": user, "password": pass, "base_url": baseURL}); st != http.StatusOK && st != http.StatusNoContent {
 		t.Fatalf("store hub secret: %d %v", st, body)
 	}
 	names := func(body map[string]any) []string {
@@ -274,7 +274,7 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 		agent := ah.startAgent(t, t.TempDir(), ah.token(t))
 		// The agent's own credential, stored in its scope through the API and pushed to it.
 		secretPath := "/api/nodes/" + agent.id + "/secrets/webdav/agent-nas"
-		if resp := ah.c.Do(t, "PUT", secretPath, map[string]string{"username": user, "password": pass}); resp.Status != http.StatusNoContent {
+		if resp := ah.c.Do(t, "PUT", secretPath, map[string]string{"username": user, "password": pass, "base_url": baseURL}); resp.Status != http.StatusNoContent {
 			t.Fatalf("store the agent's secret: %s", resp)
 		}
 		if items := ah.c.Do(t, "GET", "/api/nodes/"+agent.id+"/secrets/webdav", nil).JSONArray(t); len(items) != 1 {
@@ -292,6 +292,26 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 		if st != http.StatusOK || fmt.Sprint(names(body)) != "[.hidden a.txt b.txt sub]" {
 			t.Fatalf("agent listing: %d %v", st, body)
 		}
+		// The agent's credential goes to no other server: the Hub refuses before asking the
+		// agent, and nothing reaches the other server.
+		rogue := startRecorder(t)
+		for _, method := range []string{"GET", "POST"} {
+			var resp *apitest.Response
+			if method == "GET" {
+				resp = ah.c.Do(t, "GET", path+"?"+url.Values{"base_url": {rogue.URL + "/"}, "secret_name": {"agent-nas"}}.Encode(), nil)
+			} else {
+				resp = ah.c.Do(t, "POST", path, map[string]any{"base_url": rogue.URL + "/", "secret_name": "agent-nas", "path": "/"})
+			}
+			if resp.Status != 400 || resp.ErrorCode() != secrets.CodeOriginMismatch {
+				t.Fatalf("%s agent listing on another server: %s", method, resp)
+			}
+		}
+		// The agent checks too, with the origins the Hub sent it.
+		bound, err := agent.managed.AllowedOrigins(ctx, "", secrets.KindWebDAV, "agent-nas")
+		if o, _ := secrets.NormalizeOrigin(baseURL); err != nil || fmt.Sprint(bound) != "["+o+"]" {
+			t.Fatalf("origins on the agent: %v %v", bound, err)
+		}
+		rogue.assertUntouched(t)
 		// The Hub's own credential is not the agent's.
 		if resp := ah.c.Do(t, "POST", path, map[string]any{"base_url": baseURL, "secret_name": "nas", "path": "/"}); resp.Status != 400 ||
 			resp.ErrorCode() != "missing_webdav_secret" {

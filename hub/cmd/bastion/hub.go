@@ -148,6 +148,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		InsecureHTTP:    cfg.InsecureHTTP,
 		TrustedProxies:  cfg.TrustedProxies,
 		DebugErrors:     cfg.DebugErrors,
+		DataDir:         cfg.DataDir,
 		Agents:          agents,
 		Clock:           clock.Real{},
 		Secrets:         store,
