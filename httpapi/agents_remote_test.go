@@ -311,6 +311,30 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 		if o, _ := secrets.NormalizeOrigin(baseURL); err != nil || fmt.Sprint(bound) != "["+o+"]" {
 			t.Fatalf("origins on the agent: %v %v", bound, err)
 		}
+		// A restore on the agent of a snapshot whose stored target names another server (an
+		// edited database) is refused before the task reaches the agent.
+		job, run := uuidN(1, 7), uuidN(2, 7)
+		snap, _ := json.Marshal(targets.RunTarget{NodeID: agent.id, Target: targets.Redacted{Type: "webdav", BaseURL: rogue.URL + "/dav/", SecretName: "agent-nas"}})
+		ts, now := string(snap), ah.Clock.Now().Unix()
+		if err := ah.DB.Write(ctx, func(q storage.Q) error {
+			if err := q.InsertJob(ctx, storage.Job{ID: job, Name: "dav on agent", AgentID: &agent.id, ScheduleTimezone: "UTC",
+				OverlapPolicy: "queue", MissedRunPolicy: "skip", SpecJSON: fsSpec, CreatedAt: now, UpdatedAt: now}); err != nil {
+				return err
+			}
+			if err := q.InsertRun(ctx, storage.Run{ID: run, JobID: job, Status: storage.RunSuccess, StartedAt: now - 10, EndedAt: &now, TargetSnapshotJSON: &ts}); err != nil {
+				return err
+			}
+			return q.UpsertRunArtifact(ctx, storage.RunArtifact{RunID: run, JobID: job, NodeID: agent.id, TargetType: "webdav",
+				TargetSnapshotJSON: ts, ArtifactFormat: "archive_v1", Status: storage.SnapshotPresent, StartedAt: now - 10,
+				EndedAt: now, CreatedAt: now, UpdatedAt: now})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if resp := ah.c.Do(t, "POST", "/api/runs/"+run+"/restore", map[string]any{
+			"destination": map[string]any{"type": "local_fs", "node_id": agent.id, "directory": t.TempDir()}}); resp.Status != 400 ||
+			resp.ErrorCode() != secrets.CodeOriginMismatch {
+			t.Fatalf("restore on the agent from another server: %s", resp)
+		}
 		rogue.assertUntouched(t)
 		// The Hub's own credential is not the agent's.
 		if resp := ah.c.Do(t, "POST", path, map[string]any{"base_url": baseURL, "secret_name": "nas", "path": "/"}); resp.Status != 400 ||
