@@ -224,7 +224,7 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 	}
 	baseURL, user, pass := testtool.StartRcloneWebDAV(t, share)
 	ah := startAgentBackupHub(t)
-	if st, body := ah.c.Put(t, "/api/secrets/webdav/nas", map[string]string{"username": user, "password": pass}); st != http.StatusOK && st != http.StatusNoContent {
+	if st, body := ah.c.Put(t, "/api/secrets/webdav/nas", map[string]string{"username": user, "password": pass, "base_url": baseURL}); st != http.StatusOK && st != http.StatusNoContent {
 		t.Fatalf("store hub secret: %d %v", st, body)
 	}
 	names := func(body map[string]any) []string {
@@ -274,7 +274,7 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 		agent := ah.startAgent(t, t.TempDir(), ah.token(t))
 		// The agent's own credential, stored in its scope through the API and pushed to it.
 		secretPath := "/api/nodes/" + agent.id + "/secrets/webdav/agent-nas"
-		if resp := ah.c.Do(t, "PUT", secretPath, map[string]string{"username": user, "password": pass}); resp.Status != http.StatusNoContent {
+		if resp := ah.c.Do(t, "PUT", secretPath, map[string]string{"username": user, "password": pass, "base_url": baseURL}); resp.Status != http.StatusNoContent {
 			t.Fatalf("store the agent's secret: %s", resp)
 		}
 		if items := ah.c.Do(t, "GET", "/api/nodes/"+agent.id+"/secrets/webdav", nil).JSONArray(t); len(items) != 1 {
@@ -292,6 +292,50 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 		if st != http.StatusOK || fmt.Sprint(names(body)) != "[.hidden a.txt b.txt sub]" {
 			t.Fatalf("agent listing: %d %v", st, body)
 		}
+		// The agent's credential goes to no other server: the Hub refuses before asking the
+		// agent, and nothing reaches the other server.
+		rogue := startRecorder(t)
+		for _, method := range []string{"GET", "POST"} {
+			var resp *apitest.Response
+			if method == "GET" {
+				resp = ah.c.Do(t, "GET", path+"?"+url.Values{"base_url": {rogue.URL + "/"}, "secret_name": {"agent-nas"}}.Encode(), nil)
+			} else {
+				resp = ah.c.Do(t, "POST", path, map[string]any{"base_url": rogue.URL + "/", "secret_name": "agent-nas", "path": "/"})
+			}
+			if resp.Status != 400 || resp.ErrorCode() != secrets.CodeOriginMismatch {
+				t.Fatalf("%s agent listing on another server: %s", method, resp)
+			}
+		}
+		// The agent checks too, with the origins the Hub sent it.
+		bound, err := agent.managed.AllowedOrigins(ctx, "", secrets.KindWebDAV, "agent-nas")
+		if o, _ := secrets.NormalizeOrigin(baseURL); err != nil || fmt.Sprint(bound) != "["+o+"]" {
+			t.Fatalf("origins on the agent: %v %v", bound, err)
+		}
+		// A restore on the agent of a snapshot whose stored target names another server (an
+		// edited database) is refused before the task reaches the agent.
+		job, run := uuidN(1, 7), uuidN(2, 7)
+		snap, _ := json.Marshal(targets.RunTarget{NodeID: agent.id, Target: targets.Redacted{Type: "webdav", BaseURL: rogue.URL + "/dav/", SecretName: "agent-nas"}})
+		ts, now := string(snap), ah.Clock.Now().Unix()
+		if err := ah.DB.Write(ctx, func(q storage.Q) error {
+			if err := q.InsertJob(ctx, storage.Job{ID: job, Name: "dav on agent", AgentID: &agent.id, ScheduleTimezone: "UTC",
+				OverlapPolicy: "queue", MissedRunPolicy: "skip", SpecJSON: fsSpec, CreatedAt: now, UpdatedAt: now}); err != nil {
+				return err
+			}
+			if err := q.InsertRun(ctx, storage.Run{ID: run, JobID: job, Status: storage.RunSuccess, StartedAt: now - 10, EndedAt: &now, TargetSnapshotJSON: &ts}); err != nil {
+				return err
+			}
+			return q.UpsertRunArtifact(ctx, storage.RunArtifact{RunID: run, JobID: job, NodeID: agent.id, TargetType: "webdav",
+				TargetSnapshotJSON: ts, ArtifactFormat: "archive_v1", Status: storage.SnapshotPresent, StartedAt: now - 10,
+				EndedAt: now, CreatedAt: now, UpdatedAt: now})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if resp := ah.c.Do(t, "POST", "/api/runs/"+run+"/restore", map[string]any{
+			"destination": map[string]any{"type": "local_fs", "node_id": agent.id, "directory": t.TempDir()}}); resp.Status != 400 ||
+			resp.ErrorCode() != secrets.CodeOriginMismatch {
+			t.Fatalf("restore on the agent from another server: %s", resp)
+		}
+		rogue.assertUntouched(t)
 		// The Hub's own credential is not the agent's.
 		if resp := ah.c.Do(t, "POST", path, map[string]any{"base_url": baseURL, "secret_name": "nas", "path": "/"}); resp.Status != 400 ||
 			resp.ErrorCode() != "missing_webdav_secret" {

@@ -15,8 +15,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/schedule"
+	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -258,6 +260,9 @@ type validJob struct {
 	spec                            *jobspec.Spec
 	specJSON                        []byte
 	verification                    *string // JSON of the validated drill schedule; nil: none
+	// bindOrigin is set when the job's WebDAV credential is bound to no server yet: saving the
+	// job binds it to the job's server (an admin's CSRF-checked write, never a GET).
+	bindOrigin bool
 }
 
 // validateJob checks a body in the order of hub.md §6 and answers the first failure as a 400.
@@ -316,6 +321,27 @@ func (s *Server) validateJob(ctx context.Context, b jobBody) (validJob, error) {
 			return v, respond.BadRequest("invalid_webdav_secret", fmt.Sprintf("no WebDAV secret %q on node %s", spec.Target.SecretName, node)).
 				Reason("not_found").Field("spec.target.secret_name")
 		}
+		origins, err := s.db.Reader().SecretOrigins(ctx, node, secrets.KindWebDAV, spec.Target.SecretName)
+		if err != nil {
+			return v, err
+		}
+		if len(origins) == 0 {
+			v.bindOrigin = true
+		} else if err := secrets.CheckOrigin(secrets.KindWebDAV, spec.Target.SecretName, spec.Target.BaseURL, origins); err != nil {
+			return v, originError(err, "spec.target.base_url")
+		}
+	}
+	if spec.Target.Type == jobspec.TargetLocalDir && v.agentID == nil && s.cfg.DataDir != "" {
+		inside, err := pathguard.Within(spec.Target.BaseDir, s.cfg.DataDir)
+		if err != nil {
+			return v, respond.BadRequest("invalid_spec", "spec.target.base_dir could not be checked: "+err.Error()).
+				Reason("invalid_value").Field("spec.target.base_dir")
+		}
+		if inside {
+			return v, respond.BadRequest("target_inside_data_dir",
+				"spec.target.base_dir is inside the Hub's data directory (symlinks resolved), which the Hub empties in part at start; choose a directory outside it").
+				Reason("inside_data_dir").Field("spec.target.base_dir")
+		}
 	}
 	if v.schedule != nil {
 		if _, err := schedule.Parse(*v.schedule, loc); err != nil {
@@ -359,6 +385,43 @@ func (s *Server) validateJob(ctx context.Context, b jobBody) (validJob, error) {
 }
 
 const runsMissedDefault = "run_once"
+
+// node is the scope of a job's secrets: "hub", or the agent that runs it.
+func (v validJob) node() string {
+	if v.agentID != nil {
+		return *v.agentID
+	}
+	return secrets.HubNode
+}
+
+// bindJobOrigin binds the job's unbound WebDAV credential to the job's server, in the job's
+// write transaction. A credential bound meanwhile is left alone (the statement checks again).
+func (s *Server) bindJobOrigin(ctx context.Context, q storage.Q, v validJob) error {
+	if !v.bindOrigin {
+		return nil
+	}
+	o, err := secrets.NormalizeOrigin(v.spec.Target.BaseURL)
+	if err != nil {
+		return fmt.Errorf("bind webdav credential %q: %w", v.spec.Target.SecretName, err)
+	}
+	bound, err := q.BindSecretOriginIfUnbound(ctx, v.node(), secrets.KindWebDAV, v.spec.Target.SecretName, o, s.now().Unix())
+	if err != nil {
+		return err
+	}
+	if bound {
+		zerolog.Ctx(ctx).Info().Str("node_id", v.node()).Str("secret_name", v.spec.Target.SecretName).Str("origin", o).
+			Msg("webdav credential bound to the server of the job that uses it")
+	}
+	return nil
+}
+
+// afterBind sends an agent its secrets again when saving its job bound one of them: the agent
+// checks the origins it was sent.
+func (s *Server) afterBind(r *http.Request, v validJob) {
+	if v.bindOrigin && v.agentID != nil {
+		s.pushNodeSecrets(r, *v.agentID)
+	}
+}
 
 func (s *Server) jobSecrets() SecretLookup {
 	if s.cfg.JobSecrets != nil {
@@ -437,15 +500,18 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		if err := q.InsertJob(r.Context(), j); err != nil {
 			return err
 		}
-		if v.verification == nil {
-			return nil
+		if v.verification != nil {
+			if err := q.SetJobVerificationConfig(r.Context(), j.ID, v.verification, now); err != nil {
+				return err
+			}
 		}
-		return q.SetJobVerificationConfig(r.Context(), j.ID, v.verification, now)
+		return s.bindJobOrigin(r.Context(), q, v)
 	})
 	if err != nil {
 		respond.Error(w, r, err)
 		return
 	}
+	s.afterBind(r, v)
 	s.jobChanged(r.Context(), j.ID, j.AgentID)
 	zerolog.Ctx(r.Context()).Info().Str("job_id", j.ID).Msg("job created")
 	s.respondJob(w, r, storage.JobListItem{Job: j})
@@ -504,12 +570,16 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 		if err := q.UpdateJob(ctx, j); err != nil {
 			return err
 		}
-		return q.SetJobVerificationConfig(ctx, id, v.verification, j.UpdatedAt)
+		if err := q.SetJobVerificationConfig(ctx, id, v.verification, j.UpdatedAt); err != nil {
+			return err
+		}
+		return s.bindJobOrigin(ctx, q, v)
 	})
 	if err != nil {
 		respond.Error(w, r, jobError(err))
 		return
 	}
+	s.afterBind(r, v)
 	s.jobChanged(ctx, id, oldAgent, saved.AgentID)
 	zerolog.Ctx(ctx).Info().Str("job_id", id).Msg("job updated")
 	s.respondJob(w, r, storage.JobListItem{Job: saved})

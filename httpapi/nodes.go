@@ -146,16 +146,25 @@ func agentCallError(err error) error {
 	return respond.New(http.StatusGatewayTimeout, "agent_timeout", "the agent did not answer in time").Cause(err)
 }
 
-// webdavListBody is POST /api/nodes/{node_id}/webdav/list (GET takes the same as parameters).
+// webdavListBody is POST /api/nodes/{node_id}/webdav/list. GET takes base_url, secret_name, path
+// and the list options as parameters, and only a stored credential: a typed password never goes
+// in a URL, and a GET carries no CSRF token, so it must not make the Hub send anything it was not
+// told to by an admin before.
 type webdavListBody struct {
 	BaseURL    string `json:"base_url"`
 	SecretName string `json:"secret_name"`
-	Path       string `json:"path"`
+	// Username and Password browse a server before its credential is saved (POST only, Hub
+	// only): no stored secret is involved, so no origin binding applies.
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Path     string `json:"path"`
 	protocol.ListOptions
 }
 
-// webdavList lists a WebDAV collection with the node's credential: the Hub's own "webdav" secret
-// for node hub, or the agent's (from its secrets snapshot) over its socket.
+// webdavList lists a WebDAV collection with the node's stored credential secret_name (the Hub's
+// own for node hub, the agent's over its socket), or, in a POST to node hub, with a typed
+// username and password. A stored credential goes only to the origins it is bound to: any other
+// base_url is refused with 400 before anything is sent (security issue 11).
 func (s *Server) webdavList(w http.ResponseWriter, r *http.Request) {
 	node := chi.URLParam(r, "node_id")
 	var body webdavListBody
@@ -170,6 +179,11 @@ func (s *Server) webdavList(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		q := r.URL.Query()
+		if q.Has("password") || q.Has("username") {
+			respond.Error(w, r, respond.BadRequest("typed_credentials_need_post",
+				"a typed username and password are accepted only in a POST body (with the CSRF token), never in a URL").Field("password"))
+			return
+		}
 		body.BaseURL, body.SecretName, body.Path = q.Get("base_url"), q.Get("secret_name"), q.Get("path")
 		opts, err := listOptionsFromQuery(q)
 		if err != nil {
@@ -178,31 +192,57 @@ func (s *Server) webdavList(w http.ResponseWriter, r *http.Request) {
 		}
 		body.ListOptions = opts
 	}
+	typed := body.Username != "" || body.Password != ""
 	switch {
 	case strings.TrimSpace(body.BaseURL) == "":
 		respond.Error(w, r, respond.BadRequest("invalid_base_url", "base_url is required").Field("base_url").Reason("required"))
 		return
-	case strings.TrimSpace(body.SecretName) == "":
+	case typed && strings.TrimSpace(body.SecretName) != "":
+		respond.Error(w, r, respond.BadRequest("invalid_credentials", "give either secret_name or username and password, not both").Field("secret_name"))
+		return
+	case typed && node != secrets.HubNode:
+		respond.Error(w, r, respond.BadRequest("typed_credentials_unsupported",
+			"an agent lists WebDAV only with its own stored credentials: save the credential for that agent first").Field("username"))
+		return
+	case !typed && strings.TrimSpace(body.SecretName) == "":
 		respond.Error(w, r, respond.BadRequest(fsrpc.CodeMissingWebDAVSecret, "secret_name is required").Field("secret_name").Reason("required"))
 		return
 	}
-	req := protocol.WebdavList{BaseURL: body.BaseURL, SecretName: body.SecretName, Path: body.Path, ListOptions: body.ListOptions}
-	var res *protocol.WebdavListResult
-	if node == "hub" {
-		if s.cfg.Secrets == nil {
-			respond.Error(w, r, respond.New(http.StatusServiceUnavailable, "secrets_unavailable", "the secrets store is not available"))
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), fsrpc.WebDAVTimeout)
-		defer cancel()
-		res = fsrpc.AnswerWebDAV(ctx, &req, func(ctx context.Context, name string) (secrets.WebDAV, error) {
-			return s.cfg.Secrets.WebDAV(ctx, secrets.HubNode, name)
-		}, *zerolog.Ctx(r.Context()))
-	} else {
+	if s.cfg.Secrets == nil && !typed {
+		respond.Error(w, r, respond.New(http.StatusServiceUnavailable, "secrets_unavailable", "the secrets store is not available"))
+		return
+	}
+	if node != secrets.HubNode {
 		if err := s.onlineAgent(r, node); err != nil {
 			respond.Error(w, r, err)
 			return
 		}
+	}
+	if !typed {
+		if err := s.checkCredentialOrigin(r.Context(), node, body.SecretName, body.BaseURL); err != nil {
+			respond.Error(w, r, err)
+			return
+		}
+	}
+	req := protocol.WebdavList{BaseURL: body.BaseURL, SecretName: body.SecretName, Path: body.Path, ListOptions: body.ListOptions}
+	var res *protocol.WebdavListResult
+	if node == secrets.HubNode {
+		ctx, cancel := context.WithTimeout(r.Context(), fsrpc.WebDAVTimeout)
+		defer cancel()
+		creds := func(ctx context.Context, name, baseURL string) (secrets.WebDAV, error) {
+			return s.cfg.Secrets.WebDAVFor(ctx, secrets.HubNode, name, baseURL)
+		}
+		if typed {
+			typedCred := secrets.WebDAV{Username: body.Username, Password: body.Password}
+			if err := typedCred.Validate(); err != nil {
+				respond.Error(w, r, validationError(err))
+				return
+			}
+			req.SecretName = "(typed)" // for the target's redacted description only; never looked up
+			creds = func(context.Context, string, string) (secrets.WebDAV, error) { return typedCred, nil }
+		}
+		res = fsrpc.AnswerWebDAV(ctx, &req, creds, *zerolog.Ctx(r.Context()))
+	} else {
 		var err error
 		res, err = s.cfg.Agents.WebdavList(r.Context(), node, req)
 		if err != nil {
@@ -221,6 +261,41 @@ func (s *Server) webdavList(w http.ResponseWriter, r *http.Request) {
 		NextCursor: res.NextCursor, Total: res.Total})
 }
 
+// checkCredentialOrigin answers whether node's stored WebDAV credential name may be sent to
+// baseURL: 400 invalid_base_url, missing_webdav_secret, credential_origin_unbound or
+// credential_origin_mismatch otherwise. It reads no payload and sends nothing.
+func (s *Server) checkCredentialOrigin(ctx context.Context, node, name, baseURL string) error {
+	if _, err := secrets.NormalizeOrigin(baseURL); err != nil {
+		return respond.BadRequest("invalid_base_url", "base_url must be an absolute http or https URL").Field("base_url")
+	}
+	if _, err := s.db.Reader().GetSecret(ctx, node, secrets.KindWebDAV, name); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return respond.BadRequest(fsrpc.CodeMissingWebDAVSecret, "node "+node+" has no WebDAV credential named "+name).
+				Field("secret_name").Reason("not_found")
+		}
+		return err
+	}
+	allowed, err := s.cfg.Secrets.AllowedOrigins(ctx, node, secrets.KindWebDAV, name)
+	if err != nil {
+		return err
+	}
+	return originError(secrets.CheckOrigin(secrets.KindWebDAV, name, baseURL, allowed), "base_url")
+}
+
+// originError turns a *secrets.OriginError into the API's 400 on field; other errors pass.
+func originError(err error, field string) error {
+	var oe *secrets.OriginError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	allowed := oe.Allowed
+	if allowed == nil {
+		allowed = []string{}
+	}
+	return respond.BadRequest(oe.Code, oe.Error()).Field(field).Reason("origin_not_allowed").
+		Param("secret_name", oe.Name).Param("origin", oe.Origin).Param("allowed_origins", allowed)
+}
+
 func webdavListError(res *protocol.WebdavListResult) error {
 	code, msg := "list_failed", "the WebDAV collection could not be listed"
 	if res.ErrorCode != nil {
@@ -232,7 +307,7 @@ func webdavListError(res *protocol.WebdavListResult) error {
 	switch code {
 	case fsrpc.CodeMissingWebDAVSecret:
 		return respond.BadRequest(code, msg).Field("secret_name")
-	case "invalid_base_url":
+	case "invalid_base_url", secrets.CodeOriginMismatch, secrets.CodeOriginUnbound:
 		return respond.BadRequest(code, msg).Field("base_url")
 	}
 	return listError(&protocol.FsListResult{ErrorCode: &code, Error: &msg})

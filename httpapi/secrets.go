@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
@@ -129,7 +130,25 @@ func (s *Server) answerSecretList(w http.ResponseWriter, r *http.Request, node, 
 		respond.Error(w, r, err)
 		return
 	}
-	respond.JSON(w, http.StatusOK, list)
+	if kind != secrets.KindWebDAV {
+		respond.JSON(w, http.StatusOK, list)
+		return
+	}
+	// WebDAV credentials list the servers they may be sent to, so an unbound one shows.
+	type item struct {
+		secrets.Meta
+		AllowedOrigins []string `json:"allowed_origins"`
+	}
+	out := make([]item, len(list))
+	for i, m := range list {
+		origins, err := s.cfg.Secrets.AllowedOrigins(r.Context(), node, kind, m.Name)
+		if err != nil {
+			respond.Error(w, r, err)
+			return
+		}
+		out[i] = item{Meta: m, AllowedOrigins: origins}
+	}
+	respond.JSON(w, http.StatusOK, out)
 }
 
 func (s *Server) answerSecret(w http.ResponseWriter, r *http.Request, node, kind, name string) {
@@ -145,6 +164,14 @@ func (s *Server) answerSecret(w http.ResponseWriter, r *http.Request, node, kind
 		return
 	}
 	doc["name"], _ = json.Marshal(name)
+	if kind == secrets.KindWebDAV {
+		origins, err := s.cfg.Secrets.AllowedOrigins(r.Context(), node, kind, name)
+		if err != nil {
+			respond.Error(w, r, err)
+			return
+		}
+		doc["allowed_origins"], _ = json.Marshal(origins)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	respond.JSON(w, http.StatusOK, doc)
 }
@@ -159,6 +186,13 @@ func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind,
 		respond.Error(w, r, err) // over the body limit: 413
 		return false
 	}
+	var origins secrets.OriginUpdate
+	if kind == secrets.KindWebDAV {
+		if body, origins, err = splitWebDAVOrigins(body); err != nil {
+			respond.Error(w, r, validationError(err))
+			return false
+		}
+	}
 	payload, err := secrets.DecodePayload(kind, body)
 	if err != nil {
 		respond.Error(w, r, validationError(err))
@@ -171,12 +205,62 @@ func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind,
 		respond.Error(w, r, err)
 		return false
 	}
-	if err := s.cfg.Secrets.Put(r.Context(), node, kind, name, canonical); err != nil {
+	if err := s.cfg.Secrets.PutWithOrigins(r.Context(), node, kind, name, canonical, origins); err != nil {
 		respond.Error(w, r, err)
 		return false
 	}
-	zerolog.Ctx(r.Context()).Info().Str("node_id", node).Str("secret_kind", kind).Str("secret_name", name).Msg("secret saved")
+	zerolog.Ctx(r.Context()).Info().Str("node_id", node).Str("secret_kind", kind).Str("secret_name", name).
+		Strs("allowed_origins_set", origins.Origins).Bool("allowed_origins_replaced", origins.Replace).Msg("secret saved")
 	return true
+}
+
+// splitWebDAVOrigins takes the origin fields out of a WebDAV secret body, leaving the payload:
+// allowed_origins (a list of URLs or origins) replaces the servers the credential may be sent to,
+// [] unbinding it; base_url (the server the credential is for, as the secret form sends it) adds
+// one. A body with neither keeps the origins the secret has, so an older client re-saving a
+// password does not unbind it.
+func splitWebDAVOrigins(body []byte) ([]byte, secrets.OriginUpdate, error) {
+	var up secrets.OriginUpdate
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil || doc == nil {
+		return body, up, nil // DecodePayload explains what is wrong with it
+	}
+	raw, hasList := doc["allowed_origins"]
+	rawURL, hasURL := doc["base_url"]
+	if !hasList && !hasURL {
+		return body, up, nil
+	}
+	delete(doc, "allowed_origins")
+	delete(doc, "base_url")
+	var list []string
+	if hasList {
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return nil, up, &secrets.ValidationError{Code: "invalid_origin", Field: "allowed_origins", Reason: "invalid_format",
+				Message: "allowed_origins must be a list of URLs or origins (scheme://host[:port])"}
+		}
+		up.Replace = true
+	}
+	if hasURL {
+		var u string
+		if err := json.Unmarshal(rawURL, &u); err != nil {
+			return nil, up, &secrets.ValidationError{Code: "invalid_origin", Field: "base_url", Reason: "invalid_format",
+				Message: "base_url must be a string"}
+		}
+		if strings.TrimSpace(u) != "" {
+			if _, err := secrets.NormalizeOrigin(u); err != nil {
+				return nil, up, &secrets.ValidationError{Code: "invalid_origin", Field: "base_url", Reason: "invalid_format",
+					Message: "base_url must be an absolute http or https URL"}
+			}
+			list = append(list, u)
+		}
+	}
+	norm, err := secrets.NormalizeOrigins("allowed_origins", list)
+	if err != nil {
+		return nil, up, err
+	}
+	up.Origins = norm
+	rest, err := json.Marshal(doc)
+	return rest, up, err
 }
 
 func (s *Server) removeSecret(w http.ResponseWriter, r *http.Request, node, kind, name string) bool {

@@ -73,6 +73,9 @@ type Config struct {
 	// middleware.DefaultAgentBodyReadTimeout).
 	BodyReadTimeout      time.Duration
 	AgentBodyReadTimeout time.Duration
+	// DataDir is the Hub's data directory: no job run on the Hub may store snapshots in it (the
+	// Hub empties parts of it at start). Empty skips that check.
+	DataDir string
 
 	// Snapshots serves the snapshot, retention and incomplete-cleanup routes; nil leaves them out.
 	Snapshots *snapshots.Service

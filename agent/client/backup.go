@@ -64,6 +64,10 @@ func (noSecrets) Get(_ context.Context, node, kind, name string) ([]byte, error)
 	return nil, fmt.Errorf("secret %s/%s is not available on this agent: %w", kind, name, secrets.ErrNotFound)
 }
 
+func (noSecrets) AllowedOrigins(_ context.Context, node, kind, name string) ([]string, error) {
+	return nil, fmt.Errorf("secret %s/%s is not available on this agent: %w", kind, name, secrets.ErrNotFound)
+}
+
 // Execute runs the task's backup and turns the outcome into a task result. A failure's code goes
 // to summary.error_code, as the Hub reads it.
 func (b *BackupExecutor) Execute(ctx context.Context, t *protocol.Task, emit func(*protocol.RunEvent)) protocol.TaskResult {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
 )
 
 // TestRefusesAHubDataDir: an agent pointed at a Hub's data directory (it holds bastion.db) refuses
@@ -30,5 +32,27 @@ func TestRefusesAHubDataDir(t *testing.T) {
 	}
 	if _, err := os.Stat(running); err != nil {
 		t.Fatalf("the Hub's running backup was touched: %v", err)
+	}
+}
+
+// TestRestoreRefusesTheAgentsDataDirThroughSymlinks: a restore destination that is, or lies
+// below, a symlink to the agent's data directory is refused before anything is written.
+func TestRestoreRefusesTheAgentsDataDirThroughSymlinks(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	link := filepath.Join(t.TempDir(), "to-data")
+	if err := os.Symlink(data, link); err != nil {
+		t.Fatal(err)
+	}
+	e := NewRestoreExecutor(data, nil, zerolog.Nop())
+	for _, dir := range []string{data, link, filepath.Join(link, "restored")} {
+		res := e.Restore(context.Background(), &protocol.RestoreTask{TaskID: "op-1", Task: protocol.RestoreRequest{OpID: "op-1", RunID: "r",
+			Destination: &protocol.RestoreDestination{Type: "local_fs", Directory: dir}}}, func(*protocol.OperationEvent) {})
+		if res.Status != protocol.StatusFailed || !strings.Contains(string(res.Summary), CodeInvalidDestination) {
+			t.Fatalf("%s: %+v %s", dir, res, res.Summary)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "restored")); !os.IsNotExist(err) {
+		t.Fatalf("something was written in the data directory: %v", err)
 	}
 }

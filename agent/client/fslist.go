@@ -34,10 +34,21 @@ func (a *Agent) webdavList(ctx context.Context, m *protocol.WebdavList) *protoco
 	return fsrpc.AnswerWebDAV(ctx, m, a.webdavCredential, a.log)
 }
 
-func (a *Agent) webdavCredential(ctx context.Context, name string) (secrets.WebDAV, error) {
+func (a *Agent) webdavCredential(ctx context.Context, name, baseURL string) (secrets.WebDAV, error) {
 	var cred secrets.WebDAV
 	if a.o.Managed == nil {
 		return cred, fmt.Errorf("webdav secret %q: %w", name, secrets.ErrNotFound)
+	}
+	// The Hub checked the origin before asking; this agent checks again with the origins the Hub
+	// sent in its secrets snapshot, so a listing never sends the credential elsewhere.
+	switch allowed, err := a.o.Managed.AllowedOrigins(ctx, "", secrets.KindWebDAV, name); {
+	case errors.Is(err, secrets.ErrOriginsUntracked):
+	case err != nil:
+		return cred, err
+	default:
+		if err := secrets.CheckOrigin(secrets.KindWebDAV, name, baseURL, allowed); err != nil {
+			return cred, err
+		}
 	}
 	raw, err := a.o.Managed.Get(ctx, "", secrets.KindWebDAV, name)
 	if err != nil {

@@ -233,6 +233,21 @@ func (m *Managed) Config() *protocol.ConfigSnapshot {
 	return m.config
 }
 
+// AllowedOrigins gives the origins the Hub bound a WebDAV credential to
+// (engine/targets/opener.Secrets); secrets.ErrOriginsUntracked when the Hub sent none.
+func (m *Managed) AllowedOrigins(_ context.Context, _, kind, name string) ([]string, error) {
+	m.mu.RLock()
+	w, ok := m.webdav[name]
+	m.mu.RUnlock()
+	if kind != secrets.KindWebDAV || !ok {
+		return nil, fmt.Errorf("secret %s/%s: %w", kind, name, secrets.ErrNotFound)
+	}
+	if !w.OriginsBound {
+		return nil, secrets.ErrOriginsUntracked
+	}
+	return w.AllowedOrigins, nil
+}
+
 // Get serves WebDAV credentials to the backup pipeline (engine/targets/opener.Secrets).
 func (m *Managed) Get(_ context.Context, _, kind, name string) ([]byte, error) {
 	if kind != secrets.KindWebDAV {

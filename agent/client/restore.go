@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -15,6 +14,7 @@ import (
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/operations"
+	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/restore"
 	"github.com/bastion-backup/bastion/engine/targets"
@@ -108,10 +108,10 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 	if dir == "" || !filepath.IsAbs(dir) {
 		return opFailed(CodeInvalidDestination, fmt.Sprintf("the destination directory must be an absolute path, got %q", dir), nil)
 	}
-	if data, err := filepath.Abs(e.dataDir); err == nil {
-		if d := filepath.Clean(dir); d == data || strings.HasPrefix(d, data+string(filepath.Separator)) {
-			return opFailed(CodeInvalidDestination, "the destination is inside the agent's data directory; choose another directory", nil)
-		}
+	// Symlinks resolved: a link to the agent's data directory must not get a restore written over
+	// its master.key and managed configuration.
+	if inside, err := pathguard.Within(dir, e.dataDir); err != nil || inside {
+		return opFailed(CodeInvalidDestination, "the destination is inside the agent's data directory (symlinks resolved); choose another directory", nil)
 	}
 	if req.Snapshot == nil || req.JobID == "" {
 		return opFailed(CodeSnapshotUnknown, "the Hub did not say where the snapshot lives (a Hub too old for agent restores?)", nil)

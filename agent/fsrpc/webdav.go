@@ -20,9 +20,10 @@ import (
 // not have.
 const CodeMissingWebDAVSecret = "missing_webdav_secret"
 
-// WebDAVCredentials returns the node's WebDAV credential called name; an error matching
-// secrets.ErrNotFound when there is none.
-type WebDAVCredentials func(ctx context.Context, name string) (secrets.WebDAV, error)
+// WebDAVCredentials returns the node's WebDAV credential called name for use with baseURL: an
+// error matching secrets.ErrNotFound when there is none, a *secrets.OriginError when it is not
+// bound to baseURL's origin.
+type WebDAVCredentials func(ctx context.Context, name, baseURL string) (secrets.WebDAV, error)
 
 // AnswerWebDAV lists the collection m.Path (relative to m.BaseURL) with the node's credential
 // m.SecretName, filtered, sorted and paged like fs_list. Failures are reported in the result;
@@ -36,7 +37,11 @@ func AnswerWebDAV(ctx context.Context, m *protocol.WebdavList, creds WebDAVCrede
 	if strings.TrimSpace(m.SecretName) == "" {
 		return fail(CodeMissingWebDAVSecret, "secret_name is required")
 	}
-	cred, err := creds(ctx, m.SecretName)
+	cred, err := creds(ctx, m.SecretName, m.BaseURL)
+	var oe *secrets.OriginError
+	if errors.As(err, &oe) {
+		return fail(oe.Code, oe.Error()) // nothing was sent
+	}
 	if errors.Is(err, secrets.ErrNotFound) {
 		return fail(CodeMissingWebDAVSecret, "this node has no WebDAV credential named "+m.SecretName)
 	}

@@ -412,6 +412,11 @@ type WebDAVSecret struct {
 	Username  string `json:"username"`
 	Password  string `json:"password"`
 	UpdatedAt int64  `json:"updated_at"`
+	// OriginsBound says the Hub binds credentials to origins (Go rewrite): the agent then sends
+	// this credential only to AllowedOrigins (scheme://host:port; none: nowhere). A Hub that
+	// predates the binding leaves it false and the agent relies on the Hub's own checks.
+	OriginsBound   bool     `json:"origins_bound,omitempty"`
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 }
 
 type AgeIdentity struct {

@@ -22,6 +22,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/hooks"
 	"github.com/bastion-backup/bastion/engine/internal/latest"
 	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/scratch"
@@ -80,6 +81,29 @@ func New(c Config) *Executor {
 func CleanRunDirs(dataDir string) error {
 	if err := scratch.Empty(filepath.Join(dataDir, "runs")); err != nil {
 		return fmt.Errorf("clean run directories: %w", err)
+	}
+	return nil
+}
+
+// CodeTargetInsideDataDir is the error code of a local_dir target inside the data directory.
+const CodeTargetInsideDataDir = "target_inside_data_dir"
+
+// checkTargetOutsideDataDir refuses a local_dir target in (or equal to) this node's data
+// directory, symlinks resolved: the node empties parts of it at start, so such snapshots would
+// vanish while still listed. Job validation refuses them already; this catches an edited
+// database, and an agent's own data directory, which the Hub cannot see.
+func (e *Executor) checkTargetOutsideDataDir(rt targets.RunTarget) error {
+	if rt.Target.Type != targets.TypeLocalDir || e.dataDir == "" {
+		return nil
+	}
+	inside, err := pathguard.Within(rt.Target.BaseDir, e.dataDir)
+	if err != nil {
+		return &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config", Op: "check local_dir target", Err: err}
+	}
+	if inside {
+		return &targets.Error{Kind: targets.KindConfig, Code: CodeTargetInsideDataDir, Op: "check local_dir target",
+			Hint: "choose a base_dir outside the data directory of the node that runs the job",
+			Err:  fmt.Errorf("base_dir %s is inside the data directory %s (symlinks resolved)", rt.Target.BaseDir, e.dataDir)}
 	}
 	return nil
 }
@@ -173,6 +197,9 @@ func (e *Executor) backup(ctx context.Context, req runs.ExecRequest) (runs.Outco
 	defer pw.Close()
 	defer rep.Close() // runs first: its last value reaches pw before pw flushes
 
+	if err := e.checkTargetOutsideDataDir(rt); err != nil {
+		return failedOutcome(ctx, rt, err, nil), nil
+	}
 	tgt, err := e.opener.Open(ctx, rt)
 	if err != nil {
 		return failedOutcome(ctx, rt, err, nil), nil

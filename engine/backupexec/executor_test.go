@@ -299,3 +299,27 @@ func TestCleanRunDirs(t *testing.T) {
 		t.Fatalf("left behind: %v", entries)
 	}
 }
+
+// A local_dir target reached through a symlink into the data directory is refused before
+// anything is written there: the node empties parts of it at start.
+func TestExecuteRefusesTargetInsideDataDir(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	link := filepath.Join(t.TempDir(), "to-data")
+	if err := os.Symlink(b.dataDir, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{b.dataDir, filepath.Join(b.dataDir, "runs"), filepath.Join(link, "backups")} {
+		req, _ := b.request(t, func(s *jobspec.Spec) { s.Target.BaseDir = dir })
+		out, err := b.exec.Execute(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Status != storage.RunFailed || out.Error == nil || out.Error.Code != CodeTargetInsideDataDir {
+			t.Fatalf("%s: outcome = %+v error %+v", dir, out, out.Error)
+		}
+		if _, err := os.Stat(filepath.Join(b.dataDir, "backups")); !os.IsNotExist(err) {
+			t.Fatalf("%s: something was written into the data directory: %v", dir, err)
+		}
+	}
+}

@@ -68,7 +68,11 @@ func runQueueToRestore(t *testing.T, useWebDAV, encrypt bool) {
 		}
 		url, user, pass := testtool.StartRcloneWebDAV(t, base)
 		cred, _ := json.Marshal(secrets.WebDAV{Username: user, Password: pass})
-		if err := store.Put(ctx, "hub", secrets.KindWebDAV, "nas", cred); err != nil {
+		origin, err := secrets.NormalizeOrigin(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.PutWithOrigins(ctx, "hub", secrets.KindWebDAV, "nas", cred, secrets.OriginUpdate{Origins: []string{origin}}); err != nil {
 			t.Fatal(err)
 		}
 		target = map[string]any{"type": "webdav", "base_url": url, "secret_name": "nas", "part_size_bytes": 1 << 20}

@@ -253,6 +253,17 @@ func TestRestore(t *testing.T) {
 		runID := b.backup(t, 1)
 		file := filepath.Join(t.TempDir(), "file")
 		os.WriteFile(file, []byte("x"), 0o600)
+		// A symlink to the data directory, and one to a parent of it, used as (or above) a
+		// destination that does not exist yet: the lexical check let both through.
+		links := t.TempDir()
+		toData := filepath.Join(links, "to-data")
+		if err := os.Symlink(b.dataDir, toData); err != nil {
+			t.Fatal(err)
+		}
+		toParent := filepath.Join(links, "to-parent")
+		if err := os.Symlink(filepath.Dir(b.dataDir), toParent); err != nil {
+			t.Fatal(err)
+		}
 		for _, tc := range []struct {
 			name         string
 			req          operations.RestoreRequest
@@ -262,6 +273,10 @@ func TestRestore(t *testing.T) {
 			{"Empty", operations.RestoreRequest{Destination: operations.Destination{Directory: " "}}, "invalid_destination", "required"},
 			{"IsAFile", operations.RestoreRequest{Destination: operations.Destination{Directory: file}}, "invalid_destination", "not_directory"},
 			{"DataDir", operations.RestoreRequest{Destination: operations.Destination{Directory: filepath.Join(b.dataDir, "x")}}, "invalid_destination", "inside_data_dir"},
+			{"DataDirEqual", operations.RestoreRequest{Destination: operations.Destination{Directory: b.dataDir}}, "invalid_destination", "inside_data_dir"},
+			{"SymlinkToDataDir", operations.RestoreRequest{Destination: operations.Destination{Directory: toData}}, "invalid_destination", "inside_data_dir"},
+			{"BelowSymlinkToDataDir", operations.RestoreRequest{Destination: operations.Destination{Directory: filepath.Join(toData, "new", "dir")}}, "invalid_destination", "inside_data_dir"},
+			{"ThroughSymlinkedParent", operations.RestoreRequest{Destination: operations.Destination{Directory: filepath.Join(toParent, filepath.Base(b.dataDir), "x")}}, "invalid_destination", "inside_data_dir"},
 			{"WebDAV", operations.RestoreRequest{Destination: operations.Destination{Type: "webdav", Directory: "/x"}}, "invalid_destination", "unsupported"},
 			{"Agent", operations.RestoreRequest{Destination: operations.Destination{NodeID: "agent-1", Directory: "/x"}}, "invalid_destination", "unsupported"},
 			{"Conflict", operations.RestoreRequest{Destination: operations.Destination{Directory: "/x"}, ConflictPolicy: "merge"}, "invalid_conflict_policy", "invalid_value"},

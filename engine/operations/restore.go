@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bastion-backup/bastion/engine/backup"
+	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/restore"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
@@ -135,15 +136,16 @@ func (s *Service) validateRestore(req *RestoreRequest) error {
 			return invalidDestination("destination.directory", "not_directory",
 				fmt.Sprintf("%s exists and is not a directory", d.Directory))
 		}
-		if s.dataDir != "" {
-			data := filepath.Clean(s.dataDir)
-			if abs, err := filepath.Abs(data); err == nil {
-				data = abs
-			}
-			if d.Directory == data || strings.HasPrefix(d.Directory, data+string(filepath.Separator)) {
-				return invalidDestination("destination.directory", "inside_data_dir",
-					"the destination is inside the Hub's data directory; choose another directory")
-			}
+		// Symlinks are resolved (also of a destination not created yet): a link to the data
+		// directory must not get a restore written over the database or master.key.
+		inside, err := pathguard.Within(d.Directory, s.dataDir)
+		if err != nil {
+			return invalidDestination("destination.directory", "unresolvable",
+				fmt.Sprintf("destination.directory could not be checked: %v", err))
+		}
+		if inside {
+			return invalidDestination("destination.directory", "inside_data_dir",
+				"the destination is inside the Hub's data directory (symlinks resolved); choose another directory")
 		}
 	}
 	switch req.ConflictPolicy {

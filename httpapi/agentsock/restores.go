@@ -31,6 +31,7 @@ type SecretStore interface {
 	Get(ctx context.Context, node, kind, name string) ([]byte, error)
 	Put(ctx context.Context, node, kind, name string, payload []byte) error
 	List(ctx context.Context, node, kind string) ([]secrets.Meta, error)
+	AllowedOrigins(ctx context.Context, node, kind, name string) ([]string, error)
 }
 
 // RestoreBridge runs restores on agents, and serves the snapshots only an agent can read (entries
@@ -115,6 +116,17 @@ func (b *RestoreBridge) Check(ctx context.Context, node string, task operations.
 		if !b.hasWebDAV(ctx, node, rt.Target.SecretName) {
 			return &operations.InputError{Code: CodeMissingWebDAVSecret, Field: "destination.node_id", Reason: "missing_secret",
 				Message: fmt.Sprintf("agent %s has no WebDAV credential named %q to read the snapshot with; create it for that agent", node, rt.Target.SecretName)}
+		}
+		// The agent would send its credential to the snapshot's server: refuse here, before the
+		// task is sent, when the credential is not bound to that server.
+		allowed, err := b.secrets.AllowedOrigins(ctx, node, secrets.KindWebDAV, rt.Target.SecretName)
+		if err != nil {
+			return fmt.Errorf("read origins of webdav secret %q of agent %s: %w", rt.Target.SecretName, node, err)
+		}
+		var oe *secrets.OriginError
+		if errors.As(secrets.CheckOrigin(secrets.KindWebDAV, rt.Target.SecretName, rt.Target.BaseURL, allowed), &oe) {
+			return &operations.InputError{Code: oe.Code, Field: "destination.node_id", Reason: "origin_not_allowed",
+				Message: "agent " + node + ": " + oe.Error()}
 		}
 	default:
 		return &operations.InputError{Code: CodeSnapshotUnreachable, Field: "destination.node_id", Reason: "unsupported_target",

@@ -21,6 +21,7 @@ type SecretReader interface {
 	List(ctx context.Context, node, kind string) ([]secrets.Meta, error)
 	WebDAV(ctx context.Context, node, name string) (secrets.WebDAV, error)
 	Get(ctx context.Context, node, kind, name string) ([]byte, error)
+	AllowedOrigins(ctx context.Context, node, kind, name string) ([]string, error)
 }
 
 // Recipients gives the age public key of a key name, creating the key on first use
@@ -109,7 +110,12 @@ func (s StoreSnapshots) Secrets(ctx context.Context, agentID string) (*protocol.
 		if err != nil {
 			return nil, fmt.Errorf("read webdav secret %s of agent %s: %w", m.Name, agentID, err)
 		}
-		snap.WebDAV = append(snap.WebDAV, protocol.WebDAVSecret{Name: m.Name, Username: w.Username, Password: w.Password, UpdatedAt: m.UpdatedAt})
+		origins, err := s.Store.AllowedOrigins(ctx, agentID, secrets.KindWebDAV, m.Name)
+		if err != nil {
+			return nil, fmt.Errorf("read origins of webdav secret %s of agent %s: %w", m.Name, agentID, err)
+		}
+		snap.WebDAV = append(snap.WebDAV, protocol.WebDAVSecret{Name: m.Name, Username: w.Username, Password: w.Password,
+			UpdatedAt: m.UpdatedAt, OriginsBound: true, AllowedOrigins: origins})
 	}
 	ages, err := s.Store.List(ctx, agentID, secrets.KindBackupAgeIdentity)
 	if err != nil {

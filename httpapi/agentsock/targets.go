@@ -23,7 +23,8 @@ const SnapshotTaskTimeout = 5 * time.Minute
 
 // WebDAVSecrets reads node-scoped WebDAV credentials (engine/secrets.Store).
 type WebDAVSecrets interface {
-	WebDAV(ctx context.Context, node, name string) (secrets.WebDAV, error)
+	// WebDAVFor refuses with *secrets.OriginError a credential not bound to baseURL's origin.
+	WebDAVFor(ctx context.Context, node, name, baseURL string) (secrets.WebDAV, error)
 }
 
 // Targets opens the targets of runs made on agents (opener.RemoteOpener), for the snapshot
@@ -74,7 +75,11 @@ func (o Targets) openWebDAV(ctx context.Context, rt targets.RunTarget) (targets.
 		return nil, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing", Op: op,
 			Err: errors.New("no WebDAV credential to use")}
 	}
-	cred, err := o.Secrets.WebDAV(ctx, rt.NodeID, name)
+	cred, err := o.Secrets.WebDAVFor(ctx, rt.NodeID, name, rt.Target.BaseURL)
+	var oe *secrets.OriginError
+	if errors.As(err, &oe) {
+		return nil, &targets.Error{Kind: targets.KindConfig, Code: oe.Code, Op: op, Hint: oe.Error(), Err: err}
+	}
 	if err != nil {
 		return nil, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing", Op: op,
 			Hint: fmt.Sprintf("the agent's WebDAV credential %q is gone; create it again for that agent", name), Err: err}

@@ -120,6 +120,7 @@ func defaults(t testing.TB, h *Hub, cfg *httpapi.Config) {
 	}
 	h.Secrets = secrets.NewStore(h.DB, keys, h.Clock)
 	cfg.Secrets = h.Secrets
+	cfg.DataDir = h.DataDir
 }
 
 // Client returns a client without a session, with its own cookie jar.

@@ -174,6 +174,26 @@ describe('job editor', () => {
     wrapper.unmount()
   })
 
+  it('says when the credential is bound to another server, or to none yet', async () => {
+    for (const [origins, shown, hidden] of [
+      [['https://other.example:443'], 'credential-other-server', 'credential-unbound'],
+      [[], 'credential-unbound', 'credential-other-server'],
+    ] as const) {
+      const { wrapper } = await mountEditor({ 'GET /api/nodes/hub/secrets/webdav': { body: [{ name: 'nas', updated_at: 1, allowed_origins: origins }] } })
+      await clickTestId(wrapper, 'editor-next', 2)
+      expect(wrapper.find(`[data-testid="${shown}"]`).exists()).toBe(true)
+      expect(wrapper.find(`[data-testid="${hidden}"]`).exists()).toBe(false)
+      if (origins.length) expect(wrapper.get(`[data-testid="${shown}"]`).text()).toContain('https://other.example:443')
+      wrapper.unmount()
+    }
+    // Bound to the job's server (https://dav.example/x, default port): nothing to say.
+    const { wrapper } = await mountEditor({ 'GET /api/nodes/hub/secrets/webdav': { body: [{ name: 'nas', updated_at: 1, allowed_origins: ['https://dav.example:443'] }] } })
+    await clickTestId(wrapper, 'editor-next', 2)
+    expect(wrapper.find('[data-testid="credential-other-server"]').exists()).toBe(false)
+    expect(wrapper.find('[data-testid="credential-unbound"]').exists()).toBe(false)
+    wrapper.unmount()
+  })
+
   it('lists the agent’s own WebDAV credentials for an agent job, not the Hub’s', async () => {
     const agentJob: JobDetail = { ...job, agent_id: 'a1' }
     const { wrapper, calls } = await mountEditor(

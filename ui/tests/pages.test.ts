@@ -361,12 +361,16 @@ describe('pages', () => {
       input.value = v!
       input.dispatchEvent(new Event('input'))
     }
+    // The server the credential is for: the Hub sends it nowhere else.
+    const origins = document.querySelector('[data-testid="secret-origins"] textarea') as HTMLTextAreaElement
+    origins.value = 'https://dav.example.com/remote.php/dav\nhttp://nas.lan:8080'
+    origins.dispatchEvent(new Event('input'))
     await flushPromises()
     ;(document.querySelector('[data-testid="secret-save"]') as HTMLElement).click()
     await flushPromises()
     const put = calls.find((c) => c.method === 'PUT')!
     expect(put.url).toBe('/api/nodes/a1/secrets/webdav/offsite')
-    expect(put.body).toEqual({ username: 'u', password: 'p' })
+    expect(put.body).toEqual({ username: 'u', password: 'p', allowed_origins: ['https://dav.example.com/remote.php/dav', 'http://nas.lan:8080'] })
     expect(calls.some((c) => c.url.startsWith('/api/secrets/'))).toBe(false)
     expect(modal().textContent).toContain('offsite')
     w.unmount()

@@ -24,9 +24,13 @@ import (
 // HubNode is the node id of the Hub itself.
 const HubNode = secrets.HubNode
 
-// Secrets reads decrypted secret payloads (engine/secrets.Store).
+// Secrets reads decrypted secret payloads and the origins each may be sent to
+// (engine/secrets.Store).
 type Secrets interface {
 	Get(ctx context.Context, node, kind, name string) ([]byte, error)
+	// AllowedOrigins returns the origins (scheme://host:port) the secret is bound to; none means
+	// unbound. secrets.ErrOriginsUntracked means the store cannot tell (the Hub checked).
+	AllowedOrigins(ctx context.Context, node, kind, name string) ([]string, error)
 }
 
 // RemoteOpener opens targets that live on an agent (its local directories, or WebDAV with the
@@ -135,6 +139,21 @@ func (o *Opener) webdavCredentials(ctx context.Context, rt targets.RunTarget) (s
 		// json errors may quote the input, which is a credential: keep only the fact.
 		return cred, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_invalid",
 			Op: "read webdav credential " + name, Err: errors.New("the stored credential is not a valid WebDAV payload")}
+	}
+	// A job or snapshot row edited to point at another server must not get the credential sent
+	// there: the target's origin must be one the credential is bound to.
+	allowed, err := o.secrets.AllowedOrigins(ctx, rt.NodeID, secrets.KindWebDAV, name)
+	if err != nil && !errors.Is(err, secrets.ErrOriginsUntracked) {
+		return cred, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing",
+			Op: "read origins of webdav credential " + name, Err: err}
+	}
+	if err == nil {
+		if err := secrets.CheckOrigin(secrets.KindWebDAV, name, rt.Target.BaseURL, allowed); err != nil {
+			var oe *secrets.OriginError
+			errors.As(err, &oe)
+			return secrets.WebDAV{}, &targets.Error{Kind: targets.KindConfig, Code: oe.Code, Hint: oe.Error(),
+				Op: "open webdav target", Err: err}
+		}
 	}
 	return cred, nil
 }

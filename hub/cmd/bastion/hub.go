@@ -169,6 +169,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		// The name the Hub listens on (--host hub.lan) is one of its own; addresses pass anyway.
 		AllowedHosts:    append(cfg.AllowedHosts[:len(cfg.AllowedHosts):len(cfg.AllowedHosts)], cfg.Host),
 		BodyReadTimeout: cfg.BodyReadTimeout,
+		DataDir:         cfg.DataDir,
 		Agents:          agents,
 		Clock:           clock.Real{},
 		Secrets:         store,

@@ -5,10 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,5 +247,61 @@ func TestKeypackRefusesBadUse(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("refused commands left files: %v", entries)
+	}
+}
+
+// TestCrossSiteWebDAVListSendsNoCredential (security issue 11.2) against a running Hub: a link on
+// another site makes the admin's browser GET a listing of the attacker's server with a stored
+// credential. The Hub answers 400 credential_origin_mismatch and nothing reaches that server;
+// a local_dir job inside the data directory, through a symlink, is refused too (11.5).
+func TestCrossSiteWebDAVListSendsNoCredential(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var reached []string
+	rogue := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		reached = append(reached, r.Method+" "+r.URL.String()+" auth="+r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusMultiStatus)
+	}))
+	defer rogue.Close()
+	dir := t.TempDir()
+	base, stop, logs := startHub(t, "--data-dir", dir)
+	defer stop()
+	c := (&apitest.Hub{URL: base}).Login(t)
+	if st, m := c.Put(t, "/api/secrets/webdav/nas", map[string]any{"username": "alice", "password": "nas-Pa55word-origin",
+		"base_url": "https://dav.example.com/remote.php/dav/"}); st != 204 {
+		t.Fatalf("store credential: %d %v", st, m)
+	}
+	q := url.Values{"base_url": {rogue.URL + "/"}, "secret_name": {"nas"}, "path": {"/"}}
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/nodes/hub/webdav/list?"+q.Encode(), nil)
+	req.AddCookie(c.SessionCookie()) // SameSite=Lax: sent with a cross-site top-level GET; no CSRF token
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(body), `"credential_origin_mismatch"`) {
+		t.Fatalf("cross-site listing: %d %s", resp.StatusCode, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reached) != 0 {
+		t.Fatalf("the credential's request reached the other server: %q", reached)
+	}
+	if strings.Contains(logs.String(), "nas-Pa55word-origin") {
+		t.Fatal("the credential reached the Hub's log")
+	}
+
+	link := filepath.Join(t.TempDir(), "to-data")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	st, m := c.Post(t, "/api/jobs", map[string]any{"name": "inside", "overlap_policy": "queue",
+		"spec": map[string]any{"v": 1, "type": "filesystem", "source": map[string]any{"paths": []string{"/srv"}},
+			"target": map[string]any{"type": "local_dir", "base_dir": filepath.Join(link, "backups")}}})
+	if st != 400 || m["error"] != "target_inside_data_dir" {
+		t.Fatalf("job inside the data dir through a symlink: %d %v", st, m)
 	}
 }

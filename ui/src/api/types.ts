@@ -453,10 +453,16 @@ export type SecretKind = 'webdav' | 'wecom-bot' | 'smtp' | 'webhook'
 export interface SecretListItem {
   name: string
   updated_at: number
+  /** WebDAV only: the servers (scheme://host:port) the credential may be sent to; [] = unbound. */
+  allowed_origins?: string[]
 }
 export interface WebdavSecret {
   username: string
   password: string
+  /** Read: the bound origins. Write: replaces them (URLs or origins); omitted keeps them. */
+  allowed_origins?: string[]
+  /** Write only: adds the origin of this URL (the server the credential is for). */
+  base_url?: string
 }
 export interface WecomSecret {
   webhook_url: string

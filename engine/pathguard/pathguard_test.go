@@ -1,0 +1,54 @@
+package pathguard_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/bastion-backup/bastion/engine/pathguard"
+)
+
+func TestWithin(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	data := filepath.Join(root, "data")
+	other := filepath.Join(root, "other")
+	for _, d := range []string{data, other, filepath.Join(data, "sub")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := filepath.Join(root, "link-to-data")
+	if err := os.Symlink(data, link); err != nil {
+		t.Fatal(err)
+	}
+	dataLink := filepath.Join(root, "data-link") // the data dir itself reached through a symlink
+	if err := os.Symlink(data, dataLink); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, p, dir string
+		want         bool
+	}{
+		{"Equal", data, data, true},
+		{"Below", filepath.Join(data, "sub"), data, true},
+		{"NotYetCreatedBelow", filepath.Join(data, "new", "deeper"), data, true},
+		{"Sibling", other, data, false},
+		{"PrefixNotParent", data + "2", data, false},
+		{"SymlinkToData", link, data, true},
+		{"BelowSymlinkNotYetCreated", filepath.Join(link, "backups", "x"), data, true},
+		{"DataDirGivenAsSymlink", filepath.Join(data, "sub"), dataLink, true},
+		{"OutsideWithDataAsSymlink", other, dataLink, false},
+		{"DotDot", filepath.Join(other, "..", "data", "x"), data, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := pathguard.Within(tc.p, tc.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("Within(%s, %s) = %v, want %v", tc.p, tc.dir, got, tc.want)
+			}
+		})
+	}
+}
