@@ -9,6 +9,15 @@ gobench httpapi ./webui/ 'BenchmarkServe'
 # http_bench: wrk (1 thread, 32 connections, 4 s per run). The machine is shared, so each round
 # measures the Hub and nginx back to back for every request kind; the ratio printed is the median
 # of the rounds' ratios (BENCH_HTTP_ROUNDS, default 3), beside the median requests/s of each side.
+# It also prints requests per CPU-second of each server process (utime+stime from /proc, nginx's
+# master and worker together), which other load on the machine disturbs far less than requests/s.
+# cpu_ticks PID...: user+system clock ticks the processes used so far.
+cpu_ticks() {
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+
 http_bench() {
   local tmp; tmp=$(mktemp -d)
   chmod 755 "$tmp" # nginx's workers run unprivileged: a 0700 directory would have them answer 403
@@ -64,6 +73,7 @@ http {
 }
 NGINX
   nginx -c "$tmp/nginx.conf"
+  local nginx_pids; nginx_pids="$(cat "$tmp/nginx.pid") $(ps --ppid "$(cat "$tmp/nginx.pid")" -o pid= | tr -d ' ')"
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$hub_port/api/health" >/dev/null && break; sleep 0.1; done
 
   local kinds=(full 304 gzip)
@@ -85,30 +95,36 @@ NGINX
           304) hdr=(-H "If-None-Match: ${etag[$server]}") ;;
           gzip) hdr=(-H "Accept-Encoding: gzip") ;;
         esac
+        local pids=$hub_pid; [ $server = nginx ] && pids=$nginx_pids
+        local t0; t0=$(cpu_ticks $pids)
         local res; res=$(wrk -t1 -c32 -d4s "${hdr[@]}" "http://127.0.0.1:$port$asset")
+        local t1; t1=$(cpu_ticks $pids)
         if grep -q 'Non-2xx' <<<"$res"; then
           echo "http_bench: $server answered errors for $kind:" >&2; echo "$res" >&2
         fi
-        echo "$round $kind $server $(awk '/Requests\/sec/{print $2}' <<<"$res")" >>"$results"
+        echo "$round $kind $server $(awk '/Requests\/sec/{print $2}' <<<"$res") $(awk '/requests in/{print $1}' <<<"$res") $((t1 - t0))" >>"$results"
       done
     done
   done
   kill "$hub_pid"; nginx -c "$tmp/nginx.conf" -s stop; wait "$hub_pid" 2>/dev/null || true
   python3 - "$results" <<'PY'
-import statistics, sys
+import os, statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 rps = {}
-for rnd, kind, server, v in rows:
-    rps.setdefault(kind, {}).setdefault(rnd, {})[server] = float(v)
+ticks = os.sysconf("SC_CLK_TCK")
+for rnd, kind, server, v, n, cpu in rows:
+    # requests/s, and requests per CPU-second of the server
+    rps.setdefault(kind, {}).setdefault(rnd, {})[server] = (float(v), int(n) * ticks / max(1, int(cpu)))
 label = {"full": "200 KB asset (200)", "304": "304 revalidation", "gzip": "gzip (vs gzip_static)"}
-print(f"{'request':<26} {'hub req/s':>10} {'nginx req/s':>12} {'hub/nginx':>10}  rounds")
-for kind in ["full", "304", "gzip"]:
-    rs = rps.get(kind, {})
-    hub = statistics.median(r["hub"] for r in rs.values())
-    ngx = statistics.median(r["nginx"] for r in rs.values())
-    ratios = [r["hub"] / r["nginx"] for r in rs.values()]
-    print(f"{label[kind]:<26} {hub:>10.0f} {ngx:>12.0f} {statistics.median(ratios):>10.2f}  "
-          + " ".join(f"{x:.2f}" for x in ratios))
+for i, what in [(0, "req/s"), (1, "req/cpu-s")]:
+    print(f"{'request':<26} {'hub ' + what:>14} {'nginx ' + what:>16} {'hub/nginx':>10}  rounds")
+    for kind in ["full", "304", "gzip"]:
+        rs = rps.get(kind, {})
+        hub = statistics.median(r["hub"][i] for r in rs.values())
+        ngx = statistics.median(r["nginx"][i] for r in rs.values())
+        ratios = [r["hub"][i] / r["nginx"][i] for r in rs.values()]
+        print(f"{label[kind]:<26} {hub:>14.0f} {ngx:>16.0f} {statistics.median(ratios):>10.2f}  "
+              + " ".join(f"{x:.2f}" for x in ratios))
 PY
   rm -rf "$tmp"
 }
