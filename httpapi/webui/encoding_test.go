@@ -457,3 +457,41 @@ func TestRebuiltBigFileIsServedFresh(t *testing.T) {
 		t.Fatalf("after a rebuild: %d bytes (want %d), ETag %s (old %s)", len(body), len(rebuilt), resp.Header.Get("ETag"), old.Header.Get("ETag"))
 	}
 }
+
+// failingFS stops opening files when told to.
+type failingFS struct {
+	fs.FS
+	fail atomic.Bool
+}
+
+func (f *failingFS) Open(name string) (fs.File, error) {
+	if f.fail.Load() {
+		return nil, fs.ErrPermission
+	}
+	return f.FS.Open(name)
+}
+
+// A file that can no longer be opened is a plain 404, without the caching headers of the file it
+// was: an immutable 404 would stick in caches.
+func TestUnopenableAssetIsPlain404(t *testing.T) {
+	t.Parallel()
+	_, modes := servingModes(t)
+	fsys := &failingFS{FS: modes["Dir"]}
+	h := New(fsys, zerolog.Nop())
+	h.idleFiles.Store(maxIdleFiles) // keep no file open: every request opens its own
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	if resp, _ := get(t, srv, "GET", bigAsset, nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	fsys.fail.Store(true)
+	resp, _ := get(t, srv, "GET", bigAsset, map[string]string{"Accept-Encoding": "gzip"})
+	if resp.StatusCode != 404 {
+		t.Fatalf("status %d, want 404", resp.StatusCode)
+	}
+	for _, k := range []string{"Cache-Control", "Etag", "Last-Modified", "Content-Encoding", "Vary"} {
+		if v := resp.Header.Get(k); v != "" {
+			t.Errorf("404 carries %s: %s", k, v)
+		}
+	}
+}

@@ -210,6 +210,7 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string)
 	}
 
 	hdr := w.Header()
+	prevVary := hdr["Vary"]
 	hdr["Cache-Control"] = m.cacheControl
 	hdr["Etag"] = v.etagHdr
 	hdr["X-Content-Type-Options"] = hdrNosniff
@@ -232,10 +233,24 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string)
 	if v.encoding != nil {
 		hdr["Content-Encoding"] = v.encoding
 	}
+	var served bool
 	if wholeUnconditional(r) {
-		return h.sendWhole(w, r, v)
+		served = h.sendWhole(w, r, v)
+	} else {
+		served = h.serveContent(w, r, name, v)
 	}
-	return h.serveContent(w, r, name, v)
+	if !served {
+		// The file went away under us: forget it, and let the caller's 404 (or index.html) go
+		// out without this file's caching headers.
+		for _, k := range []string{"Cache-Control", "Etag", "Last-Modified", "Content-Type", "Content-Encoding", "X-Content-Type-Options", "Accept-Ranges", "Content-Length"} {
+			delete(hdr, k)
+		}
+		if hdr["Vary"] = prevVary; prevVary == nil {
+			delete(hdr, "Vary")
+		}
+		h.replace(name, nil)
+	}
+	return served
 }
 
 // wholeUnconditional reports whether r wants the whole file with no precondition left to
