@@ -49,8 +49,7 @@ func fixture(t *testing.T) map[string][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Hex digests compress about 2:1, so even the .gz is too big to be held in memory from a
-	// directory (smallFile).
+	// Hex digests compress about 2:1: the .gz stays a sizeable file.
 	var big bytes.Buffer
 	for i := 0; big.Len() < 200_000; i++ {
 		fmt.Fprintf(&big, "const h%d = %q;\n", i, fmt.Sprintf("%x", sha256.Sum256([]byte(strconv.Itoa(i)))))
