@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
@@ -478,7 +479,11 @@ func TestUnopenableAssetIsPlain404(t *testing.T) {
 	fsys := &failingFS{FS: modes["Dir"]}
 	h := New(fsys, zerolog.Nop())
 	h.idleFiles.Store(maxIdleFiles) // keep no file open: every request opens its own
-	srv := httptest.NewServer(h)
+	var logs lockedBuffer
+	reqLog := zerolog.New(&logs).With().Str("request_id", "req-gone").Logger()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(reqLog.WithContext(r.Context())))
+	}))
 	defer srv.Close()
 	if resp, _ := get(t, srv, "GET", bigAsset, nil); resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -493,4 +498,24 @@ func TestUnopenableAssetIsPlain404(t *testing.T) {
 			t.Errorf("404 carries %s: %s", k, v)
 		}
 	}
+	if line := logs.String(); !strings.Contains(line, `"message":"open UI file"`) || !strings.Contains(line, `"request_id":"req-gone"`) {
+		t.Errorf("the failure is not logged with the request ID: %s", line)
+	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

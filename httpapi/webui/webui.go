@@ -265,7 +265,7 @@ func (h *Handler) sendWhole(w http.ResponseWriter, r *http.Request, v *variant) 
 	if v.data == nil {
 		var err error
 		if f, err = h.openVariant(v); err != nil {
-			h.log.Warn().Err(err).Str("file", v.name).Msg("open UI file")
+			h.logFor(r).Warn().Err(err).Str("file", v.name).Msg("open UI file")
 			return false
 		}
 		defer h.release(v, f)
@@ -304,13 +304,13 @@ func (h *Handler) serveContent(w http.ResponseWriter, r *http.Request, name stri
 	} else {
 		f, err := h.openVariant(v)
 		if err != nil {
-			h.log.Warn().Err(err).Str("file", v.name).Msg("open UI file")
+			h.logFor(r).Warn().Err(err).Str("file", v.name).Msg("open UI file")
 			return false
 		}
 		defer h.release(v, f)
 		rs, ok := f.(io.ReadSeeker)
 		if !ok {
-			h.log.Error().Str("file", v.name).Msg("UI file system does not support seeking")
+			h.logFor(r).Error().Str("file", v.name).Msg("UI file system does not support seeking")
 			return false
 		}
 		content = rs
@@ -323,6 +323,15 @@ func (h *Handler) serveContent(w http.ResponseWriter, r *http.Request, name stri
 	}
 	http.ServeContent(w, r, name, v.modTime, content)
 	return true
+}
+
+// logFor returns the request's logger (it carries request_id), or the handler's when the request
+// came without one.
+func (h *Handler) logFor(r *http.Request) *zerolog.Logger {
+	if l := zerolog.Ctx(r.Context()); l.GetLevel() != zerolog.Disabled {
+		return l
+	}
+	return &h.log
 }
 
 // openVariant returns an open file positioned at its start: one kept from an earlier request
