@@ -1,11 +1,14 @@
 package middleware_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -235,5 +238,110 @@ func TestResolveClientHTTPSOnlyFromTrustedPeer(t *testing.T) {
 	}
 	if c := middleware.ResolveClient(mk("127.0.0.1:5000", "https"), trusted, true); c.HTTPS {
 		t.Errorf("insecure mode must never count a request as HTTPS: %+v", c)
+	}
+}
+
+func TestGeneratedRequestIDsAreUniqueAndSafe(t *testing.T) {
+	t.Parallel()
+	h := middleware.RequestID(zerolog.Nop())(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	seen := map[string]bool{}
+	for range 20000 {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+		id := w.Header().Get("X-Request-Id")
+		if len(id) != 16 || strings.Trim(id, "0123456789abcdefghjkmnpqrstvwxyz") != "" {
+			t.Fatalf("generated ID %q is not 16 lowercase base32 characters", id)
+		}
+		if seen[id] {
+			t.Fatalf("ID %q generated twice", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestAccessLogLineHasClientAndRequestID(t *testing.T) {
+	t.Parallel()
+	srv, logs := setup(t)
+	do(t, "GET", srv.URL+"/api/items/7", nil, map[string]string{"X-Request-Id": "req-ip"})
+	for _, l := range logs.Lines(t) {
+		if l["message"] == "http request" && l["request_id"] == "req-ip" {
+			if l["client_ip"] != "127.0.0.1" || l["bytes"] == float64(0) {
+				t.Fatalf("access line %v", l)
+			}
+			return
+		}
+	}
+	t.Fatalf("no access line for req-ip: %v", logs.Lines(t))
+}
+
+func TestAccessLogAtWarnWritesNothingAndStillServes(t *testing.T) {
+	t.Parallel()
+	logs := &apitest.Logs{}
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID(zerolog.New(logs).Level(zerolog.WarnLevel)), middleware.ClientIP(nil, false), middleware.AccessLog)
+	r.Get("/ok", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "fine") })
+	r.Get("/fail", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) })
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	if resp, _ := do(t, "GET", srv.URL+"/ok", nil, nil); resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("status %d, request ID %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+	if logs.String() != "" {
+		t.Fatalf("access line at warn level: %s", logs.String())
+	}
+	do(t, "GET", srv.URL+"/fail", nil, map[string]string{"X-Request-Id": "req-503"})
+	if lines := logs.Find(t, "http request"); len(lines) != 1 || lines[0]["request_id"] != "req-503" || lines[0]["level"] != "error" {
+		t.Fatalf("a 5xx is logged at error level whatever the level: %v", lines)
+	}
+}
+
+// fileWriter is a ResponseWriter like net/http's for HTTP/1: it can flush, hijack and ReadFrom,
+// and notes what ReadFrom was given.
+type fileWriter struct {
+	httptest.ResponseRecorder
+	readFrom []io.Reader
+}
+
+func (w *fileWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.readFrom = append(w.readFrom, r)
+	return io.Copy(&w.ResponseRecorder, r)
+}
+func (w *fileWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, http.ErrNotSupported
+}
+
+// The whole chain hands a file body down to the server's ReadFrom, which is what lets net/http
+// send it with sendfile: no wrapper may hide io.ReaderFrom.
+func TestChainKeepsReaderFromForSendfile(t *testing.T) {
+	t.Parallel()
+	f, err := os.CreateTemp(t.TempDir(), "asset")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(strings.Repeat("x", 10000)); err != nil {
+		t.Fatal(err)
+	}
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID(zerolog.Nop()), middleware.ClientIP(nil, false), middleware.AccessLog,
+		middleware.Recover, middleware.BodyLimit, middleware.RequireHTTPS(false))
+	r.Get("/asset", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			t.Error(err)
+		}
+		if _, ok := w.(http.Flusher); !ok {
+			t.Error("the chain hides http.Flusher")
+		}
+		io.Copy(w, &io.LimitedReader{R: f, N: 10000})
+	})
+	w := &fileWriter{ResponseRecorder: *httptest.NewRecorder()}
+	req := httptest.NewRequest("GET", "/asset", nil)
+	req.RemoteAddr = "127.0.0.1:5000"
+	r.ServeHTTP(w, req)
+	if len(w.readFrom) != 1 || w.Body.Len() != 10000 {
+		t.Fatalf("%d ReadFrom calls, %d bytes: the chain hid io.ReaderFrom", len(w.readFrom), w.Body.Len())
+	}
+	lr, ok := w.readFrom[0].(*io.LimitedReader)
+	if !ok || lr.R != io.Reader(f) {
+		t.Fatalf("ReadFrom got %T, want the *os.File (in its LimitedReader)", w.readFrom[0])
 	}
 }
