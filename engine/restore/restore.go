@@ -364,5 +364,11 @@ func cleanName(name string) (string, string) {
 	if len(parts) == 0 {
 		return "", "empty path"
 	}
-	return strings.Join(parts, "/"), ""
+	out := strings.Join(parts, "/")
+	// Checked again once "./" and empty segments are gone: "./C:/x" is a drive path too, and
+	// cleaning a cleaned name must give the same name.
+	if len(out) >= 2 && out[1] == ':' {
+		return "", "absolute path"
+	}
+	return out, ""
 }
