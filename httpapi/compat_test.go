@@ -1,8 +1,14 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/bastion-backup/bastion/httpapi/apitest"
 )
 
 // Issue 13: routes both we and the original serve answer as the original does.
@@ -42,5 +48,49 @@ func TestTemplateValidateNeedsNoCSRF(t *testing.T) {
 	}
 	if resp := noCSRF.Do(t, "POST", "/api/notifications/destinations/smtp/x/test", nil); resp.ErrorCode() != "invalid_csrf" {
 		t.Fatalf("destination test without CSRF token: %s", resp)
+	}
+}
+
+func TestFsListOriginalSpellings(t *testing.T) {
+	t.Parallel()
+	hub := apitest.Start(t)
+	c := hub.Login(t)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("hi"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("f", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	list := func(query string) (int, []string) {
+		t.Helper()
+		var res struct{ Entries []struct{ Name string } }
+		resp := c.Do(t, "GET", "/api/nodes/hub/fs/list?path="+url.QueryEscape(dir)+"&"+query, nil)
+		if resp.Status != http.StatusOK {
+			t.Fatalf("fs/list %s: %s", query, resp)
+		}
+		resp.Decode(t, &res)
+		var out []string
+		for _, e := range res.Entries {
+			out = append(out, e.Name)
+		}
+		return resp.Status, out
+	}
+	for query, want := range map[string]string{
+		"type_sort=dir_first":   "[sub f link]",
+		"type_sort=file_first":  "[f link sub]",
+		"type_sort=dirs_first":  "[sub f link]",
+		"type_sort=files_first": "[f link sub]",
+		"kind=symlink":          "[link]",
+	} {
+		if _, got := list(query); fmt.Sprint(got) != want {
+			t.Errorf("%s: %v, want %s", query, got, want)
+		}
+	}
+	if resp := c.Do(t, "GET", "/api/nodes/hub/fs/list?path="+url.QueryEscape(dir)+"&type_sort=sideways", nil); resp.Status != http.StatusBadRequest {
+		t.Fatalf("bad type_sort: %s", resp)
 	}
 }
