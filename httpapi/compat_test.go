@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/bastion-backup/bastion/httpapi/apitest"
@@ -92,5 +93,62 @@ func TestFsListOriginalSpellings(t *testing.T) {
 	}
 	if resp := c.Do(t, "GET", "/api/nodes/hub/fs/list?path="+url.QueryEscape(dir)+"&type_sort=sideways", nil); resp.Status != http.StatusBadRequest {
 		t.Fatalf("bad type_sort: %s", resp)
+	}
+}
+
+func TestRunEntriesOriginalFilterNames(t *testing.T) {
+	t.Parallel()
+	bh := startBackupHub(t)
+	job, run := uuidN(1, 1), uuidN(2, 1)
+	bh.insertJob(t, job, fsSpec)
+	src := filepath.Join(t.TempDir(), "src")
+	for name, size := range map[string]int{"a": 10, "b": 1000} {
+		if err := os.MkdirAll(src, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, name), make([]byte, size), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(src, "d"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bh.realSnapshot(t, job, run, src, filepath.Join(t.TempDir(), "bk"))
+	base := "/api/runs/" + run + "/entries?prefix=" + url.QueryEscape(strings.TrimPrefix(src, "/"))
+	for query, want := range map[string]string{
+		"":                                "[d a b]",
+		"&type_sort=file_first":           "[a b d]",
+		"&type_sort=dir_first":            "[d a b]",
+		"&files_first=true":               "[a b d]", // ours, an alias
+		"&kind=file&min_size_bytes=100":   "[b]",
+		"&kind=file&max_size_bytes=100":   "[a]",
+		"&kind=file&min_size=100":         "[b]", // ours, an alias
+		"&kind=file&max_size=100":         "[a]",
+		"&type_sort=file_first&kind=file": "[a b]",
+	} {
+		resp := bh.c.Do(t, "GET", base+query, nil)
+		var page struct{ Entries []struct{ Name string } }
+		resp.Decode(t, &page)
+		var got []string
+		for _, e := range page.Entries {
+			got = append(got, e.Name)
+		}
+		if resp.Status != http.StatusOK || fmt.Sprint(got) != want {
+			t.Errorf("%q: %d %v, want %s", query, resp.Status, got, want)
+		}
+	}
+	for query, field := range map[string]string{"&min_sz=1": "min_sz", "&sort=name": "sort", "&type_sort=file_first&files=1": "files"} {
+		resp := bh.c.Do(t, "GET", base+query, nil)
+		var e struct {
+			Error   string
+			Details struct{ Reason, Field string }
+		}
+		resp.Decode(t, &e)
+		if resp.Status != http.StatusBadRequest || e.Error != "invalid_query" || e.Details.Reason != "unknown_parameter" || e.Details.Field != field {
+			t.Errorf("%q: %s, want 400 invalid_query unknown_parameter on %s", query, resp, field)
+		}
+	}
+	if resp := bh.c.Do(t, "GET", base+"&type_sort=sideways", nil); resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_type_sort" {
+		t.Errorf("bad type_sort: %s", resp)
 	}
 }
