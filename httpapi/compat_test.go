@@ -1,6 +1,9 @@
 package httpapi_test
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,7 +12,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coder/websocket"
+
+	"github.com/bastion-backup/bastion/httpapi"
 	"github.com/bastion-backup/bastion/httpapi/apitest"
+	"github.com/bastion-backup/bastion/storage"
 )
 
 // Issue 13: routes both we and the original serve answer as the original does.
@@ -150,5 +157,110 @@ func TestRunEntriesOriginalFilterNames(t *testing.T) {
 	}
 	if resp := bh.c.Do(t, "GET", base+"&type_sort=sideways", nil); resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_type_sort" {
 		t.Errorf("bad type_sort: %s", resp)
+	}
+}
+
+// finishedRunWithEvents stores a successful run of a new job with n events, as after a reboot.
+func finishedRunWithEvents(t *testing.T, jh *jobsHub, n int) string {
+	t.Helper()
+	job := jh.create(t, map[string]any{"schedule": nil})
+	rid := uuidN(7, 1)
+	ctx := context.Background()
+	end := jh.Clock.Now().Unix()
+	err := jh.DB.Write(ctx, func(q storage.Q) error {
+		if err := q.InsertRun(ctx, storage.Run{ID: rid, JobID: job["id"].(string), Status: storage.RunSuccess, StartedAt: end - 5, EndedAt: &end}); err != nil {
+			return err
+		}
+		evs := make([]storage.RunEvent, n)
+		for i := range evs {
+			evs[i] = storage.RunEvent{RunID: rid, TS: end, Level: "info", Kind: "log", Message: fmt.Sprint(i + 1)}
+		}
+		return q.AppendRunEvents(ctx, evs)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rid
+}
+
+func readSeqs(t *testing.T, conn *websocket.Conn, n int) []float64 {
+	t.Helper()
+	var seqs []float64
+	for range n {
+		_, b, err := conn.Read(t.Context())
+		if err != nil {
+			t.Fatalf("read event: %v (after %v)", err, seqs)
+		}
+		var ev map[string]any
+		if err := json.Unmarshal(b, &ev); err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ev["seq"].(float64))
+	}
+	return seqs
+}
+
+// TestRunEventsSocketAfterSeq: a reconnecting client of the original sends after_seq and gets
+// only what it has not seen.
+func TestRunEventsSocketAfterSeq(t *testing.T) {
+	t.Parallel()
+	jh := startJobsHub(t, apitest.WithConfig(func(cfg *httpapi.Config) { cfg.RunEventsGrace = -1 }))
+	rid := finishedRunWithEvents(t, jh, 5)
+	for query, want := range map[string]string{"after_seq=3": "[4 5]", "after=2": "[3 4 5]", "after=4&after_seq=1": "[5]"} {
+		conn, st := wsDialQuery(t, jh, jh.c, rid, query, jh.URL)
+		if conn == nil {
+			t.Fatalf("%s: dial = %d", query, st)
+		}
+		got := fmt.Sprint(readSeqs(t, conn, strings.Count(want, " ")+1))
+		if _, _, err := conn.Read(t.Context()); got != want || websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+			t.Errorf("%s: events %s then %v, want %s then a normal close", query, got, err, want)
+		}
+		conn.CloseNow()
+	}
+	if _, st := wsDialQuery(t, jh, jh.c, rid, "after_seq=-1", jh.URL); st != http.StatusBadRequest {
+		t.Errorf("after_seq=-1: %d, want 400", st)
+	}
+}
+
+// TestRunEventsSocketGraceAfterTheEnd: the socket of a finished run stays open for the grace
+// period (timed with the Hub's clock), then closes normally saying why; a client that closes first
+// ends it at once.
+func TestRunEventsSocketGraceAfterTheEnd(t *testing.T) {
+	t.Parallel()
+	jh := startJobsHub(t)
+	rid := finishedRunWithEvents(t, jh, 2)
+	arms := jh.Clock.ArmCount()
+	conn, st := wsDial(t, jh, jh.c, rid, 0, jh.URL)
+	if conn == nil {
+		t.Fatalf("dial = %d", st)
+	}
+	defer conn.CloseNow()
+	if got := fmt.Sprint(readSeqs(t, conn, 2)); got != "[1 2]" {
+		t.Fatalf("events %s", got)
+	}
+	type result struct{ err error }
+	closed := make(chan result, 1)
+	go func() {
+		_, _, err := conn.Read(context.Background())
+		closed <- result{err}
+	}()
+	armed := make(chan error, 1)
+	go func() { armed <- jh.Clock.WaitArmCount(t.Context(), arms+1) }()
+	select {
+	case r := <-closed:
+		t.Fatalf("closed at once after the run's end: %v", r.err)
+	case err := <-armed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, ok := jh.Clock.NextDeadline(); !ok || d.Sub(jh.Clock.Now()) != httpapi.DefaultRunEventsGrace {
+		t.Fatalf("grace timer due at %v (ok %v), want now + %s", d, ok, httpapi.DefaultRunEventsGrace)
+	}
+	jh.Clock.Advance(httpapi.DefaultRunEventsGrace)
+	r := <-closed
+	var ce websocket.CloseError
+	if !errors.As(r.err, &ce) || ce.Code != websocket.StatusNormalClosure || !strings.Contains(ce.Reason, "grace period") {
+		t.Fatalf("after the grace period: %v, want a normal close naming the grace period", r.err)
 	}
 }

@@ -97,6 +97,9 @@ type Config struct {
 	// Runs is the run queue behind the jobs and runs routes (run now, cancel, event stream); nil
 	// leaves those routes out.
 	Runs *runs.Service
+	// RunEventsGrace is how long the run-events WebSocket stays open after its run ended and
+	// every event was sent, timed with Clock: 0 is DefaultRunEventsGrace, negative closes at once.
+	RunEventsGrace time.Duration
 	// Scheduler is woken when a job changes and says when a job fires next; nil gives
 	// next_run_at null.
 	Scheduler JobScheduler
