@@ -264,3 +264,39 @@ func TestRunEventsSocketGraceAfterTheEnd(t *testing.T) {
 		t.Fatalf("after the grace period: %v, want a normal close naming the grace period", r.err)
 	}
 }
+
+// TestJobsWorkspaceIsNotAJobID: the original's /api/jobs/workspace route is not read as job
+// "workspace".
+func TestJobsWorkspaceIsNotAJobID(t *testing.T) {
+	t.Parallel()
+	jh := startJobsHub(t)
+	resp := jh.c.Do(t, "GET", "/api/jobs/workspace", nil)
+	if resp.Status != http.StatusNotImplemented || resp.ErrorCode() != "not_implemented" {
+		t.Fatalf("GET /api/jobs/workspace: %s, want 501 not_implemented", resp)
+	}
+	if resp := jh.Client(t).Do(t, "GET", "/api/jobs/workspace", nil); resp.ErrorCode() != "unauthorized" {
+		t.Fatalf("without a session: %s", resp)
+	}
+}
+
+// TestUpdateJobAnswersLatestRun: PUT answers the job as GET does, latest run included.
+func TestUpdateJobAnswersLatestRun(t *testing.T) {
+	t.Parallel()
+	jh := startJobsHub(t)
+	rid := finishedRunWithEvents(t, jh, 1)
+	run, err := jh.DB.Reader().GetRun(context.Background(), rid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, got := jh.c.Put(t, "/api/jobs/"+run.JobID, jobBody(map[string]any{"name": "renamed", "schedule": nil}))
+	if st != http.StatusOK || got["name"] != "renamed" || got["latest_run_id"] != rid || got["latest_run_status"] != "success" ||
+		got["latest_run_started_at"] == nil || got["latest_run_ended_at"] == nil {
+		t.Fatalf("PUT: %d %v", st, got)
+	}
+	_, read := jh.c.Get(t, "/api/jobs/"+run.JobID)
+	for _, k := range []string{"latest_run_id", "latest_run_status", "latest_run_started_at", "latest_run_ended_at"} {
+		if fmt.Sprint(read[k]) != fmt.Sprint(got[k]) {
+			t.Errorf("%s: PUT %v, GET %v", k, got[k], read[k])
+		}
+	}
+}
