@@ -14,7 +14,8 @@
 //   - open routes (systemRoutes, authRoutes): no session. Add nothing here without a reason.
 //   - session routes: everything registered from sessionRoutes. requireSession answers 401
 //     unauthorized without a live session, and 401 invalid_csrf when a request other than
-//     GET/HEAD/OPTIONS lacks the session's X-CSRF-Token. Handlers there get the user id from
+//     GET/HEAD/OPTIONS lacks the session's X-CSRF-Token, except the few POSTs that change and
+//     contact nothing, listed in readOnlyPOSTs (auth.go). Handlers there get the user id from
 //     UserID(r); the request logger (zerolog.Ctx) already carries user_id.
 //
 // A new resource is a file with `func (s *Server) fooRoutes(r chi.Router)` and one line in
