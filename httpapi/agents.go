@@ -380,13 +380,6 @@ func (s *Server) changeLabels(w http.ResponseWriter, r *http.Request, change fun
 		respond.Error(w, r, err)
 		return
 	}
-	a, err := s.db.Reader().GetAgent(r.Context(), a.ID)
-	if err != nil {
-		respond.Error(w, r, err)
-		return
-	}
-	if a.Labels == nil {
-		a.Labels = []string{}
-	}
-	respond.JSON(w, http.StatusOK, map[string][]string{"labels": a.Labels})
+	// 204 as in the original, whose client reads no body; GET /api/agents/{id} has the labels.
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -253,6 +253,15 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 			entries[0].(map[string]any)["size"].(float64) != float64(len("data of sub/c.txt")) {
 			t.Fatalf("GET /sub: %d %v", st, body)
 		}
+		// The original's spellings: type_sort=file_first|dir_first, kind=symlink (none on WebDAV).
+		q = url.Values{"base_url": {baseURL}, "secret_name": {"nas"}, "path": {"/"}, "type_sort": {"file_first"}, "hide_dotfiles": {"true"}}
+		if st, body = ah.c.Get(t, "/api/nodes/hub/webdav/list?"+q.Encode()); st != http.StatusOK || fmt.Sprint(names(body)) != "[a.txt b.txt sub]" {
+			t.Fatalf("GET type_sort=file_first: %d %v", st, body)
+		}
+		if st, body = ah.c.Post(t, "/api/nodes/hub/webdav/list", map[string]any{"base_url": baseURL, "secret_name": "nas", "path": "/",
+			"type_sort": "dir_first", "kind": "symlink"}); st != http.StatusOK || body["total"].(float64) != 0 {
+			t.Fatalf("POST type_sort=dir_first kind=symlink: %d %v", st, body)
+		}
 		for _, tc := range []struct {
 			body   map[string]any
 			status int

@@ -100,14 +100,22 @@ func TestAgentsAPI(t *testing.T) {
 
 	t.Run("Labels", func(t *testing.T) {
 		path := "/api/agents/" + a.ID() + "/labels"
-		if s, body := c.Put(t, path, map[string]any{"labels": []string{"Home", "nas", "nas"}}); s != 200 || fmt.Sprint(body["labels"]) != "[home nas]" {
-			t.Fatalf("set: %d %v", s, body)
-		}
-		if s, body := c.Post(t, path+"/add", map[string]any{"labels": []string{"eu-1"}}); s != 200 || fmt.Sprint(body["labels"]) != "[eu-1 home nas]" {
-			t.Fatalf("add: %d %v", s, body)
-		}
-		if s, body := c.Post(t, path+"/remove", map[string]any{"labels": []string{"home"}}); s != 200 || fmt.Sprint(body["labels"]) != "[eu-1 nas]" {
-			t.Fatalf("remove: %d %v", s, body)
+		// Each change answers 204 with no body (as the original); the agent carries the labels.
+		for _, step := range []struct {
+			method, path string
+			labels       []string
+			want         string
+		}{
+			{"PUT", path, []string{"Home", "nas", "nas"}, "[home nas]"},
+			{"POST", path + "/add", []string{"eu-1"}, "[eu-1 home nas]"},
+			{"POST", path + "/remove", []string{"home"}, "[eu-1 nas]"},
+		} {
+			if resp := c.Do(t, step.method, step.path, map[string]any{"labels": step.labels}); resp.Status != http.StatusNoContent || len(resp.Body) != 0 {
+				t.Fatalf("%s %s: %s", step.method, step.path, resp)
+			}
+			if _, body := c.Get(t, "/api/agents/"+a.ID()); fmt.Sprint(body["labels"]) != step.want {
+				t.Fatalf("after %s %s: labels %v, want %s", step.method, step.path, body["labels"], step.want)
+			}
 		}
 		for _, bad := range []string{"", "has space", "x23456789012345678901234567890123", "ümlaut"} {
 			if resp := c.Do(t, "POST", path+"/add", map[string]any{"labels": []string{bad}}); resp.Status != 400 || resp.ErrorCode() != "invalid_label" {

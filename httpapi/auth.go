@@ -326,7 +326,7 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 		zerolog.Ctx(r.Context()).UpdateContext(func(c zerolog.Context) zerolog.Context {
 			return c.Int64("user_id", sess.UserID)
 		})
-		if !safeMethod(r.Method) && !csrfMatches(r, sess) {
+		if !safeMethod(r.Method) && !readOnlyPost(r) && !csrfMatches(r, sess) {
 			respond.Error(w, r, errInvalidCSRF())
 			return
 		}
@@ -340,6 +340,30 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 		ctx = context.WithValue(ctx, sessionPublicIDKey, sess.PublicID)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// readOnlyPOSTs are the POST routes (chi patterns under /api) that change nothing and make the
+// Hub contact nothing: a forged request gains the attacker nothing, since the browser keeps the
+// answer from another origin. They need the session only, as in the original, whose UI sends no
+// token on them. A POST carrying a typed credential the Hub then uses (POST …/webdav/list) is
+// not here: it makes the Hub connect somewhere.
+var readOnlyPOSTs = map[string]bool{
+	"/api/jobs/{id}/retention/preview":      true,
+	"/api/notifications/templates/validate": true,
+}
+
+// readOnlyPost reports whether r is a POST to one of readOnlyPOSTs. requireSession wraps the
+// matched handler of routes registered directly, so their whole pattern is known here; under a
+// mounted sub-router (r.Route) it is not yet, so those entries are static paths, matched as such.
+func readOnlyPost(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	if readOnlyPOSTs[r.URL.Path] {
+		return true
+	}
+	rc := chi.RouteContext(r.Context())
+	return rc != nil && readOnlyPOSTs[rc.RoutePattern()]
 }
 
 func safeMethod(m string) bool {

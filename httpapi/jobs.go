@@ -66,6 +66,7 @@ func (s *Server) jobRoutes(r chi.Router) {
 	}
 	r.Get("/jobs", s.listJobs)
 	r.Post("/jobs", s.createJob)
+	r.Get("/jobs/workspace", s.jobsWorkspace)
 	r.Get("/jobs/{id}", s.getJob)
 	r.Put("/jobs/{id}", s.updateJob)
 	r.Delete("/jobs/{id}", s.deleteJob)
@@ -517,11 +518,24 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	s.respondJob(w, r, storage.JobListItem{Job: j})
 }
 
+// jobsWorkspace is the original's GET /api/jobs/workspace (the UI's aggregate view of jobs),
+// which we do not serve yet. The route exists so that the path is not read as a job id: its
+// client gets 501 not_implemented, not 404 job_not_found for a job it never named.
+func (s *Server) jobsWorkspace(w http.ResponseWriter, r *http.Request) {
+	respond.Error(w, r, respond.New(http.StatusNotImplemented, "not_implemented",
+		"GET /api/jobs/workspace is not served by this Hub yet; GET /api/jobs lists the jobs"))
+}
+
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	j, ok := s.jobFor(w, r)
 	if !ok {
 		return
 	}
+	s.respondJobWithLatestRun(w, r, j)
+}
+
+// respondJobWithLatestRun answers a job as GET does: with its latest run's id, status and times.
+func (s *Server) respondJobWithLatestRun(w http.ResponseWriter, r *http.Request, j storage.Job) {
 	it := storage.JobListItem{Job: j}
 	latest, err := s.db.Reader().ListRunsByJob(r.Context(), j.ID, 1)
 	if err != nil {
@@ -582,7 +596,8 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 	s.afterBind(r, v)
 	s.jobChanged(ctx, id, oldAgent, saved.AgentID)
 	zerolog.Ctx(ctx).Info().Str("job_id", id).Msg("job updated")
-	s.respondJob(w, r, storage.JobListItem{Job: saved})
+	// The same answer as GET: an edit does not make the job's runs go away.
+	s.respondJobWithLatestRun(w, r, saved)
 }
 
 func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {

@@ -110,7 +110,12 @@ func listOptionsFromQuery(q url.Values) (protocol.ListOptions, error) {
 	return o, checkListOptions(o)
 }
 
+// checkListOptions refuses out-of-range numbers and turns the original's type_sort spellings
+// into ours, so that an agent older than those spellings understands them.
 func checkListOptions(o protocol.ListOptions) error {
+	if o.TypeSort != nil {
+		*o.TypeSort = fslist.NormalizeTypeSort(*o.TypeSort)
+	}
 	if o.Limit != nil && *o.Limit < 1 {
 		return respond.BadRequest("invalid_option", "limit must be a whole number ≥ 1").Field("limit")
 	}

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -270,8 +272,24 @@ type entriesResponse struct {
 	Entries    []restore.Child `json:"entries"`
 }
 
+// entriesParams are the query parameters of GET /api/runs/{id}/entries. The original's names
+// (type_sort, min_size_bytes, max_size_bytes) come first; files_first, min_size and max_size are
+// our earlier names, kept as aliases. Any other parameter is refused: a misspelt filter that is
+// silently dropped shows the wrong files.
+var entriesParams = map[string]bool{
+	"prefix": true, "cursor": true, "limit": true, "q": true, "kind": true, "hide_dotfiles": true,
+	"type_sort": true, "files_first": true,
+	"min_size_bytes": true, "max_size_bytes": true, "min_size": true, "max_size": true,
+}
+
 func (s *Server) listRunEntries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		if !entriesParams[name] {
+			respond.Error(w, r, respond.BadRequest("invalid_query", "unknown query parameter "+strconv.Quote(name)).Field(name).Reason("unknown_parameter"))
+			return
+		}
+	}
 	opts := restore.ListOptions{Prefix: q.Get("prefix"), Cursor: q.Get("cursor"), Q: q.Get("q"), Kind: q.Get("kind")}
 	switch opts.Kind {
 	case "", "file", "dir", "symlink":
@@ -309,14 +327,29 @@ func (s *Server) listRunEntries(w http.ResponseWriter, r *http.Request) {
 			*p.dst = b
 		}
 	}
+	if q.Has("type_sort") {
+		switch q.Get("type_sort") {
+		case "dir_first", "dirs_first":
+			opts.FilesFirst = false
+		case "file_first", "files_first":
+			opts.FilesFirst = true
+		default:
+			respond.Error(w, r, respond.BadRequest("invalid_type_sort", "type_sort must be dir_first or file_first").Field("type_sort"))
+			return
+		}
+	}
 	for _, p := range []struct {
-		name string
-		dst  **int64
-	}{{"min_size", &opts.MinSize}, {"max_size", &opts.MaxSize}} {
-		if v := q.Get(p.name); v != "" {
+		name, alias string
+		dst         **int64
+	}{{"min_size_bytes", "min_size", &opts.MinSize}, {"max_size_bytes", "max_size", &opts.MaxSize}} {
+		name := p.name
+		if !q.Has(name) && q.Has(p.alias) {
+			name = p.alias
+		}
+		if v := q.Get(name); v != "" {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < 0 {
-				respond.Error(w, r, respond.BadRequest("invalid_"+p.name, p.name+" must be a byte count ≥ 0").Field(p.name))
+				respond.Error(w, r, respond.BadRequest("invalid_"+name, name+" must be a byte count ≥ 0").Field(name))
 				return
 			}
 			*p.dst = &n

@@ -86,25 +86,24 @@ func (s *Server) putRetention(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	var saved *jobspec.Spec
 	err := s.db.Write(ctx, func(q storage.Q) error {
 		j, err := q.GetJob(ctx, job.ID) // again inside the transaction: a concurrent edit is not lost
 		if err != nil {
 			return err
 		}
-		out, spec, err := withRetention(j.SpecJSON, raw)
+		out, _, err := withRetention(j.SpecJSON, raw)
 		if err != nil {
 			return err
 		}
 		j.SpecJSON, j.UpdatedAt = string(out), s.now().Unix()
-		saved = spec
 		return q.UpdateJob(ctx, j)
 	})
 	if err != nil {
 		respond.Error(w, r, jobError(err))
 		return
 	}
-	respond.JSON(w, http.StatusOK, saved.Retention)
+	// 204 as in the original, whose client reads no body; GET returns the saved policy.
+	w.WriteHeader(http.StatusNoContent)
 }
 
 type retentionBody struct {

@@ -56,12 +56,14 @@ func TestRetentionPreviewGFSExplainsEachSnapshot(t *testing.T) {
 		t.Fatalf("why %s goes: %q, want %q", uuidN(4, 3), texts[uuidN(4, 3)], want)
 	}
 	// Saved with the job, and today's retention JSON without GFS keys still reads as before.
-	st, pol := bh.c.Put(t, "/api/jobs/"+job+"/retention", map[string]any{"enabled": true, "keep_weekly": 4, "keep_monthly": 6})
-	if st != http.StatusOK || pol["keep_weekly"].(float64) != 4 || pol["keep_monthly"].(float64) != 6 {
+	st, _ = bh.c.Put(t, "/api/jobs/"+job+"/retention", map[string]any{"enabled": true, "keep_weekly": 4, "keep_monthly": 6})
+	_, pol := bh.c.Get(t, "/api/jobs/"+job+"/retention")
+	if st != http.StatusNoContent || pol["keep_weekly"].(float64) != 4 || pol["keep_monthly"].(float64) != 6 {
 		t.Fatalf("PUT GFS retention: %d %v", st, pol)
 	}
-	st, pol = bh.c.Put(t, "/api/jobs/"+job+"/retention", map[string]any{"enabled": true, "keep_last": 2, "keep_days": nil, "max_delete_per_tick": 50, "max_delete_per_day": 200})
-	if _, has := pol["keep_weekly"]; st != http.StatusOK || has {
+	st, _ = bh.c.Put(t, "/api/jobs/"+job+"/retention", map[string]any{"enabled": true, "keep_last": 2, "keep_days": nil, "max_delete_per_tick": 50, "max_delete_per_day": 200})
+	_, pol = bh.c.Get(t, "/api/jobs/"+job+"/retention")
+	if _, has := pol["keep_weekly"]; st != http.StatusNoContent || has {
 		t.Fatalf("PUT today's retention: %d %v", st, pol)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -141,14 +142,21 @@ func (s *Server) runExists(w http.ResponseWriter, r *http.Request, id string) bo
 
 // readAfter reads the optional after parameter of an event page or stream: the sequence number
 // the client already has (0 when absent).
+// readAfter reads the last sequence number the client has: after, or after_seq (the original
+// accepts both; a reconnecting client of the original sends after_seq). after wins if both come.
 func readAfter(r *http.Request) (int64, error) {
-	v := r.URL.Query().Get("after")
+	q := r.URL.Query()
+	name := "after"
+	if q.Get(name) == "" {
+		name = "after_seq"
+	}
+	v := q.Get(name)
 	if v == "" {
 		return 0, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return 0, respond.BadRequest("invalid_after", "after must be a sequence number ≥ 0").Field("after")
+		return 0, respond.BadRequest("invalid_after", name+" must be a sequence number ≥ 0").Field(name)
 	}
 	return n, nil
 }
@@ -219,7 +227,38 @@ func (s *Server) runEventsSocket(w http.ResponseWriter, r *http.Request) {
 		c.Close(websocket.StatusInternalError, "stream failed")
 		return
 	}
-	c.Close(websocket.StatusNormalClosure, "run finished")
+	// The run is over and everything is sent. Closing at once would make a client that reconnects
+	// on close (the original's UI) loop about once a second; like the original, hold the socket
+	// for a grace period, then say why it closes.
+	grace := s.runEventsGrace()
+	if grace <= 0 {
+		c.Close(websocket.StatusNormalClosure, "run finished")
+		return
+	}
+	t := s.clock.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		c.CloseNow()
+		return
+	case <-t.C():
+	}
+	c.Close(websocket.StatusNormalClosure, fmt.Sprintf("run finished; closed after a %s grace period", grace))
+}
+
+// DefaultRunEventsGrace is how long the run-events WebSocket stays open after the run ended and
+// every event was sent (the original's figure).
+const DefaultRunEventsGrace = 30 * time.Second
+
+func (s *Server) runEventsGrace() time.Duration {
+	switch g := s.cfg.RunEventsGrace; {
+	case g == 0:
+		return DefaultRunEventsGrace
+	case g < 0:
+		return 0
+	default:
+		return g
+	}
 }
 
 // checkOrigin implements the run-events WebSocket origin rule: the Origin header is required and

@@ -14,7 +14,8 @@
 //   - open routes (systemRoutes, authRoutes): no session. Add nothing here without a reason.
 //   - session routes: everything registered from sessionRoutes. requireSession answers 401
 //     unauthorized without a live session, and 401 invalid_csrf when a request other than
-//     GET/HEAD/OPTIONS lacks the session's X-CSRF-Token. Handlers there get the user id from
+//     GET/HEAD/OPTIONS lacks the session's X-CSRF-Token, except the few POSTs that change and
+//     contact nothing, listed in readOnlyPOSTs (auth.go). Handlers there get the user id from
 //     UserID(r); the request logger (zerolog.Ctx) already carries user_id.
 //
 // A new resource is a file with `func (s *Server) fooRoutes(r chi.Router)` and one line in
@@ -100,6 +101,9 @@ type Config struct {
 	// Runs is the run queue behind the jobs and runs routes (run now, cancel, event stream); nil
 	// leaves those routes out.
 	Runs *runs.Service
+	// RunEventsGrace is how long the run-events WebSocket stays open after its run ended and
+	// every event was sent, timed with Clock: 0 is DefaultRunEventsGrace, negative closes at once.
+	RunEventsGrace time.Duration
 	// Scheduler is woken when a job changes and says when a job fires next; nil gives
 	// next_run_at null.
 	Scheduler JobScheduler

@@ -43,9 +43,9 @@ type Options struct {
 	Cursor       string
 	Limit        int
 	Q            string // case-insensitive substring of the name
-	Kind         string // "", dir, file
+	Kind         string // "", dir, file, symlink
 	HideDotfiles bool
-	TypeSort     string // "", dirs_first, files_first
+	TypeSort     string // "", dirs_first, files_first, none (dir_first, file_first: the original's)
 	SortBy       string // name (default), mtime, size
 	SortDir      string // asc (default), desc
 	SizeMin      *int64
@@ -166,6 +166,18 @@ func (o *Options) page(entries []Entry, offset int) Page {
 	return p
 }
 
+// NormalizeTypeSort maps the original Bastion's type_sort values (dir_first, file_first) to ours
+// (dirs_first, files_first), which stay accepted as aliases; anything else is returned as is.
+func NormalizeTypeSort(v string) string {
+	switch v {
+	case "dir_first":
+		return "dirs_first"
+	case "file_first":
+		return "files_first"
+	}
+	return v
+}
+
 func (o *Options) normalize() error {
 	if o.Limit < 0 {
 		return &Error{CodeInvalidOption, "limit must be positive"}
@@ -177,9 +189,9 @@ func (o *Options) normalize() error {
 	switch o.Kind {
 	case "", "all":
 		o.Kind = ""
-	case "dir", "file":
+	case "dir", "file", "symlink":
 	default:
-		return &Error{CodeInvalidOption, "kind must be dir or file"}
+		return &Error{CodeInvalidOption, "kind must be dir, file or symlink"}
 	}
 	switch o.SortBy {
 	case "":
@@ -195,10 +207,11 @@ func (o *Options) normalize() error {
 	default:
 		return &Error{CodeInvalidOption, "sort_dir must be asc or desc"}
 	}
+	o.TypeSort = NormalizeTypeSort(o.TypeSort)
 	switch o.TypeSort {
 	case "", "dirs_first", "files_first", "none":
 	default:
-		return &Error{CodeInvalidOption, "type_sort must be dirs_first or files_first"}
+		return &Error{CodeInvalidOption, "type_sort must be dir_first, file_first or none"}
 	}
 	return nil
 }

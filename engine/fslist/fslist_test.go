@@ -80,3 +80,24 @@ func TestPaginateMatchesList(t *testing.T) {
 		t.Fatalf("bad kind: %v", err)
 	}
 }
+
+// TestOriginalSpellings: the original Bastion's type_sort values and kind=symlink are accepted,
+// and ours stay aliases.
+func TestOriginalSpellings(t *testing.T) {
+	t.Parallel()
+	entries := []Entry{{Name: "a", Kind: "file"}, {Name: "b", Kind: "dir"}, {Name: "c", Kind: "symlink"}}
+	for ts, want := range map[string]string{"dir_first": "[b a c]", "dirs_first": "[b a c]", "file_first": "[a c b]", "files_first": "[a c b]", "none": "[a b c]"} {
+		p, err := Paginate(append([]Entry(nil), entries...), Options{TypeSort: ts, Paged: true})
+		if err != nil || names(p.Entries) != want {
+			t.Errorf("type_sort=%s: %v %v, want %s", ts, names(p.Entries), err, want)
+		}
+	}
+	p, err := Paginate(append([]Entry(nil), entries...), Options{Kind: "symlink", Paged: true})
+	if err != nil || names(p.Entries) != "[c]" {
+		t.Fatalf("kind=symlink: %v %v", p.Entries, err)
+	}
+	var fe *Error
+	if _, err := Paginate(entries, Options{TypeSort: "dir_last", Paged: true}); !errors.As(err, &fe) || fe.Code != CodeInvalidOption {
+		t.Fatalf("bad type_sort: %v", err)
+	}
+}

@@ -155,6 +155,15 @@ describe('pages', () => {
     w.unmount()
   })
 
+  it('run detail of a finished run shows the stream ended while the Hub holds the socket open', async () => {
+    mockFetch({ 'GET /api/runs/r1': { body: { ...run, status: 'success', ended_at: NOW, progress: null } } })
+    const w = await render(RunDetailView, { id: 'r1' })
+    FakeWS.last!.onopen?.({})
+    await flushPromises()
+    expect(w.get('[data-testid="event-state"]').text()).toContain('stream ended')
+    w.unmount()
+  })
+
   it('restore wizard sends the picked file, destination and conflict policy', async () => {
     const calls = mockFetch({
       'GET /api/runs/r0': { body: { ...run, id: 'r0', status: 'success', progress: null } },
@@ -172,6 +181,11 @@ describe('pages', () => {
     await flushPromises()
     const post = calls.find((c) => c.method === 'POST')!
     expect(post.body).toEqual({ destination: { type: 'local_fs', node_id: 'hub', directory: '/tmp/out' }, conflict_policy: 'fail', selection: { files: ['a.txt'], dirs: [] } })
+    // The Hub refuses entries parameters it does not know: the picker sends only known ones.
+    const known = ['prefix', 'cursor', 'limit', 'q', 'kind', 'hide_dotfiles', 'type_sort', 'min_size_bytes', 'max_size_bytes']
+    for (const c of calls.filter((c) => c.url.includes('/entries'))) {
+      for (const k of new URL(c.url, 'http://x').searchParams.keys()) expect(known).toContain(k)
+    }
     // the Hub refuses WebDAV destinations: offered only disabled, with the reason
     expect(w.get('[data-testid="restore-dest-webdav"] input').attributes('disabled')).toBeDefined()
     expect(w.text()).toContain('Restoring to WebDAV is not supported yet')

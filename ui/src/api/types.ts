@@ -383,6 +383,11 @@ export interface RunEntriesQuery {
   limit?: number
   q?: string
   kind?: 'file' | 'dir' | 'symlink'
+  hide_dotfiles?: boolean
+  /** The original's names; the Hub refuses parameters it does not know (400 invalid_query). */
+  type_sort?: 'dir_first' | 'file_first'
+  min_size_bytes?: number
+  max_size_bytes?: number
 }
 
 // ---- restore / operations ----
