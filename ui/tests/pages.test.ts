@@ -193,6 +193,38 @@ describe('pages', () => {
     w.unmount()
   })
 
+  it('restore wizard sends keep_special_bits only when the box is checked, with a warning', async () => {
+    const calls = mockFetch({
+      'GET /api/runs/r0': { body: { ...run, id: 'r0', status: 'success', progress: null } },
+      'GET /api/runs/r0/entries': { body: { prefix: '', cursor: 0, next_cursor: null, entries: [{ name: 'a.txt', path: 'a.txt', kind: 'file', size: 3 }] } },
+      'POST /api/runs/r0/restore': { body: { op_id: 'op1' } },
+      'GET /api/agents': { body: { items: [], page: 1, page_size: 20, total: 0 } },
+    })
+    const w = await render(RestoreView, { id: 'r0' })
+    await w.get('[data-testid="restore-whole"]').trigger('click')
+    await w.get('[data-testid="restore-next"]').trigger('click')
+    await flushPromises()
+    await w.get('[data-testid="restore-dir"] input').setValue('/tmp/out')
+    expect(w.find('[data-testid="restore-keep-special-bits-warning"]').exists()).toBe(false)
+    await w.get('[data-testid="restore-start"]').trigger('click')
+    await flushPromises()
+    const posts = () => calls.filter((c) => c.method === 'POST')
+    expect(posts()[0].body).not.toHaveProperty('keep_special_bits')
+
+    await w.get('[data-testid="restore-advanced"] .n-collapse-item__header-main').trigger('click') // folded by default
+    await w.get('[data-testid="restore-keep-special-bits"]').trigger('click')
+    expect(w.get('[data-testid="restore-keep-special-bits-warning"]').text()).toContain('root-owned set-id program')
+    await w.get('[data-testid="restore-start"]').trigger('click')
+    await flushPromises()
+    expect(posts()[1].body).toEqual({ destination: { type: 'local_fs', node_id: 'hub', directory: '/tmp/out' }, conflict_policy: 'fail', keep_special_bits: true })
+
+    await w.get('[data-testid="restore-keep-special-bits"]').trigger('click') // unchecked again
+    await w.get('[data-testid="restore-start"]').trigger('click')
+    await flushPromises()
+    expect(posts()[2].body).not.toHaveProperty('keep_special_bits')
+    w.unmount()
+  })
+
   it('says why the node list is incomplete when the agents cannot be loaded, on every page that lists them', async () => {
     const broken = { status: 500, body: { error: 'internal_error', message: 'agents table locked', request_id: 'rq-agents' } }
     mockFetch({

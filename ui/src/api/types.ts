@@ -400,6 +400,8 @@ export interface RestoreRequest {
   executor?: { node_id: NodeId }
   conflict_policy: ConflictPolicy
   selection?: { files: string[]; dirs: string[] }
+  /** Keep setuid, setgid and sticky bits (stripped otherwise); administrators only. */
+  keep_special_bits?: boolean
 }
 export type OperationStatus = 'running' | 'success' | 'failed' | 'canceled'
 export interface Operation {

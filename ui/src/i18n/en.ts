@@ -457,6 +457,7 @@ export default {
     stage: 'Stage',
   },
   restore: {
+    advanced: 'Advanced',
     conflict: 'If a file already exists',
     conflicts: {
       fail: 'Stop',
@@ -466,6 +467,9 @@ export default {
     destination: 'Restore to',
     directory: 'Directory',
     localDir: 'A directory on a node',
+    keepSpecialBits: 'Keep setuid/setgid/sticky bits',
+    keepSpecialBitsHint: 'Off: these bits are stripped from every restored file. Administrators only.',
+    keepSpecialBitsWarning: 'A restore runs as the node\'s user and does not restore ownership, so a set-id file may come back as a root-owned set-id program. Keep the bits only for a system tree you trust.',
     notSuccess: 'Only snapshots of successful runs can be restored.',
     webdavUnsupported: 'Restoring to WebDAV is not supported yet: restore into a directory on a node.',
     overwriteWarning: 'Overwrite replaces existing files, and whole directories, with the snapshot\'s.',

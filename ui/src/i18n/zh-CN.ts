@@ -460,6 +460,7 @@ const zhCN: Messages<typeof en> = {
     stage: '阶段',
   },
   restore: {
+    advanced: '高级',
     conflict: '文件已存在时',
     conflicts: {
       fail: '停止',
@@ -469,6 +470,9 @@ const zhCN: Messages<typeof en> = {
     destination: '恢复到',
     directory: '目录',
     localDir: '节点上的目录',
+    keepSpecialBits: '保留 setuid/setgid/sticky 位',
+    keepSpecialBitsHint: '关闭时会去除所有恢复文件的这些权限位。仅管理员可用。',
+    keepSpecialBitsWarning: '恢复以节点上的用户身份运行且不恢复属主，带 set-id 位的文件可能变成属于 root 的 set-id 程序。仅在恢复可信的系统目录时保留这些位。',
     notSuccess: '只能恢复成功运行的快照。',
     webdavUnsupported: '暂不支持恢复到 WebDAV：请恢复到某个节点上的目录。',
     overwriteWarning: '覆盖会用快照内容替换现有文件乃至整个目录。',
