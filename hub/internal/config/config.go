@@ -383,6 +383,29 @@ func ResolveDataDir(configured string) (string, error) {
 	return filepath.Join(base, "bastion"), nil
 }
 
+// FindDataDir is ResolveDataDir for tools that must not create anything (bastion doctor): the
+// configured directory, else <exe_dir>/data when it exists, else the user's data directory.
+func FindDataDir(configured string) (string, error) {
+	if configured != "" {
+		return filepath.Abs(configured)
+	}
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Join(filepath.Dir(exe), "data")
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			return dir, nil
+		}
+	}
+	base := os.Getenv("XDG_DATA_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("find a data directory: %w", err)
+		}
+		base = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(base, "bastion"), nil
+}
+
 // writable proves a directory can be written by creating and removing a file in it.
 func writable(dir string) bool {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
