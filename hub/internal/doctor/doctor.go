@@ -295,7 +295,7 @@ func (r *runner) checkMasterKey(ctx context.Context, path string, db *sql.DB, db
 		return
 	}
 	if db == nil || !dbOK {
-		r.add(name, OK, fmt.Sprintf("%s is readable (%d keys, active key id %d); not compared with the database", path, len(k.KIDs()), k.ActiveKID()), "")
+		r.add(name, OK, fmt.Sprintf("%s is readable (key ids %v, active %d); not compared with the database", path, k.KIDs(), k.ActiveKID()), "")
 		return
 	}
 	for kid, n := range kids {
@@ -315,7 +315,11 @@ func (r *runner) checkMasterKey(ctx context.Context, path string, db *sql.DB, db
 			return
 		}
 	}
-	r.add(name, OK, fmt.Sprintf("%s (mode 0600, %d keys, active key id %d) opens the %d stored secrets' keys", path, len(k.KIDs()), k.ActiveKID(), stored), "")
+	found := "no stored secrets yet"
+	if stored > 0 {
+		found = fmt.Sprintf("decrypts the stored secrets (%d)", stored)
+	}
+	r.add(name, OK, fmt.Sprintf("%s (mode %04o, key ids %v, active %d) %s", path, info.Mode().Perm(), k.KIDs(), k.ActiveKID(), found), "")
 }
 
 func secretKIDs(ctx context.Context, db *sql.DB) (map[int64]int, error) {
