@@ -68,6 +68,20 @@ func SchemaVersion() int {
 	return ms[len(ms)-1].version
 }
 
+// KnownSchemaVersions lists the migration versions embedded in this binary, ascending: a database
+// that recorded any other version was written by a newer Bastion (see ErrSchemaTooNew).
+func KnownSchemaVersions() []int {
+	ms, err := loadMigrations()
+	if err != nil {
+		return nil
+	}
+	out := make([]int, len(ms))
+	for i, m := range ms {
+		out[i] = m.version
+	}
+	return out
+}
+
 // migrate applies every pending migration, each in its own IMMEDIATE transaction together with
 // its schema_migrations row, so a crash leaves the database at a whole version.
 func migrate(ctx context.Context, w *sql.DB, log zerolog.Logger) error {

@@ -46,3 +46,16 @@ func TestLateLowerMigrationIsApplied(t *testing.T) {
 		t.Fatalf("unknown recorded version: %v", err)
 	}
 }
+
+func TestKnownSchemaVersionsAreTheEmbeddedOnes(t *testing.T) {
+	t.Parallel()
+	vs := KnownSchemaVersions()
+	if len(vs) == 0 || vs[len(vs)-1] != SchemaVersion() {
+		t.Fatalf("versions %v, newest %d", vs, SchemaVersion())
+	}
+	for i := 1; i < len(vs); i++ {
+		if vs[i] <= vs[i-1] {
+			t.Fatalf("not ascending: %v", vs)
+		}
+	}
+}

@@ -18,8 +18,8 @@ import (
 
 // agentFlags are the options of `bastion agent`; each also reads a BASTION_* variable.
 type agentFlags struct {
-	hubURL, enrollToken, name, dataDir, heartbeat, log, entriesCacheMaxBytes string
-	allowHooks                                                               bool
+	hubURL, enrollToken, name, dataDir, heartbeat, log, logFormat, entriesCacheMaxBytes string
+	allowHooks                                                                          bool
 }
 
 func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer) (agentFlags, error) {
@@ -32,6 +32,7 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 		dataDir:   getenv("BASTION_AGENT_DATA_DIR"),
 		heartbeat: getenv("BASTION_HEARTBEAT_SECONDS"),
 		log:       getenv("BASTION_LOG"),
+		logFormat: getenv("BASTION_LOG_FORMAT"),
 		// The same variable as the Hub's: each bounds its own cache/entries.
 		entriesCacheMaxBytes: getenv("BASTION_ENTRIES_CACHE_MAX_BYTES"),
 	}
@@ -49,6 +50,7 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&f.dataDir, "data-dir", f.dataDir, "where the agent keeps agent.json and its task records; never the Hub's data directory (env BASTION_AGENT_DATA_DIR; default <data dir>/agent)")
 	fs.StringVar(&f.heartbeat, "heartbeat-seconds", f.heartbeat, "ping interval in seconds, fractions allowed; no pong for 3 intervals means the link is dead (env BASTION_HEARTBEAT_SECONDS)")
 	fs.StringVar(&f.log, "log", f.log, "log level: trace, debug, info, warn, error (env BASTION_LOG)")
+	fs.StringVar(&f.logFormat, "log-format", f.logFormat, "log format: auto (console on a terminal, JSON otherwise), console, json (env BASTION_LOG_FORMAT)")
 	f.allowHooks = getenv("BASTION_ALLOW_HOOKS") == "1" || getenv("BASTION_ALLOW_HOOKS") == "true"
 	fs.BoolVar(&f.allowHooks, "allow-hooks", f.allowHooks, "run the before/after hook commands of this agent's jobs, as this agent's user; without it a job with hooks fails its runs (env BASTION_ALLOW_HOOKS=1)")
 	fs.StringVar(&f.entriesCacheMaxBytes, "entries-cache-max-bytes", f.entriesCacheMaxBytes, "size bound of the restore picker's snapshot index cache (cache/entries), least recently used indexes go first; bytes, or with KiB, MiB, GiB, TiB (env BASTION_ENTRIES_CACHE_MAX_BYTES)")
@@ -99,7 +101,11 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	} else if f.dataDir, err = filepath.Abs(f.dataDir); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
-	log, closeLog, err := logging.New(logging.Options{Level: f.log, Out: stderr, Console: logging.IsTerminal(stderr)})
+	console, err := logging.ConsoleFor(f.logFormat, logging.IsTerminal(stderr))
+	if err != nil {
+		return fmt.Errorf("--log-format: %w", err)
+	}
+	log, closeLog, err := logging.New(logging.Options{Level: f.log, Out: stderr, Console: console})
 	if err != nil {
 		return err
 	}

@@ -45,9 +45,13 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	if err != nil {
 		return err
 	}
+	console, err := logging.ConsoleFor(cfg.LogFormat, logging.IsTerminal(stderr))
+	if err != nil {
+		return err
+	}
 	log, closeLog, err := logging.New(logging.Options{
 		Level: cfg.Log, File: cfg.LogFile, Rotation: cfg.LogRotation, KeepFiles: cfg.LogKeepFiles,
-		Out: stderr, Console: logging.IsTerminal(stderr),
+		Out: stderr, Console: console,
 	})
 	if err != nil {
 		return err

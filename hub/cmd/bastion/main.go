@@ -60,6 +60,8 @@ func runIO(ctx context.Context, args []string, getenv func(string) string, stdin
 		return runAgent(ctx, args, getenv, stderr)
 	case "config":
 		return withUsage(runConfig(ctx, args, getenv, stdout), stdout)
+	case "doctor":
+		return runDoctor(ctx, args, getenv, stdout, stderr)
 	case "keypack":
 		return runKeypack(args, getenv, stdin, stdout, stderr)
 	case "version":
@@ -86,6 +88,8 @@ func usage() string {
   bastion agent --hub-url URL [--enroll-token T] [--name N] [--data-dir D] [--heartbeat-seconds 15]
                              run an agent that takes jobs from the Hub (see bastion agent --help)
   bastion config [--json]    print the effective configuration and where each value comes from
+  bastion doctor [--data-dir D] [--json]
+                             check a data directory and say how to fix what is wrong; exit 1 on a FAIL
   bastion keypack export --out FILE | import --in FILE [--force] | rotate
                              back up, restore or rotate master.key (see bastion keypack -h)
   bastion version            print the version

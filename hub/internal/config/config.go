@@ -44,6 +44,7 @@ type Config struct {
 	AllowedHosts          []string
 	BodyReadTimeout       time.Duration
 	Log                   string
+	LogFormat             string
 	LogFile               string
 	LogRotation           string
 	LogKeepFiles          int
@@ -124,6 +125,15 @@ var options = []option{
 		}},
 	{name: "log", env: "BASTION_LOG", envAlt: "RUST_LOG", def: "info", fromDB: true, usage: "log level: trace, debug, info, warn, error",
 		set: func(c *Config, v string) error { c.Log = v; return nil }},
+	{name: "log-format", env: "BASTION_LOG_FORMAT", def: "auto", usage: "log format on stderr: auto (console on a terminal, JSON otherwise), console, json",
+		set: func(c *Config, v string) error {
+			switch v {
+			case "auto", "console", "json":
+				c.LogFormat = v
+				return nil
+			}
+			return errors.New("must be auto, console or json")
+		}},
 	{name: "log-file", env: "BASTION_LOG_FILE", fromDB: true, usage: "also write JSON logs to this file, rotated",
 		set: func(c *Config, v string) error { c.LogFile = v; return nil }},
 	{name: "log-rotation", env: "BASTION_LOG_ROTATION", def: "daily", fromDB: true, usage: "log file rotation: never, hourly, daily",
@@ -383,6 +393,29 @@ func ResolveDataDir(configured string) (string, error) {
 	return filepath.Join(base, "bastion"), nil
 }
 
+// FindDataDir is ResolveDataDir for tools that must not create anything (bastion doctor): the
+// configured directory, else <exe_dir>/data when it exists, else the user's data directory.
+func FindDataDir(configured string) (string, error) {
+	if configured != "" {
+		return filepath.Abs(configured)
+	}
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Join(filepath.Dir(exe), "data")
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			return dir, nil
+		}
+	}
+	base := os.Getenv("XDG_DATA_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("find a data directory: %w", err)
+		}
+		base = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(base, "bastion"), nil
+}
+
 // writable proves a directory can be written by creating and removing a file in it.
 func writable(dir string) bool {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -412,7 +445,7 @@ func Print(w io.Writer, c Config, asJSON bool) error {
 		"debug-errors": c.DebugErrors, "run-retention-days": c.RunRetentionDays,
 		"incomplete-cleanup-days": c.IncompleteCleanupDays, "hub-timezone": c.HubTimezone,
 		"public-base-url": c.PublicBaseURL, "trusted-proxy": proxies, "allowed-host": append([]string{}, c.AllowedHosts...),
-		"body-read-timeout": c.BodyReadTimeout.String(), "log": c.Log, "log-file": c.LogFile,
+		"body-read-timeout": c.BodyReadTimeout.String(), "log": c.Log, "log-format": c.LogFormat, "log-file": c.LogFile,
 		"log-rotation": c.LogRotation, "log-keep-files": c.LogKeepFiles, "db-busy-timeout": c.DBBusyTimeout.String(),
 		"run-concurrency": c.RunConcurrency, "entries-cache-max-bytes": c.EntriesCacheMaxBytes,
 		"drills-per-target": c.DrillsPerTarget,

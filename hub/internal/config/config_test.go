@@ -162,3 +162,23 @@ func TestAllowedHostsAndBodyReadTimeout(t *testing.T) {
 		t.Error("a body read timeout under a second was accepted")
 	}
 }
+
+func TestLogFormat(t *testing.T) {
+	t.Parallel()
+	if c, err := Load(nil, env(nil), nil); err != nil || c.LogFormat != "auto" || c.Sources["log-format"] != SourceDefault {
+		t.Errorf("default: %q from %s (%v)", c.LogFormat, c.Sources["log-format"], err)
+	}
+	if c, err := Load(nil, env(map[string]string{"BASTION_LOG_FORMAT": "json"}), nil); err != nil || c.LogFormat != "json" {
+		t.Errorf("env: %q (%v)", c.LogFormat, err)
+	}
+	if c, err := Load([]string{"--log-format", "console"}, env(map[string]string{"BASTION_LOG_FORMAT": "json"}), nil); err != nil || c.LogFormat != "console" {
+		t.Errorf("flag over env: %q (%v)", c.LogFormat, err)
+	}
+	// Not one of the settings the database may supply: logs start before it is read.
+	if c, _ := Load(nil, env(nil), map[string]string{"log-format": "json"}); c.LogFormat != "auto" {
+		t.Errorf("log format taken from the database: %q", c.LogFormat)
+	}
+	if _, err := Load([]string{"--log-format", "xml"}, env(nil), nil); err == nil || !strings.Contains(err.Error(), "--log-format") {
+		t.Errorf("bad format: %v", err)
+	}
+}

@@ -30,6 +30,27 @@ func IsTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// Formats accepted by --log-format; "auto" (or empty) picks by ConsoleFor's terminal rule.
+const (
+	FormatAuto    = "auto"
+	FormatConsole = "console"
+	FormatJSON    = "json"
+)
+
+// ConsoleFor decides between human-readable and JSON output: an explicit format wins; otherwise
+// a terminal gets the console format and anything else (journald, a file, a collector) JSON.
+func ConsoleFor(format string, isTerminal bool) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(format)) {
+	case "", FormatAuto:
+		return isTerminal, nil
+	case FormatConsole:
+		return true, nil
+	case FormatJSON:
+		return false, nil
+	}
+	return false, fmt.Errorf("unknown log format %q (use auto, console or json)", format)
+}
+
 // New returns the logger and a Closer for the log file (a no-op without one).
 func New(o Options) (zerolog.Logger, io.Closer, error) {
 	level, err := ParseLevel(o.Level)

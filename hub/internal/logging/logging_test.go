@@ -91,3 +91,25 @@ func TestHourlyAndNeverRotation(t *testing.T) {
 		t.Errorf("never-rotated file = %q", b)
 	}
 }
+
+func TestConsoleForPicksByTerminalUnlessTold(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		format   string
+		terminal bool
+		want     bool
+	}{
+		{"", true, true}, {"", false, false},
+		{"auto", true, true}, {"auto", false, false},
+		{"console", false, true}, {"CONSOLE", false, true},
+		{"json", true, false},
+	} {
+		got, err := ConsoleFor(tc.format, tc.terminal)
+		if err != nil || got != tc.want {
+			t.Errorf("ConsoleFor(%q, terminal=%v) = %v, %v; want %v", tc.format, tc.terminal, got, err, tc.want)
+		}
+	}
+	if _, err := ConsoleFor("xml", true); err == nil {
+		t.Error("unknown format accepted")
+	}
+}
