@@ -5,6 +5,7 @@ package supervise
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -36,8 +37,10 @@ func (g *Group) Go(name string, loop func(ctx context.Context) error) {
 	go func() {
 		defer g.wg.Done()
 		err := g.runOne(name, loop)
-		if g.ctx.Err() != nil && err == nil {
-			return // normal shutdown
+		if g.ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+			// Normal shutdown, or a loop that shutdown interrupted mid-pass (a query canceled
+			// with its context): neither is a failure. An earlier failure is already recorded.
+			return
 		}
 		if err == nil {
 			err = fmt.Errorf("loop %s stopped unexpectedly", name)

@@ -3,6 +3,7 @@ package supervise
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -16,6 +17,23 @@ func TestCleanShutdownIsNotAFailure(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		g.Go(name, func(ctx context.Context) error { <-ctx.Done(); return nil })
 	}
+	cancel()
+	if err := g.Wait(); err != nil {
+		t.Fatalf("Wait after shutdown = %v", err)
+	}
+}
+
+// A loop that shutdown interrupts in the middle of its work returns its context's error, wrapped;
+// that is a clean shutdown too (stopping a Hub right after its start used to fail with
+// "recover stuck incomplete cleanup tasks: context canceled").
+func TestLoopInterruptedByShutdownIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	parent, cancel := context.WithCancel(context.Background())
+	g, _ := New(parent, zerolog.Nop())
+	g.Go("busy", func(ctx context.Context) error {
+		<-ctx.Done()
+		return fmt.Errorf("recover stuck tasks: %w", ctx.Err())
+	})
 	cancel()
 	if err := g.Wait(); err != nil {
 		t.Fatalf("Wait after shutdown = %v", err)
