@@ -401,7 +401,7 @@ func TestHTTPSGate(t *testing.T) {
 		hub.Handler.ServeHTTP(w, r)
 		return w
 	}
-	for _, p := range []string{"/api/health", "/api/ready", "/api/system", "/api/setup/status"} {
+	for _, p := range []string{"/api/health", "/api/ready", "/api/system", "/api/setup/status", "/api/control-plane/public-metadata"} {
 		if w := serve(request{p, remote, ""}); w.Code != 200 {
 			t.Errorf("open path %s over plain HTTP from the network: %d %s", p, w.Code, w.Body)
 		}

@@ -114,6 +114,7 @@ func TestHostAllowlist(t *testing.T) {
 		{"ForwardedHostAllowed", "/api/session", "127.0.0.1", "backup.example.com", true},
 		{"HealthStaysOpen", "/api/health", "bastion:" + port, "", true},
 		{"SetupStatusStaysOpen", "/api/setup/status", "bastion", "", true},
+		{"PublicMetadataStaysOpen", "/api/control-plane/public-metadata", "bastion", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hdr := map[string]string{}

@@ -27,8 +27,9 @@ const (
 	eventWriteTimeout = 10 * time.Second
 )
 
-// runRoutes: run detail, cancel, and the event log (a page, and the live WebSocket).
+// runRoutes: the runs list, run detail, cancel, and the event log (a page, and the live WebSocket).
 func (s *Server) runRoutes(r chi.Router) {
+	r.Get("/runs", s.listRuns) // reads the database only
 	if s.cfg.Runs == nil {
 		return
 	}

@@ -125,7 +125,7 @@ type Config struct {
 
 // openPaths are served over plain HTTP from anywhere: health checks, version, and whether setup
 // is needed. None of them takes or returns a secret.
-var openPaths = []string{"/api/health", "/api/ready", "/api/system", "/api/setup/status"}
+var openPaths = []string{"/api/health", "/api/ready", "/api/system", "/api/setup/status", "/api/control-plane/public-metadata"}
 
 // Server holds the handlers' dependencies.
 type Server struct {

@@ -66,6 +66,11 @@ func TestSystemEndpoints(t *testing.T) {
 	if code, m, _ := getJSON(t, b.srv.URL+"/api/setup/status"); code != 200 || m["needs_setup"] != true {
 		t.Errorf("setup status on an empty database: %d %v", code, m)
 	}
+	// Without a session: the product, the version and the setup state, nothing else.
+	code, m, _ = getJSON(t, b.srv.URL+"/api/control-plane/public-metadata")
+	if code != 200 || m["product_name"] != "Bastion" || m["version"] != "1.2.3" || m["needs_setup"] != true || len(m) != 3 {
+		t.Errorf("public metadata: %d %v", code, m)
+	}
 }
 
 func TestReadyFailsWhenDatabaseIsUnusable(t *testing.T) {

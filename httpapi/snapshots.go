@@ -88,21 +88,29 @@ func rawPtr(s *string) json.RawMessage {
 }
 
 // encodeCursor makes the opaque keyset cursor of a snapshot page.
-func encodeCursor(c storage.SnapshotCursor) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.EndedAt, 10) + ":" + c.RunID))
-}
+func encodeCursor(c storage.SnapshotCursor) string { return encodeKeyset(c.EndedAt, c.RunID) }
 
 func decodeCursor(s string) (storage.SnapshotCursor, bool) {
+	at, id, ok := decodeKeyset(s)
+	return storage.SnapshotCursor{EndedAt: at, RunID: id}, ok
+}
+
+// encodeKeyset makes an opaque keyset cursor from the (time, id) of the last item of a page.
+func encodeKeyset(at int64, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at, 10) + ":" + id))
+}
+
+func decodeKeyset(s string) (int64, string, bool) {
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return storage.SnapshotCursor{}, false
+		return 0, "", false
 	}
 	at, id, ok := strings.Cut(string(raw), ":")
 	n, err := strconv.ParseInt(at, 10, 64)
 	if !ok || err != nil || id == "" || n < 0 {
-		return storage.SnapshotCursor{}, false
+		return 0, "", false
 	}
-	return storage.SnapshotCursor{EndedAt: n, RunID: id}, true
+	return n, id, true
 }
 
 // jobFor loads the job of a snapshot route, answering 404 job_not_found for a missing one.

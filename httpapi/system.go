@@ -16,6 +16,7 @@ func (s *Server) systemRoutes(r chi.Router) {
 	r.Get("/ready", s.ready)
 	r.Get("/system", s.system)
 	r.Get("/setup/status", s.setupStatus)
+	r.Get("/control-plane/public-metadata", s.publicMetadata)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
@@ -54,4 +55,16 @@ func (s *Server) setupStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	respond.JSON(w, http.StatusOK, map[string]bool{"needs_setup": n == 0})
+}
+
+// publicMetadata is what a login page or a monitor may learn before anyone logs in: the product,
+// its version and whether setup is pending — the same facts /api/system and /api/setup/status
+// already give away, and no secret.
+func (s *Server) publicMetadata(w http.ResponseWriter, r *http.Request) {
+	n, err := s.db.Reader().CountUsers(r.Context())
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	respond.JSON(w, http.StatusOK, map[string]any{"product_name": "Bastion", "version": s.cfg.Version, "needs_setup": n == 0})
 }

@@ -28,6 +28,9 @@ var hotQueries = []struct {
 	{"interrupted runs (start)", qInterruptedRuns, nil},
 	{"prune old runs", qPruneRuns, []any{1, 500}},
 	{"run detail", qRunDetail, []any{"r"}},
+	{"runs list (all runs)", planRunsQ, planRunsArgs},
+	{"runs list after cursor", planRunsCursorQ, planRunsCursorArgs},
+	{"runs list of a job after cursor", planRunsJobQ, planRunsJobArgs},
 	{"latest run of a job (job list)", `SELECT j.id, (` + qLatestRunOfJob + `) FROM jobs j WHERE j.id = ?`, []any{"j"}},
 	{"events of a run", qListEventsAfter, []any{"r", 0, 200}},
 	{"next event sequence", qMaxEventSeq, []any{"r"}},
@@ -72,6 +75,13 @@ var hotQueries = []struct {
 	{"dashboard: count snapshots in a status", qCountSnapshotsInStatus, []any{SnapshotError}},
 	{"dashboard: count jobs", qCountJobs, nil},
 }
+
+var (
+	planRunsQ, planRunsArgs             = listRunsQuery(RunFilter{}, nil, 50)
+	planRunsCursorQ, planRunsCursorArgs = listRunsQuery(RunFilter{Statuses: []string{RunFailed, RunSuccess}, NodeID: "hub"},
+		&RunCursor{StartedAt: 5, ID: "r"}, 50)
+	planRunsJobQ, planRunsJobArgs = listRunsQuery(RunFilter{JobID: "j"}, &RunCursor{StartedAt: 5, ID: "r"}, 50)
+)
 
 func TestHotQueriesUseIndexes(t *testing.T) {
 	t.Parallel()

@@ -15,6 +15,7 @@ export const routes = [
       { path: 'jobs/new', name: 'job-new', component: () => import('@/views/JobEditorView.vue') },
       { path: 'jobs/:id', name: 'job', component: () => import('@/views/JobDetailView.vue'), props: true },
       { path: 'jobs/:id/edit', name: 'job-edit', component: () => import('@/views/JobEditorView.vue'), props: true },
+      { path: 'runs', name: 'runs', component: () => import('@/views/RunsView.vue') },
       { path: 'runs/:id', name: 'run', component: () => import('@/views/RunDetailView.vue'), props: true },
       { path: 'runs/:id/restore', name: 'restore', component: () => import('@/views/RestoreView.vue'), props: true },
       { path: 'operations/:id', name: 'operation', component: () => import('@/views/OperationView.vue'), props: true },

@@ -57,6 +57,8 @@ export const api = {
     http.get<T.SchedulePreview>('/api/schedule/preview', { cron, timezone, count, after }),
 
   runs: {
+    /** Every run across jobs and nodes, newest first, a cursor page at a time. */
+    list: (q: T.RunsQuery = {}) => http.get<T.CursorPage<T.GlobalRunItem>>('/api/runs', { ...q }),
     get: (id: string) => http.get<T.RunDetail>(`/api/runs/${seg(id)}`),
     cancel: (id: string, reason?: string) => http.post<T.RunDetail>(`/api/runs/${seg(id)}/cancel`, reason ? { reason } : {}),
     eventsSocketPath: (id: string, after: number) => `/api/runs/${seg(id)}/events/ws?after=${after}`,

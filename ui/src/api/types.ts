@@ -258,6 +258,26 @@ export interface RunListItem {
   cancel_requested_at?: number | null
   cancel_reason?: string | null
 }
+/** A run in the Hub-wide list (GET /api/runs): where it ran and the digest of its summary. */
+export interface GlobalRunItem extends RunListItem {
+  job_id: string
+  job_name: string
+  node_id: string // "hub" or an agent id
+  executed_offline: boolean
+  issues_warnings_total: number | null
+  issues_errors_total: number | null
+  consistency_total: number | null
+  consistency_signal_total: number | null
+}
+export interface RunsQuery {
+  status?: string // one status or a comma-separated list
+  job_id?: string
+  node_id?: string
+  from?: number
+  to?: number
+  cursor?: string
+  limit?: number
+}
 export interface RunDetail {
   id: string
   job_id: string

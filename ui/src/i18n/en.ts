@@ -32,6 +32,7 @@ export default {
   nav: {
     dashboard: 'Dashboard',
     jobs: 'Jobs',
+    runs: 'Runs',
     agents: 'Agents',
     notifications: 'Notifications',
     settings: 'Settings',
@@ -492,6 +493,23 @@ export default {
     started: 'Started',
     status: 'Status',
     title: 'Run of',
+  },
+  runs: {
+    anyStatus: 'Any status',
+    anyJob: 'Any job',
+    anyNode: 'Any node',
+    hub: 'Hub',
+    empty: 'No runs yet. Runs appear here once a job runs on its schedule or you start one from its job page.',
+    emptyFiltered: 'No runs match these filters.',
+    goToJobs: 'Go to jobs',
+    clearFilters: 'Clear filters',
+    loadMore: 'Load more',
+    badges: {
+      errors: 'Errors: {n}',
+      warnings: 'Warnings: {n}',
+      sourceRisk: 'Source risk: {n}',
+      offline: 'Ran offline',
+    },
   },
   sessions: {
     address: 'Address',

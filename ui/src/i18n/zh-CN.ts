@@ -35,6 +35,7 @@ const zhCN: Messages<typeof en> = {
   nav: {
     dashboard: '概览',
     jobs: '备份任务',
+    runs: '运行记录',
     agents: '客户端',
     notifications: '通知',
     settings: '设置',
@@ -495,6 +496,23 @@ const zhCN: Messages<typeof en> = {
     started: '开始时间',
     status: '状态',
     title: '运行：',
+  },
+  runs: {
+    anyStatus: '任意状态',
+    anyJob: '任意任务',
+    anyNode: '任意节点',
+    hub: 'Hub',
+    empty: '还没有运行记录。任务按计划运行或你在任务页手动运行后，记录会显示在这里。',
+    emptyFiltered: '没有符合筛选条件的运行。',
+    goToJobs: '前往备份任务',
+    clearFilters: '清除筛选',
+    loadMore: '加载更多',
+    badges: {
+      errors: '错误：{n}',
+      warnings: '警告：{n}',
+      sourceRisk: '源数据风险：{n}',
+      offline: '离线执行',
+    },
   },
   sessions: {
     address: '地址',
