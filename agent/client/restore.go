@@ -109,9 +109,9 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 		return opFailed(CodeInvalidDestination, fmt.Sprintf("the destination directory must be an absolute path, got %q", dir), nil)
 	}
 	// Symlinks resolved: a link to the agent's data directory must not get a restore written over
-	// its master.key and managed configuration.
-	if inside, err := pathguard.Within(dir, e.dataDir); err != nil || inside {
-		return opFailed(CodeInvalidDestination, "the destination is inside the agent's data directory (symlinks resolved); choose another directory", nil)
+	// its key and managed configuration, and neither may a restore into a parent of it.
+	if overlaps, err := pathguard.Overlaps(dir, e.dataDir); err != nil || overlaps {
+		return opFailed(CodeInvalidDestination, "the destination is inside the agent's data directory, or contains it (symlinks resolved); choose another directory", nil)
 	}
 	if req.Snapshot == nil || req.JobID == "" {
 		return opFailed(CodeSnapshotUnknown, "the Hub did not say where the snapshot lives (a Hub too old for agent restores?)", nil)

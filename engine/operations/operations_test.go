@@ -277,6 +277,10 @@ func TestRestore(t *testing.T) {
 			{"SymlinkToDataDir", operations.RestoreRequest{Destination: operations.Destination{Directory: toData}}, "invalid_destination", "inside_data_dir"},
 			{"BelowSymlinkToDataDir", operations.RestoreRequest{Destination: operations.Destination{Directory: filepath.Join(toData, "new", "dir")}}, "invalid_destination", "inside_data_dir"},
 			{"ThroughSymlinkedParent", operations.RestoreRequest{Destination: operations.Destination{Directory: filepath.Join(toParent, filepath.Base(b.dataDir), "x")}}, "invalid_destination", "inside_data_dir"},
+			// A parent of the data directory: a snapshot holding its path would overwrite it.
+			{"ParentOfDataDir", operations.RestoreRequest{Destination: operations.Destination{Directory: filepath.Dir(b.dataDir)}}, "invalid_destination", "inside_data_dir"},
+			{"Root", operations.RestoreRequest{Destination: operations.Destination{Directory: "/"}}, "invalid_destination", "inside_data_dir"},
+			{"SymlinkToParentOfDataDir", operations.RestoreRequest{Destination: operations.Destination{Directory: toParent}}, "invalid_destination", "inside_data_dir"},
 			{"WebDAV", operations.RestoreRequest{Destination: operations.Destination{Type: "webdav", Directory: "/x"}}, "invalid_destination", "unsupported"},
 			{"Agent", operations.RestoreRequest{Destination: operations.Destination{NodeID: "agent-1", Directory: "/x"}}, "invalid_destination", "unsupported"},
 			{"Conflict", operations.RestoreRequest{Destination: operations.Destination{Directory: "/x"}, ConflictPolicy: "merge"}, "invalid_conflict_policy", "invalid_value"},

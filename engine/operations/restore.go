@@ -137,15 +137,16 @@ func (s *Service) validateRestore(req *RestoreRequest) error {
 				fmt.Sprintf("%s exists and is not a directory", d.Directory))
 		}
 		// Symlinks are resolved (also of a destination not created yet): a link to the data
-		// directory must not get a restore written over the database or master.key.
-		inside, err := pathguard.Within(d.Directory, s.dataDir)
+		// directory must not get a restore written over the database or master.key, and neither
+		// may a restore into a parent of it (/, /var/lib) whose snapshot holds its path.
+		overlaps, err := pathguard.Overlaps(d.Directory, s.dataDir)
 		if err != nil {
 			return invalidDestination("destination.directory", "unresolvable",
 				fmt.Sprintf("destination.directory could not be checked: %v", err))
 		}
-		if inside {
+		if overlaps {
 			return invalidDestination("destination.directory", "inside_data_dir",
-				"the destination is inside the Hub's data directory (symlinks resolved); choose another directory")
+				"the destination is inside the Hub's data directory, or contains it (symlinks resolved); choose another directory")
 		}
 	}
 	switch req.ConflictPolicy {

@@ -67,6 +67,20 @@ func Within(p, dir string) (bool, error) {
 	return under(rp, rd) || under(ap, ad) || under(rp, ad), nil
 }
 
+// Overlaps reports whether p is dir, lies below it, or contains it, both resolved: a restore
+// into a parent of the data directory (/, /var/lib) writes over the data directory as surely as
+// one inside it, when the snapshot holds its path.
+func Overlaps(p, dir string) (bool, error) {
+	if dir == "" {
+		return false, nil
+	}
+	inside, err := Within(p, dir)
+	if err != nil || inside {
+		return inside, err
+	}
+	return Within(dir, p)
+}
+
 func under(p, dir string) bool {
 	p, dir = filepath.Clean(p), filepath.Clean(dir)
 	if p == dir {

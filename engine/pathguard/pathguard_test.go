@@ -52,3 +52,39 @@ func TestWithin(t *testing.T) {
 		})
 	}
 }
+
+// Overlaps also catches a parent of the data directory, resolved through symlinks.
+func TestOverlaps(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	data := filepath.Join(root, "lib", "bastion")
+	other := filepath.Join(root, "other")
+	for _, d := range []string{data, other} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	toLib := filepath.Join(other, "to-lib")
+	if err := os.Symlink(filepath.Dir(data), toLib); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, p string
+		want    bool
+	}{
+		{"Inside", filepath.Join(data, "x"), true},
+		{"Parent", filepath.Dir(data), true},
+		{"Root", "/", true},
+		{"SymlinkToParent", toLib, true},
+		{"Sibling", other, false},
+		{"NotYetCreatedSibling", filepath.Join(other, "new"), false},
+	} {
+		got, err := pathguard.Overlaps(tc.p, data)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: Overlaps(%s) = %v, %v; want %v", tc.name, tc.p, got, err, tc.want)
+		}
+	}
+	if got, _ := pathguard.Overlaps("/", ""); got {
+		t.Error("no data directory overlaps nothing")
+	}
+}

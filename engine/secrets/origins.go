@@ -50,7 +50,8 @@ var ErrOriginsUntracked = errors.New("this credential store does not track allow
 func NormalizeOrigin(raw string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
-		return "", fmt.Errorf("parse URL: %w", err)
+		// Not url.Parse's error: it quotes the whole URL, and a password typed into it with it.
+		return "", errors.New("not a valid URL")
 	}
 	scheme := strings.ToLower(u.Scheme)
 	port := u.Port()

@@ -2,6 +2,7 @@ package secrets_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/bastion-backup/bastion/engine/secrets"
@@ -27,6 +28,25 @@ func TestNormalizeOrigin(t *testing.T) {
 	for _, bad := range []string{"", "ftp://x", "example.com", "https://", "https://x:0", "https://x:70000", "/relative"} {
 		if got, err := secrets.NormalizeOrigin(bad); err == nil {
 			t.Errorf("NormalizeOrigin(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+// An unparsable URL with a password typed into it must not come back in the error, which the
+// API answers with.
+func TestNormalizeOriginErrorsDoNotRepeatTheURL(t *testing.T) {
+	t.Parallel()
+	const secret = "hunter2-typed-password"
+	for _, bad := range []string{"https://u:" + secret + "@ho st/", "https://u:" + secret + "@%zz/"} {
+		_, err := secrets.NormalizeOrigin(bad)
+		if err == nil {
+			t.Fatalf("NormalizeOrigin(%q) accepted it", bad)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Fatalf("error repeats the password: %v", err)
+		}
+		if _, err := secrets.NormalizeOrigins("allowed_origins", []string{bad}); err == nil || strings.Contains(err.Error(), secret) {
+			t.Fatalf("NormalizeOrigins error repeats the password: %v", err)
 		}
 	}
 }
