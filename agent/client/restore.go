@@ -142,7 +142,7 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 	res, err := restore.Restore(ctx, restore.Request{
 		JobID: req.JobID, RunID: req.RunID, Target: tgt, Destination: sum.Destination.Directory,
 		StagingDir: filepath.Join(opDir, "staging"), Conflict: req.ConflictPolicy, Selection: sum.Selection,
-		KeepSpecialBits: req.KeepSpecialBits, Keys: e.keys, Events: opEvents{emit}, Progress: rep, Logger: log,
+		KeepSpecialBits: req.KeepSpecialBits, ProtectedDir: e.dataDir, Keys: e.keys, Events: opEvents{emit}, Progress: rep, Logger: log,
 	})
 	rep.Close()
 	sum.Result = &res

@@ -213,7 +213,7 @@ func (s *Service) StartRestore(ctx context.Context, runID string, req RestoreReq
 		res, err := restore.Restore(ctx, restore.Request{
 			JobID: snap.run.JobID, RunID: snap.run.ID, Target: tgt, Destination: req.Destination.Directory,
 			StagingDir: filepath.Join(o.dir, "staging"), Conflict: req.ConflictPolicy, Selection: req.Selection,
-			KeepSpecialBits: req.KeepSpecialBits, Keys: s.keys, Events: o, Progress: o.rep, Logger: o.log,
+			KeepSpecialBits: req.KeepSpecialBits, ProtectedDir: s.dataDir, Keys: s.keys, Events: o, Progress: o.rep, Logger: o.log,
 		})
 		sum.Result = &res
 		return sum, err

@@ -139,6 +139,40 @@ func TestSpecialBitsStripped(t *testing.T) {
 	}
 }
 
+// The destination is checked when a restore is accepted and again on the directory the restore
+// opens: a symlink to the data directory swapped into its path in between leads nowhere.
+func TestDestinationSwappedForTheProtectedDirIsRefused(t *testing.T) {
+	t.Parallel()
+	payload := zst(t, makeTar(t, tar.FormatPAX, []tarEntry{{tar.Header{Name: "master.key", Mode: 0o600}, "planted"}}))
+	tg, runID := publish(t, [][]byte{payload}, "none", "")
+	data := t.TempDir()
+	keyPath := filepath.Join(data, "master.key")
+	if err := os.WriteFile(keyPath, []byte("real key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parent := t.TempDir()
+	for _, tc := range []struct{ name, target string }{{"ToDataDir", data}, {"ToItsParent", filepath.Dir(data)}} {
+		swapped := filepath.Join(parent, tc.name)
+		if err := os.Symlink(tc.target, swapped); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := restoreRun(t, tg, runID, nil, func(r *restore.Request) { r.Destination, r.ProtectedDir = swapped, data })
+		var re *restore.Error
+		if !errors.As(err, &re) || re.Code != restore.CodeDestination {
+			t.Fatalf("%s: err = %v, want %s", tc.name, err, restore.CodeDestination)
+		}
+		if b, _ := os.ReadFile(keyPath); string(b) != "real key" {
+			t.Fatalf("%s: master.key is now %q", tc.name, b)
+		}
+	}
+	// An ordinary destination still restores.
+	if _, dest, err := restoreRun(t, tg, runID, nil, func(r *restore.Request) { r.ProtectedDir = data }); err != nil {
+		t.Fatal(err)
+	} else if b, _ := os.ReadFile(filepath.Join(dest, "master.key")); string(b) != "planted" {
+		t.Fatalf("restored %q", b)
+	}
+}
+
 // TestManifestPartNamesStayInTheRun: a manifest from the target names its parts, and a local
 // target's parts are read in place; a name like ../../file made the restore read (and report
 // the size and hash of) any file the process could read.

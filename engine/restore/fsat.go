@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,15 @@ func openDestDir(path string) (*destDir, error) {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	return &destDir{fd: fd, path: path, lastFd: -1}, nil
+}
+
+// realPath is where the opened destination really is: the kernel's name for its descriptor on
+// Linux, else the destination's path with its symlinks resolved now.
+func (d *destDir) realPath() (string, error) {
+	if p, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", d.fd)); err == nil && filepath.IsAbs(p) {
+		return p, nil
+	}
+	return filepath.EvalSymlinks(d.path)
 }
 
 func (d *destDir) Close() error {

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/backup/format"
+	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/targets"
 )
@@ -53,6 +54,7 @@ const (
 	CodeIO            = "restore_io"
 	CodeCanceled      = "canceled"
 	CodeFormat        = "unsupported_format"
+	CodeDestination   = "invalid_destination"
 )
 
 // Error is a classified restore failure.
@@ -79,10 +81,15 @@ type Request struct {
 	// default they are stripped: a restore must not plant set-id programs (owned by whoever
 	// runs the restore, often root) because a snapshot says so. Only an admin may ask for it.
 	KeepSpecialBits bool
-	Keys            IdentityProvider
-	Events          EventSink
-	Progress        *progress.Reporter // stage "restore"; not closed
-	Logger          zerolog.Logger
+	// ProtectedDir is a directory the destination may neither be inside nor contain (the data
+	// directory). The caller checked the request when it accepted it; the restore checks again
+	// on the directory it actually opened, so a symlink swapped into the destination's path in
+	// between (a queued restore gives time) leads nowhere.
+	ProtectedDir string
+	Keys         IdentityProvider
+	Events       EventSink
+	Progress     *progress.Reporter // stage "restore"; not closed
+	Logger       zerolog.Logger
 
 	// decoders overrides how many goroutines decode zstd (benchmarks compare with 1).
 	decoders int
@@ -271,6 +278,16 @@ func extract(ctx context.Context, req Request, run targets.RunRef, m *format.Man
 		return res, &Error{Code: CodeIO, Err: fmt.Errorf("open destination: %w", err)}
 	}
 	defer d.Close()
+	if req.ProtectedDir != "" {
+		real, err := d.realPath()
+		if err != nil {
+			return res, &Error{Code: CodeIO, Err: fmt.Errorf("resolve the opened destination: %w", err)}
+		}
+		if overlaps, err := pathguard.Overlaps(real, req.ProtectedDir); err != nil || overlaps {
+			return res, &Error{Code: CodeDestination, Err: fmt.Errorf(
+				"the destination %s is now %s, inside the data directory or containing it; nothing was restored", dest, real)}
+		}
+	}
 	x := &extractor{d: d, policy: policy, keepSpecial: req.KeepSpecialBits, sel: sel, res: &res, buf: make([]byte, 1<<20)}
 	err = x.run(ctx, tar.NewReader(zr), func() {
 		req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: readBytes.Load()})
