@@ -253,6 +253,12 @@ func TestVerifyOnAgent(t *testing.T) {
 	if op.ProgressJSON == nil || !strings.Contains(*op.ProgressJSON, `"kind":"verify"`) {
 		t.Fatalf("the agent's progress did not reach the operation: %s", deref(op.ProgressJSON))
 	}
+	// The operation is finished before its task is closed (two writes, in that order), so the
+	// task may still be open for a moment after the operation reads as done.
+	waitFor(t, "verify task completed", func() bool {
+		tk, err := rs.db.Reader().GetAgentTask(ctx, op.ID)
+		return err == nil && tk.CompletedAt != nil
+	})
 	if tk, err := rs.db.Reader().GetAgentTask(ctx, op.ID); err != nil || tk.Kind != storage.AgentTaskVerify || tk.CompletedAt == nil {
 		t.Fatalf("verify task %+v %v", tk, err)
 	}

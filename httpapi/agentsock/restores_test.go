@@ -310,6 +310,11 @@ func TestRestoreOnAgent(t *testing.T) {
 			if op.ProgressJSON == nil || !strings.Contains(*op.ProgressJSON, `"kind":"restore"`) {
 				t.Fatalf("the agent's progress did not reach the operation: %v", deref(op.ProgressJSON))
 			}
+			// The operation is finished before its task is closed (two writes, in that order).
+			waitFor(t, "restore task completed", func() bool {
+				tk, err := rs.db.Reader().GetAgentTask(ctx, op.ID)
+				return err == nil && tk.CompletedAt != nil
+			})
 			tk, err := rs.db.Reader().GetAgentTask(ctx, op.ID)
 			if err != nil || tk.Kind != storage.AgentTaskRestore || tk.CompletedAt == nil {
 				t.Fatalf("restore task %+v %v", tk, err)
