@@ -456,19 +456,9 @@ func (b *indexBuilder) implied(dir int64, name string) error {
 
 // List returns the page List(source, opts) would return.
 func (ix *Index) List(ctx context.Context, opts ListOptions) (Page, error) {
-	prefix := normalizeSelPath(opts.Prefix)
-	limit := opts.Limit
-	if limit <= 0 {
-		limit = 200
-	}
-	limit = min(limit, 1000)
-	offset := 0
-	if opts.Cursor != "" {
-		n, err := strconv.Atoi(opts.Cursor)
-		if err != nil || n < 0 {
-			return Page{}, &Error{Code: CodeSelection, Err: fmt.Errorf("invalid cursor")}
-		}
-		offset = n
+	prefix, limit, offset, err := opts.page()
+	if err != nil {
+		return Page{}, err
 	}
 	page := Page{Prefix: prefix, Entries: []Child{}}
 	dir, ok, err := ix.lookup(ctx, prefix)

@@ -40,27 +40,36 @@ type Page struct {
 	Total      int     `json:"total"` // matching children, all pages
 }
 
-// List reads a local copy of entries.jsonl.zst (see FetchIndex) and returns one page of the
-// children of opts.Prefix. It streams the index and keeps only that directory's children in
-// memory.
-func List(indexPath string, opts ListOptions) (Page, error) {
-	prefix := normalizeSelPath(opts.Prefix)
-	limit := opts.Limit
+// page reads the paging of opts: the normalized prefix, the page size (default 200, at most
+// 1000) and the offset the cursor carries. List and Index.List share it.
+func (opts ListOptions) page() (prefix string, limit, offset int, err error) {
+	prefix = normalizeSelPath(opts.Prefix)
+	limit = opts.Limit
 	if limit <= 0 {
 		limit = 200
 	}
 	limit = min(limit, 1000)
-	offset := 0
 	if opts.Cursor != "" {
 		n, err := strconv.Atoi(opts.Cursor)
 		if err != nil || n < 0 {
-			return Page{}, &Error{Code: CodeSelection, Err: fmt.Errorf("invalid cursor")}
+			return "", 0, 0, &Error{Code: CodeSelection, Err: fmt.Errorf("invalid cursor")}
 		}
 		offset = n
 	}
+	return prefix, limit, offset, nil
+}
+
+// List reads a local copy of entries.jsonl.zst (see FetchIndex) and returns one page of the
+// children of opts.Prefix. It streams the index and keeps only that directory's children in
+// memory.
+func List(indexPath string, opts ListOptions) (Page, error) {
+	prefix, limit, offset, err := opts.page()
+	if err != nil {
+		return Page{}, err
+	}
 	q := strings.ToLower(opts.Q)
 	children := map[string]*Child{}
-	err := scanIndex(indexPath, func(e format.Entry) error {
+	err = scanIndex(indexPath, func(e format.Entry) error {
 		rest := e.Path
 		if prefix != "" {
 			var ok bool
