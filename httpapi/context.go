@@ -17,10 +17,3 @@ func UserID(r *http.Request) int64 {
 	id, _ := r.Context().Value(userIDKey).(int64)
 	return id
 }
-
-// mayKeepSpecialBits reports whether the user behind r may ask a restore to keep setuid, setgid
-// and sticky bits (restoring a set-id program is a privilege decision). Every user is an
-// administrator today, so any signed-in user may; a roles feature decides here.
-func mayKeepSpecialBits(r *http.Request) bool {
-	return UserID(r) != 0
-}

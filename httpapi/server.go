@@ -70,10 +70,9 @@ type Config struct {
 	// middleware.AllowHosts.
 	AllowedHosts []string
 	// BodyReadTimeout bounds how long a client may take to send a request body (0:
-	// middleware.DefaultBodyReadTimeout); AgentBodyReadTimeout the same under /agent/ (0:
-	// middleware.DefaultAgentBodyReadTimeout).
-	BodyReadTimeout      time.Duration
-	AgentBodyReadTimeout time.Duration
+	// middleware.DefaultBodyReadTimeout); under /agent/ it is
+	// middleware.DefaultAgentBodyReadTimeout, or this if longer.
+	BodyReadTimeout time.Duration
 	// DataDir is the Hub's data directory: no job run on the Hub may store snapshots in it (the
 	// Hub empties parts of it at start). Empty skips that check.
 	DataDir string
@@ -158,7 +157,7 @@ func New(cfg Config) http.Handler {
 		middleware.SecurityHeaders,
 		middleware.RequestID(s.log),
 		middleware.ClientIP(cfg.TrustedProxies, cfg.InsecureHTTP),
-		middleware.BodyDeadline(cfg.BodyReadTimeout, cfg.AgentBodyReadTimeout),
+		middleware.BodyDeadline(cfg.BodyReadTimeout, 0),
 		middleware.AccessLog,
 		middleware.Recover,
 		middleware.BodyLimit,
