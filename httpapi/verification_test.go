@@ -81,9 +81,23 @@ func TestJobVerificationScheduleAndProof(t *testing.T) {
 	if st, body := jh.c.Get(t, "/api/settings/verification"); st != http.StatusOK || body["stale_after_days"] != float64(30) {
 		t.Fatalf("default settings: %d %v", st, body)
 	}
-	if st, body := jh.c.Put(t, "/api/settings/verification", map[string]any{"stale_after_days": 0}); st != http.StatusBadRequest ||
-		errCode(body) != "invalid_stale_after_days" {
-		t.Fatalf("stale_after_days 0: %d %v", st, body)
+	for _, bad := range []struct {
+		body any
+		code string
+	}{
+		{map[string]any{"stale_after_days": 0}, "invalid_stale_after_days"},
+		{map[string]any{"stale_after_days": 3651}, "invalid_stale_after_days"},
+		{map[string]any{"stale_after_days": "30"}, "invalid_json"},
+		{map[string]any{"stale_after_days": 1e30}, "invalid_json"},
+		{map[string]any{"stale_after_days": 30, "nope": 1}, "invalid_json"},
+		{[]any{30}, "invalid_json"},
+	} {
+		if st, body := jh.c.Put(t, "/api/settings/verification", bad.body); st != http.StatusBadRequest || errCode(body) != bad.code {
+			t.Fatalf("settings %v: %d %v, want 400 %s", bad.body, st, body, bad.code)
+		}
+	}
+	if _, body := jh.c.Get(t, "/api/settings/verification"); body["stale_after_days"] != float64(30) {
+		t.Fatalf("a refused save changed the settings: %v", body)
 	}
 	if st, body := jh.c.Put(t, "/api/settings/verification", map[string]any{"stale_after_days": 1}); st != http.StatusOK {
 		t.Fatalf("save settings: %d %v", st, body)
