@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bastion-backup/bastion/httpapi"
 	"github.com/bastion-backup/bastion/httpapi/apitest"
@@ -157,5 +158,33 @@ func TestSessionsCapListAndRevoke(t *testing.T) {
 	}
 	if st, _ := newest.Get(t, "/api/sessions"); st != http.StatusUnauthorized {
 		t.Fatalf("after revoking itself: %d", st)
+	}
+}
+
+// The User-Agent a browser sends is stored with the session: a huge one is cut to 200
+// characters and bytes that are not UTF-8 become U+FFFD before they reach the database.
+func TestSessionUserAgentIsBounded(t *testing.T) {
+	t.Parallel()
+	hub := apitest.Start(t)
+	hub.Login(t) // creates the account
+	for _, tc := range []struct{ name, ua string }{
+		{"Huge", strings.Repeat("x", 10<<10)},
+		{"NotUTF8", "agent \xff\xfe end"},
+	} {
+		c := hub.Client(t)
+		c.Header.Set("User-Agent", tc.ua)
+		c.Login(t, apitest.Username, apitest.Password)
+		var got string
+		for _, s := range listSessions(t, c) {
+			if s.Current {
+				got = s.UserAgent
+			}
+		}
+		if n := utf8.RuneCountInString(got); n == 0 || n > 200 || !utf8.ValidString(got) {
+			t.Fatalf("%s: stored user agent %q (%d runes)", tc.name, got, n)
+		}
+		if tc.name == "NotUTF8" && !strings.Contains(got, "\uFFFD") {
+			t.Fatalf("%s: stored user agent %q", tc.name, got)
+		}
 	}
 }
