@@ -177,8 +177,8 @@ func (s *Server) answerSecret(w http.ResponseWriter, r *http.Request, node, kind
 }
 
 func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind, name string) bool {
-	if ct := r.Header.Get("Content-Type"); (ct != "" || r.ContentLength != 0) && !respond.IsJSONContentType(ct) {
-		respond.Error(w, r, respond.New(http.StatusUnsupportedMediaType, "unsupported_media_type", "request body must be JSON sent with Content-Type: application/json"))
+	if err := respond.CheckJSONContentType(r); err != nil {
+		respond.Error(w, r, err)
 		return false
 	}
 	body, err := io.ReadAll(r.Body)

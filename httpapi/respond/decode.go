@@ -16,8 +16,8 @@ import (
 // than application/json a 415 (an empty body without a Content-Type is the 400 "empty"), a body
 // not received before the read deadline a 408.
 func DecodeJSON(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); (ct != "" || r.ContentLength != 0) && !IsJSONContentType(ct) {
-		return New(http.StatusUnsupportedMediaType, "unsupported_media_type", "request body must be JSON sent with Content-Type: application/json")
+	if err := CheckJSONContentType(r); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -60,6 +60,15 @@ func decodeError(err error) error {
 		return BadRequest("invalid_json", fmt.Sprintf("unknown field %q", name)).Reason("unknown_field").Field(name)
 	}
 	return BadRequest("invalid_json", "request body is not valid JSON").Reason("syntax")
+}
+
+// CheckJSONContentType refuses with a 415 a request that carries a body (or names a
+// Content-Type) other than application/json; for handlers that read the body themselves.
+func CheckJSONContentType(r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); (ct != "" || r.ContentLength != 0) && !IsJSONContentType(ct) {
+		return New(http.StatusUnsupportedMediaType, "unsupported_media_type", "request body must be JSON sent with Content-Type: application/json")
+	}
+	return nil
 }
 
 // IsJSONContentType reports whether a Content-Type header value is application/json, with or
