@@ -80,11 +80,13 @@ func TestReadAheadArchivesLikeSequentialReads(t *testing.T) {
 	})
 
 	for _, policy := range []string{jobspec.HardlinkCopy, jobspec.HardlinkKeep} {
+		// Not parallel: both subtests back up src, and grows is reset and grown in each run.
 		t.Run(policy, func(t *testing.T) {
-			t.Parallel()
 			var streams [2][]byte
 			var indexes [2][]map[string]any
 			for i, sequential := range []bool{true, false} {
+				// Small when walked, 300 KiB when opened: read-ahead must stream it.
+				testtool.WriteFile(t, grows, []byte("small"), 0o600, mtime)
 				h := newHarness(t)
 				h.sequential = sequential
 				if _, err := h.run(context.Background(), fsSpec(t, func(fs *jobspec.FilesystemSource) {
@@ -102,6 +104,15 @@ func TestReadAheadArchivesLikeSequentialReads(t *testing.T) {
 			}
 			if len(indexes[1]) < 450 {
 				t.Fatalf("index has %d entries", len(indexes[1]))
+			}
+			grown := false
+			for _, e := range indexes[1] {
+				if e["path"] == arch(grows) {
+					grown = e["size"] == float64(300<<10)
+				}
+			}
+			if !grown {
+				t.Fatal("the file that grew after the walk is not in the index at its new size")
 			}
 		})
 	}
