@@ -122,10 +122,3 @@ func (g *Gate) release(jobID, targetKey string) {
 		fn()
 	}
 }
-
-// DrillRunning reports whether a drill of jobID holds a slot.
-func (g *Gate) DrillRunning(jobID string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.drills[jobID] > 0
-}

@@ -347,10 +347,3 @@ func boolOr(p *bool, d bool) bool {
 	}
 	return *p
 }
-
-func intOr(p *int, d int) int {
-	if p == nil {
-		return d
-	}
-	return *p
-}

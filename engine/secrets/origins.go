@@ -173,14 +173,3 @@ func (s *Store) PutWithOrigins(ctx context.Context, node, kind, name string, pay
 		return q.AddSecretOrigins(ctx, node, kind, name, up.Origins, row.UpdatedAt)
 	})
 }
-
-// BindIfUnbound binds a secret that has no origin yet to the origin of rawURL (a job saved by an
-// admin names the server the credential is for) and reports whether it did. A bound secret is
-// left alone: widening it is an explicit edit of the secret.
-func (s *Store) BindIfUnbound(ctx context.Context, node, kind, name, rawURL string) (bool, error) {
-	o, err := NormalizeOrigin(rawURL)
-	if err != nil {
-		return false, fmt.Errorf("bind secret %s/%s: %w", kind, name, err)
-	}
-	return s.db.Writer().BindSecretOriginIfUnbound(ctx, node, kind, name, o, s.clock.Now().Unix())
-}
