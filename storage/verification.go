@@ -30,10 +30,15 @@ type JobVerification struct {
 const verificationColumns = `job_id, config_json, baseline_at, last_scheduled_at, pending_at, pending_source,
 	running_op_id, last_verified_at, last_verify_status, last_verify_op_id, last_proven_at, updated_at`
 
-func scanVerification(sc interface{ Scan(...any) error }, extra ...any) (JobVerification, error) {
+// scanDest lists where verificationColumns scan to, in their order.
+func (v *JobVerification) scanDest() []any {
+	return []any{&v.JobID, &v.ConfigJSON, &v.BaselineAt, &v.LastScheduledAt, &v.PendingAt, &v.PendingSource,
+		&v.RunningOpID, &v.LastVerifiedAt, &v.LastVerifyStatus, &v.LastVerifyOpID, &v.LastProvenAt, &v.UpdatedAt}
+}
+
+func scanVerification(sc interface{ Scan(...any) error }) (JobVerification, error) {
 	var v JobVerification
-	err := sc.Scan(append([]any{&v.JobID, &v.ConfigJSON, &v.BaselineAt, &v.LastScheduledAt, &v.PendingAt, &v.PendingSource,
-		&v.RunningOpID, &v.LastVerifiedAt, &v.LastVerifyStatus, &v.LastVerifyOpID, &v.LastProvenAt, &v.UpdatedAt}, extra...)...)
+	err := sc.Scan(v.scanDest()...)
 	return v, err
 }
 
@@ -64,8 +69,6 @@ func (q Q) SetJobVerificationConfig(ctx context.Context, jobID string, configJSO
 // ScheduledVerification is a live job with a drill schedule, as the drill scheduler loads it.
 type ScheduledVerification struct {
 	JobVerification
-	AgentID      *string
-	JobUpdatedAt int64
 }
 
 // ListScheduledVerifications returns every job that is not archived and has a drill schedule.
@@ -86,7 +89,7 @@ func (q Q) GetScheduledVerification(ctx context.Context, jobID string) (Schedule
 }
 
 func (q Q) listScheduledVerifications(ctx context.Context, jobID string) ([]ScheduledVerification, error) {
-	query := `SELECT ` + prefixColumns("v.", verificationColumns) + `, j.agent_id, j.updated_at
+	query := `SELECT ` + prefixColumns("v.", verificationColumns) + `
 		FROM job_verification v JOIN jobs j ON j.id = v.job_id
 		WHERE v.config_json IS NOT NULL AND j.archived_at IS NULL`
 	var args []any
@@ -101,13 +104,11 @@ func (q Q) listScheduledVerifications(ctx context.Context, jobID string) ([]Sche
 	defer rows.Close()
 	var out []ScheduledVerification
 	for rows.Next() {
-		var sv ScheduledVerification
-		v, err := scanVerification(rows, &sv.AgentID, &sv.JobUpdatedAt)
+		v, err := scanVerification(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list drill schedules: %w", err)
 		}
-		sv.JobVerification = v
-		out = append(out, sv)
+		out = append(out, ScheduledVerification{JobVerification: v})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list drill schedules: %w", err)
@@ -170,12 +171,9 @@ func (q Q) ListPendingVerifications(ctx context.Context, limit int) ([]PendingVe
 	var out []PendingVerification
 	for rows.Next() {
 		var p PendingVerification
-		var v JobVerification
-		if err := scanJobWith(rowPrefix{rows, []any{&v.JobID, &v.ConfigJSON, &v.BaselineAt, &v.LastScheduledAt, &v.PendingAt, &v.PendingSource,
-			&v.RunningOpID, &v.LastVerifiedAt, &v.LastVerifyStatus, &v.LastVerifyOpID, &v.LastProvenAt, &v.UpdatedAt}}, &p.Job); err != nil {
+		if err := scanJobWith(rowPrefix{rows, p.JobVerification.scanDest()}, &p.Job); err != nil {
 			return nil, fmt.Errorf("list pending drills: %w", err)
 		}
-		p.JobVerification = v
 		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {
