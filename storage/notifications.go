@@ -113,7 +113,7 @@ func (n Notification) eventKind() string {
 }
 
 // InsertNotification queues n unless the run already has a row for that destination
-// (UNIQUE(run_id, channel, secret_name)); it reports whether a row was inserted. A repeated enqueue
+// (UNIQUE(run_id, event_kind, operation_id, channel, secret_name)); it reports whether a row was inserted. A repeated enqueue
 // for the same run is therefore a no-op and can never send twice.
 func (q Q) InsertNotification(ctx context.Context, n Notification) (bool, error) {
 	res, err := q.ex.ExecContext(ctx, `INSERT OR IGNORE INTO notifications(`+notificationColumns+`)

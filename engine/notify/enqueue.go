@@ -77,7 +77,8 @@ func (s *Service) EnqueueFinished(ctx context.Context, q storage.Q, run storage.
 // settings do not decode (logged, at most once a minute). inherit selects
 // every enabled destination of every enabled channel; custom selects the job's named
 // destinations that exist and are enabled (others are ignored). Repeating the call for the same
-// run inserts nothing new (UNIQUE(run_id, channel, secret_name)), so it can never send twice.
+// run inserts nothing new (UNIQUE(run_id, event_kind, operation_id, channel, secret_name)), so it
+// can never send twice.
 func (s *Service) EnqueueForRun(ctx context.Context, q storage.Q, run RunInfo, spec JobNotifications) (int, error) {
 	if !Notifies(run.Status) {
 		return 0, nil

@@ -140,13 +140,14 @@ func (s *Store) WebDAVFor(ctx context.Context, node, name, baseURL string) (WebD
 	if err != nil {
 		return WebDAV{}, err
 	}
-	if _, err := s.db.Reader().GetSecret(ctx, node, KindWebDAV, name); errors.Is(err, storage.ErrNotFound) {
-		return WebDAV{}, fmt.Errorf("get secret %s/%s: %w", KindWebDAV, name, ErrNotFound)
-	}
 	if err := CheckOrigin(KindWebDAV, name, baseURL, allowed); err != nil {
+		// A credential that does not exist has no origins either: say it is missing.
+		if _, gerr := s.db.Reader().GetSecret(ctx, node, KindWebDAV, name); errors.Is(gerr, storage.ErrNotFound) {
+			return WebDAV{}, fmt.Errorf("get secret %s/%s: %w", KindWebDAV, name, ErrNotFound)
+		}
 		return WebDAV{}, err
 	}
-	return s.WebDAV(ctx, node, name)
+	return s.WebDAV(ctx, node, name) // reads the row once; a missing one is ErrNotFound here too
 }
 
 // OriginUpdate says what a save does to a secret's origins: Replace sets exactly Origins (none:
