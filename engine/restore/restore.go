@@ -149,8 +149,7 @@ func decodeManifest(b []byte) (*format.Manifest, error) {
 	}
 	seen := make(map[string]bool, len(m.Artifacts))
 	for i, p := range m.Artifacts {
-		digits, ok := strings.CutPrefix(p.Name, format.PartPrefix)
-		if !ok || len(digits) < 6 || strings.Trim(digits, "0123456789") != "" || targets.ValidateName(p.Name) != nil {
+		if !format.IsPartName(p.Name) || targets.ValidateName(p.Name) != nil {
 			return nil, fmt.Errorf("artifact %d: %q is not a payload part name (%s + 6 or more digits)", i+1, p.Name, format.PartPrefix)
 		}
 		if seen[p.Name] {

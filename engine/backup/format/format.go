@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -34,14 +33,20 @@ const (
 // PartName is the name of the i-th part (1-based): payload.part000001.
 func PartName(i int) string { return fmt.Sprintf("%s%06d", PartPrefix, i) }
 
-// IsPartName reports whether name looks like a payload part.
+// IsPartName reports whether name is a payload part's: the prefix and 6 or more ASCII
+// digits, nothing else (no sign, no separator). It is the one definition both the writer's
+// tests and the restore's manifest check use, so they cannot drift apart.
 func IsPartName(name string) bool {
-	rest, ok := strings.CutPrefix(name, PartPrefix)
-	if !ok || len(rest) < 6 {
+	digits, ok := strings.CutPrefix(name, PartPrefix)
+	if !ok || len(digits) < 6 {
 		return false
 	}
-	_, err := strconv.Atoi(rest)
-	return err == nil
+	for _, c := range []byte(digits) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Manifest is manifest.json. Field order is the order written.
