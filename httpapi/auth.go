@@ -338,6 +338,7 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 		}
 		ctx := context.WithValue(r.Context(), userIDKey, sess.UserID)
 		ctx = context.WithValue(ctx, sessionPublicIDKey, sess.PublicID)
+		ctx = context.WithValue(ctx, principalKey, Principal{UserID: sess.UserID, Role: RoleAdmin})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
