@@ -59,7 +59,7 @@ func (t *Target) putSingle(ctx context.Context, op, key string, sec *section) er
 		if _, err := sec.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
-		_, err := t.core.PutObject(ctx, t.cfg.Bucket, key, sec, sec.size, sum, "", minio.PutObjectOptions{ContentType: "application/octet-stream"})
+		_, err := t.core.PutObject(ctx, t.cfg.Bucket, key, sec, sec.size, sum, "", minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true})
 		return err
 	})
 }
@@ -98,7 +98,7 @@ func (t *Target) putMultipart(ctx context.Context, op, key string, body io.ReadS
 				return err
 			}
 			var err error
-			part, err = t.core.PutObjectPart(ctx, t.cfg.Bucket, key, uploadID, n, sec, sec.size, minio.PutObjectPartOptions{Md5Base64: sum})
+			part, err = t.core.PutObjectPart(ctx, t.cfg.Bucket, key, uploadID, n, sec, sec.size, minio.PutObjectPartOptions{Md5Base64: sum, DisableContentSha256: true})
 			return err
 		})
 		if err != nil {
