@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// TestMain fails the run if goroutines of this package outlive the tests: every request's
-// watchdog must be released, whatever way the request ended.
+// TestMain fails the run if goroutines of this package or of minio-go outlive the tests: every
+// listing, upload and download must be released, whatever way it ended.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if code == 0 {
@@ -23,8 +23,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// leakedGoroutines polls until no goroutine runs code of package s3 or of minio-go, or gives up after a
-// few seconds (connections closing may take a moment to unwind).
+// leakedGoroutines polls until no goroutine runs code of package s3 or of minio-go, or gives
+// up after a few seconds (connections closing may take a moment to unwind).
 func leakedGoroutines() string {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
