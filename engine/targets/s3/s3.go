@@ -281,3 +281,5 @@ func clockSleep(c clock.Clock) func(ctx context.Context, d time.Duration) error 
 		}
 	}
 }
+
+var _ targets.Target = (*Target)(nil)
