@@ -367,6 +367,29 @@ func TestFaults(t *testing.T) {
 		expectErr(t, err, targets.KindTimeout, 0, 1)
 	})
 
+	t.Run("GetRetriedBeforeAnswer", func(t *testing.T) {
+		t.Parallel()
+		in, tg, s := setup(t, s3.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, part, 5, 70000)
+		in.add(&rule{op: "GetObject", times: 1, do: s3Error(503, "SlowDown")})
+		in.add(&rule{op: "HeadObject", times: 1, do: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }})
+		targettest.Expect(t, tg, run, part, 5, 70000)
+		in.expectSent(t, "GetObject", 2)
+		expectSleeps(t, s, time.Second, time.Second)
+	})
+
+	t.Run("EmptyRegionAsksTheBucket", func(t *testing.T) {
+		t.Parallel()
+		_, endpoint := newInjector(t, srv)
+		cfg := config(srv, endpoint, "no-region")
+		cfg.Region = ""
+		tg, _ := newTarget(t, cfg, creds(srv), s3.Options{})
+		run := targettest.NewRun(t)
+		targettest.Put(t, tg, run, part, 6, 1234)
+		targettest.Expect(t, tg, run, part, 6, 1234)
+	})
+
 	t.Run("GetCutAfterBytes", func(t *testing.T) {
 		t.Parallel()
 		in, tg, _ := setup(t, s3.Options{})
