@@ -446,7 +446,7 @@ func testConcurrentPuts(t *testing.T, tg targets.Target) {
 func testDescribe(t *testing.T, tg targets.Target) {
 	run := NewRun(t)
 	typ := tg.Type()
-	if typ != targets.TypeLocalDir && typ != targets.TypeWebDAV {
+	if typ != targets.TypeLocalDir && typ != targets.TypeWebDAV && typ != "s3" {
 		t.Fatalf("Type() = %q", typ)
 	}
 	if r := tg.Redacted(); r.Type != typ {
