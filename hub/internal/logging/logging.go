@@ -59,7 +59,9 @@ func New(o Options) (zerolog.Logger, io.Closer, error) {
 	}
 	console := o.Out
 	if o.Console {
-		console = zerolog.ConsoleWriter{Out: o.Out, TimeFormat: time.RFC3339}
+		// Colour only for a terminal: escape codes turn journald's lines into "blob data" and
+		// clutter a piped or redirected log.
+		console = zerolog.ConsoleWriter{Out: o.Out, TimeFormat: time.RFC3339, NoColor: !IsTerminal(o.Out)}
 	}
 	var out io.Writer = console
 	var closer io.Closer = nopCloser{}

@@ -1,9 +1,11 @@
 package logging
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,5 +113,22 @@ func TestConsoleForPicksByTerminalUnlessTold(t *testing.T) {
 	}
 	if _, err := ConsoleFor("xml", true); err == nil {
 		t.Error("unknown format accepted")
+	}
+}
+
+func TestConsoleFormatHasNoColourOffATerminal(t *testing.T) {
+	var buf bytes.Buffer
+	log, closer, err := New(Options{Out: &buf, Console: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	log.Error().Str("job", "nightly").Msg("backup failed")
+	out := buf.String()
+	if !strings.Contains(out, "backup failed") || !strings.Contains(out, "job=nightly") {
+		t.Fatalf("console line missing its parts: %q", out)
+	}
+	if strings.Contains(out, "\x1b[") {
+		t.Fatalf("escape codes in a log written to a pipe: %q", out)
 	}
 }
