@@ -9,7 +9,7 @@ import (
 // over a small table (jobs, agents, run_totals, job_verification) or over an index range that
 // stays small (queued and running runs, live snapshots); queryplan_test.go checks the plans.
 const (
-	qMetricsJobs = `SELECT id, name, COALESCE(NULLIF(agent_id, ''), 'hub'), archived_at IS NOT NULL FROM jobs`
+	qMetricsJobs = `SELECT id, name, COALESCE(NULLIF(agent_id, ''), 'hub'), schedule IS NOT NULL, archived_at IS NOT NULL FROM jobs`
 	// run_totals is kept by triggers (migration 0135): one row per job and terminal status.
 	qMetricsRunTotals    = `SELECT job_id, status, runs, last_ended_at FROM run_totals`
 	qMetricsRunsInStatus = `SELECT COUNT(*) FROM runs WHERE status = ?`
@@ -18,23 +18,25 @@ const (
 		COALESCE(SUM(revoked_at IS NULL AND last_seen_at >= ?), 0),
 		COALESCE(SUM(revoked_at IS NULL AND (last_seen_at IS NULL OR last_seen_at < ?)), 0)
 		FROM agents`
-	qMetricsNotifications = `SELECT status, COUNT(*) FROM notifications GROUP BY status`
-	// Snapshots still on their targets (present), per job; the index on (job_id, status, …)
-	// reaches each job's live rows without reading deleted ones. Bytes as the dashboard counts
-	// them: transfer bytes, else source bytes.
-	qMetricsSnapshots = `SELECT a.job_id, COUNT(*), COALESCE(SUM(COALESCE(a.transfer_bytes, a.source_bytes)), 0)
-		FROM jobs j JOIN run_artifacts a ON a.job_id = j.id AND a.status = 'present'
-		GROUP BY a.job_id`
+	// notification_counts is kept by triggers (migration 0136): one row per status.
+	qMetricsNotifications = `SELECT status, n FROM notification_counts`
+	// Snapshots still on their targets (present), per job: for each job, one range of the
+	// covering index on (job_id, status, bytes) (migration 0136), never the rows. Bytes as the
+	// dashboard counts them: transfer bytes, else source bytes.
+	qMetricsSnapshots = `SELECT job_id, COUNT(*), COALESCE(SUM(COALESCE(transfer_bytes, source_bytes)), 0)
+		FROM run_artifacts WHERE job_id IN (SELECT id FROM jobs) AND status = 'present'
+		GROUP BY job_id`
 	qMetricsVerify = `SELECT job_id, last_verify_status, last_verified_at, last_proven_at FROM job_verification
 		WHERE last_verify_status IS NOT NULL`
 )
 
 // MetricsJob is a job as metrics label it.
 type MetricsJob struct {
-	ID       string
-	Name     string
-	Node     string // "hub" or the agent id
-	Archived bool
+	ID        string
+	Name      string
+	Node      string // "hub" or the agent id
+	Scheduled bool   // has a cron schedule (else manual only)
+	Archived  bool
 }
 
 // RunTotal is how many runs of a job ended in a terminal status, and when the last one ended.
@@ -80,7 +82,7 @@ func (q Q) MetricsCounts(ctx context.Context, onlineSince int64) (MetricsCounts,
 	var c MetricsCounts
 	if err := q.scanAll(ctx, "read jobs for metrics", qMetricsJobs, nil, func(s scanner) error {
 		var j MetricsJob
-		if err := s.Scan(&j.ID, &j.Name, &j.Node, &j.Archived); err != nil {
+		if err := s.Scan(&j.ID, &j.Name, &j.Node, &j.Scheduled, &j.Archived); err != nil {
 			return err
 		}
 		c.Jobs = append(c.Jobs, j)
@@ -111,7 +113,7 @@ func (q Q) MetricsCounts(ctx context.Context, onlineSince int64) (MetricsCounts,
 		return c, fmt.Errorf("count agents by state: %w", err)
 	}
 	c.Notifications = map[string]int64{}
-	if err := q.scanAll(ctx, "count notifications by status", qMetricsNotifications, nil, func(s scanner) error {
+	if err := q.scanAll(ctx, "read notification counts", qMetricsNotifications, nil, func(s scanner) error {
 		var status string
 		var n int64
 		if err := s.Scan(&status, &n); err != nil {

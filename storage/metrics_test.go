@@ -120,16 +120,19 @@ func TestRunTotalsCountEachEndOnceAndSurvivePruning(t *testing.T) {
 	check("after deleting job j2")
 }
 
-// A migration that rebuilds the runs table drops its triggers; the totals would silently stop.
-func TestRunTotalsTriggersExist(t *testing.T) {
+// A migration that rebuilds the runs or notifications table drops its triggers; the totals
+// would silently stop.
+func TestMetricsTriggersExist(t *testing.T) {
 	t.Parallel()
 	db := openMetricsDB(t)
-	for _, name := range []string{"run_totals_on_insert", "run_totals_on_end"} {
+	for name, table := range map[string]string{"run_totals_on_insert": "runs", "run_totals_on_end": "runs",
+		"notification_counts_on_insert": "notifications", "notification_counts_on_update": "notifications",
+		"notification_counts_on_delete": "notifications"} {
 		var tbl string
 		err := db.Reader().QueryRow(context.Background(),
 			`SELECT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name = ?`, name).Scan(&tbl)
-		if err != nil || tbl != "runs" {
-			t.Errorf("trigger %s on runs: %q, %v", name, tbl, err)
+		if err != nil || tbl != table {
+			t.Errorf("trigger %s on %s: %q, %v", name, table, tbl, err)
 		}
 	}
 }
@@ -140,7 +143,7 @@ func TestRunTotalsTriggersExist(t *testing.T) {
 func TestMetricsQueriesUseIndexes(t *testing.T) {
 	t.Parallel()
 	db := openMetricsDB(t)
-	small := []string{"jobs", "j", "agents", "run_totals", "job_verification"}
+	small := []string{"jobs", "agents", "run_totals", "notification_counts", "job_verification"}
 	for name, hq := range map[string]struct {
 		query string
 		args  []any
@@ -167,6 +170,10 @@ func TestMetricsQueriesUseIndexes(t *testing.T) {
 			plan = append(plan, detail)
 		}
 		rows.Close()
+		// The snapshot sums read the covering index alone, not every snapshot row with its JSON.
+		if name == "snapshots by job" && !strings.Contains(strings.Join(plan, ";"), "COVERING INDEX run_artifacts_job_status_bytes") {
+			t.Errorf("%s: plan %q reads the snapshot rows", name, plan)
+		}
 		for _, step := range plan {
 			tbl, ok := strings.CutPrefix(step, "SCAN ")
 			if !ok || strings.Contains(step, " USING ") {
@@ -182,4 +189,88 @@ func TestMetricsQueriesUseIndexes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// notification_counts always equals a count of the notifications by status, through inserts,
+// every status change the queue makes, and deletes by cascade when runs are pruned.
+func TestNotificationCountsFollowTheTable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openMetricsDB(t)
+	w := db.Writer()
+	if err := w.InsertJob(ctx, Job{ID: "j", Name: "j", ScheduleTimezone: "UTC", OverlapPolicy: "queue",
+		MissedRunPolicy: "run_once", SpecJSON: "{}", CreatedAt: 1, UpdatedAt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ended := int64(10)
+	for _, id := range []string{"r1", "r2"} {
+		if err := w.InsertRun(ctx, Run{ID: id, JobID: "j", Status: RunFailed, StartedAt: 5, EndedAt: &ended}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		var c MetricsCounts
+		if err := db.Read(ctx, func(q Q) error {
+			var err error
+			c, err = q.MetricsCounts(ctx, 0)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := db.Reader().Query(ctx, `SELECT status, COUNT(*) FROM notifications GROUP BY status`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int64{}
+		for rows.Next() {
+			var s string
+			var n int64
+			if err := rows.Scan(&s, &n); err != nil {
+				t.Fatal(err)
+			}
+			want[s] = n
+		}
+		rows.Close()
+		for s, n := range c.Notifications {
+			if n != want[s] {
+				t.Errorf("%s: %s = %d, the table has %d", when, s, n, want[s])
+			}
+		}
+		for s, n := range want {
+			if c.Notifications[s] != n {
+				t.Errorf("%s: %s = %d, the table has %d", when, s, c.Notifications[s], n)
+			}
+		}
+	}
+	for i, dest := range []string{"a", "b", "c", "d"} {
+		run := []string{"r1", "r2"}[i%2]
+		if _, err := w.InsertNotification(ctx, Notification{ID: "n-" + dest, RunID: run, Channel: "email", SecretName: dest,
+			Status: NotificationQueued, NextAttemptAt: 1, CreatedAt: 1, UpdatedAt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same destination again is ignored, and must not count.
+	if _, err := w.InsertNotification(ctx, Notification{ID: "n-dup", RunID: "r1", Channel: "email", SecretName: "a",
+		Status: NotificationQueued, NextAttemptAt: 1, CreatedAt: 1, UpdatedAt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	check("queued")
+	n, err := w.ClaimNotification(ctx, 2, 100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("one sending")
+	if ok, err := w.CompleteNotification(ctx, n.ID, 100, NotificationOutcome{Status: NotificationFailed, Attempts: 1}, 3); err != nil || !ok {
+		t.Fatalf("complete: %v %v", ok, err)
+	}
+	check("one failed")
+	if _, err := w.Exec(ctx, qCancelQueuedForDestination, "gone", 4, "email", "b"); err != nil {
+		t.Fatal(err)
+	}
+	check("one canceled")
+	if _, err := w.PruneRuns(ctx, 1000, 1); err != nil {
+		t.Fatal(err)
+	}
+	check("after pruning a run")
 }
