@@ -43,6 +43,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/snapshots"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
+	"github.com/bastion-backup/bastion/httpapi/metrics"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/httpapi/webui"
@@ -117,6 +118,19 @@ type Config struct {
 	// deleted (committed), with the agents whose configuration that touches (push config).
 	OnJobChanged func(ctx context.Context, jobID string, agentIDs []string)
 
+	// Metrics is the registry behind GET /metrics, with the observers the run queue and the
+	// scheduler feed (metrics.New); nil builds one here from DB, whose live histograms (run
+	// duration, scheduler lateness) then stay empty.
+	Metrics *metrics.Metrics
+	// MetricsPublic serves GET /metrics to anyone who can reach it, without credentials
+	// (--metrics-public): for a scraper on the same machine or behind the reverse proxy.
+	MetricsPublic bool
+	// MetricsAuth decides, when MetricsPublic is off, whether a request may read /metrics: nil
+	// allows it (an API token of any role), an error is the answer (a respond error, such as
+	// 401 unauthorized for a missing or bad token). API token auth plugs in here. Left nil,
+	// /metrics answers every request 401 unless MetricsPublic is set.
+	MetricsAuth func(r *http.Request) error
+
 	// testSessionRoutes lets this package's tests mount probe handlers behind requireSession
 	// (export_test.go).
 	testSessionRoutes func(chi.Router)
@@ -129,6 +143,7 @@ var openPaths = []string{"/api/health", "/api/ready", "/api/system", "/api/setup
 // Server holds the handlers' dependencies.
 type Server struct {
 	cfg      Config
+	metrics  *metrics.Metrics
 	log      zerolog.Logger
 	db       *storage.DB
 	clock    clock.Clock
@@ -146,6 +161,11 @@ func New(cfg Config) http.Handler {
 		throttle: throttle{db: cfg.DB, clock: cfg.Clock},
 		hashSem:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 	}
+	s.metrics = cfg.Metrics
+	if s.metrics == nil {
+		s.metrics = metrics.New(metrics.Options{DB: cfg.DB, Clock: cfg.Clock, Logger: cfg.Logger,
+			OnlineWindow: agentsock.OnlineWindow, Version: cfg.Version})
+	}
 	r := chi.NewRouter()
 	hosts := cfg.AllowedHosts
 	if cfg.PublicBaseURL != "" {
@@ -159,6 +179,7 @@ func New(cfg Config) http.Handler {
 		middleware.ClientIP(cfg.TrustedProxies, cfg.InsecureHTTP),
 		middleware.BodyDeadline(cfg.BodyReadTimeout, 0),
 		middleware.AccessLog,
+		s.metrics.Middleware,
 		middleware.Recover,
 		middleware.BodyLimit,
 		middleware.RequireHTTPS(cfg.InsecureHTTP, openPaths...),
@@ -188,6 +209,8 @@ func New(cfg Config) http.Handler {
 		})
 	})
 
+	r.Get("/metrics", s.serveMetrics(s.metrics.Handler()))
+
 	if cfg.Agents != nil {
 		cfg.Agents.Routes(r)
 	}
@@ -203,6 +226,28 @@ func New(cfg Config) http.Handler {
 		})
 	}
 	return r
+}
+
+// serveMetrics guards GET /metrics: public with MetricsPublic, else whatever MetricsAuth
+// allows (an API token), else 401. A browser session is not enough: a scraper has none, and a
+// cookie-authenticated GET is what a cross-site page could make a browser send.
+func (s *Server) serveMetrics(h http.Handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.cfg.MetricsPublic {
+			var err error = respond.Unauthorized("unauthorized",
+				"an API token is required to read metrics (Authorization: Bearer …), or start the Hub with --metrics-public")
+			if s.cfg.MetricsAuth != nil {
+				err = s.cfg.MetricsAuth(r)
+			}
+			if err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="bastion"`)
+				respond.Error(w, r, err)
+				return
+			}
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	}
 }
 
 // sessionRoutes registers every resource that needs a logged-in administrator (and CSRF on

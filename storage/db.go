@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -43,6 +44,9 @@ type DB struct {
 	w, r *sql.DB
 	path string
 	log  zerolog.Logger
+	// locked counts transactions (Write, Read) that failed with SQLITE_BUSY or SQLITE_LOCKED:
+	// another process held the file past the busy timeout. Metrics report it.
+	locked atomic.Uint64
 }
 
 // Open opens (creating if needed) the database file at path and applies pending migrations.
@@ -164,6 +168,7 @@ func (db *DB) Ping(ctx context.Context) error {
 func (db *DB) Write(ctx context.Context, fn func(q Q) error) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
+		db.countLocked(err)
 		return fmt.Errorf("begin write: %w", err)
 	}
 	// A panic in fn must not leave the one writer connection inside an open transaction: every
@@ -176,9 +181,11 @@ func (db *DB) Write(ctx context.Context, fn func(q Q) error) error {
 	}()
 	if err := fn(Q{tx}); err != nil {
 		_ = tx.Rollback()
+		db.countLocked(err)
 		return err
 	}
 	if err := tx.Commit(); err != nil {
+		db.countLocked(err)
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
@@ -188,10 +195,36 @@ func (db *DB) Write(ctx context.Context, fn func(q Q) error) error {
 func (db *DB) Read(ctx context.Context, fn func(q Q) error) error {
 	tx, err := db.r.BeginTx(ctx, nil)
 	if err != nil {
+		db.countLocked(err)
 		return fmt.Errorf("begin read: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only: nothing to commit
-	return fn(Q{tx})
+	err = fn(Q{tx})
+	db.countLocked(err)
+	return err
+}
+
+func (db *DB) countLocked(err error) {
+	if err != nil && IsLocked(err) {
+		db.locked.Add(1)
+	}
+}
+
+// PoolStats is how the database connections have been waited for, for metrics.
+type PoolStats struct {
+	// Writer is the one writer connection: WaitCount and WaitDuration are the writes that queued
+	// behind another write in this process (the busy waits of this design, see DB).
+	Writer sql.DBStats
+	// Readers is the read-only pool.
+	Readers sql.DBStats
+	// LockedErrors counts transactions that failed with "database is locked": another process
+	// held the file longer than the busy timeout.
+	LockedErrors uint64
+}
+
+// Stats reports the connection pools' waits and the lock errors seen so far.
+func (db *DB) Stats() PoolStats {
+	return PoolStats{Writer: db.w.Stats(), Readers: db.r.Stats(), LockedErrors: db.locked.Load()}
 }
 
 // Reader runs single statements on the read-only pool.

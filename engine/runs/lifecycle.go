@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -126,11 +127,15 @@ func (s *Service) finish(ctx context.Context, runID string, out Outcome) (bool, 
 	now := s.clock.Now().Unix()
 	var (
 		applied bool
+		ran     bool // the run was running, not still queued, when it ended
 		fin     Finished
 		rows    []storage.RunEvent
 	)
 	err := s.db.Write(ctx, func(q storage.Q) error {
-		applied, rows = false, nil
+		applied, ran, rows = false, false, nil
+		if before, err := q.GetRun(ctx, runID); err == nil {
+			ran = before.Status == storage.RunRunning
+		}
 		row := storage.RunFinish{ID: runID, Status: out.Status, EndedAt: now, ProgressJSON: pending}
 		switch out.Status {
 		case storage.RunSuccess:
@@ -179,6 +184,9 @@ func (s *Service) finish(ctx context.Context, runID string, out Outcome) (bool, 
 	s.dropProgress(runID)
 	if applied {
 		s.bus.Publish(rows...)
+		if ran && s.obs != nil && fin.Run.EndedAt != nil {
+			s.obs.RunEnded(fin.Run.JobID, fin.Run.Status, time.Duration(*fin.Run.EndedAt-fin.Run.StartedAt)*time.Second)
+		}
 		if fin.Run.Status != storage.RunCanceled {
 			s.runAfter(fin)
 		}

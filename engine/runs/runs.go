@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
@@ -172,6 +173,16 @@ type Config struct {
 	// Bus carries committed run events to live subscribers; nil creates one. Pass a shared bus
 	// when another service (notifications) also appends run events.
 	Bus *Bus
+	// Observer is told about every run that ran and ended (metrics); nil: nobody.
+	Observer Observer
+}
+
+// Observer watches runs end, for metrics. RunEnded is called after the run's terminal write
+// committed, once per run that had started (success, failed or canceled while running; not a
+// queued run canceled or rejected), with how long it ran by its stored start and end times. It
+// must not block.
+type Observer interface {
+	RunEnded(jobID, status string, ran time.Duration)
 }
 
 // Service is the run queue. Create it with New, call Recover once at start, then Run.
@@ -186,6 +197,7 @@ type Service struct {
 	hooks  []FinishHook
 	after  []func(Finished)
 	bus    *Bus
+	obs    Observer
 	app    *appender
 	wake   chan struct{}
 	errLog lograte.Limiter
@@ -218,7 +230,7 @@ func New(cfg Config) *Service {
 		db: cfg.DB, clock: cfg.Clock, log: cfg.Log.With().Str("component", "runs").Logger(),
 		conc: cfg.Concurrency, exec: cfg.Executor, agents: cfg.Agents, gate: cfg.Gate,
 		hooks: cfg.OnFinished, after: cfg.AfterFinished,
-		bus: cfg.Bus, wake: make(chan struct{}, 1),
+		bus: cfg.Bus, obs: cfg.Observer, wake: make(chan struct{}, 1),
 		cancels: map[string]context.CancelCauseFunc{}, progress: map[string]*progressState{},
 	}
 	s.app = newAppender(cfg.DB, s.bus)

@@ -166,11 +166,21 @@ type testBundle struct {
 	mu       sync.Mutex
 	hooked   []Finished // from OnFinished, in the transaction
 	after    chan Finished
+	ended    chan endedRun // from Observer
 	passes   passLog
 	received map[string]bool // runs taken with nextCall; only the test goroutine uses it
 	stopLoop func()
 	loopDone chan error
 }
+
+type endedRun struct {
+	jobID, status string
+	ran           time.Duration
+}
+
+type observerFunc func(jobID, status string, ran time.Duration)
+
+func (f observerFunc) RunEnded(jobID, status string, ran time.Duration) { f(jobID, status, ran) }
 
 type opts struct {
 	concurrency  int
@@ -185,7 +195,7 @@ func setup(t *testing.T, o opts) *testBundle {
 	ctx := context.Background()
 	db := storagetest.Open(t)
 	b := &testBundle{t: t, ctx: ctx, db: db, clk: clock.NewFake(epoch), exec: &fakeExec{calls: make(chan *execCall, 16), stopOnCancel: o.stopOnCancel},
-		after: make(chan Finished, 64), passes: passLog{added: make(chan struct{}, 1)}, received: map[string]bool{}}
+		after: make(chan Finished, 64), ended: make(chan endedRun, 64), passes: passLog{added: make(chan struct{}, 1)}, received: map[string]bool{}}
 	b.agents = &fakeAgents{db: db, connected: map[string]bool{}, started: make(chan storage.Run, 16), canceled: make(chan string, 16)}
 	b.svc = New(Config{
 		DB: db, Clock: b.clk, Log: zerolog.New(zerolog.NewTestWriter(t)), Concurrency: o.concurrency,
@@ -208,6 +218,7 @@ func setup(t *testing.T, o opts) *testBundle {
 			return nil
 		}},
 		AfterFinished: []func(Finished){func(f Finished) { b.after <- f }},
+		Observer:      observerFunc(func(jobID, status string, ran time.Duration) { b.ended <- endedRun{jobID, status, ran} }),
 	})
 	b.svc.hookPass = b.passes.add
 	if !o.noRun {
@@ -1086,5 +1097,54 @@ func TestBackupWaitsForTheJobsDrill(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the agent backup did not start after its drill ended")
+	}
+}
+
+// The observer (metrics' run duration histogram) hears of every run that ran, with how long it
+// ran by the injected clock, canceled ones included; never of a queued run canceled before it
+// started.
+func TestObserverHearsHowLongEachRunRan(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{concurrency: 1, stopOnCancel: true})
+	b.job("j1", OverlapQueue, nil)
+	b.job("j2", OverlapQueue, nil)
+	r1 := b.trigger("j1")
+	c := b.nextCall()
+	queued := b.trigger("j2")
+	if _, err := b.svc.Cancel(b.ctx, queued.ID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.clk.Advance(90 * time.Second)
+	c.reply(Outcome{Status: storage.RunSuccess}, nil)
+	b.waitStatus(r1.ID, storage.RunSuccess)
+	next := func() endedRun {
+		t.Helper()
+		select {
+		case e := <-b.ended:
+			return e
+		case <-time.After(10 * time.Second):
+			t.Fatal("the observer heard of no run")
+			return endedRun{}
+		}
+	}
+	if e := next(); e != (endedRun{"j1", storage.RunSuccess, 90 * time.Second}) {
+		t.Fatalf("observed %+v, want j1 success after 90s", e)
+	}
+
+	r2 := b.trigger("j1")
+	c = b.nextCall()
+	b.clk.Advance(5 * time.Second)
+	if _, err := b.svc.Cancel(b.ctx, r2.ID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-c.ctx.Done()
+	b.waitStatus(r2.ID, storage.RunCanceled)
+	if e := next(); e != (endedRun{"j1", storage.RunCanceled, 5 * time.Second}) {
+		t.Fatalf("observed %+v, want j1 canceled after 5s", e)
+	}
+	select {
+	case e := <-b.ended:
+		t.Fatalf("observed %+v as well: a queued run canceled before it ran has no duration", e)
+	default:
 	}
 }

@@ -61,6 +61,16 @@ type Config struct {
 	Grace time.Duration
 	// CatchUpJitter bounds the per-job delay of a catch-up run (default 1 min).
 	CatchUpJitter time.Duration
+	// Observer is told how late each on-time trigger fired (metrics); nil: nobody.
+	Observer Observer
+}
+
+// Observer watches triggers fire, for metrics. TriggerFired is called once a trigger that fired
+// on schedule (source "schedule") was recorded, with how long after its due time the scheduler
+// acted on it, by the scheduler's clock. Catch-up runs are late on purpose and not reported. It
+// must not block.
+type Observer interface {
+	TriggerFired(jobID string, late time.Duration)
 }
 
 // Scheduler fires scheduled jobs. Create it with New, run Run once, and call JobChanged after any
@@ -264,6 +274,7 @@ func (s *Scheduler) newEntry(j storage.Job, prev *entry) *entry {
 type fire struct {
 	e   *entry
 	d   Decision
+	at  time.Time // when the scheduler decided to fire
 	enq *runs.Enqueued
 	ok  bool
 }
@@ -287,7 +298,7 @@ func (s *Scheduler) fireDue(ctx context.Context) {
 			s.log.Info().Str("job_id", e.job.ID).Time("catch_up_at", d.CatchUpAt).
 				Msg("job missed triggers while the Hub was away; one catch-up run is planned")
 		default:
-			due = append(due, &fire{e: e, d: d})
+			due = append(due, &fire{e: e, d: d, at: now})
 		}
 	}
 	s.mu.Unlock()
@@ -338,6 +349,9 @@ func (s *Scheduler) commit(ctx context.Context, batch []*fire) {
 	for _, f := range batch {
 		if f.enq != nil {
 			s.runs.Committed(*f.enq)
+		}
+		if f.ok && s.cfg.Observer != nil && f.d.Action == Fire && f.d.Source == runs.SourceSchedule {
+			s.cfg.Observer.TriggerFired(f.e.job.ID, max(f.at.Sub(f.d.ScheduledAt), 0))
 		}
 	}
 }

@@ -38,6 +38,25 @@ type testBundle struct {
 	agents *agentSet
 	s      *Scheduler
 	stop   func()
+	fired  firedLog
+}
+
+// firedLog is the Observer: the lateness of each trigger fired on schedule.
+type firedLog struct {
+	mu   sync.Mutex
+	late []time.Duration
+}
+
+func (f *firedLog) TriggerFired(jobID string, late time.Duration) {
+	f.mu.Lock()
+	f.late = append(f.late, late)
+	f.mu.Unlock()
+}
+
+func (f *firedLog) get() []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Duration(nil), f.late...)
 }
 
 func setup(t *testing.T) *testBundle {
@@ -48,7 +67,7 @@ func setup(t *testing.T) *testBundle {
 	b := &testBundle{t: t, ctx: context.Background(), db: db, clk: clk, agents: &agentSet{on: map[string]bool{}}}
 	// The run queue is not running: fired runs stay queued, which is what these tests count.
 	b.runs = runs.New(runs.Config{DB: db, Clock: clk, Log: log})
-	b.s = New(Config{DB: db, Clock: clk, Log: log, Runs: b.runs, Agents: b.agents})
+	b.s = New(Config{DB: db, Clock: clk, Log: log, Runs: b.runs, Agents: b.agents, Observer: &b.fired})
 	return b
 }
 
@@ -398,5 +417,40 @@ func TestUnrelatedEditAtTriggerTimeKeepsTheTrigger(t *testing.T) {
 	got, err := b.db.Reader().GetJob(b.ctx, "j")
 	if err != nil || got.ScheduleBaselineAt != b.clk.Now().Unix() {
 		t.Fatalf("baseline after a schedule change = %d (%v), want %d", got.ScheduleBaselineAt, err, b.clk.Now().Unix())
+	}
+}
+
+// The observer (metrics' lateness histogram) hears how late each on-time trigger fired, by the
+// scheduler's clock; a catch-up run after an outage is late on purpose and not reported.
+func TestObserverHearsTheLatenessOfOnTimeTriggers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.addJob("j", "*/15 * * * *", "UTC", MissedRunOnce, runs.OverlapQueue, nil)
+	b.start()
+	b.advanceUntil(epoch.Add(15 * time.Minute))
+	// The loop wakes 20 s after the 30-minute trigger (a busy host): still on time, 20 s late.
+	b.advanceUntil(epoch.Add(25 * time.Minute))
+	arms := b.clk.ArmCount()
+	b.clk.Set(epoch.Add(30*time.Minute + 20*time.Second))
+	b.waitArm(arms)
+	if got := b.fired.get(); len(got) != 2 || got[0] != 0 || got[1] != 20*time.Second {
+		t.Fatalf("lateness observed = %v, want [0s 20s]", got)
+	}
+	// An outage: the 45-minute and later triggers are missed, one catch-up run follows.
+	arms = b.clk.ArmCount()
+	b.clk.Set(epoch.Add(2*time.Hour + 5*time.Minute))
+	b.waitArm(arms)
+	for i := 0; i < 5 && len(b.runsOf("j")) < 3; i++ {
+		d, ok := b.clk.NextDeadline()
+		if !ok {
+			t.Fatal("loop is not sleeping")
+		}
+		b.advanceTo(d)
+	}
+	if r := b.runsOf("j"); len(r) != 3 || r[2].source != runs.SourceCatchUp {
+		t.Fatalf("runs = %+v, want a catch-up run third", r)
+	}
+	if got := b.fired.get(); len(got) != 2 {
+		t.Fatalf("lateness observed = %v: the catch-up run was reported", got)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
+	"github.com/bastion-backup/bastion/httpapi/metrics"
 	"github.com/bastion-backup/bastion/httpapi/webui"
 	"github.com/bastion-backup/bastion/hub/internal/config"
 	"github.com/bastion-backup/bastion/hub/internal/logging"
@@ -129,6 +130,11 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	}
 	agentRestores.Attach(agents, backups.ops)
 
+	// Metrics: one registry for this Hub. The run queue and the scheduler report run durations
+	// and trigger lateness to it; everything else it reads from the database at each scrape.
+	hubMetrics := metrics.New(metrics.Options{DB: db, Clock: clock.Real{}, Logger: log,
+		OnlineWindow: agentsock.OnlineWindow, Version: version})
+
 	// The run queue: Hub runs through the backup executor, agent runs through the agent sockets.
 	// A successful run's snapshot is indexed, and notifications are queued, in the transaction
 	// that records the run's end, so neither can be lost to a crash between the two.
@@ -143,6 +149,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		},
 		AfterFinished: []func(runs.Finished){func(runs.Finished) { notifier.Wake(); drillSvc.Wake() }},
 		Gate:          gate,
+		Observer:      hubMetrics,
 	})
 	gate.OnDrillEnd(runQueue.Wake)
 	agentRuns.Attach(agents, runQueue)
@@ -151,7 +158,8 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	} else if n > 0 {
 		log.Warn().Int("runs", n).Msg("runs interrupted by the last shutdown were marked failed (hub_restarted)")
 	}
-	sched := scheduler.New(scheduler.Config{DB: db, Clock: clock.Real{}, Log: log, Runs: runQueue, Agents: agentRuns})
+	sched := scheduler.New(scheduler.Config{DB: db, Clock: clock.Real{}, Log: log, Runs: runQueue, Agents: agentRuns,
+		Observer: hubMetrics})
 	syncAgents := func(ctx context.Context, jobID string, agentIDs []string) {
 		for _, id := range agentIDs {
 			if _, err := agents.SyncConfig(ctx, id); err != nil {
@@ -186,6 +194,10 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		OnJobChanged:    syncAgents,
 		Notifications:   notifier,
 		OnSecretDeleted: notifier.SecretDeleted,
+		Metrics:         hubMetrics,
+		MetricsPublic:   cfg.MetricsPublic,
+		// MetricsAuth: API token auth plugs in here (any role may scrape); until then /metrics
+		// answers 401 unless --metrics-public is set.
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr())

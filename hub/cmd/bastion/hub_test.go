@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -139,6 +140,32 @@ func TestHubWiresHostAllowlistAndHeaders(t *testing.T) {
 		}
 		if resp.Header.Get("X-Frame-Options") != "DENY" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
 			t.Errorf("Host %s: no anti-framing headers: %v", host, resp.Header)
+		}
+	}
+}
+
+// /metrics is wired: refused without --metrics-public (no token auth is connected yet), served
+// in the Prometheus text format with it.
+func TestHubServesMetricsOnlyWhenPublic(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{{nil, http.StatusUnauthorized}, {[]string{"--metrics-public"}, http.StatusOK}} {
+		base, stop, _ := startHub(t, tc.args...)
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		_ = stop()
+		if resp.StatusCode != tc.want {
+			t.Fatalf("%v: GET /metrics = %d %s, want %d", tc.args, resp.StatusCode, body, tc.want)
+		}
+		if tc.want == http.StatusOK && (!strings.Contains(string(body), "bastion_run_queue_depth 0") ||
+			!strings.Contains(string(body), `bastion_build_info{version=`) || !strings.Contains(string(body), "go_goroutines")) {
+			t.Fatalf("%v: scrape lacks the Hub's metrics:\n%s", tc.args, body)
 		}
 	}
 }

@@ -52,6 +52,7 @@ type Config struct {
 	RunConcurrency        int
 	EntriesCacheMaxBytes  int64
 	DrillsPerTarget       int
+	MetricsPublic         bool
 	UIDir                 string // BASTION_UI_DIR (env only); empty: ./ui/dist if present, else embedded
 
 	// Sources maps each option name to where its value came from.
@@ -166,6 +167,8 @@ var options = []option{
 		}},
 	{name: "drills-per-target", env: "BASTION_DRILLS_PER_TARGET", def: "1", usage: "restore drills reading one target at once",
 		set: func(c *Config, v string) error { return setInt(&c.DrillsPerTarget, v, 1, 64) }},
+	{name: "metrics-public", env: "BASTION_METRICS_PUBLIC", def: "false", isBool: true, usage: "serve GET /metrics without an API token (a scraper on this machine or behind the reverse proxy)",
+		set: func(c *Config, v string) error { return setBool(&c.MetricsPublic, v) }},
 }
 
 // MinEntriesCacheBytes is the smallest --entries-cache-max-bytes accepted.
@@ -448,7 +451,7 @@ func Print(w io.Writer, c Config, asJSON bool) error {
 		"body-read-timeout": c.BodyReadTimeout.String(), "log": c.Log, "log-format": c.LogFormat, "log-file": c.LogFile,
 		"log-rotation": c.LogRotation, "log-keep-files": c.LogKeepFiles, "db-busy-timeout": c.DBBusyTimeout.String(),
 		"run-concurrency": c.RunConcurrency, "entries-cache-max-bytes": c.EntriesCacheMaxBytes,
-		"drills-per-target": c.DrillsPerTarget,
+		"drills-per-target": c.DrillsPerTarget, "metrics-public": c.MetricsPublic,
 	}
 	out := map[string]entry{}
 	for _, o := range options {

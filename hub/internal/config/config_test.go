@@ -182,3 +182,25 @@ func TestLogFormat(t *testing.T) {
 		t.Errorf("bad format: %v", err)
 	}
 }
+
+// --metrics-public is off unless asked for, by flag or environment, and never from the database:
+// opening /metrics to everyone is a decision for whoever starts the Hub.
+func TestMetricsPublicIsOptIn(t *testing.T) {
+	t.Parallel()
+	if c, err := Load(nil, env(nil), map[string]string{"metrics-public": "true"}); err != nil || c.MetricsPublic {
+		t.Errorf("default (database says true): %v %v", c.MetricsPublic, err)
+	}
+	if c, err := Load([]string{"--metrics-public"}, env(nil), nil); err != nil || !c.MetricsPublic || c.Sources["metrics-public"] != SourceCLI {
+		t.Errorf("bare --metrics-public: %v from %s, %v", c.MetricsPublic, c.Sources["metrics-public"], err)
+	}
+	if c, err := Load(nil, env(map[string]string{"BASTION_METRICS_PUBLIC": "true"}), nil); err != nil || !c.MetricsPublic || c.Sources["metrics-public"] != SourceEnv {
+		t.Errorf("BASTION_METRICS_PUBLIC=true: %v from %s, %v", c.MetricsPublic, c.Sources["metrics-public"], err)
+	}
+	if _, err := Load(nil, env(map[string]string{"BASTION_METRICS_PUBLIC": "yes please"}), nil); err == nil {
+		t.Error("BASTION_METRICS_PUBLIC=yes please was accepted")
+	}
+	var out bytes.Buffer
+	if err := Print(&out, Config{MetricsPublic: true, Sources: map[string]Source{}}, false); err != nil || !strings.Contains(out.String(), "metrics-public") {
+		t.Errorf("bastion config does not show metrics-public: %v\n%s", err, out.String())
+	}
+}

@@ -1,0 +1,49 @@
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	chimw "github.com/go-chi/chi/v5/middleware"
+)
+
+// RouteUnmatched is the route label of requests that matched no route (unknown paths, the web
+// UI's files served by the fallback handler): raw paths never become label values.
+const RouteUnmatched = "unmatched"
+
+// Middleware observes each request's duration under its chi route pattern, read after the router
+// has matched it. Register it on the root router, before panic recovery so that a panic is seen
+// as the 500 it becomes. WebSocket upgrades are left out: they last as long as the connection.
+func (m *Metrics) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		ww := chimw.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		code := ww.Status()
+		if code == 0 {
+			code = http.StatusOK
+		}
+		m.httpDuration.WithLabelValues(routeOf(r), strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+	})
+}
+
+// routeOf is the pattern chi matched. A request that matched nothing has an empty pattern, or
+// only the catch-all of the sub-router it fell into ("/api/*"); both collapse to RouteUnmatched.
+// (No route of the Hub is itself a wildcard; one added later would collapse too.)
+func routeOf(r *http.Request) string {
+	rc := chi.RouteContext(r.Context())
+	if rc == nil {
+		return RouteUnmatched
+	}
+	if p := rc.RoutePattern(); p != "" && !strings.HasSuffix(p, "/*") {
+		return p
+	}
+	return RouteUnmatched
+}
