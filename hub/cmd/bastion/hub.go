@@ -27,6 +27,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
+	"github.com/bastion-backup/bastion/httpapi/audit"
 	"github.com/bastion-backup/bastion/httpapi/webui"
 	"github.com/bastion-backup/bastion/hub/internal/config"
 	"github.com/bastion-backup/bastion/hub/internal/logging"
@@ -159,6 +160,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 			}
 		}
 	}
+	auditLog := audit.NewRecorder(db, log)
 	handler := httpapi.New(httpapi.Config{
 		Logger:         log,
 		DB:             db,
@@ -186,6 +188,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		OnJobChanged:    syncAgents,
 		Notifications:   notifier,
 		OnSecretDeleted: notifier.SecretDeleted,
+		Audit:           auditLog,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr())
@@ -218,6 +221,10 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		defer cancel()
 		err := srv.Shutdown(drainCtx)
 		cancelConns()
+		// The rows of the last requests, before the database closes.
+		if ferr := auditLog.Flush(drainCtx); ferr != nil {
+			log.Warn().Err(ferr).Msg("audit entries of the last requests may be lost")
+		}
 		if err != nil {
 			return fmt.Errorf("drain HTTP: %w", err)
 		}
@@ -226,7 +233,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	group.Go("agents", agents.Run)
 	group.Go("agent-timeouts", agents.RunTimeouts)
 	backups.start(group)
-	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log}).Run)
+	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log, AuditRetentionDays: cfg.AuditRetentionDays}).Run)
 	group.Go("runs", runQueue.Run)
 	group.Go("scheduler", sched.Run)
 	group.Go("drills", drillSvc.Run)
