@@ -373,3 +373,34 @@ func TestAuditListPagesAndFilters(t *testing.T) {
 		}
 	})
 }
+
+// A request is answered while the database writer is busy with something else: its audit row
+// waits for the writer, the request does not. (Recorded synchronously, this request would hang
+// until the writer is released.)
+func TestAuditDoesNotHoldUpTheRequest(t *testing.T) {
+	t.Parallel()
+	b := setupAudit(t)
+	c := b.client(t)
+	b.hub.Setup(t)
+	c.Login(t, apitest.Username, apitest.Password)
+	held, release := make(chan struct{}), make(chan struct{})
+	writerDone := make(chan error)
+	go func() {
+		writerDone <- b.hub.DB.Write(context.Background(), func(storage.Q) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	// Refused by validation before the handler writes anything; the session is read, not written.
+	r := do(t, c, "while-held", "POST", "/api/jobs", jobBody(map[string]any{"name": ""}))
+	close(release)
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != http.StatusBadRequest {
+		t.Fatalf("invalid job: %s", r)
+	}
+	want{"POST /api/jobs", "user", "error", 400, int64(1), "admin", "jobs", nil}.check(t, b.row(t, "while-held"))
+}

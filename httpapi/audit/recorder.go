@@ -63,14 +63,18 @@ func (rc *Recorder) drain() {
 		n := min(len(rc.queue), batchSize)
 		if n == 0 {
 			dropped := rc.dropped
-			rc.dropped, rc.running = 0, false
-			close(rc.idle)
-			rc.mu.Unlock()
-			if dropped > 0 {
-				rc.log.Warn().Int("dropped", dropped).Int("max_pending", MaxPending).
-					Msg("audit entries dropped: more were waiting for the database than the queue holds")
+			rc.dropped = 0
+			if dropped == 0 {
+				rc.running = false
+				close(rc.idle)
+				rc.mu.Unlock()
+				return
 			}
-			return
+			rc.mu.Unlock()
+			// Before going idle, so that Flush returns only after the warning is out.
+			rc.log.Warn().Int("dropped", dropped).Int("max_pending", MaxPending).
+				Msg("audit entries dropped: more were waiting for the database than the queue holds")
+			continue
 		}
 		batch := rc.queue[:n:n]
 		rc.queue = rc.queue[n:]
