@@ -44,16 +44,21 @@ func (s *Server) auditTrail(next http.Handler) http.Handler {
 		}
 		r, note := audit.Start(r)
 		ww := chimw.NewWrapResponseWriter(w, r.ProtoMajor)
+		returned := false
 		defer func() {
-			// After a panic Recover has already answered 500 further in; a panic that got past
-			// it (http.ErrAbortHandler) still deserves its row.
+			// A panic Recover answered is its 500 here; one that got past it (http.ErrAbortHandler:
+			// the answer was cut off) still gets its row, as an error.
 			status := ww.Status()
-			if status == 0 {
-				status = http.StatusOK
+			switch {
+			case !returned && status < 500:
+				status = http.StatusInternalServerError
+			case status == 0:
+				status = http.StatusOK // nothing written: net/http answers 200
 			}
 			s.recordAudit(r, note, status)
 		}()
 		next.ServeHTTP(ww, r)
+		returned = true
 	})
 }
 

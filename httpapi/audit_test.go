@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/scheduler"
@@ -403,4 +406,41 @@ func TestAuditDoesNotHoldUpTheRequest(t *testing.T) {
 		t.Fatalf("invalid job: %s", r)
 	}
 	want{"POST /api/jobs", "user", "error", 400, int64(1), "admin", "jobs", nil}.check(t, b.row(t, "while-held"))
+}
+
+// A handler that panics is recorded as the 500 Recover answered; one that aborts its answer
+// (http.ErrAbortHandler, which Recover lets through) is recorded as an error too, not as the 200
+// an unwritten answer would otherwise look like.
+func TestAuditRecordsPanics(t *testing.T) {
+	t.Parallel()
+	hub := apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) {
+		httpapi.SetTestSessionRoutes(cfg, func(r chi.Router) {
+			r.Post("/test/boom", func(http.ResponseWriter, *http.Request) { panic("boom") })
+			r.Post("/test/abort", func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) })
+		})
+	}))
+	b := &auditBundle{hub: hub}
+	c := hub.Login(t)
+	if r := do(t, c, "boom", "POST", "/api/test/boom", nil); r.Status != 500 {
+		t.Fatalf("panicking handler: %s", r)
+	}
+	req := httptest.NewRequest("POST", "/api/test/abort", nil)
+	req.RemoteAddr, req.Host = "127.0.0.1:40000", "127.0.0.1"
+	req.AddCookie(c.SessionCookie())
+	req.Header.Set(httpapi.CSRFHeader, c.CSRF)
+	req.Header.Set("X-Request-Id", "abort")
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("abort: recovered %v, want http.ErrAbortHandler", v)
+			}
+		}()
+		hub.Handler.ServeHTTP(httptest.NewRecorder(), req)
+	}()
+	for id, wantStatus := range map[string]int{"boom": 500, "abort": 500} {
+		e := b.row(t, id)
+		if e.Status != wantStatus || e.Outcome != "error" || e.Action != "POST /api/test/"+id || e.ActorKind != "user" {
+			t.Errorf("row of %s: %+v", id, e)
+		}
+	}
 }
