@@ -18,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/httpapi/audit"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/password"
 	"github.com/bastion-backup/bastion/httpapi/respond"
@@ -75,6 +76,7 @@ func (s *Server) setupInitialize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := strings.TrimSpace(req.Username)
+	audit.From(r).Attempt(username)
 	if err := validateUsername(username); err != nil {
 		respond.Error(w, r, err)
 		return
@@ -108,6 +110,7 @@ func (s *Server) setupInitialize(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, errAlreadyInitialized())
 		return
 	}
+	audit.From(r).User(0, username)
 	zerolog.Ctx(ctx).Info().Msg("setup complete: administrator created")
 	respond.NoContent(w)
 }
@@ -149,6 +152,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := strings.TrimSpace(req.Username)
+	// The name tried is recorded even when the login fails; the password never is.
+	audit.From(r).Attempt(username)
 	if username == "" {
 		respond.Error(w, r, respond.BadRequest("invalid_username", "username is required").Reason("required").Field("username"))
 		return
@@ -209,6 +214,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, fmt.Errorf("log in: %w", err))
 		return
 	}
+	audit.From(r).User(user.ID, user.Username)
 	setSessionCookie(w, r, token)
 	ev := log.Info().Int64("user_id", user.ID).Str("client_ip", sess.ClientIP)
 	if evicted > 0 {
@@ -274,6 +280,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok {
+		audit.From(r).User(sess.UserID, "")
 		if !csrfMatches(r, sess) {
 			respond.Error(w, r, errInvalidCSRF())
 			return

@@ -19,6 +19,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/schedule"
 	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/httpapi/audit"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -512,6 +513,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
+	audit.From(r).Object("jobs", j.ID)
 	s.afterBind(r, v)
 	s.jobChanged(r.Context(), j.ID, j.AgentID)
 	zerolog.Ctx(r.Context()).Info().Str("job_id", j.ID).Msg("job created")

@@ -4,7 +4,8 @@
 // # Route protection
 //
 // Every request passes, in order: security headers (CSP, X-Frame-Options, …), request ID, client
-// IP (trusted proxies), the body read deadline, access log, panic recovery, body limits, the
+// IP (trusted proxies), the body read deadline, access log, audit trail (audit.go: mutating
+// requests only, recorded after the handler), panic recovery, body limits, the
 // HTTPS gate (middleware.RequireHTTPS: plain HTTP only from loopback or with --insecure-http;
 // open paths are listed in openPaths), the Host allowlist (middleware.AllowHosts: DNS
 // rebinding), and the JSON Content-Type rule for request bodies (middleware.RequireJSONBody).
@@ -16,7 +17,8 @@
 //     unauthorized without a live session, and 401 invalid_csrf when a request other than
 //     GET/HEAD/OPTIONS lacks the session's X-CSRF-Token, except the few POSTs that change and
 //     contact nothing, listed in readOnlyPOSTs (auth.go). Handlers there get the user id from
-//     UserID(r); the request logger (zerolog.Ctx) already carries user_id.
+//     UserID(r); the request logger (zerolog.Ctx) already carries user_id. auditPrincipal,
+//     right after requireSession, hands the principal (PrincipalOf) to the audit log.
 //
 // A new resource is a file with `func (s *Server) fooRoutes(r chi.Router)` and one line in
 // sessionRoutes. Its services come in through Config fields. /agent/* routes authenticate agents
@@ -43,6 +45,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/snapshots"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
+	"github.com/bastion-backup/bastion/httpapi/audit"
 	"github.com/bastion-backup/bastion/httpapi/metrics"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
@@ -130,6 +133,9 @@ type Config struct {
 	// 401 unauthorized for a missing or bad token). API token auth plugs in here. Left nil,
 	// /metrics answers every request 401 unless MetricsPublic is set.
 	MetricsAuth func(r *http.Request) error
+	// Audit writes the audit log (auditTrail); nil makes one. The Hub passes its own to flush it
+	// at shutdown.
+	Audit *audit.Recorder
 
 	// testSessionRoutes lets this package's tests mount probe handlers behind requireSession
 	// (export_test.go).
@@ -149,6 +155,8 @@ type Server struct {
 	clock    clock.Clock
 	throttle throttle
 	hashSem  chan struct{} // bounds concurrent Argon2 computations
+	audit    *audit.Recorder
+	router   *chi.Mux // to name the route of a request refused before routing (audit log)
 }
 
 // New builds the Hub's HTTP handler.
@@ -160,6 +168,10 @@ func New(cfg Config) http.Handler {
 		cfg: cfg, log: cfg.Logger.With().Str("component", "http").Logger(), db: cfg.DB, clock: cfg.Clock,
 		throttle: throttle{db: cfg.DB, clock: cfg.Clock},
 		hashSem:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+		audit:    cfg.Audit,
+	}
+	if s.audit == nil {
+		s.audit = audit.NewRecorder(cfg.DB, cfg.Logger)
 	}
 	s.metrics = cfg.Metrics
 	if s.metrics == nil {
@@ -167,6 +179,7 @@ func New(cfg Config) http.Handler {
 			OnlineWindow: agentsock.OnlineWindow, Version: cfg.Version})
 	}
 	r := chi.NewRouter()
+	s.router = r
 	hosts := cfg.AllowedHosts
 	if cfg.PublicBaseURL != "" {
 		if u, err := url.Parse(cfg.PublicBaseURL); err == nil && u.Host != "" {
@@ -180,6 +193,7 @@ func New(cfg Config) http.Handler {
 		middleware.BodyDeadline(cfg.BodyReadTimeout, 0),
 		middleware.AccessLog,
 		s.metrics.Middleware,
+		s.auditTrail,
 		middleware.Recover,
 		middleware.BodyLimit,
 		middleware.RequireHTTPS(cfg.InsecureHTTP, openPaths...),
@@ -204,7 +218,7 @@ func New(cfg Config) http.Handler {
 		s.systemRoutes(r)
 		s.authRoutes(r)
 		r.Group(func(r chi.Router) {
-			r.Use(s.requireSession)
+			r.Use(s.requireSession, s.auditPrincipal)
 			s.sessionRoutes(r)
 		})
 	})
@@ -265,6 +279,7 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.dashboardRoutes(r)
 	s.sessionListRoutes(r)
 	s.verificationRoutes(r)
+	s.auditRoutes(r)
 	if s.cfg.testSessionRoutes != nil {
 		s.cfg.testSessionRoutes(r)
 	}

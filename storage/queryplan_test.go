@@ -41,6 +41,7 @@ var hotQueries = []struct {
 	{"secrets of a node and kind", qListSecrets, []any{"hub", "webdav"}},
 	{"expired or used-up tokens (pruning)", qPruneTokens, []any{1}},
 	{"stale throttle rows (pruning)", qPruneThrottle, []any{1, 1}},
+	{"audit rows by age (pruning)", qPruneAudit, []any{1, 500}},
 	{"snapshots page", qSnapshotsPage, []any{"j", 1, 1, "r", 50}},
 	{"snapshots page by status", qSnapshotsPageByStatus, []any{"j", SnapshotPresent, 1, 1, "r", 50}},
 	{"due delete tasks", DeleteQueue.qDue(), []any{1, 20}},

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/httpapi/audit"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -33,6 +34,7 @@ type EnrollResponse struct {
 }
 
 func (h *Hub) enroll(w http.ResponseWriter, r *http.Request) {
+	audit.From(r).Object("agents", "") // the id once enrolled
 	if err := h.gate(r); err != nil {
 		respond.Error(w, r, err)
 		return
@@ -89,6 +91,7 @@ func (h *Hub) enroll(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
+	audit.From(r).Agent(id)
 	zerolog.Ctx(r.Context()).Info().Str("agent_id", id).Msg("agent enrolled")
 	respond.JSON(w, http.StatusOK, EnrollResponse{AgentID: id, AgentKey: key})
 }

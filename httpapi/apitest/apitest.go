@@ -36,6 +36,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi"
+	"github.com/bastion-backup/bastion/httpapi/audit"
 	"github.com/bastion-backup/bastion/storage"
 	"github.com/bastion-backup/bastion/storage/storagetest"
 )
@@ -120,7 +121,16 @@ func defaults(t testing.TB, h *Hub, cfg *httpapi.Config) {
 	}
 	h.Secrets = secrets.NewStore(h.DB, keys, h.Clock)
 	cfg.Secrets = h.Secrets
+	cfg.Audit = audit.NewRecorder(h.DB, cfg.Logger)
 	cfg.DataDir = h.DataDir
+}
+
+// FlushAudit waits until the audit entries of the requests answered so far are in the database.
+func (h *Hub) FlushAudit(t testing.TB) {
+	t.Helper()
+	if err := h.Config.Audit.Flush(context.Background()); err != nil {
+		t.Fatalf("flush audit log: %v", err)
+	}
 }
 
 // Client returns a client without a session, with its own cookie jar.

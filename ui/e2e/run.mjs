@@ -482,6 +482,17 @@ async function main() {
     if (listed !== 'proven today') throw new Error(`the job list says ${listed}`)
   })
 
+  await step('the audit log shows the job changes, who made them and from where', async () => {
+    await page.goto(base + '/')
+    await page.getByTestId('nav-audit').click()
+    await page.getByTestId('page-audit').waitFor()
+    const row = page.getByTestId('audit-row').filter({ hasText: 'PUT /api/jobs/{id}' }).first()
+    await row.waitFor()
+    const text = await row.innerText()
+    if (!text.includes(USER) || !text.includes('127.0.0.1')) throw new Error(`audit row without the user or the address: ${text}`)
+    await shoot(page, 'audit-log')
+  })
+
   await step('logout', async () => {
     await page.goto(base + '/')
     await page.getByTestId('logout').click()

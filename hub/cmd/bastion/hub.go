@@ -27,6 +27,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
+	"github.com/bastion-backup/bastion/httpapi/audit"
 	"github.com/bastion-backup/bastion/httpapi/metrics"
 	"github.com/bastion-backup/bastion/httpapi/webui"
 	"github.com/bastion-backup/bastion/hub/internal/config"
@@ -167,6 +168,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 			}
 		}
 	}
+	auditLog := audit.NewRecorder(db, log)
 	handler := httpapi.New(httpapi.Config{
 		Logger:         log,
 		DB:             db,
@@ -198,6 +200,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		MetricsPublic:   cfg.MetricsPublic,
 		// MetricsAuth: API token auth plugs in here (any role may scrape); until then /metrics
 		// answers 401 unless --metrics-public is set.
+		Audit: auditLog,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr())
@@ -230,6 +233,10 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		defer cancel()
 		err := srv.Shutdown(drainCtx)
 		cancelConns()
+		// The rows of the last requests, before the database closes.
+		if ferr := auditLog.Flush(drainCtx); ferr != nil {
+			log.Warn().Err(ferr).Msg("audit entries of the last requests may be lost")
+		}
 		if err != nil {
 			return fmt.Errorf("drain HTTP: %w", err)
 		}
@@ -238,7 +245,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	group.Go("agents", agents.Run)
 	group.Go("agent-timeouts", agents.RunTimeouts)
 	backups.start(group)
-	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log}).Run)
+	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log, AuditRetentionDays: cfg.AuditRetentionDays}).Run)
 	group.Go("runs", runQueue.Run)
 	group.Go("scheduler", sched.Run)
 	group.Go("drills", drillSvc.Run)

@@ -37,6 +37,7 @@ type Config struct {
 	InsecureHTTP          bool
 	DebugErrors           bool
 	RunRetentionDays      int
+	AuditRetentionDays    int
 	IncompleteCleanupDays int
 	HubTimezone           string
 	PublicBaseURL         string
@@ -92,6 +93,8 @@ var options = []option{
 		set: func(c *Config, v string) error { return setBool(&c.DebugErrors, v) }},
 	{name: "run-retention-days", env: "BASTION_RUN_RETENTION_DAYS", def: "180", fromDB: true, usage: "keep run history this many days (> 0)",
 		set: func(c *Config, v string) error { return setInt(&c.RunRetentionDays, v, 1, 1<<30) }},
+	{name: "audit-retention-days", env: "BASTION_AUDIT_RETENTION_DAYS", def: "180", fromDB: true, usage: "keep audit log entries this many days (> 0)",
+		set: func(c *Config, v string) error { return setInt(&c.AuditRetentionDays, v, 1, 1<<30) }},
 	{name: "incomplete-cleanup-days", env: "BASTION_INCOMPLETE_CLEANUP_DAYS", def: "7", fromDB: true, usage: "remove leftovers of failed runs after this many days (0 disables)",
 		set: func(c *Config, v string) error { return setInt(&c.IncompleteCleanupDays, v, 0, 1<<30) }},
 	{name: "hub-timezone", env: "BASTION_HUB_TIMEZONE", fromDB: true, usage: "IANA timezone for new jobs (default: the system zone, else UTC)",
@@ -446,6 +449,7 @@ func Print(w io.Writer, c Config, asJSON bool) error {
 	vals := map[string]any{
 		"host": c.Host, "port": c.Port, "data-dir": c.DataDir, "insecure-http": c.InsecureHTTP,
 		"debug-errors": c.DebugErrors, "run-retention-days": c.RunRetentionDays,
+		"audit-retention-days":    c.AuditRetentionDays,
 		"incomplete-cleanup-days": c.IncompleteCleanupDays, "hub-timezone": c.HubTimezone,
 		"public-base-url": c.PublicBaseURL, "trusted-proxy": proxies, "allowed-host": append([]string{}, c.AllowedHosts...),
 		"body-read-timeout": c.BodyReadTimeout.String(), "log": c.Log, "log-format": c.LogFormat, "log-file": c.LogFile,

@@ -32,6 +32,7 @@ func TestPrecedenceCLIOverEnvOverDBOverDefault(t *testing.T) {
 		{"incomplete-cleanup-days", c.IncompleteCleanupDays, 3, SourceDB},
 		{"log-keep-files", c.LogKeepFiles, 30, SourceDefault},
 		{"run-concurrency", c.RunConcurrency, 2, SourceDefault},
+		{"audit-retention-days", c.AuditRetentionDays, 180, SourceDefault},
 		{"entries-cache-max-bytes", c.EntriesCacheMaxBytes, int64(1 << 30), SourceDefault},
 	} {
 		if tc.got != tc.want || c.Sources[tc.name] != tc.src {
@@ -63,6 +64,7 @@ func TestInvalidValuesAreRefusedWithTheirSource(t *testing.T) {
 	}{
 		{[]string{"--port", "0"}, nil, "--port"},
 		{[]string{"--run-retention-days", "0"}, nil, "--run-retention-days"},
+		{nil, map[string]string{"BASTION_AUDIT_RETENTION_DAYS": "0"}, "--audit-retention-days"},
 		{nil, map[string]string{"BASTION_INCOMPLETE_CLEANUP_DAYS": "-1"}, "from env"},
 		{[]string{"--hub-timezone", "Mars/Olympus"}, nil, "unknown timezone"},
 		{[]string{"--public-base-url", "ftp://x"}, nil, "http or https"},

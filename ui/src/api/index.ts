@@ -56,6 +56,11 @@ export const api = {
   schedulePreview: (cron: string, timezone: string, count = 5, after?: string) =>
     http.get<T.SchedulePreview>('/api/schedule/preview', { cron, timezone, count, after }),
 
+  /** The audit log, newest first, a cursor page at a time (administrators only). */
+  audit: {
+    list: (q: T.AuditQuery = {}) => http.get<T.CursorPage<T.AuditItem>>('/api/audit', { ...q }),
+  },
+
   runs: {
     /** Every run across jobs and nodes, newest first, a cursor page at a time. */
     list: (q: T.RunsQuery = {}) => http.get<T.CursorPage<T.GlobalRunItem>>('/api/runs', { ...q }),

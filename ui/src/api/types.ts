@@ -641,3 +641,34 @@ export interface DashboardVerification {
     last_verified_at: number | null
   }[]
 }
+
+// ---- audit log (GET /api/audit) ----
+export type AuditActorKind = 'user' | 'token' | 'agent' | 'anonymous'
+export type AuditOutcome = 'ok' | 'denied' | 'error'
+export interface AuditItem {
+  id: number
+  at: number
+  actor_kind: AuditActorKind
+  user_id: number | null
+  /** The user's name then; for a failed login, the name that was tried. */
+  username: string | null
+  token_id: number | null
+  token_name: string | null
+  client_ip: string
+  /** "METHOD /route/{pattern}", e.g. "PUT /api/jobs/{id}". */
+  action: string
+  object_kind: string | null
+  object_id: string | null
+  request_id: string
+  status: number
+  outcome: AuditOutcome
+}
+export interface AuditQuery {
+  user_id?: number
+  username?: string
+  action?: string
+  from?: number
+  to?: number
+  cursor?: string
+  limit?: number
+}
