@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bastion-backup/bastion/engine/notify"
+	"github.com/bastion-backup/bastion/engine/notify/channel/webhook"
 	"github.com/bastion-backup/bastion/engine/notify/send"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi"
@@ -128,7 +130,7 @@ func TestNotificationSettingsAPI(t *testing.T) {
 	resp := b.c.Do(t, http.MethodGet, "/api/notifications/settings", nil)
 	var set notify.Settings
 	resp.Decode(t, &set)
-	if resp.Status != http.StatusOK || set != notify.DefaultSettings() {
+	if resp.Status != http.StatusOK || !reflect.DeepEqual(set, notify.DefaultSettings()) {
 		t.Fatalf("GET settings = %d %+v", resp.Status, set)
 	}
 
@@ -139,9 +141,9 @@ func TestNotificationSettingsAPI(t *testing.T) {
 	}
 	b.c.Do(t, http.MethodGet, "/api/notifications/settings", nil).Decode(t, &set)
 	want := notify.DefaultSettings()
-	want.Channels.WeComBot.Enabled = false
-	want.Templates.EmailSubject = "[{{status_text}}] {{job}}"
-	if set != want {
+	want.Channels["wecom_bot"] = notify.ChannelSettings{Enabled: false}
+	want.Templates.Run["email_subject"] = "[{{status_text}}] {{job}}"
+	if !reflect.DeepEqual(set, want) {
 		t.Fatalf("settings after PUT = %+v", set)
 	}
 
@@ -317,7 +319,7 @@ func TestNotificationTestSendAPI(t *testing.T) {
 	if resp := b.c.Do(t, http.MethodPost, "/api/notifications/destinations/webhook/hook/test", nil); resp.Status != http.StatusNoContent {
 		t.Fatalf("test webhook: %d %s", resp.Status, resp.Body)
 	}
-	var body notify.WebhookBody
+	var body webhook.Body
 	if err := json.Unmarshal(<-got, &body); err != nil || body.Event != notify.WebhookEventTest || !strings.Contains(body.Text, "Destination: hook") {
 		t.Fatalf("test body = %+v %v", body, err)
 	}
