@@ -183,18 +183,23 @@ func (s *Service) TestDestination(ctx context.Context, channelName, name string)
 	if err != nil {
 		return &Error{Kind: KindInvalid, Code: "invalid_destination", Message: "Destination is not valid: " + err.Error()}
 	}
-	now := s.clock.Now().UTC()
+	err = d.Send(ctx, testMessage(name, "test-"+uuid.NewString(), s.clock.Now().UTC(), dest))
+	if err != nil {
+		return &Error{Kind: KindUpstream, Code: "notification_test_failed", Message: err.Error(), SendKind: send.Classify(err)}
+	}
+	return nil
+}
+
+// testMessage is the fixed message of a test send to destination name: every channel's Test
+// text with the name and the time filled in.
+func testMessage(name, id string, now time.Time, dest any) channel.Message {
 	fill := strings.NewReplacer("{{destination}}", name, "{{time}}", now.Format(time.RFC3339))
 	text := map[string]string{}
 	for _, t := range builtin.Templates() {
 		text[t.Key] = fill.Replace(t.Test)
 	}
-	err = d.Send(ctx, channel.Message{Event: channel.EventTest, DeliveryID: "test-" + uuid.NewString(), Date: now,
-		Destination: dest, Values: Values{Title: testTitle}, Text: text})
-	if err != nil {
-		return &Error{Kind: KindUpstream, Code: "notification_test_failed", Message: err.Error(), SendKind: send.Classify(err)}
-	}
-	return nil
+	return channel.Message{Event: channel.EventTest, DeliveryID: id, Date: now, Destination: dest,
+		Values: Values{Title: testTitle}, Text: text}
 }
 
 // QueueQuery selects a page of the queue. Statuses and Channels filter (empty: all). With Cursor

@@ -128,16 +128,21 @@ func (s *Service) attempt(ctx context.Context, n storage.Notification) outcome {
 		// Validation messages never echo the payload.
 		return outcome{err: fmt.Errorf("%w %s/%s: %s", errInvalidDestination, n.Channel, n.SecretName, err.Error())}
 	}
-	v, event := BuildValues(run, s.baseURL), channel.EventRunFinished
-	if n.EventKind == storage.NotificationEventVerifyFailed {
-		v, event = BuildDrillValues(run, op, s.baseURL), channel.EventVerifyFailed
-	}
-	m := channel.Message{Event: event, DeliveryID: n.ID, Date: s.clock.Now(), Destination: dest, Values: v,
-		Text: renderAll(set.Templates.forEvent(n.EventKind), v)}
-	if err := d.Send(ctx, m); err != nil {
+	if err := d.Send(ctx, buildMessage(n, run, op, set.Templates, s.baseURL, s.clock.Now(), dest)); err != nil {
 		return s.failedOrInterrupted(ctx, err)
 	}
 	return outcome{sent: true}
+}
+
+// buildMessage renders row n's message about run (op: its failed drill, for verify_failed).
+func buildMessage(n storage.Notification, run storage.NotificationRun, op storage.Operation, t Templates,
+	baseURL string, now time.Time, dest any) channel.Message {
+	v, event := BuildValues(run, baseURL), channel.EventRunFinished
+	if n.EventKind == storage.NotificationEventVerifyFailed {
+		v, event = BuildDrillValues(run, op, baseURL), channel.EventVerifyFailed
+	}
+	return channel.Message{Event: event, DeliveryID: n.ID, Date: now, Destination: dest, Values: v,
+		Text: renderAll(t.forEvent(n.EventKind), v)}
 }
 
 func (s *Service) failedOrInterrupted(ctx context.Context, err error) outcome {
