@@ -149,19 +149,20 @@ func TestNotificationSettingsAPI(t *testing.T) {
 
 	// The document keeps its shape: channels and templates in the original's order.
 	raw := string(b.c.Do(t, http.MethodGet, "/api/notifications/settings", nil).Body)
-	if !strings.Contains(raw, `"channels":{"wecom_bot":{"enabled":false},"email":{"enabled":true},"webhook":{"enabled":true}},"templates":{"wecom_markdown":`) ||
+	if !strings.Contains(raw, `"channels":{"wecom_bot":{"enabled":false},"email":{"enabled":true},"webhook":{"enabled":true}`) ||
+		!strings.Contains(raw, `"templates":{"wecom_markdown":`) ||
 		!strings.Contains(raw, `"email_subject":"[{{status_text}}] {{job}}","email_body":`) || !strings.Contains(raw, `,"verify_failed":{"wecom_markdown":`) {
 		t.Fatalf("settings document = %s", raw)
 	}
 
 	for body, wantCode := range map[string]string{
-		`{"channels":{"pager":{"enabled":true}}}`:      "invalid_json",
-		`{"templates":{"pager_text":"x"}}`:             "invalid_json",
-		`{"templates":{"verify_failed":{"nope":"x"}}}`: "invalid_json",
-		`{"channels":{"email":{"enabled":"yes"}}}`:     "invalid_json",
-		`{"templates":{"email_body":"  "}}`:            "invalid_template",
-		`{"enabled":true,"colour":"red"}`:              "invalid_json",
-		`{"enabled":"yes"}`:                            "invalid_json",
+		`{"channels":{"no_such_channel":{"enabled":true}}}`: "invalid_json",
+		`{"templates":{"no_such_channel_text":"x"}}`:        "invalid_json",
+		`{"templates":{"verify_failed":{"nope":"x"}}}`:      "invalid_json",
+		`{"channels":{"email":{"enabled":"yes"}}}`:          "invalid_json",
+		`{"templates":{"email_body":"  "}}`:                 "invalid_template",
+		`{"enabled":true,"colour":"red"}`:                   "invalid_json",
+		`{"enabled":"yes"}`:                                 "invalid_json",
 	} {
 		resp := b.c.Do(t, http.MethodPut, "/api/notifications/settings", body)
 		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != wantCode {
@@ -207,8 +208,8 @@ func TestNotificationTemplateValidationAPI(t *testing.T) {
 	if resp.Status != http.StatusOK || !strings.Contains(string(resp.Body), `"unknown_placeholders":[]`) {
 		t.Fatalf("defaults: %d %s", resp.Status, resp.Body)
 	}
-	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"templates":{"pager_text":"x"}}`)
-	if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_json" || !strings.Contains(string(resp.Body), `"field":"pager_text"`) {
+	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"templates":{"no_such_channel_text":"x"}}`)
+	if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_json" || !strings.Contains(string(resp.Body), `"field":"no_such_channel_text"`) {
 		t.Fatalf("unknown template: %d %s", resp.Status, resp.Body)
 	}
 	// The web UI sends the templates object itself.

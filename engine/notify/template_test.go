@@ -174,7 +174,7 @@ func TestSettingsDecodeAndValidate(t *testing.T) {
 		t.Fatalf("decoded %+v", s)
 	}
 	b, _ := json.Marshal(DefaultSettings())
-	if !strings.Contains(string(b), `"channels":{"wecom_bot":{"enabled":true},"email":{"enabled":true},"webhook":{"enabled":true}}`) {
+	if !strings.Contains(string(b), `"channels":{"wecom_bot":{"enabled":true},"email":{"enabled":true},"webhook":{"enabled":true}`) {
 		t.Fatalf("settings JSON = %s", b)
 	}
 	for field, mutate := range map[string]func(*Settings){
