@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/bastion-backup/bastion/engine/notify"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
@@ -179,7 +180,7 @@ func (s *Server) dashboardData(r *http.Request, now time.Time, loc *time.Locatio
 			return err
 		}
 
-		nf := storage.NotificationQueueFilter{Node: secrets.HubNode, Statuses: []string{storage.NotificationFailed}, Limit: dashboardListLimit}
+		nf := storage.NotificationQueueFilter{Node: secrets.HubNode, Kinds: notify.StorageKinds(), Statuses: []string{storage.NotificationFailed}, Limit: dashboardListLimit}
 		notes, err := q.ListNotificationQueue(ctx, nf)
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/jobspec"
+	"github.com/bastion-backup/bastion/engine/notify"
 	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/schedule"
@@ -308,6 +309,9 @@ func (s *Server) validateJob(ctx context.Context, b jobBody) (validJob, error) {
 			return v, respond.BadRequest("invalid_spec", je.Message).Reason(je.Reason).Field(je.Field)
 		}
 		return v, respond.BadRequest("invalid_spec", "spec is not valid").Reason("invalid_format").Field("spec")
+	}
+	if field, msg := notify.ValidateJobNotifications(spec.Notifications); field != "" {
+		return v, respond.BadRequest("invalid_spec", msg).Reason("unsupported").Field(field)
 	}
 	v.spec, v.specJSON = spec, b.Spec
 	if spec.Target.Type == jobspec.TargetWebDAV {

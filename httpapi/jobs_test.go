@@ -150,6 +150,9 @@ func TestJobValidationOrderAndCodes(t *testing.T) {
 		{"SpecRule", map[string]any{"spec": json.RawMessage(`{"v":1,"type":"filesystem","source":{"paths":[]},"target":{"type":"local_dir","base_dir":"/bk"}}`)},
 			"invalid_spec", "spec.source.paths", "", "paths"},
 		{"SpecBeforeSecret", map[string]any{"spec": json.RawMessage(`{"v":1,"type":"nope"}`), "schedule": "bad"}, "invalid_spec", "", "", ""},
+		// Job specs keep a destination list per channel; a list named after no channel is refused.
+		{"NotifyUnknownChannel", map[string]any{"spec": json.RawMessage(`{"v":1,"type":"filesystem","source":{"paths":["/a"]},"target":{"type":"local_dir","base_dir":"/bk"},"notifications":{"mode":"custom","no_such_channel":["p"]}}`)},
+			"invalid_spec", "spec.notifications.no_such_channel", "unsupported", "wecom_bot, email, webhook"},
 		{"WebDAVSecretMissing", map[string]any{"spec": webdav}, "invalid_webdav_secret", "spec.target.secret_name", "", ""},
 		{"WebDAVSecretOfAnotherNode", map[string]any{"spec": webdav, "agent_id": "live"}, "invalid_webdav_secret", "spec.target.secret_name", "", ""},
 		{"Schedule", map[string]any{"schedule": "10 * * * * *"}, "invalid_schedule", "schedule", "invalid_format", ""},

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -90,8 +91,11 @@ func (s *Server) putNotificationSettings(w http.ResponseWriter, r *http.Request)
 		respond.Error(w, r, notifyError(err))
 		return
 	}
-	zerolog.Ctx(ctx).Info().Bool("enabled", set.Enabled).Bool("wecom_enabled", set.Channels.WeComBot.Enabled).
-		Bool("email_enabled", set.Channels.Email.Enabled).Bool("webhook_enabled", set.Channels.Webhook.Enabled).
+	switches := zerolog.Dict()
+	for _, ch := range notify.AllChannels {
+		switches.Bool(ch, set.ChannelEnabled(ch))
+	}
+	zerolog.Ctx(ctx).Info().Bool("enabled", set.Enabled).Dict("channels_enabled", switches).
 		Int64("canceled", res.Canceled).Int("unknown_placeholders", len(res.UnknownPlaceholders)).
 		Msg("notification settings updated")
 	respond.NoContent(w)
@@ -107,35 +111,43 @@ type templateValidation struct {
 // one is 400 invalid_template; otherwise 200 with the {{...}} that are not placeholders (kept
 // literally when rendering) and the list of placeholders. Nothing is saved.
 func (s *Server) validateNotificationTemplates(w http.ResponseWriter, r *http.Request) {
-	set := notify.DefaultSettings()
-	var req struct {
-		Templates     *notify.Templates `json:"templates"`
-		WeComMarkdown *string           `json:"wecom_markdown"`
-		EmailSubject  *string           `json:"email_subject"`
-		EmailBody     *string           `json:"email_body"`
-	}
-	req.Templates = &set.Templates
+	req := templatesRequest{set: notify.DefaultSettings()}
 	if err := respond.DecodeJSON(r, &req); err != nil {
 		respond.Error(w, r, err)
 		return
 	}
-	for _, f := range []struct {
-		v   *string
-		dst *string
-	}{{req.WeComMarkdown, &set.Templates.WeComMarkdown}, {req.EmailSubject, &set.Templates.EmailSubject}, {req.EmailBody, &set.Templates.EmailBody}} {
-		if f.v != nil {
-			*f.dst = *f.v
-		}
-	}
-	if err := notify.ValidateSettings(set); err != nil {
+	if err := notify.ValidateSettings(req.set); err != nil {
 		respond.Error(w, r, notifyError(err))
 		return
 	}
-	out := templateValidation{UnknownPlaceholders: notify.UnknownPlaceholders(set.Templates), Placeholders: notify.Placeholders}
+	out := templateValidation{UnknownPlaceholders: notify.UnknownPlaceholders(req.set.Templates), Placeholders: notify.Placeholders}
 	if out.UnknownPlaceholders == nil {
 		out.UnknownPlaceholders = []notify.UnknownPlaceholder{}
 	}
 	respond.JSON(w, http.StatusOK, out)
+}
+
+// templatesRequest reads a templates object over set's templates; its "templates" member, if
+// any, is read first and the object's own template keys override it. notify.Templates knows the
+// channels' template keys and refuses others.
+type templatesRequest struct{ set notify.Settings }
+
+func (t *templatesRequest) UnmarshalJSON(data []byte) error {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	if wrapped, ok := doc["templates"]; ok {
+		if err := json.Unmarshal(wrapped, &t.set.Templates); err != nil {
+			return err
+		}
+		delete(doc, "templates")
+	}
+	rest, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(rest, &t.set.Templates)
 }
 
 func (s *Server) listNotificationDestinations(w http.ResponseWriter, r *http.Request) {

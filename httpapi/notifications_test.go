@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bastion-backup/bastion/engine/notify"
+	"github.com/bastion-backup/bastion/engine/notify/channel/webhook"
 	"github.com/bastion-backup/bastion/engine/notify/send"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi"
@@ -128,7 +130,7 @@ func TestNotificationSettingsAPI(t *testing.T) {
 	resp := b.c.Do(t, http.MethodGet, "/api/notifications/settings", nil)
 	var set notify.Settings
 	resp.Decode(t, &set)
-	if resp.Status != http.StatusOK || set != notify.DefaultSettings() {
+	if resp.Status != http.StatusOK || !reflect.DeepEqual(set, notify.DefaultSettings()) {
 		t.Fatalf("GET settings = %d %+v", resp.Status, set)
 	}
 
@@ -139,16 +141,28 @@ func TestNotificationSettingsAPI(t *testing.T) {
 	}
 	b.c.Do(t, http.MethodGet, "/api/notifications/settings", nil).Decode(t, &set)
 	want := notify.DefaultSettings()
-	want.Channels.WeComBot.Enabled = false
-	want.Templates.EmailSubject = "[{{status_text}}] {{job}}"
-	if set != want {
+	want.Channels["wecom_bot"] = notify.ChannelSettings{Enabled: false}
+	want.Templates.Run["email_subject"] = "[{{status_text}}] {{job}}"
+	if !reflect.DeepEqual(set, want) {
 		t.Fatalf("settings after PUT = %+v", set)
 	}
 
+	// The document keeps its shape: channels and templates in the original's order.
+	raw := string(b.c.Do(t, http.MethodGet, "/api/notifications/settings", nil).Body)
+	if !strings.Contains(raw, `"channels":{"wecom_bot":{"enabled":false},"email":{"enabled":true},"webhook":{"enabled":true}`) ||
+		!strings.Contains(raw, `"templates":{"wecom_markdown":`) ||
+		!strings.Contains(raw, `"email_subject":"[{{status_text}}] {{job}}","email_body":`) || !strings.Contains(raw, `,"verify_failed":{"wecom_markdown":`) {
+		t.Fatalf("settings document = %s", raw)
+	}
+
 	for body, wantCode := range map[string]string{
-		`{"templates":{"email_body":"  "}}`: "invalid_template",
-		`{"enabled":true,"colour":"red"}`:   "invalid_json",
-		`{"enabled":"yes"}`:                 "invalid_json",
+		`{"channels":{"no_such_channel":{"enabled":true}}}`: "invalid_json",
+		`{"templates":{"no_such_channel_text":"x"}}`:        "invalid_json",
+		`{"templates":{"verify_failed":{"nope":"x"}}}`:      "invalid_json",
+		`{"channels":{"email":{"enabled":"yes"}}}`:          "invalid_json",
+		`{"templates":{"email_body":"  "}}`:                 "invalid_template",
+		`{"enabled":true,"colour":"red"}`:                   "invalid_json",
+		`{"enabled":"yes"}`:                                 "invalid_json",
 	} {
 		resp := b.c.Do(t, http.MethodPut, "/api/notifications/settings", body)
 		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != wantCode {
@@ -193,6 +207,10 @@ func TestNotificationTemplateValidationAPI(t *testing.T) {
 	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"templates":{}}`)
 	if resp.Status != http.StatusOK || !strings.Contains(string(resp.Body), `"unknown_placeholders":[]`) {
 		t.Fatalf("defaults: %d %s", resp.Status, resp.Body)
+	}
+	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"templates":{"no_such_channel_text":"x"}}`)
+	if resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_json" || !strings.Contains(string(resp.Body), `"field":"no_such_channel_text"`) {
+		t.Fatalf("unknown template: %d %s", resp.Status, resp.Body)
 	}
 	// The web UI sends the templates object itself.
 	resp = b.c.Do(t, http.MethodPost, "/api/notifications/templates/validate", `{"email_subject":"{{nope}}","email_body":"{{job_name}}"}`)
@@ -317,7 +335,7 @@ func TestNotificationTestSendAPI(t *testing.T) {
 	if resp := b.c.Do(t, http.MethodPost, "/api/notifications/destinations/webhook/hook/test", nil); resp.Status != http.StatusNoContent {
 		t.Fatalf("test webhook: %d %s", resp.Status, resp.Body)
 	}
-	var body notify.WebhookBody
+	var body webhook.Body
 	if err := json.Unmarshal(<-got, &body); err != nil || body.Event != notify.WebhookEventTest || !strings.Contains(body.Text, "Destination: hook") {
 		t.Fatalf("test body = %+v %v", body, err)
 	}

@@ -11,17 +11,31 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/engine/notify"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 )
 
-// secretKinds maps the path segment of /api/secrets/{kind} to the stored kind. Age identities
-// are created by the backup pipeline, never through this API.
-var secretKinds = map[string]string{
-	"webdav":    secrets.KindWebDAV,
-	"smtp":      secrets.KindSMTP,
-	"wecom-bot": secrets.KindWeComBot,
-	"webhook":   secrets.KindWebhook,
+// secretKinds maps the path segment of /api/secrets/{kind} to the stored kind: webdav, then the
+// secret kind of each notification channel with "_" spelt "-" (wecom-bot). Age identities are
+// created by the backup pipeline, never through this API.
+var secretKinds, secretKindSegments = func() (map[string]string, []string) {
+	m, segs := map[string]string{"webdav": secrets.KindWebDAV}, []string{"webdav"}
+	for _, d := range notify.Channels() {
+		seg := strings.ReplaceAll(d.SecretKind(), "_", "-")
+		m[seg] = d.SecretKind()
+		segs = append(segs, seg)
+	}
+	return m, segs
+}()
+
+// decodeSecretPayload validates a payload of kind: a notification channel's destination is its
+// driver's to check.
+func decodeSecretPayload(kind string, body []byte) (any, error) {
+	if d, ok := notify.Channels().ByKind(kind); ok {
+		return d.DecodeDestination(body)
+	}
+	return secrets.DecodePayload(kind, body)
 }
 
 // secretRoutes serve the Hub's own credentials (node "hub"). GET of one secret returns its
@@ -45,8 +59,8 @@ func (s *Server) secretTarget(w http.ResponseWriter, r *http.Request, withName b
 	seg := pathParam(r, "kind")
 	kind, known := secretKinds[seg]
 	if !known {
-		respond.Error(w, r, respond.NotFound("unknown_secret_kind", "unknown secret kind: use webdav, smtp, wecom-bot or webhook").
-			Field("kind").Param("kinds", []string{"webdav", "smtp", "wecom-bot", "webhook"}))
+		respond.Error(w, r, respond.NotFound("unknown_secret_kind", "unknown secret kind: use "+orList(secretKindSegments)).
+			Field("kind").Param("kinds", secretKindSegments))
 		return "", "", false
 	}
 	if !withName {
@@ -193,7 +207,7 @@ func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind,
 			return false
 		}
 	}
-	payload, err := secrets.DecodePayload(kind, body)
+	payload, err := decodeSecretPayload(kind, body)
 	if err != nil {
 		respond.Error(w, r, validationError(err))
 		return false
@@ -282,4 +296,12 @@ func secretError(err error) error {
 		return respond.New(http.StatusInternalServerError, "secret_undecryptable", de.Error()).Cause(err)
 	}
 	return err
+}
+
+// orList joins items as "a, b, c or d".
+func orList(items []string) string {
+	if len(items) < 2 {
+		return strings.Join(items, "")
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
 }

@@ -21,7 +21,7 @@ const (
 type Notification struct {
 	ID            string
 	RunID         string
-	Channel       string // wecom_bot | email | webhook
+	Channel       string // a channel name (engine/notify/channel/all)
 	SecretName    string
 	Status        string
 	Attempts      int
@@ -275,15 +275,32 @@ func (q Q) RetryNotificationNow(ctx context.Context, id string, now int64) (bool
 	return k == 1, nil
 }
 
-// NotificationSecretKind is the secret kind behind a notification channel ("" for an unknown one).
-func NotificationSecretKind(channel string) string {
-	switch channel {
-	case "email":
-		return "smtp"
-	case "wecom_bot", "webhook":
-		return channel
+// NotificationKind pairs a notification channel with the kind of the secrets that are its
+// destinations. The engine's channel list supplies them: storage knows no channel by name.
+type NotificationKind struct {
+	Channel    string
+	SecretKind string
+}
+
+// kindCase is a SQL CASE mapping expr (a channel or a secret kind, per toKind) through kinds,
+// NULL when nothing matches, with its arguments.
+func kindCase(expr string, kinds []NotificationKind, toKind bool) (string, []any) {
+	if len(kinds) == 0 {
+		return "NULL", nil
 	}
-	return ""
+	var b strings.Builder
+	args := make([]any, 0, 2*len(kinds))
+	b.WriteString("CASE " + expr)
+	for _, k := range kinds {
+		b.WriteString(" WHEN ? THEN ?")
+		if toKind {
+			args = append(args, k.Channel, k.SecretKind)
+		} else {
+			args = append(args, k.SecretKind, k.Channel)
+		}
+	}
+	b.WriteString(" END")
+	return b.String(), args
 }
 
 // NotificationDestination is a Hub secret usable as a notification destination, with its enable
@@ -295,17 +312,29 @@ type NotificationDestination struct {
 	UpdatedAt int64 // the later of the secret's and the flag's updates
 }
 
-const qListNotificationDestinations = `SELECT CASE s.kind WHEN 'smtp' THEN 'email' ELSE s.kind END, s.name,
+func listDestinationsQuery(node string, kinds []NotificationKind) (string, []any) {
+	channelOf, args := kindCase("s.kind", kinds, false)
+	in := make([]any, len(kinds))
+	for i, k := range kinds {
+		in[i] = k.SecretKind
+	}
+	cond := "0"
+	if len(kinds) > 0 {
+		cond = "s.kind IN (" + placeholders(len(kinds)) + ")"
+	}
+	return `SELECT ` + channelOf + `, s.name,
 		COALESCE(d.enabled, 1), MAX(s.updated_at, COALESCE(d.updated_at, 0))
 	FROM secrets s LEFT JOIN notification_destinations d
 		ON d.node_id = s.node_id AND d.secret_kind = s.kind AND d.secret_name = s.name
-	WHERE s.node_id = ? AND s.kind IN ('wecom_bot', 'smtp', 'webhook')
-	ORDER BY 1, 2`
+	WHERE s.node_id = ? AND ` + cond + `
+	ORDER BY 1, 2`, append(append(args, node), in...)
+}
 
-// ListNotificationDestinations returns node's secrets of the notification kinds with their flags,
-// ordered by channel and name.
-func (q Q) ListNotificationDestinations(ctx context.Context, node string) ([]NotificationDestination, error) {
-	rows, err := q.ex.QueryContext(ctx, qListNotificationDestinations, node)
+// ListNotificationDestinations returns node's secrets of the kinds of kinds with their flags,
+// as destinations of their channels, ordered by channel and name.
+func (q Q) ListNotificationDestinations(ctx context.Context, node string, kinds []NotificationKind) ([]NotificationDestination, error) {
+	query, args := listDestinationsQuery(node, kinds)
+	rows, err := q.ex.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list notification destinations: %w", err)
 	}
@@ -324,10 +353,9 @@ func (q Q) ListNotificationDestinations(ctx context.Context, node string) ([]Not
 	return out, nil
 }
 
-// NotificationDestinationState reports whether the secret behind a destination exists and whether
-// the destination is enabled.
-func (q Q) NotificationDestinationState(ctx context.Context, node, channel, name string) (exists, enabled bool, err error) {
-	kind := NotificationSecretKind(channel)
+// NotificationDestinationState reports whether the secret behind a destination (secret kind and
+// name) exists and whether the destination is enabled.
+func (q Q) NotificationDestinationState(ctx context.Context, node, kind, name string) (exists, enabled bool, err error) {
 	err = q.ex.QueryRowContext(ctx, `SELECT 1, COALESCE((SELECT enabled FROM notification_destinations
 			WHERE node_id = s.node_id AND secret_kind = s.kind AND secret_name = s.name), 1)
 		FROM secrets s WHERE s.node_id = ? AND s.kind = ? AND s.name = ?`, node, kind, name).Scan(&exists, &enabled)
@@ -335,35 +363,38 @@ func (q Q) NotificationDestinationState(ctx context.Context, node, channel, name
 		return false, false, nil
 	}
 	if err != nil {
-		return false, false, fmt.Errorf("read destination %s/%s: %w", channel, name, err)
+		return false, false, fmt.Errorf("read destination %s/%s: %w", kind, name, err)
 	}
 	return exists, enabled, nil
 }
 
-// SetNotificationDestinationEnabled stores a destination's flag. The secret must exist (the
-// flag's foreign key): ErrNotFound otherwise.
-func (q Q) SetNotificationDestinationEnabled(ctx context.Context, node, channel, name string, enabled bool, now int64) error {
-	kind := NotificationSecretKind(channel)
+// SetNotificationDestinationEnabled stores the flag of the destination held by secret kind/name.
+// The secret must exist (the flag's foreign key): ErrNotFound otherwise.
+func (q Q) SetNotificationDestinationEnabled(ctx context.Context, node, kind, name string, enabled bool, now int64) error {
 	res, err := q.ex.ExecContext(ctx, `INSERT INTO notification_destinations(node_id, secret_kind, secret_name, enabled, created_at, updated_at)
 		SELECT s.node_id, s.kind, s.name, ?, ?, ? FROM secrets s WHERE s.node_id = ? AND s.kind = ? AND s.name = ?
 		ON CONFLICT(node_id, secret_kind, secret_name) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at`,
 		enabled, now, now, node, kind, name)
-	return affectedOne(res, err, fmt.Sprintf("set destination %s/%s enabled=%t", channel, name, enabled))
+	return affectedOne(res, err, fmt.Sprintf("set destination %s/%s enabled=%t", kind, name, enabled))
 }
 
-// EnabledNotificationDestinations returns the names of node's enabled destinations of a channel.
-func (q Q) EnabledNotificationDestinations(ctx context.Context, node, channel string) ([]string, error) {
-	return q.queryStrings(ctx, "list enabled "+channel+" destinations", `SELECT s.name FROM secrets s
+// EnabledNotificationDestinations returns the names of node's enabled destinations held in
+// secrets of kind.
+func (q Q) EnabledNotificationDestinations(ctx context.Context, node, kind string) ([]string, error) {
+	return q.queryStrings(ctx, "list enabled "+kind+" destinations", `SELECT s.name FROM secrets s
 		LEFT JOIN notification_destinations d ON d.node_id = s.node_id AND d.secret_kind = s.kind AND d.secret_name = s.name
 		WHERE s.node_id = ? AND s.kind = ? AND COALESCE(d.enabled, 1) = 1 ORDER BY s.name`,
-		node, NotificationSecretKind(channel))
+		node, kind)
 }
 
 // NotificationQueueFilter selects queue rows for listing. Empty slices match everything. With
 // After set, rows strictly older than it in (created_at DESC, id DESC) order are returned
 // (keyset paging); otherwise Offset rows are skipped.
 type NotificationQueueFilter struct {
-	Node     string // the node whose secrets the destination flags refer to
+	Node string // the node whose secrets the destination flags refer to
+	// Kinds map channels to their secret kinds, to find each row's destination; a row of a
+	// channel not listed reads as destination deleted.
+	Kinds    []NotificationKind
 	Statuses []string
 	Channels []string
 	After    *NotificationCursor
@@ -386,7 +417,8 @@ type NotificationQueueItem struct {
 	DestinationEnabled bool
 }
 
-const qNotificationQueueSelect = `SELECT n.id, n.run_id, n.channel, n.secret_name, n.status, n.attempts, n.next_attempt_at,
+const (
+	qNotificationQueueSelectHead = `SELECT n.id, n.run_id, n.channel, n.secret_name, n.status, n.attempts, n.next_attempt_at,
 		n.lease_until, n.last_error, n.last_error_kind, n.sent_at, n.created_at, n.updated_at, n.event_kind, n.operation_id,
 		COALESCE(r.job_id, ''), COALESCE(j.name, r.job_id, ''),
 		s.name IS NULL, s.name IS NOT NULL AND COALESCE(d.enabled, 1) = 1
@@ -394,9 +426,11 @@ const qNotificationQueueSelect = `SELECT n.id, n.run_id, n.channel, n.secret_nam
 	LEFT JOIN runs r ON r.id = n.run_id
 	LEFT JOIN jobs j ON j.id = r.job_id
 	LEFT JOIN secrets s ON s.node_id = ?
-		AND s.kind = CASE n.channel WHEN 'email' THEN 'smtp' ELSE n.channel END AND s.name = n.secret_name
+		AND s.kind = `
+	qNotificationQueueSelectTail = ` AND s.name = n.secret_name
 	LEFT JOIN notification_destinations d
 		ON d.node_id = s.node_id AND d.secret_kind = s.kind AND d.secret_name = s.name`
+)
 
 // queueWhere is the WHERE clause (possibly empty) and arguments of a queue filter; the cursor
 // condition is included when withCursor is set.
@@ -433,8 +467,9 @@ func queueListQuery(f NotificationQueueFilter) (string, []any) {
 	if f.After != nil {
 		offset = 0
 	}
-	args = append([]any{f.Node}, args...)
-	return qNotificationQueueSelect + where + " ORDER BY n.created_at DESC, n.id DESC LIMIT ? OFFSET ?",
+	kindOf, kargs := kindCase("n.channel", f.Kinds, true)
+	args = append(append([]any{f.Node}, kargs...), args...)
+	return qNotificationQueueSelectHead + kindOf + qNotificationQueueSelectTail + where + " ORDER BY n.created_at DESC, n.id DESC LIMIT ? OFFSET ?",
 		append(args, f.Limit, offset)
 }
 

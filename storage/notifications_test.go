@@ -226,21 +226,25 @@ func TestCancelRetryAndCancelOne(t *testing.T) {
 	}
 }
 
+// testKinds are today's channels as the engine's list describes them.
+var testKinds = []storage.NotificationKind{{Channel: "wecom_bot", SecretKind: "wecom_bot"},
+	{Channel: "email", SecretKind: "smtp"}, {Channel: "webhook", SecretKind: "webhook"}}
+
 func TestDestinationFlags(t *testing.T) {
 	t.Parallel()
 	b := setupNotif(t)
 	q := b.db.Writer()
-	if err := q.SetNotificationDestinationEnabled(b.ctx, "hub", "email", "ops", false, 9); !errors.Is(err, storage.ErrNotFound) {
+	if err := q.SetNotificationDestinationEnabled(b.ctx, "hub", "smtp", "ops", false, 9); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("flag on a missing secret: %v, want ErrNotFound", err)
 	}
 	b.addSecret(t, "smtp", "ops")
 	b.addSecret(t, "wecom_bot", "team")
 	b.addSecret(t, "webhook", "hook")
 	b.addSecret(t, "webdav", "nas") // not a notification kind
-	if err := q.SetNotificationDestinationEnabled(b.ctx, "hub", "email", "ops", false, 9); err != nil {
+	if err := q.SetNotificationDestinationEnabled(b.ctx, "hub", "smtp", "ops", false, 9); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := b.db.Reader().ListNotificationDestinations(b.ctx, "hub")
+	ds, err := b.db.Reader().ListNotificationDestinations(b.ctx, "hub", testKinds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,17 +253,17 @@ func TestDestinationFlags(t *testing.T) {
 	if got != want {
 		t.Fatalf("destinations = %s, want %s", got, want)
 	}
-	names, err := b.db.Reader().EnabledNotificationDestinations(b.ctx, "hub", "email")
+	names, err := b.db.Reader().EnabledNotificationDestinations(b.ctx, "hub", "smtp")
 	if err != nil || len(names) != 0 {
 		t.Fatalf("enabled email = %v %v", names, err)
 	}
-	if ex, en, err := b.db.Reader().NotificationDestinationState(b.ctx, "hub", "email", "ops"); err != nil || !ex || en {
+	if ex, en, err := b.db.Reader().NotificationDestinationState(b.ctx, "hub", "smtp", "ops"); err != nil || !ex || en {
 		t.Fatalf("state = %t %t %v", ex, en, err)
 	}
 	if _, err := b.db.Writer().Exec(b.ctx, `DELETE FROM secrets WHERE kind = 'smtp' AND name = 'ops'`); err != nil {
 		t.Fatal(err)
 	}
-	if ex, _, err := b.db.Reader().NotificationDestinationState(b.ctx, "hub", "email", "ops"); err != nil || ex {
+	if ex, _, err := b.db.Reader().NotificationDestinationState(b.ctx, "hub", "smtp", "ops"); err != nil || ex {
 		t.Fatalf("deleted destination exists=%t %v", ex, err)
 	}
 	var flags int
@@ -287,7 +291,7 @@ func TestQueueListingFiltersAndKeysetPaging(t *testing.T) {
 
 	r := b.db.Reader()
 	var ids []string
-	f := storage.NotificationQueueFilter{Node: "hub", Limit: 2}
+	f := storage.NotificationQueueFilter{Node: "hub", Kinds: testKinds, Limit: 2}
 	for range 3 {
 		page, err := r.ListNotificationQueue(b.ctx, f)
 		if err != nil {
@@ -306,7 +310,7 @@ func TestQueueListingFiltersAndKeysetPaging(t *testing.T) {
 		t.Fatalf("keyset pages = %v, want [d c b a]", ids)
 	}
 
-	all, err := r.ListNotificationQueue(b.ctx, storage.NotificationQueueFilter{Node: "hub", Limit: 10})
+	all, err := r.ListNotificationQueue(b.ctx, storage.NotificationQueueFilter{Node: "hub", Kinds: testKinds, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +328,7 @@ func TestQueueListingFiltersAndKeysetPaging(t *testing.T) {
 		t.Errorf("a = %+v, want present and enabled", it)
 	}
 
-	f = storage.NotificationQueueFilter{Node: "hub", Statuses: []string{"queued"}, Channels: []string{"email"}, Limit: 10}
+	f = storage.NotificationQueueFilter{Node: "hub", Kinds: testKinds, Statuses: []string{"queued"}, Channels: []string{"email"}, Limit: 10}
 	page, err := r.ListNotificationQueue(b.ctx, f)
 	if err != nil {
 		t.Fatal(err)

@@ -68,7 +68,7 @@ var hotQueries = []struct {
 	{"notification queue page, filtered", planQueueFilteredQ, planQueueFilteredArgs},
 	{"notification queue page after cursor", planQueueCursorQ, planQueueCursorArgs},
 	{"notification queue count", planQueueCountQ, planQueueCountArgs},
-	{"notification destinations", qListNotificationDestinations, []any{"hub"}},
+	{"notification destinations", planDestinationsQ, planDestinationsArgs},
 	{"dashboard: run totals of a day", qRunTotalsBetween, []any{1, 2}},
 	{"dashboard: runs by status since", qRunsByStatusSince, []any{RunFailed, 1, 10}},
 	{"dashboard: count runs by status since", qCountRunsByStatusSince, []any{RunFailed, 1}},

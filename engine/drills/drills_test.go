@@ -20,6 +20,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/jobgate"
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/notify"
+	"github.com/bastion-backup/bastion/engine/notify/channel/webhook"
 	"github.com/bastion-backup/bastion/engine/operations"
 	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
@@ -44,7 +45,7 @@ type testBundle struct {
 	passes  chan struct{}
 
 	hookMu   sync.Mutex
-	webhooks []notify.WebhookBody
+	webhooks []webhook.Body
 }
 
 // memSecrets serves the one webhook destination; its placeholder row in secrets makes it a
@@ -64,7 +65,7 @@ func setup(t *testing.T) *testBundle {
 	log := zerolog.New(zerolog.NewConsoleWriter(zerolog.ConsoleTestWriter(t)))
 
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var wb notify.WebhookBody
+		var wb webhook.Body
 		body, _ := io.ReadAll(r.Body)
 		if err := json.Unmarshal(body, &wb); err != nil {
 			t.Errorf("webhook body: %v", err)
@@ -278,10 +279,10 @@ func TestDrillFiresOnScheduleWithFakeClock(t *testing.T) {
 	}
 }
 
-func (b *testBundle) webhooksSeen() []notify.WebhookBody {
+func (b *testBundle) webhooksSeen() []webhook.Body {
 	b.hookMu.Lock()
 	defer b.hookMu.Unlock()
-	return append([]notify.WebhookBody(nil), b.webhooks...)
+	return append([]webhook.Body(nil), b.webhooks...)
 }
 
 func TestCorruptedPartFailsTheDrillAndNotifies(t *testing.T) {
@@ -302,7 +303,7 @@ func TestCorruptedPartFailsTheDrillAndNotifies(t *testing.T) {
 	if err != nil || op.Error == nil || !strings.Contains(*op.Error, format.PartName(1)) {
 		t.Fatalf("drill operation %+v %v: want an error naming the damaged part", op, err)
 	}
-	var got []notify.WebhookBody
+	var got []webhook.Body
 	waitFor(t, "the verify_failed webhook", func() bool { got = b.webhooksSeen(); return len(got) > 0 })
 	wb := got[0]
 	if wb.Event != notify.WebhookEventVerifyFailed || wb.OperationID == nil || *wb.OperationID != op.ID ||

@@ -8,8 +8,11 @@
 package jobspec
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
 )
 
 // Source types.
@@ -128,12 +131,83 @@ type Limits struct {
 
 // Notifications names the destinations of a job's notifications. With mode "inherit" the Hub's
 // defaults apply and the lists are kept but unused.
+//
+// In JSON the lists are members named after their channel, beside "mode":
+// {"mode": "custom", "wecom_bot": [...], "email": [...], "webhook": [...]}. This package knows no
+// channel: any other member must be a list of names, and the Hub checks the names against its
+// channel list (notify.ValidateJobNotifications) when a job is saved.
 type Notifications struct {
-	Mode     string   `json:"mode"`
-	WeComBot []string `json:"wecom_bot"`
-	Email    []string `json:"email"`
-	// Webhook is a Go-rewrite addition: names of "webhook" secrets.
-	Webhook []string `json:"webhook,omitempty"`
+	Mode string
+	// Destinations are the destination (secret) names by channel name.
+	Destinations map[string][]string
+}
+
+// alwaysListed are the lists the original's specs always carry, written even when empty so that a
+// spec reads back as it did before the lists were keyed by channel.
+var alwaysListed = []string{"wecom_bot", "email"}
+
+// UnmarshalJSON reads "mode" and one list of names per other member; null lists read as empty.
+func (n *Notifications) UnmarshalJSON(data []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return err
+	}
+	if m == nil {
+		return nil
+	}
+	if n.Destinations == nil {
+		n.Destinations = map[string][]string{}
+	}
+	for k, raw := range m {
+		if k == "mode" {
+			if err := json.Unmarshal(raw, &n.Mode); err != nil {
+				return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf(""), Field: k}
+			}
+			continue
+		}
+		var names []string
+		if err := json.Unmarshal(raw, &names); err != nil {
+			return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf(names), Field: k}
+		}
+		if names == nil {
+			names = []string{}
+		}
+		n.Destinations[k] = names
+	}
+	return nil
+}
+
+// MarshalJSON writes "mode", the lists the original always carries, then the other non-empty
+// lists by channel name.
+func (n Notifications) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	mode, _ := json.Marshal(n.Mode)
+	b.WriteString(`{"mode":`)
+	b.Write(mode)
+	keys := make([]string, 0, len(n.Destinations))
+	for k, v := range n.Destinations {
+		if len(v) > 0 && !slices.Contains(alwaysListed, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range append(slices.Clone(alwaysListed), keys...) {
+		names := n.Destinations[k]
+		if names == nil {
+			names = []string{}
+		}
+		kb, _ := json.Marshal(k)
+		vb, err := json.Marshal(names)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteByte(',')
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(vb)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
 }
 
 // Retention is the job's snapshot retention policy. The keep_hourly … keep_yearly rules (GFS,
@@ -262,15 +336,8 @@ func (s Spec) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode job spec source: %w", err)
 	}
-	n := s.Notifications
-	if n.WeComBot == nil {
-		n.WeComBot = []string{}
-	}
-	if n.Email == nil {
-		n.Email = []string{}
-	}
 	return json.Marshal(specJSON{
-		V: s.V, Type: s.Type, Pipeline: s.Pipeline, Notifications: n, Retention: s.Retention,
+		V: s.V, Type: s.Type, Pipeline: s.Pipeline, Notifications: s.Notifications, Retention: s.Retention,
 		Source: raw, Target: s.Target, Hooks: s.Hooks,
 	})
 }

@@ -46,7 +46,7 @@ func defaultPipeline() Pipeline {
 }
 
 func defaultNotifications() Notifications {
-	return Notifications{Mode: NotifyInherit, WeComBot: []string{}, Email: []string{}}
+	return Notifications{Mode: NotifyInherit, Destinations: map[string][]string{}}
 }
 
 func defaultRetention() Retention {
@@ -137,11 +137,8 @@ func normalize(s *Spec) {
 	if !s.HasHooks() {
 		s.Hooks = nil
 	}
-	if s.Notifications.WeComBot == nil {
-		s.Notifications.WeComBot = []string{}
-	}
-	if s.Notifications.Email == nil {
-		s.Notifications.Email = []string{}
+	if s.Notifications.Destinations == nil {
+		s.Notifications.Destinations = map[string][]string{}
 	}
 	if fs := s.Filesystem; fs != nil {
 		if fs.Paths == nil {

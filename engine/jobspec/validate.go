@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -137,13 +138,15 @@ func (s *Spec) validateNotifications() *Error {
 	if n.Mode != NotifyCustom {
 		return nil
 	}
-	for _, l := range []struct {
-		name  string
-		names []string
-	}{{"wecom_bot", n.WeComBot}, {"email", n.Email}, {"webhook", n.Webhook}} {
-		for _, name := range l.names {
+	channels := make([]string, 0, len(n.Destinations))
+	for ch := range n.Destinations {
+		channels = append(channels, ch)
+	}
+	slices.Sort(channels) // the first error is the same on every call
+	for _, ch := range channels {
+		for _, name := range n.Destinations[ch] {
 			if strings.TrimSpace(name) == "" {
-				return errorf("spec.notifications."+l.name, "required", "spec.notifications.%s destination names must not be blank", l.name)
+				return errorf("spec.notifications."+ch, "required", "spec.notifications.%s destination names must not be blank", ch)
 			}
 		}
 	}

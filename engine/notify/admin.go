@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/bastion-backup/bastion/engine/notify/channel"
 	"github.com/bastion-backup/bastion/engine/notify/send"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/storage"
@@ -83,7 +85,10 @@ func (s *Service) UpdateSettings(ctx context.Context, next Settings) (SettingsUp
 	return res, nil
 }
 
-// Destination is a notification destination: a Hub secret of kind wecom_bot, smtp or webhook.
+// testTitle is the title of a test send.
+const testTitle = "Bastion test notification"
+
+// Destination is a notification destination: a Hub secret of a channel's secret kind.
 type Destination struct {
 	Channel   string `json:"channel"`
 	Name      string `json:"name"`
@@ -93,7 +98,7 @@ type Destination struct {
 
 // Destinations lists every destination, by channel and name.
 func (s *Service) Destinations(ctx context.Context) ([]Destination, error) {
-	ds, err := s.db.Reader().ListNotificationDestinations(ctx, secrets.HubNode)
+	ds, err := s.db.Reader().ListNotificationDestinations(ctx, secrets.HubNode, storageKinds(s.channels))
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +118,7 @@ func (s *Service) SetDestinationEnabled(ctx context.Context, channel, name strin
 	now := s.clock.Now().Unix()
 	err = s.db.Write(ctx, func(q storage.Q) error {
 		canceled = 0
-		if err := q.SetNotificationDestinationEnabled(ctx, secrets.HubNode, channel, name, enabled, now); err != nil {
+		if err := q.SetNotificationDestinationEnabled(ctx, secrets.HubNode, SecretKindOf(channel), name, enabled, now); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				return ErrDestinationNotFound
 			}
@@ -134,19 +139,15 @@ func (s *Service) SetDestinationEnabled(ctx context.Context, channel, name strin
 // DestinationDeleted cancels the queued rows of a destination whose secret is being deleted.
 // Call it inside the transaction that deletes the secret, or right after the delete with
 // db.Writer() (a row missed between the two is canceled by the worker's send-time check anyway).
-// kind is the secret kind: wecom_bot, smtp or webhook; other kinds are ignored. Its failed rows stay, listed as destination_deleted.
-// A row being sent meets the send-time re-check and ends canceled too.
+// kind is the secret kind; kinds that are no channel's destinations are ignored. Its failed rows
+// stay, listed as destination_deleted. A row being sent meets the send-time re-check and ends
+// canceled too.
 func (s *Service) DestinationDeleted(ctx context.Context, q storage.Q, kind, name string) (int64, error) {
-	channel := ""
-	switch kind {
-	case secrets.KindSMTP:
-		channel = ChannelEmail
-	case secrets.KindWeComBot, secrets.KindWebhook:
-		channel = kind
-	default:
+	d, ok := s.channels.ByKind(kind)
+	if !ok {
 		return 0, nil
 	}
-	return q.CancelQueuedNotifications(ctx, channel, name, ReasonDestinationDeleted, s.clock.Now().Unix())
+	return q.CancelQueuedNotifications(ctx, d.Name(), name, ReasonDestinationDeleted, s.clock.Now().Unix())
 }
 
 // SecretDeleted is DestinationDeleted for a secret whose delete has committed, with the signature
@@ -166,41 +167,39 @@ func (s *Service) SecretDeleted(ctx context.Context, kind, name string) error {
 // TestDestination sends a fixed test message (not the templates) naming the destination and the
 // time, synchronously, whatever the switches say. A refusal by the receiver is a KindUpstream
 // *Error carrying the receiver's message.
-func (s *Service) TestDestination(ctx context.Context, channel, name string) error {
-	if !ValidChannel(channel) {
-		return invalidChannel(channel)
+func (s *Service) TestDestination(ctx context.Context, channelName, name string) error {
+	if !ValidChannel(channelName) {
+		return invalidChannel(channelName)
 	}
-	kind := storage.NotificationSecretKind(channel)
-	raw, err := s.secrets.Get(ctx, secrets.HubNode, kind, name)
+	d, _ := s.channels.Get(channelName)
+	raw, err := s.secrets.Get(ctx, secrets.HubNode, d.SecretKind(), name)
 	if isSecretNotFound(err) {
 		return ErrDestinationNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("read destination %s/%s: %w", channel, name, err)
+		return fmt.Errorf("read destination %s/%s: %w", channelName, name, err)
 	}
-	payload, err := secrets.DecodePayload(kind, raw)
+	dest, err := d.DecodeDestination(raw)
 	if err != nil {
 		return &Error{Kind: KindInvalid, Code: "invalid_destination", Message: "Destination is not valid: " + err.Error()}
 	}
-	now := s.clock.Now().UTC()
-	ts := now.Format(time.RFC3339)
-	id := "test-" + uuid.NewString()
-	switch p := payload.(type) {
-	case secrets.WeComBot:
-		err = s.transport.WeCom(ctx, p, fmt.Sprintf("**Bastion test notification**\n> Destination: %s\n> Time: %s\n", name, ts), id)
-	case secrets.SMTP:
-		err = s.transport.Email(ctx, p, send.Email{Subject: "Bastion test notification",
-			Body: fmt.Sprintf("Bastion test notification\n\nDestination: %s\nTime: %s\n", name, ts), ID: id, Date: now})
-	case secrets.Webhook:
-		text := fmt.Sprintf("Bastion test notification\n\nDestination: %s\nTime: %s\n", name, ts)
-		body, _ := json.Marshal(WebhookBody{Event: WebhookEventTest, DeliveryID: id, SentAt: ts,
-			Title: "Bastion test notification", Subject: "Bastion test notification", Text: text})
-		err = s.transport.Webhook(ctx, p, WebhookEventTest, body, id)
-	}
+	err = d.Send(ctx, testMessage(name, "test-"+uuid.NewString(), s.clock.Now().UTC(), dest))
 	if err != nil {
 		return &Error{Kind: KindUpstream, Code: "notification_test_failed", Message: err.Error(), SendKind: send.Classify(err)}
 	}
 	return nil
+}
+
+// testMessage is the fixed message of a test send to destination name: every channel's Test
+// text with the name and the time filled in.
+func testMessage(name, id string, now time.Time, dest any) channel.Message {
+	fill := strings.NewReplacer("{{destination}}", name, "{{time}}", now.Format(time.RFC3339))
+	text := map[string]string{}
+	for _, t := range builtin.Templates() {
+		text[t.Key] = fill.Replace(t.Test)
+	}
+	return channel.Message{Event: channel.EventTest, DeliveryID: id, Date: now, Destination: dest,
+		Values: Values{Title: testTitle}, Text: text}
 }
 
 // QueueQuery selects a page of the queue. Statuses and Channels filter (empty: all). With Cursor
@@ -292,7 +291,7 @@ func (s *Service) Queue(ctx context.Context, qq QueueQuery) (QueuePage, error) {
 		size = 20
 	}
 	size = min(max(size, 1), 100)
-	f := storage.NotificationQueueFilter{Node: secrets.HubNode, Statuses: statuses, Channels: channels,
+	f := storage.NotificationQueueFilter{Node: secrets.HubNode, Kinds: storageKinds(s.channels), Statuses: statuses, Channels: channels,
 		Limit: size + 1, Offset: (page - 1) * size}
 	if qq.Cursor != "" {
 		c, err := DecodeCursor(qq.Cursor)

@@ -7,11 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bastion-backup/bastion/engine/notify/channel/webhook"
 	"github.com/bastion-backup/bastion/engine/notify/send"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/testtool"
@@ -25,7 +27,7 @@ func TestSettingsStoredWithDefaultsOnFirstRead(t *testing.T) {
 		t.Fatalf("settings exist before first read: %v", err)
 	}
 	s, err := b.svc.Settings(b.ctx)
-	if err != nil || s != DefaultSettings() {
+	if err != nil || !reflect.DeepEqual(s, DefaultSettings()) {
 		t.Fatalf("settings = %+v %v", s, err)
 	}
 	raw, err := b.db.Reader().GetSetting(b.ctx, storage.SettingNotifications)
@@ -40,8 +42,8 @@ func TestUpdateSettingsCancelsQueuedRows(t *testing.T) {
 	addAllKinds(t, b)
 	b.finishRun(t, "run-1", storage.RunSuccess, JobNotifications{})
 	set := DefaultSettings()
-	set.Channels.WeComBot.Enabled = false
-	set.Templates.EmailBody = "{{job_name}} {{jobname}}"
+	set.Channels[ChannelWeComBot] = ChannelSettings{Enabled: false}
+	set.Templates.Run["email_body"] = "{{job_name}} {{jobname}}"
 	res, err := b.svc.UpdateSettings(b.ctx, set)
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +54,7 @@ func TestUpdateSettingsCancelsQueuedRows(t *testing.T) {
 	if n := b.row(t, "run-1", ChannelWeComBot, "team"); n.Status != storage.NotificationCanceled || *n.LastError != ReasonChannelDisabled {
 		t.Fatalf("wecom row = %s %v", n.Status, n.LastError)
 	}
-	if got, _ := b.svc.Settings(b.ctx); got != set {
+	if got, _ := b.svc.Settings(b.ctx); !reflect.DeepEqual(got, set) {
 		t.Fatalf("stored settings = %+v", got)
 	}
 	set.Enabled = false
@@ -64,7 +66,7 @@ func TestUpdateSettingsCancelsQueuedRows(t *testing.T) {
 			t.Fatalf("%s/%s still %s", n.Channel, n.SecretName, n.Status)
 		}
 	}
-	set.Templates.WeComMarkdown = "  "
+	set.Templates.Run["wecom_markdown"] = "  "
 	if _, err := b.svc.UpdateSettings(b.ctx, set); !isCode(err, "invalid_template") {
 		t.Fatalf("blank template: %v", err)
 	}
@@ -178,7 +180,7 @@ func TestRetryNowAndCancel(t *testing.T) {
 		t.Fatalf("deleted destination: %v", err)
 	}
 	set := DefaultSettings()
-	set.Channels.Webhook.Enabled = false
+	set.Channels[ChannelWebhook] = ChannelSettings{Enabled: false}
 	if _, err := b.svc.UpdateSettings(b.ctx, set); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +278,7 @@ func TestTestDestination(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := <-h.got
-	var body WebhookBody
+	var body webhook.Body
 	if err := json.Unmarshal(req.body, &body); err != nil || body.Event != WebhookEventTest ||
 		!strings.Contains(body.Text, "Destination: hook\nTime: 2025-03-01T12:00:00Z\n") ||
 		req.header.Get(send.HeaderSignature) != send.Signature("k-123456", req.body) {

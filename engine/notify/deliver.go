@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/engine/notify/channel"
 	"github.com/bastion-backup/bastion/engine/notify/send"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/storage"
@@ -69,7 +70,7 @@ func (s *Service) recheckSettings(ctx context.Context, q storage.Q, channel, nam
 	case !set.ChannelEnabled(channel):
 		return set, ReasonChannelDisabled, nil
 	}
-	exists, enabled, err := q.NotificationDestinationState(ctx, secrets.HubNode, channel, name)
+	exists, enabled, err := q.NotificationDestinationState(ctx, secrets.HubNode, SecretKindOf(channel), name)
 	switch {
 	case err != nil:
 		return set, "", err
@@ -110,27 +111,38 @@ func (s *Service) attempt(ctx context.Context, n storage.Notification) outcome {
 		return outcome{cancel: reason}
 	}
 
-	kind := storage.NotificationSecretKind(n.Channel)
-	raw, err := s.secrets.Get(ctx, secrets.HubNode, kind, n.SecretName)
+	d, ok := s.channels.Get(n.Channel)
+	if !ok {
+		// A row of a channel this Hub no longer has (written by a newer version, say).
+		return outcome{err: fmt.Errorf("%w %s/%s: unknown channel", errInvalidDestination, n.Channel, n.SecretName)}
+	}
+	raw, err := s.secrets.Get(ctx, secrets.HubNode, d.SecretKind(), n.SecretName)
 	if isSecretNotFound(err) {
 		return outcome{cancel: ReasonDestinationDeleted}
 	}
 	if err != nil {
 		return s.failedOrInterrupted(ctx, fmt.Errorf("read destination secret: %w", err))
 	}
-	payload, err := secrets.DecodePayload(kind, raw)
+	dest, err := d.DecodeDestination(raw)
 	if err != nil {
 		// Validation messages never echo the payload.
 		return outcome{err: fmt.Errorf("%w %s/%s: %s", errInvalidDestination, n.Channel, n.SecretName, err.Error())}
 	}
-	v := BuildValues(run, s.baseURL)
-	if n.EventKind == storage.NotificationEventVerifyFailed {
-		v = BuildDrillValues(run, op, s.baseURL)
-	}
-	if err := s.sendRendered(ctx, n, payload, set.Templates.forEvent(n.EventKind), v, run); err != nil {
+	if err := d.Send(ctx, buildMessage(n, run, op, set.Templates, s.baseURL, s.clock.Now(), dest)); err != nil {
 		return s.failedOrInterrupted(ctx, err)
 	}
 	return outcome{sent: true}
+}
+
+// buildMessage renders row n's message about run (op: its failed drill, for verify_failed).
+func buildMessage(n storage.Notification, run storage.NotificationRun, op storage.Operation, t Templates,
+	baseURL string, now time.Time, dest any) channel.Message {
+	v, event := BuildValues(run, baseURL), channel.EventRunFinished
+	if n.EventKind == storage.NotificationEventVerifyFailed {
+		v, event = BuildDrillValues(run, op, baseURL), channel.EventVerifyFailed
+	}
+	return channel.Message{Event: event, DeliveryID: n.ID, Date: now, Destination: dest, Values: v,
+		Text: renderAll(t.forEvent(n.EventKind), v)}
 }
 
 func (s *Service) failedOrInterrupted(ctx context.Context, err error) outcome {
@@ -138,29 +150,6 @@ func (s *Service) failedOrInterrupted(ctx context.Context, err error) outcome {
 		return outcome{interrupted: true, err: err}
 	}
 	return outcome{err: err}
-}
-
-// sendRendered renders the channel's message and delivers it with id as the idempotency key.
-func (s *Service) sendRendered(ctx context.Context, n storage.Notification, payload any, t Templates, v Values, run storage.NotificationRun) error {
-	id, channel := n.ID, n.Channel
-	switch p := payload.(type) {
-	case secrets.WeComBot:
-		return s.transport.WeCom(ctx, p, Render(t.WeComMarkdown, v), id)
-	case secrets.SMTP:
-		return s.transport.Email(ctx, p, send.Email{Subject: Render(t.EmailSubject, v), Body: Render(t.EmailBody, v),
-			ID: id, Date: s.clock.Now()})
-	case secrets.Webhook:
-		wb := webhookBody(id, run, v, t, s.clock.Now())
-		if n.EventKind == storage.NotificationEventVerifyFailed {
-			wb.Event, wb.OperationID, wb.OperationURL = WebhookEventVerifyFailed, strOrNil(v.OperationID), strOrNil(v.OperationURL)
-		}
-		body, err := json.Marshal(wb)
-		if err != nil {
-			return fmt.Errorf("encode webhook body: %w", err)
-		}
-		return s.transport.Webhook(ctx, p, wb.Event, body, id)
-	}
-	return fmt.Errorf("channel %s: unexpected payload %T", channel, payload)
 }
 
 // record writes the outcome, with its run event, in one transaction.
@@ -216,7 +205,7 @@ func (s *Service) record(ctx context.Context, n storage.Notification, out outcom
 				}
 			}
 			fields["error_envelope"] = map[string]any{"schema_version": 1, "code": EventNotifyFailed, "kind": kind,
-				"retriable": retriable, "message": msg, "transport": map[string]string{"protocol": protocol(n.Channel)}}
+				"retriable": retriable, "message": msg, "transport": map[string]string{"protocol": s.protocol(n.Channel)}}
 			level := "warn"
 			if !retriable {
 				level = "error"
@@ -264,11 +253,11 @@ func (s *Service) release(n storage.Notification, log zerolog.Logger) {
 	}
 }
 
-func protocol(channel string) string {
-	if channel == ChannelEmail {
-		return "smtp"
+func (s *Service) protocol(channel string) string {
+	if d, ok := s.channels.Get(channel); ok {
+		return d.Protocol()
 	}
-	return "http"
+	return "unknown"
 }
 
 func runEvent(runID string, now time.Time, level, kind string, fields map[string]any) storage.RunEvent {

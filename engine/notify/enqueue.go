@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,18 +30,6 @@ const (
 	ModeInherit = jobspec.NotifyInherit
 	ModeCustom  = jobspec.NotifyCustom
 )
-
-func specNames(j JobNotifications, channel string) []string {
-	switch channel {
-	case ChannelWeComBot:
-		return j.WeComBot
-	case ChannelEmail:
-		return j.Email
-	case ChannelWebhook:
-		return j.Webhook
-	}
-	return nil
-}
 
 // Notifies reports whether a run ending in status is notified. Rejected runs (refused by the
 // overlap policy) are, as the templates' "Bastion backup rejected" promises; canceled runs are
@@ -126,12 +115,12 @@ func (s *Service) enqueue(ctx context.Context, q storage.Q, runID, eventKind, op
 		if !set.ChannelEnabled(ch) {
 			continue
 		}
-		names, err := q.EnabledNotificationDestinations(ctx, secrets.HubNode, ch)
+		names, err := q.EnabledNotificationDestinations(ctx, secrets.HubNode, SecretKindOf(ch))
 		if err != nil {
 			return inserted, fmt.Errorf("queue notifications for run %s: %w", run.ID, err)
 		}
 		if custom {
-			wanted := specNames(spec, ch)
+			wanted := spec.Destinations[ch]
 			names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(wanted, n) })
 		}
 		for _, name := range names {
@@ -149,4 +138,22 @@ func (s *Service) enqueue(ctx context.Context, q storage.Q, runID, eventKind, op
 		}
 	}
 	return inserted, nil
+}
+
+// ValidateJobNotifications checks that every destination list of a job spec's notifications is
+// named after a channel; it returns the field and a message for the API's invalid_spec, or "".
+// Package jobspec knows no channel, so the Hub calls this when a job is saved.
+func ValidateJobNotifications(n JobNotifications) (field, message string) {
+	names := make([]string, 0, len(n.Destinations))
+	for ch := range n.Destinations {
+		names = append(names, ch)
+	}
+	slices.Sort(names)
+	for _, ch := range names {
+		if !ValidChannel(ch) {
+			return "spec.notifications." + ch, fmt.Sprintf("spec.notifications.%s is not a notification channel (channels: %s)",
+				ch, strings.Join(AllChannels, ", "))
+		}
+	}
+	return "", ""
 }

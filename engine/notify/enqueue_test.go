@@ -54,7 +54,7 @@ func TestEnqueueSelectsDestinations(t *testing.T) {
 	}
 
 	n := b.finishRun(t, "custom", storage.RunFailed, JobNotifications{Mode: ModeCustom,
-		WeComBot: []string{"other", "team", "missing"}, Webhook: []string{"hook"}})
+		Destinations: map[string][]string{"wecom_bot": {"other", "team", "missing"}, "webhook": {"hook"}}})
 	if got := destinations(b.rows(t, "custom")); n != 2 || got != "[webhook/hook wecom_bot/team]" {
 		t.Fatalf("custom queued %d: %s; want only the named, enabled, existing destinations", n, got)
 	}
@@ -89,7 +89,7 @@ func TestEnqueueHonoursSwitches(t *testing.T) {
 	b := setup(t)
 	addAllKinds(t, b)
 	set := DefaultSettings()
-	set.Channels.Email.Enabled = false
+	set.Channels[ChannelEmail] = ChannelSettings{Enabled: false}
 	if _, err := b.svc.UpdateSettings(b.ctx, set); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/notify/channel"
+	"github.com/bastion-backup/bastion/engine/notify/channel/email"
+	"github.com/bastion-backup/bastion/engine/notify/channel/webhook"
+	"github.com/bastion-backup/bastion/engine/notify/channel/wecombot"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/storage"
 	"github.com/bastion-backup/bastion/storage/storagetest"
@@ -328,16 +332,24 @@ func fail500(w http.ResponseWriter, _ *http.Request) {
 	io.WriteString(w, "receiver exploded")
 }
 
-// gatedTransport blocks attempts to chosen destinations until released, for tests that act while
-// a delivery is in flight.
-type gatedTransport struct {
-	DefaultTransport
+// Channel names, as the tests spell them.
+const (
+	ChannelWeComBot = wecombot.Name
+	ChannelEmail    = email.Name
+	ChannelWebhook  = webhook.Name
+)
+
+// gatedWebhook blocks attempts to chosen webhook destinations until released, for tests that act
+// while a delivery is in flight. It wraps the real webhook driver, as a fault-injecting channel
+// would.
+type gatedWebhook struct {
+	webhook.Driver
 	mu      sync.Mutex
 	gates   map[string]chan error // by webhook URL; a nil error lets the attempt through
 	entered chan string
 }
 
-func (g *gatedTransport) gate(url string) chan error {
+func (g *gatedWebhook) gate(url string) chan error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c := make(chan error, 1)
@@ -345,15 +357,16 @@ func (g *gatedTransport) gate(url string) chan error {
 	return c
 }
 
-func (g *gatedTransport) Webhook(ctx context.Context, p secrets.Webhook, event string, body []byte, id string) error {
+func (g *gatedWebhook) Send(ctx context.Context, m channel.Message) error {
+	url := m.Destination.(webhook.Destination).URL
 	g.mu.Lock()
-	c := g.gates[p.URL]
+	c := g.gates[url]
 	g.mu.Unlock()
 	if c != nil {
 		g.mu.Lock()
-		delete(g.gates, p.URL) // one-shot: the next attempt goes through
+		delete(g.gates, url) // one-shot: the next attempt goes through
 		g.mu.Unlock()
-		g.entered <- p.URL
+		g.entered <- url
 		select {
 		case err := <-c:
 			if err != nil {
@@ -363,11 +376,20 @@ func (g *gatedTransport) Webhook(ctx context.Context, p secrets.Webhook, event s
 			return ctx.Err()
 		}
 	}
-	return g.DefaultTransport.Webhook(ctx, p, event, body, id)
+	return g.Driver.Send(ctx, m)
 }
 
-var _ Transport = (*gatedTransport)(nil)
+// list is the channel list with the webhook driver replaced by g.
+func (g *gatedWebhook) list() channel.List {
+	l := Channels()
+	for i, d := range l {
+		if d.Name() == webhook.Name {
+			l[i] = g
+		}
+	}
+	return l
+}
 
-func newGated() *gatedTransport {
-	return &gatedTransport{gates: map[string]chan error{}, entered: make(chan string, 16)}
+func newGated() *gatedWebhook {
+	return &gatedWebhook{gates: map[string]chan error{}, entered: make(chan string, 16)}
 }

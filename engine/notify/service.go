@@ -1,6 +1,7 @@
 // Package notify tells operators how their backup runs ended: it queues one message per run and
-// destination when a run ends, and a worker delivers the queue to WeCom group bots, email (SMTP)
-// and generic webhooks, retrying with backoff.
+// destination when a run ends, and a worker delivers the queue through the notification channels
+// (package channel/all: WeCom group bots, email over SMTP, generic webhooks), retrying with
+// backoff.
 //
 // The queue lives in the notifications table. The worker sleeps until the next row is due (or
 // indefinitely when nothing is queued) and is woken at once by Wake: after an enqueue commits,
@@ -20,8 +21,9 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/internal/lograte"
+	"github.com/bastion-backup/bastion/engine/notify/channel"
+	"github.com/bastion-backup/bastion/engine/notify/channel/all"
 	"github.com/bastion-backup/bastion/engine/notify/send"
-	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -52,31 +54,13 @@ func (StorageEvents) AppendRunEvents(ctx context.Context, q storage.Q, events []
 	return q.AppendRunEvents(ctx, events)
 }
 
-// Transport performs one delivery attempt per call. The default uses package send; tests wrap it
-// to inject faults.
-type Transport interface {
-	WeCom(ctx context.Context, p secrets.WeComBot, markdown, deliveryID string) error
-	Email(ctx context.Context, p secrets.SMTP, m send.Email) error
-	Webhook(ctx context.Context, p secrets.Webhook, event string, body []byte, deliveryID string) error
-}
-
-// DefaultTransport sends with package send.
-type DefaultTransport struct {
-	HTTP send.HTTP
-	SMTP send.SMTP
-}
-
-func (t DefaultTransport) WeCom(ctx context.Context, p secrets.WeComBot, markdown, id string) error {
-	return t.HTTP.WeCom(ctx, p, markdown, id)
-}
-
-func (t DefaultTransport) Email(ctx context.Context, p secrets.SMTP, m send.Email) error {
-	return t.SMTP.Send(ctx, p, m)
-}
-
-func (t DefaultTransport) Webhook(ctx context.Context, p secrets.Webhook, event string, body []byte, id string) error {
-	return t.HTTP.Webhook(ctx, p, event, body, id)
-}
+// Webhook events (the "event" field and the X-Bastion-Event header).
+const (
+	WebhookEventRunFinished = channel.EventRunFinished
+	// WebhookEventVerifyFailed reports a failed restore drill; operation_id names it.
+	WebhookEventVerifyFailed = channel.EventVerifyFailed
+	WebhookEventTest         = channel.EventTest
+)
 
 // Retry schedule: attempt n (1-based) failing waits min(MaxBackoff, BaseBackoff·2^(n−1)); the
 // MaxAttempts-th failure is final.
@@ -117,8 +101,9 @@ type Options struct {
 	Publish func(events ...storage.RunEvent)
 	Clock   clock.Clock // default clock.Real
 	Logger  zerolog.Logger
-	// Transport delivers messages; default DefaultTransport{}.
-	Transport Transport
+	// Channels deliver messages; default the list of package all. Tests wrap its drivers to
+	// inject faults; the names must stay those of the list.
+	Channels channel.List
 	// PublicBaseURL (e.g. https://backup.example.com) makes {{run_url}} and the webhook body's
 	// run_url; empty leaves them "-" / null.
 	PublicBaseURL string
@@ -143,7 +128,7 @@ type Service struct {
 	publish   func(events ...storage.RunEvent)
 	clock     clock.Clock
 	log       zerolog.Logger
-	transport Transport
+	channels  channel.List
 	baseURL   string
 	conc      int
 	rateEvery time.Duration
@@ -168,8 +153,8 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{
 		db: opts.DB, secrets: opts.Secrets, events: opts.Events, publish: opts.Publish, clock: opts.Clock,
-		log:       opts.Logger.With().Str("component", "notify").Logger(),
-		transport: opts.Transport, baseURL: opts.PublicBaseURL,
+		log:      opts.Logger.With().Str("component", "notify").Logger(),
+		channels: opts.Channels, baseURL: opts.PublicBaseURL,
 		conc: opts.Concurrency, rateEvery: opts.RateEvery, rateBurst: opts.RateBurst, lease: opts.Lease,
 		wake: make(chan struct{}, 1),
 	}
@@ -179,8 +164,8 @@ func New(opts Options) (*Service, error) {
 	if s.clock == nil {
 		s.clock = clock.Real{}
 	}
-	if s.transport == nil {
-		s.transport = DefaultTransport{}
+	if s.channels == nil {
+		s.channels = all.Drivers()
 	}
 	if s.conc <= 0 {
 		s.conc = 4

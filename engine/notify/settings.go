@@ -1,152 +1,335 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 
+	"github.com/bastion-backup/bastion/engine/notify/channel"
+	"github.com/bastion-backup/bastion/engine/notify/channel/all"
 	"github.com/bastion-backup/bastion/storage"
 )
 
-// Channels.
-const (
-	ChannelWeComBot = "wecom_bot"
-	ChannelEmail    = "email"
-	ChannelWebhook  = "webhook"
-)
+// builtin is the channel list (package all) that settings, templates and job specs are checked
+// against. The Service sends with Options.Channels, which must carry the same names.
+var builtin = all.Drivers()
 
-// AllChannels lists the channels in display order.
-var AllChannels = []string{ChannelWeComBot, ChannelEmail, ChannelWebhook}
+// Channels returns the notification channels, in display order.
+func Channels() channel.List { return all.Drivers() }
+
+// AllChannels lists the channel names in display order.
+var AllChannels = builtin.Names()
 
 // ValidChannel reports whether c is a channel.
 func ValidChannel(c string) bool {
-	return c == ChannelWeComBot || c == ChannelEmail || c == ChannelWebhook
+	_, ok := builtin.Get(c)
+	return ok
 }
 
-// Settings is the document stored under settings key "notifications".
+// storageKinds maps the channels to their secret kinds for the storage queries.
+func storageKinds(l channel.List) []storage.NotificationKind {
+	out := make([]storage.NotificationKind, len(l))
+	for i, d := range l {
+		out[i] = storage.NotificationKind{Channel: d.Name(), SecretKind: d.SecretKind()}
+	}
+	return out
+}
+
+// StorageKinds is the channel list as storage.NotificationQueueFilter.Kinds wants it.
+func StorageKinds() []storage.NotificationKind { return storageKinds(builtin) }
+
+// SecretKindOf returns the secret kind of channel's destinations ("" for an unknown channel).
+func SecretKindOf(channel string) string {
+	if d, ok := builtin.Get(channel); ok {
+		return d.SecretKind()
+	}
+	return ""
+}
+
+// Settings is the document stored under settings key "notifications":
+//
+//	{"enabled": true, "channels": {"<channel>": {"enabled": true}, …},
+//	 "templates": {"<template key>": "…", …, "verify_failed": {"<template key>": "…", …}}}
 type Settings struct {
 	Enabled   bool      `json:"enabled"`
-	Channels  Channels  `json:"channels"`
+	Channels  Switches  `json:"channels"`
 	Templates Templates `json:"templates"`
 }
 
-// Channels holds the per-channel switches.
-type Channels struct {
-	WeComBot ChannelSettings `json:"wecom_bot"`
-	Email    ChannelSettings `json:"email"`
-	Webhook  ChannelSettings `json:"webhook"`
-}
+// Switches holds the per-channel switches by channel name. Decoding merges into the switches
+// already there (a document that leaves a channel out keeps it as it was) and refuses a name
+// that is not a channel; encoding lists every channel in display order.
+type Switches map[string]ChannelSettings
 
 // ChannelSettings is one channel's switch.
 type ChannelSettings struct {
 	Enabled bool `json:"enabled"`
 }
 
-// Templates are the global message templates (see template.go for placeholders).
+// Templates are the global message templates by template key (see template.go for
+// placeholders): Run for a finished run, VerifyFailed for a failed restore drill. In JSON the
+// run templates are the object's own keys and the drill's sit under "verify_failed".
 type Templates struct {
-	WeComMarkdown string `json:"wecom_markdown"`
-	EmailSubject  string `json:"email_subject"`
-	EmailBody     string `json:"email_body"`
-	// VerifyFailed are the templates of a failed restore drill (event kind verify_failed).
-	VerifyFailed EventTemplates `json:"verify_failed"`
+	Run          map[string]string
+	VerifyFailed map[string]string
 }
 
-// EventTemplates are the templates of one event kind other than a finished run.
-type EventTemplates struct {
-	WeComMarkdown string `json:"wecom_markdown"`
-	EmailSubject  string `json:"email_subject"`
-	EmailBody     string `json:"email_body"`
-}
-
-// forEvent returns the run templates with those of event kind in their place.
-func (t Templates) forEvent(kind string) Templates {
+// forEvent returns the templates of event kind (a storage.NotificationEvent…).
+func (t Templates) forEvent(kind string) map[string]string {
 	if kind == storage.NotificationEventVerifyFailed {
-		v := t.VerifyFailed
-		t.WeComMarkdown, t.EmailSubject, t.EmailBody = v.WeComMarkdown, v.EmailSubject, v.EmailBody
+		return t.VerifyFailed
 	}
-	return t
+	return t.Run
 }
 
 // ChannelEnabled reports whether channel is switched on (the global switch aside).
 func (s Settings) ChannelEnabled(channel string) bool {
-	switch channel {
-	case ChannelWeComBot:
-		return s.Channels.WeComBot.Enabled
-	case ChannelEmail:
-		return s.Channels.Email.Enabled
-	case ChannelWebhook:
-		return s.Channels.Webhook.Enabled
+	return s.Channels[channel].Enabled
+}
+
+// DefaultSettings is what a Hub starts with: everything on, default templates.
+func DefaultSettings() Settings {
+	s := Settings{Enabled: true, Channels: Switches{},
+		Templates: Templates{Run: map[string]string{}, VerifyFailed: map[string]string{}}}
+	for _, d := range builtin {
+		s.Channels[d.Name()] = ChannelSettings{Enabled: true}
+	}
+	for _, t := range builtin.Templates() {
+		s.Templates.Run[t.Key], s.Templates.VerifyFailed[t.Key] = t.Run, t.VerifyFailed
+	}
+	return s
+}
+
+// clone copies s so that decoding into the copy leaves s alone.
+func (s Settings) clone() Settings {
+	out := s
+	out.Channels = Switches{}
+	for k, v := range s.Channels {
+		out.Channels[k] = v
+	}
+	out.Templates = Templates{Run: map[string]string{}, VerifyFailed: map[string]string{}}
+	for k, v := range s.Templates.Run {
+		out.Templates.Run[k] = v
+	}
+	for k, v := range s.Templates.VerifyFailed {
+		out.Templates.VerifyFailed[k] = v
+	}
+	return out
+}
+
+func unknownField(name string) error { return fmt.Errorf("json: unknown field %q", name) }
+
+// decodeObject decodes raw (a JSON object, or null) as members by key, in document order.
+func decodeObject(raw []byte) ([]string, map[string]json.RawMessage, error) {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil, nil, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, nil, err
+	}
+	// Document order keeps error reports deterministic (the first unknown key wins).
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	var keys []string
+	if _, err := dec.Token(); err != nil {
+		return nil, nil, err
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, err
+		}
+		keys = append(keys, tok.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, nil, err
+		}
+	}
+	return keys, m, nil
+}
+
+// decodeSwitches merges raw into sw; with strict, a name that is not a channel is an error,
+// otherwise it is ignored (a document written by a newer Hub).
+func decodeSwitches(raw []byte, sw Switches, strict bool) error {
+	keys, m, err := decodeObject(raw)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if !ValidChannel(k) {
+			if strict {
+				return unknownField(k)
+			}
+			continue
+		}
+		cs := sw[k]
+		if err := unmarshalStrict(m[k], &cs, strict); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				te.Field = k + "." + te.Field
+			}
+			return err
+		}
+		sw[k] = cs
+	}
+	return nil
+}
+
+func unmarshalStrict(raw []byte, v any, strict bool) error {
+	if !strict {
+		return json.Unmarshal(raw, v)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+func knownTemplate(key string) bool {
+	for _, t := range builtin.Templates() {
+		if t.Key == key {
+			return true
+		}
 	}
 	return false
 }
 
-// Default templates, as in the original (with its consistency line).
-const (
-	DefaultWeComMarkdown = "**{{title}}**\n" +
-		"> Job: {{job_name}}\n" +
-		"> Run: {{run_id}}\n" +
-		"> Started: {{started_at}}\n" +
-		"> Ended: {{ended_at}}\n" +
-		"{{target_line_wecom}}{{consistency_line_wecom}}{{error_line_wecom}}"
-	DefaultEmailSubject = "Bastion {{status_text}} - {{job_name}}"
-	DefaultEmailBody    = "Bastion backup\n\n" +
-		"Job: {{job_name}}\n" +
-		"Run: {{run_id}}\n" +
-		"Status: {{status}}\n" +
-		"Started: {{started_at}}\n" +
-		"Ended: {{ended_at}}\n" +
-		"{{target_line_email}}{{consistency_line_email}}{{error_line_email}}"
-)
-
-// Default templates of a failed restore drill.
-const (
-	DefaultVerifyFailedWeComMarkdown = "**{{title}}**\n" +
-		"> Job: {{job_name}}\n" +
-		"> Snapshot: {{run_id}}\n" +
-		"> Drill: {{operation_id}}\n" +
-		"> Ended: {{ended_at}}\n" +
-		"{{target_line_wecom}}{{error_line_wecom}}"
-	DefaultVerifyFailedEmailSubject = "Bastion restore drill failed - {{job_name}}"
-	DefaultVerifyFailedEmailBody    = "Bastion restore drill\n\n" +
-		"The scheduled verification of a snapshot failed: the snapshot may not restore.\n\n" +
-		"Job: {{job_name}}\n" +
-		"Snapshot (run): {{run_id}}\n" +
-		"Drill (operation): {{operation_id}} {{operation_url}}\n" +
-		"Started: {{started_at}}\n" +
-		"Ended: {{ended_at}}\n" +
-		"{{target_line_email}}{{error_line_email}}"
-)
-
-// DefaultSettings is what a Hub starts with: everything on, default templates.
-func DefaultSettings() Settings {
-	return Settings{
-		Enabled: true,
-		Channels: Channels{
-			WeComBot: ChannelSettings{Enabled: true},
-			Email:    ChannelSettings{Enabled: true},
-			Webhook:  ChannelSettings{Enabled: true},
-		},
-		Templates: Templates{
-			WeComMarkdown: DefaultWeComMarkdown,
-			EmailSubject:  DefaultEmailSubject,
-			EmailBody:     DefaultEmailBody,
-			VerifyFailed: EventTemplates{
-				WeComMarkdown: DefaultVerifyFailedWeComMarkdown,
-				EmailSubject:  DefaultVerifyFailedEmailSubject,
-				EmailBody:     DefaultVerifyFailedEmailBody,
-			},
-		},
+// decodeTemplates merges raw's templates into t, those under "verify_failed" into
+// t.VerifyFailed; with strict, a key that is not a template is an error, otherwise ignored.
+func decodeTemplates(raw []byte, t *Templates, strict bool) error {
+	keys, m, err := decodeObject(raw)
+	if err != nil {
+		return err
 	}
+	for _, k := range keys {
+		if k == "verify_failed" {
+			vkeys, vm, err := decodeObject(m[k])
+			if err != nil {
+				return err
+			}
+			for _, vk := range vkeys {
+				if err := decodeTemplate(vk, vm[vk], t.VerifyFailed, strict); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := decodeTemplate(k, m[k], t.Run, strict); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// DecodeSettings parses a settings document over base: fields the document leaves out keep
-// base's values (a document written before the webhook channel existed keeps it on).
+func decodeTemplate(key string, raw json.RawMessage, dst map[string]string, strict bool) error {
+	if !knownTemplate(key) {
+		if strict {
+			return unknownField(key)
+		}
+		return nil
+	}
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil // as encoding/json does: null leaves a string alone
+	}
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return &json.UnmarshalTypeError{Value: "value", Type: reflect.TypeOf(v), Field: key}
+	}
+	dst[key] = v
+	return nil
+}
+
+// UnmarshalJSON merges the switches of data into sw, refusing names that are not channels.
+func (sw *Switches) UnmarshalJSON(data []byte) error {
+	if *sw == nil {
+		*sw = Switches{}
+	}
+	return decodeSwitches(data, *sw, true)
+}
+
+// MarshalJSON lists every channel in display order.
+func (sw Switches) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, d := range builtin {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(d.Name())
+		v, _ := json.Marshal(sw[d.Name()])
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// UnmarshalJSON merges the templates of data into t, refusing keys that are not templates.
+func (t *Templates) UnmarshalJSON(data []byte) error {
+	if t.Run == nil {
+		t.Run = map[string]string{}
+	}
+	if t.VerifyFailed == nil {
+		t.VerifyFailed = map[string]string{}
+	}
+	return decodeTemplates(data, t, true)
+}
+
+// MarshalJSON writes every template in display order, the drill's under "verify_failed".
+func (t Templates) MarshalJSON() ([]byte, error) {
+	return marshalTemplates(t.Run, t.VerifyFailed), nil
+}
+
+func marshalTemplates(run, drill map[string]string) []byte {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, tpl := range builtin.Templates() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(tpl.Key)
+		v, _ := json.Marshal(run[tpl.Key])
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	if drill != nil {
+		if b.Len() > 1 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"verify_failed":`)
+		b.Write(marshalTemplates(drill, nil))
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+// DecodeSettings parses a stored settings document over base: fields the document leaves out
+// keep base's values (a document written before the webhook channel existed keeps it on), and
+// channels or templates it names that this Hub does not know are ignored.
 func DecodeSettings(base Settings, raw []byte) (Settings, error) {
-	s := base
-	if err := json.Unmarshal(raw, &s); err != nil {
+	s := base.clone()
+	var doc struct {
+		Enabled   *bool           `json:"enabled"`
+		Channels  json.RawMessage `json:"channels"`
+		Templates json.RawMessage `json:"templates"`
+	}
+	err := json.Unmarshal(raw, &doc)
+	if err == nil && doc.Channels != nil {
+		err = decodeSwitches(doc.Channels, s.Channels, false)
+	}
+	if err == nil && doc.Templates != nil {
+		err = decodeTemplates(doc.Templates, &s.Templates, false)
+	}
+	if err != nil {
 		return Settings{}, fmt.Errorf("decode notification settings: %w", err)
+	}
+	if doc.Enabled != nil {
+		s.Enabled = *doc.Enabled
 	}
 	return s, nil
 }
@@ -154,17 +337,17 @@ func DecodeSettings(base Settings, raw []byte) (Settings, error) {
 // ValidateSettings rejects blank templates. Unknown placeholders are not an error: see
 // UnknownPlaceholders.
 func ValidateSettings(s Settings) error {
-	for _, t := range []struct{ field, value, what string }{
-		{"templates.wecom_markdown", s.Templates.WeComMarkdown, "WeCom template"},
-		{"templates.email_subject", s.Templates.EmailSubject, "Email subject template"},
-		{"templates.email_body", s.Templates.EmailBody, "Email body template"},
-		{"templates.verify_failed.wecom_markdown", s.Templates.VerifyFailed.WeComMarkdown, "Drill failure WeCom template"},
-		{"templates.verify_failed.email_subject", s.Templates.VerifyFailed.EmailSubject, "Drill failure email subject template"},
-		{"templates.verify_failed.email_body", s.Templates.VerifyFailed.EmailBody, "Drill failure email body template"},
-	} {
-		if strings.TrimSpace(t.value) == "" {
-			return &Error{Kind: KindInvalid, Code: "invalid_template", Field: t.field, Reason: "required",
-				Message: t.what + " is required"}
+	tpls := builtin.Templates()
+	for _, drill := range []bool{false, true} {
+		for _, t := range tpls {
+			field, what, value := "templates."+t.Key, t.Label, s.Templates.Run[t.Key]
+			if drill {
+				field, what, value = "templates.verify_failed."+t.Key, t.DrillLabel, s.Templates.VerifyFailed[t.Key]
+			}
+			if strings.TrimSpace(value) == "" {
+				return &Error{Kind: KindInvalid, Code: "invalid_template", Field: field, Reason: "required",
+					Message: what + " is required"}
+			}
 		}
 	}
 	return nil
@@ -191,6 +374,6 @@ func loadSettings(ctx context.Context, q storage.Q) (Settings, error) {
 }
 
 func encodeSettings(s Settings) string {
-	b, _ := json.Marshal(s) // plain structs of strings and bools always marshal
+	b, _ := json.Marshal(s) // strings and bools always marshal
 	return string(b)
 }

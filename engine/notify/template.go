@@ -7,32 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bastion-backup/bastion/engine/notify/channel"
 	"github.com/bastion-backup/bastion/storage"
 )
 
 // Values are what the placeholders of a template stand for, for one run.
-type Values struct {
-	Title          string
-	Status         string
-	StatusText     string
-	JobID          string
-	JobName        string
-	RunID          string
-	StartedAt      string
-	EndedAt        string
-	TargetType     string
-	TargetLocation string
-	Target         string
-	Error          string
-	RunURL         string
-	// OperationID and OperationURL name the drill of a verify_failed notification ("-" otherwise).
-	OperationID  string
-	OperationURL string
-
-	TargetLineWeCom, ErrorLineWeCom, ConsistencyLineWeCom string
-	TargetLineEmail, ErrorLineEmail, ConsistencyLineEmail string
-	ConsistencyChangedTotal                               int64
-}
+type Values = channel.Values
 
 // Placeholders lists every placeholder a template may use, in documentation order.
 var Placeholders = []string{
@@ -43,7 +23,7 @@ var Placeholders = []string{
 	"{{consistency_line_email}}", "{{run_url}}", "{{operation_id}}", "{{operation_url}}",
 }
 
-func (v Values) pairs() []string {
+func pairs(v Values) []string {
 	return []string{
 		"{{title}}", v.Title,
 		"{{status}}", v.Status,
@@ -74,14 +54,14 @@ func (v Values) pairs() []string {
 // no escaping, no conditionals. It is one pass, so a value that happens to contain "{{error}}"
 // (a job named so) is not itself replaced. Unknown placeholders stay as written.
 func Render(tmpl string, v Values) string {
-	return strings.NewReplacer(v.pairs()...).Replace(tmpl)
+	return strings.NewReplacer(pairs(v)...).Replace(tmpl)
 }
 
 var placeholderRE = regexp.MustCompile(`\{\{[^{}]*\}\}`)
 
 // UnknownPlaceholder is a {{...}} in a template that Render leaves as it is.
 type UnknownPlaceholder struct {
-	Template    string `json:"template"` // wecom_markdown | email_subject | email_body
+	Template    string `json:"template"` // a template key, e.g. email_subject or verify_failed.email_body
 	Placeholder string `json:"placeholder"`
 }
 
@@ -94,18 +74,31 @@ func UnknownPlaceholders(t Templates) []UnknownPlaceholder {
 		known[p] = true
 	}
 	var out []UnknownPlaceholder
-	for _, tpl := range []struct{ name, text string }{
-		{"wecom_markdown", t.WeComMarkdown}, {"email_subject", t.EmailSubject}, {"email_body", t.EmailBody},
-		{"verify_failed.wecom_markdown", t.VerifyFailed.WeComMarkdown}, {"verify_failed.email_subject", t.VerifyFailed.EmailSubject},
-		{"verify_failed.email_body", t.VerifyFailed.EmailBody},
-	} {
-		seen := map[string]bool{}
-		for _, m := range placeholderRE.FindAllString(tpl.text, -1) {
-			if !known[m] && !seen[m] {
-				seen[m] = true
-				out = append(out, UnknownPlaceholder{Template: tpl.name, Placeholder: m})
+	tpls := builtin.Templates()
+	for _, drill := range []bool{false, true} {
+		for _, tpl := range tpls {
+			name, text := tpl.Key, t.Run[tpl.Key]
+			if drill {
+				name, text = "verify_failed."+tpl.Key, t.VerifyFailed[tpl.Key]
+			}
+			seen := map[string]bool{}
+			for _, m := range placeholderRE.FindAllString(text, -1) {
+				if !known[m] && !seen[m] {
+					seen[m] = true
+					out = append(out, UnknownPlaceholder{Template: name, Placeholder: m})
+				}
 			}
 		}
+	}
+	return out
+}
+
+// renderAll renders every template of tpls with v, by key.
+func renderAll(tpls map[string]string, v Values) map[string]string {
+	r := strings.NewReplacer(pairs(v)...)
+	out := make(map[string]string, len(tpls))
+	for k, t := range tpls {
+		out[k] = r.Replace(t)
 	}
 	return out
 }
@@ -211,7 +204,7 @@ func BuildValues(r storage.NotificationRun, publicBaseURL string) Values {
 		v.Target = v.TargetLocation
 	}
 
-	v.setLines()
+	setLines(&v)
 	if n := v.ConsistencyChangedTotal; n > 0 {
 		line := "Source changed during backup: " + strconv.FormatInt(n, 10)
 		if r.Status == storage.RunFailed && v.Error == "source_consistency" {
@@ -248,12 +241,12 @@ func BuildDrillValues(r storage.NotificationRun, op storage.Operation, publicBas
 	}
 	v.ConsistencyChangedTotal, v.ConsistencyLineEmail, v.ConsistencyLineWeCom = 0, "", ""
 	v.ErrorLineEmail, v.ErrorLineWeCom = "", ""
-	v.setLines()
+	setLines(&v)
 	return v
 }
 
 // setLines fills the target and error lines from Target and Error.
-func (v *Values) setLines() {
+func setLines(v *Values) {
 	if v.Target != "-" {
 		v.TargetLineEmail = "Target: " + v.Target + "\n"
 		v.TargetLineWeCom = "> " + v.TargetLineEmail

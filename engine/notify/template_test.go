@@ -118,7 +118,7 @@ func TestEveryPlaceholderIsReplaced(t *testing.T) {
 			t.Errorf("%s renders as %q", p, got)
 		}
 	}
-	if len(UnknownPlaceholders(Templates{WeComMarkdown: strings.Join(Placeholders, "")})) != 0 {
+	if len(UnknownPlaceholders(Templates{Run: map[string]string{"wecom_markdown": strings.Join(Placeholders, "")}})) != 0 {
 		t.Error("a listed placeholder is reported unknown")
 	}
 }
@@ -128,16 +128,16 @@ func TestDefaultTemplates(t *testing.T) {
 	d := DefaultSettings().Templates
 	v := BuildValues(nrun(storage.RunFailed, withError("source_consistency"),
 		withSummary(`{"target":{"type":"webdav","run_url":"https://dav/x/"},"filesystem":{"consistency":{"changed_total":4}}}`)), "")
-	if got, want := Render(d.WeComMarkdown, v), "**Bastion backup failed**\n> Job: Nightly\n> Run: run-1\n"+
+	if got, want := Render(d.Run["wecom_markdown"], v), "**Bastion backup failed**\n> Job: Nightly\n> Run: run-1\n"+
 		"> Started: 2025-03-01T12:00:00Z\n> Ended: 2025-03-01T12:01:30Z\n> Target: webdav https://dav/x/\n"+
 		"> Failed by policy: source changed during backup: 4\n"+
 		"> Error: source_consistency (the source changed while it was being backed up)\n"; got != want {
 		t.Errorf("wecom =\n%s\nwant\n%s", got, want)
 	}
-	if got := Render(d.EmailSubject, v); got != "Bastion Failed - Nightly" {
+	if got := Render(d.Run["email_subject"], v); got != "Bastion Failed - Nightly" {
 		t.Errorf("subject = %q", got)
 	}
-	if got, want := Render(d.EmailBody, v), "Bastion backup\n\nJob: Nightly\nRun: run-1\nStatus: failed\n"+
+	if got, want := Render(d.Run["email_body"], v), "Bastion backup\n\nJob: Nightly\nRun: run-1\nStatus: failed\n"+
 		"Started: 2025-03-01T12:00:00Z\nEnded: 2025-03-01T12:01:30Z\nTarget: webdav https://dav/x/\n"+
 		"Failed by policy: source changed during backup: 4\n"+
 		"Error: source_consistency (the source changed while it was being backed up)\n"; got != want {
@@ -150,11 +150,11 @@ func TestDefaultTemplates(t *testing.T) {
 
 func TestUnknownPlaceholders(t *testing.T) {
 	t.Parallel()
-	got := UnknownPlaceholders(Templates{
-		WeComMarkdown: "{{title}} {{job}} {{job}} {{ title }}",
-		EmailSubject:  "{{status_text}}",
-		EmailBody:     "{{job}} {{}} {{run_url}}",
-	})
+	got := UnknownPlaceholders(Templates{Run: map[string]string{
+		"wecom_markdown": "{{title}} {{job}} {{job}} {{ title }}",
+		"email_subject":  "{{status_text}}",
+		"email_body":     "{{job}} {{}} {{run_url}}",
+	}})
 	want := `[{wecom_markdown {{job}}} {wecom_markdown {{ title }}} {email_body {{job}}} {email_body {{}}}]`
 	if fmt.Sprint(got) != want {
 		t.Fatalf("unknown = %v, want %s", got, want)
@@ -170,17 +170,17 @@ func TestSettingsDecodeAndValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Channels.WeComBot.Enabled || !s.Channels.Email.Enabled || !s.Channels.Webhook.Enabled || s.Templates.EmailBody != "b" {
+	if s.ChannelEnabled(ChannelWeComBot) || !s.ChannelEnabled(ChannelEmail) || !s.ChannelEnabled(ChannelWebhook) || s.Templates.Run["email_body"] != "b" {
 		t.Fatalf("decoded %+v", s)
 	}
 	b, _ := json.Marshal(DefaultSettings())
-	if !strings.Contains(string(b), `"channels":{"wecom_bot":{"enabled":true},"email":{"enabled":true},"webhook":{"enabled":true}}`) {
+	if !strings.Contains(string(b), `"channels":{"wecom_bot":{"enabled":true},"email":{"enabled":true},"webhook":{"enabled":true}`) {
 		t.Fatalf("settings JSON = %s", b)
 	}
 	for field, mutate := range map[string]func(*Settings){
-		"templates.wecom_markdown": func(s *Settings) { s.Templates.WeComMarkdown = " \n" },
-		"templates.email_subject":  func(s *Settings) { s.Templates.EmailSubject = "" },
-		"templates.email_body":     func(s *Settings) { s.Templates.EmailBody = "\t" },
+		"templates.wecom_markdown": func(s *Settings) { s.Templates.Run["wecom_markdown"] = " \n" },
+		"templates.email_subject":  func(s *Settings) { s.Templates.Run["email_subject"] = "" },
+		"templates.email_body":     func(s *Settings) { s.Templates.Run["email_body"] = "\t" },
 	} {
 		s := DefaultSettings()
 		mutate(&s)

@@ -16,7 +16,7 @@ import (
 )
 
 func only(webhooks ...string) JobNotifications {
-	return JobNotifications{Mode: ModeCustom, Webhook: webhooks}
+	return JobNotifications{Mode: ModeCustom, Destinations: map[string][]string{"webhook": webhooks}}
 }
 
 func TestWorkerDeliversWebhookWithSignatureAndEvent(t *testing.T) {
@@ -194,7 +194,7 @@ func TestRowLeftSendingByACrashIsDeliveredAfterStart(t *testing.T) {
 func TestLeaseExpiredWhileRunningIsRecovered(t *testing.T) {
 	t.Parallel()
 	gated := newGated()
-	b := setup(t, func(o *Options) { o.Lease = time.Minute; o.Transport = gated })
+	b := setup(t, func(o *Options) { o.Lease = time.Minute; o.Channels = gated.list() })
 	h := newHook(t, ok204)
 	b.secrets.put(t, secrets.KindWebhook, "hook", secrets.Webhook{URL: h.srv.URL})
 	release := gated.gate(h.srv.URL)
@@ -254,7 +254,7 @@ func TestSendTimeRecheckCancels(t *testing.T) {
 		set         func(*Settings)
 	}{
 		{"run-2", ReasonNotificationsDisabled, func(s *Settings) { s.Enabled = false }},
-		{"run-3", ReasonChannelDisabled, func(s *Settings) { s.Channels.Webhook.Enabled = false }},
+		{"run-3", ReasonChannelDisabled, func(s *Settings) { s.Channels[ChannelWebhook] = ChannelSettings{Enabled: false} }},
 	} {
 		b.stop()
 		if err := b.db.Writer().PutSetting(b.ctx, storage.SettingNotifications, encodeSettings(DefaultSettings()), 1); err != nil {
@@ -276,7 +276,7 @@ func TestSendTimeRecheckCancels(t *testing.T) {
 func TestDestinationDeletedWhileSending(t *testing.T) {
 	t.Parallel()
 	gated := newGated()
-	b := setup(t, func(o *Options) { o.Transport = gated })
+	b := setup(t, func(o *Options) { o.Channels = gated.list() })
 	h := newHook(t, ok204)
 	b.secrets.put(t, secrets.KindWebhook, "hook", secrets.Webhook{URL: h.srv.URL})
 	release := gated.gate(h.srv.URL)
@@ -392,7 +392,7 @@ func TestPerDestinationRateLimit(t *testing.T) {
 func TestShutdownReleasesTheAttemptInFlight(t *testing.T) {
 	t.Parallel()
 	gated := newGated()
-	b := setup(t, func(o *Options) { o.Transport = gated })
+	b := setup(t, func(o *Options) { o.Channels = gated.list() })
 	h := newHook(t, ok204)
 	b.secrets.put(t, secrets.KindWebhook, "hook", secrets.Webhook{URL: h.srv.URL})
 	gated.gate(h.srv.URL)

@@ -109,25 +109,25 @@ func DecodePayload(kind string, raw []byte) (any, error) {
 	switch kind {
 	case KindWebDAV:
 		var p WebDAV
-		if err := strictDecode(raw, &p); err != nil {
+		if err := DecodeStrict(raw, &p); err != nil {
 			return nil, err
 		}
 		return p, p.Validate()
 	case KindSMTP:
 		var p SMTP
-		if err := strictDecode(raw, &p); err != nil {
+		if err := DecodeStrict(raw, &p); err != nil {
 			return nil, err
 		}
 		return p, p.Validate()
 	case KindWeComBot:
 		var p WeComBot
-		if err := strictDecode(raw, &p); err != nil {
+		if err := DecodeStrict(raw, &p); err != nil {
 			return nil, err
 		}
 		return p, p.Validate()
 	case KindWebhook:
 		var p Webhook
-		if err := strictDecode(raw, &p); err != nil {
+		if err := DecodeStrict(raw, &p); err != nil {
 			return nil, err
 		}
 		return p, p.Validate()
@@ -135,7 +135,10 @@ func DecodePayload(kind string, raw []byte) (any, error) {
 	return nil, invalid("invalid_kind", "kind", "unsupported", "unknown secret kind %q", kind)
 }
 
-func strictDecode(raw []byte, v any) error {
+// DecodeStrict parses raw into v, rejecting unknown fields and trailing data, with errors
+// (*ValidationError) that never echo the input. Notification channel drivers decode their
+// destination payloads with it.
+func DecodeStrict(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

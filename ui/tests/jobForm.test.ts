@@ -106,7 +106,7 @@ describe('job editor mapping', () => {
   })
 
   it('sends empty lists when notifications inherit', () => {
-    const f = { ...newJobForm(), notificationsMode: 'inherit' as const, notifyEmail: ['a'] }
+    const f = { ...newJobForm(), notificationsMode: 'inherit' as const, notifyLists: { email: ['a'] } }
     expect(formToSpec(f).notifications).toEqual({ mode: 'inherit', wecom_bot: [], email: [] })
   })
 

@@ -208,3 +208,15 @@ func causeText(err error) string {
 	}
 	return err.Error()
 }
+
+// NewError is the error a channel driver returns for a failed attempt: msg with every one of
+// secrets (and the credentials of any URL among them) redacted, classified as kind, or from cause
+// and msg when kind is "". The worker reads its kind and Retry-After.
+func NewError(kind Kind, msg string, cause error, secrets ...string) *Error {
+	var all []string
+	for _, s := range secrets {
+		all = append(all, s)
+		all = append(all, urlSecrets(s)...)
+	}
+	return newError(kind, newRedactor(all...), msg, cause)
+}

@@ -230,3 +230,23 @@ func (h HTTP) Webhook(ctx context.Context, p secrets.Webhook, event string, body
 	}
 	return nil
 }
+
+// Post sends body (JSON) to rawURL for a channel driver and succeeds on any 2xx answer; what
+// names the channel in error messages ("pager"). Every value of secrets (and the credentials of
+// rawURL) is redacted from errors; a 429 or 503 answer's Retry-After is kept for the worker.
+// Zero timeout means WebhookTimeout.
+func (h HTTP) Post(ctx context.Context, what, rawURL string, timeout time.Duration, body []byte,
+	headers map[string]string, secrets ...string) error {
+	r := newRedactor(append(urlSecrets(rawURL), secrets...)...)
+	if timeout <= 0 {
+		timeout = WebhookTimeout
+	}
+	ans, err := h.post(ctx, what, rawURL, timeout, body, headers, r)
+	if err != nil {
+		return err
+	}
+	if ans.status < 200 || ans.status > 299 {
+		return h.statusError(what, ans, r)
+	}
+	return nil
+}

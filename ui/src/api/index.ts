@@ -112,8 +112,8 @@ export const api = {
 
   secrets: {
     list: (kind: T.SecretKind) => http.get<T.SecretListItem[]>(`/api/secrets/${kind}`),
-    get: <K extends T.SecretKind>(kind: K, name: string) => http.get<T.SecretPayloads[K]>(`/api/secrets/${kind}/${seg(name)}`),
-    put: <K extends T.SecretKind>(kind: K, name: string, payload: T.SecretPayloads[K]) =>
+    get: (kind: T.SecretKind, name: string) => http.get<T.SecretPayload>(`/api/secrets/${kind}/${seg(name)}`),
+    put: (kind: T.SecretKind, name: string, payload: T.SecretPayload) =>
       http.put<void>(`/api/secrets/${kind}/${seg(name)}`, payload),
     remove: (kind: T.SecretKind, name: string) => http.del<void>(`/api/secrets/${kind}/${seg(name)}`),
   },

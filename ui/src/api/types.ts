@@ -112,12 +112,8 @@ export interface PipelineSpec {
   format: 'archive_v1' | 'raw_tree_v1'
   encryption: Encryption
 }
-export interface NotificationsSpec {
-  mode: 'inherit' | 'custom'
-  wecom_bot: string[]
-  email: string[]
-  webhook?: string[]
-}
+/** mode, and the destination names of each channel (src/channels) under the channel's name. */
+export type NotificationsSpec = { mode: 'inherit' | 'custom' } & { [channel: string]: string[] | 'inherit' | 'custom' }
 export interface RetentionPolicy {
   enabled: boolean
   keep_last: number | null
@@ -476,7 +472,8 @@ export interface RotateKeyResponse {
 }
 
 // ---- secrets ----
-export type SecretKind = 'webdav' | 'wecom-bot' | 'smtp' | 'webhook'
+/** webdav, or a notification channel's secretKind (src/channels). */
+export type SecretKind = string
 export interface SecretListItem {
   name: string
   updated_at: number
@@ -491,37 +488,16 @@ export interface WebdavSecret {
   /** Write only: adds the origin of this URL (the server the credential is for). */
   base_url?: string
 }
-export interface WecomSecret {
-  webhook_url: string
-}
-export type SmtpTls = 'none' | 'starttls' | 'implicit'
-export interface SmtpSecret {
-  host: string
-  port: number
-  username: string
-  password: string
-  from: string
-  to: string[]
-  tls: SmtpTls
-}
-export interface WebhookSecret {
-  url: string
-  secret?: string
-}
-export interface SecretPayloads {
-  webdav: WebdavSecret
-  'wecom-bot': WecomSecret
-  smtp: SmtpSecret
-  webhook: WebhookSecret
-}
+/** The payload of a secret: WebdavSecret for webdav; a channel's destination is its own (src/channels). */
+export type SecretPayload = WebdavSecret | Record<string, unknown>
 
 // ---- notifications (notifications.md §7) ----
-export type NotificationChannel = 'wecom_bot' | 'email' | 'webhook'
+/** A channel name (src/channels). */
+export type NotificationChannel = string
 export type NotificationStatus = 'queued' | 'sending' | 'sent' | 'failed' | 'canceled'
-export interface NotificationTemplates {
-  wecom_markdown: string
-  email_subject: string
-  email_body: string
+/** Templates by key (each channel's, src/channels), the drill's under verify_failed. */
+export type NotificationTemplates = { [key: string]: string | Record<string, string> | undefined } & {
+  verify_failed?: Record<string, string>
 }
 export interface NotificationSettings {
   enabled: boolean

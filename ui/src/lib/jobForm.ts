@@ -21,6 +21,7 @@ import type {
   VerificationConfig,
   VerifyMode,
 } from '@/api/types'
+import { CHANNEL_NAMES, INHERIT_SPEC_LISTS } from '@/channels'
 import { cronToSchedule, defaultSchedule, scheduleToCron, type ScheduleForm } from './schedule'
 
 export const MIB = 1024 * 1024
@@ -147,9 +148,8 @@ export interface JobForm {
   missedRunPolicy: MissedRunPolicy
 
   notificationsMode: 'inherit' | 'custom'
-  notifyWecomBot: string[]
-  notifyEmail: string[]
-  notifyWebhook: string[]
+  /** Destination names by channel name (src/channels), for mode custom. */
+  notifyLists: Record<string, string[]>
 
   retention: RetentionForm
   hooks: HooksForm
@@ -209,9 +209,7 @@ export function newJobForm(timezone = 'UTC'): JobForm {
     overlapPolicy: 'queue',
     missedRunPolicy: 'run_once',
     notificationsMode: 'inherit',
-    notifyWecomBot: [],
-    notifyEmail: [],
-    notifyWebhook: [],
+    notifyLists: {},
     verifyPreset: 'none',
     verifyCron: WEEKLY_VERIFY_CRON,
     verifyMode: 'verify',
@@ -281,13 +279,8 @@ export function formToSpec(f: JobForm): JobSpec {
       : { type: 'local_dir', base_dir: f.localBaseDir.trim(), part_size_bytes: partSize }
   const notifications: JobSpec['notifications'] =
     f.notificationsMode === 'custom'
-      ? {
-          mode: 'custom',
-          wecom_bot: cleanList(f.notifyWecomBot),
-          email: cleanList(f.notifyEmail),
-          webhook: cleanList(f.notifyWebhook),
-        }
-      : { mode: 'inherit', wecom_bot: [], email: [] }
+      ? { mode: 'custom', ...Object.fromEntries(CHANNEL_NAMES.map((c) => [c, cleanList(f.notifyLists[c] ?? [])])) }
+      : { mode: 'inherit', ...Object.fromEntries(INHERIT_SPEC_LISTS.map((c) => [c, []])) }
   const hooks = hooksToSpec(f.hooks ?? defaultHooks())
   const common = { v: 1 as const, pipeline, notifications, retention: retentionToSpec(f.retention), target, ...(hooks ? { hooks } : {}) }
   const consistency = {
@@ -392,9 +385,7 @@ export function specToForm(spec: JobSpec, base: JobForm = newJobForm()): JobForm
 
   const n = (spec.notifications ?? {}) as unknown as Loose
   f.notificationsMode = n.mode === 'custom' ? 'custom' : 'inherit'
-  f.notifyWecomBot = strs(n.wecom_bot)
-  f.notifyEmail = strs(n.email)
-  f.notifyWebhook = strs(n.webhook)
+  f.notifyLists = Object.fromEntries(CHANNEL_NAMES.map((c) => [c, strs(n[c])]))
 
   f.retention = retentionFromSpec(spec.retention)
   f.hooks = hooksFromSpec(spec.hooks)
