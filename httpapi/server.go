@@ -13,13 +13,15 @@
 //
 //   - open routes (systemRoutes, authRoutes): no session. Add nothing here without a reason.
 //   - session routes: everything registered from sessionRoutes. requireSession answers 401
-//     unauthorized without a live session, and 401 invalid_csrf when a request other than
-//     GET/HEAD/OPTIONS lacks the session's X-CSRF-Token, except the few POSTs that change and
-//     contact nothing, listed in readOnlyPOSTs (auth.go). Handlers there get the user id from
-//     UserID(r); the request logger (zerolog.Ctx) already carries user_id.
+//     unauthorized without a live session or a valid API token (Authorization: Bearer), 401
+//     invalid_csrf when a session request other than GET/HEAD/OPTIONS lacks the session's
+//     X-CSRF-Token (except the few POSTs that change and contact nothing, listed in
+//     readOnlyPOSTs, auth.go), and 403 forbidden when the principal's role is below what
+//     routeRoles (roles.go) gives the route. Handlers there get PrincipalOf(r) and UserID(r);
+//     the request logger (zerolog.Ctx) already carries user_id.
 //
-// A new resource is a file with `func (s *Server) fooRoutes(r chi.Router)` and one line in
-// sessionRoutes. Its services come in through Config fields. /agent/* routes authenticate agents
+// A new resource is a file with `func (s *Server) fooRoutes(r chi.Router)`, one line in
+// sessionRoutes and a line per route in routeRoles (TestRouteRolesComplete fails until then). Its services come in through Config fields. /agent/* routes authenticate agents
 // with their bearer key instead and are registered outside /api.
 package httpapi
 
@@ -134,6 +136,7 @@ type Server struct {
 	clock    clock.Clock
 	throttle throttle
 	hashSem  chan struct{} // bounds concurrent Argon2 computations
+	mux      *chi.Mux      // the root router, where requiredRole finds a request's route
 }
 
 // New builds the Hub's HTTP handler.
@@ -147,6 +150,7 @@ func New(cfg Config) http.Handler {
 		hashSem:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 	}
 	r := chi.NewRouter()
+	s.mux = r
 	hosts := cfg.AllowedHosts
 	if cfg.PublicBaseURL != "" {
 		if u, err := url.Parse(cfg.PublicBaseURL); err == nil && u.Host != "" {
@@ -205,8 +209,8 @@ func New(cfg Config) http.Handler {
 	return r
 }
 
-// sessionRoutes registers every resource that needs a logged-in administrator (and CSRF on
-// mutations): add one line per resource.
+// sessionRoutes registers every resource that needs a logged-in user or an API token (and CSRF
+// on a session's mutations): add one line per resource, and its routes to routeRoles.
 func (s *Server) sessionRoutes(r chi.Router) {
 	s.jobRoutes(r)
 	s.runRoutes(r)
@@ -220,6 +224,8 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.dashboardRoutes(r)
 	s.sessionListRoutes(r)
 	s.verificationRoutes(r)
+	s.userRoutes(r)
+	s.tokenRoutes(r)
 	if s.cfg.testSessionRoutes != nil {
 		s.cfg.testSessionRoutes(r)
 	}
