@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 
@@ -166,7 +167,13 @@ func (s *Server) requiredRole(r *http.Request) string {
 	if path == "" {
 		path = r.URL.Path
 	}
-	if role, ok := routeRoles[method+" "+s.mux.Find(chi.NewRouteContext(), method, path)]; ok {
+	pattern := s.mux.Find(chi.NewRouteContext(), method, path)
+	if role, ok := routeRoles[method+" "+pattern]; ok {
+		return role
+	}
+	// A request for a mounted sub-router's root without the slash (GET /api/secrets/webdav) is
+	// served by its "/" route, but Find names the mount point.
+	if role, ok := routeRoles[method+" "+pattern+"/"]; ok && !strings.HasSuffix(pattern, "/") {
 		return role
 	}
 	return RoleAdmin

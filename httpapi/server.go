@@ -140,7 +140,9 @@ type Server struct {
 }
 
 // New builds the Hub's HTTP handler.
-func New(cfg Config) http.Handler {
+func New(cfg Config) http.Handler { return newServer(cfg).mux }
+
+func newServer(cfg Config) *Server {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
@@ -206,7 +208,7 @@ func New(cfg Config) http.Handler {
 			ui.ServeHTTP(w, req)
 		})
 	}
-	return r
+	return s
 }
 
 // sessionRoutes registers every resource that needs a logged-in user or an API token (and CSRF

@@ -51,7 +51,10 @@ func (s *Server) TokenAuthorized(r *http.Request) bool {
 // bearerToken returns the credential of an "Authorization: Bearer" header. Other schemes (a
 // proxy's Basic credentials) are none of the API's business and count as no token.
 func bearerToken(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
+	h := strings.TrimSpace(r.Header.Get("Authorization"))
+	if strings.EqualFold(h, "Bearer") {
+		return "", true // an empty token is a wrong one, not a missing one
+	}
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "", false
