@@ -216,7 +216,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.Msg("login succeeded")
 	w.Header().Set("Cache-Control", "no-store")
-	respond.JSON(w, http.StatusOK, map[string]string{"csrf_token": sess.CSRFToken})
+	respond.JSON(w, http.StatusOK, map[string]any{
+		"csrf_token": sess.CSRFToken, "user_id": user.ID, "username": user.Username, "role": user.Role,
+	})
 }
 
 // checkCredentials hashes the password whether or not the user exists, so that an unknown user

@@ -22,6 +22,7 @@ export const routes = [
       { path: 'agents', name: 'agents', component: () => import('@/views/AgentsView.vue') },
       { path: 'notifications', name: 'notifications', component: () => import('@/views/NotificationsView.vue') },
       { path: 'settings', name: 'settings', component: () => import('@/views/SettingsView.vue') },
+      { path: 'users', name: 'users', component: () => import('@/views/UsersView.vue') },
       { path: ':pathMatch(.*)*', name: 'not-found', component: () => import('@/views/NotFoundView.vue') },
     ],
   },
