@@ -98,4 +98,3 @@ func (q Q) TouchAPIToken(ctx context.Context, id, now int64) error {
 	}
 	return nil
 }
-
