@@ -222,7 +222,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.Msg("login succeeded")
 	w.Header().Set("Cache-Control", "no-store")
-	respond.JSON(w, http.StatusOK, map[string]string{"csrf_token": sess.CSRFToken})
+	respond.JSON(w, http.StatusOK, map[string]any{
+		"csrf_token": sess.CSRFToken, "user_id": user.ID, "username": user.Username, "role": user.Role,
+	})
 }
 
 // checkCredentials hashes the password whether or not the user exists, so that an unknown user
@@ -298,6 +300,10 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 type sessionInfo struct {
 	Authenticated bool   `json:"authenticated"`
 	CSRFToken     string `json:"csrf_token,omitempty"`
+	UserID        int64  `json:"user_id,omitempty"`
+	Username      string `json:"username,omitempty"`
+	// Role lets the UI hide what the user may not do; the server checks every request anyway.
+	Role string `json:"role,omitempty"`
 }
 
 func (s *Server) session(w http.ResponseWriter, r *http.Request) {
@@ -311,43 +317,73 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) {
 		respond.JSON(w, http.StatusOK, sessionInfo{})
 		return
 	}
-	respond.JSON(w, http.StatusOK, sessionInfo{Authenticated: true, CSRFToken: sess.CSRFToken})
+	respond.JSON(w, http.StatusOK, sessionInfo{Authenticated: true, CSRFToken: sess.CSRFToken,
+		UserID: sess.UserID, Username: sess.Username, Role: sess.Role})
 }
 
-// requireSession lets a request through only with a live session, and, unless its method is
-// safe (GET, HEAD, OPTIONS), only with that session's CSRF token in X-CSRF-Token. It puts the
-// user id in the context (UserID) and in the request logger.
+// requireSession lets a request through only with a live session or a valid API token
+// (Authorization: Bearer), and only if the principal's role is at least what routeRoles asks of
+// the route. A session request whose method is not safe (GET, HEAD, OPTIONS) must also carry the
+// session's CSRF token in X-CSRF-Token; a bearer token needs none, since no browser sends it by
+// itself. It puts the Principal and the user id in the context (PrincipalOf, UserID) and the user
+// id in the request logger.
 func (s *Server) requireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess, ok, err := s.lookupSession(r)
+		p, sess, err := s.authenticate(r)
 		if err != nil {
 			respond.Error(w, r, err)
-			return
-		}
-		if !ok {
-			respond.Error(w, r, respond.Unauthorized("unauthorized", "login required"))
 			return
 		}
 		// The request logger is per request; updating it in place makes the access log line carry
 		// the user id too.
 		zerolog.Ctx(r.Context()).UpdateContext(func(c zerolog.Context) zerolog.Context {
-			return c.Int64("user_id", sess.UserID)
+			c = c.Int64("user_id", p.UserID)
+			if p.TokenID != 0 {
+				c = c.Int64("token_id", p.TokenID)
+			}
+			return c
 		})
-		if !safeMethod(r.Method) && !readOnlyPost(r) && !csrfMatches(r, sess) {
+		if p.TokenID == 0 && !safeMethod(r.Method) && !readOnlyPost(r) && !csrfMatches(r, sess) {
 			respond.Error(w, r, errInvalidCSRF())
 			return
 		}
-		if now := s.now().Unix(); now-sess.LastSeenAt >= int64(sessionTouchInterval/time.Second) {
-			// Only the sessions list reads it: a failed write must not fail the request.
-			if err := s.db.Writer().TouchSession(r.Context(), sess.ID, now); err != nil {
-				zerolog.Ctx(r.Context()).Warn().Err(err).Msg("record session last seen")
-			}
+		if need := s.requiredRole(r); !RoleAtLeast(p.Role, need) {
+			respond.Error(w, r, errRoleForbidden(need))
+			return
 		}
-		ctx := context.WithValue(r.Context(), userIDKey, sess.UserID)
-		ctx = context.WithValue(ctx, sessionPublicIDKey, sess.PublicID)
-		ctx = context.WithValue(ctx, principalKey, Principal{UserID: sess.UserID, Role: RoleAdmin})
+		ctx := context.WithValue(r.Context(), userIDKey, p.UserID)
+		if p.TokenID == 0 {
+			ctx = context.WithValue(ctx, sessionPublicIDKey, sess.PublicID)
+			ctx = context.WithValue(ctx, sessionIDKey, sess.ID)
+		}
+		ctx = context.WithValue(ctx, principalKey, p)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// authenticate finds who sent r: the API token of an Authorization: Bearer header when there is
+// one (a wrong one is refused, never passed over for the cookie), else the session cookie. The
+// role is the users row's as it is now, so a demotion takes effect on the next request. The
+// session is zero for a token. A refusal is a 401 APIError.
+func (s *Server) authenticate(r *http.Request) (Principal, storage.Session, error) {
+	if tok, ok := bearerToken(r); ok {
+		p, err := s.tokenPrincipal(r, tok)
+		return p, storage.Session{}, err
+	}
+	sess, ok, err := s.lookupSession(r)
+	if err != nil {
+		return Principal{}, storage.Session{}, err
+	}
+	if !ok {
+		return Principal{}, storage.Session{}, respond.Unauthorized("unauthorized", "login required")
+	}
+	if now := s.now().Unix(); now-sess.LastSeenAt >= int64(sessionTouchInterval/time.Second) {
+		// Only the sessions list reads it: a failed write must not fail the request.
+		if err := s.db.Writer().TouchSession(r.Context(), sess.ID, now); err != nil {
+			zerolog.Ctx(r.Context()).Warn().Err(err).Msg("record session last seen")
+		}
+	}
+	return Principal{UserID: sess.UserID, Username: sess.Username, Role: sess.Role}, sess, nil
 }
 
 // readOnlyPOSTs are the POST routes (chi patterns under /api) that change nothing and make the

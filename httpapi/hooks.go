@@ -12,13 +12,9 @@ import (
 // edit a job. A request that leaves the hooks as they were passes, so that whoever may edit a job
 // can still change its other fields. old is nil for a new job.
 func authorizeHooks(r *http.Request, old, updated *jobspec.Spec) error {
-	if jobspec.SameHooks(old, updated) || isAdmin(r) {
+	if jobspec.SameHooks(old, updated) || hasRole(r, RoleAdmin) {
 		return nil
 	}
 	return respond.Forbidden("hooks_forbidden", "only an administrator can set or change a job's hooks").
 		Reason("not_allowed").Field("spec.hooks")
 }
-
-// isAdmin reports whether r was authorised by an administrator's session. Every account is an
-// administrator today; a roles feature decides here.
-func isAdmin(r *http.Request) bool { return UserID(r) != 0 }

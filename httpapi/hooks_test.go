@@ -25,7 +25,8 @@ func TestAuthorizeHooks(t *testing.T) {
 	hooked := parse(`{"v":1,"type":"filesystem","source":{"paths":["/a"]},"target":{"type":"local_dir","base_dir":"/b"},"hooks":{"before":{"command":["true"]}}}`)
 	other := parse(`{"v":1,"type":"filesystem","source":{"paths":["/a"]},"target":{"type":"local_dir","base_dir":"/b"},"hooks":{"before":{"command":["false"]}}}`)
 	anon := httptest.NewRequest("PUT", "/api/jobs/x", nil)
-	admin := anon.WithContext(context.WithValue(anon.Context(), userIDKey, int64(1)))
+	admin := anon.WithContext(context.WithValue(anon.Context(), principalKey, Principal{UserID: 1, Role: RoleAdmin}))
+	operator := anon.WithContext(context.WithValue(anon.Context(), principalKey, Principal{UserID: 2, Role: RoleOperator}))
 	for _, tc := range []struct {
 		name     string
 		r        *http.Request
@@ -39,6 +40,7 @@ func TestAuthorizeHooks(t *testing.T) {
 		{"ChangeWithoutAdmin", anon, hooked, other, false},
 		{"RemoveWithoutAdmin", anon, hooked, plain, false},
 		{"Admin", admin, plain, hooked, true},
+		{"Operator", operator, plain, hooked, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -21,7 +21,6 @@ import (
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/httpapi/apitest"
 	"github.com/bastion-backup/bastion/httpapi/metrics"
-	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -248,18 +247,13 @@ func TestMetricsCountsSurviveARestart(t *testing.T) {
 	}
 
 	a.stop()
-	b := startMetricsHub(t, path, clk, func(cfg *httpapi.Config) {
-		cfg.MetricsAuth = func(r *http.Request) error {
-			if r.Header.Get("Authorization") == "Bearer good-token" {
-				return nil
-			}
-			return respond.Unauthorized("unauthorized", "a valid API token is required")
-		}
-	})
-	if st, body, _ := scrape(t, b.URL, "wrong"); st != http.StatusUnauthorized {
+	b := startMetricsHub(t, path, clk, nil)
+	// A viewer's token is enough: any role may scrape.
+	_, token := b.Login(t).CreateToken(t, "prometheus", httpapi.RoleViewer)
+	if st, body, _ := scrape(t, b.URL, "bst_wrong"); st != http.StatusUnauthorized {
 		t.Fatalf("scrape with a bad token: %d %s", st, body)
 	}
-	st, body, mfs = scrape(t, b.URL, "good-token")
+	st, body, mfs = scrape(t, b.URL, token)
 	if st != http.StatusOK {
 		t.Fatalf("scrape with a token after the restart: %d %s", st, body)
 	}
@@ -272,11 +266,11 @@ func TestMetricsCountsSurviveARestart(t *testing.T) {
 	if n, err := b.DB.Writer().PruneRuns(context.Background(), clk.Now().Unix()+1, 100); err != nil || n < 5 {
 		t.Fatalf("prune: %d %v", n, err)
 	}
-	_, _, mfs = scrape(t, b.URL, "good-token")
+	_, _, mfs = scrape(t, b.URL, token)
 	counts(mfs, "after pruning")
 }
 
-// Without --metrics-public and without a token hook, /metrics refuses everyone with the usual
+// Without --metrics-public and without an API token, /metrics refuses everyone with the usual
 // 401 envelope; a browser session is not enough.
 func TestMetricsRefusedWithoutCredentials(t *testing.T) {
 	t.Parallel()
@@ -286,7 +280,7 @@ func TestMetricsRefusedWithoutCredentials(t *testing.T) {
 		t.Fatalf("scrape without credentials: %d %s", st, body)
 	}
 	if st, body, _ := scrape(t, h.URL, "anything"); st != http.StatusUnauthorized {
-		t.Fatalf("scrape with a token but no token auth: %d %s", st, body)
+		t.Fatalf("scrape with a token nobody issued: %d %s", st, body)
 	}
 	c := h.Login(t)
 	resp := c.Do(t, http.MethodGet, "/metrics", nil)

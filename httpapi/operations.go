@@ -77,7 +77,7 @@ type restoreBody struct {
 	} `json:"executor"`
 	ConflictPolicy string             `json:"conflict_policy"`
 	Selection      *restore.Selection `json:"selection"`
-	// KeepSpecialBits restores setuid, setgid and sticky bits; admin only (isAdmin: restoring a set-id program is a privilege decision).
+	// KeepSpecialBits restores setuid, setgid and sticky bits; admin only (restoring a set-id program is a privilege decision).
 	KeepSpecialBits *bool `json:"keep_special_bits"`
 }
 
@@ -133,7 +133,7 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) {
 	}
 	req := operations.RestoreRequest{ConflictPolicy: body.ConflictPolicy, Selection: body.Selection}
 	if body.KeepSpecialBits != nil && *body.KeepSpecialBits {
-		if !isAdmin(r) {
+		if !hasRole(r, RoleAdmin) {
 			respond.Error(w, r, respond.Forbidden("keep_special_bits_forbidden",
 				"only an administrator may restore setuid, setgid and sticky bits").Field("keep_special_bits"))
 			return

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bastion-backup/bastion/engine/testtool"
+	"github.com/bastion-backup/bastion/httpapi/apitest"
 )
 
 // TestRestoreSpecialBitsOption: a restore strips setuid/setgid bits unless the request says
@@ -56,6 +57,39 @@ func TestRestoreSpecialBitsOption(t *testing.T) {
 			}
 		})
 	}
+	// An operator restores, but only an administrator keeps special bits; a viewer restores
+	// nothing. Refused requests create nothing.
+	t.Run("ByRole", func(t *testing.T) {
+		op := bh.AddUser(t, bh.c, "olga", "operator")
+		viewer := bh.AddUser(t, bh.c, "victor", "viewer")
+		restore := func(c *apitest.Client, keep bool) (*apitest.Response, string) {
+			dest := filepath.Join(t.TempDir(), "dest")
+			body := map[string]any{"destination": map[string]any{"type": "local_fs", "node_id": "hub", "directory": dest}}
+			if keep {
+				body["keep_special_bits"] = true
+			}
+			return c.Do(t, "POST", "/api/runs/"+run+"/restore", body), dest
+		}
+		for _, tc := range []struct {
+			name string
+			c    *apitest.Client
+			keep bool
+			code string
+		}{{"OperatorKeep", op, true, "keep_special_bits_forbidden"}, {"Viewer", viewer, false, "forbidden"}} {
+			resp, dest := restore(tc.c, tc.keep)
+			if resp.Status != http.StatusForbidden || resp.ErrorCode() != tc.code {
+				t.Fatalf("%s: %s", tc.name, resp)
+			}
+			if _, err := os.Stat(dest); err == nil {
+				t.Fatalf("%s: a refused restore created its destination", tc.name)
+			}
+		}
+		resp, _ := restore(op, false)
+		if resp.Status != http.StatusOK {
+			t.Fatalf("operator restore: %s", resp)
+		}
+		bh.waitOperation(t, resp.JSON(t)["op_id"].(string))
+	})
 	t.Run("NotABoolean", func(t *testing.T) {
 		dest := filepath.Join(t.TempDir(), "dest")
 		resp := bh.c.Do(t, "POST", "/api/runs/"+run+"/restore", map[string]any{"destination_dir": dest, "keep_special_bits": "yes"})

@@ -14,15 +14,18 @@
 //
 //   - open routes (systemRoutes, authRoutes): no session. Add nothing here without a reason.
 //   - session routes: everything registered from sessionRoutes. requireSession answers 401
-//     unauthorized without a live session, and 401 invalid_csrf when a request other than
-//     GET/HEAD/OPTIONS lacks the session's X-CSRF-Token, except the few POSTs that change and
-//     contact nothing, listed in readOnlyPOSTs (auth.go). Handlers there get the user id from
-//     UserID(r); the request logger (zerolog.Ctx) already carries user_id. auditPrincipal,
-//     right after requireSession, hands the principal (PrincipalOf) to the audit log.
+//     unauthorized without a live session or a valid API token (Authorization: Bearer), 401
+//     invalid_csrf when a session request other than GET/HEAD/OPTIONS lacks the session's
+//     X-CSRF-Token (except the few POSTs that change and contact nothing, listed in
+//     readOnlyPOSTs, auth.go), and 403 forbidden when the principal's role is below what
+//     routeRoles (roles.go) gives the route. Handlers there get PrincipalOf(r) and UserID(r);
+//     the request logger (zerolog.Ctx) already carries user_id. auditPrincipal,
+//     right after requireSession, hands the principal to the audit log.
 //
-// A new resource is a file with `func (s *Server) fooRoutes(r chi.Router)` and one line in
-// sessionRoutes. Its services come in through Config fields. /agent/* routes authenticate agents
-// with their bearer key instead and are registered outside /api.
+// A new resource is a file with `func (s *Server) fooRoutes(r chi.Router)`, one line in
+// sessionRoutes and a line per route in routeRoles (TestRouteRolesComplete fails until then).
+// Its services come in through Config fields. /agent/* routes authenticate agents with their
+// bearer key instead and are registered outside /api.
 package httpapi
 
 import (
@@ -128,11 +131,6 @@ type Config struct {
 	// MetricsPublic serves GET /metrics to anyone who can reach it, without credentials
 	// (--metrics-public): for a scraper on the same machine or behind the reverse proxy.
 	MetricsPublic bool
-	// MetricsAuth decides, when MetricsPublic is off, whether a request may read /metrics: nil
-	// allows it (an API token of any role), an error is the answer (a respond error, such as
-	// 401 unauthorized for a missing or bad token). API token auth plugs in here. Left nil,
-	// /metrics answers every request 401 unless MetricsPublic is set.
-	MetricsAuth func(r *http.Request) error
 	// Audit writes the audit log (auditTrail); nil makes one. The Hub passes its own to flush it
 	// at shutdown.
 	Audit *audit.Recorder
@@ -156,11 +154,13 @@ type Server struct {
 	throttle throttle
 	hashSem  chan struct{} // bounds concurrent Argon2 computations
 	audit    *audit.Recorder
-	router   *chi.Mux // to name the route of a request refused before routing (audit log)
+	mux      *chi.Mux // the root router: requiredRole finds a request's route in it, and the audit log names routes refused before routing
 }
 
 // New builds the Hub's HTTP handler.
-func New(cfg Config) http.Handler {
+func New(cfg Config) http.Handler { return newServer(cfg).mux }
+
+func newServer(cfg Config) *Server {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
@@ -179,7 +179,7 @@ func New(cfg Config) http.Handler {
 			OnlineWindow: agentsock.OnlineWindow, Version: cfg.Version})
 	}
 	r := chi.NewRouter()
-	s.router = r
+	s.mux = r
 	hosts := cfg.AllowedHosts
 	if cfg.PublicBaseURL != "" {
 		if u, err := url.Parse(cfg.PublicBaseURL); err == nil && u.Host != "" {
@@ -239,19 +239,19 @@ func New(cfg Config) http.Handler {
 			ui.ServeHTTP(w, req)
 		})
 	}
-	return r
+	return s
 }
 
-// serveMetrics guards GET /metrics: public with MetricsPublic, else whatever MetricsAuth
-// allows (an API token), else 401. A browser session is not enough: a scraper has none, and a
-// cookie-authenticated GET is what a cross-site page could make a browser send.
+// serveMetrics guards GET /metrics: public with MetricsPublic, else an API token of any role,
+// else 401. A browser session is not enough: a scraper has none, and a cookie-authenticated GET
+// is what a cross-site page could make a browser send.
 func (s *Server) serveMetrics(h http.Handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.cfg.MetricsPublic {
 			var err error = respond.Unauthorized("unauthorized",
 				"an API token is required to read metrics (Authorization: Bearer …), or start the Hub with --metrics-public")
-			if s.cfg.MetricsAuth != nil {
-				err = s.cfg.MetricsAuth(r)
+			if tok, ok := bearerToken(r); ok {
+				_, err = s.tokenPrincipal(r, tok)
 			}
 			if err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="bastion"`)
@@ -264,8 +264,8 @@ func (s *Server) serveMetrics(h http.Handler) http.HandlerFunc {
 	}
 }
 
-// sessionRoutes registers every resource that needs a logged-in administrator (and CSRF on
-// mutations): add one line per resource.
+// sessionRoutes registers every resource that needs a logged-in user or an API token (and CSRF
+// on a session's mutations): add one line per resource, and its routes to routeRoles.
 func (s *Server) sessionRoutes(r chi.Router) {
 	s.jobRoutes(r)
 	s.runRoutes(r)
@@ -280,6 +280,8 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.sessionListRoutes(r)
 	s.verificationRoutes(r)
 	s.auditRoutes(r)
+	s.userRoutes(r)
+	s.tokenRoutes(r)
 	if s.cfg.testSessionRoutes != nil {
 		s.cfg.testSessionRoutes(r)
 	}

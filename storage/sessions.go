@@ -18,10 +18,14 @@ type Session struct {
 	LastSeenAt int64 // the login time until a request is made with the session
 	ClientIP   string
 	UserAgent  string
+	// Username and Role are the owner's as the users row says now, filled by GetSession only:
+	// a role change takes effect on the next request, whatever the session was opened with.
+	Username string
+	Role     string
 }
 
-const sessionColumns = `id, COALESCE(public_id, ''), user_id, csrf_token, created_at, expires_at,
-	COALESCE(last_seen_at, created_at), client_ip, user_agent`
+const sessionColumns = `s.id, COALESCE(s.public_id, ''), s.user_id, s.csrf_token, s.created_at, s.expires_at,
+	COALESCE(s.last_seen_at, s.created_at), s.client_ip, s.user_agent`
 
 func scanSession(sc interface{ Scan(...any) error }) (Session, error) {
 	var s Session
@@ -29,7 +33,8 @@ func scanSession(sc interface{ Scan(...any) error }) (Session, error) {
 	return s, err
 }
 
-var qGetSession = `SELECT ` + sessionColumns + ` FROM sessions WHERE id = ? AND expires_at > ?`
+var qGetSession = `SELECT ` + sessionColumns + `, u.username, u.role
+	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ? AND s.expires_at > ?`
 
 // InsertSession stores a new session.
 func (q Q) InsertSession(ctx context.Context, s Session) error {
@@ -60,7 +65,9 @@ func (q Q) TrimSessions(ctx context.Context, userID int64, keep int, now int64) 
 // GetSession returns the session if it exists and has not expired at now; an expired session is
 // reported as ErrNotFound, exactly like a missing one.
 func (q Q) GetSession(ctx context.Context, id string, now int64) (Session, error) {
-	s, err := scanSession(q.ex.QueryRowContext(ctx, qGetSession, id, now))
+	var s Session
+	err := q.ex.QueryRowContext(ctx, qGetSession, id, now).Scan(&s.ID, &s.PublicID, &s.UserID, &s.CSRFToken,
+		&s.CreatedAt, &s.ExpiresAt, &s.LastSeenAt, &s.ClientIP, &s.UserAgent, &s.Username, &s.Role)
 	if err != nil {
 		return Session{}, fmt.Errorf("get session: %w", notFound(err))
 	}
@@ -69,8 +76,8 @@ func (q Q) GetSession(ctx context.Context, id string, now int64) (Session, error
 
 // ListSessions returns the user's live sessions at now, newest first.
 func (q Q) ListSessions(ctx context.Context, userID, now int64) ([]Session, error) {
-	rows, err := q.ex.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions
-		WHERE user_id = ? AND expires_at > ? ORDER BY created_at DESC, rowid DESC`, userID, now)
+	rows, err := q.ex.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions s
+		WHERE s.user_id = ? AND s.expires_at > ? ORDER BY s.created_at DESC, s.rowid DESC`, userID, now)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}

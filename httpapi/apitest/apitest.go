@@ -167,6 +167,43 @@ func (h *Hub) Login(t testing.TB) *Client {
 	return c
 }
 
+// AddUser creates a user with role (and Password) through admin's client, and returns a client
+// logged in as that user.
+func (h *Hub) AddUser(t testing.TB, admin *Client, username, role string) *Client {
+	t.Helper()
+	resp := admin.Do(t, http.MethodPost, "/api/users", map[string]string{"username": username, "password": Password, "role": role})
+	if resp.Status != http.StatusCreated {
+		t.Fatalf("create user %s: %d %s", username, resp.Status, resp.Body)
+	}
+	c := h.Client(t)
+	c.Login(t, username, Password)
+	return c
+}
+
+// CreateToken creates an API token through c and returns its id and the token.
+func (c *Client) CreateToken(t testing.TB, name, role string) (int64, string) {
+	t.Helper()
+	resp := c.Do(t, http.MethodPost, "/api/tokens", map[string]string{"name": name, "role": role})
+	if resp.Status != http.StatusCreated {
+		t.Fatalf("create token %s: %d %s", name, resp.Status, resp.Body)
+	}
+	var out struct {
+		ID    int64  `json:"id"`
+		Token string `json:"token"`
+	}
+	resp.Decode(t, &out)
+	return out.ID, out.Token
+}
+
+// BearerClient returns a client that authenticates with an API token only: no cookie jar, no
+// CSRF token.
+func (h *Hub) BearerClient(t testing.TB, token string) *Client {
+	t.Helper()
+	c := &Client{Hub: h, HTTP: &http.Client{Timeout: time.Minute}, Header: http.Header{}}
+	c.Header.Set("Authorization", "Bearer "+token)
+	return c
+}
+
 // Client talks to a Hub. Its methods fail the test on transport errors, never on HTTP status.
 type Client struct {
 	Hub    *Hub

@@ -493,6 +493,117 @@ async function main() {
     await shoot(page, 'audit-log')
   })
 
+  await step('add an operator and a viewer on the Users page', async () => {
+    await page.goto(base + '/users')
+    await page.getByTestId('users-table').waitFor()
+    for (const [name, role] of [['olga', 'Operator'], ['victor', 'Viewer']]) {
+      await page.getByTestId('user-new').click()
+      await page.getByTestId('user-username').locator('input').fill(name)
+      await page.getByTestId('user-new-role').click()
+      await page.locator('.n-base-select-option', { hasText: role }).click()
+      await page.getByTestId('user-password').locator('input').fill(PASSWORD)
+      await page.getByTestId('user-save').click()
+      await page.getByTestId('user-modal').waitFor({ state: 'hidden' })
+      await page.getByTestId('users-table').locator('tr', { hasText: name }).waitFor()
+    }
+    await shoot(page, 'users')
+  })
+
+  await step('create an API token, use it without a session, see its last use, revoke it', async () => {
+    await page.goto(base + '/settings')
+    await page.getByTestId('token-new').click()
+    await page.getByTestId('token-name-input').locator('input').fill('e2e-script')
+    await page.getByTestId('token-create').click()
+    const token = (await page.getByTestId('token-value').innerText()).trim()
+    if (!token.startsWith('bst_')) throw new Error(`token shown: ${token}`)
+    await page.getByTestId('token-copy').click()
+    if ((await page.evaluate(() => navigator.clipboard.readText())) !== token) throw new Error('the copy button did not copy the token')
+    await page.getByTestId('token-done').click()
+    // A script: no cookie, no CSRF token.
+    const res = await fetch(`${base}/api/jobs`, { headers: { Authorization: `Bearer ${token}` } })
+    if (res.status !== 200) throw new Error(`bearer GET /api/jobs answered ${res.status}`)
+    const write = await fetch(`${base}/api/jobs/${state.jobId}/run`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } })
+    if (write.status !== 403) throw new Error(`a viewer token ran a job: ${write.status}`)
+    await page.reload()
+    const row = page.getByTestId('tokens-panel').locator('tr', { hasText: 'e2e-script' })
+    const used = (await row.getByTestId('token-last-used').innerText()).trim()
+    if (!used || used === 'Never used') throw new Error(`last used shows ${used}`)
+    await shoot(page, 'settings-tokens')
+    await row.getByTestId('token-revoke').click()
+    await page.locator('.n-dialog').getByRole('button', { name: 'Revoke' }).click()
+    await row.waitFor({ state: 'detached' })
+    const after = await fetch(`${base}/api/jobs`, { headers: { Authorization: `Bearer ${token}` } })
+    if (after.status !== 401) throw new Error(`a revoked token answered ${after.status}`)
+  })
+
+  /** Logs out whoever is signed in and signs in as user. */
+  async function signInAs(user) {
+    await page.goto(base + '/')
+    await page.getByTestId('logout').click()
+    await page.getByTestId('login-username').locator('input').fill(user)
+    await page.getByTestId('login-password').locator('input').fill(PASSWORD)
+    await page.getByTestId('login-submit').click()
+    await page.getByTestId('page-dashboard').waitFor()
+  }
+  /** The data-testids among ids that page shows now. */
+  async function shown(ids) {
+    const out = []
+    for (const id of ids) if ((await page.getByTestId(id).count()) > 0) out.push(id)
+    return out
+  }
+
+  await step('a viewer sees jobs, runs and settings but no action', async () => {
+    if (!state.jobId || !state.runId) throw new Error('no job or run from the earlier steps')
+    await signInAs('victor')
+    if ((await page.getByTestId('whoami-role').innerText()).trim() !== 'Viewer') throw new Error('the top bar does not say Viewer')
+    if ((await page.getByTestId('nav-users').count()) > 0) throw new Error('a viewer sees the Users page in the menu')
+    await page.goto(base + '/jobs')
+    await page.getByTestId('jobs-table').waitFor()
+    if ((await shown(['job-new'])).length) throw new Error('a viewer may create a job')
+    await page.goto(`${base}/jobs/${state.jobId}`)
+    await page.getByTestId('job-title').waitFor()
+    await page.locator('.n-tabs-tab', { hasText: 'Snapshots' }).click()
+    await page.getByTestId('snapshots-table').locator('[data-status]').first().waitFor()
+    const onJob = await shown(['run-now', 'verify-now', 'job-edit', 'job-delete', 'snap-restore', 'snap-pin', 'snap-delete'])
+    if (onJob.length) throw new Error(`a viewer sees ${onJob.join(', ')} on the job page`)
+    await shoot(page, 'job-viewer')
+    await page.goto(`${base}/runs/${state.runId}`)
+    await page.getByTestId('run-status').waitFor()
+    if ((await shown(['run-restore', 'run-cancel'])).length) throw new Error('a viewer may restore or cancel')
+    await page.goto(base + '/settings')
+    await page.getByTestId('password-panel').waitFor()
+    const onSettings = await shown(['settings-credentials', 'tokens-panel', 'drills-save'])
+    if (onSettings.length) throw new Error(`a viewer sees ${onSettings.join(', ')} in settings`)
+    await page.goto(base + '/agents')
+    await page.getByTestId('agents-table').waitFor()
+    if ((await shown(['agent-enroll', 'agent-sync', 'agent-credentials'])).length) throw new Error('a viewer may manage agents')
+  })
+
+  await step('an operator may run and restore, but not edit, and sees no credentials', async () => {
+    await signInAs('olga')
+    if ((await page.getByTestId('whoami-role').innerText()).trim() !== 'Operator') throw new Error('the top bar does not say Operator')
+    await page.goto(`${base}/jobs/${state.jobId}`)
+    await page.getByTestId('job-title').waitFor()
+    await page.locator('.n-tabs-tab', { hasText: 'Snapshots' }).click()
+    await page.getByTestId('snapshots-table').locator('[data-status]').first().waitFor()
+    const onJob = await shown(['run-now', 'verify-now', 'job-edit', 'job-delete', 'snap-restore', 'snap-pin', 'snap-delete'])
+    if (onJob.join() !== 'run-now,verify-now,snap-restore') throw new Error(`an operator sees ${onJob.join(', ')} on the job page`)
+    await page.goto(`${base}/runs/${state.runId}`)
+    await page.getByTestId('run-restore').waitFor()
+    await page.goto(base + '/agents')
+    await page.getByTestId('agents-table').waitFor()
+    await page.getByTestId('agent-sync').first().waitFor()
+    if ((await shown(['agent-enroll', 'agent-credentials'])).length) throw new Error('an operator may manage agents')
+    await page.goto(base + '/settings')
+    await page.getByTestId('password-panel').waitFor()
+    if ((await shown(['settings-credentials', 'tokens-panel'])).length) throw new Error('an operator sees credentials or tokens')
+    // The Hub refuses what the UI hides: the users list answers 403 to an operator.
+    expectedStatus.add(`${base}/api/users`)
+    const status = await page.evaluate(async () => (await fetch('/api/users')).status)
+    if (status !== 403) throw new Error(`GET /api/users answered ${status} to an operator`)
+    await shoot(page, 'settings-operator')
+  })
+
   await step('logout', async () => {
     await page.goto(base + '/')
     await page.getByTestId('logout').click()

@@ -23,6 +23,7 @@ export const routes = [
       { path: 'notifications', name: 'notifications', component: () => import('@/views/NotificationsView.vue') },
       { path: 'settings', name: 'settings', component: () => import('@/views/SettingsView.vue') },
       { path: 'audit', name: 'audit', component: () => import('@/views/AuditView.vue') },
+      { path: 'users', name: 'users', component: () => import('@/views/UsersView.vue') },
       { path: ':pathMatch(.*)*', name: 'not-found', component: () => import('@/views/NotFoundView.vue') },
     ],
   },

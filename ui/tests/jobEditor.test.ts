@@ -9,6 +9,7 @@ import JobEditorView from '@/views/JobEditorView.vue'
 import SchedulePreview from '@/components/SchedulePreview.vue'
 import type { JobDetail } from '@/api/types'
 import { mockFetch, type Call } from './fetchMock'
+import { useSessionStore } from '@/stores/session'
 
 const job: JobDetail = {
   id: 'j1',
@@ -36,6 +37,8 @@ const job: JobDetail = {
 
 beforeEach(() => {
   setActivePinia(createPinia())
+  // The editor saves only for an administrator.
+  Object.assign(useSessionStore(), { state: 'authenticated', role: 'admin', username: 'admin' })
   i18n.global.locale.value = 'en'
 })
 afterEach(() => vi.unstubAllGlobals())

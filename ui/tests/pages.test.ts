@@ -17,6 +17,9 @@ import NotificationsView from '@/views/NotificationsView.vue'
 import SettingsView from '@/views/SettingsView.vue'
 import JobsView from '@/views/JobsView.vue'
 import DashboardView from '@/views/DashboardView.vue'
+import UsersView from '@/views/UsersView.vue'
+import { useSessionStore } from '@/stores/session'
+import type { Role } from '@/api'
 
 const NOW = Math.floor(Date.now() / 1000)
 const spec = {
@@ -44,8 +47,17 @@ class FakeWS {
   close() {}
 }
 
+// Pages render for a signed-in administrator unless a test says otherwise (signInAs).
+function signInAs(role: Role, username = 'admin') {
+  const session = useSessionStore()
+  session.state = 'authenticated'
+  session.role = role
+  session.username = username
+}
+
 beforeEach(() => {
   setActivePinia(createPinia())
+  signInAs('admin')
   i18n.global.locale.value = 'en'
   vi.stubGlobal('WebSocket', FakeWS)
 })
@@ -573,6 +585,87 @@ describe('login page', () => {
     await flushPromises()
     expect(w.get('[data-testid="error-alert"]').text()).toContain('Invalid username or password')
     expect(w.find('[data-testid="login-throttled"]').exists()).toBe(false)
+    w.unmount()
+  })
+
+  it('shows each role only the actions it may take', async () => {
+    const answers = {
+      'GET /api/jobs/j1': { body: job },
+      'GET /api/jobs/j1/runs': { body: [] },
+      'GET /api/jobs/j1/snapshots': { body: { items: [snapshot], next_cursor: null } },
+    }
+    const visible = (w: Awaited<ReturnType<typeof render>>) =>
+      ['run-now', 'verify-now', 'job-edit', 'job-delete', 'snap-restore', 'snap-pin', 'snap-delete'].filter((id) => w.find(`[data-testid="${id}"]`).exists())
+
+    signInAs('viewer', 'victor')
+    mockFetch(answers)
+    let w = await render(JobDetailView, { id: 'j1' })
+    expect(visible(w)).toEqual([])
+    w.unmount()
+
+    signInAs('operator', 'olga')
+    mockFetch(answers)
+    w = await render(JobDetailView, { id: 'j1' })
+    expect(visible(w)).toEqual(['run-now', 'verify-now', 'snap-restore'])
+    w.unmount()
+
+    signInAs('admin')
+    mockFetch(answers)
+    w = await render(JobDetailView, { id: 'j1' })
+    expect(visible(w)).toEqual(['run-now', 'verify-now', 'job-edit', 'job-delete', 'snap-restore', 'snap-pin', 'snap-delete'])
+    w.unmount()
+  })
+
+  it('settings hides credentials and tokens from an operator, and shows a new token once with a copy button', async () => {
+    signInAs('operator', 'olga')
+    mockFetch({
+      'GET /api/system': { body: { version: 't', insecure_http: false, hub_timezone: 'UTC' } },
+      'GET /api/settings/verification': { body: { stale_after_days: 7 } },
+      'GET /api/sessions': { body: { items: [], max_sessions: 10 } },
+    })
+    let w = await render(SettingsView)
+    expect(w.find('[data-testid="settings-credentials"]').exists()).toBe(false)
+    expect(w.find('[data-testid="tokens-panel"]').exists()).toBe(false)
+    expect(w.find('[data-testid="drills-save"]').exists()).toBe(false)
+    expect(w.find('[data-testid="password-panel"]').exists()).toBe(true)
+    w.unmount()
+
+    signInAs('admin')
+    const calls = mockFetch({
+      'GET /api/system': { body: { version: 't', insecure_http: false, hub_timezone: 'UTC' } },
+      'GET /api/settings/verification': { body: { stale_after_days: 7 } },
+      'GET /api/sessions': { body: { items: [], max_sessions: 10 } },
+      'GET /api/secrets/webdav': { body: [] },
+      'GET /api/tokens': { body: { items: [{ id: 1, name: 'ci', role: 'viewer', created_at: NOW, expires_at: null, last_used_at: NOW - 5, created_by: 'admin', created_by_id: 1, expired: false }] } },
+      'POST /api/tokens': { status: 201, body: { id: 2, token: 'bst_secretvalue', name: 'prom', role: 'viewer', created_at: NOW, expires_at: null } },
+    })
+    w = await render(SettingsView)
+    expect(w.find('[data-testid="tokens-panel"]').text()).toContain('ci')
+    await w.find('[data-testid="token-new"]').trigger('click')
+    await flushPromises()
+    const input = document.querySelector('[data-testid="token-name-input"] input') as HTMLInputElement
+    input.value = 'prom'
+    input.dispatchEvent(new Event('input'))
+    await flushPromises()
+    ;(document.querySelector('[data-testid="token-create"]') as HTMLButtonElement).click()
+    await flushPromises()
+    const post = calls.find((c) => c.method === 'POST')!
+    expect(post.body).toMatchObject({ name: 'prom', role: 'viewer' })
+    expect(document.querySelector('[data-testid="token-value"]')?.textContent).toBe('bst_secretvalue')
+    expect(document.querySelector('[data-testid="token-copy"]')).not.toBeNull()
+    w.unmount()
+  })
+
+  it('users page lists users for an admin and says admins only to others', async () => {
+    mockFetch({ 'GET /api/users': { body: { items: [{ id: 1, username: 'admin', role: 'admin', created_at: NOW, updated_at: NOW }, { id: 2, username: 'olga', role: 'operator', created_at: NOW, updated_at: NOW }] } } })
+    let w = await render(UsersView)
+    expect(w.findAll('[data-testid="user-name"]').map((x) => x.text())).toEqual(['admin', 'olga'])
+    w.unmount()
+    signInAs('viewer', 'victor')
+    mockFetch({})
+    w = await render(UsersView)
+    expect(w.find('[data-testid="users-forbidden"]').exists()).toBe(true)
+    expect(w.find('[data-testid="user-new"]').exists()).toBe(false)
     w.unmount()
   })
 })

@@ -198,8 +198,6 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		OnSecretDeleted: notifier.SecretDeleted,
 		Metrics:         hubMetrics,
 		MetricsPublic:   cfg.MetricsPublic,
-		// MetricsAuth: API token auth plugs in here (any role may scrape); until then /metrics
-		// answers 401 unless --metrics-public is set.
 		Audit: auditLog,
 	})
 

@@ -20,6 +20,23 @@ export const api = {
     revoke: (id: string) => http.del<void>(`/api/sessions/${seg(id)}`),
   },
 
+  /** Accounts (admin only), and one's own password (everyone). */
+  users: {
+    list: () => http.get<{ items: T.User[] }>('/api/users'),
+    create: (username: string, password: string, role: T.Role) => http.post<T.User>('/api/users', { username, password, role }),
+    update: (id: number, body: { role?: T.Role; password?: string }) => http.put<T.User>(`/api/users/${id}`, body),
+    remove: (id: number) => http.del<void>(`/api/users/${id}`),
+    changeOwnPassword: (currentPassword: string, newPassword: string) =>
+      http.put<void>('/api/users/me/password', { current_password: currentPassword, new_password: newPassword }),
+  },
+  /** API tokens for scripts (admin only): Authorization: Bearer <token>. */
+  tokens: {
+    list: () => http.get<{ items: T.ApiToken[] }>('/api/tokens'),
+    create: (name: string, role: T.Role, expiresAt: number | null) =>
+      http.post<T.CreatedApiToken>('/api/tokens', { name, role, expires_at: expiresAt }),
+    remove: (id: number) => http.del<void>(`/api/tokens/${id}`),
+  },
+
   jobs: {
     list: (q: T.JobListQuery = {}) => http.get<T.Page<T.JobListItem>>('/api/jobs', { ...q }),
     get: (id: string) => http.get<T.JobDetail>(`/api/jobs/${seg(id)}`),

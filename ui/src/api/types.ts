@@ -35,12 +35,49 @@ export interface SystemInfo {
 export interface SetupStatus {
   needs_setup: boolean
 }
+/** What a user may do: admin everything; operator runs, cancels, restores, verifies; viewer reads. */
+export type Role = 'admin' | 'operator' | 'viewer'
+export const ROLES: Role[] = ['admin', 'operator', 'viewer']
 export interface SessionInfo {
   authenticated: boolean
   csrf_token?: string
+  user_id?: number
+  username?: string
+  role?: Role
 }
 export interface LoginResponse {
   csrf_token: string
+  user_id: number
+  username: string
+  role: Role
+}
+/** A Hub account (GET /api/users, admin only). */
+export interface User {
+  id: number
+  username: string
+  role: Role
+  created_at: number
+  updated_at: number
+}
+/** An API token as listed (GET /api/tokens); the token itself is shown only when created. */
+export interface ApiToken {
+  id: number
+  name: string
+  role: Role
+  created_at: number
+  expires_at: number | null
+  last_used_at: number | null
+  created_by: string
+  created_by_id: number
+  expired: boolean
+}
+export interface CreatedApiToken {
+  id: number
+  token: string
+  name: string
+  role: Role
+  created_at: number
+  expires_at: number | null
 }
 /** One of the signed-in user's sessions (GET /api/sessions); id is a public name, not the cookie. */
 export interface UserSession {

@@ -1,6 +1,7 @@
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
-import { api, configureClient, type SystemInfo } from '@/api'
+import { api, configureClient, type Role, type SystemInfo } from '@/api'
+import { can as roleCan, type Action } from '@/lib/permissions'
 
 export type AuthState = 'unknown' | 'needs_setup' | 'anonymous' | 'authenticated'
 
@@ -26,18 +27,31 @@ export const useSessionStore = defineStore('session', () => {
   const state = ref<AuthState>('unknown')
   const csrf = ref<string | null>(null)
   const system = ref<SystemInfo | null>(null)
+  const username = ref<string | null>(null)
+  const role = ref<Role | null>(null)
 
   configureClient({
     csrfToken: () => csrf.value,
     onUnauthorized: () => {
       if (state.value === 'authenticated') {
         state.value = 'anonymous'
-        csrf.value = null
+        forget()
       }
     },
   })
 
   const authenticated = computed(() => state.value === 'authenticated')
+
+  /** Whether the signed-in user's role allows action: pages hide or disable what it does not. */
+  function can(action: Action): boolean {
+    return authenticated.value && roleCan(role.value, action)
+  }
+
+  function forget(): void {
+    csrf.value = null
+    username.value = null
+    role.value = null
+  }
 
   async function loadSystem(): Promise<void> {
     try {
@@ -52,11 +66,13 @@ export const useSessionStore = defineStore('session', () => {
     const setup = await api.setupStatus()
     if (setup.needs_setup) {
       state.value = 'needs_setup'
-      csrf.value = null
+      forget()
       return state.value
     }
     const s = await api.session()
     csrf.value = s.authenticated ? (s.csrf_token ?? null) : null
+    username.value = s.authenticated ? (s.username ?? null) : null
+    role.value = s.authenticated ? (s.role ?? null) : null
     state.value = s.authenticated ? 'authenticated' : 'anonymous'
     return state.value
   }
@@ -66,9 +82,11 @@ export const useSessionStore = defineStore('session', () => {
     state.value = 'anonymous'
   }
 
-  async function login(username: string, password: string): Promise<void> {
-    const r = await api.login(username, password)
+  async function login(name: string, password: string): Promise<void> {
+    const r = await api.login(name, password)
     csrf.value = r.csrf_token
+    username.value = r.username ?? null
+    role.value = r.role ?? null
     state.value = 'authenticated'
   }
 
@@ -76,16 +94,16 @@ export const useSessionStore = defineStore('session', () => {
     try {
       await api.logout()
     } finally {
-      csrf.value = null
+      forget()
       state.value = 'anonymous'
     }
   }
 
   /** The session ended on the Hub (revoked from the sessions list): forget it without a request. */
   function signedOut(): void {
-    csrf.value = null
+    forget()
     state.value = 'anonymous'
   }
 
-  return { state, csrf, system, authenticated, loadSystem, refresh, initialize, login, logout, signedOut }
+  return { state, csrf, system, username, role, authenticated, can, loadSystem, refresh, initialize, login, logout, signedOut }
 })
