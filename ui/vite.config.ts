@@ -103,6 +103,7 @@ export default defineConfig({
   test: {
     environment: 'happy-dom',
     include: ['tests/**/*.test.ts'],
+    setupFiles: ['tests/setup.ts'],
     // The job editor's tests walk every step of a mounted wizard; on a loaded 2-core machine one
     // takes several seconds, past vitest's 5 s default. Timeouts here catch hangs, not slowness.
     testTimeout: 30000,
