@@ -144,13 +144,21 @@ type RestoreRequest struct {
 	KeepSpecialBits bool `json:"keep_special_bits,omitempty"`
 }
 
-// SnapshotTarget is where a run's snapshot is stored, without credentials: {type: local_dir,
-// base_dir} or {type: webdav, base_url, secret_name}.
-type SnapshotTarget struct {
-	Type       string `json:"type"`
-	BaseDir    string `json:"base_dir,omitempty"`
-	BaseURL    string `json:"base_url,omitempty"`
-	SecretName string `json:"secret_name,omitempty"`
+// SnapshotTarget is where a run's snapshot is stored, without credentials: the target driver's
+// own object, passed through as it is stored ({type: local_dir, base_dir},
+// {type: webdav, base_url, secret_name}, or another driver's fields).
+type SnapshotTarget json.RawMessage
+
+func (s SnapshotTarget) MarshalJSON() ([]byte, error) {
+	if len(s) == 0 {
+		return []byte("null"), nil
+	}
+	return s, nil
+}
+
+func (s *SnapshotTarget) UnmarshalJSON(b []byte) error {
+	*s = append((*s)[:0], b...)
+	return nil
 }
 
 type RestoreDestination struct {

@@ -226,7 +226,7 @@ func normalizeBase(raw string) (base, decodedPath string, err error) {
 	return u.String(), u.Path, nil
 }
 
-func (t *Target) Type() string { return targets.TypeWebDAV }
+func (t *Target) Type() string { return Type }
 
 // BaseURL is the normalized base URL (no credentials, ends in "/").
 func (t *Target) BaseURL() string { return t.base }
@@ -237,7 +237,7 @@ func (t *Target) Location(run targets.RunRef) string {
 }
 
 func (t *Target) Redacted() targets.Redacted {
-	return targets.Redacted{Type: targets.TypeWebDAV, BaseURL: t.base, SecretName: t.secretName}
+	return Redact(t.base, t.secretName)
 }
 
 func (t *Target) jobURL(run targets.RunRef) string { return t.base + escapeSegment(run.JobID) + "/" }
