@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -161,6 +162,9 @@ type Error struct {
 	HTTPStatus int
 	Op         string // "put payload.part000001", "mkcol <job>/<run>"
 	Attempts   int
+	// RetryAfter is how long the server asked to wait before trying again (429/503
+	// Retry-After), or 0; engine/targets/retrying waits that long instead of its backoff.
+	RetryAfter time.Duration
 	Err        error
 }
 

@@ -68,7 +68,8 @@ func (c *Config) SecretName() string       { return c.Secret }
 func (c *Config) Endpoint() string         { return c.BaseURL }
 func (c *Config) Redact() targets.Redacted { return Redact(c.BaseURL, c.Secret) }
 
-// Open decodes the WebDAV secret payload and builds the target. No request is sent.
+// Open decodes the WebDAV secret payload and builds the target, retried under RetryPolicy. No
+// request is sent.
 func (c *Config) Open(_ context.Context, creds []byte, deps targets.Deps) (targets.Target, error) {
 	var cred secrets.WebDAV
 	if err := json.Unmarshal(creds, &cred); err != nil {
@@ -80,5 +81,5 @@ func (c *Config) Open(_ context.Context, creds []byte, deps targets.Deps) (targe
 	if err != nil {
 		return nil, err // a *targets.Error of kind config; it never carries the credential
 	}
-	return t, nil
+	return t.WithRetries(), nil
 }
