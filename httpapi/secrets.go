@@ -44,9 +44,13 @@ func (s *Server) secretTarget(w http.ResponseWriter, r *http.Request, withName b
 	}
 	seg := pathParam(r, "kind")
 	kind, known := secretKinds[seg]
+	if !known && isTargetSecretKind(seg) {
+		kind, known = seg, true
+	}
 	if !known {
-		respond.Error(w, r, respond.NotFound("unknown_secret_kind", "unknown secret kind: use webdav, smtp, wecom-bot or webhook").
-			Field("kind").Param("kinds", []string{"webdav", "smtp", "wecom-bot", "webhook"}))
+		kinds := secretKindSegments()
+		respond.Error(w, r, respond.NotFound("unknown_secret_kind", "unknown secret kind: use "+strings.Join(kinds, ", ")).
+			Field("kind").Param("kinds", kinds))
 		return "", "", false
 	}
 	if !withName {
@@ -130,11 +134,11 @@ func (s *Server) answerSecretList(w http.ResponseWriter, r *http.Request, node, 
 		respond.Error(w, r, err)
 		return
 	}
-	if kind != secrets.KindWebDAV {
+	if !isTargetSecretKind(kind) {
 		respond.JSON(w, http.StatusOK, list)
 		return
 	}
-	// WebDAV credentials list the servers they may be sent to, so an unbound one shows.
+	// Target credentials list the servers they may be sent to, so an unbound one shows.
 	type item struct {
 		secrets.Meta
 		AllowedOrigins []string `json:"allowed_origins"`
@@ -164,7 +168,7 @@ func (s *Server) answerSecret(w http.ResponseWriter, r *http.Request, node, kind
 		return
 	}
 	doc["name"], _ = json.Marshal(name)
-	if kind == secrets.KindWebDAV {
+	if isTargetSecretKind(kind) {
 		origins, err := s.cfg.Secrets.AllowedOrigins(r.Context(), node, kind, name)
 		if err != nil {
 			respond.Error(w, r, err)
@@ -187,22 +191,17 @@ func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind,
 		return false
 	}
 	var origins secrets.OriginUpdate
-	if kind == secrets.KindWebDAV {
-		if body, origins, err = splitWebDAVOrigins(body); err != nil {
+	if isTargetSecretKind(kind) {
+		if body, origins, err = splitOrigins(body); err != nil {
 			respond.Error(w, r, validationError(err))
 			return false
 		}
 	}
-	payload, err := secrets.DecodePayload(kind, body)
-	if err != nil {
-		respond.Error(w, r, validationError(err))
-		return false
-	}
 	// Store the validated, re-encoded payload, not the client's bytes: no stray whitespace or
 	// duplicate keys end up encrypted.
-	canonical, err := json.Marshal(payload)
+	canonical, err := canonicalPayload(kind, body)
 	if err != nil {
-		respond.Error(w, r, err)
+		respond.Error(w, r, validationError(err))
 		return false
 	}
 	if err := s.cfg.Secrets.PutWithOrigins(r.Context(), node, kind, name, canonical, origins); err != nil {
@@ -214,12 +213,12 @@ func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind,
 	return true
 }
 
-// splitWebDAVOrigins takes the origin fields out of a WebDAV secret body, leaving the payload:
+// splitOrigins takes the origin fields out of a target secret's body (WebDAV's), leaving the payload:
 // allowed_origins (a list of URLs or origins) replaces the servers the credential may be sent to,
 // [] unbinding it; base_url (the server the credential is for, as the secret form sends it) adds
 // one. A body with neither keeps the origins the secret has, so an older client re-saving a
 // password does not unbind it.
-func splitWebDAVOrigins(body []byte) ([]byte, secrets.OriginUpdate, error) {
+func splitOrigins(body []byte) ([]byte, secrets.OriginUpdate, error) {
 	var up secrets.OriginUpdate
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(body, &doc); err != nil || doc == nil {

@@ -48,6 +48,13 @@ type Config interface {
 	Open(ctx context.Context, creds []byte, deps Deps) (Target, error)
 }
 
+// SecretChecker is implemented by a Driver whose SecretKind is its own: it validates a payload
+// saved through the API and returns it re-encoded, so that no stray bytes are stored. A kind
+// engine/secrets knows (webdav) is checked there instead.
+type SecretChecker interface {
+	CheckSecret(payload json.RawMessage) (json.RawMessage, error)
+}
+
 // LocalPath is implemented by the Config of a target that is a directory of the node's own file
 // system: only that node can reach it, and it must stay outside the node's data directory.
 type LocalPath interface {
