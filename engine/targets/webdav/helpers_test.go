@@ -87,7 +87,9 @@ type testTarget struct {
 	raw *webdav.Target
 }
 
-func (t testTarget) List(ctx context.Context, p string) ([]webdav.Entry, error) { return t.raw.List(ctx, p) }
+func (t testTarget) List(ctx context.Context, p string) ([]webdav.Entry, error) {
+	return t.raw.List(ctx, p)
+}
 
 // newTarget builds a Target on base with recorded sleeps, a fake clock (so the request
 // timeout never fires unless the test advances it) and logs sent to the test and to logTo.
