@@ -196,13 +196,34 @@ func (r *Registry) Parse(raw json.RawMessage) (Config, error) {
 	return d.Parse(raw)
 }
 
-// ParseRedacted decodes a stored run target description with its driver. Errors are *Error of
-// kind config.
+// ParseRedacted decodes a stored run target description with its driver. Unlike a job spec, a
+// stored description is read leniently, as earlier versions read it into one struct: fields its
+// driver does not know (part_size_bytes, a field of another version) and empty ones are
+// skipped; Redact writes back only the driver's. Errors are *Error of kind config.
 func (r *Registry) ParseRedacted(red Redacted) (Config, error) {
-	c, err := r.Parse(red.JSON())
-	if err != nil {
-		return nil, &Error{Kind: KindConfig, Code: "unsupported_target", Op: "read stored target",
-			Err: fmt.Errorf("target %q: %w", red.Type, err)}
+	raw := red.JSON()
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) == nil && fields != nil {
+		for k, v := range fields {
+			if s := string(bytes.TrimSpace(v)); k == "part_size_bytes" || s == "null" || s == `""` {
+				delete(fields, k)
+			}
+		}
+		raw, _ = json.Marshal(fields)
 	}
-	return c, nil
+	for range 16 { // each round drops one unknown field
+		c, err := r.Parse(raw)
+		var fe *FieldError
+		if err == nil {
+			return c, nil
+		}
+		if !errors.As(err, &fe) || fe.Reason != "not_allowed" || fields == nil || fields[fe.Field] == nil || fe.Field == "type" {
+			return nil, &Error{Kind: KindConfig, Code: "unsupported_target", Op: "read stored target",
+				Err: fmt.Errorf("target %q: %w", red.Type, err)}
+		}
+		delete(fields, fe.Field)
+		raw, _ = json.Marshal(fields)
+	}
+	return nil, &Error{Kind: KindConfig, Code: "unsupported_target", Op: "read stored target",
+		Err: fmt.Errorf("target %q has too many unknown fields", red.Type)}
 }

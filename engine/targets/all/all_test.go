@@ -56,3 +56,27 @@ func TestDriversAreListedOnce(t *testing.T) {
 		t.Fatal("an unknown type parsed")
 	}
 }
+
+// TestStoredSnapshotsAreReadLeniently: a stored description with fields its driver does not know
+// (part_size_bytes, empty fields, another version's) still opens, as when it was read into one
+// struct; a job spec stays strict.
+func TestStoredSnapshotsAreReadLeniently(t *testing.T) {
+	t.Parallel()
+	var red targets.Redacted
+	if err := json.Unmarshal([]byte(`{"type":"webdav","base_url":"https://dav.example/b/","base_dir":"","secret_name":"nas","part_size_bytes":5,"future":{"x":1}}`), &red); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := all.Registry.ParseRedacted(red)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(cfg.Redact().JSON()); got != `{"type":"webdav","base_url":"https://dav.example/b/","secret_name":"nas"}` {
+		t.Fatalf("Redact = %s", got)
+	}
+	if _, err := all.Registry.Parse(red.JSON()); err == nil {
+		t.Fatal("strict Parse accepted unknown fields")
+	}
+	if _, err := all.Registry.ParseRedacted(targets.NewRedacted(map[string]string{"type": "nope"})); targets.KindOf(err) != targets.KindConfig {
+		t.Fatalf("unknown type: %v", err)
+	}
+}
