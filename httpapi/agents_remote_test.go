@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
+	"github.com/bastion-backup/bastion/engine/targets/webdav"
 	"net/http"
 	"net/url"
 	"os"
@@ -114,7 +116,7 @@ func (ah *agentBackupHub) token(t *testing.T) string {
 func (ah *agentBackupHub) seedAgentSnapshot(t *testing.T, agentID, jobID, runID, baseDir string) string {
 	t.Helper()
 	ctx := context.Background()
-	snap, _ := json.Marshal(targets.RunTarget{NodeID: agentID, Target: targets.Redacted{Type: "local_dir", BaseDir: baseDir}})
+	snap, _ := json.Marshal(targets.RunTarget{NodeID: agentID, Target: localdir.Redact(baseDir)})
 	ts := string(snap)
 	now := ah.Clock.Now().Unix()
 	err := ah.DB.Write(ctx, func(q storage.Q) error {
@@ -323,7 +325,7 @@ func TestWebDAVListThroughAPI(t *testing.T) {
 		// A restore on the agent of a snapshot whose stored target names another server (an
 		// edited database) is refused before the task reaches the agent.
 		job, run := uuidN(1, 7), uuidN(2, 7)
-		snap, _ := json.Marshal(targets.RunTarget{NodeID: agent.id, Target: targets.Redacted{Type: "webdav", BaseURL: rogue.URL + "/dav/", SecretName: "agent-nas"}})
+		snap, _ := json.Marshal(targets.RunTarget{NodeID: agent.id, Target: webdav.Redact(rogue.URL+"/dav/", "agent-nas")})
 		ts, now := string(snap), ah.Clock.Now().Unix()
 		if err := ah.DB.Write(ctx, func(q storage.Q) error {
 			if err := q.InsertJob(ctx, storage.Job{ID: job, Name: "dav on agent", AgentID: &agent.id, ScheduleTimezone: "UTC",

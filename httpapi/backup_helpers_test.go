@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -65,7 +66,7 @@ func (bh *backupHub) insertJob(t *testing.T, id, specJSON string) {
 func (bh *backupHub) seedSnapshot(t *testing.T, jobID, runID, baseDir string, endedAt int64, files bool) {
 	t.Helper()
 	ctx := context.Background()
-	snap, _ := json.Marshal(targets.RunTarget{NodeID: "hub", Target: targets.Redacted{Type: "local_dir", BaseDir: baseDir}})
+	snap, _ := json.Marshal(targets.RunTarget{NodeID: "hub", Target: localdir.Redact(baseDir)})
 	ts := string(snap)
 	err := bh.DB.Write(ctx, func(q storage.Q) error {
 		if err := q.InsertRun(ctx, storage.Run{ID: runID, JobID: jobID, Status: storage.RunSuccess, StartedAt: endedAt - 10,

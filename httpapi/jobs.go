@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bastion-backup/bastion/engine/targets"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -314,31 +317,32 @@ func (s *Server) validateJob(ctx context.Context, b jobBody) (validJob, error) {
 		return v, respond.BadRequest("invalid_spec", msg).Reason("unsupported").Field(field)
 	}
 	v.spec, v.specJSON = spec, b.Spec
-	if spec.Target.Type == jobspec.TargetWebDAV {
+	if d, ok := spec.Target.Driver(); ok && d.SecretKind() != "" {
+		kind, name := d.SecretKind(), spec.Target.SecretName()
 		node := "hub"
 		if v.agentID != nil {
 			node = *v.agentID
 		}
-		ok, err := s.jobSecrets().SecretExists(ctx, node, "webdav", spec.Target.SecretName)
+		ok, err := s.jobSecrets().SecretExists(ctx, node, kind, name)
 		if err != nil {
 			return v, err
 		}
 		if !ok {
-			return v, respond.BadRequest("invalid_webdav_secret", fmt.Sprintf("no WebDAV secret %q on node %s", spec.Target.SecretName, node)).
+			return v, respond.BadRequest("invalid_"+kind+"_secret", fmt.Sprintf("no %s secret %q on node %s", kind, name, node)).
 				Reason("not_found").Field("spec.target.secret_name")
 		}
-		origins, err := s.db.Reader().SecretOrigins(ctx, node, secrets.KindWebDAV, spec.Target.SecretName)
+		origins, err := s.db.Reader().SecretOrigins(ctx, node, kind, name)
 		if err != nil {
 			return v, err
 		}
 		if len(origins) == 0 {
 			v.bindOrigin = true
-		} else if err := secrets.CheckOrigin(secrets.KindWebDAV, spec.Target.SecretName, spec.Target.BaseURL, origins); err != nil {
-			return v, originError(err, "spec.target.base_url")
+		} else if err := secrets.CheckOrigin(kind, name, spec.Target.Config.Endpoint(), origins); err != nil {
+			return v, originError(err, "spec.target."+endpointField(spec.Target))
 		}
 	}
-	if spec.Target.Type == jobspec.TargetLocalDir && v.agentID == nil && s.cfg.DataDir != "" {
-		inside, err := pathguard.Within(spec.Target.BaseDir, s.cfg.DataDir)
+	if lp, local := spec.Target.Config.(targets.LocalPath); local && v.agentID == nil && s.cfg.DataDir != "" {
+		inside, err := pathguard.Within(lp.LocalPath(), s.cfg.DataDir)
 		if err != nil {
 			return v, respond.BadRequest("invalid_spec", "spec.target.base_dir could not be checked: "+err.Error()).
 				Reason("invalid_value").Field("spec.target.base_dir")
@@ -406,17 +410,19 @@ func (s *Server) bindJobOrigin(ctx context.Context, q storage.Q, v validJob) err
 	if !v.bindOrigin {
 		return nil
 	}
-	o, err := secrets.NormalizeOrigin(v.spec.Target.BaseURL)
+	d, _ := v.spec.Target.Driver()
+	kind, name := d.SecretKind(), v.spec.Target.SecretName()
+	o, err := secrets.NormalizeOrigin(v.spec.Target.Config.Endpoint())
 	if err != nil {
-		return fmt.Errorf("bind webdav credential %q: %w", v.spec.Target.SecretName, err)
+		return fmt.Errorf("bind %s credential %q: %w", kind, name, err)
 	}
-	bound, err := q.BindSecretOriginIfUnbound(ctx, v.node(), secrets.KindWebDAV, v.spec.Target.SecretName, o, s.now().Unix())
+	bound, err := q.BindSecretOriginIfUnbound(ctx, v.node(), kind, name, o, s.now().Unix())
 	if err != nil {
 		return err
 	}
 	if bound {
-		zerolog.Ctx(ctx).Info().Str("node_id", v.node()).Str("secret_name", v.spec.Target.SecretName).Str("origin", o).
-			Msg("webdav credential bound to the server of the job that uses it")
+		zerolog.Ctx(ctx).Info().Str("node_id", v.node()).Str("kind", kind).Str("secret_name", name).Str("origin", o).
+			Msg("credential bound to the server of the job that uses it")
 	}
 	return nil
 }
@@ -799,4 +805,18 @@ func (s *Server) previewSchedule(w http.ResponseWriter, r *http.Request) {
 		times = append(times, t.In(loc).Format(time.RFC3339))
 	}
 	respond.JSON(w, http.StatusOK, map[string][]string{"times": times})
+}
+
+// endpointField is the target field holding the URL a credential is sent to, for error envelopes:
+// the first of the target object's fields whose value is that URL ("base_url" for WebDAV).
+func endpointField(t jobspec.Target) string {
+	var fields map[string]any
+	if b, err := json.Marshal(t.Config); err == nil && json.Unmarshal(b, &fields) == nil {
+		for _, k := range slices.Sorted(maps.Keys(fields)) {
+			if fields[k] == t.Config.Endpoint() {
+				return k
+			}
+		}
+	}
+	return "endpoint"
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -35,10 +36,8 @@ func (s *Server) listCleanupTasks(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, respond.BadRequest("invalid_status", "unknown task status").Field("status"))
 		return
 	}
-	switch f.TargetType {
-	case "", "local_dir", "webdav":
-	default:
-		respond.Error(w, r, respond.BadRequest("invalid_target_type", "target_type must be local_dir or webdav").Field("target_type"))
+	if _, known := all.Registry.Lookup(f.TargetType); f.TargetType != "" && !known {
+		respond.Error(w, r, respond.BadRequest("invalid_target_type", "target_type must be "+all.Registry.TypeList()).Field("target_type"))
 		return
 	}
 	pg, err := readPage(r)

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"errors"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
@@ -12,12 +14,12 @@ import (
 	"github.com/bastion-backup/bastion/storage"
 )
 
-// nodeSecretRoutes serve WebDAV credentials per node: "hub" is the Hub's own (as
-// /api/secrets/webdav), an agent id is that agent's scope, which its jobs, its webdav_list and its
-// restores from WebDAV use. A change in an agent's scope is pushed to the agent at once (secrets
+// nodeSecretRoutes serve target credentials (the secret kinds of engine/targets/all: webdav) per
+// node: "hub" is the Hub's own (as /api/secrets/{kind}), an agent id is that agent's scope,
+// which its jobs, its webdav_list and its restores use. A change in an agent's scope is pushed to the agent at once (secrets
 // snapshot, then config snapshot); an offline agent gets both when it connects.
 func (s *Server) nodeSecretRoutes(r chi.Router) {
-	r.Route("/nodes/{node_id}/secrets/webdav", func(r chi.Router) {
+	r.Route("/nodes/{node_id}/secrets/{kind}", func(r chi.Router) {
 		r.Get("/", s.listNodeSecrets)
 		r.Get("/{name}", s.getNodeSecret)
 		r.Put("/{name}", s.putNodeSecret)
@@ -25,15 +27,21 @@ func (s *Server) nodeSecretRoutes(r chi.Router) {
 	})
 }
 
-// secretNode resolves the node of a node-scoped secret request: hub, or an existing agent.
-func (s *Server) secretNode(w http.ResponseWriter, r *http.Request) (string, bool) {
+// secretNode resolves the node and kind of a node-scoped secret request: hub, or an existing
+// agent; a target driver's secret kind.
+func (s *Server) secretNode(w http.ResponseWriter, r *http.Request) (string, string, bool) {
 	if s.cfg.Secrets == nil {
 		respond.Error(w, r, respond.New(http.StatusServiceUnavailable, "secrets_unavailable", "the secret store is not configured"))
-		return "", false
+		return "", "", false
+	}
+	kind := pathParam(r, "kind")
+	if !isTargetSecretKind(kind) {
+		respond.Error(w, r, respond.NotFound("unknown_secret_kind", "unknown secret kind for a node: use "+strings.Join(all.Registry.SecretKinds(), ", ")).Field("kind"))
+		return "", "", false
 	}
 	node := pathParam(r, "node_id")
 	if node == secrets.HubNode {
-		return node, true
+		return node, kind, true
 	}
 	if _, err := s.db.Reader().GetAgent(r.Context(), node); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
@@ -41,47 +49,47 @@ func (s *Server) secretNode(w http.ResponseWriter, r *http.Request) (string, boo
 		} else {
 			respond.Error(w, r, err)
 		}
-		return "", false
+		return "", "", false
 	}
-	return node, true
+	return node, kind, true
 }
 
 // nodeSecretTarget resolves the node and secret name of a node-scoped request.
-func (s *Server) nodeSecretTarget(w http.ResponseWriter, r *http.Request) (node, name string, ok bool) {
-	if node, ok = s.secretNode(w, r); !ok {
-		return "", "", false
+func (s *Server) nodeSecretTarget(w http.ResponseWriter, r *http.Request) (node, kind, name string, ok bool) {
+	if node, kind, ok = s.secretNode(w, r); !ok {
+		return "", "", "", false
 	}
 	name = pathParam(r, "name")
 	if err := secrets.ValidateName(name); err != nil {
 		respond.Error(w, r, validationError(err))
-		return "", "", false
+		return "", "", "", false
 	}
-	return node, name, true
+	return node, kind, name, true
 }
 
 func (s *Server) listNodeSecrets(w http.ResponseWriter, r *http.Request) {
-	if node, ok := s.secretNode(w, r); ok {
-		s.answerSecretList(w, r, node, secrets.KindWebDAV)
+	if node, kind, ok := s.secretNode(w, r); ok {
+		s.answerSecretList(w, r, node, kind)
 	}
 }
 
 func (s *Server) getNodeSecret(w http.ResponseWriter, r *http.Request) {
-	if node, name, ok := s.nodeSecretTarget(w, r); ok {
-		s.answerSecret(w, r, node, secrets.KindWebDAV, name)
+	if node, kind, name, ok := s.nodeSecretTarget(w, r); ok {
+		s.answerSecret(w, r, node, kind, name)
 	}
 }
 
 func (s *Server) putNodeSecret(w http.ResponseWriter, r *http.Request) {
-	node, name, ok := s.nodeSecretTarget(w, r)
-	if ok && s.storeSecret(w, r, node, secrets.KindWebDAV, name) {
+	node, kind, name, ok := s.nodeSecretTarget(w, r)
+	if ok && s.storeSecret(w, r, node, kind, name) {
 		s.pushNodeSecrets(r, node)
 		respond.NoContent(w)
 	}
 }
 
 func (s *Server) deleteNodeSecret(w http.ResponseWriter, r *http.Request) {
-	node, name, ok := s.nodeSecretTarget(w, r)
-	if ok && s.removeSecret(w, r, node, secrets.KindWebDAV, name) {
+	node, kind, name, ok := s.nodeSecretTarget(w, r)
+	if ok && s.removeSecret(w, r, node, kind, name) {
 		s.pushNodeSecrets(r, node)
 		respond.NoContent(w)
 	}

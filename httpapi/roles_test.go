@@ -90,4 +90,3 @@ func TestRoleOrder(t *testing.T) {
 		t.Error("lowerRole")
 	}
 }
-

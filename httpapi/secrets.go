@@ -13,30 +13,30 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/notify"
 	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 )
 
-// secretKinds maps the path segment of /api/secrets/{kind} to the stored kind: webdav, then the
-// secret kind of each notification channel with "_" spelt "-" (wecom-bot). Age identities are
-// created by the backup pipeline, never through this API.
+// secretKinds maps the path segment of /api/secrets/{kind} to the stored kind: the secret kind
+// of each target driver (engine/targets/all), then of each notification channel, with "_" spelt
+// "-" (wecom-bot). Age identities are created by the backup pipeline, never through this API.
 var secretKinds, secretKindSegments = func() (map[string]string, []string) {
-	m, segs := map[string]string{"webdav": secrets.KindWebDAV}, []string{"webdav"}
+	m, segs := map[string]string{}, []string{}
+	add := func(kind string) {
+		seg := strings.ReplaceAll(kind, "_", "-")
+		if _, dup := m[seg]; !dup {
+			m[seg] = kind
+			segs = append(segs, seg)
+		}
+	}
+	for _, k := range all.Registry.SecretKinds() {
+		add(k)
+	}
 	for _, d := range notify.Channels() {
-		seg := strings.ReplaceAll(d.SecretKind(), "_", "-")
-		m[seg] = d.SecretKind()
-		segs = append(segs, seg)
+		add(d.SecretKind())
 	}
 	return m, segs
 }()
-
-// decodeSecretPayload validates a payload of kind: a notification channel's destination is its
-// driver's to check.
-func decodeSecretPayload(kind string, body []byte) (any, error) {
-	if d, ok := notify.Channels().ByKind(kind); ok {
-		return d.DecodeDestination(body)
-	}
-	return secrets.DecodePayload(kind, body)
-}
 
 // secretRoutes serve the Hub's own credentials (node "hub"). GET of one secret returns its
 // decrypted payload on purpose: the admin's edit form needs it. Listing never does.
@@ -144,11 +144,11 @@ func (s *Server) answerSecretList(w http.ResponseWriter, r *http.Request, node, 
 		respond.Error(w, r, err)
 		return
 	}
-	if kind != secrets.KindWebDAV {
+	if !isTargetSecretKind(kind) {
 		respond.JSON(w, http.StatusOK, list)
 		return
 	}
-	// WebDAV credentials list the servers they may be sent to, so an unbound one shows.
+	// Target credentials list the servers they may be sent to, so an unbound one shows.
 	type item struct {
 		secrets.Meta
 		AllowedOrigins []string `json:"allowed_origins"`
@@ -178,7 +178,7 @@ func (s *Server) answerSecret(w http.ResponseWriter, r *http.Request, node, kind
 		return
 	}
 	doc["name"], _ = json.Marshal(name)
-	if kind == secrets.KindWebDAV {
+	if isTargetSecretKind(kind) {
 		origins, err := s.cfg.Secrets.AllowedOrigins(r.Context(), node, kind, name)
 		if err != nil {
 			respond.Error(w, r, err)
@@ -201,22 +201,17 @@ func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind,
 		return false
 	}
 	var origins secrets.OriginUpdate
-	if kind == secrets.KindWebDAV {
-		if body, origins, err = splitWebDAVOrigins(body); err != nil {
+	if isTargetSecretKind(kind) {
+		if body, origins, err = splitOrigins(body); err != nil {
 			respond.Error(w, r, validationError(err))
 			return false
 		}
 	}
-	payload, err := decodeSecretPayload(kind, body)
-	if err != nil {
-		respond.Error(w, r, validationError(err))
-		return false
-	}
 	// Store the validated, re-encoded payload, not the client's bytes: no stray whitespace or
 	// duplicate keys end up encrypted.
-	canonical, err := json.Marshal(payload)
+	canonical, err := canonicalPayload(kind, body)
 	if err != nil {
-		respond.Error(w, r, err)
+		respond.Error(w, r, validationError(err))
 		return false
 	}
 	if err := s.cfg.Secrets.PutWithOrigins(r.Context(), node, kind, name, canonical, origins); err != nil {
@@ -228,12 +223,12 @@ func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind,
 	return true
 }
 
-// splitWebDAVOrigins takes the origin fields out of a WebDAV secret body, leaving the payload:
+// splitOrigins takes the origin fields out of a target secret's body (WebDAV's), leaving the payload:
 // allowed_origins (a list of URLs or origins) replaces the servers the credential may be sent to,
 // [] unbinding it; base_url (the server the credential is for, as the secret form sends it) adds
 // one. A body with neither keeps the origins the secret has, so an older client re-saving a
 // password does not unbind it.
-func splitWebDAVOrigins(body []byte) ([]byte, secrets.OriginUpdate, error) {
+func splitOrigins(body []byte) ([]byte, secrets.OriginUpdate, error) {
 	var up secrets.OriginUpdate
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(body, &doc); err != nil || doc == nil {

@@ -33,9 +33,11 @@ type Managed struct {
 	mu     sync.RWMutex
 	node   string
 	config *protocol.ConfigSnapshot
-	webdav map[string]protocol.WebDAVSecret
+	creds  map[credKey]protocol.NodeSecret // by kind and name
 	ages   map[string]protocol.AgeIdentity
 }
+
+type credKey struct{ kind, name string }
 
 type sealedDoc struct {
 	KID           uint32 `json:"kid"`
@@ -53,11 +55,15 @@ type configFile struct {
 }
 
 type secretsFile struct {
-	V        int                  `json:"v"`
-	NodeID   string               `json:"node_id"`
-	IssuedAt int64                `json:"issued_at"`
-	SavedAt  int64                `json:"saved_at"`
-	WebDAV   map[string]sealedDoc `json:"webdav"`
+	V        int    `json:"v"`
+	NodeID   string `json:"node_id"`
+	IssuedAt int64  `json:"issued_at"`
+	SavedAt  int64  `json:"saved_at"`
+	// WebDAV is what agents before the generic credential list wrote, sealed with AAD
+	// "<node_id>:webdav:<name>"; it is still read, never written.
+	WebDAV map[string]sealedDoc `json:"webdav,omitempty"`
+	// Secrets holds every credential by kind and name, sealed with AAD "<node_id>:<kind>:<name>".
+	Secrets map[string]map[string]sealedDoc `json:"secrets,omitempty"`
 	// Ages holds the backup_age_identity secrets, sealed with AAD
 	// "<node_id>:backup_age_identity:<name>".
 	Ages map[string]sealedDoc `json:"backup_age_identities,omitempty"`
@@ -79,7 +85,7 @@ func OpenManaged(dataDir string, now func() time.Time) (*Managed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent master key: %w", err)
 	}
-	return &Managed{dir: filepath.Join(dataDir, "agent", "managed"), keys: keys, now: now, webdav: map[string]protocol.WebDAVSecret{}, ages: map[string]protocol.AgeIdentity{}}, nil
+	return &Managed{dir: filepath.Join(dataDir, "agent", "managed"), keys: keys, now: now, creds: map[credKey]protocol.NodeSecret{}, ages: map[string]protocol.AgeIdentity{}}, nil
 }
 
 // bind sets the agent's id and loads what was saved for it.
@@ -130,12 +136,25 @@ func (m *Managed) load() error {
 	if ok, err := readJSON(filepath.Join(m.dir, "secrets.json"), &sf); err != nil {
 		return err
 	} else if ok && sf.NodeID == m.node {
+		var legacy protocol.SecretsSnapshot
 		for name, d := range sf.WebDAV {
 			var w protocol.WebDAVSecret
 			if err := m.open(secrets.KindWebDAV, name, d, &w); err != nil {
 				return fmt.Errorf("saved secrets snapshot: %w", err)
 			}
-			m.webdav[name] = w
+			legacy.WebDAV = append(legacy.WebDAV, w)
+		}
+		for _, c := range legacy.Credentials() {
+			m.creds[credKey{c.Kind, c.Name}] = c
+		}
+		for kind, byName := range sf.Secrets {
+			for name, d := range byName {
+				var c protocol.NodeSecret
+				if err := m.open(kind, name, d, &c); err != nil {
+					return fmt.Errorf("saved secrets snapshot: %w", err)
+				}
+				m.creds[credKey{kind, name}] = c
+			}
 		}
 		for name, d := range sf.Ages {
 			var id protocol.AgeIdentity
@@ -181,15 +200,21 @@ func (m *Managed) SaveConfig(s *protocol.ConfigSnapshot) error {
 // SaveSecrets replaces the stored credentials wholesale.
 func (m *Managed) SaveSecrets(s *protocol.SecretsSnapshot) error {
 	f := secretsFile{V: 1, NodeID: s.NodeID, IssuedAt: s.IssuedAt, SavedAt: m.now().Unix(),
-		WebDAV: map[string]sealedDoc{}, Ages: map[string]sealedDoc{}}
-	next := map[string]protocol.WebDAVSecret{}
-	for _, w := range s.WebDAV {
-		enc, err := m.seal(secrets.KindWebDAV, w.Name, w)
-		if err != nil {
-			return fmt.Errorf("encrypt secret %s: %w", w.Name, err)
+		Secrets: map[string]map[string]sealedDoc{}, Ages: map[string]sealedDoc{}}
+	next := map[credKey]protocol.NodeSecret{}
+	for _, c := range s.Credentials() {
+		if c.Kind == "" || c.Kind == secrets.KindBackupAgeIdentity {
+			continue
 		}
-		f.WebDAV[w.Name] = enc
-		next[w.Name] = w
+		enc, err := m.seal(c.Kind, c.Name, c)
+		if err != nil {
+			return fmt.Errorf("encrypt secret %s/%s: %w", c.Kind, c.Name, err)
+		}
+		if f.Secrets[c.Kind] == nil {
+			f.Secrets[c.Kind] = map[string]sealedDoc{}
+		}
+		f.Secrets[c.Kind][c.Name] = enc
+		next[credKey{c.Kind, c.Name}] = c
 	}
 	ages := map[string]protocol.AgeIdentity{}
 	for _, id := range s.BackupAgeIdentities {
@@ -205,7 +230,7 @@ func (m *Managed) SaveSecrets(s *protocol.SecretsSnapshot) error {
 		return err
 	}
 	m.mu.Lock()
-	m.webdav, m.ages = next, ages
+	m.creds, m.ages = next, ages
 	m.mu.Unlock()
 	return nil
 }
@@ -233,31 +258,28 @@ func (m *Managed) Config() *protocol.ConfigSnapshot {
 	return m.config
 }
 
-// AllowedOrigins gives the origins the Hub bound a WebDAV credential to
+// AllowedOrigins gives the origins the Hub bound a credential to
 // (engine/targets/opener.Secrets); secrets.ErrOriginsUntracked when the Hub sent none.
 func (m *Managed) AllowedOrigins(_ context.Context, _, kind, name string) ([]string, error) {
 	m.mu.RLock()
-	w, ok := m.webdav[name]
-	m.mu.RUnlock()
-	if kind != secrets.KindWebDAV || !ok {
-		return nil, fmt.Errorf("secret %s/%s: %w", kind, name, secrets.ErrNotFound)
-	}
-	if !w.OriginsBound {
-		return nil, secrets.ErrOriginsUntracked
-	}
-	return w.AllowedOrigins, nil
-}
-
-// Get serves WebDAV credentials to the backup pipeline (engine/targets/opener.Secrets).
-func (m *Managed) Get(_ context.Context, _, kind, name string) ([]byte, error) {
-	if kind != secrets.KindWebDAV {
-		return nil, fmt.Errorf("secret %s/%s: %w", kind, name, secrets.ErrNotFound)
-	}
-	m.mu.RLock()
-	w, ok := m.webdav[name]
+	c, ok := m.creds[credKey{kind, name}]
 	m.mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("webdav secret %q is not on this agent (missing_webdav_secret): %w", name, secrets.ErrNotFound)
+		return nil, fmt.Errorf("secret %s/%s: %w", kind, name, secrets.ErrNotFound)
 	}
-	return json.Marshal(secrets.WebDAV{Username: w.Username, Password: w.Password})
+	if !c.OriginsBound {
+		return nil, secrets.ErrOriginsUntracked
+	}
+	return c.AllowedOrigins, nil
+}
+
+// Get serves credentials to the backup pipeline (engine/targets/opener.Secrets).
+func (m *Managed) Get(_ context.Context, _, kind, name string) ([]byte, error) {
+	m.mu.RLock()
+	c, ok := m.creds[credKey{kind, name}]
+	m.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%s secret %q is not on this agent (missing_%s_secret): %w", kind, name, kind, secrets.ErrNotFound)
+	}
+	return append([]byte(nil), c.Payload...), nil
 }

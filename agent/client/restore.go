@@ -152,9 +152,11 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 // open opens the target a snapshot lives on, from this machine: the Hub's description of it is
 // read as if this agent were the Hub (its directories, its WebDAV credentials).
 func (e *RestoreExecutor) open(ctx context.Context, snap *protocol.SnapshotTarget) (targets.Target, error) {
-	rt := targets.RunTarget{NodeID: opener.HubNode, Target: targets.Redacted{Type: snap.Type,
-		BaseDir: snap.BaseDir, BaseURL: snap.BaseURL, SecretName: snap.SecretName}}
-	return e.opener.Open(ctx, rt)
+	var red targets.Redacted
+	if err := red.UnmarshalJSON(*snap); err != nil {
+		return nil, &targets.Error{Kind: targets.KindConfig, Code: "invalid_target_snapshot", Op: "read snapshot target", Err: err}
+	}
+	return e.opener.Open(ctx, targets.RunTarget{NodeID: opener.HubNode, Target: red})
 }
 
 // Verify runs one verify: the snapshot restored into scratch space under

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/json"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -34,7 +35,8 @@ func TestAgentRestoreStaysInItsDestination(t *testing.T) {
 		{Name: "y", Type: tar.TypeSymlink, Link: outside.Dir},
 		{Name: "y/pwned", Body: "pwned"},
 	})
-	snap := &protocol.SnapshotTarget{Type: "local_dir", BaseDir: base}
+	s := protocol.SnapshotTarget(localdir.Redact(base).JSON())
+	snap := &s
 	exec := client.NewRestoreExecutor(t.TempDir(), nil, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
 	emit := func(*protocol.OperationEvent) {}
 

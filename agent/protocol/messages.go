@@ -144,13 +144,21 @@ type RestoreRequest struct {
 	KeepSpecialBits bool `json:"keep_special_bits,omitempty"`
 }
 
-// SnapshotTarget is where a run's snapshot is stored, without credentials: {type: local_dir,
-// base_dir} or {type: webdav, base_url, secret_name}.
-type SnapshotTarget struct {
-	Type       string `json:"type"`
-	BaseDir    string `json:"base_dir,omitempty"`
-	BaseURL    string `json:"base_url,omitempty"`
-	SecretName string `json:"secret_name,omitempty"`
+// SnapshotTarget is where a run's snapshot is stored, without credentials: the target driver's
+// own object, passed through as it is stored ({type: local_dir, base_dir},
+// {type: webdav, base_url, secret_name}, or another driver's fields).
+type SnapshotTarget json.RawMessage
+
+func (s SnapshotTarget) MarshalJSON() ([]byte, error) {
+	if len(s) == 0 {
+		return []byte("null"), nil
+	}
+	return s, nil
+}
+
+func (s *SnapshotTarget) UnmarshalJSON(b []byte) error {
+	*s = append((*s)[:0], b...)
+	return nil
 }
 
 type RestoreDestination struct {
@@ -401,10 +409,44 @@ type ConfigAck struct {
 }
 
 type SecretsSnapshot struct {
-	NodeID              string         `json:"node_id"`
-	IssuedAt            int64          `json:"issued_at"`
-	WebDAV              []WebDAVSecret `json:"webdav"`
-	BackupAgeIdentities []AgeIdentity  `json:"backup_age_identities"`
+	NodeID   string `json:"node_id"`
+	IssuedAt int64  `json:"issued_at"`
+	// WebDAV is the original's webdav-only list. A Hub still fills it for agents that know no
+	// other field; Credentials reads it when Secrets is absent (a Hub that predates Secrets).
+	WebDAV []WebDAVSecret `json:"webdav"`
+	// Secrets (Go extension) holds the credentials of every target driver's secret kind.
+	Secrets             []NodeSecret  `json:"secrets,omitempty"`
+	BackupAgeIdentities []AgeIdentity `json:"backup_age_identities"`
+}
+
+// NodeSecret is one credential of a node: the secret kind a target driver reads (e.g. "webdav"),
+// its name and its payload as the Hub stores it (for webdav {"username","password"}).
+type NodeSecret struct {
+	Kind      string          `json:"kind"`
+	Name      string          `json:"name"`
+	Payload   json.RawMessage `json:"payload"`
+	UpdatedAt int64           `json:"updated_at"`
+	// OriginsBound and AllowedOrigins are as in WebDAVSecret.
+	OriginsBound   bool     `json:"origins_bound,omitempty"`
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+}
+
+// Credentials are the snapshot's credentials in the generic shape: Secrets when the Hub sent
+// them, else the legacy WebDAV list.
+func (s *SecretsSnapshot) Credentials() []NodeSecret {
+	if s.Secrets != nil {
+		return s.Secrets
+	}
+	out := make([]NodeSecret, 0, len(s.WebDAV))
+	for _, w := range s.WebDAV {
+		payload, _ := json.Marshal(struct {
+			Username string `json:"username"`
+			Password string `json:"password"`
+		}{w.Username, w.Password})
+		out = append(out, NodeSecret{Kind: "webdav", Name: w.Name, Payload: payload, UpdatedAt: w.UpdatedAt,
+			OriginsBound: w.OriginsBound, AllowedOrigins: w.AllowedOrigins})
+	}
+	return out
 }
 
 type WebDAVSecret struct {

@@ -167,17 +167,17 @@ func TestGoExtensionsRoundTrip(t *testing.T) {
 	rcpt := "age1example"
 	msgs := []Message{
 		&RestoreTask{TaskID: "op", Task: RestoreRequest{OpID: "op", RunID: "r", JobID: "j", ConflictPolicy: "overwrite",
-			Snapshot: &SnapshotTarget{Type: "local_dir", BaseDir: "/bk"}}},
+			Snapshot: snapLocal()}},
 		&OperationEventMsg{Event: OperationEvent{OpID: "op", Level: "info", Kind: "manifest", Message: "m", Seq: &seq}},
 		&Task{TaskID: "r", Task: BackupTask{RunID: "r", Spec: json.RawMessage(`{}`), AgeRecipient: &rcpt}},
 		&SnapshotCleanupTask{Task: SnapshotDelete{RunID: "r", JobID: "j", BaseDir: "/bk"}},
 		&SnapshotCleanupResult{RunID: "r", Status: CleanupSkipComplete},
-		&EntriesList{RequestID: "q", RunID: "r", JobID: "j", Snapshot: &SnapshotTarget{Type: "local_dir", BaseDir: "/bk"},
+		&EntriesList{RequestID: "q", RunID: "r", JobID: "j", Snapshot: snapLocal(),
 			Prefix: "srv/app", Cursor: "200", Limit: 50, Q: "log", Kind: "file", HideDotfiles: true, FilesFirst: true, MinSize: &seq},
 		&EntriesListResult{RequestID: "q", Prefix: "srv", Entries: []EntryChild{{Name: "a", Path: "srv/a", Kind: "file", Size: 3}},
 			NextCursor: &rcpt, Total: 9},
 		&VerifyTask{TaskID: "op", Task: VerifyRequest{OpID: "op", RunID: "r", JobID: "j",
-			Snapshot: &SnapshotTarget{Type: "local_dir", BaseDir: "/bk"}, SQLiteSnapshot: "db.sqlite3"}},
+			Snapshot: snapLocal(), SQLiteSnapshot: "db.sqlite3"}},
 	}
 	for _, in := range msgs {
 		b, err := Encode(in)
@@ -212,4 +212,9 @@ func TestNewUUIDIsAVersion4UUID(t *testing.T) {
 		}
 		seen[id] = true
 	}
+}
+
+func snapLocal() *SnapshotTarget {
+	s := SnapshotTarget(`{"type":"local_dir","base_dir":"/bk"}`)
+	return &s
 }

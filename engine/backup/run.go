@@ -336,11 +336,12 @@ func putBytes(ctx context.Context, t targets.Target, run targets.RunRef, name st
 }
 
 func summaryTarget(t targets.Target, ref targets.RunRef) SummaryTarget {
+	// Location is a URL for a remote target and a path for a local one.
 	st := SummaryTarget{Type: t.Type()}
-	if t.Type() == jobspec.TargetWebDAV {
-		st.RunURL = t.Location(ref)
+	if loc := t.Location(ref); strings.Contains(loc, "://") {
+		st.RunURL = loc
 	} else {
-		st.RunDir = t.Location(ref)
+		st.RunDir = loc
 	}
 	return st
 }

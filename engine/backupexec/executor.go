@@ -27,6 +27,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/scratch"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -93,17 +94,21 @@ const CodeTargetInsideDataDir = "target_inside_data_dir"
 // vanish while still listed. Job validation refuses them already; this catches an edited
 // database, and an agent's own data directory, which the Hub cannot see.
 func (e *Executor) checkTargetOutsideDataDir(rt targets.RunTarget) error {
-	if rt.Target.Type != targets.TypeLocalDir || e.dataDir == "" {
+	if e.dataDir == "" {
 		return nil
 	}
-	inside, err := pathguard.Within(rt.Target.BaseDir, e.dataDir)
+	baseDir, local := all.Registry.LocalPathOf(rt.Target)
+	if !local {
+		return nil
+	}
+	inside, err := pathguard.Within(baseDir, e.dataDir)
 	if err != nil {
 		return &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config", Op: "check local_dir target", Err: err}
 	}
 	if inside {
 		return &targets.Error{Kind: targets.KindConfig, Code: CodeTargetInsideDataDir, Op: "check local_dir target",
 			Hint: "choose a base_dir outside the data directory of the node that runs the job",
-			Err:  fmt.Errorf("base_dir %s is inside the data directory %s (symlinks resolved)", rt.Target.BaseDir, e.dataDir)}
+			Err:  fmt.Errorf("base_dir %s is inside the data directory %s (symlinks resolved)", baseDir, e.dataDir)}
 	}
 	return nil
 }
@@ -234,7 +239,7 @@ func failedOutcome(ctx context.Context, rt targets.RunTarget, err error, summary
 		return runs.Outcome{Status: storage.RunCanceled}
 	}
 	re := &runs.RunError{Code: backup.CodeStagingIO, Kind: targets.KindUnknown, Message: err.Error(),
-		Protocol: protocol(rt.Target.Type)}
+		Protocol: protocol(rt.Target)}
 	var be *backup.Error
 	var te *targets.Error
 	switch {
@@ -246,15 +251,13 @@ func failedOutcome(ctx context.Context, rt targets.RunTarget, err error, summary
 	return runs.Outcome{Status: storage.RunFailed, Summary: summary, Error: re}
 }
 
-// protocol names the transport of a target type in error envelopes.
-func protocol(targetType string) string {
-	switch targetType {
-	case targets.TypeWebDAV:
-		return "webdav"
-	case targets.TypeLocalDir:
+// protocol names the transport of a target in error envelopes: "local" for a directory of the
+// node, else the target's type ("webdav").
+func protocol(t targets.Redacted) string {
+	if _, local := all.Registry.LocalPathOf(t); local {
 		return "local"
 	}
-	return ""
+	return t.Type
 }
 
 // eventSink forwards pipeline events to the run's event log.

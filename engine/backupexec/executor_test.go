@@ -115,7 +115,7 @@ func TestExecuteSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	if a.NodeID != "hub" || a.TargetType != "local_dir" || a.Format != "archive_v1" ||
-		rt != (targets.RunTarget{NodeID: "hub", Target: targets.Redacted{Type: "local_dir", BaseDir: b.baseDir}}) {
+		rt.NodeID != "hub" || string(rt.Target.JSON()) != string(localdir.Redact(b.baseDir).JSON()) {
 		t.Fatalf("artifact = %+v, target %+v", a, rt)
 	}
 	if a.SourceFiles == nil || *a.SourceFiles < 120 || a.SourceBytes == nil || *a.SourceBytes < 3<<20 ||
@@ -190,7 +190,9 @@ func TestExecuteFailures(t *testing.T) {
 	t.Run("RelativeBaseDir", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		req, _ := b.request(t, func(s *jobspec.Spec) { s.Target.BaseDir = "relative/dir" })
+		req, _ := b.request(t, func(s *jobspec.Spec) {
+			s.Target.Config = &localdir.Config{TargetType: localdir.Type, BaseDir: "relative/dir"}
+		})
 		out, err := b.exec.Execute(context.Background(), req)
 		if err != nil {
 			t.Fatal(err)
@@ -310,7 +312,7 @@ func TestExecuteRefusesTargetInsideDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, dir := range []string{b.dataDir, filepath.Join(b.dataDir, "runs"), filepath.Join(link, "backups")} {
-		req, _ := b.request(t, func(s *jobspec.Spec) { s.Target.BaseDir = dir })
+		req, _ := b.request(t, func(s *jobspec.Spec) { s.Target.Config = &localdir.Config{TargetType: localdir.Type, BaseDir: dir} })
 		out, err := b.exec.Execute(context.Background(), req)
 		if err != nil {
 			t.Fatal(err)

@@ -3,6 +3,7 @@ package backupexec_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,7 +98,7 @@ func runQueueToRestore(t *testing.T, useWebDAV, encrypt bool) {
 	}
 	var rt targets.RunTarget
 	if err := json.Unmarshal([]byte(*run.TargetSnapshotJSON), &rt); err != nil || rt.NodeID != "hub" ||
-		(useWebDAV && rt.Target.SecretName != "nas") || (!useWebDAV && rt.Target.BaseDir != base) {
+		(useWebDAV && rt.Target.SecretName != "nas") || (!useWebDAV && string(rt.Target.JSON()) != string(localdir.Redact(base).JSON())) {
 		t.Fatalf("run target snapshot = %v (%v)", *run.TargetSnapshotJSON, err)
 	}
 	// Whatever the target, its files are under base; the payload is encrypted when asked.

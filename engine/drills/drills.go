@@ -32,6 +32,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/schedule"
 	"github.com/bastion-backup/bastion/engine/scheduler"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -578,16 +579,16 @@ func (s *Service) afterFinished(op storage.Operation) {
 // TargetKey names the storage a snapshot lives on, for the per-target drill limit: a directory
 // of a node, or a WebDAV base URL (whoever's credential reads it).
 func TargetKey(rt targets.RunTarget) string {
-	switch rt.Target.Type {
-	case jobspec.TargetWebDAV:
-		return "webdav:" + rt.Target.BaseURL
-	default:
-		node := rt.NodeID
-		if node == "" {
-			node = opener.HubNode
-		}
-		return rt.Target.Type + ":" + node + ":" + rt.Target.BaseDir
+	cfg, err := all.Registry.ParseRedacted(rt.Target)
+	if err == nil && cfg.Endpoint() != "" {
+		return rt.Target.Type + ":" + cfg.Endpoint()
 	}
+	node := rt.NodeID
+	if node == "" {
+		node = opener.HubNode
+	}
+	dir, _ := all.Registry.LocalPathOf(rt.Target)
+	return rt.Target.Type + ":" + node + ":" + dir
 }
 
 func (s *Service) loopError(err error, what string) {

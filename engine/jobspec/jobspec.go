@@ -22,12 +22,6 @@ const (
 	TypeVaultwarden = "vaultwarden"
 )
 
-// Target types.
-const (
-	TargetLocalDir = "local_dir"
-	TargetWebDAV   = "webdav"
-)
-
 // Pipeline formats and encryption types.
 const (
 	FormatArchiveV1 = "archive_v1"
@@ -267,16 +261,6 @@ type VaultwardenSource struct {
 	UploadOnConsistencyFailure *bool  `json:"upload_on_consistency_failure"`
 }
 
-// Target is where snapshots are stored. BaseDir is set for local_dir; BaseURL and SecretName for
-// webdav.
-type Target struct {
-	Type          string `json:"type"`
-	BaseDir       string `json:"base_dir,omitempty"`
-	BaseURL       string `json:"base_url,omitempty"`
-	SecretName    string `json:"secret_name,omitempty"`
-	PartSizeBytes int64  `json:"part_size_bytes"`
-}
-
 // Error is a parse or validation failure. Field is a JSON path such as "spec.target.base_url";
 // Reason is a stable word (invalid_format, required, invalid_value, out_of_range, unsupported,
 // not_allowed); Message names the rule.
@@ -315,7 +299,7 @@ type specJSON struct {
 	Notifications Notifications   `json:"notifications"`
 	Retention     Retention       `json:"retention"`
 	Source        json.RawMessage `json:"source"`
-	Target        Target          `json:"target"`
+	Target        json.RawMessage `json:"target"`
 	Hooks         *Hooks          `json:"hooks,omitempty"`
 }
 
@@ -336,8 +320,12 @@ func (s Spec) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode job spec source: %w", err)
 	}
+	target, err := s.Target.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
 	return json.Marshal(specJSON{
 		V: s.V, Type: s.Type, Pipeline: s.Pipeline, Notifications: s.Notifications, Retention: s.Retention,
-		Source: raw, Target: s.Target, Hooks: s.Hooks,
+		Source: raw, Target: target, Hooks: s.Hooks,
 	})
 }

@@ -79,7 +79,7 @@ func (l *Limits) UnmarshalJSON(b []byte) error {
 func parseV1(raw []byte, top map[string]json.RawMessage) (*Spec, error) {
 	in := specJSON{
 		Pipeline: defaultPipeline(), Notifications: defaultNotifications(),
-		Retention: defaultRetention(), Target: Target{PartSizeBytes: DefaultPartSizeBytes},
+		Retention: defaultRetention(),
 	}
 	if err := strictDecode(raw, &in); err != nil {
 		return nil, formatError("spec", err)
@@ -89,8 +89,13 @@ func parseV1(raw []byte, top map[string]json.RawMessage) (*Spec, error) {
 	}
 	s := &Spec{
 		V: in.V, Type: in.Type, Pipeline: in.Pipeline, Notifications: in.Notifications,
-		Retention: in.Retention, Target: in.Target, Hooks: in.Hooks, HasRetention: present(top, "retention"),
+		Retention: in.Retention, Hooks: in.Hooks, HasRetention: present(top, "retention"),
 	}
+	t, terr := parseTargetV1(in.Target)
+	if terr != nil {
+		return nil, terr
+	}
+	s.Target = t
 	if err := decodeSource(s, in.Type, in.Source, "spec.source"); err != nil {
 		return nil, err
 	}
@@ -182,9 +187,6 @@ type authRef struct {
 	SecretName string `json:"secret_name"`
 }
 
-// AuthRefWebDAV is the auth_refs key of a WebDAV target's credentials in a v2 spec.
-const AuthRefWebDAV = "webdav_credentials"
-
 func parseV2(raw []byte, top map[string]json.RawMessage) (*Spec, error) {
 	in := specV2{Pipeline: defaultPipeline(), Notifications: defaultNotifications(), Retention: defaultRetention()}
 	if err := strictDecode(raw, &in); err != nil {
@@ -245,92 +247,6 @@ func translateSourceV2(s *Spec, src *sourceV2) error {
 		}
 	}
 	return errorf("spec.source.type", "unsupported", "unsupported source driver: %s@%d", src.Type, ver)
-}
-
-func translateTargetV2(t *targetV2) (Target, error) {
-	if strings.TrimSpace(t.Type) == "" {
-		return Target{}, errorf("spec.target.type", "required", "spec.target.type is required")
-	}
-	ver, err := driverVersion(t.Version, "spec.target.version")
-	if err != nil {
-		return Target{}, err
-	}
-	if ver != 1 || (t.Type != TargetWebDAV && t.Type != TargetLocalDir) {
-		return Target{}, errorf("spec.target.type", "unsupported", "unsupported target driver: %s@%d", t.Type, ver)
-	}
-	var cfg map[string]json.RawMessage
-	if err := json.Unmarshal(t.Config, &cfg); err != nil || cfg == nil {
-		return Target{}, errorf("spec.target.config", "invalid_format", "spec.target.config must be an object")
-	}
-	for _, key := range []string{"username", "password", "token", "secret_name"} {
-		if _, ok := cfg[key]; ok {
-			return Target{}, errorf("spec.target.config."+key, "not_allowed",
-				"spec.target.config.%s is not allowed; credentials must use target.auth_refs", key)
-		}
-	}
-	out := Target{Type: t.Type, PartSizeBytes: DefaultPartSizeBytes}
-	if t.Type == TargetLocalDir {
-		if len(t.AuthRefs) > 0 {
-			return Target{}, errorf("spec.target.auth_refs", "not_allowed", "spec.target.auth_refs is not supported for a local_dir target")
-		}
-		c := struct {
-			BaseDir       string `json:"base_dir"`
-			PartSizeBytes *int64 `json:"part_size_bytes"`
-		}{}
-		if err := strictDecode(t.Config, &c); err != nil {
-			return Target{}, formatError("spec.target.config", err)
-		}
-		out.BaseDir = c.BaseDir
-		if c.PartSizeBytes != nil {
-			out.PartSizeBytes = *c.PartSizeBytes
-		}
-		return out, nil
-	}
-	c := struct {
-		BaseURL       string `json:"base_url"`
-		PartSizeBytes *int64 `json:"part_size_bytes"`
-	}{}
-	if err := strictDecode(t.Config, &c); err != nil {
-		return Target{}, formatError("spec.target.config", err)
-	}
-	out.BaseURL = c.BaseURL
-	if c.PartSizeBytes != nil {
-		out.PartSizeBytes = *c.PartSizeBytes
-	}
-	name, err := webdavSecretFromAuthRefs(t.AuthRefs)
-	if err != nil {
-		return Target{}, err
-	}
-	out.SecretName = name
-	return out, nil
-}
-
-func webdavSecretFromAuthRefs(refs map[string]authRef) (string, error) {
-	const field = "spec.target.auth_refs"
-	ref, ok := refs[AuthRefWebDAV]
-	if !ok {
-		n := 0
-		for _, r := range refs {
-			if strings.TrimSpace(r.SecretType) == "webdav" && strings.TrimSpace(r.SecretName) != "" {
-				ref = r
-				n++
-			}
-		}
-		switch {
-		case n == 0:
-			return "", errorf(field, "required", "spec.target.auth_refs must include webdav credentials")
-		case n > 1:
-			return "", errorf(field, "invalid_value", "spec.target.auth_refs has several webdav credentials; only one is supported")
-		}
-	}
-	if strings.TrimSpace(ref.SecretType) != "webdav" {
-		return "", errorf(field, "invalid_value", "spec.target.auth_refs secret_type must be webdav")
-	}
-	name := strings.TrimSpace(ref.SecretName)
-	if name == "" {
-		return "", errorf(field, "required", "spec.target.auth_refs secret_name is required")
-	}
-	return name, nil
 }
 
 func strictDecode(raw []byte, v any) error {

@@ -1,7 +1,7 @@
 package jobspec
 
 import (
-	"net/url"
+	"github.com/bastion-backup/bastion/engine/targets/webdav"
 	"path"
 	"path/filepath"
 	"slices"
@@ -97,7 +97,7 @@ func (s *Spec) validateRawTreeDirect() *Error {
 			return errorf(f+".mode", "not_allowed", f+" is not supported for %s jobs", s.Type)
 		case s.Pipeline.Format != FormatRawTreeV1:
 			return errorf(f+".mode", "not_allowed", f+" requires spec.pipeline.format raw_tree_v1")
-		case s.Target.Type != TargetWebDAV:
+		case s.Target.Type != webdav.Type:
 			return errorf(f+".mode", "not_allowed", f+" requires spec.target.type webdav")
 		case s.Filesystem.ConsistencyPolicy == ConsistencyFail && !boolOr(s.Filesystem.UploadOnConsistencyFailure, false):
 			return errorf(f+".mode", "not_allowed", f+" is not allowed when spec.source.consistency_policy is fail and spec.source.upload_on_consistency_failure is false")
@@ -298,48 +298,6 @@ func checkAbsolute(field, p string) *Error {
 		if seg == ".." {
 			return errorf(field, "invalid_format", "%s must not contain '..'", field)
 		}
-	}
-	return nil
-}
-
-func (s *Spec) validateTarget() *Error {
-	t := s.Target
-	const f = "spec.target"
-	switch t.Type {
-	case TargetLocalDir:
-		if strings.TrimSpace(t.BaseDir) == "" {
-			return errorf(f+".base_dir", "required", f+".base_dir is required")
-		}
-		if err := checkAbsolute(f+".base_dir", t.BaseDir); err != nil {
-			return err
-		}
-		if t.BaseURL != "" || t.SecretName != "" {
-			return errorf(f+".base_url", "not_allowed", "a local_dir target takes no base_url or secret_name")
-		}
-	case TargetWebDAV:
-		if strings.TrimSpace(t.BaseURL) == "" {
-			return errorf(f+".base_url", "required", f+".base_url is required")
-		}
-		u, err := url.Parse(strings.TrimSpace(t.BaseURL))
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return errorf(f+".base_url", "invalid_format", f+".base_url must be an absolute http or https URL")
-		}
-		if u.User != nil {
-			return errorf(f+".base_url", "credentials_in_url", f+".base_url must not carry a user name or password; use the WebDAV secret")
-		}
-		if strings.TrimSpace(t.SecretName) == "" {
-			return errorf(f+".secret_name", "required", f+".secret_name is required")
-		}
-		if t.BaseDir != "" {
-			return errorf(f+".base_dir", "not_allowed", "a webdav target takes no base_dir")
-		}
-	case "":
-		return errorf(f+".type", "required", f+".type is required (local_dir or webdav)")
-	default:
-		return errorf(f+".type", "invalid_value", f+".type must be local_dir or webdav")
-	}
-	if t.PartSizeBytes < MinPartSizeBytes {
-		return errorf(f+".part_size_bytes", "out_of_range", f+".part_size_bytes must be >= %d (1 MiB)", MinPartSizeBytes)
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/restore"
 	"github.com/bastion-backup/bastion/engine/scratch"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -101,7 +102,11 @@ type VerifyTask struct {
 // that agent's directories. (An agent's WebDAV snapshot is read by the Hub with the agent's
 // credential.)
 func onAgentOnly(rt targets.RunTarget) bool {
-	return rt.NodeID != "" && rt.NodeID != opener.HubNode && rt.Target.Type == targets.TypeLocalDir
+	if rt.NodeID == "" || rt.NodeID == opener.HubNode {
+		return false
+	}
+	_, local := all.Registry.LocalPathOf(rt.Target)
+	return local
 }
 
 // Codes of AgentError.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -450,7 +451,7 @@ func TestRunSucceedsThroughTheExecutor(t *testing.T) {
 		t.Fatalf("triggered run = %+v", r)
 	}
 	c := b.nextCall()
-	if c.req.Run.ID != r.ID || c.req.Run.Status != storage.RunRunning || c.req.Spec == nil || c.req.Spec.Target.BaseDir != "/srv/bk" {
+	if c.req.Run.ID != r.ID || c.req.Run.Status != storage.RunRunning || c.req.Spec == nil || c.req.Spec.Target.Config.(*localdir.Config).BaseDir != "/srv/bk" {
 		t.Fatalf("exec request = %+v", c.req)
 	}
 	if got := b.run(r.ID); got.TargetSnapshotJSON == nil ||

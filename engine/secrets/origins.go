@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -133,21 +134,34 @@ func (s *Store) AllowedOrigins(ctx context.Context, node, kind, name string) ([]
 	return slices.Compact(out), nil
 }
 
-// WebDAVFor returns node's WebDAV credential name for use with baseURL: an *OriginError, before
-// anything is decrypted, when the credential is not bound to baseURL's origin.
+// For returns the payload of node's secret (kind, name) for use with rawURL: an *OriginError,
+// before anything is decrypted, when the credential is not bound to rawURL's origin.
+func (s *Store) For(ctx context.Context, node, kind, name, rawURL string) ([]byte, error) {
+	allowed, err := s.AllowedOrigins(ctx, node, kind, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckOrigin(kind, name, rawURL, allowed); err != nil {
+		// A credential that does not exist has no origins either: say it is missing.
+		if _, gerr := s.db.Reader().GetSecret(ctx, node, kind, name); errors.Is(gerr, storage.ErrNotFound) {
+			return nil, fmt.Errorf("get secret %s/%s: %w", kind, name, ErrNotFound)
+		}
+		return nil, err
+	}
+	return s.Get(ctx, node, kind, name) // reads the row once; a missing one is ErrNotFound here too
+}
+
+// WebDAVFor is For for a WebDAV credential, decoded.
 func (s *Store) WebDAVFor(ctx context.Context, node, name, baseURL string) (WebDAV, error) {
-	allowed, err := s.AllowedOrigins(ctx, node, KindWebDAV, name)
+	raw, err := s.For(ctx, node, KindWebDAV, name, baseURL)
 	if err != nil {
 		return WebDAV{}, err
 	}
-	if err := CheckOrigin(KindWebDAV, name, baseURL, allowed); err != nil {
-		// A credential that does not exist has no origins either: say it is missing.
-		if _, gerr := s.db.Reader().GetSecret(ctx, node, KindWebDAV, name); errors.Is(gerr, storage.ErrNotFound) {
-			return WebDAV{}, fmt.Errorf("get secret %s/%s: %w", KindWebDAV, name, ErrNotFound)
-		}
-		return WebDAV{}, err
+	var w WebDAV
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return WebDAV{}, fmt.Errorf("decode secret %s/%s: the payload is not a WebDAV credential", KindWebDAV, name)
 	}
-	return s.WebDAV(ctx, node, name) // reads the row once; a missing one is ErrNotFound here too
+	return w, nil
 }
 
 // OriginUpdate says what a save does to a secret's origins: Replace sets exactly Origins (none:

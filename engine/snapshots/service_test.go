@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 	"os"
 	"path/filepath"
 	"sync"
@@ -41,7 +42,8 @@ func (o *switchOpener) Open(ctx context.Context, rt targets.RunTarget) (targets.
 	if o.fail != nil {
 		return nil, o.fail
 	}
-	return localdir.New(rt.Target.BaseDir)
+	dir, _ := all.Registry.LocalPathOf(rt.Target)
+	return localdir.New(dir)
 }
 
 func (o *switchOpener) setFail(err error) { o.mu.Lock(); o.fail = err; o.mu.Unlock() }
@@ -60,7 +62,7 @@ const jobID = "11111111-1111-4111-8111-111111111111"
 func (b *bundle) seed(t *testing.T, runs map[string]time.Duration, status string) {
 	t.Helper()
 	ctx := context.Background()
-	rt, _ := json.Marshal(targets.RunTarget{NodeID: "hub", Target: targets.Redacted{Type: "local_dir", BaseDir: b.base}})
+	rt, _ := json.Marshal(targets.RunTarget{NodeID: "hub", Target: localdir.Redact(b.base)})
 	err := b.db.Write(ctx, func(q storage.Q) error {
 		if _, err := q.GetJob(ctx, jobID); errors.Is(err, storage.ErrNotFound) {
 			if err := q.InsertJob(ctx, storage.Job{ID: jobID, Name: "j", ScheduleTimezone: "UTC", OverlapPolicy: "queue",

@@ -1,6 +1,6 @@
-// Package targets is where backups are stored: one interface, implemented by localdir (a
-// directory on the node that runs the job) and webdav, and checked by one conformance suite
-// (targettest) that runs against both.
+// Package targets is where backups are stored: one interface, implemented by one driver package
+// each (localdir: a directory on the node that runs the job; webdav), listed in
+// engine/targets/all, and checked by one conformance suite (targettest) that runs against all.
 //
 // A run's files live under <base>/<job_id>/<run_id>/: payload.partNNNNNN, entries.jsonl.zst,
 // manifest.json, and complete.json, which is always written last and whose presence means the
@@ -9,18 +9,14 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
-)
-
-// Target types, as returned by Target.Type and stored in Redacted.Type.
-const (
-	TypeLocalDir = "local_dir"
-	TypeWebDAV   = "webdav"
 )
 
 // Well-known file names of a run directory.
@@ -38,7 +34,7 @@ type RunRef struct {
 
 // Target stores and reads the files of backup runs.
 type Target interface {
-	// Type is "local_dir" or "webdav".
+	// Type is the driver's type ("local_dir", "webdav").
 	Type() string
 
 	// Put stores exactly size bytes from body as run/name, creating the run directory as needed.
@@ -87,12 +83,54 @@ const (
 	DeleteNotFound DeleteResult = "not_found"
 )
 
-// Redacted is the JSON stored as a run's target snapshot: {type, base_dir | base_url, secret_name}.
+// Redacted is the JSON stored as a run's target snapshot: the driver's own target object
+// without credentials, always with "type" and, for a driver that reads a secret, "secret_name"
+// ({type, base_dir} and {type, base_url, secret_name} for the built-in ones). It keeps the exact
+// bytes it was made or read from, so a stored snapshot is written back unchanged.
 type Redacted struct {
-	Type       string `json:"type"`
-	BaseDir    string `json:"base_dir,omitempty"`
-	BaseURL    string `json:"base_url,omitempty"`
-	SecretName string `json:"secret_name,omitempty"`
+	// Type and SecretName are read from the JSON; set them only through NewRedacted.
+	Type       string
+	SecretName string
+	raw        json.RawMessage
+}
+
+// NewRedacted marshals a driver's redacted target object (which must have "type").
+func NewRedacted(v any) Redacted {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("targets: marshal redacted target: %v", err)) // drivers pass plain structs
+	}
+	var r Redacted
+	if err := r.UnmarshalJSON(b); err != nil {
+		panic(fmt.Sprintf("targets: redacted target: %v", err))
+	}
+	return r
+}
+
+// JSON is the stored description.
+func (r Redacted) JSON() json.RawMessage {
+	if len(r.raw) == 0 {
+		b, _ := json.Marshal(struct {
+			Type       string `json:"type"`
+			SecretName string `json:"secret_name,omitempty"`
+		}{r.Type, r.SecretName})
+		return b
+	}
+	return r.raw
+}
+
+func (r Redacted) MarshalJSON() ([]byte, error) { return r.JSON(), nil }
+
+func (r *Redacted) UnmarshalJSON(b []byte) error {
+	var head struct {
+		Type       string `json:"type"`
+		SecretName string `json:"secret_name"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return fmt.Errorf("decode target description: %w", err)
+	}
+	*r = Redacted{Type: head.Type, SecretName: head.SecretName, raw: append(json.RawMessage(nil), b...)}
+	return nil
 }
 
 // ErrNotExist is matched (errors.Is) by the error of Size and Open for a missing file.
@@ -124,6 +162,9 @@ type Error struct {
 	HTTPStatus int
 	Op         string // "put payload.part000001", "mkcol <job>/<run>"
 	Attempts   int
+	// RetryAfter is how long the server asked to wait before trying again (429/503
+	// Retry-After), or 0; engine/targets/retrying waits that long instead of its backoff.
+	RetryAfter time.Duration
 	Err        error
 }
 

@@ -21,8 +21,8 @@ import (
 const CodeAgentUnsupported = operations.CodeAgentUnsupported
 
 func wireSnapshot(rt targets.RunTarget) *protocol.SnapshotTarget {
-	return &protocol.SnapshotTarget{Type: rt.Target.Type, BaseDir: rt.Target.BaseDir,
-		BaseURL: rt.Target.BaseURL, SecretName: rt.Target.SecretName}
+	s := protocol.SnapshotTarget(rt.Target.JSON())
+	return &s
 }
 
 // Entries asks agent node for one page of a snapshot's entries index. Errors: *operations.AgentError

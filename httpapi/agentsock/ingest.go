@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/bastion-backup/bastion/engine/targets/all"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
+	"github.com/bastion-backup/bastion/engine/targets/webdav"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -95,7 +98,7 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, respond.BadRequest("invalid_run", "ended_at is before started_at").Field("run.ended_at"))
 		return
 	case run.Target != nil && !validIngestTarget(*run.Target):
-		respond.Error(w, r, respond.BadRequest("invalid_run", "target must be a local_dir with an absolute base_dir or a webdav base_url without credentials").Field("run.target"))
+		respond.Error(w, r, respond.BadRequest("invalid_run", "target must be a valid "+all.Registry.TypeList()+" target: an absolute base_dir, or a URL without credentials").Field("run.target"))
 		return
 	case len(run.Events) > MaxIngestEvents:
 		respond.Error(w, r, respond.BadRequest("too_many_events", "at most 2000 events per run").Field("run.events").Param("max", MaxIngestEvents))
@@ -213,59 +216,71 @@ func recordIngestedTarget(ctx context.Context, q storage.Q, job storage.Job, age
 // job still points at the same URL.
 func ingestedTarget(job storage.Job, agentID string, run IngestRun) (targets.RunTarget, bool) {
 	if run.Target != nil {
-		return targets.RunTarget{NodeID: agentID, Target: *run.Target}, true
+		return ingestTarget(agentID, *run.Target)
 	}
+	// Agents that send no target predate other drivers: only these two types can be read back
+	// from a summary's location.
 	var sum struct {
 		Target backup.SummaryTarget `json:"target"`
 	}
 	if json.Unmarshal(run.Summary, &sum) != nil || !ingestID.MatchString(run.JobID) {
 		return targets.RunTarget{}, false
 	}
-	rt := targets.RunTarget{NodeID: agentID, Target: targets.Redacted{Type: sum.Target.Type}}
 	switch sum.Target.Type {
-	case targets.TypeLocalDir:
+	case localdir.Type:
 		// run_dir is <base_dir>/<job_id>/<run_id>.
 		dir := filepath.Clean(sum.Target.RunDir)
 		if filepath.Base(dir) != run.ID || filepath.Base(filepath.Dir(dir)) != run.JobID {
 			return targets.RunTarget{}, false
 		}
-		rt.Target.BaseDir = filepath.Dir(filepath.Dir(dir))
-	case targets.TypeWebDAV:
+		return ingestTarget(agentID, localdir.Redact(filepath.Dir(filepath.Dir(dir))))
+	case webdav.Type:
 		// run_url is <base_url>/<job_id>/<run_id>/; both ids are URL-safe (checked above).
 		base, ok := strings.CutSuffix(sum.Target.RunURL, "/"+run.JobID+"/"+run.ID+"/")
 		if !ok {
 			return targets.RunTarget{}, false
 		}
-		rt.Target.BaseURL = base + "/"
-		if spec, err := jobspec.ParseAndValidate([]byte(job.SpecJSON)); err == nil && spec.Target.Type == targets.TypeWebDAV &&
-			strings.TrimSuffix(spec.Target.BaseURL, "/") == base {
-			rt.Target.SecretName = spec.Target.SecretName
+		secret := ""
+		if spec, err := jobspec.ParseAndValidate([]byte(job.SpecJSON)); err == nil && spec.Target.Type == webdav.Type &&
+			strings.TrimSuffix(spec.Target.Config.Endpoint(), "/") == base {
+			secret = spec.Target.SecretName()
 		}
-	default:
-		return targets.RunTarget{}, false
+		return ingestTarget(agentID, webdav.Redact(base+"/", secret))
 	}
-	if !validIngestTarget(rt.Target) {
-		return targets.RunTarget{}, false
-	}
-	return rt, true
+	return targets.RunTarget{}, false
 }
 
-// validIngestTarget accepts the locations a valid job spec can name: an absolute local directory
-// without "..", or an http(s) WebDAV URL without credentials, query or fragment.
+// ingestTarget accepts the targets a valid job spec can name (an absolute local directory
+// without "..", an http(s) URL without credentials, query or fragment), re-encoded by its driver
+// so that nothing else the agent sent is stored. The secret name may be missing: the agent may
+// not know it.
 func validIngestTarget(t targets.Redacted) bool {
-	if len(t.BaseDir) > 4096 || len(t.BaseURL) > 4096 || len(t.SecretName) > maxIngestID {
-		return false
+	_, ok := ingestTarget("", t)
+	return ok
+}
+
+func ingestTarget(agentID string, t targets.Redacted) (targets.RunTarget, bool) {
+	if len(t.JSON()) > 8192 || len(t.SecretName) > maxIngestID {
+		return targets.RunTarget{}, false
 	}
-	switch t.Type {
-	case targets.TypeLocalDir:
-		if t.BaseURL != "" || t.SecretName != "" || !filepath.IsAbs(t.BaseDir) {
-			return false
+	cfg, err := all.Registry.ParseRedacted(t)
+	if err != nil {
+		return targets.RunTarget{}, false
+	}
+	if err := cfg.Validate(); err != nil {
+		var fe *targets.FieldError
+		if !errors.As(err, &fe) || fe.Field != "secret_name" || cfg.SecretName() != "" {
+			return targets.RunTarget{}, false
 		}
-		return !slices.Contains(strings.Split(filepath.ToSlash(t.BaseDir), "/"), "..")
-	case targets.TypeWebDAV:
-		u, err := url.Parse(t.BaseURL)
-		return err == nil && t.BaseDir == "" && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
-			u.User == nil && u.RawQuery == "" && u.Fragment == ""
 	}
-	return false
+	if lp, ok := cfg.(targets.LocalPath); ok && slices.Contains(strings.Split(filepath.ToSlash(lp.LocalPath()), "/"), "..") {
+		return targets.RunTarget{}, false
+	}
+	if ep := cfg.Endpoint(); ep != "" {
+		u, err := url.Parse(ep)
+		if err != nil || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return targets.RunTarget{}, false
+		}
+	}
+	return targets.RunTarget{NodeID: agentID, Target: cfg.Redact()}, true
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 	"path/filepath"
 	"sync"
 
@@ -102,8 +103,12 @@ func (b *RestoreBridge) Check(ctx context.Context, node string, task operations.
 			Message: fmt.Sprintf("destination.directory must be an absolute path on the agent, got %q", task.Destination.Directory)}
 	}
 	rt := task.Target
-	switch rt.Target.Type {
-	case targets.TypeLocalDir:
+	cfg, err := all.Registry.ParseRedacted(rt.Target)
+	if err != nil {
+		return &operations.InputError{Code: CodeSnapshotUnreachable, Field: "destination.node_id", Reason: "unsupported_target",
+			Message: fmt.Sprintf("snapshots on %q targets cannot be restored on agents", rt.Target.Type)}
+	}
+	if _, local := cfg.(targets.LocalPath); local {
 		if rt.NodeID != node {
 			where := "the Hub"
 			if rt.NodeID != "hub" {
@@ -112,25 +117,26 @@ func (b *RestoreBridge) Check(ctx context.Context, node string, task operations.
 			return &operations.InputError{Code: CodeSnapshotUnreachable, Field: "destination.node_id", Reason: "other_node",
 				Message: fmt.Sprintf("the snapshot is in a directory on %s, which agent %s cannot read; restore it on %s instead", where, node, where)}
 		}
-	case targets.TypeWebDAV:
-		if !b.hasWebDAV(ctx, node, rt.Target.SecretName) {
-			return &operations.InputError{Code: CodeMissingWebDAVSecret, Field: "destination.node_id", Reason: "missing_secret",
-				Message: fmt.Sprintf("agent %s has no WebDAV credential named %q to read the snapshot with; create it for that agent", node, rt.Target.SecretName)}
+		return nil
+	}
+	d, _ := all.Registry.Lookup(cfg.Type())
+	if kind := d.SecretKind(); kind != "" {
+		name := cfg.SecretName()
+		if !b.hasSecret(ctx, node, kind, name) {
+			return &operations.InputError{Code: "missing_" + kind + "_secret", Field: "destination.node_id", Reason: "missing_secret",
+				Message: fmt.Sprintf("agent %s has no %s credential named %q to read the snapshot with; create it for that agent", node, kind, name)}
 		}
 		// The agent would send its credential to the snapshot's server: refuse here, before the
 		// task is sent, when the credential is not bound to that server.
-		allowed, err := b.secrets.AllowedOrigins(ctx, node, secrets.KindWebDAV, rt.Target.SecretName)
+		allowed, err := b.secrets.AllowedOrigins(ctx, node, kind, name)
 		if err != nil {
-			return fmt.Errorf("read origins of webdav secret %q of agent %s: %w", rt.Target.SecretName, node, err)
+			return fmt.Errorf("read origins of %s secret %q of agent %s: %w", kind, name, node, err)
 		}
 		var oe *secrets.OriginError
-		if errors.As(secrets.CheckOrigin(secrets.KindWebDAV, rt.Target.SecretName, rt.Target.BaseURL, allowed), &oe) {
+		if errors.As(secrets.CheckOrigin(kind, name, cfg.Endpoint(), allowed), &oe) {
 			return &operations.InputError{Code: oe.Code, Field: "destination.node_id", Reason: "origin_not_allowed",
 				Message: "agent " + node + ": " + oe.Error()}
 		}
-	default:
-		return &operations.InputError{Code: CodeSnapshotUnreachable, Field: "destination.node_id", Reason: "unsupported_target",
-			Message: fmt.Sprintf("snapshots on %q targets cannot be restored on agents", rt.Target.Type)}
 	}
 	return nil
 }
@@ -161,11 +167,11 @@ func agentReady(ctx context.Context, h *Hub, node, what string) error {
 	return nil
 }
 
-func (b *RestoreBridge) hasWebDAV(ctx context.Context, node, name string) bool {
+func (b *RestoreBridge) hasSecret(ctx context.Context, node, kind, name string) bool {
 	if b.secrets == nil || name == "" {
 		return false
 	}
-	metas, err := b.secrets.List(ctx, node, secrets.KindWebDAV)
+	metas, err := b.secrets.List(ctx, node, kind)
 	if err != nil {
 		return false
 	}

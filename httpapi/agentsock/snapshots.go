@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 
 	"filippo.io/age"
 
@@ -19,7 +20,6 @@ import (
 // SecretReader is what snapshots need from the secrets store (engine/secrets.Store).
 type SecretReader interface {
 	List(ctx context.Context, node, kind string) ([]secrets.Meta, error)
-	WebDAV(ctx context.Context, node, name string) (secrets.WebDAV, error)
 	Get(ctx context.Context, node, kind, name string) ([]byte, error)
 	AllowedOrigins(ctx context.Context, node, kind, name string) ([]string, error)
 }
@@ -95,27 +95,39 @@ func SnapshotID(jobs []protocol.ConfigJob) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
 }
 
-// Secrets is the agent-scoped WebDAV credentials.
+// Secrets is the agent-scoped credentials of every secret kind a target driver reads, in the
+// generic list and, for webdav, in the original's list too (agents that know no other field).
 func (s StoreSnapshots) Secrets(ctx context.Context, agentID string) (*protocol.SecretsSnapshot, error) {
-	snap := &protocol.SecretsSnapshot{NodeID: agentID, IssuedAt: s.now(), WebDAV: []protocol.WebDAVSecret{}, BackupAgeIdentities: []protocol.AgeIdentity{}}
+	snap := &protocol.SecretsSnapshot{NodeID: agentID, IssuedAt: s.now(), WebDAV: []protocol.WebDAVSecret{},
+		Secrets: []protocol.NodeSecret{}, BackupAgeIdentities: []protocol.AgeIdentity{}}
 	if s.Store == nil {
 		return snap, nil
 	}
-	metas, err := s.Store.List(ctx, agentID, secrets.KindWebDAV)
-	if err != nil {
-		return nil, fmt.Errorf("list webdav secrets of agent %s: %w", agentID, err)
-	}
-	for _, m := range metas {
-		w, err := s.Store.WebDAV(ctx, agentID, m.Name)
+	for _, kind := range all.Registry.SecretKinds() {
+		metas, err := s.Store.List(ctx, agentID, kind)
 		if err != nil {
-			return nil, fmt.Errorf("read webdav secret %s of agent %s: %w", m.Name, agentID, err)
+			return nil, fmt.Errorf("list %s secrets of agent %s: %w", kind, agentID, err)
 		}
-		origins, err := s.Store.AllowedOrigins(ctx, agentID, secrets.KindWebDAV, m.Name)
-		if err != nil {
-			return nil, fmt.Errorf("read origins of webdav secret %s of agent %s: %w", m.Name, agentID, err)
+		for _, m := range metas {
+			raw, err := s.Store.Get(ctx, agentID, kind, m.Name)
+			if err != nil {
+				return nil, fmt.Errorf("read %s secret %s of agent %s: %w", kind, m.Name, agentID, err)
+			}
+			origins, err := s.Store.AllowedOrigins(ctx, agentID, kind, m.Name)
+			if err != nil {
+				return nil, fmt.Errorf("read origins of %s secret %s of agent %s: %w", kind, m.Name, agentID, err)
+			}
+			snap.Secrets = append(snap.Secrets, protocol.NodeSecret{Kind: kind, Name: m.Name, Payload: raw,
+				UpdatedAt: m.UpdatedAt, OriginsBound: true, AllowedOrigins: origins})
+			if kind == secrets.KindWebDAV {
+				var w secrets.WebDAV
+				if err := json.Unmarshal(raw, &w); err != nil {
+					return nil, fmt.Errorf("read webdav secret %s of agent %s: the payload is not a WebDAV credential", m.Name, agentID)
+				}
+				snap.WebDAV = append(snap.WebDAV, protocol.WebDAVSecret{Name: m.Name, Username: w.Username, Password: w.Password,
+					UpdatedAt: m.UpdatedAt, OriginsBound: true, AllowedOrigins: origins})
+			}
 		}
-		snap.WebDAV = append(snap.WebDAV, protocol.WebDAVSecret{Name: m.Name, Username: w.Username, Password: w.Password,
-			UpdatedAt: m.UpdatedAt, OriginsBound: true, AllowedOrigins: origins})
 	}
 	ages, err := s.Store.List(ctx, agentID, secrets.KindBackupAgeIdentity)
 	if err != nil {

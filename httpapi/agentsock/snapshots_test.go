@@ -3,6 +3,8 @@ package agentsock_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -126,5 +128,40 @@ func TestSnapshotIDIsStable(t *testing.T) {
 	s2, _ := agentsock.StoreSnapshots{DB: db, Clock: clock.NewFake(time.Unix(99, 0))}.Config(ctx, a)
 	if s1.SnapshotID != s2.SnapshotID || s1.Jobs[0].JobID != "a" {
 		t.Fatalf("ids %s %s, first job %s", s1.SnapshotID, s2.SnapshotID, s1.Jobs[0].JobID)
+	}
+}
+
+// TestSecretsSnapshotCarriesBothShapes: the Hub sends every target credential in the generic
+// list and WebDAV ones in the original's list too, so that an agent of either age reads them.
+func TestSecretsSnapshotCarriesBothShapes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := storagetest.Open(t)
+	keys, err := secrets.NewKeyring(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := secrets.NewStore(db, keys, clock.Real{})
+	if err := store.Put(ctx, "agent-1", secrets.KindWebDAV, "nas", []byte(`{"username":"u","password":"pw"}`)); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := agentsock.StoreSnapshots{DB: db, Store: store, Clock: clock.NewFake(time.Unix(5, 0))}.Secrets(ctx, "agent-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(snap)
+	var wire struct {
+		WebDAV  []map[string]any `json:"webdav"`
+		Secrets []map[string]any `json:"secrets"`
+	}
+	if err := json.Unmarshal(b, &wire); err != nil {
+		t.Fatal(err)
+	}
+	if len(wire.WebDAV) != 1 || wire.WebDAV[0]["name"] != "nas" || wire.WebDAV[0]["username"] != "u" || wire.WebDAV[0]["password"] != "pw" {
+		t.Fatalf("original webdav list: %s", b)
+	}
+	if len(wire.Secrets) != 1 || wire.Secrets[0]["kind"] != "webdav" || wire.Secrets[0]["name"] != "nas" ||
+		fmt.Sprint(wire.Secrets[0]["payload"]) != fmt.Sprint(map[string]any{"username": "u", "password": "pw"}) {
+		t.Fatalf("generic list: %s", b)
 	}
 }

@@ -13,26 +13,27 @@ import (
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
-	"github.com/bastion-backup/bastion/engine/targets/webdav"
 )
 
 // SnapshotTaskTimeout bounds how long the Hub waits for an agent to delete or clean up one run
 // directory; a timeout is retried by the snapshot queues like a network failure.
 const SnapshotTaskTimeout = 5 * time.Minute
 
-// WebDAVSecrets reads node-scoped WebDAV credentials (engine/secrets.Store).
-type WebDAVSecrets interface {
-	// WebDAVFor refuses with *secrets.OriginError a credential not bound to baseURL's origin.
-	WebDAVFor(ctx context.Context, node, name, baseURL string) (secrets.WebDAV, error)
+// NodeSecrets reads node-scoped credentials (engine/secrets.Store).
+type NodeSecrets interface {
+	// For refuses with *secrets.OriginError a credential not bound to rawURL's origin.
+	For(ctx context.Context, node, kind, name, rawURL string) ([]byte, error)
 }
 
 // Targets opens the targets of runs made on agents (opener.RemoteOpener), for the snapshot
 // queues (delete, incomplete-run cleanup):
 //
-//   - a WebDAV target is opened on the Hub itself with the agent's credential of that name (the
-//     Hub keeps the agent-scoped secrets it pushes), so it works whether the agent is online or not;
-//   - a local_dir target is a directory on the agent's machine: deletes and cleanups go to the
+//   - a remote target (WebDAV, any driver whose Config is not a targets.LocalPath) is opened on
+//     the Hub itself with the agent's credential of that name (the Hub keeps the agent-scoped
+//     secrets it pushes), so it works whether the agent is online or not;
+//   - a local_dir target (targets.LocalPath) is a directory on the agent's machine: deletes and cleanups go to the
 //     agent over its socket (snapshot_delete_task, snapshot_cleanup_task). While the agent is not
 //     connected, Open fails with kind network, and the queues retry with backoff.
 //
@@ -40,7 +41,7 @@ type WebDAVSecrets interface {
 // go to its agent (RestoreBridge.Entries, StartVerify), and restores run on it.
 type Targets struct {
 	Hub     *Hub
-	Secrets WebDAVSecrets
+	Secrets NodeSecrets
 	Logger  zerolog.Logger
 }
 
@@ -49,46 +50,45 @@ var _ opener.RemoteOpener = Targets{}
 // Open returns the target rt describes on agent rt.NodeID.
 func (o Targets) Open(ctx context.Context, rt targets.RunTarget) (targets.Target, error) {
 	node := rt.NodeID
-	switch rt.Target.Type {
-	case targets.TypeWebDAV:
-		return o.openWebDAV(ctx, rt)
-	case targets.TypeLocalDir:
-		if rt.Target.BaseDir == "" || !filepath.IsAbs(rt.Target.BaseDir) {
-			return nil, &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config", Op: "open local_dir target on agent " + node,
-				Hint: "the target's base_dir must be an absolute path", Err: fmt.Errorf("base_dir %q is not absolute", rt.Target.BaseDir)}
+	cfg, err := all.Registry.ParseRedacted(rt.Target)
+	if err != nil {
+		return nil, err
+	}
+	if lp, ok := cfg.(targets.LocalPath); ok {
+		base := lp.LocalPath()
+		op := "open " + cfg.Type() + " target on agent " + node
+		if base == "" || !filepath.IsAbs(base) {
+			return nil, &targets.Error{Kind: targets.KindConfig, Code: cfg.Type() + "_config", Op: op,
+				Hint: "the target's base_dir must be an absolute path", Err: fmt.Errorf("base_dir %q is not absolute", base)}
 		}
 		if o.Hub == nil || !o.Hub.Connected(node) {
-			return nil, &targets.Error{Kind: targets.KindNetwork, Code: "agent_offline", Op: "open local_dir target on agent " + node,
+			return nil, &targets.Error{Kind: targets.KindNetwork, Code: "agent_offline", Op: op,
 				Hint: "the snapshot is in a directory on an agent that is not connected; this is retried when it is",
 				Err:  ErrAgentOffline}
 		}
-		return &agentDir{h: o.Hub, agentID: node, base: filepath.Clean(rt.Target.BaseDir)}, nil
+		return &agentDir{h: o.Hub, agentID: node, base: filepath.Clean(base), red: rt.Target}, nil
 	}
-	return nil, &targets.Error{Kind: targets.KindConfig, Code: "unsupported_target",
-		Op: "open target on agent " + node, Err: fmt.Errorf("unknown target type %q", rt.Target.Type)}
-}
-
-func (o Targets) openWebDAV(ctx context.Context, rt targets.RunTarget) (targets.Target, error) {
-	name := rt.Target.SecretName
-	op := "open webdav target of agent " + rt.NodeID
-	if o.Secrets == nil || name == "" {
-		return nil, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing", Op: op,
-			Err: errors.New("no WebDAV credential to use")}
+	d, _ := all.Registry.Lookup(cfg.Type())
+	var creds []byte
+	if kind := d.SecretKind(); kind != "" {
+		name := cfg.SecretName()
+		op := "open " + cfg.Type() + " target of agent " + node
+		missing := kind + "_secret_missing"
+		if o.Secrets == nil || name == "" {
+			return nil, &targets.Error{Kind: targets.KindConfig, Code: missing, Op: op,
+				Err: fmt.Errorf("no %s credential to use", kind)}
+		}
+		creds, err = o.Secrets.For(ctx, node, kind, name, cfg.Endpoint())
+		var oe *secrets.OriginError
+		if errors.As(err, &oe) {
+			return nil, &targets.Error{Kind: targets.KindConfig, Code: oe.Code, Op: op, Hint: oe.Error(), Err: err}
+		}
+		if err != nil {
+			return nil, &targets.Error{Kind: targets.KindConfig, Code: missing, Op: op,
+				Hint: fmt.Sprintf("the agent's %s credential %q is gone; create it again for that agent", kind, name), Err: err}
+		}
 	}
-	cred, err := o.Secrets.WebDAVFor(ctx, rt.NodeID, name, rt.Target.BaseURL)
-	var oe *secrets.OriginError
-	if errors.As(err, &oe) {
-		return nil, &targets.Error{Kind: targets.KindConfig, Code: oe.Code, Op: op, Hint: oe.Error(), Err: err}
-	}
-	if err != nil {
-		return nil, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing", Op: op,
-			Hint: fmt.Sprintf("the agent's WebDAV credential %q is gone; create it again for that agent", name), Err: err}
-	}
-	t, err := webdav.New(rt.Target.BaseURL, cred, webdav.Options{SecretName: name, Logger: o.Logger})
-	if err != nil {
-		return nil, err // a *targets.Error of kind config; it never carries the credential
-	}
-	return t, nil
+	return cfg.Open(ctx, creds, targets.Deps{Logger: o.Logger})
 }
 
 // agentDir is a local_dir target on an agent's machine. Only whole-run operations go through
@@ -97,13 +97,12 @@ type agentDir struct {
 	h       *Hub
 	agentID string
 	base    string
+	red     targets.Redacted
 }
 
-func (d *agentDir) Type() string { return targets.TypeLocalDir }
+func (d *agentDir) Type() string { return d.red.Type }
 
-func (d *agentDir) Redacted() targets.Redacted {
-	return targets.Redacted{Type: targets.TypeLocalDir, BaseDir: d.base}
-}
+func (d *agentDir) Redacted() targets.Redacted { return d.red }
 
 // Location names the run directory on the agent.
 func (d *agentDir) Location(run targets.RunRef) string {

@@ -3,6 +3,7 @@ package agentsock_test
 import (
 	"context"
 	"errors"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,7 +43,7 @@ func TestAgentTargets(t *testing.T) {
 		return dir
 	}
 	o := agentsock.Targets{Hub: th.hub, Logger: zerolog.Nop()}
-	rt := targets.RunTarget{NodeID: ra.a.ID(), Target: targets.Redacted{Type: targets.TypeLocalDir, BaseDir: base}}
+	rt := targets.RunTarget{NodeID: ra.a.ID(), Target: localdir.Redact(base)}
 	tgt, err := o.Open(ctx, rt)
 	if err != nil {
 		t.Fatal(err)

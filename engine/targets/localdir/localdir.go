@@ -77,7 +77,7 @@ func New(baseDir string, opts ...Option) (*Target, error) {
 // BaseDir is the cleaned base directory.
 func (t *Target) BaseDir() string { return t.base }
 
-func (t *Target) Type() string { return targets.TypeLocalDir }
+func (t *Target) Type() string { return Type }
 
 // Location is the run directory's path.
 func (t *Target) Location(run targets.RunRef) string {
@@ -94,7 +94,7 @@ func (t *Target) RunDir(run targets.RunRef) (string, error) {
 }
 
 func (t *Target) Redacted() targets.Redacted {
-	return targets.Redacted{Type: targets.TypeLocalDir, BaseDir: t.base}
+	return Redact(t.base)
 }
 
 // Put copies body to run/name unless a file of that name and size is already there.

@@ -84,7 +84,7 @@ func TestModesAndLayout(t *testing.T) {
 	if got := b.tg.Location(b.run); got != b.dir {
 		t.Errorf("Location = %q, want %q", got, b.dir)
 	}
-	if r := b.tg.Redacted(); r != (targets.Redacted{Type: "local_dir", BaseDir: b.base}) {
+	if r := b.tg.Redacted(); r.Type != "local_dir" || string(r.JSON()) != `{"type":"local_dir","base_dir":"`+b.base+`"}` {
 		t.Errorf("Redacted = %+v", r)
 	}
 	entries, err := os.ReadDir(b.dir)

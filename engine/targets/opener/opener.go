@@ -1,6 +1,7 @@
 // Package opener turns the redacted description of a target stored with a run
-// (targets.RunTarget: node, type, base directory or URL, secret name) back into a working
-// targets.Target, reading credentials from the encrypted secrets store at that moment. The stored
+// (targets.RunTarget: node and the driver's target object) back into a working targets.Target
+// with the target's driver (engine/targets/all), reading the credential the driver needs from
+// the encrypted secrets store at that moment. The stored
 // description never holds a credential, so a rotated WebDAV password applies to old snapshots too.
 //
 // Targets on the Hub are opened here; targets that belong to an agent (its local directories, its
@@ -18,7 +19,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/targets"
-	"github.com/bastion-backup/bastion/engine/targets/localdir"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 )
 
 // HubNode is the node id of the Hub itself.
@@ -62,15 +63,7 @@ func New(c Config) *Opener {
 
 // FromSpec is the stored description of a job's target when it runs on node.
 func FromSpec(node string, t jobspec.Target) targets.RunTarget {
-	rt := targets.RunTarget{NodeID: node, Target: targets.Redacted{Type: t.Type}}
-	switch t.Type {
-	case jobspec.TargetLocalDir:
-		rt.Target.BaseDir = t.BaseDir
-	case jobspec.TargetWebDAV:
-		rt.Target.BaseURL = t.BaseURL
-		rt.Target.SecretName = t.SecretName
-	}
-	return rt
+	return targets.RunTarget{NodeID: node, Target: t.Redacted()}
 }
 
 // Parse decodes a stored target snapshot (runs.target_snapshot_json,
@@ -101,59 +94,54 @@ func (o *Opener) Open(ctx context.Context, rt targets.RunTarget) (targets.Target
 		}
 		return o.remote.Open(ctx, rt)
 	}
-	switch rt.Target.Type {
-	case targets.TypeLocalDir:
-		t, err := localdir.New(rt.Target.BaseDir, localdir.WithLogger(o.log))
-		if err != nil {
-			return nil, &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config",
-				Hint: "the target's base_dir must be an absolute path", Op: "open local_dir target", Err: err}
-		}
-		return t, nil
-	case targets.TypeWebDAV:
-		return o.openWebDAV(ctx, rt)
+	cfg, err := all.Registry.ParseRedacted(rt.Target)
+	if err != nil {
+		return nil, err
 	}
-	return nil, &targets.Error{Kind: targets.KindConfig, Code: "unsupported_target",
-		Op: "open target", Err: fmt.Errorf("unknown target type %q", rt.Target.Type)}
+	d, _ := all.Registry.Lookup(cfg.Type())
+	var creds []byte
+	if kind := d.SecretKind(); kind != "" {
+		if creds, err = o.credentials(ctx, rt.NodeID, kind, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return cfg.Open(ctx, creds, targets.Deps{Logger: o.log})
 }
 
-// webdavCredentials reads the Hub's WebDAV secret named by the target. Neither the payload nor
-// anything derived from it ever goes into an error or a log line.
-func (o *Opener) webdavCredentials(ctx context.Context, rt targets.RunTarget) (secrets.WebDAV, error) {
-	var cred secrets.WebDAV
-	name := rt.Target.SecretName
+// credentials reads the node's secret of kind the target names, read on every open so that a
+// rotated password applies at once, old snapshots too. Neither the payload nor anything derived
+// from it ever goes into an error or a log line.
+func (o *Opener) credentials(ctx context.Context, node, kind string, cfg targets.Config) ([]byte, error) {
+	name := cfg.SecretName()
+	op := "open " + cfg.Type() + " target"
+	missing := kind + "_secret_missing"
 	if name == "" {
-		return cred, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing",
-			Hint: "the WebDAV target names no credential", Op: "open webdav target", Err: errors.New("secret_name is empty")}
+		return nil, &targets.Error{Kind: targets.KindConfig, Code: missing,
+			Hint: "the " + cfg.Type() + " target names no credential", Op: op, Err: errors.New("secret_name is empty")}
 	}
 	if o.secrets == nil {
-		return cred, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing",
-			Op: "open webdav target", Err: errors.New("no secrets store configured")}
+		return nil, &targets.Error{Kind: targets.KindConfig, Code: missing,
+			Op: op, Err: errors.New("no secrets store configured")}
 	}
-	raw, err := o.secrets.Get(ctx, rt.NodeID, secrets.KindWebDAV, name)
+	raw, err := o.secrets.Get(ctx, node, kind, name)
 	if err != nil {
-		return cred, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing",
-			Hint: fmt.Sprintf("create the WebDAV credential %q (Settings → Secrets) or fix the job's secret_name", name),
-			Op:   "read webdav credential " + name, Err: err}
-	}
-	if err := json.Unmarshal(raw, &cred); err != nil {
-		// json errors may quote the input, which is a credential: keep only the fact.
-		return cred, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_invalid",
-			Op: "read webdav credential " + name, Err: errors.New("the stored credential is not a valid WebDAV payload")}
+		return nil, &targets.Error{Kind: targets.KindConfig, Code: missing,
+			Hint: fmt.Sprintf("create the %s credential %q (Settings → Secrets) or fix the job's secret_name", kind, name),
+			Op:   "read " + kind + " credential " + name, Err: err}
 	}
 	// A job or snapshot row edited to point at another server must not get the credential sent
 	// there: the target's origin must be one the credential is bound to.
-	allowed, err := o.secrets.AllowedOrigins(ctx, rt.NodeID, secrets.KindWebDAV, name)
+	allowed, err := o.secrets.AllowedOrigins(ctx, node, kind, name)
 	if err != nil && !errors.Is(err, secrets.ErrOriginsUntracked) {
-		return cred, &targets.Error{Kind: targets.KindConfig, Code: "webdav_secret_missing",
-			Op: "read origins of webdav credential " + name, Err: err}
+		return nil, &targets.Error{Kind: targets.KindConfig, Code: missing,
+			Op: "read origins of " + kind + " credential " + name, Err: err}
 	}
 	if err == nil {
-		if err := secrets.CheckOrigin(secrets.KindWebDAV, name, rt.Target.BaseURL, allowed); err != nil {
+		if err := secrets.CheckOrigin(kind, name, cfg.Endpoint(), allowed); err != nil {
 			var oe *secrets.OriginError
 			errors.As(err, &oe)
-			return secrets.WebDAV{}, &targets.Error{Kind: targets.KindConfig, Code: oe.Code, Hint: oe.Error(),
-				Op: "open webdav target", Err: err}
+			return nil, &targets.Error{Kind: targets.KindConfig, Code: oe.Code, Hint: oe.Error(), Op: op, Err: err}
 		}
 	}
-	return cred, nil
+	return raw, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/bastion-backup/bastion/engine/targets/webdav"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -51,7 +52,7 @@ func TestOpenRefusesCredentialOutsideItsOrigins(t *testing.T) {
 		{"bound", secrets.CodeOriginMismatch},
 		{"unbound", secrets.CodeOriginUnbound},
 	} {
-		rt := targets.RunTarget{NodeID: "hub", Target: targets.Redacted{Type: targets.TypeWebDAV, BaseURL: rogue.URL + "/dav/", SecretName: tc.secret}}
+		rt := targets.RunTarget{NodeID: "hub", Target: webdav.Redact(rogue.URL+"/dav/", tc.secret)}
 		tgt, err := o.Open(ctx, rt)
 		var te *targets.Error
 		if !errors.As(err, &te) || te.Code != tc.code || te.Kind != targets.KindConfig {
@@ -59,7 +60,7 @@ func TestOpenRefusesCredentialOutsideItsOrigins(t *testing.T) {
 		}
 	}
 	// The bound server itself still opens (no request is made by Open).
-	ok := targets.RunTarget{NodeID: "hub", Target: targets.Redacted{Type: targets.TypeWebDAV, BaseURL: "https://DAV.example.com/remote.php/", SecretName: "bound"}}
+	ok := targets.RunTarget{NodeID: "hub", Target: webdav.Redact("https://DAV.example.com/remote.php/", "bound")}
 	if _, err := o.Open(ctx, ok); err != nil {
 		t.Fatalf("open on the bound origin: %v", err)
 	}

@@ -136,8 +136,9 @@ func TestDescribe(t *testing.T) {
 	if got := tg.Location(run); got != "s3://bkt/a%20b/c/job-1/run_2/" {
 		t.Fatalf("location = %q", got)
 	}
-	if got := tg.Redacted(); got != (targets.Redacted{Type: "s3", BaseURL: "s3://bkt/a%20b/c/", SecretName: "s"}) {
-		t.Fatalf("redacted = %+v", got)
+	red := tg.Redacted()
+	if want := `{"type":"s3","endpoint":"https://s3.example.com","bucket":"bkt","prefix":"a b/c","secret_name":"s"}`; string(red.JSON()) != want || red.Type != "s3" || red.SecretName != "s" {
+		t.Fatalf("redacted = %s, want %s", red.JSON(), want)
 	}
 	if tg.Type() != s3.Type {
 		t.Fatalf("type = %q", tg.Type())

@@ -210,11 +210,9 @@ func (t *Target) Location(run targets.RunRef) string {
 	return t.BaseURL() + url.PathEscape(run.JobID) + "/" + url.PathEscape(run.RunID) + "/"
 }
 
-// Redacted describes the target for a run's snapshot: base_url is the s3:// URL of the prefix.
-// The endpoint and region are in Config().Redacted().
-func (t *Target) Redacted() targets.Redacted {
-	return targets.Redacted{Type: Type, BaseURL: t.BaseURL(), SecretName: t.cfg.SecretName}
-}
+// Redacted describes the target for a run's snapshot: the target object (endpoint, region,
+// bucket, prefix, secret name), which holds no credentials.
+func (t *Target) Redacted() targets.Redacted { return redact(t.cfg) }
 
 // runPrefix is the key prefix of a run, ending in "/".
 func (t *Target) runPrefix(run targets.RunRef) string {

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 )
 
 // Run runs the suite. newTarget is called once per subtest; the targets it returns may share
@@ -446,12 +447,23 @@ func testConcurrentPuts(t *testing.T, tg targets.Target) {
 func testDescribe(t *testing.T, tg targets.Target) {
 	run := NewRun(t)
 	typ := tg.Type()
-	if typ != targets.TypeLocalDir && typ != targets.TypeWebDAV && typ != "s3" {
-		t.Fatalf("Type() = %q", typ)
+	d, ok := all.Registry.Lookup(typ)
+	if !ok {
+		t.Fatalf("Type() = %q, which engine/targets/all does not list", typ)
 	}
-	if r := tg.Redacted(); r.Type != typ {
+	r := tg.Redacted()
+	if r.Type != typ {
 		t.Fatalf("Redacted().Type = %q, want %q", r.Type, typ)
 	}
+	// The stored description must open again with its driver, unchanged.
+	cfg, err := d.Parse(r.JSON())
+	if err != nil {
+		t.Fatalf("driver cannot parse Redacted() %s: %v", r.JSON(), err)
+	}
+	if got := string(cfg.Redact().JSON()); got != string(r.JSON()) {
+		t.Fatalf("Redact after Parse = %s, want %s", got, r.JSON())
+	}
+
 	loc := tg.Location(run)
 	if !strings.Contains(loc, run.JobID) || !strings.Contains(loc, run.RunID) {
 		t.Fatalf("Location = %q, want it to name job and run", loc)

@@ -146,7 +146,7 @@ func (t *Target) walkDelete(ctx context.Context, op, root string) (bool, error) 
 // the caller interprets; other answers are errors.
 func (t *Target) delete(ctx context.Context, op, u string) (int, error) {
 	var status int
-	err := t.withRetries(ctx, op, otherAttempts, retryWrite, func() (time.Duration, bool, error) {
+	err := t.once(func() (time.Duration, bool, error) {
 		x, err := t.send(ctx, op, http.MethodDelete, u, nil, 0, nil)
 		if err != nil {
 			return 0, false, err

@@ -11,7 +11,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/targets"
 )
 
-// Open streams run/name. GET is tried up to 3 times on 408/429/502/503/504 and network
+// Open streams run/name with one GET; RetryPolicy retries it on 408/429/502/503/504 and network
 // failures, including a connection that breaks before the first body byte reaches the caller.
 // Once bytes have been returned a failure ends the stream. A body shorter than its
 // Content-Length ends with an integrity error. The request timeout applies between reads too:
@@ -42,13 +42,9 @@ type getReader struct {
 	closed  bool
 }
 
-// open sends GET until it gets a 200 or runs out of the attempts left.
+// open sends one GET.
 func (r *getReader) open() error {
-	left := otherAttempts - r.tries
-	if left <= 0 {
-		return errors.New("no attempts left")
-	}
-	return r.t.withRetries(r.ctx, r.op, left, retryGet, func() (time.Duration, bool, error) {
+	return r.t.once(func() (time.Duration, bool, error) {
 		r.tries++
 		x, err := r.t.send(r.ctx, r.op, http.MethodGet, r.u, nil, 0, nil)
 		if err != nil {
@@ -91,23 +87,8 @@ func (r *getReader) Read(p []byte) (int, error) {
 			}
 			return n, io.EOF
 		}
+		// A stream that breaks before its first byte is reopened by engine/targets/retrying.
 		e := transportErr(r.ctx, r.x.rctx, r.op, err)
-		var te *targets.Error
-		if r.read == 0 && errors.As(e, &te) && retryGet(te) && r.tries < otherAttempts {
-			// Nothing reached the caller yet: start over with a new request.
-			r.x.discard()
-			r.x = nil
-			r.t.log.Warn().Str("op", r.op).Int("attempt", r.tries).Str("kind", te.Kind).Msg("webdav download broke before the first byte; retrying")
-			if err := r.t.sleep(r.ctx, Backoff(r.tries)); err != nil {
-				r.pending = fmt.Errorf("%s: wait before retry: %w", r.op, err)
-				return 0, r.pending
-			}
-			if err := r.open(); err != nil {
-				r.pending = err
-				return 0, err
-			}
-			continue
-		}
 		r.pending = e
 		if n > 0 {
 			return n, nil

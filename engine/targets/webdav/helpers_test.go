@@ -18,6 +18,7 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/webdav"
 	"github.com/bastion-backup/bastion/engine/testtool"
 )
@@ -79,9 +80,20 @@ func (s *sleeps) got() []time.Duration {
 
 var epoch = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 
+// testTarget is a Target as the opener builds it (retried under its RetryPolicy), with the
+// WebDAV-only List of the target inside.
+type testTarget struct {
+	targets.Target
+	raw *webdav.Target
+}
+
+func (t testTarget) List(ctx context.Context, p string) ([]webdav.Entry, error) {
+	return t.raw.List(ctx, p)
+}
+
 // newTarget builds a Target on base with recorded sleeps, a fake clock (so the request
 // timeout never fires unless the test advances it) and logs sent to the test and to logTo.
-func newTarget(t *testing.T, base string, up upstream, opts webdav.Options, logTo ...io.Writer) (*webdav.Target, *sleeps) {
+func newTarget(t *testing.T, base string, up upstream, opts webdav.Options, logTo ...io.Writer) (testTarget, *sleeps) {
 	t.Helper()
 	s := &sleeps{}
 	if opts.Sleep == nil {
@@ -95,7 +107,7 @@ func newTarget(t *testing.T, base string, up upstream, opts webdav.Options, logT
 	if err != nil {
 		t.Fatalf("new webdav target: %v", err)
 	}
-	return tg, s
+	return testTarget{Target: tg.WithRetries(), raw: tg}, s
 }
 
 // proxyTo forwards requests unchanged (same path) to the upstream's host.

@@ -84,7 +84,7 @@ func splitPath(p string) ([]string, error) {
 func (t *Target) propfind(ctx context.Context, op, u string) ([]Entry, error) {
 	header := http.Header{"Depth": {"1"}, "Content-Type": {`application/xml; charset="utf-8"`}}
 	var entries []Entry
-	err := t.withRetries(ctx, op, otherAttempts, retryRetriable, func() (time.Duration, bool, error) {
+	err := t.once(func() (time.Duration, bool, error) {
 		body := []byte(propfindBody)
 		x, err := t.send(ctx, op, "PROPFIND", u, newAttemptBody(ctx, bytes.NewReader(body), int64(len(body))), int64(len(body)), header)
 		if err != nil {

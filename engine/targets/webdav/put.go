@@ -57,7 +57,7 @@ func (t *Target) Put(ctx context.Context, run targets.RunRef, name string, body 
 
 func (t *Target) put(ctx context.Context, op, u string, body io.ReadSeeker, size int64) error {
 	header := http.Header{"Content-Type": {"application/octet-stream"}}
-	return t.withRetries(ctx, op, t.maxPut, retryWrite, func() (time.Duration, bool, error) {
+	return t.once(func() (time.Duration, bool, error) {
 		if _, err := body.Seek(0, io.SeekStart); err != nil {
 			return 0, false, newErr(targets.KindIO, op, 0, fmt.Errorf("rewind local data: %w", err))
 		}
@@ -159,7 +159,7 @@ func (t *Target) mkcolAll(ctx context.Context, u string) error {
 
 func (t *Target) mkcol(ctx context.Context, u string) error {
 	op := "mkcol " + urlPath(u)
-	return t.withRetries(ctx, op, otherAttempts, retryWrite, func() (time.Duration, bool, error) {
+	return t.once(func() (time.Duration, bool, error) {
 		x, err := t.send(ctx, op, "MKCOL", u, nil, 0, nil)
 		if err != nil {
 			return 0, false, err
@@ -206,7 +206,7 @@ func urlPath(u string) string {
 // head returns the Content-Length of u, or an error matching targets.ErrNotExist.
 func (t *Target) head(ctx context.Context, op, u string) (int64, error) {
 	var size int64
-	err := t.withRetries(ctx, op, otherAttempts, retryRetriable, func() (time.Duration, bool, error) {
+	err := t.once(func() (time.Duration, bool, error) {
 		x, err := t.send(ctx, op, http.MethodHead, u, nil, 0, nil)
 		if err != nil {
 			return 0, false, err

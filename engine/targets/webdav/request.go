@@ -12,6 +12,7 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/retrying"
 )
 
 // exchange is one request in flight: its response and what must be released once the response
@@ -127,51 +128,55 @@ func (t *Target) waitRate(ctx context.Context, method string) error {
 	return nil
 }
 
-// attempt is one try of an operation. retryAfter is what the server asked for (ok=false if
-// nothing); err is a *targets.Error for retry decisions, anything else ends the loop.
+// attempt is one request of an operation. retryAfter is what the server asked for (ok=false
+// if nothing); err is a *targets.Error when the failure is classified.
 type attempt func() (retryAfter time.Duration, hasRetryAfter bool, err error)
 
-// withRetries runs fn up to attempts times while retry approves of the failure, waiting
-// Retry-After (capped) or the doubling backoff in between. The returned error carries the
-// number of attempts made.
-func (t *Target) withRetries(ctx context.Context, op string, attempts int, retry func(*targets.Error) bool, fn attempt) error {
-	for n := 1; ; n++ {
-		ra, hasRA, err := fn()
-		if err == nil {
-			return nil
-		}
-		var te *targets.Error
-		if !errors.As(err, &te) {
-			return err
-		}
-		te.Attempts = n
-		if n >= attempts || !retry(te) {
-			return err
-		}
-		delay := Backoff(n)
+// once sends one request: the retries are engine/targets/retrying's, under RetryPolicy. A
+// classified failure carries the server's Retry-After.
+func (t *Target) once(fn attempt) error {
+	ra, hasRA, err := fn()
+	var te *targets.Error
+	if err != nil && errors.As(err, &te) {
+		te.Attempts = 1
 		if hasRA {
-			delay = ra
+			te.RetryAfter = max(ra, time.Nanosecond) // "Retry-After: 0" still means "no backoff"
 		}
-		t.log.Warn().Str("op", op).Int("attempt", n).Int("max_attempts", attempts).
-			Str("kind", te.Kind).Int("http_status", te.HTTPStatus).Dur("retry_in", delay).
-			Msg("webdav request failed; retrying")
-		if err := t.sleep(ctx, delay); err != nil {
-			return fmt.Errorf("%s: wait before attempt %d: %w", op, n+1, err)
-		}
+	}
+	return err
+}
+
+// RetryPolicy is the WebDAV retry policy: MaxPutAttempts for Put and 3 attempts for the rest,
+// on the kinds targets.Retriable names (rate limits, timeouts, 5xx, network failures, which
+// also rides out a dropped keep-alive connection); writes also on 423 Locked, since servers lock
+// a path for the duration of a write (golang.org/x/net/webdav does) and the handler of an attempt
+// abandoned may hold that lock until it notices the connection is gone (a concurrent MKCOL of
+// the same collection gets 423 from rclone); GET only on 408/429/502/503/504 and network
+// failures.
+func (t *Target) RetryPolicy() retrying.Policy {
+	return retrying.Policy{
+		Attempts: func(op retrying.Op) int {
+			if op == retrying.OpPut {
+				return t.maxPut
+			}
+			return otherAttempts
+		},
+		Transient: func(op retrying.Op, e *targets.Error) bool {
+			switch op {
+			case retrying.OpPut, retrying.OpDelete, retrying.OpCleanup:
+				return targets.Retriable(e.Kind) || e.HTTPStatus == http.StatusLocked
+			case retrying.OpOpen:
+				return retryGet(e)
+			}
+			return targets.Retriable(e.Kind)
+		},
+		Backoff: Backoff,
 	}
 }
 
-// retryRetriable retries the kinds targets.Retriable names: rate limits, timeouts, 5xx and
-// network failures. MKCOL, HEAD and PROPFIND use it too, a superset of the spec's 429/503 that
-// also rides out a dropped keep-alive connection.
-func retryRetriable(e *targets.Error) bool { return targets.Retriable(e.Kind) }
-
-// retryWrite is for PUT, MKCOL and DELETE: retriable kinds plus 423 Locked. Servers lock a path
-// for the duration of a write (golang.org/x/net/webdav does), and the handler of an attempt we
-// abandoned may hold that lock until it notices the connection is gone; a concurrent MKCOL of
-// the same collection gets 423 from rclone.
-func retryWrite(e *targets.Error) bool {
-	return retryRetriable(e) || e.HTTPStatus == http.StatusLocked
+// WithRetries is t retried under RetryPolicy, waiting with t's Sleep and logging to its logger.
+func (t *Target) WithRetries() targets.Target {
+	return retrying.Wrap(t, t.RetryPolicy(), retrying.Options{Sleep: t.sleep, Logger: t.log})
 }
 
 // retryGet is GET's narrower set: 408/429/502/503/504 and network failures.

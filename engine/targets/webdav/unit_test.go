@@ -29,7 +29,7 @@ func TestNewNormalizesBaseURL(t *testing.T) {
 		if tg.BaseURL() != want {
 			t.Errorf("New(%q).BaseURL() = %q, want %q", in, tg.BaseURL(), want)
 		}
-		if r := tg.Redacted(); r != (targets.Redacted{Type: "webdav", BaseURL: want, SecretName: "nas"}) {
+		if r := tg.Redacted(); r.Type != "webdav" || r.SecretName != "nas" || string(r.JSON()) != `{"type":"webdav","base_url":"`+want+`","secret_name":"nas"}` {
 			t.Errorf("Redacted = %+v", r)
 		}
 	}

@@ -3,7 +3,9 @@
 // It speaks the handful of methods it needs (MKCOL, HEAD, PUT, GET, PROPFIND, DELETE) with
 // net/http and encoding/xml. Every request carries HTTP Basic auth from the WebDAV secret; the
 // base URL may not carry credentials. Failures are classified into targets.Error kinds with a
-// stable code (webdav_<kind>) and a hint for the UI; only network-ish kinds are retried.
+// stable code (webdav_<kind>) and a hint for the UI. Each operation sends its requests once;
+// RetryPolicy says what engine/targets/retrying retries (network-ish kinds), and the driver's
+// Open returns the target wrapped in it.
 //
 // Servers differ in how they store a PUT that is cut off: some leave a truncated file under the
 // final name. Such a file never has the expected size, so a resume by size re-sends it.
@@ -226,7 +228,7 @@ func normalizeBase(raw string) (base, decodedPath string, err error) {
 	return u.String(), u.Path, nil
 }
 
-func (t *Target) Type() string { return targets.TypeWebDAV }
+func (t *Target) Type() string { return Type }
 
 // BaseURL is the normalized base URL (no credentials, ends in "/").
 func (t *Target) BaseURL() string { return t.base }
@@ -237,7 +239,7 @@ func (t *Target) Location(run targets.RunRef) string {
 }
 
 func (t *Target) Redacted() targets.Redacted {
-	return targets.Redacted{Type: targets.TypeWebDAV, BaseURL: t.base, SecretName: t.secretName}
+	return Redact(t.base, t.secretName)
 }
 
 func (t *Target) jobURL(run targets.RunRef) string { return t.base + escapeSegment(run.JobID) + "/" }

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/bastion-backup/bastion/engine/targets"
 	"io/fs"
 	"net/url"
 	"os"
@@ -430,14 +431,18 @@ func (r *runner) checkTargets(ctx context.Context, db *sql.DB, dataDir string) {
 			r.add(name, Fail, fmt.Sprintf("job %s: the stored spec does not parse: %v", j.id, err), "edit the job in the web UI and save it again")
 			continue
 		}
-		switch spec.Target.Type {
-		case jobspec.TargetLocalDir:
-			st, msg, fix := checkLocalDir(spec.Target.BaseDir)
-			r.add(name, st, msg, fix)
-		case jobspec.TargetWebDAV:
-			r.add(name, OK, fmt.Sprintf("webdav %s not checked: doctor makes no network calls", spec.Target.BaseURL), "")
-		default:
+		switch cfg := spec.Target.Config; {
+		case cfg == nil:
 			r.add(name, OK, fmt.Sprintf("target type %q not checked", spec.Target.Type), "")
+		case cfg.Endpoint() != "":
+			r.add(name, OK, fmt.Sprintf("%s %s not checked: doctor makes no network calls", cfg.Type(), cfg.Endpoint()), "")
+		default:
+			if lp, ok := cfg.(targets.LocalPath); ok {
+				st, msg, fix := checkLocalDir(lp.LocalPath())
+				r.add(name, st, msg, fix)
+			} else {
+				r.add(name, OK, fmt.Sprintf("target type %q not checked", spec.Target.Type), "")
+			}
 		}
 	}
 }

@@ -101,11 +101,12 @@ export const api = {
     webdavList: (node: T.NodeId, body: T.WebdavListRequest) =>
       http.post<T.WebdavListResponse>(`/api/nodes/${seg(node)}/webdav/list`, body),
     /**
-     * The WebDAV credentials of one node: "hub" is the Hub's own (the same as /api/secrets/webdav),
-     * an agent id is that agent's scope, which its jobs, WebDAV listing and restores use.
+     * The target credentials (of one target secret kind, e.g. webdav) of one node: "hub" is the
+     * Hub's own (the same as /api/secrets/{kind}), an agent id is that agent's scope, which its
+     * jobs, WebDAV listing and restores use.
      */
-    secrets: (node: T.NodeId) => {
-      const base = `/api/nodes/${seg(node)}/secrets/webdav`
+    secrets: (node: T.NodeId, kind = 'webdav') => {
+      const base = `/api/nodes/${seg(node)}/secrets/${seg(kind)}`
       return {
         list: () => http.get<T.SecretListItem[]>(base),
         get: (name: string) => http.get<T.WebdavSecret>(`${base}/${seg(name)}`),

@@ -23,6 +23,7 @@ import type {
 } from '@/api/types'
 import { CHANNEL_NAMES, INHERIT_SPEC_LISTS } from '@/channels'
 import { cronToSchedule, defaultSchedule, scheduleToCron, type ScheduleForm } from './schedule'
+import { targetKind } from './targetKinds'
 
 export const MIB = 1024 * 1024
 
@@ -132,7 +133,8 @@ export interface JobForm {
 
   vaultwardenDataDir: string
 
-  targetType: 'local_dir' | 'webdav'
+  /** spec.target.type: one of targetKinds (lib/targetKinds.ts); the fields below are theirs. */
+  targetType: string
   localBaseDir: string
   webdavBaseUrl: string
   webdavSecretName: string
@@ -273,10 +275,7 @@ export function formToSpec(f: JobForm): JobSpec {
   }
   if (f.preserved.pipelineWebdav !== undefined) pipeline.webdav = f.preserved.pipelineWebdav
   const partSize = Math.round(f.partSizeMiB * MIB)
-  const target: JobSpec['target'] =
-    f.targetType === 'webdav'
-      ? { type: 'webdav', base_url: f.webdavBaseUrl.trim(), secret_name: f.webdavSecretName.trim(), part_size_bytes: partSize }
-      : { type: 'local_dir', base_dir: f.localBaseDir.trim(), part_size_bytes: partSize }
+  const target = { ...targetKind(f.targetType).toSpec(f), part_size_bytes: partSize } as JobSpec['target']
   const notifications: JobSpec['notifications'] =
     f.notificationsMode === 'custom'
       ? { mode: 'custom', ...Object.fromEntries(CHANNEL_NAMES.map((c) => [c, cleanList(f.notifyLists[c] ?? [])])) }
@@ -370,10 +369,9 @@ export function specToForm(spec: JobSpec, base: JobForm = newJobForm()): JobForm
   }
 
   const t = (spec.target ?? {}) as unknown as Loose
-  f.targetType = t.type === 'webdav' ? 'webdav' : 'local_dir'
-  f.localBaseDir = f.targetType === 'local_dir' ? str(t.base_dir) : ''
-  f.webdavBaseUrl = f.targetType === 'webdav' ? str(t.base_url) : ''
-  f.webdavSecretName = f.targetType === 'webdav' ? str(t.secret_name) : ''
+  const kind = targetKind(str(t.type))
+  f.targetType = kind.type
+  kind.fromSpec(f, t)
   f.partSizeMiB = (numOrNull(t.part_size_bytes) ?? DEFAULT_PART_SIZE_BYTES) / MIB
 
   const p = (spec.pipeline ?? {}) as unknown as Loose
@@ -421,12 +419,7 @@ export function validateForm(f: JobForm): Record<string, string> {
   if (f.type === 'filesystem' && cleanList(f.fsPaths).length === 0) errs['spec.source.paths'] = 'required'
   if (f.type === 'sqlite' && !f.sqlitePath.trim()) errs['spec.source.path'] = 'required'
   if (f.type === 'vaultwarden' && !f.vaultwardenDataDir.trim()) errs['spec.source.data_dir'] = 'required'
-  if (f.targetType === 'local_dir' && !f.localBaseDir.trim()) errs['spec.target.base_dir'] = 'required'
-  if (f.targetType === 'webdav') {
-    const u = f.webdavBaseUrl.trim()
-    if (!/^https?:\/\/[^/\s]+/i.test(u)) errs['spec.target.base_url'] = 'invalid_url'
-    if (!f.webdavSecretName.trim()) errs['spec.target.secret_name'] = 'required'
-  }
+  targetKind(f.targetType).validate(f, errs)
   if (!(f.partSizeMiB >= 1)) errs['spec.target.part_size_bytes'] = 'min_part_size'
   if (f.encryptionEnabled && !f.encryptionKeyName.trim()) errs['spec.pipeline.encryption.key_name'] = 'required'
   if (UNSUPPORTED.format.includes(f.format)) errs['spec.pipeline.format'] = 'unsupported'
