@@ -198,7 +198,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		OnSecretDeleted: notifier.SecretDeleted,
 		Metrics:         hubMetrics,
 		MetricsPublic:   cfg.MetricsPublic,
-		Audit: auditLog,
+		Audit:           auditLog,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr())
