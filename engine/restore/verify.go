@@ -184,7 +184,7 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 }
 
 // pickSample chooses n regular files of the index uniformly at random (reservoir sampling, one
-// pass, n paths in memory) plus the largest file, which a sample would otherwise rarely include
+// pass, n+1 paths in memory) plus the largest file, which a sample would otherwise rarely include
 // and which spans the most parts.
 func pickSample(indexPath string, n int) ([]string, error) {
 	var (
@@ -200,10 +200,12 @@ func pickSample(indexPath string, n int) ([]string, error) {
 		if e.Size > maxSize {
 			largest, maxSize = e.Path, e.Size
 		}
+		// A reservoir of n+1 files: whether or not it holds the largest, the others in it are a
+		// uniform pick, so n random files plus the largest can be taken from it below.
 		seen++
-		if len(reservoir) < n {
+		if len(reservoir) < n+1 {
 			reservoir = append(reservoir, e.Path)
-		} else if j := rand.IntN(seen); j < n {
+		} else if j := rand.IntN(seen); j < n+1 {
 			reservoir[j] = e.Path
 		}
 		return nil
@@ -212,6 +214,10 @@ func pickSample(indexPath string, n int) ([]string, error) {
 		return nil, err
 	}
 	if maxSize >= 0 && !slices.Contains(reservoir, largest) {
+		if len(reservoir) == n+1 {
+			i := rand.IntN(len(reservoir))
+			reservoir = slices.Delete(reservoir, i, i+1)
+		}
 		reservoir = append(reservoir, largest)
 	}
 	return reservoir, nil
