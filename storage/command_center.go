@@ -29,10 +29,12 @@ const (
 	WHERE v.last_verify_status = 'failed' AND j.archived_at IS NULL
 	ORDER BY v.last_verified_at DESC LIMIT ?`
 
-	// Incomplete-run cleanup tasks still owed: queued or being retried, or stopped (blocked,
-	// abandoned) until someone acts.
+	// Incomplete-run cleanup tasks still owed: failed and retrying, or stopped (blocked,
+	// abandoned) until someone acts, or queued or running since before a cutoff.
 	qCleanupBacklog = `SELECT status, COUNT(*), MIN(created_at) FROM incomplete_cleanup_tasks
-	WHERE status IN ('queued', 'running', 'retrying', 'blocked', 'abandoned') GROUP BY status ORDER BY status`
+	WHERE status IN ('retrying', 'blocked', 'abandoned')
+	   OR (status IN ('queued', 'running') AND created_at < ?)
+	GROUP BY status ORDER BY status`
 
 	qSecretsOfKinds = `SELECT node_id, kind, name, updated_at FROM secrets WHERE kind IN (SELECT value FROM json_each(?))
 	ORDER BY node_id, kind, name`
@@ -128,9 +130,10 @@ type TaskBacklog struct {
 	OldestCreatedAt int64
 }
 
-// CleanupBacklog counts the incomplete-run cleanup tasks not done or ignored, by status.
-func (q Q) CleanupBacklog(ctx context.Context) ([]TaskBacklog, error) {
-	rows, err := q.ex.QueryContext(ctx, qCleanupBacklog)
+// CleanupBacklog counts, by status, the incomplete-run cleanup tasks that failed (retrying,
+// blocked, abandoned) and those queued or running since before pendingBefore.
+func (q Q) CleanupBacklog(ctx context.Context, pendingBefore int64) ([]TaskBacklog, error) {
+	rows, err := q.ex.QueryContext(ctx, qCleanupBacklog, pendingBefore)
 	if err != nil {
 		return nil, fmt.Errorf("count cleanup backlog: %w", err)
 	}

@@ -78,7 +78,7 @@ var hotQueries = []struct {
 	{"command center: latest failed runs", qLatestFailedRuns, []any{1, 50}},
 	{"command center: failed notifications", qRecentFailedNotifications, []any{1, 50}},
 	{"command center: failed verifications", qFailedVerifications, []any{50}},
-	{"command center: cleanup backlog", qCleanupBacklog, nil},
+	{"command center: cleanup backlog", qCleanupBacklog, []any{1}},
 	{"integrations: secrets of kinds", qSecretsOfKinds, []any{`["webdav","s3"]`}},
 }
 
