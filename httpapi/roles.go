@@ -140,6 +140,12 @@ var routeRoles = map[string]string{
 	"PUT /api/settings/verification": RoleAdmin,
 	"GET /api/dashboard/overview":    RoleViewer,
 
+	// Command center and integrations: read-only aggregates, no secret values.
+	"GET /api/command-center":            RoleViewer,
+	"GET /api/integrations":              RoleViewer,
+	"GET /api/integrations/storage":      RoleViewer,
+	"GET /api/integrations/distribution": RoleViewer,
+
 	// One's own sessions and password: every user.
 	"GET /api/sessions":          RoleViewer,
 	"DELETE /api/sessions/{id}":  RoleViewer,

@@ -277,6 +277,7 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.nodeRoutes(r)
 	s.notificationRoutes(r)
 	s.dashboardRoutes(r)
+	s.overviewRoutes(r)
 	s.sessionListRoutes(r)
 	s.verificationRoutes(r)
 	s.auditRoutes(r)

@@ -75,6 +75,11 @@ var hotQueries = []struct {
 	{"dashboard: snapshots in a status", qSnapshotsInStatus, []any{SnapshotError, 20}},
 	{"dashboard: count snapshots in a status", qCountSnapshotsInStatus, []any{SnapshotError}},
 	{"dashboard: count jobs", qCountJobs, nil},
+	{"command center: latest failed runs", qLatestFailedRuns, []any{1, 50}},
+	{"command center: failed notifications", qRecentFailedNotifications, []any{1, 50}},
+	{"command center: failed verifications", qFailedVerifications, []any{50}},
+	{"command center: cleanup backlog", qCleanupBacklog, []any{1}},
+	{"integrations: secrets of kinds", qSecretsOfKinds, []any{`["webdav","s3"]`}},
 }
 
 var (

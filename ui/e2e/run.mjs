@@ -453,6 +453,25 @@ async function main() {
     await page.getByTestId('nav-settings').getByText('Settings').waitFor()
   })
 
+  await step('command center and integrations render on desktop and phone, in English and Chinese', async () => {
+    for (const [locale, ccTitle, intTitle] of [['en', 'Command center', 'Integrations'], ['zh-CN', '指挥中心', '集成']]) {
+      await page.evaluate((l) => localStorage.setItem('bastion.locale', l), locale)
+      for (const [path, id, title, shot] of [['/command-center', 'page-command-center', ccTitle, 'command-center'], ['/integrations', 'page-integrations', intTitle, 'integrations']]) {
+        await page.goto(base + path)
+        await page.getByTestId(id).locator('h1', { hasText: title }).waitFor()
+        // The list has loaded: items, or the all-is-well state; integrations always list the Hub.
+        if (id === 'page-integrations') await page.getByTestId('integrations-node').first().waitFor()
+        else await page.locator('[data-testid="attention-item"], [data-testid="list-empty"]').first().waitFor()
+        await shoot(page, `${shot}-${locale}`)
+      }
+    }
+    // The agent job uses the agent's own credential, which the agent holds: nothing is missing.
+    if ((await page.getByTestId('integrations-missing').count()) > 0) throw new Error('integrations page shows a missing credential')
+    await page.evaluate(() => localStorage.setItem('bastion.locale', 'en'))
+    await page.goto(base + '/')
+    await page.getByTestId('nav-settings').getByText('Settings').waitFor()
+  })
+
   await step('set a weekly verification on a job, run the drill and see "proven today"', async () => {
     if (!state.jobId) throw new Error('no job from the earlier step')
     await page.goto(`${base}/jobs/${state.jobId}/edit`)

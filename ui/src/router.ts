@@ -11,6 +11,8 @@ export const routes = [
     component: AppShell,
     children: [
       { path: '', name: 'dashboard', component: () => import('@/views/DashboardView.vue') },
+      { path: 'command-center', name: 'command-center', component: () => import('@/views/CommandCenterView.vue') },
+      { path: 'integrations', name: 'integrations', component: () => import('@/views/IntegrationsView.vue') },
       { path: 'jobs', name: 'jobs', component: () => import('@/views/JobsView.vue') },
       { path: 'jobs/new', name: 'job-new', component: () => import('@/views/JobEditorView.vue') },
       { path: 'jobs/:id', name: 'job', component: () => import('@/views/JobDetailView.vue'), props: true },

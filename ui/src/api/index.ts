@@ -70,6 +70,14 @@ export const api = {
     overview: (days = 14) => http.get<T.DashboardOverview>('/api/dashboard/overview', { days }),
   },
 
+  commandCenter: (days = 7) => http.get<T.CommandCenter>('/api/command-center', { days }),
+
+  integrations: {
+    summary: () => http.get<T.IntegrationsSummary>('/api/integrations'),
+    storage: () => http.get<T.IntegrationsStorage>('/api/integrations/storage'),
+    distribution: () => http.get<T.IntegrationsDistribution>('/api/integrations/distribution'),
+  },
+
   schedulePreview: (cron: string, timezone: string, count = 5, after?: string) =>
     http.get<T.SchedulePreview>('/api/schedule/preview', { cron, timezone, count, after }),
 

@@ -685,3 +685,61 @@ export interface AuditQuery {
   cursor?: string
   limit?: number
 }
+
+/** GET /api/command-center: what needs attention now, most severe first. */
+export type AttentionKind = 'failed_run' | 'stale_agent' | 'notification_failed' | 'verify_failed' | 'cleanup_failed' | 'cleanup_pending'
+export type AttentionSeverity = 'critical' | 'warning' | 'info'
+export interface AttentionItem {
+  id: string
+  kind: AttentionKind | string
+  severity: AttentionSeverity
+  title: string
+  detail: string | null
+  at: number
+  link: string
+  job_id?: string
+  job_name?: string
+  run_id?: string
+  node_id?: string
+  agent_id?: string
+  agent_name?: string
+  notification_id?: string
+  channel?: string
+  destination?: string
+  op_id?: string
+  count?: number
+}
+export interface CommandCenter {
+  generated_at: number
+  window_days: number
+  since: number
+  counts: { total: number; critical: number; warning: number; info: number; by_kind: Record<string, number> }
+  items: AttentionItem[]
+}
+
+/** GET /api/integrations/storage: target credentials (names only) per node. */
+export interface CredentialJob { id: string; name: string }
+export interface IntegrationNode {
+  node_id: string
+  name: string
+  is_hub: boolean
+  online: boolean
+  credentials: { kind: string; name: string; updated_at: number; jobs: CredentialJob[] }[]
+  missing: { kind: string; name: string; jobs: CredentialJob[] }[]
+}
+export interface IntegrationsStorage { secret_kinds: string[]; nodes: IntegrationNode[] }
+
+/** GET /api/integrations/distribution. */
+export interface IntegrationsDistribution {
+  secret_kinds: string[]
+  credentials: { kind: string; name: string; on_hub: boolean; agents: string[]; missing_agents: string[] }[]
+  agents: { agent_id: string; name: string; online: boolean; credentials: string[] }[]
+  notifications: { channel: string; secret_kind: string; destinations: { name: string; enabled: boolean; updated_at: number }[] }[]
+}
+
+/** GET /api/integrations. */
+export interface IntegrationsSummary {
+  storage: { secret_kinds: string[]; nodes: number; credentials: number; jobs_using_credentials: number; missing: number }
+  distribution: { agents: number; agents_with_credentials: number }
+  notifications: { channels: number; destinations: number; enabled_destinations: number; unconfigured_channels: string[] }
+}
