@@ -101,10 +101,10 @@ var routeRoles = map[string]string{
 	"GET /api/secrets/{kind}/{name}":                    RoleAdmin,
 	"PUT /api/secrets/{kind}/{name}":                    RoleAdmin,
 	"DELETE /api/secrets/{kind}/{name}":                 RoleAdmin,
-	"GET /api/nodes/{node_id}/secrets/webdav/":          RoleViewer,
-	"GET /api/nodes/{node_id}/secrets/webdav/{name}":    RoleAdmin,
-	"PUT /api/nodes/{node_id}/secrets/webdav/{name}":    RoleAdmin,
-	"DELETE /api/nodes/{node_id}/secrets/webdav/{name}": RoleAdmin,
+	"GET /api/nodes/{node_id}/secrets/{kind}/":          RoleViewer,
+	"GET /api/nodes/{node_id}/secrets/{kind}/{name}":    RoleAdmin,
+	"PUT /api/nodes/{node_id}/secrets/{kind}/{name}":    RoleAdmin,
+	"DELETE /api/nodes/{node_id}/secrets/{kind}/{name}": RoleAdmin,
 
 	// Browsing a node's files or a WebDAV server reaches beyond the Hub's own records: operators
 	// need it to pick restore destinations, viewers do not.

@@ -434,7 +434,7 @@ func TestIncompleteCleanupAPI(t *testing.T) {
 	if st != http.StatusOK || len(items(t, body)) != 1 || body["total"].(float64) != 3 {
 		t.Fatalf("page 2: %d %v", st, body)
 	}
-	for q, code := range map[string]string{"?page=0": "invalid_page", "?page_size=0": "invalid_page_size", "?status=nope": "invalid_status", "?target_type=s3": "invalid_target_type"} {
+	for q, code := range map[string]string{"?page=0": "invalid_page", "?page_size=0": "invalid_page_size", "?status=nope": "invalid_status", "?target_type=ftp": "invalid_target_type"} {
 		if resp := bh.c.Do(t, "GET", "/api/maintenance/incomplete-cleanup"+q, nil); resp.Status != http.StatusBadRequest || resp.ErrorCode() != code {
 			t.Errorf("%s: %s", q, resp)
 		}
