@@ -177,6 +177,29 @@ describe('job editor', () => {
     wrapper.unmount()
   })
 
+  it('edits an S3 job: lists the node’s S3 credentials, shows its fields and saves the target unchanged', async () => {
+    const target = { type: 's3', endpoint: 'https://s3.example', region: 'eu-west-1', bucket: 'bk', prefix: 'hosts/web', secret_name: 'store', path_style: true, part_size_bytes: 268435456 }
+    const s3Job = { ...job, spec: { ...job.spec, target } } as unknown as JobDetail
+    const { wrapper, calls } = await mountEditor(
+      { 'GET /api/nodes/hub/secrets/s3': { body: [{ name: 'store', updated_at: 1, allowed_origins: ['https://s3.example:443'] }] }, 'PUT /api/jobs/j1': { body: s3Job } },
+      s3Job,
+    )
+    await clickTestId(wrapper, 'editor-next', 2)
+    expect(calls.filter((c) => c.url.includes('/secrets/')).map((c) => c.url)).toEqual(['/api/nodes/hub/secrets/s3'])
+    // The form is an async component: its first import may land after the click's flush.
+    await vi.waitFor(() => wrapper.get('[data-testid="s3-endpoint"] input'))
+    expect((wrapper.get('[data-testid="s3-endpoint"] input').element as HTMLInputElement).value).toBe('https://s3.example')
+    expect((wrapper.get('[data-testid="s3-bucket"] input').element as HTMLInputElement).value).toBe('bk')
+    expect(await credentialOptions(wrapper)).toEqual(['store'])
+    // Bound to the endpoint's origin: nothing to warn about.
+    for (const id of ['credential-missing', 'credential-unbound', 'credential-other-server']) expect(wrapper.find(`[data-testid="${id}"]`).exists()).toBe(false)
+    await clickTestId(wrapper, 'editor-next', 5)
+    await clickTestId(wrapper, 'editor-save')
+    const put = calls.find((c: Call) => c.method === 'PUT')!
+    expect((put.body as { spec: { target: unknown } }).spec.target).toEqual(target)
+    wrapper.unmount()
+  })
+
   it('says when the credential is bound to another server, or to none yet', async () => {
     for (const [origins, shown, hidden] of [
       [['https://other.example:443'], 'credential-other-server', 'credential-unbound'],

@@ -396,8 +396,9 @@ describe('pages', () => {
     w.unmount()
   })
 
-  it('agents page manages an agent’s own WebDAV credentials, never the Hub’s', async () => {
+  it('agents page manages an agent’s own WebDAV and S3 credentials, never the Hub’s', async () => {
     const stored = [{ name: 'agent-nas', updated_at: NOW }]
+    const storedS3: { name: string; updated_at: number; allowed_origins?: string[] }[] = []
     const calls = mockFetch({
       'GET /api/agents': { body: { items: [{ id: 'a1', name: 'web-01', revoked: false, online: true, last_seen_at: NOW, labels: [], config_sync_status: 'synced' }], page: 1, page_size: 20, total: 1 } },
       'GET /api/nodes/a1/secrets/webdav': () => ({ body: stored }),
@@ -405,12 +406,17 @@ describe('pages', () => {
         stored.push({ name: 'offsite', updated_at: NOW })
         return { status: 204, body: c.body }
       },
+      'GET /api/nodes/a1/secrets/s3': () => ({ body: storedS3 }),
+      'PUT /api/nodes/a1/secrets/s3/bucket-key': (c) => {
+        storedS3.push({ name: 'bucket-key', updated_at: NOW, allowed_origins: ['https://s3.example'] })
+        return { status: 204, body: c.body }
+      },
     })
     const w = await render(AgentsView)
     await w.get('[data-testid="agent-credentials"]').trigger('click')
     await flushPromises()
     const modal = () => document.querySelector('[data-testid="agent-credentials-modal"]')!
-    expect(modal().textContent).toContain('WebDAV credentials of web-01')
+    expect(modal().textContent).toContain('Target credentials of web-01')
     expect(modal().textContent).toContain('agent-nas')
     ;(modal().querySelector('[data-testid="secret-add-webdav"]') as HTMLElement).click()
     await flushPromises()
@@ -431,6 +437,28 @@ describe('pages', () => {
     expect(put.body).toEqual({ username: 'u', password: 'p', allowed_origins: ['https://dav.example.com/remote.php/dav', 'http://nas.lan:8080'] })
     expect(calls.some((c) => c.url.startsWith('/api/secrets/'))).toBe(false)
     expect(modal().textContent).toContain('offsite')
+
+    // The S3 tab: an access key pair, bound to the endpoint it is for.
+    ;(modal().querySelector('.n-tabs-tab[data-name="s3"]') as HTMLElement).click()
+    await flushPromises()
+    ;(modal().querySelector('[data-testid="secret-add-s3"]') as HTMLElement).click()
+    await flushPromises()
+    for (const [id, v] of [['secret-name', 'bucket-key'], ['secret-access-key-id', 'AKIA1'], ['secret-secret-access-key', 'sk']]) {
+      const input = document.querySelector(`[data-testid="${id}"] input`) as HTMLInputElement
+      input.value = v!
+      input.dispatchEvent(new Event('input'))
+    }
+    const s3Origins = document.querySelector('[data-testid="secret-origins"] textarea') as HTMLTextAreaElement
+    s3Origins.value = 'https://s3.example'
+    s3Origins.dispatchEvent(new Event('input'))
+    await flushPromises()
+    ;(document.querySelector('[data-testid="secret-save"]') as HTMLElement).click()
+    await flushPromises()
+    const putS3 = calls.filter((c) => c.method === 'PUT').at(-1)!
+    expect(putS3.url).toBe('/api/nodes/a1/secrets/s3/bucket-key')
+    expect(putS3.body).toEqual({ access_key_id: 'AKIA1', secret_access_key: 'sk', allowed_origins: ['https://s3.example'] })
+    expect(calls.some((c) => c.url.startsWith('/api/secrets/'))).toBe(false)
+    expect(modal().textContent).toContain('bucket-key')
     w.unmount()
   })
 

@@ -7,6 +7,7 @@ import { targetKind, targetKinds } from '@/lib/targetKinds'
 const targets: Record<string, Record<string, unknown>> = {
   local_dir: { type: 'local_dir', base_dir: '/srv/backups', part_size_bytes: 8 * MIB },
   webdav: { type: 'webdav', base_url: 'https://dav.example/b/', secret_name: 'nas', part_size_bytes: 8 * MIB },
+  s3: { type: 's3', endpoint: 'https://s3.example', region: 'eu-west-1', bucket: 'bk', prefix: 'hosts/a', secret_name: 'store', path_style: true, part_size_bytes: 8 * MIB },
 }
 
 describe('target kinds', () => {

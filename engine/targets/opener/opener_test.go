@@ -78,7 +78,7 @@ func TestOpen(t *testing.T) {
 		}{
 			{"AgentWithoutRemote", targets.KindNetwork, "agent_unreachable", targets.RunTarget{NodeID: "agent-7", Target: localdir.Redact(base)}},
 			{"RelativeBaseDir", targets.KindConfig, "local_dir_config", targets.RunTarget{NodeID: "hub", Target: localdir.Redact("bk")}},
-			{"UnknownType", targets.KindConfig, "unsupported_target", targets.RunTarget{NodeID: "hub", Target: targets.Redacted{Type: "s3"}}},
+			{"UnknownType", targets.KindConfig, "unsupported_target", targets.RunTarget{NodeID: "hub", Target: targets.Redacted{Type: "ftp"}}},
 			{"WebDAVWithoutSecretName", targets.KindConfig, "webdav_secret_missing", targets.RunTarget{NodeID: "hub", Target: webdav.Redact("https://dav.example/", "")}},
 			{"WebDAVWithoutStore", targets.KindConfig, "webdav_secret_missing", targets.RunTarget{NodeID: "hub", Target: webdav.Redact("https://dav.example/", "nas")}},
 		} {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/bastion-backup/bastion/engine/testtool"
@@ -102,4 +103,72 @@ func TestAgentJobEndToEnd(t *testing.T) {
 	if _, err := os.Stat(runDir); !os.IsNotExist(err) {
 		t.Fatalf("snapshot still on the agent's disk: %v", err)
 	}
+}
+
+// TestAgentS3JobEndToEnd: a job on an agent backs up to S3 (versitygw) with a credential saved
+// for that agent, the snapshot restores on the agent byte for byte, verifies, and its delete
+// removes the objects. The secret key is never written in clear on the agent's disk.
+func TestAgentS3JobEndToEnd(t *testing.T) {
+	t.Parallel()
+	srv := testtool.StartVersityGW(t)
+	src := filepath.Join(t.TempDir(), "src")
+	testtool.BuildTree(t, src, 2<<20)
+	hub := startHubProcess(t, t.TempDir())
+	c := hub.client(t)
+	agentData := t.TempDir()
+	_, agentID := enrollAgentProcess(t, hub, c, agentData)
+	if st, body := c.Put(t, "/api/nodes/"+agentID+"/secrets/s3/store", map[string]any{"access_key_id": srv.AccessKey,
+		"secret_access_key": srv.SecretKey, "allowed_origins": []string{srv.Endpoint}}); st/100 != 2 {
+		t.Fatalf("store s3 secret for the agent: %d %v", st, body)
+	}
+
+	spec := map[string]any{"v": 1, "type": "filesystem", "source": map[string]any{"paths": []string{src}},
+		"target": s3Target(srv, srv.Endpoint, "agent")}
+	st, job := c.Post(t, "/api/jobs", map[string]any{"name": "s3 on the agent", "agent_id": agentID, "overlap_policy": "queue", "spec": spec})
+	if st != http.StatusOK {
+		t.Fatalf("create job: %d %v", st, job)
+	}
+	jobID := job["id"].(string)
+	runID := runNow(t, c, jobID)
+	if run := waitRunEnd(t, c, runID); run["status"] != "success" || run["node_id"] != agentID {
+		t.Fatalf("run on the agent: %v", run)
+	}
+	runDir := filepath.Join(srv.Dir, srv.Bucket, "agent", jobID, runID)
+	if _, err := os.Stat(filepath.Join(runDir, "complete.json")); err != nil {
+		t.Fatalf("complete.json in the bucket: %v", err)
+	}
+
+	into := filepath.Join(t.TempDir(), "restored")
+	st, started := c.Post(t, "/api/runs/"+runID+"/restore", map[string]any{
+		"destination": map[string]any{"type": "local_fs", "node_id": agentID, "directory": into}})
+	if st != http.StatusOK {
+		t.Fatalf("restore: %d %v", st, started)
+	}
+	if op := waitOp(t, c, started["op_id"].(string)); op["status"] != "success" || op["node_id"] != agentID {
+		t.Fatalf("restore on the agent: %v", op)
+	}
+	testtool.CompareTrees(t, src, testtool.ArchivePath(into, src), false)
+
+	_, body := c.Post(t, "/api/runs/"+runID+"/verify", nil)
+	if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "success" {
+		t.Fatalf("verify: %v", op)
+	}
+	if resp := c.Do(t, "POST", "/api/jobs/"+jobID+"/snapshots/"+runID+"/delete", nil); resp.Status >= 300 {
+		t.Fatalf("delete snapshot: %s", resp)
+	}
+	poll(t, "snapshot deleted", func() bool {
+		_, s := c.Get(t, "/api/jobs/"+jobID+"/snapshots/"+runID)
+		return s["status"] == "deleted"
+	})
+	if entries, _ := os.ReadDir(runDir); len(entries) != 0 {
+		t.Fatalf("objects left after the delete: %v", entries)
+	}
+	_ = filepath.WalkDir(agentData, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), srv.SecretKey) {
+				t.Errorf("the S3 secret key is in clear in the agent's %s", p)
+			}
+		}
+		return nil
+	})
 }

@@ -117,8 +117,8 @@ export const api = {
       const base = `/api/nodes/${seg(node)}/secrets/${seg(kind)}`
       return {
         list: () => http.get<T.SecretListItem[]>(base),
-        get: (name: string) => http.get<T.WebdavSecret>(`${base}/${seg(name)}`),
-        put: (name: string, payload: T.WebdavSecret) => http.put<void>(`${base}/${seg(name)}`, payload),
+        get: (name: string) => http.get<T.TargetSecret>(`${base}/${seg(name)}`),
+        put: (name: string, payload: T.TargetSecret) => http.put<void>(`${base}/${seg(name)}`, payload),
         remove: (name: string) => http.del<void>(`${base}/${seg(name)}`),
       }
     },

@@ -514,7 +514,7 @@ export type SecretKind = string
 export interface SecretListItem {
   name: string
   updated_at: number
-  /** WebDAV only: the servers (scheme://host:port) the credential may be sent to; [] = unbound. */
+  /** Target credentials (webdav, s3) only: the servers (scheme://host:port) the credential may be sent to; [] = unbound. */
   allowed_origins?: string[]
 }
 export interface WebdavSecret {
@@ -525,8 +525,16 @@ export interface WebdavSecret {
   /** Write only: adds the origin of this URL (the server the credential is for). */
   base_url?: string
 }
-/** The payload of a secret: WebdavSecret for webdav; a channel's destination is its own (src/channels). */
-export type SecretPayload = WebdavSecret | Record<string, unknown>
+export interface S3Secret {
+  access_key_id: string
+  secret_access_key: string
+  /** As WebdavSecret's: the S3 endpoints (scheme://host:port) the credential may be sent to. */
+  allowed_origins?: string[]
+}
+/** A target credential: what /api/nodes/{node}/secrets/{kind} reads and writes. */
+export type TargetSecret = WebdavSecret | S3Secret
+/** The payload of a secret: a TargetSecret for webdav and s3; a channel's destination is its own (src/channels). */
+export type SecretPayload = TargetSecret | Record<string, unknown>
 
 // ---- notifications (notifications.md §7) ----
 /** A channel name (src/channels). */

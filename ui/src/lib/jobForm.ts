@@ -138,6 +138,12 @@ export interface JobForm {
   localBaseDir: string
   webdavBaseUrl: string
   webdavSecretName: string
+  s3Endpoint: string
+  s3Region: string
+  s3Bucket: string
+  s3Prefix: string
+  s3PathStyle: boolean
+  s3SecretName: string
   partSizeMiB: number
 
   format: 'archive_v1' | 'raw_tree_v1'
@@ -202,6 +208,12 @@ export function newJobForm(timezone = 'UTC'): JobForm {
     localBaseDir: '',
     webdavBaseUrl: '',
     webdavSecretName: '',
+    s3Endpoint: '',
+    s3Region: '',
+    s3Bucket: '',
+    s3Prefix: '',
+    s3PathStyle: false,
+    s3SecretName: '',
     partSizeMiB: DEFAULT_PART_SIZE_BYTES / MIB,
     format: 'archive_v1',
     encryptionEnabled: false,

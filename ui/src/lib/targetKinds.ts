@@ -15,8 +15,8 @@ export interface TargetKind {
   secretKind: string | null
   /** Its fields in the editor. Props: form, fe (field → form-item props), secretOptions; emits clear(field), browse. */
   form: Component
-  /** What its browse button opens: a directory on the job's node, or the WebDAV share. */
-  picker: 'fs' | 'webdav'
+  /** What its browse button opens: a directory on the job's node, the WebDAV share, or nothing. */
+  picker: 'fs' | 'webdav' | null
   /** spec.target without part_size_bytes. */
   toSpec(f: JobForm): Loose
   /** Fills the form from spec.target. */
@@ -62,6 +62,39 @@ export const targetKinds: TargetKind[] = [
     },
     secretName: (f) => f.webdavSecretName.trim(),
     endpoint: (f) => f.webdavBaseUrl.trim(),
+  },
+  {
+    type: 's3',
+    labelKey: 'editor.targets.s3',
+    secretKind: 's3',
+    form: defineAsyncComponent(() => import('@/components/targets/S3TargetForm.vue')),
+    picker: null,
+    // Empty region and prefix and a false path_style are left out, as the Hub stores them.
+    toSpec: (f) => {
+      const t: Loose = { type: 's3', endpoint: f.s3Endpoint.trim() }
+      if (f.s3Region.trim()) t.region = f.s3Region.trim()
+      t.bucket = f.s3Bucket.trim()
+      if (f.s3Prefix.trim()) t.prefix = f.s3Prefix.trim()
+      t.secret_name = f.s3SecretName.trim()
+      if (f.s3PathStyle) t.path_style = true
+      return t
+    },
+    fromSpec: (f, t) => {
+      f.s3Endpoint = str(t.endpoint)
+      f.s3Region = str(t.region)
+      f.s3Bucket = str(t.bucket)
+      f.s3Prefix = str(t.prefix)
+      f.s3PathStyle = t.path_style === true
+      f.s3SecretName = str(t.secret_name)
+    },
+    validate: (f, errs) => {
+      // The Hub checks the rest (bucket naming rules, region characters); these are the usual slips.
+      if (!/^https?:\/\/[^/\s?#]+\/?$/i.test(f.s3Endpoint.trim())) errs['spec.target.endpoint'] = 'invalid_url'
+      if (!f.s3Bucket.trim()) errs['spec.target.bucket'] = 'required'
+      if (!f.s3SecretName.trim()) errs['spec.target.secret_name'] = 'required'
+    },
+    secretName: (f) => f.s3SecretName.trim(),
+    endpoint: (f) => f.s3Endpoint.trim(),
   },
 ]
 
