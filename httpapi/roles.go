@@ -136,9 +136,11 @@ var routeRoles = map[string]string{
 	"POST /api/notifications/queue/{id}/cancel":                     RoleOperator,
 
 	// Settings, dashboard.
-	"GET /api/settings/verification": RoleViewer,
-	"PUT /api/settings/verification": RoleAdmin,
-	"GET /api/dashboard/overview":    RoleViewer,
+	"GET /api/settings/verification":       RoleViewer,
+	"PUT /api/settings/verification":       RoleAdmin,
+	"GET /api/settings/hub-runtime-config": RoleViewer,
+	"PUT /api/settings/hub-runtime-config": RoleAdmin,
+	"GET /api/dashboard/overview":          RoleViewer,
 
 	// Command center and integrations: read-only aggregates, no secret values.
 	"GET /api/command-center":            RoleViewer,

@@ -134,6 +134,9 @@ type Config struct {
 	// Audit writes the audit log (auditTrail); nil makes one. The Hub passes its own to flush it
 	// at shutdown.
 	Audit *audit.Recorder
+	// Runtime is the configuration resolved at start, shown and saved by
+	// /api/settings/hub-runtime-config; nil shows no effective values.
+	Runtime *RuntimeConfig
 
 	// testSessionRoutes lets this package's tests mount probe handlers behind requireSession
 	// (export_test.go).
@@ -280,6 +283,7 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.overviewRoutes(r)
 	s.sessionListRoutes(r)
 	s.verificationRoutes(r)
+	s.runtimeConfigRoutes(r)
 	s.auditRoutes(r)
 	s.userRoutes(r)
 	s.tokenRoutes(r)

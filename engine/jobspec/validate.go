@@ -1,7 +1,8 @@
 package jobspec
 
 import (
-	"github.com/bastion-backup/bastion/engine/targets/webdav"
+	"bytes"
+	"encoding/json"
 	"path"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/gobwas/glob"
+
+	"github.com/bastion-backup/bastion/engine/targets/webdav"
 )
 
 // Bounds of the validation rules (backup.md §2, hub.md §6).
@@ -307,4 +310,23 @@ func boolOr(p *bool, d bool) bool {
 		return d
 	}
 	return *p
+}
+
+// ParseRetention reads a retention policy on its own (the Hub's default for new jobs), with the
+// defaults and checks a job's spec.retention gets. Error fields are relative to the policy
+// ("keep_last").
+func ParseRetention(b []byte) (Retention, *Error) {
+	r := defaultRetention()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return Retention{}, errorf("", "invalid", "retention must be a JSON object of keep_* rules and delete limits: %v", err)
+	}
+	s := Spec{Retention: r}
+	if e := s.validateRetention(); e != nil {
+		e.Field = strings.TrimPrefix(strings.TrimPrefix(e.Field, "spec.retention"), ".")
+		e.Message = strings.ReplaceAll(e.Message, "spec.retention.", "")
+		return Retention{}, e
+	}
+	return r, nil
 }

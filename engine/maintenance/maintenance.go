@@ -28,6 +28,9 @@ type Loop struct {
 	Log   zerolog.Logger
 	// AuditRetentionDays is how long audit log rows are kept; 0 or less keeps them forever.
 	AuditRetentionDays int
+	// AuditRetentionDaysFunc, when set, is asked at every pass instead of AuditRetentionDays, so a
+	// retention saved in the runtime settings takes effect at the next pass without a restart.
+	AuditRetentionDaysFunc func() int
 	// passed, when set, receives after each pass (tests).
 	passed chan<- Stats
 }
@@ -64,10 +67,14 @@ func (l *Loop) PruneOnce(ctx context.Context) (Stats, error) {
 	if st.PruneStats, err = l.DB.Writer().PruneExpired(ctx, now); err != nil {
 		return st, err
 	}
-	if l.AuditRetentionDays <= 0 {
+	days := l.AuditRetentionDays
+	if l.AuditRetentionDaysFunc != nil {
+		days = l.AuditRetentionDaysFunc()
+	}
+	if days <= 0 {
 		return st, nil
 	}
-	before := now - int64(l.AuditRetentionDays)*86400
+	before := now - int64(days)*86400
 	for {
 		n, err := l.DB.Writer().PruneAudit(ctx, before, auditBatch)
 		st.AuditRows += n

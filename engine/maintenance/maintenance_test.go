@@ -100,3 +100,25 @@ func TestLoopPrunesAuditLogPastRetention(t *testing.T) {
 		t.Fatalf("Run = %v after shutdown", err)
 	}
 }
+
+// A retention changed in the runtime settings applies at the next pass: the func is asked each time.
+func TestPruneOnceReadsAuditRetentionEachPass(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t)
+	ctx := context.Background()
+	start := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	fc := clock.NewFake(start)
+	if _, err := db.Writer().Exec(ctx, `INSERT INTO audit_log(at, actor_kind, client_ip, action, request_id, status, outcome)
+		VALUES (?, 'user', '127.0.0.1', 'PUT /api/jobs/{id}', 'r', 200, 'ok')`, start.Add(-10*24*time.Hour).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	days := 180
+	l := &Loop{DB: db, Clock: fc, Log: zerolog.Nop(), AuditRetentionDays: 1, AuditRetentionDaysFunc: func() int { return days }}
+	if st, err := l.PruneOnce(ctx); err != nil || st.AuditRows != 0 {
+		t.Fatalf("with 180 days a 10-day-old entry stays: %+v %v", st, err)
+	}
+	days = 7
+	if st, err := l.PruneOnce(ctx); err != nil || st.AuditRows != 1 {
+		t.Fatalf("after lowering to 7 days the entry goes: %+v %v", st, err)
+	}
+}

@@ -26,6 +26,9 @@ type Pruner struct {
 	Clock         clock.Clock
 	Log           zerolog.Logger
 	RetentionDays int
+	// RetentionDaysFunc, when set, is asked at every pass instead of RetentionDays, so a retention
+	// saved in the runtime settings takes effect at the next pass without a restart.
+	RetentionDaysFunc func() int
 	// passed, when set, receives the count of each pass (tests).
 	passed chan<- int64
 }
@@ -39,7 +42,7 @@ func (p *Pruner) Run(ctx context.Context) error {
 		case err != nil && ctx.Err() == nil:
 			log.Warn().Err(err).Msg("prune run history failed; retrying next pass")
 		case n > 0:
-			log.Info().Int64("runs", n).Int("retention_days", p.RetentionDays).Msg("pruned old runs")
+			log.Info().Int64("runs", n).Int("retention_days", p.days()).Msg("pruned old runs")
 		}
 		if p.passed != nil {
 			p.passed <- n
@@ -49,10 +52,11 @@ func (p *Pruner) Run(ctx context.Context) error {
 
 // PruneOnce deletes, in batches, the runs that ended before now − RetentionDays.
 func (p *Pruner) PruneOnce(ctx context.Context) (int64, error) {
-	if p.RetentionDays <= 0 {
+	days := p.days()
+	if days <= 0 {
 		return 0, nil
 	}
-	before := p.Clock.Now().Unix() - int64(p.RetentionDays)*86400
+	before := p.Clock.Now().Unix() - int64(days)*86400
 	var total int64
 	for {
 		n, err := p.DB.Writer().PruneRuns(ctx, before, pruneBatch)
@@ -61,4 +65,11 @@ func (p *Pruner) PruneOnce(ctx context.Context) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+func (p *Pruner) days() int {
+	if p.RetentionDaysFunc != nil {
+		return p.RetentionDaysFunc()
+	}
+	return p.RetentionDays
 }

@@ -531,6 +531,52 @@ async function main() {
     await page.getByTestId('nav-settings').getByText('Settings').waitFor()
   })
 
+  await step('runtime config, themes (dark then system) and About, on desktop and phone, in English and Chinese', async () => {
+    const labels = { en: { dark: 'Dark', system: 'System' }, 'zh-CN': { dark: '深色', system: '跟随系统' } }
+    const pickTheme = async (label) => {
+      await page.getByTestId('theme-select').click()
+      await page.locator('.n-base-select-option', { hasText: label }).click()
+      await page.locator('.n-base-select-menu').waitFor({ state: 'hidden' })
+    }
+    const docTheme = () => page.evaluate(() => document.documentElement.dataset.theme)
+    const systemTheme = await page.evaluate(() => (matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light'))
+    // An admin saves a live setting: it is in effect at once.
+    await page.goto(base + '/settings/runtime')
+    await page.getByTestId('page-runtime-config').waitFor()
+    const days = page.getByTestId('rc-run_retention_days').locator('input')
+    await days.fill('90')
+    await page.getByTestId('rc-save').click()
+    await page.getByTestId('rc-effective-run_retention_days').getByText('90', { exact: true }).waitFor()
+    for (const [viewport, vname] of [[DESKTOP, 'desktop'], [MOBILE, 'phone']]) {
+      await page.setViewportSize(viewport)
+      for (const loc of ['en', 'zh-CN']) {
+        await page.evaluate((l) => localStorage.setItem('bastion.locale', l), loc)
+        await page.goto(base + '/settings/runtime')
+        await page.getByTestId('page-runtime-config').waitFor()
+        await page.getByTestId('rc-effective-hub_timezone').waitFor()
+        await pickTheme(labels[loc].dark)
+        if ((await docTheme()) !== 'dark') throw new Error(`${vname}/${loc}: dark theme not applied`)
+        await page.reload() // applied before the app loads, from localStorage
+        if ((await docTheme()) !== 'dark') throw new Error(`${vname}/${loc}: dark theme lost on reload`)
+        await page.getByTestId('page-runtime-config').waitFor()
+        await page.waitForLoadState('networkidle').catch(() => {})
+        await page.screenshot({ path: join(SCREENSHOTS, `runtime-config-dark-${loc}-${vname}.png`) })
+        await page.goto(base + '/about')
+        await page.getByTestId('page-about').waitFor()
+        await page.getByTestId('about-version').filter({ hasNotText: '—' }).waitFor()
+        await page.waitForLoadState('networkidle').catch(() => {})
+        await page.screenshot({ path: join(SCREENSHOTS, `about-dark-${loc}-${vname}.png`) })
+        await pickTheme(labels[loc].system)
+        if ((await docTheme()) !== systemTheme) throw new Error(`${vname}/${loc}: system theme is ${await docTheme()}, want ${systemTheme}`)
+        await page.screenshot({ path: join(SCREENSHOTS, `about-system-${loc}-${vname}.png`) })
+      }
+    }
+    await page.setViewportSize(DESKTOP)
+    await page.evaluate(() => localStorage.setItem('bastion.locale', 'en'))
+    await page.goto(base + '/settings')
+    await page.getByTestId('nav-settings').getByText('Settings').waitFor()
+  })
+
   await step('set a weekly verification on a job, run the drill and see "proven today"', async () => {
     if (!state.jobId) throw new Error('no job from the earlier step')
     await page.goto(`${base}/jobs/${state.jobId}/edit`)

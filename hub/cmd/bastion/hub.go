@@ -169,6 +169,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		}
 	}
 	auditLog := audit.NewRecorder(db, log)
+	runtimeCfg := runtimeConfigFor(cfg)
 	handler := httpapi.New(httpapi.Config{
 		Logger:         log,
 		DB:             db,
@@ -199,6 +200,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		Metrics:         hubMetrics,
 		MetricsPublic:   cfg.MetricsPublic,
 		Audit:           auditLog,
+		Runtime:         &runtimeCfg,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr())
@@ -243,12 +245,12 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	group.Go("agents", agents.Run)
 	group.Go("agent-timeouts", agents.RunTimeouts)
 	backups.start(group)
-	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log, AuditRetentionDays: cfg.AuditRetentionDays}).Run)
+	group.Go("maintenance", (&maintenance.Loop{DB: db, Clock: clock.Real{}, Log: log, AuditRetentionDaysFunc: runtimeCfg.Live.AuditRetentionDays}).Run)
 	group.Go("runs", runQueue.Run)
 	group.Go("scheduler", sched.Run)
 	group.Go("drills", drillSvc.Run)
 	group.Go("notifications", notifier.Run)
-	group.Go("run-pruning", (&runs.Pruner{DB: db, Clock: clock.Real{}, Log: log, RetentionDays: cfg.RunRetentionDays}).Run)
+	group.Go("run-pruning", (&runs.Pruner{DB: db, Clock: clock.Real{}, Log: log, RetentionDaysFunc: runtimeCfg.Live.RunRetentionDays}).Run)
 
 	log.Info().Str("url", "http://"+ln.Addr().String()).Msg("Hub is listening")
 	err = group.Wait()
@@ -300,11 +302,64 @@ func savedRuntimeConfig(ctx context.Context, cfg config.Config) (map[string]stri
 	out := map[string]string{}
 	for _, name := range config.DBOptionNames() {
 		key := jsonKey(name)
+		if name == "log" {
+			// The original saves the log level as log_filter; builds before it used "log".
+			key = "log_filter"
+			if _, ok := doc[key]; !ok {
+				key = "log"
+			}
+		}
 		if v, ok := doc[key]; ok && v != nil {
 			out[name] = fmt.Sprint(v)
 		}
 	}
 	return out, nil
+}
+
+// runtimeConfigFor describes the resolved configuration for the runtime config page, by the
+// page's field names, and starts the live settings the pruning loops read.
+func runtimeConfigFor(cfg config.Config) httpapi.RuntimeConfig {
+	proxies := make([]string, len(cfg.TrustedProxies))
+	for i, p := range cfg.TrustedProxies {
+		proxies[i] = p.String()
+	}
+	fields := map[string]httpapi.RuntimeField{}
+	add := func(field, option string, value any) {
+		env, def, _ := config.Describe(option)
+		src := cfg.Sources[option]
+		if src == "" {
+			src = config.SourceDefault
+		}
+		var defVal any = def
+		if n, err := strconv.Atoi(def); err == nil {
+			defVal = n
+		}
+		fields[field] = httpapi.RuntimeField{Value: value, Source: string(src), Env: env, Default: defVal}
+	}
+	add("bind_host", "host", cfg.Host)
+	add("bind_port", "port", cfg.Port)
+	add("data_dir", "data-dir", cfg.DataDir)
+	add("insecure_http", "insecure-http", cfg.InsecureHTTP)
+	add("trusted_proxies", "trusted-proxy", proxies)
+	add("debug_errors", "debug-errors", cfg.DebugErrors)
+	add("hub_timezone", "hub-timezone", cfg.HubTimezone)
+	add("run_retention_days", "run-retention-days", cfg.RunRetentionDays)
+	add("audit_retention_days", "audit-retention-days", cfg.AuditRetentionDays)
+	add("incomplete_cleanup_days", "incomplete-cleanup-days", cfg.IncompleteCleanupDays)
+	add("public_base_url", "public-base-url", nilIfEmpty(cfg.PublicBaseURL))
+	add("log_filter", "log", cfg.Log)
+	add("log_file", "log-file", nilIfEmpty(cfg.LogFile))
+	add("log_rotation", "log-rotation", cfg.LogRotation)
+	add("log_keep_files", "log-keep-files", cfg.LogKeepFiles)
+	return httpapi.RuntimeConfig{Fields: fields,
+		Live: httpapi.NewLiveSettings(cfg.RunRetentionDays, cfg.AuditRetentionDays)}
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 func jsonKey(option string) string {

@@ -478,3 +478,18 @@ func Print(w io.Writer, c Config, asJSON bool) error {
 	}
 	return nil
 }
+
+// Describe gives an option's environment variable (with its alternative, "BASTION_LOG / RUST_LOG")
+// and default; ok is false for an unknown name.
+func Describe(name string) (env, def string, ok bool) {
+	for _, o := range options {
+		if o.name == name {
+			env = o.env
+			if o.envAlt != "" {
+				env += " / " + o.envAlt
+			}
+			return env, o.def, true
+		}
+	}
+	return "", "", false
+}

@@ -60,6 +60,10 @@ export const api = {
       http.post<void>(`/api/jobs/${seg(id)}/snapshots/${seg(runId)}/delete`, undefined, force ? { force: true } : undefined),
   },
 
+  runtimeConfig: {
+    get: () => http.get<T.HubRuntimeConfigView>('/api/settings/hub-runtime-config'),
+    save: (s: T.HubRuntimeConfig) => http.put<void>('/api/settings/hub-runtime-config', s),
+  },
   verificationSettings: {
     get: () => http.get<T.VerificationSettings>('/api/settings/verification'),
     save: (s: T.VerificationSettings) => http.put<T.VerificationSettings>('/api/settings/verification', s),

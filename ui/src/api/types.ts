@@ -751,3 +751,39 @@ export interface IntegrationsSummary {
   distribution: { agents: number; agents_with_credentials: number }
   notifications: { channels: number; destinations: number; enabled_destinations: number; unconfigured_channels: string[] }
 }
+
+/** Settings key hub_runtime_config_v1: every field optional, absent = not saved. */
+export interface HubRuntimeConfig {
+  hub_timezone?: string | null
+  run_retention_days?: number | null
+  audit_retention_days?: number | null
+  incomplete_cleanup_days?: number | null
+  public_base_url?: string | null
+  log_filter?: string | null
+  log_file?: string | null
+  log_rotation?: string | null
+  log_keep_files?: number | null
+  default_backup_retention?: {
+    enabled: boolean
+    keep_last?: number | null
+    keep_days?: number | null
+    max_delete_per_tick: number
+    max_delete_per_day: number
+  } | null
+}
+export type ConfigSource = 'cli' | 'env' | 'db' | 'default'
+export interface RuntimeFieldMeta {
+  env: string
+  source: ConfigSource
+  editable: boolean
+  overridden: boolean
+  requires_restart: boolean
+  pending_restart: boolean
+}
+export interface HubRuntimeConfigView {
+  requires_restart: boolean
+  pending_restart: string[]
+  effective: Record<string, unknown>
+  saved: HubRuntimeConfig
+  fields: Record<string, RuntimeFieldMeta>
+}
