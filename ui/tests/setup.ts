@@ -7,7 +7,9 @@ import { afterAll } from 'vitest'
 // (no window) are left alone.
 if (typeof window !== 'undefined') {
   const w = window
-  const pending = new Set<ReturnType<typeof setTimeout>>()
+  // unknown: with Node's types loaded, setTimeout's return type names Node's Timeout, not the
+  // window's number, depending on the overload the checker picks.
+  const pending = new Set<unknown>()
   const realSet = w.setTimeout.bind(w)
   const realClear = w.clearTimeout.bind(w)
   w.setTimeout = ((fn: TimerHandler, ms?: number, ...args: unknown[]) => {
@@ -22,12 +24,12 @@ if (typeof window !== 'undefined') {
     pending.add(id)
     return id
   }) as typeof w.setTimeout
-  w.clearTimeout = ((id?: ReturnType<typeof setTimeout>) => {
+  w.clearTimeout = ((id?: number) => {
     if (id !== undefined) pending.delete(id)
     realClear(id)
   }) as typeof w.clearTimeout
   afterAll(() => {
-    for (const id of pending) realClear(id)
+    for (const id of pending) realClear(id as number)
     pending.clear()
   })
 }
