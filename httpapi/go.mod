@@ -13,6 +13,7 @@ require (
 	github.com/prometheus/client_model v0.6.2
 	github.com/prometheus/common v0.66.1
 	github.com/rs/zerolog v1.35.1
+	github.com/yuin/goldmark v1.8.7
 	golang.org/x/crypto v0.57.0
 )
 

@@ -79,6 +79,7 @@ func (s *Server) jobRoutes(r chi.Router) {
 	r.Post("/jobs/{id}/unarchive", s.setJobArchived(false))
 	r.Post("/jobs/{id}/run", s.runJobNow)
 	r.Get("/jobs/{id}/runs", s.listJobRuns)
+	r.Get("/jobs/{id}/workspace", s.jobWorkspace)
 	r.Get("/schedule/preview", s.previewSchedule)
 }
 

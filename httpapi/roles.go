@@ -54,6 +54,7 @@ var routeRoles = map[string]string{
 	"POST /api/jobs/{id}/unarchive": RoleAdmin,
 	"POST /api/jobs/{id}/run":       RoleOperator,
 	"GET /api/jobs/{id}/runs":       RoleViewer,
+	"GET /api/jobs/{id}/workspace":  RoleViewer,
 	"POST /api/jobs/{id}/verify":    RoleOperator,
 	"GET /api/schedule/preview":     RoleViewer,
 
@@ -81,6 +82,8 @@ var routeRoles = map[string]string{
 	"POST /api/runs/{id}/cancel":       RoleOperator,
 	"GET /api/runs/{id}/events":        RoleViewer,
 	"GET /api/runs/{id}/events/ws":     RoleViewer,
+	"GET /api/runs/{id}/event-console": RoleViewer,
+	"GET /api/runs/{id}/workspace":     RoleViewer,
 	"POST /api/runs/{id}/restore":      RoleOperator,
 	"POST /api/runs/{id}/verify":       RoleOperator,
 	"GET /api/runs/{id}/operations":    RoleViewer,

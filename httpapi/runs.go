@@ -37,6 +37,8 @@ func (s *Server) runRoutes(r chi.Router) {
 	r.Post("/runs/{id}/cancel", s.cancelRun)
 	r.Get("/runs/{id}/events", s.listRunEvents)
 	r.Get("/runs/{id}/events/ws", s.runEventsSocket)
+	r.Get("/runs/{id}/event-console", s.runEventConsole)
+	r.Get("/runs/{id}/workspace", s.runWorkspace)
 }
 
 // runJSON is GET /api/runs/{id}.

@@ -49,6 +49,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/snapshots"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/httpapi/audit"
+	"github.com/bastion-backup/bastion/httpapi/docsite"
 	"github.com/bastion-backup/bastion/httpapi/metrics"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
@@ -83,6 +84,9 @@ type Config struct {
 	// DataDir is the Hub's data directory: no job run on the Hub may store snapshots in it (the
 	// Hub empties parts of it at start). Empty skips that check.
 	DataDir string
+	// Docs is the rendered operator docs served under /docs; nil serves the ones built into the
+	// binary (docsite.FS).
+	Docs fs.FS
 
 	// Snapshots serves the snapshot, retention and incomplete-cleanup routes; nil leaves them out.
 	Snapshots *snapshots.Service
@@ -227,6 +231,12 @@ func newServer(cfg Config) *Server {
 	})
 
 	r.Get("/metrics", s.serveMetrics(s.metrics.Handler()))
+
+	docs := cfg.Docs
+	if docs == nil {
+		docs = docsite.FS()
+	}
+	s.docsRoutes(r, docs)
 
 	if cfg.Agents != nil {
 		cfg.Agents.Routes(r)

@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // RunEvent is one entry of a run's append-only event log.
@@ -65,4 +67,156 @@ func (q Q) ListRunEvents(ctx context.Context, runID string, after int64, limit i
 		return nil, fmt.Errorf("list events of run %s: %w", runID, err)
 	}
 	return out, nil
+}
+
+// EventWindow selects a page of a run's events for the event console: those of the given levels
+// and kinds (empty: any), strictly after AfterSeq or strictly before BeforeSeq (at most one is
+// non-zero; both zero is the newest page), at most Limit of them.
+type EventWindow struct {
+	Levels, Kinds       []string
+	AfterSeq, BeforeSeq int64
+	Limit               int
+}
+
+// EventPage is one page of EventWindow, in ascending seq, with whether matching events lie
+// before and after it.
+type EventPage struct {
+	Events             []RunEvent
+	HasOlder, HasNewer bool
+}
+
+// filterClause is the WHERE of a run's events under w's level and kind filters.
+func (w EventWindow) filterClause(runID string) (string, []any) {
+	where := "run_id = ?"
+	args := []any{runID}
+	add := func(col string, vals []string) {
+		if len(vals) == 0 {
+			return
+		}
+		where += " AND " + col + " IN (?" + strings.Repeat(",?", len(vals)-1) + ")"
+		for _, v := range vals {
+			args = append(args, v)
+		}
+	}
+	add("level", w.Levels)
+	add("kind", w.Kinds)
+	return where, args
+}
+
+// ListRunEventWindow returns the page of a run's events that w selects. Paging goes by seq (the
+// primary key), so a page is stable while the run appends more.
+func (q Q) ListRunEventWindow(ctx context.Context, runID string, w EventWindow) (EventPage, error) {
+	where, args := w.filterClause(runID)
+	var query string
+	desc := w.AfterSeq == 0 // the newest page, or the page before a cursor: read backwards
+	switch {
+	case w.AfterSeq > 0:
+		query = where + " AND seq > ? ORDER BY seq LIMIT ?"
+		args = append(args, w.AfterSeq, w.Limit+1)
+	case w.BeforeSeq > 0:
+		query = where + " AND seq < ? ORDER BY seq DESC LIMIT ?"
+		args = append(args, w.BeforeSeq, w.Limit+1)
+	default:
+		query = where + " ORDER BY seq DESC LIMIT ?"
+		args = append(args, w.Limit+1)
+	}
+	rows, err := q.ex.QueryContext(ctx, `SELECT run_id, seq, ts, level, kind, message, fields_json FROM run_events WHERE `+query, args...)
+	if err != nil {
+		return EventPage{}, fmt.Errorf("list event window of run %s: %w", runID, err)
+	}
+	defer rows.Close()
+	var page EventPage
+	for rows.Next() {
+		var e RunEvent
+		if err := rows.Scan(&e.RunID, &e.Seq, &e.TS, &e.Level, &e.Kind, &e.Message, &e.FieldsJSON); err != nil {
+			return EventPage{}, fmt.Errorf("list event window of run %s: %w", runID, err)
+		}
+		page.Events = append(page.Events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return EventPage{}, fmt.Errorf("list event window of run %s: %w", runID, err)
+	}
+	more := len(page.Events) > w.Limit
+	if more {
+		page.Events = page.Events[:w.Limit]
+	}
+	if desc {
+		slices.Reverse(page.Events)
+		page.HasOlder = more
+	} else {
+		page.HasNewer = more
+	}
+	// The other direction: is there a matching event beyond the page's edge (or the cursor)?
+	exists := func(cond string, seq int64) (bool, error) {
+		where, args := w.filterClause(runID)
+		var one int
+		err := q.ex.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM run_events WHERE `+where+` AND `+cond+`)`,
+			append(args, seq)...).Scan(&one)
+		return one == 1, err
+	}
+	if desc && w.BeforeSeq > 0 {
+		edge := w.BeforeSeq - 1
+		if n := len(page.Events); n > 0 {
+			edge = page.Events[n-1].Seq
+		}
+		if page.HasNewer, err = exists("seq > ?", edge); err != nil {
+			return EventPage{}, fmt.Errorf("list event window of run %s: %w", runID, err)
+		}
+	}
+	if !desc {
+		edge := w.AfterSeq + 1
+		if len(page.Events) > 0 {
+			edge = page.Events[0].Seq
+		}
+		if page.HasOlder, err = exists("seq < ?", edge); err != nil {
+			return EventPage{}, fmt.Errorf("list event window of run %s: %w", runID, err)
+		}
+	}
+	return page, nil
+}
+
+// EventStats summarises a run's event log: how many events of each level, the distinct kinds,
+// and the highest seq.
+type EventStats struct {
+	Total   int64
+	MaxSeq  int64
+	ByLevel map[string]int64
+	Kinds   []string
+}
+
+// RunEventStats reads the summary of a run's event log.
+func (q Q) RunEventStats(ctx context.Context, runID string) (EventStats, error) {
+	st := EventStats{ByLevel: map[string]int64{}, Kinds: []string{}}
+	rows, err := q.ex.QueryContext(ctx, `SELECT level, COUNT(*), MAX(seq) FROM run_events WHERE run_id = ? GROUP BY level`, runID)
+	if err != nil {
+		return st, fmt.Errorf("summarise events of run %s: %w", runID, err)
+	}
+	for rows.Next() {
+		var level string
+		var n, maxSeq int64
+		if err := rows.Scan(&level, &n, &maxSeq); err != nil {
+			rows.Close()
+			return st, fmt.Errorf("summarise events of run %s: %w", runID, err)
+		}
+		st.ByLevel[level] = n
+		st.Total += n
+		st.MaxSeq = max(st.MaxSeq, maxSeq)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("summarise events of run %s: %w", runID, err)
+	}
+	krows, err := q.ex.QueryContext(ctx, `SELECT DISTINCT kind FROM run_events WHERE run_id = ? ORDER BY kind`, runID)
+	if err != nil {
+		return st, fmt.Errorf("list event kinds of run %s: %w", runID, err)
+	}
+	defer krows.Close()
+	for krows.Next() {
+		var k string
+		if err := krows.Scan(&k); err != nil {
+			return st, fmt.Errorf("list event kinds of run %s: %w", runID, err)
+		}
+		st.Kinds = append(st.Kinds, k)
+	}
+	return st, krows.Err()
 }

@@ -269,6 +269,33 @@ async function main() {
     await shoot(page, 'dashboard-after-run')
   })
 
+  await step('the run event console and the docs read on desktop and phone', async () => {
+    if (!state.runId) throw new Error('no run from the previous step')
+    const fitsPhone = async (what) => {
+      await page.setViewportSize(MOBILE)
+      await renderedFrame(page)
+      const [sw, iw] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth])
+      await page.setViewportSize(DESKTOP)
+      if (sw > iw + 1) throw new Error(`${what} is ${sw}px wide on a ${iw}px phone`)
+    }
+    await page.goto(`${base}/runs/${state.runId}`)
+    await page.getByTestId('run-console').click()
+    await page.getByTestId('page-run-console').waitFor()
+    await until('events in the console', async () => (await page.getByTestId('console-row').count()) > 0, 10_000)
+    const font = await page.getByTestId('console-log').evaluate((el) => getComputedStyle(el).fontFamily)
+    if (!/mono/i.test(font)) throw new Error(`console font is ${font}, want monospace`)
+    await fitsPhone('the console')
+    await shoot(page, 'run-console')
+    const help = await page.getByTestId('help-docs').getAttribute('href')
+    if (help !== '/docs/') throw new Error(`help link goes to ${help}`)
+    await page.goto(`${base}/docs/`)
+    await page.locator('a[href="jobs-and-runs"]').click()
+    await page.waitForURL(`${base}/docs/jobs-and-runs`)
+    if (!(await page.locator('main h1').first().isVisible())) throw new Error('the document has no heading')
+    await fitsPhone('a docs page')
+    await shoot(page, 'docs')
+  })
+
   await step('the run notifies the webhook and the queue lists it as sent', async () => {
     if (!state.runId) throw new Error('no run')
     await until('the webhook delivery for the run', async () => hooks.some((h) => h.body.includes(state.runId)), 30_000)

@@ -19,6 +19,7 @@ export const routes = [
       { path: 'jobs/:id/edit', name: 'job-edit', component: () => import('@/views/JobEditorView.vue'), props: true },
       { path: 'runs', name: 'runs', component: () => import('@/views/RunsView.vue') },
       { path: 'runs/:id', name: 'run', component: () => import('@/views/RunDetailView.vue'), props: true },
+      { path: 'runs/:id/console', name: 'run-console', component: () => import('@/views/RunConsoleView.vue'), props: true },
       { path: 'runs/:id/restore', name: 'restore', component: () => import('@/views/RestoreView.vue'), props: true },
       { path: 'operations/:id', name: 'operation', component: () => import('@/views/OperationView.vue'), props: true },
       { path: 'agents', name: 'agents', component: () => import('@/views/AgentsView.vue') },

@@ -96,6 +96,8 @@ export const api = {
     get: (id: string) => http.get<T.RunDetail>(`/api/runs/${seg(id)}`),
     cancel: (id: string, reason?: string) => http.post<T.RunDetail>(`/api/runs/${seg(id)}/cancel`, reason ? { reason } : {}),
     eventsSocketPath: (id: string, after: number) => `/api/runs/${seg(id)}/events/ws?after=${after}`,
+    /** A page of the run's events for the console, filtered by level and kind. */
+    eventConsole: (id: string, q: T.EventConsoleQuery = {}) => http.get<T.EventConsolePage>(`/api/runs/${seg(id)}/event-console`, { ...q }),
     entries: (id: string, q: T.RunEntriesQuery = {}) => http.get<T.RunEntriesResponse>(`/api/runs/${seg(id)}/entries`, { ...q }),
     restore: (id: string, body: T.RestoreRequest) => http.post<{ op_id: string }>(`/api/runs/${seg(id)}/restore`, body),
     verify: (id: string) => http.post<{ op_id: string }>(`/api/runs/${seg(id)}/verify`),

@@ -340,6 +340,33 @@ export interface LogEvent {
 export interface RunEvent extends LogEvent {
   run_id: string
 }
+/** A run's whole event log in figures (GET /api/runs/{id}/event-console `summary`). */
+export interface EventSummary {
+  total: number
+  max_seq: number
+  by_level: Record<string, number>
+  kinds: string[]
+}
+/** Filters and cursor of GET /api/runs/{id}/event-console; levels and kinds are comma lists. */
+export interface EventConsoleQuery {
+  levels?: string
+  kinds?: string
+  before_seq?: number
+  after_seq?: number
+  limit?: number
+}
+/** One page of a run's events, oldest first: the newest page, or the page before/after a seq. */
+export interface EventConsolePage {
+  run_id: string
+  events: RunEvent[]
+  first_seq: number | null
+  last_seq: number | null
+  has_older: boolean
+  has_newer: boolean
+  limit: number
+  filters: { levels: string[]; kinds: string[] }
+  summary: EventSummary
+}
 
 // ---- snapshots, retention ----
 export type SnapshotStatus = 'present' | 'deleting' | 'deleted' | 'missing' | 'error'

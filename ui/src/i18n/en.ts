@@ -100,6 +100,7 @@ export default {
     users: 'Users',
     logout: 'Log out',
     menu: 'Menu',
+    help: 'Help',
   },
   banner: {
     insecure: 'You reached the Hub over plain HTTP from another machine: passwords and session cookies cross the network unencrypted. Put the Hub behind an HTTPS reverse proxy.',
@@ -554,6 +555,17 @@ export default {
     stepWhere: 'Where',
     title: 'Restore',
     whole: 'Restore the whole snapshot',
+  },
+  console: {
+    title: 'Event console',
+    open: 'Console',
+    back: 'Back to the run',
+    allLevels: 'All levels',
+    allKinds: 'All kinds',
+    older: 'Load older',
+    newer: 'Load newer',
+    shown: '{n} shown of {total} events',
+    empty: 'No events match these filters.',
   },
   run: {
     cancelConfirm: 'Cancel this run? Data already uploaded stays on the target.',

@@ -103,6 +103,7 @@ const zhCN: Messages<typeof en> = {
     users: '用户',
     logout: '退出登录',
     menu: '菜单',
+    help: '帮助',
   },
   banner: {
     insecure: '你正通过明文 HTTP 从另一台机器访问 Hub：密码和会话 Cookie 会以未加密形式在网络上传输。请在 Hub 前配置 HTTPS 反向代理。',
@@ -557,6 +558,17 @@ const zhCN: Messages<typeof en> = {
     stepWhere: '恢复位置',
     title: '恢复',
     whole: '恢复整个快照',
+  },
+  console: {
+    title: '事件控制台',
+    open: '控制台',
+    back: '返回运行详情',
+    allLevels: '全部级别',
+    allKinds: '全部类型',
+    older: '加载更早',
+    newer: '加载更新',
+    shown: '显示 {n} 条，共 {total} 条事件',
+    empty: '没有符合筛选条件的事件。',
   },
   run: {
     cancelConfirm: '取消此次运行？已上传的数据会保留在目标上。',
