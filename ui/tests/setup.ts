@@ -7,7 +7,7 @@ import { afterAll } from 'vitest'
 // (no window) are left alone.
 if (typeof window !== 'undefined') {
   const w = window
-  const pending = new Set<ReturnType<typeof setTimeout>>()
+  const pending = new Set<number>()
   const realSet = w.setTimeout.bind(w)
   const realClear = w.clearTimeout.bind(w)
   w.setTimeout = ((fn: TimerHandler, ms?: number, ...args: unknown[]) => {
@@ -22,7 +22,7 @@ if (typeof window !== 'undefined') {
     pending.add(id)
     return id
   }) as typeof w.setTimeout
-  w.clearTimeout = ((id?: ReturnType<typeof setTimeout>) => {
+  w.clearTimeout = ((id?: number) => {
     if (id !== undefined) pending.delete(id)
     realClear(id)
   }) as typeof w.clearTimeout
