@@ -147,29 +147,16 @@ type page[T any] struct {
 }
 
 func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
 	pg, err := readPage(r)
 	if err != nil {
 		respond.Error(w, r, err)
 		return
 	}
-	status := q.Get("status")
-	switch status {
-	case "", "all", "online", "offline", "revoked":
-	default:
-		respond.Error(w, r, respond.BadRequest("invalid_status", "status must be all, online, offline or revoked").Field("status"))
+	f, err := readAgentFilter(r)
+	if err != nil {
+		respond.Error(w, r, err)
 		return
 	}
-	mode := q.Get("labels_mode")
-	switch mode {
-	case "", "and", "or":
-	default:
-		respond.Error(w, r, respond.BadRequest("invalid_labels_mode", "labels_mode must be and or or").Field("labels_mode"))
-		return
-	}
-	labels := append(q["labels[]"], q["labels"]...)
-	search := strings.ToLower(strings.TrimSpace(q.Get("q")))
-
 	agents, err := s.db.Reader().ListAgents(r.Context())
 	if err != nil {
 		respond.Error(w, r, err)
@@ -178,28 +165,9 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 	now := s.now().Unix()
 	items := []agentView{}
 	for _, a := range agents {
-		v := s.viewAgent(a, now)
-		switch status {
-		case "online":
-			if !v.Online {
-				continue
-			}
-		case "offline":
-			if v.Online || v.Revoked {
-				continue
-			}
-		case "revoked":
-			if !v.Revoked {
-				continue
-			}
+		if v := s.viewAgent(a, now); f.match(a, v) {
+			items = append(items, v)
 		}
-		if search != "" && !strings.Contains(strings.ToLower(a.ID), search) && (a.Name == nil || !strings.Contains(strings.ToLower(*a.Name), search)) {
-			continue
-		}
-		if !labelsMatch(a.Labels, labels, mode == "or") {
-			continue
-		}
-		items = append(items, v)
 	}
 	out := page[agentView]{Items: items, Page: 1, PageSize: len(items), Total: len(items)}
 	if pg.paged {
@@ -207,6 +175,55 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 		out = page[agentView]{Items: items[start:min(start+pg.size, len(items))], Page: pg.page, PageSize: pg.size, Total: len(items)}
 	}
 	respond.JSON(w, http.StatusOK, out)
+}
+
+// agentFilter is the agents and fleet lists' query: status=all|online|offline|revoked,
+// labels[] with labels_mode=and|or, and q (a piece of the id or name, any case).
+type agentFilter struct {
+	status string
+	labels []string
+	anyOf  bool
+	search string
+}
+
+func readAgentFilter(r *http.Request) (agentFilter, error) {
+	q := r.URL.Query()
+	f := agentFilter{status: q.Get("status"), labels: append(q["labels[]"], q["labels"]...),
+		search: strings.ToLower(strings.TrimSpace(q.Get("q")))}
+	switch f.status {
+	case "", "all", "online", "offline", "revoked":
+	default:
+		return f, respond.BadRequest("invalid_status", "status must be all, online, offline or revoked").Field("status")
+	}
+	switch q.Get("labels_mode") {
+	case "", "and":
+	case "or":
+		f.anyOf = true
+	default:
+		return f, respond.BadRequest("invalid_labels_mode", "labels_mode must be and or or").Field("labels_mode")
+	}
+	return f, nil
+}
+
+func (f agentFilter) match(a storage.Agent, v agentView) bool {
+	switch f.status {
+	case "online":
+		if !v.Online {
+			return false
+		}
+	case "offline":
+		if v.Online || v.Revoked {
+			return false
+		}
+	case "revoked":
+		if !v.Revoked {
+			return false
+		}
+	}
+	if f.search != "" && !strings.Contains(strings.ToLower(a.ID), f.search) && (a.Name == nil || !strings.Contains(strings.ToLower(*a.Name), f.search)) {
+		return false
+	}
+	return labelsMatch(a.Labels, f.labels, f.anyOf)
 }
 
 func labelsMatch(have, want []string, any bool) bool {

@@ -126,6 +126,8 @@ var routeRoles = map[string]string{
 	"PUT /api/agents/{id}/labels":           RoleAdmin,
 	"POST /api/agents/{id}/labels/add":      RoleAdmin,
 	"POST /api/agents/{id}/labels/remove":   RoleAdmin,
+	"GET /api/fleet":                        RoleViewer,
+	"GET /api/fleet/{id}":                   RoleViewer,
 
 	// Notifications: sending a test and working the queue are operations; settings are admin's.
 	"GET /api/notifications/settings":                               RoleViewer,

@@ -287,6 +287,7 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.operationRoutes(r)
 	s.secretRoutes(r)
 	s.agentRoutes(r)
+	s.fleetRoutes(r)
 	s.nodeRoutes(r)
 	s.notificationRoutes(r)
 	s.dashboardRoutes(r)

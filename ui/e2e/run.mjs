@@ -483,6 +483,29 @@ async function main() {
     if (!['Configuration sent to the agent', 'The agent already has the current configuration'].includes(text)) throw new Error(`Sync now said: ${text}`)
   })
 
+  await step('the agent page shows the agent, its sync state and its job, on desktop and phone', async () => {
+    await page.goto(base + '/agents')
+    const row = page.getByTestId('agents-table').locator('tr', { hasText: 'e2e-agent' }).first()
+    await row.getByTestId('agent-link').click()
+    await page.getByTestId('page-agent').waitFor()
+    await page.getByTestId('agent-title').getByText('e2e-agent').waitFor()
+    const status = await page.getByTestId('agent-status').getAttribute('data-status')
+    if (status !== 'online') throw new Error(`agent page says ${status}, want online`)
+    await page.getByTestId('agent-jobs').getByText('e2e agent webdav').waitFor()
+    await page.getByTestId('agent-sync-state').waitFor()
+    await shoot(page, 'agent-detail')
+    await page.setViewportSize(MOBILE)
+    await renderedFrame(page)
+    // Phone: the page fits the screen, no sideways scrolling.
+    const width = await page.evaluate(() => document.documentElement.scrollWidth)
+    await page.setViewportSize(DESKTOP)
+    if (width > MOBILE.width) throw new Error(`agent page is ${width}px wide on a ${MOBILE.width}px phone`)
+    const missing = base + '/api/fleet/no-such-agent'
+    expectedStatus.add(missing)
+    await page.goto(base + '/agents/no-such-agent')
+    await page.getByTestId('agent-not-found').waitFor()
+  })
+
   await step('reload revalidates index.html and takes hashed assets from cache or a 304', async () => {
     await page.goto(base + '/settings')
     await page.getByTestId('page-settings').waitFor()

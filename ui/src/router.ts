@@ -23,6 +23,7 @@ export const routes = [
       { path: 'runs/:id/restore', name: 'restore', component: () => import('@/views/RestoreView.vue'), props: true },
       { path: 'operations/:id', name: 'operation', component: () => import('@/views/OperationView.vue'), props: true },
       { path: 'agents', name: 'agents', component: () => import('@/views/AgentsView.vue') },
+      { path: 'agents/:id', name: 'agent', component: () => import('@/views/AgentDetailView.vue'), props: true },
       { path: 'notifications', name: 'notifications', component: () => import('@/views/NotificationsView.vue') },
       { path: 'settings', name: 'settings', component: () => import('@/views/SettingsView.vue') },
       { path: 'settings/runtime', name: 'runtime-config', component: () => import('@/views/RuntimeConfigView.vue') },

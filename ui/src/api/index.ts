@@ -140,6 +140,7 @@ export const api = {
     revoke: (id: string) => http.post<void>(`/api/agents/${seg(id)}/revoke`),
     rotateKey: (id: string) => http.post<T.RotateKeyResponse>(`/api/agents/${seg(id)}/rotate-key`),
     syncNow: (id: string) => http.post<T.SyncConfigResponse>(`/api/agents/${seg(id)}/sync-config-now`),
+    fleet: (id: string) => http.get<T.FleetAgentDetail>(`/api/fleet/${seg(id)}`),
   },
 
   secrets: {

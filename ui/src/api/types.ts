@@ -512,6 +512,41 @@ export interface Agent {
   last_config_sync_error?: string | null
   created_at?: number
 }
+/** GET /api/fleet/{id}: one agent as the agent page shows it. */
+export type FleetStatus = 'online' | 'offline' | 'revoked'
+export interface FleetAgentDetail {
+  agent: {
+    id: string
+    name: string | null
+    status: FleetStatus
+    created_at: number
+    last_seen_at: number | null
+    labels: string[]
+    version: string | null
+    os: string | null
+    arch: string | null
+    backup_kinds: string[]
+    control_kinds: string[]
+    connected: boolean
+    revoked_at: number | null
+    assigned_jobs_total: number
+    pending_tasks_total: number
+  }
+  sync: {
+    desired_snapshot_id: string | null
+    desired_snapshot_at: number | null
+    applied_snapshot_id: string | null
+    applied_snapshot_at: number | null
+    state: ConfigSyncStatus
+    last_error_kind: string | null
+    last_error: string | null
+    last_attempt_at: number | null
+  }
+  recent_activity: { run_id: string; job_id: string; job_name: string; status: string; started_at: number; ended_at: number | null; error?: string | null }[]
+  related_jobs: { id: string; name: string; schedule: string | null; updated_at: number }[]
+  /** Which actions this agent's state allows (the caller's role is checked separately). */
+  capabilities: { can_rotate_key: boolean; can_revoke: boolean; can_sync_now: boolean; can_manage_storage: boolean }
+}
 /** What POST /api/agents/{id}/sync-config-now did: pushed, nothing new to push, or waiting for the agent. */
 export type SyncOutcome = 'sent' | 'unchanged' | 'pending_offline'
 export interface SyncConfigResponse {
