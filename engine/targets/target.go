@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 	"unicode"
@@ -152,6 +153,33 @@ const (
 	KindIO                  = "io"                   // local I/O
 	KindUnknown             = "unknown"
 )
+
+// StatusKind classifies an HTTP status that is not a success, for the drivers that speak HTTP
+// (WebDAV, S3), so that the same answer means the same kind whichever server gave it.
+func StatusKind(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return KindAuth
+	case status == http.StatusForbidden:
+		return KindPermission
+	case status == http.StatusRequestEntityTooLarge:
+		return KindPayloadTooLarge
+	case status == http.StatusInsufficientStorage:
+		return KindStorageFull
+	case status == http.StatusNotFound, status == http.StatusConflict, status == http.StatusPreconditionFailed:
+		return KindConfig
+	case status == http.StatusTooManyRequests:
+		return KindRateLimited
+	case status == http.StatusRequestTimeout, status == http.StatusGatewayTimeout:
+		return KindTimeout
+	case status >= 500:
+		return KindUpstreamUnavailable
+	case status >= 300 && status < 400:
+		// Redirects are not followed (a redirected PUT would become a GET): the URL is off.
+		return KindConfig
+	}
+	return KindUnknown
+}
 
 // Error is a classified target failure. Code is stable (e.g. "webdav_auth", "local_dir_io"),
 // Hint is one sentence the UI can show, HTTPStatus is set for WebDAV answers.

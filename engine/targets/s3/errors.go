@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"time"
 
@@ -84,31 +83,6 @@ var codeKinds = map[string]string{
 	"RequestTimeoutException":      targets.KindTimeout,
 }
 
-// StatusKind classifies an HTTP status that is not a success.
-func StatusKind(status int) string {
-	switch {
-	case status == http.StatusUnauthorized:
-		return targets.KindAuth
-	case status == http.StatusForbidden:
-		return targets.KindPermission
-	case status == http.StatusRequestEntityTooLarge:
-		return targets.KindPayloadTooLarge
-	case status == http.StatusInsufficientStorage:
-		return targets.KindStorageFull
-	case status == http.StatusNotFound, status == http.StatusConflict, status == http.StatusPreconditionFailed:
-		return targets.KindConfig
-	case status == http.StatusTooManyRequests:
-		return targets.KindRateLimited
-	case status == http.StatusRequestTimeout, status == http.StatusGatewayTimeout:
-		return targets.KindTimeout
-	case status >= 500:
-		return targets.KindUpstreamUnavailable
-	case status >= 300 && status < 400:
-		return targets.KindConfig
-	}
-	return targets.KindUnknown
-}
-
 // errShortBody is what the body reader reports when the data ends before its declared size.
 var errShortBody = errors.New("the data to upload ended before its declared size")
 
@@ -155,7 +129,7 @@ func classify(ctx context.Context, op string, err error) error {
 func responseErr(op string, er minio.ErrorResponse) *targets.Error {
 	kind, ok := codeKinds[er.Code]
 	if !ok {
-		kind = StatusKind(er.StatusCode)
+		kind = targets.StatusKind(er.StatusCode)
 	}
 	// HEAD answers have no body: minio-go names a 404 on an object NoSuchKey, which is right
 	// for the object; a missing bucket then shows as a missing object, and Put finds out.

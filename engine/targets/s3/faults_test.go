@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -199,11 +200,13 @@ func expectStored(t *testing.T, srv testtool.S3Server, tg *s3.Target, run target
 }
 
 // expectNoUploads checks that no multipart upload is left open in the bucket.
-func expectNoUploads(t *testing.T, srv testtool.S3Server) {
+func expectNoUploads(t *testing.T, srv testtool.S3Server, key string) {
 	t.Helper()
-	// versitygw keeps open uploads' parts under .sgwtmp/multipart in the bucket.
+	// versitygw keeps an open upload's parts under .sgwtmp/multipart/<sha256 of the key> in the
+	// bucket. Only this key's: the subtests share the server, and others may be uploading.
+	sum := sha256.Sum256([]byte(key))
 	var files []string
-	_ = filepath.WalkDir(filepath.Join(srv.Dir, srv.Bucket, ".sgwtmp", "multipart"), func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(srv.Dir, srv.Bucket, ".sgwtmp", "multipart", hex.EncodeToString(sum[:])), func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			files = append(files, p)
 		}
@@ -474,6 +477,6 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("cleanup = %q, %v; want %q", res, err, targets.CleanupDeleted)
 		}
 		in.expectSent(t, "AbortMultipartUpload", 2)
-		expectNoUploads(t, srv)
+		expectNoUploads(t, srv, "faults/"+run.JobID+"/"+run.RunID+"/"+part)
 	})
 }

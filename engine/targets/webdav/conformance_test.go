@@ -38,5 +38,5 @@ func newRealTarget(t *testing.T, up upstream) targets.Target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tg
+	return tg.WithRetries() // as the driver opens it: the retries ride out the races above
 }

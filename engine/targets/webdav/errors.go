@@ -42,38 +42,12 @@ func newErr(kind, op string, status int, err error) *targets.Error {
 	return &targets.Error{Kind: kind, Code: Code(kind), Hint: Hint(kind), HTTPStatus: status, Op: op, Err: err}
 }
 
-// StatusKind classifies an HTTP status that is not a success.
-func StatusKind(status int) string {
-	switch {
-	case status == http.StatusUnauthorized:
-		return targets.KindAuth
-	case status == http.StatusForbidden:
-		return targets.KindPermission
-	case status == http.StatusRequestEntityTooLarge:
-		return targets.KindPayloadTooLarge
-	case status == http.StatusInsufficientStorage:
-		return targets.KindStorageFull
-	case status == http.StatusNotFound, status == http.StatusConflict, status == http.StatusPreconditionFailed:
-		return targets.KindConfig
-	case status == http.StatusTooManyRequests:
-		return targets.KindRateLimited
-	case status == http.StatusRequestTimeout, status == http.StatusGatewayTimeout:
-		return targets.KindTimeout
-	case status >= 500:
-		return targets.KindUpstreamUnavailable
-	case status >= 300 && status < 400:
-		// Redirects are not followed (a redirected PUT would become a GET): the base URL is off.
-		return targets.KindConfig
-	}
-	return targets.KindUnknown
-}
-
 func statusErr(op string, resp *http.Response) *targets.Error {
 	err := fmt.Errorf("server answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		err = fmt.Errorf("server answered %d %s (redirects are not followed; check the base URL)", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
-	return newErr(StatusKind(resp.StatusCode), op, resp.StatusCode, err)
+	return newErr(targets.StatusKind(resp.StatusCode), op, resp.StatusCode, err)
 }
 
 func notFoundErr(op string, status int) *targets.Error {

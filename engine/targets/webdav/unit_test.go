@@ -125,7 +125,7 @@ func TestStatusKind(t *testing.T) {
 		500: targets.KindUpstreamUnavailable, 502: targets.KindUpstreamUnavailable, 503: targets.KindUpstreamUnavailable,
 		301: targets.KindConfig, 307: targets.KindConfig, 400: targets.KindUnknown, 423: targets.KindUnknown,
 	} {
-		if got := webdav.StatusKind(status); got != kind {
+		if got := targets.StatusKind(status); got != kind {
 			t.Errorf("StatusKind(%d) = %q, want %q", status, got, kind)
 		}
 		if webdav.Hint(kind) == "" || webdav.Code(kind) != "webdav_"+kind {
