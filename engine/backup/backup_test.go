@@ -720,8 +720,8 @@ func fsWarnings(t *testing.T, h *harness) map[string]string {
 
 // symlink_policy follow archives a link as what it points to, under the link's path: a file
 // link as a file with the target's content, a directory link (also one leading out of the
-// source) descended as a directory. A link back to an ancestor and a dangling link are warnings,
-// and the run, under fail_fast, still succeeds.
+// source) descended as a directory. A link back to an ancestor, a dangling link and a chain of
+// links that never resolves are warnings, and the run, under fail_fast, still succeeds.
 func TestSymlinkFollow(t *testing.T) {
 	t.Parallel()
 	for _, sequential := range []bool{false, true} { // read-ahead and the streaming path
@@ -740,6 +740,8 @@ func TestSymlinkFollow(t *testing.T) {
 			symlink(t, outside, filepath.Join(src, "ext"))
 			symlink(t, "..", filepath.Join(src, "sub", "up"))
 			symlink(t, "nowhere", filepath.Join(src, "dangling"))
+			symlink(t, "ping", filepath.Join(src, "pong")) // a chain that never resolves
+			symlink(t, "pong", filepath.Join(src, "ping"))
 			h := newHarness(t)
 			h.sequential = sequential
 			sum, err := h.run(context.Background(), fsSpec(t, func(fs *jobspec.FilesystemSource) {
@@ -777,10 +779,11 @@ func TestSymlinkFollow(t *testing.T) {
 				t.Fatalf("followed files do not hold their targets' content: %v", hashes)
 			}
 			w := fsWarnings(t, h)
-			if len(w) != 2 || !strings.Contains(w[p+"/sub/up"], "loop") || !strings.Contains(w[p+"/dangling"], "dangling") {
+			if len(w) != 4 || !strings.Contains(w[p+"/sub/up"], "loop") || !strings.Contains(w[p+"/dangling"], "dangling") ||
+				!strings.Contains(w[p+"/ping"], "too many levels") || !strings.Contains(w[p+"/pong"], "too many levels") {
 				t.Fatalf("warnings %v", w)
 			}
-			if sum.Filesystem.WarningsTotal != 2 || sum.Filesystem.ErrorsTotal != 0 || !h.exists(targets.CompleteName) {
+			if sum.Filesystem.WarningsTotal != 4 || sum.Filesystem.ErrorsTotal != 0 || !h.exists(targets.CompleteName) {
 				t.Fatalf("summary %+v", sum.Filesystem)
 			}
 		})

@@ -196,15 +196,19 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 	if fi.Mode()&fs.ModeSymlink != 0 && w.symlinks == jobspec.SymlinkFollow {
 		tfi, err := os.Stat(fsPath)
 		if err != nil {
-			// Dangling, a loop of links, or unreadable: nothing to archive in its place.
+			// Dangling or a chain of links that never ends: nothing to archive in its place.
+			// An unreadable target is an error like any unreadable object.
 			if errors.Is(err, fs.ErrNotExist) {
 				if _, lerr := os.Lstat(fsPath); errors.Is(lerr, fs.ErrNotExist) {
 					vanished(w.issues, w.cons, arch, fi, lerr, msgVanished)
 					return nil
 				}
 			}
-			w.issues.warn(arch, "symlink not followed: "+linkError(err))
-			return nil
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
+				w.issues.warn(arch, "symlink not followed: "+linkError(err))
+				return nil
+			}
+			return w.issues.fail(arch, fmt.Errorf("follow symlink: %w", err))
 		}
 		fi, follow = tfi, true
 	}
@@ -295,19 +299,13 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 	return nil
 }
 
-// linkError says why a symlink could not be followed, without the path (the issue names it).
+// linkError says why a symlink could not be followed (ENOENT or ELOOP), without the path (the
+// issue names it).
 func linkError(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return "dangling (its target does not exist)"
-	case errors.Is(err, syscall.ELOOP):
+	if errors.Is(err, syscall.ELOOP) {
 		return "too many levels of symbolic links"
 	}
-	return err.Error()
+	return "dangling (its target does not exist)"
 }
 
 func containsPath(list []string, p string) bool {
