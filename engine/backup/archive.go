@@ -116,7 +116,7 @@ func (a *archiver) addSymlink(it item) error {
 }
 
 func (a *archiver) addFile(ctx context.Context, it item) error {
-	f, fi, err := openRegular(it.fsPath)
+	f, fi, err := openRegular(it.fsPath, it.follow)
 	if err != nil {
 		return a.openFailed(it, err)
 	}
@@ -390,7 +390,11 @@ func observe(it item, f srcFile, before fileID, size int64, readErr error) obser
 		hid := statID(hfi)
 		s.AfterHandle = fp(hfi.Size(), hid)
 	}
-	pfi, err := os.Lstat(it.fsPath)
+	stat := os.Lstat
+	if it.follow {
+		stat = os.Stat // the target is what was read; a link retargeted since counts as replaced
+	}
+	pfi, err := stat(it.fsPath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		s.Reason = ReasonStatAfterMissing

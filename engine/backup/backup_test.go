@@ -691,3 +691,131 @@ func TestPackingFailureAbandonsTheUploadInFlight(t *testing.T) {
 		t.Fatal("the run waited for an upload it had abandoned")
 	}
 }
+
+func symlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fsWarnings returns the run's fs_issues warnings as path -> message.
+func fsWarnings(t *testing.T, h *harness) map[string]string {
+	t.Helper()
+	ev := h.events.Find("fs_issues")
+	if ev == nil {
+		return nil
+	}
+	raw, _ := json.Marshal(ev.Fields["warnings"])
+	var ws []struct{ Path, Message string }
+	if err := json.Unmarshal(raw, &ws); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, w := range ws {
+		out[w.Path] = w.Message
+	}
+	return out
+}
+
+// symlink_policy follow archives a link as what it points to, under the link's path: a file
+// link as a file with the target's content, a directory link (also one leading out of the
+// source) descended as a directory. A link back to an ancestor, a dangling link and a chain of
+// links that never resolves are warnings, and the run, under fail_fast, still succeeds.
+func TestSymlinkFollow(t *testing.T) {
+	t.Parallel()
+	for _, sequential := range []bool{false, true} { // read-ahead and the streaming path
+		t.Run(fmt.Sprint("sequential=", sequential), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			src, outside := filepath.Join(dir, "src"), filepath.Join(dir, "outside")
+			write(t, filepath.Join(src, "f.txt"), "hello")
+			write(t, filepath.Join(src, "d", "g.txt"), "gee")
+			write(t, filepath.Join(outside, "x.txt"), "far away")
+			if err := os.Mkdir(filepath.Join(src, "sub"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			symlink(t, "f.txt", filepath.Join(src, "flink"))
+			symlink(t, "d", filepath.Join(src, "dlink"))
+			symlink(t, outside, filepath.Join(src, "ext"))
+			symlink(t, "..", filepath.Join(src, "sub", "up"))
+			symlink(t, "nowhere", filepath.Join(src, "dangling"))
+			symlink(t, "ping", filepath.Join(src, "pong")) // a chain that never resolves
+			symlink(t, "pong", filepath.Join(src, "ping"))
+			h := newHarness(t)
+			h.sequential = sequential
+			sum, err := h.run(context.Background(), fsSpec(t, func(fs *jobspec.FilesystemSource) {
+				fs.SymlinkPolicy = jobspec.SymlinkFollow
+				fs.ErrorPolicy = jobspec.ErrorFailFast
+			}, src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := arch(src)
+			kinds := map[string]string{}
+			hashes := map[string]any{}
+			var got []string
+			for _, e := range h.index() {
+				got = append(got, e["path"].(string))
+				kinds[e["path"].(string)] = e["kind"].(string)
+				hashes[e["path"].(string)] = e["hash"]
+			}
+			want := []string{p, p + "/d", p + "/d/g.txt", p + "/dlink", p + "/dlink/g.txt", p + "/ext", p + "/ext/x.txt",
+				p + "/f.txt", p + "/flink", p + "/sub"}
+			if !slices.Equal(got, want) {
+				t.Fatalf("entries\n got %v\nwant %v", got, want)
+			}
+			for _, f := range []string{"/flink", "/dlink/g.txt", "/ext/x.txt"} {
+				if kinds[p+f] != "file" {
+					t.Fatalf("%s is %q, want file", f, kinds[p+f])
+				}
+			}
+			for _, d := range []string{"/dlink", "/ext"} {
+				if kinds[p+d] != "dir" {
+					t.Fatalf("%s is %q, want dir", d, kinds[p+d])
+				}
+			}
+			if hashes[p+"/flink"] != hashes[p+"/f.txt"] || hashes[p+"/dlink/g.txt"] != hashes[p+"/d/g.txt"] {
+				t.Fatalf("followed files do not hold their targets' content: %v", hashes)
+			}
+			w := fsWarnings(t, h)
+			if len(w) != 4 || !strings.Contains(w[p+"/sub/up"], "loop") || !strings.Contains(w[p+"/dangling"], "dangling") ||
+				!strings.Contains(w[p+"/ping"], "too many levels") || !strings.Contains(w[p+"/pong"], "too many levels") {
+				t.Fatalf("warnings %v", w)
+			}
+			if sum.Filesystem.WarningsTotal != 4 || sum.Filesystem.ErrorsTotal != 0 || !h.exists(targets.CompleteName) {
+				t.Fatalf("summary %+v", sum.Filesystem)
+			}
+		})
+	}
+}
+
+// Two links leading into each other are each followed once, then recognised by the (device,
+// inode) of the directories on the current path: the walk ends.
+func TestSymlinkFollowMutualLoopEnds(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	write(t, filepath.Join(src, "a", "fa"), "a")
+	write(t, filepath.Join(src, "b", "fb"), "b")
+	symlink(t, "../b", filepath.Join(src, "a", "tob"))
+	symlink(t, "../a", filepath.Join(src, "b", "toa"))
+	h := newHarness(t)
+	sum, err := h.run(context.Background(), fsSpec(t, func(fs *jobspec.FilesystemSource) {
+		fs.SymlinkPolicy = jobspec.SymlinkFollow
+	}, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := arch(src)
+	want := []string{p, p + "/a", p + "/a/fa", p + "/a/tob", p + "/a/tob/fb", p + "/b", p + "/b/fb", p + "/b/toa", p + "/b/toa/fa"}
+	if got := paths(h.index()); !slices.Equal(got, want) {
+		t.Fatalf("entries\n got %v\nwant %v", got, want)
+	}
+	w := fsWarnings(t, h)
+	if len(w) != 2 || !strings.Contains(w[p+"/a/tob/toa"], "loop") || !strings.Contains(w[p+"/b/toa/tob"], "loop") {
+		t.Fatalf("warnings %v", w)
+	}
+	if sum.Filesystem.WarningsTotal != 2 {
+		t.Fatalf("summary %+v", sum.Filesystem)
+	}
+}

@@ -85,15 +85,16 @@ type srcFile interface {
 	Stat() (fs.FileInfo, error)
 }
 
-// openRegular opens p for reading without following a symlink and without blocking on a FIFO,
-// and checks through the handle that it is a regular file.
-func openRegular(p string) (srcFile, fs.FileInfo, error) {
+// openRegular opens p for reading without following a symlink (unless follow is set: a link
+// archived as its target under symlink_policy follow) and without blocking on a FIFO, and checks
+// through the handle that it is a regular file.
+func openRegular(p string, follow bool) (srcFile, fs.FileInfo, error) {
 	if openHook != nil {
 		if err := openHook(p); err != nil {
 			return nil, nil, err
 		}
 	}
-	f, err := openNoFollow(p)
+	f, err := openSource(p, follow)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -15,10 +15,15 @@ type rawFile struct {
 	name string
 }
 
-func openNoFollow(p string) (srcFile, error) {
+// openSource opens p read-only and non-blocking; with O_NOFOLLOW unless follow is set.
+func openSource(p string, follow bool) (srcFile, error) {
+	flags := syscall.O_RDONLY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+	if !follow {
+		flags |= syscall.O_NOFOLLOW
+	}
 	var fd int
 	err := ignoringEINTR(func() (err error) {
-		fd, err = syscall.Open(p, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		fd, err = syscall.Open(p, flags, 0)
 		return err
 	})
 	if err != nil {

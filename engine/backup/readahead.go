@@ -197,7 +197,7 @@ func (p *pending) fetch(ctx context.Context, h *blake3.Hasher) {
 		p.openErr = context.Cause(ctx)
 		return
 	}
-	f, fi, err := openRegular(p.it.fsPath)
+	f, fi, err := openRegular(p.it.fsPath, p.it.follow)
 	if err != nil {
 		p.openErr = err
 		return

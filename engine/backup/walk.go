@@ -8,7 +8,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/gobwas/glob"
 
@@ -19,7 +21,10 @@ import (
 type item struct {
 	fsPath string      // where it is read from
 	arch   string      // archive path: forward slashes, no leading slash
-	info   fs.FileInfo // from Lstat
+	info   fs.FileInfo // from Lstat; from Stat when follow is set
+	// follow: fsPath is a symlink archived as what it points to (symlink_policy follow), so it
+	// is opened through the link.
+	follow bool
 }
 
 // walkRoot is one selected source path.
@@ -36,7 +41,7 @@ type walker struct {
 	roots    []walkRoot
 	include  []*glob.Pattern
 	exclude  []*glob.Pattern
-	symlinks string // keep | skip
+	symlinks string // keep | follow | skip
 	issues   *fsIssues
 	cons     *consistency // nil: vanished objects are only warnings (pre-scan, sqlite)
 	// skipTop, when set, names top-level entries of a legacy root to leave out (Vaultwarden's
@@ -172,21 +177,43 @@ func (w *walker) walk(ctx context.Context, emit func(item) error) error {
 			}
 			continue
 		}
-		if err := w.visit(ctx, r.fsPath, r.prefix, fi, r.emitSelf, true, earlier, emit); err != nil {
+		if err := w.visit(ctx, r.fsPath, r.prefix, fi, r.emitSelf, true, earlier, nil, emit); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// visit emits fsPath and, for a directory, its subtree. ancestors holds the (device, inode) of
+// the directories on the path down to fsPath: under symlink_policy follow a link back into one
+// of them (to an ancestor, or two links leading into each other) would never end.
 func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo, emitSelf, top bool,
-	earlier []string, emit func(item) error) error {
+	earlier []string, ancestors [][2]uint64, emit func(item) error) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
+	follow := false // a legacy root's own symlink, or any under symlink_policy follow
+	if fi.Mode()&fs.ModeSymlink != 0 && w.symlinks == jobspec.SymlinkFollow {
+		tfi, err := os.Stat(fsPath)
+		if err != nil {
+			// Dangling or a chain of links that never ends: nothing to archive in its place.
+			// An unreadable target is an error like any unreadable object.
+			if errors.Is(err, fs.ErrNotExist) {
+				if _, lerr := os.Lstat(fsPath); errors.Is(lerr, fs.ErrNotExist) {
+					vanished(w.issues, w.cons, arch, fi, lerr, msgVanished)
+					return nil
+				}
+			}
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
+				w.issues.warn(arch, "symlink not followed: "+linkError(err))
+				return nil
+			}
+			return w.issues.fail(arch, fmt.Errorf("follow symlink: %w", err))
+		}
+		fi, follow = tfi, true
+	}
 	mode := fi.Mode()
 	isDir := mode.IsDir()
-	follow := false // only a legacy root's own symlink is followed
 	if emitSelf && w.excluded(arch, isDir) {
 		return nil
 	}
@@ -212,8 +239,20 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 		w.issues.warn(arch, "special file skipped ("+describeMode(mode)+")")
 		return nil
 	}
+	// Only a followed link can lead back up, but every directory on the way down is recorded so
+	// such a link is recognised; other policies skip the stat.
+	var id [2]uint64
+	if isDir && w.symlinks == jobspec.SymlinkFollow {
+		if st := statID(fi); st.HasID {
+			id = [2]uint64{st.Dev, st.Ino}
+			if follow && slices.Contains(ancestors, id) {
+				w.issues.warn(arch, "symlink loop: leads back into a directory already being archived; not followed again")
+				return nil
+			}
+		}
+	}
 	if emitSelf {
-		if err := emit(item{fsPath: fsPath, arch: arch, info: fi}); err != nil {
+		if err := emit(item{fsPath: fsPath, arch: arch, info: fi, follow: follow}); err != nil {
 			return err
 		}
 	}
@@ -227,6 +266,10 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 			return nil
 		}
 		return w.issues.fail(arch, fmt.Errorf("read directory: %w", err))
+	}
+	sub := ancestors
+	if id != ([2]uint64{}) {
+		sub = append(ancestors[:len(ancestors):len(ancestors)], id)
 	}
 	for _, name := range entries {
 		child := filepath.Join(fsPath, name)
@@ -249,11 +292,20 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 			}
 			continue
 		}
-		if err := w.visit(ctx, child, childArch, cfi, true, false, earlier, emit); err != nil {
+		if err := w.visit(ctx, child, childArch, cfi, true, false, earlier, sub, emit); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// linkError says why a symlink could not be followed (ENOENT or ELOOP), without the path (the
+// issue names it).
+func linkError(err error) string {
+	if errors.Is(err, syscall.ELOOP) {
+		return "too many levels of symbolic links"
+	}
+	return "dangling (its target does not exist)"
 }
 
 func containsPath(list []string, p string) bool {

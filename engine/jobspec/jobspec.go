@@ -3,7 +3,7 @@
 // Two input shapes are accepted: legacy v1 (a top-level string "type") and the canonical v2
 // envelope ({"v":2, "source":{"type","version","config"}, "target":{..., "auth_refs"}}), which is
 // translated to v1. The typed Spec is always v1, with every default applied; Validate checks it.
-// Features the engine does not execute yet (raw_tree_v1, symlink follow, btrfs snapshots required,
+// Features the engine does not execute yet (raw_tree_v1, btrfs snapshots required,
 // consistency fail with upload) are rejected by Validate, never silently ignored.
 package jobspec
 

@@ -125,7 +125,7 @@ func TestValidate(t *testing.T) {
 		{"FsRootAndPaths", `{"source":{"root":"/srv"}}`, "spec.source.root", "cannot be combined"},
 		{"FsBadGlob", `{"source":{"exclude":["**/node_modules","{a,b"]}}`, "spec.source.exclude[1]", "glob"},
 		{"FsEmptyGlob", `{"source":{"include":[""]}}`, "spec.source.include[0]", "empty"},
-		{"FsSymlinkFollow", `{"source":{"symlink_policy":"follow"}}`, "spec.source.symlink_policy", "not supported"},
+		{"FsSymlinkFollow", `{"source":{"symlink_policy":"follow"}}`, "", ""},
 		{"FsSymlinkSkip", `{"source":{"symlink_policy":"skip"}}`, "", ""},
 		{"FsSymlinkBad", `{"source":{"symlink_policy":"deref"}}`, "spec.source.symlink_policy", "keep, follow or skip"},
 		{"FsHardlinkKeep", `{"source":{"hardlink_policy":"keep"}}`, "", ""},

@@ -245,9 +245,7 @@ func validateFilesystem(fs *FilesystemSource) *Error {
 		}
 	}
 	switch fs.SymlinkPolicy {
-	case SymlinkKeep, SymlinkSkip:
-	case SymlinkFollow:
-		return errorf(f+".symlink_policy", "unsupported", f+".symlink_policy follow is not supported by this version yet; use keep or skip")
+	case SymlinkKeep, SymlinkFollow, SymlinkSkip:
 	default:
 		return errorf(f+".symlink_policy", "invalid_value", f+".symlink_policy must be keep, follow or skip")
 	}

@@ -148,21 +148,22 @@ describe('job editor', () => {
   })
 
   it('offers the choices the Hub refuses only disabled, and stops a job that carries one before saving', async () => {
-    const old = structuredClone(job) as JobDetail & { spec: { source: { symlink_policy: string } } }
-    old.spec.source.symlink_policy = 'follow'
+    const old = structuredClone(job) as JobDetail & { spec: { source: { snapshot_mode: string } } }
+    old.spec.source.snapshot_mode = 'required'
     const { wrapper, calls } = await mountEditor({ 'PUT /api/jobs/j1': { body: job } }, old)
     await clickTestId(wrapper, 'editor-next', 1)
     const options = (id: string) =>
       (wrapper.findAllComponents(NSelect).find((c) => c.attributes('data-testid') === id)!.props('options') as { value: string; label: string; disabled?: boolean }[])
-    expect(options('symlink-policy').filter((o) => o.disabled).map((o) => [o.value, o.label])).toEqual([['follow', 'Follow it (not supported yet)']])
-    expect(options('snapshot-mode').filter((o) => o.disabled).map((o) => o.value)).toEqual(['required'])
+    // symlink follow is supported: offered enabled
+    expect(options('symlink-policy').map((o) => [o.value, !!o.disabled])).toEqual([['keep', false], ['follow', false], ['skip', false]])
+    expect(options('snapshot-mode').filter((o) => o.disabled).map((o) => [o.value, o.label])).toEqual([['required', 'Required (not supported yet)']])
     await clickTestId(wrapper, 'editor-next', 3)
     expect(wrapper.get('[data-testid="format-raw-tree"] input').attributes('disabled')).toBeDefined()
     await clickTestId(wrapper, 'editor-next', 3)
     await clickTestId(wrapper, 'editor-save')
     expect(calls.some((c) => c.method === 'PUT')).toBe(false)
-    // back on the source step, on the symlink field
-    const item = wrapper.get('[data-testid="symlink-policy"]').element.closest('.n-form-item')!
+    // back on the source step, on the snapshot field
+    const item = wrapper.get('[data-testid="snapshot-mode"]').element.closest('.n-form-item')!
     expect(item.textContent).toContain('Not supported by this version')
     wrapper.unmount()
   })

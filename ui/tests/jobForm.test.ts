@@ -158,8 +158,7 @@ describe('job editor mapping', () => {
     expect(formToSpec(f)).toEqual(spec) // nothing is rewritten behind the user's back
     expect(validateForm(f)).toEqual({
       'spec.pipeline.format': 'unsupported',
-      'spec.source.symlink_policy': 'unsupported',
-      'spec.source.snapshot_mode': 'unsupported',
+      'spec.source.snapshot_mode': 'unsupported', // symlink_policy follow is supported
     })
     // the supported values pass
     f.format = 'archive_v1'

@@ -405,7 +405,7 @@ export default {
     },
     symlink: {
       keep: 'Store the link',
-      follow: 'Follow it',
+      follow: 'Follow it (store what it points to, also outside the source)',
       skip: 'Skip it',
     },
     hardlink: {

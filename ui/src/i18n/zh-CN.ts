@@ -408,7 +408,7 @@ const zhCN: Messages<typeof en> = {
     },
     symlink: {
       keep: '保存链接本身',
-      follow: '跟随链接',
+      follow: '跟随链接（保存其指向的内容，源目录之外的也保存）',
       skip: '跳过',
     },
     hardlink: {

@@ -33,7 +33,7 @@ export const MIB = 1024 * 1024
  * on the field the API would name, so it is fixed before saving instead of after a round trip.
  */
 export const UNSUPPORTED = {
-  symlinkPolicy: ['follow'] as readonly SymlinkPolicy[],
+  symlinkPolicy: [] as readonly SymlinkPolicy[],
   snapshotMode: ['required'] as readonly SnapshotMode[],
   format: ['raw_tree_v1'] as readonly JobForm['format'][],
 }
