@@ -82,6 +82,8 @@ describe('maintenance page', () => {
     expect(rows[0].text()).toContain('00000001')
     expect(rows[1].get('[data-testid="maint-status"]').text()).toBe(en.maintenance.status.ignored)
     expect(rows[1].text()).toContain('target decommissioned')
+    expect(rows[1].get('[data-testid="maint-next"]').text()).toBe('-') // ignored: nothing scheduled
+    expect(rows[0].get('[data-testid="maint-next"]').text()).not.toBe('-')
     expect(listQueries(calls)[0].get('page')).toBe('1')
     expect(listQueries(calls)[0].get('page_size')).toBe('20')
 
