@@ -232,12 +232,12 @@ func (s *Server) attentionItems(ctx context.Context, q storage.Q, now time.Time,
 	if failed.Count > 0 {
 		items = append(items, attentionItem{ID: attnCleanupFailed, Kind: attnCleanupFailed, Severity: sevWarning,
 			Title: fmt.Sprintf("%d incomplete-run cleanup tasks failed or are blocked", failed.Count),
-			At:    failed.OldestCreatedAt, Link: "/runs?status=failed", Count: ptrTo(failed.Count)})
+			At:    failed.OldestCreatedAt, Link: "/maintenance", Count: ptrTo(failed.Count)})
 	}
 	if pending.Count > 0 {
 		items = append(items, attentionItem{ID: attnCleanupPending, Kind: attnCleanupPending, Severity: sevInfo,
 			Title: fmt.Sprintf("%d incomplete-run cleanup tasks have waited over a day", pending.Count),
-			At:    pending.OldestCreatedAt, Link: "/runs?status=failed", Count: ptrTo(pending.Count)})
+			At:    pending.OldestCreatedAt, Link: "/maintenance", Count: ptrTo(pending.Count)})
 	}
 	return items, nil
 }

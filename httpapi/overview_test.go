@@ -192,8 +192,8 @@ func TestCommandCenter(t *testing.T) {
 			"stale_agent:a-stale":          {"stale_agent", "warning", "/agents"},
 			"stale_agent:a-never":          {"stale_agent", "warning", "/agents"},
 			"notification_failed:n-failed": {"notification_failed", "warning", "/notifications"},
-			"cleanup_failed":               {"cleanup_failed", "warning", "/runs?status=failed"},
-			"cleanup_pending":              {"cleanup_pending", "info", "/runs?status=failed"},
+			"cleanup_failed":               {"cleanup_failed", "warning", "/maintenance"},
+			"cleanup_pending":              {"cleanup_pending", "info", "/maintenance"},
 		}
 		if len(got) != len(want) {
 			t.Errorf("got %d items, want %d: %+v", len(got), len(want), out.Items)

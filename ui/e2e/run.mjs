@@ -581,6 +581,27 @@ async function main() {
     await page.getByTestId('nav-settings').getByText('Settings').waitFor()
   })
 
+  await step('the maintenance page lists incomplete-run cleanup on desktop and phone, in English and Chinese', async () => {
+    for (const [loc, title] of [['en', 'Maintenance'], ['zh-CN', '维护']]) {
+      await page.evaluate((l) => localStorage.setItem('bastion.locale', l), loc)
+      for (const [viewport, vname] of [[DESKTOP, 'desktop'], [MOBILE, 'phone']]) {
+        await page.setViewportSize(viewport)
+        await page.goto(base + '/maintenance')
+        await page.getByTestId('page-maintenance').locator('h1', { hasText: title }).waitFor()
+        // Loaded: cleanup tasks, or the empty state with its next step.
+        await page.locator('[data-testid="maint-row"], [data-testid="list-empty"]').first().waitFor()
+        await page.waitForLoadState('networkidle').catch(() => {})
+        const [sw, iw] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth])
+        if (sw > iw + 1) throw new Error(`maintenance page (${loc}) is ${sw}px wide on a ${iw}px ${vname}`)
+        await page.screenshot({ path: join(SCREENSHOTS, `maintenance-${loc}-${vname}.png`) })
+      }
+    }
+    await page.setViewportSize(DESKTOP)
+    await page.evaluate(() => localStorage.setItem('bastion.locale', 'en'))
+    await page.goto(base + '/')
+    await page.getByTestId('nav-maintenance').getByText('Maintenance').waitFor()
+  })
+
   await step('runtime config, themes (dark then system) and About, on desktop and phone, in English and Chinese', async () => {
     const labels = { en: { dark: 'Dark', system: 'System' }, 'zh-CN': { dark: '深色', system: '跟随系统' } }
     const pickTheme = async (label) => {

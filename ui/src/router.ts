@@ -29,6 +29,7 @@ export const routes = [
       { path: 'settings/runtime', name: 'runtime-config', component: () => import('@/views/RuntimeConfigView.vue') },
       { path: 'about', name: 'about', component: () => import('@/views/AboutView.vue') },
       { path: 'audit', name: 'audit', component: () => import('@/views/AuditView.vue') },
+      { path: 'maintenance', name: 'maintenance', component: () => import('@/views/MaintenanceView.vue') },
       { path: 'users', name: 'users', component: () => import('@/views/UsersView.vue') },
       { path: ':pathMatch(.*)*', name: 'not-found', component: () => import('@/views/NotFoundView.vue') },
     ],

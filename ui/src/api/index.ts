@@ -85,6 +85,14 @@ export const api = {
   schedulePreview: (cron: string, timezone: string, count = 5, after?: string) =>
     http.get<T.SchedulePreview>('/api/schedule/preview', { cron, timezone, count, after }),
 
+  /** The queue that removes what failed or interrupted runs left on their targets. */
+  maintenance: {
+    cleanup: (q: T.CleanupTaskQuery = {}) => http.get<T.Page<T.CleanupTask>>('/api/maintenance/incomplete-cleanup', { ...q }),
+    retryNow: (runId: string) => http.post<void>(`/api/maintenance/incomplete-cleanup/${seg(runId)}/retry-now`),
+    ignore: (runId: string, reason?: string) =>
+      http.post<void>(`/api/maintenance/incomplete-cleanup/${seg(runId)}/ignore`, reason ? { reason } : undefined),
+    unignore: (runId: string) => http.post<void>(`/api/maintenance/incomplete-cleanup/${seg(runId)}/unignore`),
+  },
   /** The audit log, newest first, a cursor page at a time (administrators only). */
   audit: {
     list: (q: T.AuditQuery = {}) => http.get<T.CursorPage<T.AuditItem>>('/api/audit', { ...q }),

@@ -849,3 +849,31 @@ export interface HubRuntimeConfigView {
   saved: HubRuntimeConfig
   fields: Record<string, RuntimeFieldMeta>
 }
+
+// ---- incomplete-run cleanup (GET /api/maintenance/incomplete-cleanup) ----
+export type CleanupTaskStatus = 'queued' | 'running' | 'retrying' | 'blocked' | 'done' | 'ignored' | 'abandoned'
+export interface CleanupTask {
+  run_id: string
+  job_id: string
+  node_id: string
+  target_type: string
+  reason?: string
+  status: CleanupTaskStatus | string
+  attempts: number
+  last_attempt_at: number | null
+  next_attempt_at: number
+  last_error_kind: string | null
+  last_error: string | null
+  ignored_at: number | null
+  ignored_by_user_id: number | null
+  ignore_reason: string | null
+  created_at: number
+  updated_at: number
+  target_snapshot: unknown
+}
+export interface CleanupTaskQuery {
+  page?: number
+  page_size?: number
+  status?: string
+  target_type?: string
+}

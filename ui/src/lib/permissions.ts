@@ -21,6 +21,8 @@ export type Action =
   | 'secrets.manage' // read, add, edit, delete credentials
   | 'users.manage'
   | 'tokens.manage'
+  | 'maintenance.retry' // retry an incomplete-run cleanup now
+  | 'maintenance.ignore' // ignore or unignore a cleanup task
 
 const RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 }
 
@@ -42,6 +44,8 @@ const NEEDS: Record<Action, Role> = {
   'secrets.manage': 'admin',
   'users.manage': 'admin',
   'tokens.manage': 'admin',
+  'maintenance.retry': 'operator',
+  'maintenance.ignore': 'admin',
 }
 
 /** Whether a user with role may do action; no role (signed out, unknown) may do nothing. */
