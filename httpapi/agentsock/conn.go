@@ -150,7 +150,7 @@ func (c *conn) readLoop() error {
 		c.touchSeen(false)
 		if !c.helloSeen {
 			c.helloSeen = true
-			c.ws.SetReadLimit(ReadLimit)
+			c.ws.SetReadLimit(c.h.cfg.ReadLimit)
 		}
 		if c.refused {
 			continue

@@ -23,7 +23,8 @@ const (
 	DefaultOutbox      = 512
 	DefaultAckTimeout  = 30 * time.Second
 	DefaultReadTimeout = 45 * time.Second // three default heartbeats
-	// ReadLimit bounds one frame: snapshots are large and an artifact chunk is 1 MiB + 17 bytes.
+	// ReadLimit bounds one frame by default: snapshots are large and an artifact chunk is
+	// 1 MiB + 17 bytes.
 	ReadLimit = 32 << 20
 	// SeenWriteInterval: last_seen_at is written at most this often per agent.
 	SeenWriteInterval = 10 * time.Second
@@ -99,6 +100,9 @@ type Config struct {
 	// AgentTimeout is how long the Hub waits for an agent it does not hear from before it gives
 	// up the agent's open tasks (default DefaultAgentTimeout).
 	AgentTimeout time.Duration
+	// ReadLimit bounds one frame after the hello (default ReadLimit). Tests lower it: decoding
+	// a 32 MiB frame under the race detector takes most of a minute on a loaded machine.
+	ReadLimit int64
 }
 
 // Hub owns the live agent connections.
@@ -144,6 +148,9 @@ func New(cfg Config) *Hub {
 	}
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = DefaultAckTimeout
+	}
+	if cfg.ReadLimit <= 0 {
+		cfg.ReadLimit = ReadLimit
 	}
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = DefaultReadTimeout

@@ -34,13 +34,39 @@ func TestPendingRequestFailsWhenTheAgentGoes(t *testing.T) {
 	}
 }
 
+// TestDefaultReadLimit: without a ReadLimit the Hub reads frames far larger than an artifact
+// chunk (1 MiB + 17 bytes). The full 32 MiB is not sent: decoding it under the race detector
+// takes most of a minute on a loaded machine.
+func TestDefaultReadLimit(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t)
+	th := serveTestHub(t, agentsock.New(agentsock.Config{DB: db, Logger: zerolog.Nop()}), db)
+	ws := dialAgent(t, th.url, insertAgentKey(t, th.db, "a1"))
+	waitFor(t, "agent connected", func() bool { return th.hub.Connected("a1") })
+	ctx := context.Background()
+	if err := ws.Write(ctx, websocket.MessageText, []byte(`{"type":"ping","v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, ws, protocol.TypePong)
+	head := `{"type":"ping","v":1,"pad":"`
+	big := head + strings.Repeat("x", 4<<20-len(head)-2) + `"}`
+	if err := ws.Write(ctx, websocket.MessageText, []byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, ws, protocol.TypePong)
+	if !th.hub.Connected("a1") {
+		t.Fatal("a 4 MiB frame ended the connection")
+	}
+}
+
 // TestReadLimit: after the first frame, a frame of ReadLimit bytes is read; a larger one ends the connection with close
 // code 1009 (message too big), and the Hub forgets the connection and logs why.
 func TestReadLimit(t *testing.T) {
 	t.Parallel()
 	db := storagetest.Open(t)
 	logs := &syncWriter{w: &bytes.Buffer{}}
-	th := serveTestHub(t, agentsock.New(agentsock.Config{DB: db, Logger: zerolog.New(logs)}), db)
+	const limit = 256 << 10 // the mechanism, not the default's size (TestDefaultReadLimit)
+	th := serveTestHub(t, agentsock.New(agentsock.Config{DB: db, Logger: zerolog.New(logs), ReadLimit: limit}), db)
 	ws := dialAgent(t, th.url, insertAgentKey(t, th.db, "a1"))
 	ws.SetReadLimit(1 << 20)
 	waitFor(t, "agent connected", func() bool { return th.hub.Connected("a1") })
@@ -55,12 +81,12 @@ func TestReadLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	readUntil(t, ws, protocol.TypePong)
-	if err := ws.Write(ctx, websocket.MessageText, frame(agentsock.ReadLimit)); err != nil {
+	if err := ws.Write(ctx, websocket.MessageText, frame(limit)); err != nil {
 		t.Fatal(err)
 	}
 	readUntil(t, ws, protocol.TypePong) // read and answered
 
-	if err := ws.Write(ctx, websocket.MessageText, frame(agentsock.ReadLimit+1)); err != nil {
+	if err := ws.Write(ctx, websocket.MessageText, frame(limit+1)); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := ws.Read(ctx)
