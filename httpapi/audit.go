@@ -238,27 +238,12 @@ func readAuditFilter(r *http.Request) (storage.AuditFilter, *storage.AuditCursor
 		f.UserID = &n
 	}
 	f.Username, f.Action = strings.TrimSpace(q.Get("username")), strings.TrimSpace(q.Get("action"))
-	for _, p := range []struct {
-		name string
-		dst  **int64
-	}{{"from", &f.From}, {"to", &f.To}} {
-		v := q.Get(p.name)
-		if v == "" {
-			continue
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return f, nil, 0, respond.BadRequest("invalid_"+p.name, p.name+" must be unix seconds ≥ 0").Field(p.name)
-		}
-		*p.dst = &n
+	if err := readTimeRange(q, &f.From, &f.To); err != nil {
+		return f, nil, 0, err
 	}
-	limit := defaultAuditLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return f, nil, 0, respond.BadRequest("invalid_limit", "limit must be a number from 1 to 200").Field("limit")
-		}
-		limit = min(max(n, 1), maxAuditLimit)
+	limit, err := readCursorLimit(q, defaultAuditLimit, maxAuditLimit)
+	if err != nil {
+		return f, nil, 0, err
 	}
 	var cur *storage.AuditCursor
 	if v := q.Get("cursor"); v != "" {

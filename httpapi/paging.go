@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/bastion-backup/bastion/httpapi/respond"
@@ -55,4 +56,38 @@ func readPage(r *http.Request) (pageRequest, error) {
 		p.size = min(p.size, maxPageSize)
 	}
 	return p, nil
+}
+
+// readTimeRange reads the from and to filters of a cursor-paged list (unix seconds ≥ 0); an
+// absent one stays nil.
+func readTimeRange(q url.Values, from, to **int64) error {
+	for _, p := range []struct {
+		name string
+		dst  **int64
+	}{{"from", from}, {"to", to}} {
+		v := q.Get(p.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return respond.BadRequest("invalid_"+p.name, p.name+" must be unix seconds ≥ 0").Field(p.name)
+		}
+		*p.dst = &n
+	}
+	return nil
+}
+
+// readCursorLimit reads limit of a cursor-paged list: def when absent, clamped to 1..maxLimit,
+// 400 invalid_limit when not a number.
+func readCursorLimit(q url.Values, def, maxLimit int) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, respond.BadRequest("invalid_limit", fmt.Sprintf("limit must be a number from 1 to %d", maxLimit)).Field("limit").Param("limit", v)
+	}
+	return min(max(n, 1), maxLimit), nil
 }

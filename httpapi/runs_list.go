@@ -119,27 +119,12 @@ func readRunFilter(r *http.Request) (storage.RunFilter, *storage.RunCursor, int,
 		}
 	}
 	f.JobID, f.NodeID = strings.TrimSpace(q.Get("job_id")), strings.TrimSpace(q.Get("node_id"))
-	for _, p := range []struct {
-		name string
-		dst  **int64
-	}{{"from", &f.From}, {"to", &f.To}} {
-		v := q.Get(p.name)
-		if v == "" {
-			continue
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return f, nil, 0, respond.BadRequest("invalid_"+p.name, p.name+" must be unix seconds ≥ 0").Field(p.name)
-		}
-		*p.dst = &n
+	if err := readTimeRange(q, &f.From, &f.To); err != nil {
+		return f, nil, 0, err
 	}
-	limit := defaultRunsLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return f, nil, 0, respond.BadRequest("invalid_limit", "limit must be a number from 1 to 200").Param("limit", v)
-		}
-		limit = min(max(n, 1), maxRunsLimit)
+	limit, err := readCursorLimit(q, defaultRunsLimit, maxRunsLimit)
+	if err != nil {
+		return f, nil, 0, err
 	}
 	var cur *storage.RunCursor
 	if v := q.Get("cursor"); v != "" {
