@@ -265,14 +265,49 @@ func TestRunEventsSocketGraceAfterTheEnd(t *testing.T) {
 	}
 }
 
-// TestJobsWorkspaceIsNotAJobID: the original's /api/jobs/workspace route is not read as job
-// "workspace".
-func TestJobsWorkspaceIsNotAJobID(t *testing.T) {
+// TestJobsWorkspace: GET /api/jobs/workspace is its own route, not job "workspace": the jobs of
+// GET /api/jobs (same filters and paging), each with its page's warnings, and their counts.
+func TestJobsWorkspace(t *testing.T) {
 	t.Parallel()
 	jh := startJobsHub(t)
-	resp := jh.c.Do(t, "GET", "/api/jobs/workspace", nil)
-	if resp.Status != http.StatusNotImplemented || resp.ErrorCode() != "not_implemented" {
-		t.Fatalf("GET /api/jobs/workspace: %s, want 501 not_implemented", resp)
+	ctx := context.Background()
+	failedRun := finishedRunWithEvents(t, jh, 1)
+	run, err := jh.DB.Reader().GetRun(ctx, failedRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jh.DB.Writer().Exec(ctx, `UPDATE runs SET status = 'failed' WHERE id = ?`, failedRun); err != nil {
+		t.Fatal(err)
+	}
+	manual := jh.create(t, map[string]any{"name": "manual", "schedule": nil})
+	scheduled := jh.create(t, map[string]any{"name": "nightly", "schedule": "0 3 * * *"})
+
+	st, body := jh.c.Get(t, "/api/jobs/workspace?sort=name_asc")
+	if st != http.StatusOK {
+		t.Fatalf("GET /api/jobs/workspace: %d %v", st, body)
+	}
+	warnings := map[string]string{}
+	for _, it := range items(t, body) {
+		warnings[it["id"].(string)] = fmt.Sprint(it["warnings"])
+		if it["id"] == run.JobID && it["latest_run_status"] != "failed" {
+			t.Errorf("the workspace item lacks the job's fields: %v", it)
+		}
+	}
+	if warnings[run.JobID] == "" || !strings.Contains(warnings[run.JobID], "latest_run_failed") {
+		t.Errorf("failed job's warnings: %q", warnings[run.JobID])
+	}
+	if warnings[manual["id"].(string)] != "[no_schedule]" || warnings[scheduled["id"].(string)] != "[]" {
+		t.Errorf("warnings: %v", warnings)
+	}
+	if body["total"].(float64) != 3 || body["warnings"].(map[string]any)["no_schedule"] == nil {
+		t.Errorf("totals: %v %v", body["total"], body["warnings"])
+	}
+	// The list's filters and paging apply, and so do its errors.
+	if st, body := jh.c.Get(t, "/api/jobs/workspace?page=1&page_size=1&sort=name_asc"); st != http.StatusOK || len(items(t, body)) != 1 || body["total"].(float64) != 3 {
+		t.Fatalf("paged: %d %v", st, body)
+	}
+	if resp := jh.c.Do(t, "GET", "/api/jobs/workspace?sort=sideways", nil); resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_sort" {
+		t.Fatalf("bad sort: %s", resp)
 	}
 	if resp := jh.Client(t).Do(t, "GET", "/api/jobs/workspace", nil); resp.ErrorCode() != "unauthorized" {
 		t.Fatalf("without a session: %s", resp)

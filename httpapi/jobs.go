@@ -162,6 +162,17 @@ var runStatuses = map[string]bool{
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	out, pg, total, err := s.readJobList(r)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	respond.JSON(w, http.StatusOK, map[string]any{"items": out, "page": pg.page, "page_size": pg.size, "total": total})
+}
+
+// readJobList is GET /api/jobs's filters, paging and items, shared with the jobs workspace. The
+// page size it returns is the number of items when neither page nor page_size was given.
+func (s *Server) readJobList(r *http.Request) ([]jobJSON, pageRequest, int, error) {
 	q := r.URL.Query()
 	var f storage.JobFilter
 	switch scope := q.Get("scope"); {
@@ -171,14 +182,12 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(scope, "agent:") && len(scope) > len("agent:"):
 		f.AgentID = strings.TrimPrefix(scope, "agent:")
 	default:
-		respond.Error(w, r, respond.BadRequest("invalid_scope", "scope must be all, hub or agent:<id>").Field("scope"))
-		return
+		return nil, pageRequest{}, 0, respond.BadRequest("invalid_scope", "scope must be all, hub or agent:<id>").Field("scope")
 	}
 	if v := q.Get("include_archived"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			respond.Error(w, r, respond.BadRequest("invalid_include_archived", "include_archived must be true or false").Field("include_archived"))
-			return
+			return nil, pageRequest{}, 0, respond.BadRequest("invalid_include_archived", "include_archived must be true or false").Field("include_archived")
 		}
 		f.IncludeArchived = b
 	}
@@ -187,27 +196,23 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	case st == "" || st == "all" || st == "never" || runStatuses[st]:
 		f.LatestStatus = st
 	default:
-		respond.Error(w, r, respond.BadRequest("invalid_latest_status", "latest_status must be all, never or a run status").Field("latest_status"))
-		return
+		return nil, pageRequest{}, 0, respond.BadRequest("invalid_latest_status", "latest_status must be all, never or a run status").Field("latest_status")
 	}
 	switch m := q.Get("schedule_mode"); m {
 	case "", "all", "manual", "scheduled":
 		f.ScheduleMode = m
 	default:
-		respond.Error(w, r, respond.BadRequest("invalid_schedule_mode", "schedule_mode must be all, manual or scheduled").Field("schedule_mode"))
-		return
+		return nil, pageRequest{}, 0, respond.BadRequest("invalid_schedule_mode", "schedule_mode must be all, manual or scheduled").Field("schedule_mode")
 	}
 	switch so := q.Get("sort"); so {
 	case "", "updated_desc", "updated_asc", "name_asc", "name_desc":
 		f.Sort = so
 	default:
-		respond.Error(w, r, respond.BadRequest("invalid_sort", "sort must be updated_desc, updated_asc, name_asc or name_desc").Field("sort"))
-		return
+		return nil, pageRequest{}, 0, respond.BadRequest("invalid_sort", "sort must be updated_desc, updated_asc, name_asc or name_desc").Field("sort")
 	}
 	pg, err := readPage(r)
 	if err != nil {
-		respond.Error(w, r, err)
-		return
+		return nil, pageRequest{}, 0, err
 	}
 	if pg.paged {
 		f.Limit, f.Offset = pg.size, pg.offset()
@@ -220,8 +225,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		return err
 	})
 	if err != nil {
-		respond.Error(w, r, err)
-		return
+		return nil, pageRequest{}, 0, err
 	}
 	ids := make([]string, 0, len(items))
 	for _, it := range items {
@@ -229,8 +233,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	vrows, staleDays, err := s.jobsVerification(r.Context(), ids)
 	if err != nil {
-		respond.Error(w, r, err)
-		return
+		return nil, pageRequest{}, 0, err
 	}
 	out := make([]jobJSON, 0, len(items))
 	for _, it := range items {
@@ -240,11 +243,10 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, s.jobOutV(it, false, v, staleDays))
 	}
-	size := pg.size
 	if !pg.paged { // neither page nor page_size: everything, as one page
-		size = len(out)
+		pg.size = len(out)
 	}
-	respond.JSON(w, http.StatusOK, map[string]any{"items": out, "page": pg.page, "page_size": size, "total": total})
+	return out, pg, total, nil
 }
 
 // jobBody is the body of create and full update.
@@ -531,12 +533,30 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	s.respondJob(w, r, storage.JobListItem{Job: j})
 }
 
-// jobsWorkspace is the original's GET /api/jobs/workspace (the UI's aggregate view of jobs),
-// which we do not serve yet. The route exists so that the path is not read as a job id: its
-// client gets 501 not_implemented, not 404 job_not_found for a job it never named.
+// jobsWorkspace is GET /api/jobs/workspace, the jobs list page in one answer: the items of
+// GET /api/jobs (same filters and paging), each with the warnings the job page shows, and counts
+// over the page for the banners.
 func (s *Server) jobsWorkspace(w http.ResponseWriter, r *http.Request) {
-	respond.Error(w, r, respond.New(http.StatusNotImplemented, "not_implemented",
-		"GET /api/jobs/workspace is not served by this Hub yet; GET /api/jobs lists the jobs"))
+	jobs, pg, total, err := s.readJobList(r)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	type item struct {
+		jobJSON
+		Warnings []string `json:"warnings"`
+	}
+	items := make([]item, 0, len(jobs))
+	warned := map[string]int{}
+	for _, j := range jobs {
+		ws := jobWarnings(j.ArchivedAt != nil, j.Schedule, j.LatestRunStatus)
+		for _, c := range ws {
+			warned[c]++
+		}
+		items = append(items, item{jobJSON: j, Warnings: ws})
+	}
+	respond.JSON(w, http.StatusOK, map[string]any{"items": items, "page": pg.page, "page_size": pg.size,
+		"total": total, "warnings": warned})
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {

@@ -250,7 +250,8 @@ func (s *Server) jobWorkspace(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
-	out := jobWorkspaceJSON{Job: job, Runs: runs, Warnings: []string{}}
+	var latest *string
+	out := jobWorkspaceJSON{Job: job, Runs: runs}
 	if len(runs) > 0 {
 		st, err := s.db.Reader().RunEventStats(r.Context(), runs[0].ID)
 		if err != nil {
@@ -259,15 +260,24 @@ func (s *Server) jobWorkspace(w http.ResponseWriter, r *http.Request) {
 		}
 		sum := eventSummaryOut(st)
 		out.LatestRunEvents = &sum
-		if runs[0].Status == storage.RunFailed {
-			out.Warnings = append(out.Warnings, "latest_run_failed")
-		}
+		latest = &runs[0].Status
 	}
-	if j.ArchivedAt != nil {
-		out.Warnings = append(out.Warnings, "archived")
-	}
-	if j.Schedule == nil || *j.Schedule == "" {
-		out.Warnings = append(out.Warnings, "no_schedule")
-	}
+	out.Warnings = jobWarnings(j.ArchivedAt != nil, j.Schedule, latest)
 	respond.JSON(w, http.StatusOK, out)
+}
+
+// jobWarnings are the codes a job's pages show as banners: latest_run_failed, archived,
+// no_schedule (in that order; never null).
+func jobWarnings(archived bool, schedule, latestStatus *string) []string {
+	out := []string{}
+	if latestStatus != nil && *latestStatus == storage.RunFailed {
+		out = append(out, "latest_run_failed")
+	}
+	if archived {
+		out = append(out, "archived")
+	}
+	if schedule == nil || *schedule == "" {
+		out = append(out, "no_schedule")
+	}
+	return out
 }
