@@ -106,6 +106,8 @@ func TestValidate(t *testing.T) {
 		{"HooksBadWhen", `{"hooks":{"after":{"command":["true"],"when":"sometimes"}}}`, "spec.hooks.after.when", "always, success or failure"},
 		{"HooksUnknownField", `{"hooks":{"before":{"command":["true"],"shell":true}}}`, "spec", "unknown field \"shell\""},
 		{"HooksNUL", `{"hooks":{"before":{"command":["true","a\u0000b"]}}}`, "spec.hooks.before.command", "NUL"},
+		{"HooksArgsAtLimit", `{"hooks":{"after":{"command":["true"` + strings.Repeat(`,"a"`, MaxHookArgs-1) + `]}}}`, "", ""},
+		{"HooksTooManyArgs", `{"hooks":{"before":{"command":["true"` + strings.Repeat(`,"a"`, MaxHookArgs) + `]}}}`, "spec.hooks.before.command", "at most 256 arguments"},
 		{"RetentionKeepLast", `{"retention":{"enabled":true,"keep_last":3}}`, "", ""},
 		{"RetentionKeepDays", `{"retention":{"enabled":true,"keep_days":30}}`, "", ""},
 		{"RetentionKeepLastHigh", `{"retention":{"keep_last":10001}}`, "spec.retention.keep_last", "10000"},

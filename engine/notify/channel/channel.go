@@ -6,6 +6,8 @@ package channel
 import (
 	"context"
 	"time"
+
+	"github.com/bastion-backup/bastion/engine/secrets"
 )
 
 // Driver is one notification channel. Implementations are stateless values: the list in package
@@ -132,4 +134,14 @@ func (l List) Templates() []Template {
 		out = append(out, d.Templates()...)
 	}
 	return out
+}
+
+// DecodeDestination is the DecodeDestination of a channel whose destination is the secret payload
+// T: strict JSON decoding, then T's own validation.
+func DecodeDestination[T interface{ Validate() error }](raw []byte) (any, error) {
+	var p T
+	if err := secrets.DecodeStrict(raw, &p); err != nil {
+		return nil, err
+	}
+	return p, p.Validate()
 }

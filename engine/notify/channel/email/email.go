@@ -63,11 +63,7 @@ func (Driver) Templates() []channel.Template {
 }
 
 func (Driver) DecodeDestination(raw []byte) (any, error) {
-	var p Destination
-	if err := secrets.DecodeStrict(raw, &p); err != nil {
-		return nil, err
-	}
-	return p, p.Validate()
+	return channel.DecodeDestination[Destination](raw)
 }
 
 func (d Driver) Send(ctx context.Context, m channel.Message) error {

@@ -88,11 +88,7 @@ func (Driver) Protocol() string              { return "http" }
 func (Driver) Templates() []channel.Template { return nil }
 
 func (Driver) DecodeDestination(raw []byte) (any, error) {
-	var p Destination
-	if err := secrets.DecodeStrict(raw, &p); err != nil {
-		return nil, err
-	}
-	return p, p.Validate()
+	return channel.DecodeDestination[Destination](raw)
 }
 
 func (d Driver) Send(ctx context.Context, m channel.Message) error {
