@@ -119,21 +119,26 @@ func errAlreadyInitialized() error {
 	return respond.Conflict("already_initialized", "setup is already complete")
 }
 
-func validateUsername(u string) error {
+func validateUsername(u string) error { return validateName("username", u, maxUsernameLen) }
+
+// validateName checks a free-text name a person chose (a username, a token's name): present,
+// bounded, valid UTF-8 and free of control characters, which would forge lines in logs and the
+// audit view. The error's code is invalid_<field>.
+func validateName(field, v string, maxLen int) error {
 	bad := func(reason, msg string) *respond.APIError {
-		return respond.BadRequest("invalid_username", msg).Reason(reason).Field("username")
+		return respond.BadRequest("invalid_"+field, msg).Reason(reason).Field(field)
 	}
 	switch {
-	case u == "":
-		return bad("required", "username is required")
-	case len(u) > maxUsernameLen:
-		return bad("too_long", fmt.Sprintf("username is longer than %d bytes", maxUsernameLen)).Param("max_length", maxUsernameLen)
-	case !utf8.ValidString(u):
-		return bad("invalid_format", "username is not valid UTF-8")
+	case v == "":
+		return bad("required", field+" is required")
+	case len(v) > maxLen:
+		return bad("too_long", fmt.Sprintf("%s is longer than %d bytes", field, maxLen)).Param("max_length", maxLen)
+	case !utf8.ValidString(v):
+		return bad("invalid_format", field+" is not valid UTF-8")
 	}
-	for _, c := range u {
+	for _, c := range v {
 		if unicode.IsControl(c) {
-			return bad("invalid_format", "username must not contain control characters")
+			return bad("invalid_format", field+" must not contain control characters")
 		}
 	}
 	return nil

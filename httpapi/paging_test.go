@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http/httptest"
+	"net/url"
 	"testing"
 
 	"github.com/bastion-backup/bastion/httpapi/respond"
@@ -41,5 +42,36 @@ func TestReadPage(t *testing.T) {
 	}
 	if off := (pageRequest{page: 3, size: 20, paged: true}).offset(); off != 40 {
 		t.Fatalf("offset of page 3 of 20 = %d", off)
+	}
+}
+
+// A hostile limit on a cursor-paged list (the audit log, runs) is clamped to the page bound,
+// never handed to SQL as asked; one too big for an int is refused.
+func TestReadCursorLimitClampsHostileValues(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		limit string
+		want  int
+		code  string
+	}{
+		{"", 50, ""},
+		{"7", 7, ""},
+		{"1000000000", 200, ""},
+		{"0", 1, ""},
+		{"-5", 1, ""},
+		{"99999999999999999999", 0, "invalid_limit"},
+		{"1e3", 0, "invalid_limit"},
+	} {
+		got, err := readCursorLimit(url.Values{"limit": {tc.limit}}, 50, 200)
+		if tc.limit == "" {
+			got, err = readCursorLimit(url.Values{}, 50, 200)
+		}
+		var apiErr *respond.APIError
+		switch {
+		case tc.code == "" && (err != nil || got != tc.want):
+			t.Errorf("limit=%q: %d, %v; want %d", tc.limit, got, err, tc.want)
+		case tc.code != "" && (!errors.As(err, &apiErr) || apiErr.Code != tc.code):
+			t.Errorf("limit=%q: %d, %v; want %s", tc.limit, got, err, tc.code)
+		}
 	}
 }

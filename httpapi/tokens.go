@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
@@ -196,25 +194,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func validateTokenName(name string) error {
-	bad := func(reason, msg string) *respond.APIError {
-		return respond.BadRequest("invalid_name", msg).Reason(reason).Field("name")
-	}
-	switch {
-	case name == "":
-		return bad("required", "name is required")
-	case len(name) > maxTokenNameLen:
-		return bad("too_long", fmt.Sprintf("name is longer than %d bytes", maxTokenNameLen)).Param("max_length", maxTokenNameLen)
-	case !utf8.ValidString(name):
-		return bad("invalid_format", "name is not valid UTF-8")
-	}
-	for _, c := range name {
-		if unicode.IsControl(c) {
-			return bad("invalid_format", "name must not contain control characters")
-		}
-	}
-	return nil
-}
+func validateTokenName(name string) error { return validateName("name", name, maxTokenNameLen) }
 
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
