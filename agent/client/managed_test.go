@@ -107,3 +107,28 @@ func TestManagedLoadsTheFileOfEarlierAgents(t *testing.T) {
 		t.Fatalf("AllowedOrigins = %v, want untracked", err)
 	}
 }
+
+// TestManagedIgnoresEntriesWithoutAUsableKind: an entry of the generic list with no kind, or
+// claiming the backup_age_identity kind (which travels in its own list), is neither served as a
+// credential nor saved; the other entries of the message still are.
+func TestManagedIgnoresEntriesWithoutAUsableKind(t *testing.T) {
+	t.Parallel()
+	snap := &protocol.SecretsSnapshot{NodeID: "agent-1", Secrets: []protocol.NodeSecret{
+		{Kind: "", Name: "nas", Payload: json.RawMessage(`{"username":"x","password":"y"}`)},
+		{Kind: secrets.KindBackupAgeIdentity, Name: "key", Payload: json.RawMessage(`"AGE-SECRET-KEY-1"`)},
+		{Kind: "webdav", Name: "nas", Payload: json.RawMessage(`{"username":"u","password":"p"}`), OriginsBound: true},
+	}}
+	dir := t.TempDir()
+	if err := openManaged(t, dir).SaveSecrets(snap); err != nil {
+		t.Fatal(err)
+	}
+	m := openManaged(t, dir)
+	for _, k := range []string{"", secrets.KindBackupAgeIdentity} {
+		for _, name := range []string{"nas", "key"} {
+			if got, err := m.Get(context.Background(), "", k, name); err == nil {
+				t.Fatalf("Get(%q, %q) = %s; want not found", k, name, got)
+			}
+		}
+	}
+	checkCred(t, m, "webdav", "nas", `{"username":"u","password":"p"}`, nil)
+}
