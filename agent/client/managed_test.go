@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/secrets"
 )
 
@@ -131,4 +132,21 @@ func TestManagedIgnoresEntriesWithoutAUsableKind(t *testing.T) {
 		}
 	}
 	checkCred(t, m, "webdav", "nas", `{"username":"u","password":"p"}`, nil)
+}
+
+// TestAgentIgnoresSecretsForAnotherNode: a secrets message naming another node neither replaces
+// the agent's credentials nor adds the other node's.
+func TestAgentIgnoresSecretsForAnotherNode(t *testing.T) {
+	t.Parallel()
+	a := bareAgent(t, clock.Real{})
+	a.id = &Identity{AgentID: "agent-1"}
+	a.o.Managed = openManaged(t, t.TempDir())
+	a.onSecrets(&protocol.SecretsSnapshot{NodeID: "agent-1", Secrets: []protocol.NodeSecret{
+		{Kind: "webdav", Name: "nas", Payload: json.RawMessage(`{"username":"u","password":"p"}`), OriginsBound: true}}})
+	a.onSecrets(&protocol.SecretsSnapshot{NodeID: "agent-2", Secrets: []protocol.NodeSecret{
+		{Kind: "webdav", Name: "other", Payload: json.RawMessage(`{"username":"x","password":"y"}`), OriginsBound: true}}})
+	checkCred(t, a.o.Managed, "webdav", "nas", `{"username":"u","password":"p"}`, nil)
+	if got, err := a.o.Managed.Get(context.Background(), "", "webdav", "other"); err == nil {
+		t.Fatalf("another node's credential was kept: %s", got)
+	}
 }
