@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/secrets"
 )
 
@@ -105,5 +106,47 @@ func TestManagedLoadsTheFileOfEarlierAgents(t *testing.T) {
 	}
 	if _, err := m2.AllowedOrigins(context.Background(), "", "webdav", "nas"); err != secrets.ErrOriginsUntracked {
 		t.Fatalf("AllowedOrigins = %v, want untracked", err)
+	}
+}
+
+// TestManagedIgnoresEntriesWithoutAUsableKind: an entry of the generic list with no kind, or
+// claiming the backup_age_identity kind (which travels in its own list), is neither served as a
+// credential nor saved; the other entries of the message still are.
+func TestManagedIgnoresEntriesWithoutAUsableKind(t *testing.T) {
+	t.Parallel()
+	snap := &protocol.SecretsSnapshot{NodeID: "agent-1", Secrets: []protocol.NodeSecret{
+		{Kind: "", Name: "nas", Payload: json.RawMessage(`{"username":"x","password":"y"}`)},
+		{Kind: secrets.KindBackupAgeIdentity, Name: "key", Payload: json.RawMessage(`"AGE-SECRET-KEY-1"`)},
+		{Kind: "webdav", Name: "nas", Payload: json.RawMessage(`{"username":"u","password":"p"}`), OriginsBound: true},
+	}}
+	dir := t.TempDir()
+	if err := openManaged(t, dir).SaveSecrets(snap); err != nil {
+		t.Fatal(err)
+	}
+	m := openManaged(t, dir)
+	for _, k := range []string{"", secrets.KindBackupAgeIdentity} {
+		for _, name := range []string{"nas", "key"} {
+			if got, err := m.Get(context.Background(), "", k, name); err == nil {
+				t.Fatalf("Get(%q, %q) = %s; want not found", k, name, got)
+			}
+		}
+	}
+	checkCred(t, m, "webdav", "nas", `{"username":"u","password":"p"}`, nil)
+}
+
+// TestAgentIgnoresSecretsForAnotherNode: a secrets message naming another node neither replaces
+// the agent's credentials nor adds the other node's.
+func TestAgentIgnoresSecretsForAnotherNode(t *testing.T) {
+	t.Parallel()
+	a := bareAgent(t, clock.Real{})
+	a.id = &Identity{AgentID: "agent-1"}
+	a.o.Managed = openManaged(t, t.TempDir())
+	a.onSecrets(&protocol.SecretsSnapshot{NodeID: "agent-1", Secrets: []protocol.NodeSecret{
+		{Kind: "webdav", Name: "nas", Payload: json.RawMessage(`{"username":"u","password":"p"}`), OriginsBound: true}}})
+	a.onSecrets(&protocol.SecretsSnapshot{NodeID: "agent-2", Secrets: []protocol.NodeSecret{
+		{Kind: "webdav", Name: "other", Payload: json.RawMessage(`{"username":"x","password":"y"}`), OriginsBound: true}}})
+	checkCred(t, a.o.Managed, "webdav", "nas", `{"username":"u","password":"p"}`, nil)
+	if got, err := a.o.Managed.Get(context.Background(), "", "webdav", "other"); err == nil {
+		t.Fatalf("another node's credential was kept: %s", got)
 	}
 }

@@ -196,6 +196,53 @@ func eventKinds(t *testing.T, c *apitest.Client, path string) []string {
 	return kinds
 }
 
+// requireOneSnapshot fails unless the job lists exactly one snapshot, present, of runID.
+func requireOneSnapshot(t *testing.T, c *apitest.Client, jobID, runID string) {
+	t.Helper()
+	st, list := c.Get(t, "/api/jobs/"+jobID+"/snapshots")
+	items, _ := list["items"].([]any)
+	if st != http.StatusOK || len(items) != 1 || items[0].(map[string]any)["run_id"] != runID || items[0].(map[string]any)["status"] != "present" {
+		t.Fatalf("snapshots: %d %v", st, list)
+	}
+}
+
+// restoreToHubAndVerify restores runID into a fresh directory on the Hub, compares it with src,
+// and checks that a verify of the run succeeds.
+func restoreToHubAndVerify(t *testing.T, c *apitest.Client, runID, src string) {
+	t.Helper()
+	dest := filepath.Join(t.TempDir(), "restored")
+	st, body := c.Post(t, "/api/runs/"+runID+"/restore", map[string]any{
+		"destination": map[string]any{"type": "local_fs", "node_id": "hub", "directory": dest}, "conflict_policy": "fail"})
+	if st != http.StatusOK {
+		t.Fatalf("restore: %d %v", st, body)
+	}
+	if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "success" {
+		t.Fatalf("restore operation: %v", op)
+	}
+	testtool.CompareTrees(t, src, testtool.ArchivePath(dest, src), false)
+
+	_, body = c.Post(t, "/api/runs/"+runID+"/verify", nil)
+	if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "success" || op["summary"].(map[string]any)["ok"] != true {
+		t.Fatalf("verify: %v", op)
+	}
+}
+
+// damagedPartFailsVerify overwrites bytes inside part, a stored payload part of runID, and checks
+// that a verify of the run fails naming that part.
+func damagedPartFailsVerify(t *testing.T, c *apitest.Client, runID, part string) {
+	t.Helper()
+	f, err := os.OpenFile(part, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("damage"), 1000)
+	f.Close()
+	_, body := c.Post(t, "/api/runs/"+runID+"/verify", nil)
+	if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "failed" || !strings.Contains(fmt.Sprint(op["error"]), filepath.Base(part)) {
+		t.Fatalf("verify of a damaged part: %v", op)
+	}
+}
+
 // TestBackupAndRestoreThroughTheAPI drives the real bastion process the way an operator does:
 // create a filesystem job, run it, see the snapshot, restore it into a new directory and compare,
 // then verify it, and verify again after damaging a part. Local directory and a real WebDAV
@@ -239,44 +286,15 @@ func TestBackupAndRestoreThroughTheAPI(t *testing.T) {
 			if kinds[len(kinds)-1] != "complete" {
 				t.Fatalf("run events: %v", kinds)
 			}
-			st, list := c.Get(t, "/api/jobs/"+job+"/snapshots")
-			items, _ := list["items"].([]any)
-			if st != http.StatusOK || len(items) != 1 || items[0].(map[string]any)["run_id"] != runID || items[0].(map[string]any)["status"] != "present" {
-				t.Fatalf("snapshots: %d %v", st, list)
-			}
+			requireOneSnapshot(t, c, job, runID)
 			runDir := filepath.Join(base, job, runID)
 			manifest, err := os.ReadFile(filepath.Join(runDir, "manifest.json"))
 			if err != nil || strings.Contains(string(manifest), `"encryption": "age"`) != tc.age {
 				t.Fatalf("manifest: %s %v", manifest, err)
 			}
 
-			dest := filepath.Join(t.TempDir(), "restored")
-			st, body := c.Post(t, "/api/runs/"+runID+"/restore", map[string]any{
-				"destination": map[string]any{"type": "local_fs", "node_id": "hub", "directory": dest}, "conflict_policy": "fail"})
-			if st != http.StatusOK {
-				t.Fatalf("restore: %d %v", st, body)
-			}
-			if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "success" {
-				t.Fatalf("restore operation: %v", op)
-			}
-			testtool.CompareTrees(t, src, testtool.ArchivePath(dest, src), false)
-
-			_, body = c.Post(t, "/api/runs/"+runID+"/verify", nil)
-			if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "success" || op["summary"].(map[string]any)["ok"] != true {
-				t.Fatalf("verify: %v", op)
-			}
-			part := filepath.Join(runDir, "payload.part000002")
-			f, err := os.OpenFile(part, os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.WriteAt([]byte("damage"), 1000)
-			f.Close()
-			_, body = c.Post(t, "/api/runs/"+runID+"/verify", nil)
-			op := waitOp(t, c, body["op_id"].(string))
-			if op["status"] != "failed" || !strings.Contains(fmt.Sprint(op["error"]), "payload.part000002") {
-				t.Fatalf("verify of a damaged part: %v", op)
-			}
+			restoreToHubAndVerify(t, c, runID, src)
+			damagedPartFailsVerify(t, c, runID, filepath.Join(runDir, "payload.part000002"))
 		})
 	}
 	if strings.Contains(p.logs.String(), pass) {

@@ -62,11 +62,7 @@ func TestS3BackupRestoreVerifyDelete(t *testing.T) {
 			if run := waitRunEnd(t, c, runID); run["status"] != "success" {
 				t.Fatalf("run: %v\nevents %v", run, eventKinds(t, c, "/api/runs/"+runID+"/events"))
 			}
-			st, list := c.Get(t, "/api/jobs/"+job+"/snapshots")
-			items, _ := list["items"].([]any)
-			if st != http.StatusOK || len(items) != 1 || items[0].(map[string]any)["run_id"] != runID || items[0].(map[string]any)["status"] != "present" {
-				t.Fatalf("snapshots: %d %v", st, list)
-			}
+			requireOneSnapshot(t, c, job, runID)
 			// The posix backend keeps each object as a file: bucket/prefix/job/run/name.
 			runDir := filepath.Join(srv.Dir, srv.Bucket, filepath.FromSlash(prefix), job, runID)
 			for _, name := range []string{"manifest.json", "entries.jsonl.zst", "complete.json", "payload.part000001", "payload.part000003"} {
@@ -75,31 +71,8 @@ func TestS3BackupRestoreVerifyDelete(t *testing.T) {
 				}
 			}
 
-			dest := filepath.Join(t.TempDir(), "restored")
-			st, body := c.Post(t, "/api/runs/"+runID+"/restore", map[string]any{
-				"destination": map[string]any{"type": "local_fs", "node_id": "hub", "directory": dest}, "conflict_policy": "fail"})
-			if st != http.StatusOK {
-				t.Fatalf("restore: %d %v", st, body)
-			}
-			if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "success" {
-				t.Fatalf("restore operation: %v", op)
-			}
-			testtool.CompareTrees(t, src, testtool.ArchivePath(dest, src), false)
-
-			_, body = c.Post(t, "/api/runs/"+runID+"/verify", nil)
-			if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "success" || op["summary"].(map[string]any)["ok"] != true {
-				t.Fatalf("verify: %v", op)
-			}
-			f, err := os.OpenFile(filepath.Join(runDir, "payload.part000002"), os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.WriteAt([]byte("damage"), 1000)
-			f.Close()
-			_, body = c.Post(t, "/api/runs/"+runID+"/verify", nil)
-			if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "failed" || !strings.Contains(fmt.Sprint(op["error"]), "payload.part000002") {
-				t.Fatalf("verify of a damaged part: %v", op)
-			}
+			restoreToHubAndVerify(t, c, runID, src)
+			damagedPartFailsVerify(t, c, runID, filepath.Join(runDir, "payload.part000002"))
 
 			if st, body := c.Post(t, "/api/jobs/"+job+"/snapshots/"+runID+"/delete", nil); st/100 != 2 {
 				t.Fatalf("delete snapshot: %d %v", st, body)
