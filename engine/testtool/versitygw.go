@@ -45,24 +45,11 @@ func StartVersityGW(t testing.TB) S3Server {
 		"--access", s.AccessKey, "--secret", s.SecretKey,
 		"--port", addr, "--region", s.Region, "--quiet",
 		"posix", s.Dir)
-	out := &LockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start versitygw: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("versitygw output:\n%s", strings.TrimSpace(out.String()))
-		}
-	})
-	if err := waitHTTP(t, s.Endpoint+"/", exited); err != nil {
+	out, exited := startServer(t, "versitygw", cmd)
+	// Any answer will do: versitygw answers an anonymous request with 403.
+	if _, err := waitHTTP(t, exited, func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, s.Endpoint+"/", nil)
+	}); err != nil {
 		t.Fatalf("versitygw on %s: %v\n%s", addr, err, strings.TrimSpace(out.String()))
 	}
 	client, err := minio.New(addr, &minio.Options{
@@ -88,41 +75,4 @@ func randHex(t testing.TB, n int) string {
 		t.Fatalf("random key: %v", err)
 	}
 	return hex.EncodeToString(b)
-}
-
-// waitHTTP polls u until the server answers anything (versitygw answers an anonymous request
-// with 403), the process exits or the deadline passes. Polling an external process that gives
-// no readiness signal is the one place a short wait between attempts is unavoidable.
-func waitHTTP(t testing.TB, u string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(30 * time.Second)
-	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if td, ok := d.Deadline(); ok && td.Before(deadline) {
-			deadline = td
-		}
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	wait := 5 * time.Millisecond
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-exited:
-			timer.Stop()
-			return fmt.Errorf("exited before answering")
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("not answering before the deadline: %w", err)
-		case <-timer.C:
-		}
-		wait = min(2*wait, 200*time.Millisecond)
-	}
 }

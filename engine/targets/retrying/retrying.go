@@ -77,7 +77,7 @@ func Wrap(t targets.Target, p Policy, o Options) targets.Target {
 		if c == nil {
 			c = clock.Real{}
 		}
-		o.Sleep = clockSleep(c)
+		o.Sleep = ClockSleep(c)
 	}
 	return &Target{t: t, p: p, sleep: o.Sleep, log: o.Logger}
 }
@@ -235,7 +235,8 @@ func (r *reader) Close() error {
 	return err
 }
 
-func clockSleep(c clock.Clock) func(ctx context.Context, d time.Duration) error {
+// ClockSleep waits d on c, or less if ctx ends first; drivers use it as their default Sleep.
+func ClockSleep(c clock.Clock) func(ctx context.Context, d time.Duration) error {
 	return func(ctx context.Context, d time.Duration) error {
 		if d <= 0 {
 			return ctx.Err()

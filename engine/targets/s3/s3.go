@@ -26,6 +26,7 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/retrying"
 )
 
 // Defaults and bounds.
@@ -119,7 +120,7 @@ func Open(ctx context.Context, cfg Config, creds Credentials, opts Options) (*Ta
 		if clk == nil {
 			clk = clock.Real{}
 		}
-		t.sleep = clockSleep(clk)
+		t.sleep = retrying.ClockSleep(clk)
 	}
 	tr := opts.Transport
 	if tr == nil {
@@ -260,22 +261,6 @@ func (t *Target) withRetries(ctx context.Context, op string, attempts int, fn fu
 		t.log.Warn().Str("op", op).Int("attempt", i).Dur("wait", wait).Str("code", te.Code).Err(te.Err).Msg("s3 request failed, retrying")
 		if err := t.sleep(ctx, wait); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
-		}
-	}
-}
-
-func clockSleep(c clock.Clock) func(ctx context.Context, d time.Duration) error {
-	return func(ctx context.Context, d time.Duration) error {
-		if d <= 0 {
-			return ctx.Err()
-		}
-		tm := c.NewTimer(d)
-		defer tm.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tm.C():
-			return nil
 		}
 	}
 }

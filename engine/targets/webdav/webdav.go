@@ -28,6 +28,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/retrying"
 )
 
 // Defaults and bounds (spec §2 limits).
@@ -146,7 +147,7 @@ func New(baseURL string, creds secrets.WebDAV, opts Options) (*Target, error) {
 		t.clk = clock.Real{}
 	}
 	if t.sleep == nil {
-		t.sleep = clockSleep(t.clk)
+		t.sleep = retrying.ClockSleep(t.clk)
 	}
 	if err := t.applyLimits(opts.Limits); err != nil {
 		return nil, newErr(targets.KindConfig, op, 0, err)
@@ -272,20 +273,4 @@ func checkArgs(run targets.RunRef, name string) error {
 		return err
 	}
 	return targets.ValidateName(name)
-}
-
-func clockSleep(c clock.Clock) func(ctx context.Context, d time.Duration) error {
-	return func(ctx context.Context, d time.Duration) error {
-		if d <= 0 {
-			return ctx.Err()
-		}
-		tm := c.NewTimer(d)
-		defer tm.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tm.C():
-			return nil
-		}
-	}
 }
