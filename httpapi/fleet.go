@@ -245,7 +245,7 @@ func (s *Server) getFleetAgent(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var (
 		a      storage.Agent
-		counts map[string]storage.FleetCounts
+		counts storage.FleetCounts
 		runs   []storage.RunSummary
 		jobs   []storage.Job
 	)
@@ -254,7 +254,7 @@ func (s *Server) getFleetAgent(w http.ResponseWriter, r *http.Request) {
 		if a, err = q.GetAgent(ctx, id); err != nil {
 			return err
 		}
-		if counts, err = q.AgentFleetCounts(ctx); err != nil {
+		if counts, err = q.AgentCounts(ctx, id); err != nil {
 			return err
 		}
 		if runs, err = q.AgentRecentRuns(ctx, id, fleetRecentRuns); err != nil {
@@ -276,7 +276,7 @@ func (s *Server) getFleetAgent(w http.ResponseWriter, r *http.Request) {
 	info := fleetAgentInfo{ID: a.ID, Name: a.Name, Status: fleetStatus(v), CreatedAt: a.CreatedAt, LastSeenAt: a.LastSeenAt,
 		Labels: v.Labels, Version: hello.version(), BackupKinds: []string{}, ControlKinds: []string{},
 		Connected: v.Connected, RevokedAt: a.RevokedAt,
-		AssignedJobsTotal: counts[a.ID].Jobs, PendingTasksTotal: counts[a.ID].OpenTasks}
+		AssignedJobsTotal: counts.Jobs, PendingTasksTotal: counts.OpenTasks}
 	if hello.ok {
 		if hello.info.OS != "" {
 			info.OS = &hello.info.OS

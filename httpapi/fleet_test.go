@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -244,8 +245,11 @@ func TestFleetAPI(t *testing.T) {
 			d.Capabilities.CanSyncNow || len(d.RecentActivity) != 0 || len(d.RelatedJobs) != 0 || d.Agent.BackupKinds == nil {
 			t.Fatalf("revoked agent: %s", resp)
 		}
-		if resp := c.Do(t, "GET", "/api/fleet/nope", nil); resp.Status != 404 || resp.ErrorCode() != "agent_not_found" {
-			t.Fatalf("unknown agent: %s", resp)
+		// Ids that are no agent's: odd bytes, an SQL wildcard, an encoded slash, a huge one.
+		for _, id := range []string{"nope", "%25", "%27%20OR%201%3D1", "a%2F..%2Fb", "%E2%98%83", strings.Repeat("x", 4000)} {
+			if resp := c.Do(t, "GET", "/api/fleet/"+id, nil); resp.Status != 404 || resp.ErrorCode() != "agent_not_found" {
+				t.Fatalf("unknown agent %.40s: %s", id, resp)
+			}
 		}
 	})
 

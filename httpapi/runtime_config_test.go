@@ -116,6 +116,25 @@ func TestRuntimeConfigValidation(t *testing.T) {
 			}
 		})
 	}
+	// Bodies the decoder refuses before validation: nothing is saved either.
+	for _, tc := range []struct {
+		name, body, code string
+		status           int
+	}{
+		{"Malformed", `{"run_retention_days":`, "invalid_json", http.StatusBadRequest},
+		{"NotAnObject", `[1,2]`, "invalid_json", http.StatusBadRequest},
+		{"TrailingData", `{"run_retention_days":7}{}`, "invalid_json", http.StatusBadRequest},
+		{"WrongType", `{"run_retention_days":"7"}`, "invalid_json", http.StatusBadRequest},
+		{"IntOverflow", `{"run_retention_days":99999999999999999999999}`, "invalid_json", http.StatusBadRequest},
+		{"Oversized", `{"public_base_url":"https://x.example/` + strings.Repeat("p", 3<<20) + `"}`, "payload_too_large", http.StatusRequestEntityTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := c.Do(t, http.MethodPut, "/api/settings/hub-runtime-config", tc.body)
+			if resp.Status != tc.status || resp.ErrorCode() != tc.code {
+				t.Fatalf("want %d %s, got %s", tc.status, tc.code, resp)
+			}
+		})
+	}
 	t.Run("AllProblemsAtOnce", func(t *testing.T) {
 		resp := c.Do(t, http.MethodPut, "/api/settings/hub-runtime-config",
 			map[string]any{"run_retention_days": 0, "log_keep_files": 0, "hub_timezone": "Nowhere"})

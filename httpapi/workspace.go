@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,25 +29,19 @@ func consoleFilterValues(q map[string][]string, names ...string) ([]string, erro
 	for _, name := range names {
 		for _, v := range q[name] {
 			for _, part := range strings.Split(v, ",") {
-				if part = strings.TrimSpace(part); part != "" && !containsString(out, part) {
-					out = append(out, part)
+				if part = strings.TrimSpace(part); part == "" || slices.Contains(out, part) {
+					continue
 				}
+				// Refuse as soon as the cap is passed: the dedupe is quadratic, and a query
+				// string may carry hundreds of thousands of values.
+				if len(out) == maxConsoleFilter {
+					return nil, respond.BadRequest("invalid_filter", names[0]+" names too many values").Field(names[0])
+				}
+				out = append(out, part)
 			}
 		}
 	}
-	if len(out) > maxConsoleFilter {
-		return nil, respond.BadRequest("invalid_filter", names[0]+" names too many values").Field(names[0])
-	}
 	return out, nil
-}
-
-func containsString(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // readSeqParam reads an optional sequence-number cursor (0 when absent).

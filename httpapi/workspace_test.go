@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/bastion-backup/bastion/storage"
@@ -114,6 +116,12 @@ func TestRunEventConsole(t *testing.T) {
 		{"?limit=0", "invalid_limit"}, {"?limit=501", "invalid_limit"}, {"?limit=x", "invalid_limit"},
 		{"?before_seq=0", "invalid_cursor"}, {"?after_seq=-1", "invalid_cursor"},
 		{"?before_seq=3&after_seq=1", "invalid_cursor"},
+		{"?limit=99999999999999999999", "invalid_limit"}, {"?limit=-5", "invalid_limit"},
+		{"?before_seq=abc", "invalid_cursor"}, {"?after_seq=1e3", "invalid_cursor"},
+		{"?before_seq=99999999999999999999", "invalid_cursor"},
+		{"?levels=" + manyValues(33), "invalid_filter"},
+		{"?kinds=" + manyValues(50000), "invalid_filter"},
+		{"?kind=" + strings.Repeat("a&kind=b&kind=", 10) + manyValues(32), "invalid_filter"},
 	} {
 		resp := jh.c.Do(t, "GET", "/api/runs/"+runID+"/event-console"+bad.query, nil)
 		if resp.Status != http.StatusBadRequest || resp.ErrorCode() != bad.code {
@@ -190,4 +198,13 @@ func TestConsoleAndWorkspaceViewer(t *testing.T) {
 			t.Fatalf("viewer %s: %s", path, resp)
 		}
 	}
+}
+
+// manyValues is a comma list of n distinct filter values.
+func manyValues(n int) string {
+	vals := make([]string, n)
+	for i := range vals {
+		vals[i] = "v" + strconv.Itoa(i)
+	}
+	return strings.Join(vals, ",")
 }

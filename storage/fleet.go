@@ -12,6 +12,8 @@ const (
 		WHERE agent_id IS NOT NULL AND archived_at IS NULL GROUP BY agent_id`
 	qFleetOpenTaskCounts = `SELECT agent_id, COUNT(*) FROM agent_tasks
 		WHERE completed_at IS NULL GROUP BY agent_id`
+	qAgentJobCount      = `SELECT COUNT(*) FROM jobs WHERE agent_id = ? AND archived_at IS NULL`
+	qAgentOpenTaskCount = `SELECT COUNT(*) FROM agent_tasks WHERE agent_id = ? AND completed_at IS NULL`
 	// qAgentRecentRuns walks the agent's jobs (jobs_agent_id) and each job's newest runs
 	// (runs_job_id_started_at); archived jobs' runs count too, they ran on the agent.
 	qAgentRecentRuns = `SELECT r.id, r.job_id, j.name, r.status, r.started_at, r.ended_at, r.error
@@ -45,6 +47,19 @@ func (q Q) AgentFleetCounts(ctx context.Context) (map[string]FleetCounts, error)
 		}
 	}
 	return out, nil
+}
+
+// AgentCounts returns one agent's counts, as AgentFleetCounts would, without counting the
+// whole fleet for a page that shows one agent.
+func (q Q) AgentCounts(ctx context.Context, agentID string) (FleetCounts, error) {
+	var c FleetCounts
+	if err := q.ex.QueryRowContext(ctx, qAgentJobCount, agentID).Scan(&c.Jobs); err != nil {
+		return c, fmt.Errorf("count jobs of agent: %w", err)
+	}
+	if err := q.ex.QueryRowContext(ctx, qAgentOpenTaskCount, agentID).Scan(&c.OpenTasks); err != nil {
+		return c, fmt.Errorf("count open tasks of agent: %w", err)
+	}
+	return c, nil
 }
 
 func (q Q) groupCounts(ctx context.Context, query string, add func(id string, n int64)) error {
