@@ -365,13 +365,14 @@ func TestKilledHubFailsTheRunAndCleansUp(t *testing.T) {
 	if last["kind"] != "failed" || last["level"] != "error" || last["message"] == "" {
 		t.Fatalf("last event: %v", last)
 	}
-	poll(t, "incomplete cleanup of the run", func() bool {
-		_, err := os.Stat(runDir)
-		return os.IsNotExist(err)
+	// The files go before the task is marked done, so wait for the task, then look at the target.
+	poll(t, "incomplete cleanup task done", func() bool {
+		st, body := c.Get(t, "/api/maintenance/incomplete-cleanup/"+runID)
+		task, _ := body["task"].(map[string]any)
+		return st == http.StatusOK && task != nil && task["status"] == "done"
 	})
-	st, body := c.Get(t, "/api/maintenance/incomplete-cleanup/"+runID)
-	if st != http.StatusOK || body["task"].(map[string]any)["status"] != "done" {
-		t.Fatalf("cleanup task: %d %v", st, body)
+	if _, err := os.Stat(runDir); !os.IsNotExist(err) {
+		t.Fatalf("cleanup task is done but the run directory is still there: %v", err)
 	}
 	if entries, _ := os.ReadDir(filepath.Join(data, "runs")); len(entries) != 0 {
 		t.Fatalf("staging left in the data directory: %v", entries)

@@ -160,13 +160,18 @@ func TestS3KilledHubCleansUpTheIncompleteRun(t *testing.T) {
 	if run := waitRunEnd(t, c, runID); run["status"] != "failed" || run["error"] != "hub_restarted" {
 		t.Fatalf("run after restart: %v", run)
 	}
-	poll(t, "incomplete cleanup of the run", func() bool {
-		entries, _ := os.ReadDir(runDir)
-		return len(entries) == 0
+	// The objects go before the task is marked done, so wait for the task, then look at the bucket.
+	var task map[string]any
+	poll(t, "incomplete cleanup task done", func() bool {
+		st, body := c.Get(t, "/api/maintenance/incomplete-cleanup/"+runID)
+		if st != http.StatusOK {
+			return false
+		}
+		task, _ = body["task"].(map[string]any)
+		return task != nil && task["status"] == "done"
 	})
-	st, body := c.Get(t, "/api/maintenance/incomplete-cleanup/"+runID)
-	if st != http.StatusOK || body["task"].(map[string]any)["status"] != "done" {
-		t.Fatalf("cleanup task: %d %v", st, body)
+	if entries, _ := os.ReadDir(runDir); len(entries) != 0 {
+		t.Fatalf("cleanup task %v is done but the run still has %d objects", task, len(entries))
 	}
 }
 
