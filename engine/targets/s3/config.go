@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -242,6 +243,10 @@ func ParseCredentials(raw json.RawMessage) (Credentials, error) {
 			return Credentials{}, fmt.Errorf("s3 credentials: %s (only access_key_id and secret_access_key)", err.Error())
 		}
 		return Credentials{}, errors.New("s3 credentials: invalid JSON")
+	}
+	// A second value after the object would be silently ignored by Decode; a secret is one object.
+	if _, err := dec.Token(); err != io.EOF {
+		return Credentials{}, errors.New("s3 credentials: unexpected data after the JSON object")
 	}
 	if err := c.Validate(); err != nil {
 		return Credentials{}, err

@@ -136,6 +136,8 @@ func TestParseCredentials(t *testing.T) {
 		`{"access_key_id":"AK","secret_access_key":"` + strings.Repeat("w", 1<<20) + `"}`,
 		`[]`,
 		`null`,
+		`{"access_key_id":"AK","secret_access_key":"wJalrSECRET"} {"access_key_id":"other"}`,
+		`{"access_key_id":"AK","secret_access_key":"wJalrSECRET"}x`,
 	} {
 		_, err := s3.ParseCredentials(json.RawMessage(raw))
 		if err == nil {
