@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -166,13 +165,4 @@ func transportErr(op string, err error) *targets.Error {
 		return newErr(targets.KindNetwork, op, 0, fmt.Errorf("connection closed early: %w", err))
 	}
 	return newErr(targets.KindNetwork, op, 0, err)
-}
-
-// Backoff is the wait before attempt n+1 after attempt n failed: 1 s doubling, capped at 30 s.
-func Backoff(attempt int) time.Duration {
-	d := time.Second
-	for i := 1; i < attempt && d < 30*time.Second; i++ {
-		d *= 2
-	}
-	return min(d, 30*time.Second)
 }

@@ -242,7 +242,7 @@ func checkArgs(run targets.RunRef, name string) error {
 }
 
 // withRetries runs fn up to attempts times while it fails with a retriable kind, waiting
-// Backoff between attempts. The returned error is classified and carries the attempt count.
+// the shared backoff between attempts. The returned error is classified and carries the attempt count.
 func (t *Target) withRetries(ctx context.Context, op string, attempts int, fn func() error) error {
 	for i := 1; ; i++ {
 		err := classify(ctx, op, fn())
@@ -257,7 +257,7 @@ func (t *Target) withRetries(ctx context.Context, op string, attempts int, fn fu
 		if !targets.Retriable(te.Kind) || i >= attempts {
 			return te
 		}
-		wait := Backoff(i)
+		wait := retrying.DefaultBackoff(i)
 		t.log.Warn().Str("op", op).Int("attempt", i).Dur("wait", wait).Str("code", te.Code).Err(te.Err).Msg("s3 request failed, retrying")
 		if err := t.sleep(ctx, wait); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
