@@ -197,7 +197,7 @@ func TestRuntimeConfigRunRetentionAppliesToPrune(t *testing.T) {
 		StartedAt: ended - 5, EndedAt: &ended}); err != nil {
 		t.Fatal(err)
 	}
-	p := &runs.Pruner{DB: h.DB, Clock: h.Clock, Log: zerolog.Nop(), RetentionDaysFunc: rc.Live.RunRetentionDays}
+	p := &runs.Pruner{DB: h.DB, Clock: h.Clock, Log: zerolog.Nop(), RetentionDays: rc.Live.RunRetentionDays}
 	if n, err := p.PruneOnce(ctx); err != nil || n != 0 {
 		t.Fatalf("with 180 days a 10-day-old run stays: %d %v", n, err)
 	}

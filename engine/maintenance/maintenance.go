@@ -26,11 +26,10 @@ type Loop struct {
 	DB    *storage.DB
 	Clock clock.Clock
 	Log   zerolog.Logger
-	// AuditRetentionDays is how long audit log rows are kept; 0 or less keeps them forever.
-	AuditRetentionDays int
-	// AuditRetentionDaysFunc, when set, is asked at every pass instead of AuditRetentionDays, so a
-	// retention saved in the runtime settings takes effect at the next pass without a restart.
-	AuditRetentionDaysFunc func() int
+	// AuditRetentionDays is how long audit log rows are kept; nil, 0 or less keeps them forever. It
+	// is asked at every pass, so a retention saved in the runtime settings takes effect at the
+	// next pass without a restart.
+	AuditRetentionDays func() int
 	// passed, when set, receives after each pass (tests).
 	passed chan<- Stats
 }
@@ -67,10 +66,10 @@ func (l *Loop) PruneOnce(ctx context.Context) (Stats, error) {
 	if st.PruneStats, err = l.DB.Writer().PruneExpired(ctx, now); err != nil {
 		return st, err
 	}
-	days := l.AuditRetentionDays
-	if l.AuditRetentionDaysFunc != nil {
-		days = l.AuditRetentionDaysFunc()
+	if l.AuditRetentionDays == nil {
+		return st, nil
 	}
+	days := l.AuditRetentionDays()
 	if days <= 0 {
 		return st, nil
 	}

@@ -76,7 +76,7 @@ func TestLoopPrunesAuditLogPastRetention(t *testing.T) {
 	insert(limit+30*60, 3)                  // ages past retention before the next hourly pass
 	insert(start.Add(-time.Hour).Unix(), 2) // recent: stays
 	passed := make(chan Stats)
-	l := &Loop{DB: db, Clock: fc, Log: zerolog.Nop(), AuditRetentionDays: days, passed: passed}
+	l := &Loop{DB: db, Clock: fc, Log: zerolog.Nop(), AuditRetentionDays: func() int { return days }, passed: passed}
 	done := make(chan error)
 	go func() { done <- l.Run(ctx) }()
 
@@ -113,7 +113,7 @@ func TestPruneOnceReadsAuditRetentionEachPass(t *testing.T) {
 		t.Fatal(err)
 	}
 	days := 180
-	l := &Loop{DB: db, Clock: fc, Log: zerolog.Nop(), AuditRetentionDays: 1, AuditRetentionDaysFunc: func() int { return days }}
+	l := &Loop{DB: db, Clock: fc, Log: zerolog.Nop(), AuditRetentionDays: func() int { return days }}
 	if st, err := l.PruneOnce(ctx); err != nil || st.AuditRows != 0 {
 		t.Fatalf("with 180 days a 10-day-old entry stays: %+v %v", st, err)
 	}

@@ -77,7 +77,7 @@ func TestPrunerDeletesOldHistoryHourly(t *testing.T) {
 		t.Fatal(err)
 	}
 	passed := make(chan int64, 1)
-	p := &Pruner{DB: b.db, Clock: b.clk, Log: b.svc.log, RetentionDays: 2, passed: passed}
+	p := &Pruner{DB: b.db, Clock: b.clk, Log: b.svc.log, RetentionDays: func() int { return 2 }, passed: passed}
 	ctx := t.Context()
 	want := b.clk.ArmCount() + 2 // NewTimer(0), then Reset after the first pass
 	go func() { _ = p.Run(ctx) }()

@@ -22,13 +22,12 @@ const pruneBatch = 500
 // notifications), sparing runs whose snapshot is present, being deleted or in error. It runs at
 // start and then hourly.
 type Pruner struct {
-	DB            *storage.DB
-	Clock         clock.Clock
-	Log           zerolog.Logger
-	RetentionDays int
-	// RetentionDaysFunc, when set, is asked at every pass instead of RetentionDays, so a retention
-	// saved in the runtime settings takes effect at the next pass without a restart.
-	RetentionDaysFunc func() int
+	DB    *storage.DB
+	Clock clock.Clock
+	Log   zerolog.Logger
+	// RetentionDays is asked at every pass, so a retention saved in the runtime settings takes
+	// effect at the next pass without a restart. nil, 0 or less keeps runs forever.
+	RetentionDays func() int
 	// passed, when set, receives the count of each pass (tests).
 	passed chan<- int64
 }
@@ -42,7 +41,7 @@ func (p *Pruner) Run(ctx context.Context) error {
 		case err != nil && ctx.Err() == nil:
 			log.Warn().Err(err).Msg("prune run history failed; retrying next pass")
 		case n > 0:
-			log.Info().Int64("runs", n).Int("retention_days", p.days()).Msg("pruned old runs")
+			log.Info().Int64("runs", n).Int("retention_days", p.RetentionDays()).Msg("pruned old runs")
 		}
 		if p.passed != nil {
 			p.passed <- n
@@ -52,7 +51,10 @@ func (p *Pruner) Run(ctx context.Context) error {
 
 // PruneOnce deletes, in batches, the runs that ended before now − RetentionDays.
 func (p *Pruner) PruneOnce(ctx context.Context) (int64, error) {
-	days := p.days()
+	if p.RetentionDays == nil {
+		return 0, nil
+	}
+	days := p.RetentionDays()
 	if days <= 0 {
 		return 0, nil
 	}
@@ -65,11 +67,4 @@ func (p *Pruner) PruneOnce(ctx context.Context) (int64, error) {
 			return total, err
 		}
 	}
-}
-
-func (p *Pruner) days() int {
-	if p.RetentionDaysFunc != nil {
-		return p.RetentionDaysFunc()
-	}
-	return p.RetentionDays
 }
