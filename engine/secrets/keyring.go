@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -192,6 +193,13 @@ func (k *Keyring) GoString() string { return k.String() }
 // secret's (node, kind, name) does not decrypt.
 func aad(node, kind, name string) []byte { return []byte(node + ":" + kind + ":" + name) }
 
+// unambiguous reports whether aad is one-to-one for node and kind: the AAD joins the three
+// with ':', and names may hold one, so node and kind must not. Then no secret's ciphertext
+// opens as another's.
+func unambiguous(node, kind string) bool {
+	return !strings.Contains(node, ":") && !strings.Contains(kind, ":")
+}
+
 // legacyAAD is what secrets written before node scoping were bound to.
 func legacyAAD(kind, name string) []byte { return []byte(kind + ":" + name) }
 
@@ -205,6 +213,9 @@ type Sealed struct {
 // Seal encrypts plaintext for the secret (node, kind, name) under the active key with a random
 // 24-byte nonce.
 func (k *Keyring) Seal(node, kind, name string, plaintext []byte) (Sealed, error) {
+	if !unambiguous(node, kind) {
+		return Sealed{}, fmt.Errorf("encrypt secret %s/%s: node id and kind must not contain ':'", kind, name)
+	}
 	e := k.keys[k.active]
 	nonce := make([]byte, chacha20poly1305.NonceSizeX)
 	if _, err := rand.Read(nonce); err != nil {
@@ -237,6 +248,9 @@ func (e *DecryptError) Is(target error) bool { return target == ErrUndecryptable
 func (k *Keyring) Open(node, kind, name string, s Sealed) ([]byte, error) {
 	fail := func(reason string) error {
 		return &DecryptError{Node: node, Kind: kind, Name: name, KID: s.KID, Reason: reason}
+	}
+	if !unambiguous(node, kind) {
+		return nil, fail("node id and kind must not contain ':'")
 	}
 	e, ok := k.keys[s.KID]
 	if !ok {

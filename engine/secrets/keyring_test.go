@@ -203,3 +203,28 @@ func TestKeyringFile(t *testing.T) {
 		t.Fatalf("read-only for the owner is fine: %v", err)
 	}
 }
+
+// TestSealBindingIsUnambiguous: secret names may contain ':', so the AAD "node:kind:name" stays
+// one-to-one only while node ids and kinds cannot; a ciphertext never opens as another secret's.
+func TestSealBindingIsUnambiguous(t *testing.T) {
+	t.Parallel()
+	k, err := secrets.NewKeyring(time.Unix(1_800_000_000, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][2]string{{"agent:webdav", "x"}, {"agent", "webdav:x"}} {
+		if _, err := k.Seal(c[0], c[1], "n", []byte("p")); err == nil {
+			t.Fatalf("sealed for node %q kind %q", c[0], c[1])
+		}
+	}
+	s, err := k.Seal("agent", "webdav", "a:b", []byte("p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Open("agent", "webdav", "a:b", s); err != nil {
+		t.Fatalf("open own secret: %v", err)
+	}
+	if _, err := k.Open("agent", "webdav:a", "b", s); err == nil {
+		t.Fatal("a secret opened under another (kind, name) with the same joined AAD")
+	}
+}
