@@ -223,7 +223,7 @@ func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind,
 	return true
 }
 
-// splitOrigins takes the origin fields out of a target secret's body (WebDAV's), leaving the payload:
+// splitOrigins takes the origin fields out of a target secret's body (WebDAV's, S3's), leaving the payload:
 // allowed_origins (a list of URLs or origins) replaces the servers the credential may be sent to,
 // [] unbinding it; base_url (the server the credential is for, as the secret form sends it) adds
 // one. A body with neither keeps the origins the secret has, so an older client re-saving a
