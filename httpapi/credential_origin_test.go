@@ -151,6 +151,12 @@ func TestStoredWebDAVCredentialGoesOnlyToItsOrigin(t *testing.T) {
 		if resp.Status != 200 || !strings.Contains(string(resp.Body), "a.txt") {
 			t.Fatalf("typed POST: %s", resp)
 		}
+		// An operator may browse with saved credentials only: a typed one would let them point the
+		// Hub at any server.
+		op := hub.AddUser(t, c, "dav-operator", "operator")
+		if resp := op.Do(t, "POST", "/api/nodes/hub/webdav/list", map[string]any{"base_url": rogue.URL, "username": "u", "password": "p", "path": "/"}); resp.Status != 403 || resp.ErrorCode() != "typed_credentials_forbidden" {
+			t.Fatalf("operator typed POST: %s", resp)
+		}
 		// Without the CSRF token the POST form is refused before anything is sent.
 		bare := *c
 		bare.CSRF = ""

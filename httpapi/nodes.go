@@ -205,6 +205,13 @@ func (s *Server) webdavList(w http.ResponseWriter, r *http.Request) {
 	case typed && strings.TrimSpace(body.SecretName) != "":
 		respond.Error(w, r, respond.BadRequest("invalid_credentials", "give either secret_name or username and password, not both").Field("secret_name"))
 		return
+	case typed && !hasRole(r, RoleAdmin):
+		// A typed credential sends the Hub to any server the caller names: only those who may
+		// save credentials (and so point jobs anywhere) may do that, not operators probing the
+		// Hub's network.
+		respond.Error(w, r, respond.Forbidden("typed_credentials_forbidden",
+			"only an administrator can browse a WebDAV server with a typed username and password; use a saved credential"))
+		return
 	case typed && node != secrets.HubNode:
 		respond.Error(w, r, respond.BadRequest("typed_credentials_unsupported",
 			"an agent lists WebDAV only with its own stored credentials: save the credential for that agent first").Field("username"))
