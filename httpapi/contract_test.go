@@ -310,12 +310,24 @@ func setupContract(t *testing.T) *contractHub {
 	ch.vars["restore_dir"] = filepath.Join(tmp, "restored")
 	ch.vars["missing"] = "00000000-0000-4000-8000-000000000000"
 
-	// Secrets, through the API: a WebDAV credential and both notification destinations.
+	// A real WebDAV server to browse, with a file in it.
+	share := filepath.Join(tmp, "share")
+	if err := os.MkdirAll(share, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(share, "a.txt"), []byte("a"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	davURL, davUser, davPass := testtool.StartRcloneWebDAV(t, share)
+	ch.vars["dav_url"] = davURL
+
+	// Secrets, through the API: WebDAV credentials and both notification destinations.
 	for _, s := range []struct {
 		kind, name string
 		body       any
 	}{
 		{"webdav", "dav", map[string]string{"username": "u", "password": "p"}},
+		{"webdav", "share", map[string]string{"username": davUser, "password": davPass, "base_url": davURL}},
 		{"smtp", "mail", map[string]any{"host": "127.0.0.1", "port": 25, "username": "", "password": "", "from": "a@example.com",
 			"to": []string{"b@example.com"}, "tls": "none"}},
 		{"wecom-bot", "bot", map[string]string{"webhook_url": "http://127.0.0.1:9/hook"}},
