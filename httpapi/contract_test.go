@@ -449,3 +449,63 @@ func startContractHub(t *testing.T, ch *contractHub) *backupHub {
 	bh.c = bh.Login(t)
 	return bh
 }
+
+// The original's public-metadata fields (a session route there) reach signed-in callers only:
+// ours is open, and the public base URL is for users of the Hub, not for whoever can reach it.
+func TestPublicMetadataBaseURLNeedsSession(t *testing.T) {
+	t.Parallel()
+	hub := apitest.Start(t, apitest.WithConfig(func(cfg *httpapi.Config) {
+		cfg.PublicBaseURL = "https://backup.example.com"
+		cfg.Runtime = &httpapi.RuntimeConfig{Fields: map[string]httpapi.RuntimeField{"public_base_url": {Value: "https://backup.example.com", Source: "cli"}}}
+	}))
+	c := hub.Login(t)
+	if st, m := c.Get(t, "/api/control-plane/public-metadata"); st != http.StatusOK || m["public_base_url"] != "https://backup.example.com" ||
+		m["source"] != "cli" || m["command_generation_ready"] != true || m["version"] != "test" {
+		t.Fatalf("signed in: %d %v", st, m)
+	}
+	if st, m := hub.Client(t).Get(t, "/api/control-plane/public-metadata"); st != http.StatusOK || m["needs_setup"] != false {
+		t.Fatalf("anonymous: %d %v", st, m)
+	} else if _, ok := m["public_base_url"]; ok {
+		t.Fatalf("anonymous caller got the public base URL: %v", m)
+	}
+}
+
+// Cleanup tasks name their job, as the original's do; a task whose job is gone has "".
+func TestCleanupTasksNameTheirJob(t *testing.T) {
+	t.Parallel()
+	bh := startBackupHub(t)
+	job := uuidN(1, 1)
+	bh.insertJob(t, job, fsSpec)
+	ctx := context.Background()
+	if err := bh.DB.Write(ctx, func(q storage.Q) error {
+		for i, j := range []string{job, "gone"} {
+			if _, err := q.EnqueueTask(ctx, storage.CleanupQueue, storage.Task{RunID: uuidN(2, i), JobID: j, NodeID: "hub",
+				TargetType: "local_dir", TargetSnapshotJSON: "{}", NextAttemptAt: 1, CreatedAt: int64(1 + i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Items []struct {
+			RunID   string `json:"run_id"`
+			JobName string `json:"job_name"`
+		} `json:"items"`
+	}
+	resp := bh.c.Do(t, http.MethodGet, "/api/maintenance/incomplete-cleanup", nil)
+	if err := json.Unmarshal(resp.Body, &list); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{}
+	for _, it := range list.Items {
+		names[it.RunID] = it.JobName
+	}
+	if names[uuidN(2, 0)] != "job "+job[:8] || names[uuidN(2, 1)] != "" || len(names) != 2 {
+		t.Fatalf("job names %v: %s", names, resp)
+	}
+	if _, m := bh.c.Get(t, "/api/maintenance/incomplete-cleanup/"+uuidN(2, 0)); m["task"].(map[string]any)["job_name"] != "job "+job[:8] {
+		t.Fatalf("detail: %v", m)
+	}
+}
