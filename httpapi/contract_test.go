@@ -22,7 +22,7 @@ package httpapi_test
 // prefix) or "ws": true (a real handshake) instead of fields. "as" picks the client: admin (the
 // default: session + CSRF), anon (never logged in), login (for POST /api/auth/login), token (a
 // viewer's API token), agent (the key POST /agent/enroll saved as agent2_key), spare (a second
-// admin session, for logout).
+// admin session, for logout), nocsrf (an admin session that sends no CSRF token).
 
 import (
 	"context"
@@ -410,8 +410,12 @@ func setupContract(t *testing.T) *contractHub {
 	if ch.vars["victim_session"] == "" {
 		t.Fatal("the session list does not mark the current session")
 	}
+	nocsrf := ch.Client(t)
+	nocsrf.Login(t, apitest.Username, apitest.Password)
+	nocsrf.CSRF = ""
 	ch.clients = map[string]*apitest.Client{
-		"admin": c, "anon": ch.Client(t), "login": ch.Client(t), "token": ch.BearerClient(t, tok), "spare": spare,
+		"nocsrf": nocsrf,
+		"admin":  c, "anon": ch.Client(t), "login": ch.Client(t), "token": ch.BearerClient(t, tok), "spare": spare,
 		"agent": {Hub: ch.Hub, HTTP: &http.Client{Timeout: time.Minute}, Header: http.Header{}},
 	}
 	return ch
