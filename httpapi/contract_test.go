@@ -10,7 +10,7 @@ package httpapi_test
 // Hub, so put an entry that deletes or revokes something after the entries that still need it):
 //
 //	{"route": "POST /api/things/{id}/poke",        // method + chi pattern, as chi.Walk prints it
-//	 "path": "/api/things/{{job}}/poke",            // {{name}}: a fixture (contractFixtures) or a saved value
+//	 "path": "/api/things/{{job}}/poke",            // {{name}}: a fixture of setupContract or a saved value
 //	 "body": {"force": true},                        // optional; {{name}} works inside strings too
 //	 "status": 200,
 //	 "fields": ["id", "items[].name", "spec.v"],     // dotted paths; "[]" is the first element of an array
@@ -23,6 +23,13 @@ package httpapi_test
 // default: session + CSRF), anon (never logged in), login (for POST /api/auth/login), token (a
 // viewer's API token), agent (the key POST /agent/enroll saved as agent2_key), spare (a second
 // admin session, for logout), nocsrf (an admin session that sends no CSRF token).
+//
+// Fixtures (setupContract): job (a Hub job, its spec on src → base), run (its successful run with
+// a real snapshot and events), run2 (a second snapshot, deleted by the entries), failed_run (a
+// failed run in the cleanup queue), notification (queued for failed_run), agent (a connected
+// agent), missing (an id nothing has), dav_url (a real WebDAV server, credential "share"),
+// victim_session (a session the entries revoke), and the paths src, src_rel, tmp, base,
+// restore_dir. Secrets webdav/dav, smtp/mail and wecom-bot/bot exist.
 
 import (
 	"context"
