@@ -110,6 +110,10 @@ type agentView struct {
 type agentDetail struct {
 	agentView
 	Capabilities json.RawMessage `json:"capabilities"` // the agent's last hello
+	// CapabilitiesJSON is the same hello as text, the original's field; ours is Capabilities.
+	CapabilitiesJSON        *string `json:"capabilities_json"`
+	DesiredConfigSnapshotAt *int64  `json:"desired_config_snapshot_at"`
+	AppliedConfigSnapshotAt *int64  `json:"applied_config_snapshot_at"`
 }
 
 func (s *Server) viewAgent(a storage.Agent, now int64) agentView {
@@ -278,7 +282,8 @@ func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	respond.JSON(w, http.StatusOK, agentDetail{agentView: s.viewAgent(a, s.now().Unix()), Capabilities: rawPtr(a.CapabilitiesJSON)})
+	respond.JSON(w, http.StatusOK, agentDetail{agentView: s.viewAgent(a, s.now().Unix()), Capabilities: rawPtr(a.CapabilitiesJSON),
+		CapabilitiesJSON: a.CapabilitiesJSON, DesiredConfigSnapshotAt: a.DesiredConfigSnapshotAt, AppliedConfigSnapshotAt: a.AppliedConfigSnapshotAt})
 }
 
 func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request) {

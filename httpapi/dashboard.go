@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -47,6 +48,40 @@ type dashboardRun struct {
 	StartedAt int64   `json:"started_at"`
 	EndedAt   *int64  `json:"ended_at"`
 	Error     *string `json:"error"`
+	// The original's names: run_id (= id), where it ran ("hub" or the agent id), and whether an
+	// agent ran it offline.
+	RunID           string `json:"run_id"`
+	NodeID          string `json:"node_id"`
+	ExecutedOffline bool   `json:"executed_offline"`
+}
+
+// dashboardStats and dashboardTrendDay are the original's overview (stats, trend_7d), served
+// next to ours: its 24-hour and 7-day windows are fixed and in UTC whatever the Hub's zone.
+type dashboardStats struct {
+	Agents struct {
+		Total   int `json:"total"`
+		Active  int `json:"active"` // not revoked
+		Online  int `json:"online"`
+		Offline int `json:"offline"`
+		Revoked int `json:"revoked"`
+	} `json:"agents"`
+	Jobs struct {
+		Active   int64 `json:"active"`
+		Archived int64 `json:"archived"`
+	} `json:"jobs"`
+	Runs struct {
+		Running     int64 `json:"running"`
+		Queued      int64 `json:"queued"`
+		Success24h  int64 `json:"success_24h"` // ended in the last 24 hours
+		Failed24h   int64 `json:"failed_24h"`
+		Rejected24h int64 `json:"rejected_24h"`
+	} `json:"runs"`
+}
+
+type dashboardTrendDay struct {
+	Day     string `json:"day"` // YYYY-MM-DD, UTC
+	Success int64  `json:"success"`
+	Failed  int64  `json:"failed"`
 }
 
 type dashboardAgents struct {
@@ -99,6 +134,8 @@ type dashboardOverviewJSON struct {
 	Attention   dashboardAttention `json:"attention"`
 	// Verification summarises how recently the jobs' snapshots were proven by a drill.
 	Verification dashboardVerification `json:"verification"`
+	Stats        dashboardStats        `json:"stats"`
+	Trend7d      []dashboardTrendDay   `json:"trend_7d"` // oldest first, the last one is today (UTC)
 }
 
 // dashboardOverview answers GET /api/dashboard/overview?days=N (1..90, default 14): per-day run
@@ -226,6 +263,9 @@ func (s *Server) dashboardData(r *http.Request, now time.Time, loc *time.Locatio
 			}
 		}
 		out.Agents.Total = len(agents)
+		if err := dashboardOriginalStats(ctx, q, now, out); err != nil {
+			return err
+		}
 		out.Verification, err = s.dashboardVerificationData(ctx, q, now.Unix())
 		return err
 	})
@@ -236,11 +276,59 @@ func (s *Server) dashboardData(r *http.Request, now time.Time, loc *time.Locatio
 	return nil
 }
 
+// dashboardOriginalStats fills stats and trend_7d, in the read of dashboardData; out.Agents and
+// out.JobsTotal are already set.
+func dashboardOriginalStats(ctx context.Context, q storage.Q, now time.Time, out *dashboardOverviewJSON) error {
+	st := &out.Stats
+	st.Agents.Total, st.Agents.Online, st.Agents.Offline, st.Agents.Revoked =
+		out.Agents.Total, out.Agents.Online, out.Agents.Offline, out.Agents.Revoked
+	st.Agents.Active = out.Agents.Total - out.Agents.Revoked
+	archived, err := q.CountArchivedJobs(ctx)
+	if err != nil {
+		return err
+	}
+	st.Jobs.Active, st.Jobs.Archived = out.JobsTotal-archived, archived
+	if st.Runs.Running, err = q.CountRunsByStatusSince(ctx, storage.RunRunning, 0); err != nil {
+		return err
+	}
+	if st.Runs.Queued, err = q.CountRunsByStatusSince(ctx, storage.RunQueued, 0); err != nil {
+		return err
+	}
+	// A rejected run ends when it starts, so counting by start is counting by end.
+	if st.Runs.Rejected24h, err = q.CountRunsByStatusSince(ctx, storage.RunRejected, now.Unix()-86400); err != nil {
+		return err
+	}
+	day, err := q.RunTotalsBetween(ctx, []int64{now.Unix() - 86400, now.Unix() + 1})
+	if err != nil {
+		return err
+	}
+	st.Runs.Success24h, st.Runs.Failed24h = day[0].Success, day[0].Failed
+	today := now.UTC().Truncate(24 * time.Hour)
+	bounds := make([]int64, 0, 8)
+	for i := -6; i <= 1; i++ {
+		bounds = append(bounds, today.AddDate(0, 0, i).Unix())
+	}
+	week, err := q.RunTotalsBetween(ctx, bounds)
+	if err != nil {
+		return err
+	}
+	out.Trend7d = make([]dashboardTrendDay, 0, len(week))
+	for i, t := range week {
+		out.Trend7d = append(out.Trend7d, dashboardTrendDay{Day: today.AddDate(0, 0, i-6).Format(time.DateOnly),
+			Success: t.Success, Failed: t.Failed})
+	}
+	return nil
+}
+
 func toDashboardRuns(rs []storage.RunSummary) []dashboardRun {
 	out := make([]dashboardRun, 0, len(rs))
 	for _, r := range rs {
+		node := "hub"
+		if r.AgentID != nil {
+			node = *r.AgentID
+		}
 		out = append(out, dashboardRun{ID: r.ID, JobID: r.JobID, JobName: r.JobName, Status: r.Status,
-			StartedAt: r.StartedAt, EndedAt: r.EndedAt, Error: r.Error})
+			StartedAt: r.StartedAt, EndedAt: r.EndedAt, Error: r.Error, RunID: r.ID, NodeID: node, ExecutedOffline: r.ExecutedOffline})
 	}
 	return out
 }

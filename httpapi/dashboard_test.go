@@ -318,3 +318,68 @@ func TestDashboardOverviewRefusesBadDays(t *testing.T) {
 		}
 	}
 }
+
+// The overview also carries the original's stats and trend_7d (issue 13): fixed 24-hour and
+// 7-day windows in UTC, whatever the Hub's zone.
+func TestDashboardOverviewOriginalStats(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	b := setupDashboard(t, "Asia/Shanghai", now)
+	b.job(t, "job-a", "a")
+	b.job(t, "job-b", "b")
+	b.job(t, "job-old", "old")
+	b.write(t, func(ctx context.Context, q storage.Q) error {
+		_, err := q.Exec(ctx, `UPDATE jobs SET archived_at = 5 WHERE id = 'job-old'`)
+		return err
+	})
+	b.run(t, "job-a", storage.RunSuccess, now.Add(-time.Hour), -1, -1)
+	b.run(t, "job-a", storage.RunFailed, now.Add(-2*time.Hour), -1, -1)
+	b.run(t, "job-a", storage.RunSuccess, now.Add(-30*time.Hour), -1, -1) // 9 March: the trend, not the last 24 hours
+	b.run(t, "job-a", storage.RunSuccess, now.Add(-8*24*time.Hour), -1, -1)
+	b.run(t, "job-b", storage.RunRejected, now.Add(-time.Hour), -1, -1)
+	b.run(t, "job-b", storage.RunRunning, time.Time{}, -1, -1)
+	b.run(t, "job-b", storage.RunQueued, time.Time{}, -1, -1)
+	b.write(t, func(ctx context.Context, q storage.Q) error {
+		for i, name := range []string{"on", "gone"} {
+			if err := q.InsertAgent(ctx, storage.Agent{ID: "agent-" + name, Name: &name, KeyHash: []byte{byte(i)}, CreatedAt: 1, UpdatedAt: 1}); err != nil {
+				return err
+			}
+		}
+		if err := q.TouchAgentSeen(ctx, "agent-on", now.Unix()-5); err != nil {
+			return err
+		}
+		return q.RevokeAgent(ctx, "agent-gone", now.Unix())
+	})
+
+	var o struct {
+		Stats struct {
+			Agents struct{ Total, Active, Online, Offline, Revoked int }
+			Jobs   struct{ Active, Archived int }
+			Runs   map[string]int
+		}
+		Trend7d []struct {
+			Day             string
+			Success, Failed int
+		} `json:"trend_7d"`
+		RecentRuns []map[string]any `json:"recent_runs"`
+	}
+	b.c.Do(t, http.MethodGet, "/api/dashboard/overview", nil).Decode(t, &o)
+	if a := o.Stats.Agents; a.Total != 2 || a.Active != 1 || a.Online != 1 || a.Offline != 0 || a.Revoked != 1 {
+		t.Errorf("stats.agents = %+v", a)
+	}
+	if j := o.Stats.Jobs; j.Active != 2 || j.Archived != 1 {
+		t.Errorf("stats.jobs = %+v", j)
+	}
+	want := map[string]int{"running": 1, "queued": 1, "success_24h": 1, "failed_24h": 1, "rejected_24h": 1}
+	if fmt.Sprint(o.Stats.Runs) != fmt.Sprint(want) {
+		t.Errorf("stats.runs = %v, want %v", o.Stats.Runs, want)
+	}
+	if len(o.Trend7d) != 7 || o.Trend7d[0].Day != "2026-03-04" || o.Trend7d[6].Day != "2026-03-10" ||
+		o.Trend7d[6].Success != 1 || o.Trend7d[6].Failed != 1 || o.Trend7d[5].Success != 1 {
+		t.Errorf("trend_7d = %+v", o.Trend7d)
+	}
+	if len(o.RecentRuns) == 0 || o.RecentRuns[0]["run_id"] != o.RecentRuns[0]["id"] || o.RecentRuns[0]["node_id"] != "hub" ||
+		o.RecentRuns[0]["executed_offline"] != false {
+		t.Errorf("recent_runs = %v", o.RecentRuns)
+	}
+}

@@ -766,6 +766,15 @@ type runListJSON struct {
 	CancelReason      *string `json:"cancel_reason"`
 }
 
+// jobRunJSON is an item of GET /api/jobs/{id}/runs, with the original's two summary flags:
+// whether an agent ran it offline, and how many files changed while they were read (0 when the
+// summary says nothing of it).
+type jobRunJSON struct {
+	runListJSON
+	ExecutedOffline         bool  `json:"executed_offline"`
+	ConsistencyChangedTotal int64 `json:"consistency_changed_total"`
+}
+
 func (s *Server) listJobRuns(w http.ResponseWriter, r *http.Request) {
 	j, ok := s.jobFor(w, r)
 	if !ok {
@@ -776,10 +785,24 @@ func (s *Server) listJobRuns(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
-	out := make([]runListJSON, 0, len(list))
+	ids := make([]string, 0, len(list))
 	for _, x := range list {
-		out = append(out, runListJSON{ID: x.ID, JobID: x.JobID, Status: x.Status, StartedAt: x.StartedAt, EndedAt: x.EndedAt,
-			Error: x.Error, CancelRequestedAt: x.CancelRequestedAt, CancelReason: x.CancelReason})
+		ids = append(ids, x.ID)
+	}
+	offline, err := s.db.Reader().OfflineRunIDs(r.Context(), ids)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	out := make([]jobRunJSON, 0, len(list))
+	for _, x := range list {
+		var changed int64
+		if d := digestSummary(x.SummaryJSON); d.ConsistencyTotal != nil {
+			changed = *d.ConsistencyTotal
+		}
+		out = append(out, jobRunJSON{runListJSON: runListJSON{ID: x.ID, JobID: x.JobID, Status: x.Status, StartedAt: x.StartedAt,
+			EndedAt: x.EndedAt, Error: x.Error, CancelRequestedAt: x.CancelRequestedAt, CancelReason: x.CancelReason},
+			ExecutedOffline: offline[x.ID], ConsistencyChangedTotal: changed})
 	}
 	respond.JSON(w, http.StatusOK, out)
 }

@@ -11,6 +11,13 @@ import (
 	"github.com/bastion-backup/bastion/storage"
 )
 
+// cleanupTaskJSON is a cleanup task as the original serves it: with its job's name ("" once the
+// job is gone).
+type cleanupTaskJSON struct {
+	taskJSON
+	JobName string `json:"job_name"`
+}
+
 // maxCleanupTasks caps an unpaged list of cleanup tasks.
 const maxCleanupTasks = 10000
 
@@ -54,9 +61,18 @@ func (s *Server) listCleanupTasks(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
-	items := make([]taskJSON, 0, len(tasks))
+	ids := make([]string, 0, len(tasks))
 	for _, t := range tasks {
-		items = append(items, taskJSON{Task: t, TargetSnapshot: rawOrNull(t.TargetSnapshotJSON)})
+		ids = append(ids, t.JobID)
+	}
+	names, err := s.db.Reader().JobNames(r.Context(), ids)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	items := make([]cleanupTaskJSON, 0, len(tasks))
+	for _, t := range tasks {
+		items = append(items, cleanupTaskJSON{taskJSON{Task: t, TargetSnapshot: rawOrNull(t.TargetSnapshotJSON)}, names[t.JobID]})
 	}
 	size := pg.size
 	if !pg.paged {
@@ -88,8 +104,13 @@ func (s *Server) getCleanupTask(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
+	names, err := s.db.Reader().JobNames(r.Context(), []string{t.JobID})
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
 	respond.JSON(w, http.StatusOK, map[string]any{
-		"task":   taskJSON{Task: t, TargetSnapshot: rawOrNull(t.TargetSnapshotJSON)},
+		"task":   cleanupTaskJSON{taskJSON{Task: t, TargetSnapshot: rawOrNull(t.TargetSnapshotJSON)}, names[t.JobID]},
 		"events": toTaskEvents(t.RunID, evs),
 	})
 }

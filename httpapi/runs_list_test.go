@@ -144,3 +144,35 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// A job's own run list carries the original's two summary flags (issue 13): how many files
+// changed while they were read, and whether an agent ran it offline.
+func TestJobRunsCarryOriginalFlags(t *testing.T) {
+	t.Parallel()
+	jh := startJobsHub(t)
+	job := jh.create(t, nil)["id"].(string)
+	ctx := context.Background()
+	summary := `{"filesystem":{"consistency":{"v":2,"changed_total":3,"replaced_total":1,"deleted_total":1,"read_error_total":1,"sample":[]}}}`
+	if err := jh.DB.Write(ctx, func(q storage.Q) error {
+		if err := q.InsertRun(ctx, storage.Run{ID: uuidN(2, 1), JobID: job, Status: storage.RunSuccess, StartedAt: 100, SummaryJSON: &summary}); err != nil {
+			return err
+		}
+		return q.InsertRun(ctx, storage.Run{ID: uuidN(2, 2), JobID: job, Status: storage.RunFailed, StartedAt: 200})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jh.DB.Writer().Exec(ctx, `UPDATE runs SET ingested_at = 1 WHERE id = ?`, uuidN(2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	resp := jh.c.Do(t, "GET", "/api/jobs/"+job+"/runs", nil)
+	var runs []struct {
+		ID                      string
+		ExecutedOffline         bool  `json:"executed_offline"`
+		ConsistencyChangedTotal int64 `json:"consistency_changed_total"`
+	}
+	resp.Decode(t, &runs)
+	if resp.Status != http.StatusOK || len(runs) != 2 || runs[0].ID != uuidN(2, 2) || !runs[0].ExecutedOffline ||
+		runs[0].ConsistencyChangedTotal != 0 || runs[1].ExecutedOffline || runs[1].ConsistencyChangedTotal != 6 {
+		t.Fatalf("runs = %s", resp)
+	}
+}

@@ -59,12 +59,29 @@ func (s *Server) setupStatus(w http.ResponseWriter, r *http.Request) {
 
 // publicMetadata is what a login page or a monitor may learn before anyone logs in: the product,
 // its version and whether setup is pending — the same facts /api/system and /api/setup/status
-// already give away, and no secret.
+// already give away, and no secret. A logged-in caller learns the public base URL too.
 func (s *Server) publicMetadata(w http.ResponseWriter, r *http.Request) {
 	n, err := s.db.Reader().CountUsers(r.Context())
 	if err != nil {
 		respond.Error(w, r, err)
 		return
 	}
-	respond.JSON(w, http.StatusOK, map[string]any{"product_name": "Bastion", "version": s.cfg.Version, "needs_setup": n == 0})
+	out := map[string]any{"product_name": "Bastion", "version": s.cfg.Version, "needs_setup": n == 0}
+	// A logged-in caller also gets what the original serves here (behind a session there): where
+	// users reach the Hub, which setting gave it, and whether agent install commands can be
+	// generated from it. Anonymous callers keep the facts above only.
+	if _, _, err := s.authenticate(r); err == nil {
+		var base any
+		if s.cfg.PublicBaseURL != "" {
+			base = s.cfg.PublicBaseURL
+		}
+		source := "default"
+		if s.cfg.Runtime != nil {
+			if f, ok := s.cfg.Runtime.Fields["public_base_url"]; ok && f.Source != "" {
+				source = f.Source
+			}
+		}
+		out["public_base_url"], out["source"], out["command_generation_ready"] = base, source, s.cfg.PublicBaseURL != ""
+	}
+	respond.JSON(w, http.StatusOK, out)
 }

@@ -17,7 +17,8 @@ const (
 		WHERE r.ended_at >= ? AND r.ended_at < ?`
 	// qRunsByStatusSince is the newest runs in one status started at or after a time, with their
 	// job's name ("" when the job is gone).
-	qRunsByStatusSince = `SELECT r.id, r.job_id, COALESCE(j.name, ''), r.status, r.started_at, r.ended_at, r.error
+	qRunsByStatusSince = `SELECT r.id, r.job_id, COALESCE(j.name, ''), r.status, r.started_at, r.ended_at, r.error,
+		j.agent_id, r.ingested_at IS NOT NULL
 		FROM runs r LEFT JOIN jobs j ON j.id = r.job_id
 		WHERE r.status = ? AND r.started_at >= ? ORDER BY r.started_at DESC, r.id DESC LIMIT ?`
 	qCountRunsByStatusSince = `SELECT COUNT(*) FROM runs WHERE status = ? AND started_at >= ?`
@@ -31,6 +32,7 @@ const (
 		ORDER BY a.ended_at DESC, a.run_id DESC LIMIT ?`
 	qCountSnapshotsInStatus = `SELECT COUNT(*) FROM run_artifacts WHERE job_id IN (SELECT id FROM jobs) AND status = ?`
 	qCountJobs              = `SELECT COUNT(*) FROM jobs`
+	qCountArchivedJobs      = `SELECT COUNT(*) FROM jobs WHERE archived_at IS NOT NULL`
 )
 
 // RunTotals are the finished runs of one time range.
@@ -66,6 +68,9 @@ type RunSummary struct {
 	StartedAt int64
 	EndedAt   *int64
 	Error     *string
+	AgentID   *string // nil: the Hub ran it (or the job is gone)
+	// ExecutedOffline: an agent ran it offline and uploaded it afterwards.
+	ExecutedOffline bool
 }
 
 // RunsByStatusSince returns up to limit runs in status started at or after since, newest first.
@@ -78,7 +83,8 @@ func (q Q) RunsByStatusSince(ctx context.Context, status string, since int64, li
 	var out []RunSummary
 	for rows.Next() {
 		var r RunSummary
-		if err := rows.Scan(&r.ID, &r.JobID, &r.JobName, &r.Status, &r.StartedAt, &r.EndedAt, &r.Error); err != nil {
+		if err := rows.Scan(&r.ID, &r.JobID, &r.JobName, &r.Status, &r.StartedAt, &r.EndedAt, &r.Error,
+			&r.AgentID, &r.ExecutedOffline); err != nil {
 			return nil, fmt.Errorf("list %s runs since %d: %w", status, since, err)
 		}
 		out = append(out, r)
@@ -147,6 +153,15 @@ func (q Q) CountJobs(ctx context.Context) (int64, error) {
 	var n int64
 	if err := q.ex.QueryRowContext(ctx, qCountJobs).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count jobs: %w", err)
+	}
+	return n, nil
+}
+
+// CountArchivedJobs counts the archived jobs. It reads every job row: there are few.
+func (q Q) CountArchivedJobs(ctx context.Context) (int64, error) {
+	var n int64
+	if err := q.ex.QueryRowContext(ctx, qCountArchivedJobs).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count archived jobs: %w", err)
 	}
 	return n, nil
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -74,6 +75,35 @@ func (q Q) GetJob(ctx context.Context, id string) (Job, error) {
 		return Job{}, fmt.Errorf("get job %s: %w", id, notFound(err))
 	}
 	return j, nil
+}
+
+// JobNames maps each of ids that names a job to the job's name; unknown ids are left out.
+func (q Q) JobNames(ctx context.Context, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	for chunk := range slices.Chunk(ids, 500) { // SQLite's bound-parameter limit
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := q.ex.QueryContext(ctx, `SELECT id, name FROM jobs WHERE id IN (?`+strings.Repeat(",?", len(chunk)-1)+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("job names: %w", err)
+		}
+		for rows.Next() {
+			var id, name string
+			if err := rows.Scan(&id, &name); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("job names: %w", err)
+			}
+			out[id] = name
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("job names: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // UpdateJob replaces the editable fields of a job (not created_at, archived_at or

@@ -29,6 +29,35 @@ type RunListItem struct {
 	ExecutedOffline bool    // an agent uploaded it after running it offline
 }
 
+// OfflineRunIDs returns which of ids (at most a few hundred) an agent uploaded after running
+// them offline.
+func (q Q) OfflineRunIDs(ctx context.Context, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := q.ex.QueryContext(ctx, `SELECT id FROM runs WHERE ingested_at IS NOT NULL AND id IN (?`+strings.Repeat(",?", len(ids)-1)+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("offline runs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("offline runs: %w", err)
+		}
+		out[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("offline runs: %w", err)
+	}
+	return out, nil
+}
+
 // listRunsQuery builds the statement of ListRuns. It is one function so that the query plan
 // test pins exactly what ListRuns runs.
 func listRunsQuery(f RunFilter, after *RunCursor, limit int) (string, []any) {
