@@ -86,7 +86,7 @@ const (
 	qListBulkOperations = `SELECT ` + bulkOpColumns + ` FROM bulk_operations o
 		ORDER BY o.created_at DESC, o.id DESC LIMIT ?`
 	qGetBulkOperation = `SELECT ` + bulkOpColumns + ` FROM bulk_operations o WHERE o.id = ?`
-	qBulkItems = `SELECT i.op_id, i.agent_id, a.name, i.status, i.attempts, i.created_at, i.updated_at,
+	qBulkItems        = `SELECT i.op_id, i.agent_id, a.name, i.status, i.attempts, i.created_at, i.updated_at,
 		i.started_at, i.ended_at, i.last_error_kind, i.last_error
 		FROM bulk_operation_items i LEFT JOIN agents a ON a.id = i.agent_id
 		WHERE i.op_id = ? ORDER BY i.agent_id`
