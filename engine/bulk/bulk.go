@@ -33,15 +33,22 @@ const retryAfterError = 5 * time.Second
 // fails it as internal_error. payload is the operation's stored payload, validated when the
 // operation was created.
 type Kind interface {
-	Do(ctx context.Context, agentID string, payload json.RawMessage) (Note, error)
+	Do(ctx context.Context, it Item, payload json.RawMessage) (Note, error)
+}
+
+// Item names the item being done: work that must not be done twice (creating a job) derives
+// its identity from OpID and AgentID, so that a repeat after a restart finds it done.
+type Item struct {
+	OpID, AgentID string
+	Attempt       int64 // 1 for the first
 }
 
 // KindFunc adapts a function to Kind.
-type KindFunc func(ctx context.Context, agentID string, payload json.RawMessage) (Note, error)
+type KindFunc func(ctx context.Context, it Item, payload json.RawMessage) (Note, error)
 
 // Do calls f.
-func (f KindFunc) Do(ctx context.Context, agentID string, payload json.RawMessage) (Note, error) {
-	return f(ctx, agentID, payload)
+func (f KindFunc) Do(ctx context.Context, it Item, payload json.RawMessage) (Note, error) {
+	return f(ctx, it, payload)
 }
 
 // Note is recorded with a successful item in last_error_kind/last_error (the original's
@@ -175,7 +182,7 @@ func (l *Loop) process(ctx context.Context, it storage.ClaimedBulkItem) {
 	if k == nil {
 		status, errKind, errMsg = storage.BulkItemFailed, "unknown_kind", "unknown bulk operation kind "+it.Kind
 	} else {
-		note, err := k.Do(ctx, it.AgentID, json.RawMessage(it.PayloadJSON))
+		note, err := k.Do(ctx, Item{OpID: it.OpID, AgentID: it.AgentID, Attempt: it.Attempts}, json.RawMessage(it.PayloadJSON))
 		if ctx.Err() != nil {
 			return
 		}

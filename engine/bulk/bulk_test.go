@@ -120,7 +120,8 @@ func TestLoopRunsAtMostEightAtOnceAndRecordsOutcomes(t *testing.T) {
 	var mu sync.Mutex
 	inFlight, most := 0, 0
 	release := make(chan struct{})
-	b.start(t, func(ctx context.Context, agent string, payload json.RawMessage) (bulk.Note, error) {
+	b.start(t, func(ctx context.Context, it bulk.Item, payload json.RawMessage) (bulk.Note, error) {
+		agent := it.AgentID
 		mu.Lock()
 		inFlight++
 		most = max(most, inFlight)
@@ -167,7 +168,8 @@ func TestLoopResumesAfterRestart(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 3)
 	started := make(chan string, 3)
-	stop := b.start(t, func(ctx context.Context, agent string, _ json.RawMessage) (bulk.Note, error) {
+	stop := b.start(t, func(ctx context.Context, it bulk.Item, _ json.RawMessage) (bulk.Note, error) {
+		agent := it.AgentID
 		if agent == "a02" {
 			return bulk.Note{}, nil
 		}
@@ -186,9 +188,9 @@ func TestLoopResumesAfterRestart(t *testing.T) {
 
 	var mu sync.Mutex
 	var again []string
-	b.start(t, func(ctx context.Context, agent string, _ json.RawMessage) (bulk.Note, error) {
+	b.start(t, func(ctx context.Context, it bulk.Item, _ json.RawMessage) (bulk.Note, error) {
 		mu.Lock()
-		again = append(again, agent)
+		again = append(again, it.AgentID)
 		mu.Unlock()
 		return bulk.Note{}, nil
 	})
@@ -206,7 +208,7 @@ func TestLoopCancel(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
 	ran := 0
-	b.start(t, func(ctx context.Context, agent string, _ json.RawMessage) (bulk.Note, error) {
+	b.start(t, func(ctx context.Context, _ bulk.Item, _ json.RawMessage) (bulk.Note, error) {
 		mu.Lock()
 		ran++
 		mu.Unlock()
