@@ -78,12 +78,12 @@ type bulkItemOut struct {
 }
 
 type bulkOut struct {
-	ID, Kind, Status                                 string
-	Selector, Payload                                json.RawMessage
-	CreatedByUserID                                  *int64 `json:"created_by_user_id"`
-	EndedAt                                          *int64 `json:"ended_at"`
+	ID, Kind, Status                                  string
+	Selector, Payload                                 json.RawMessage
+	CreatedByUserID                                   *int64 `json:"created_by_user_id"`
+	EndedAt                                           *int64 `json:"ended_at"`
 	Total, Queued, Running, Success, Failed, Canceled int
-	Items                                            []bulkItemOut
+	Items                                             []bulkItemOut
 }
 
 func (bo bulkOut) item(t *testing.T, agent string) bulkItemOut {
