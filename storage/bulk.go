@@ -176,12 +176,18 @@ func (q Q) ListBulkItems(ctx context.Context, opID string) ([]BulkItem, error) {
 }
 
 // CancelBulkOperation marks the operation canceled and its queued items canceled; running items
-// finish. Canceling twice keeps the first time. ErrNotFound if absent.
+// finish. An operation already done or canceled is left as it is. ErrNotFound if absent.
 func (q Q) CancelBulkOperation(ctx context.Context, id string, now int64) error {
-	res, err := q.ex.ExecContext(ctx, `UPDATE bulk_operations SET status = 'canceled',
-		canceled_at = COALESCE(canceled_at, ?), updated_at = ? WHERE id = ?`, now, now, id)
-	if err := affectedOne(res, err, "cancel bulk operation "+id); err != nil {
-		return err
+	var status string
+	if err := q.ex.QueryRowContext(ctx, `SELECT status FROM bulk_operations WHERE id = ?`, id).Scan(&status); err != nil {
+		return fmt.Errorf("cancel bulk operation %s: %w", id, notFound(err))
+	}
+	if status == BulkDone || status == BulkCanceled {
+		return nil
+	}
+	if _, err := q.ex.ExecContext(ctx, `UPDATE bulk_operations SET status = 'canceled',
+		canceled_at = ?, updated_at = ? WHERE id = ?`, now, now, id); err != nil {
+		return fmt.Errorf("cancel bulk operation %s: %w", id, err)
 	}
 	if _, err := q.ex.ExecContext(ctx, `UPDATE bulk_operation_items SET status = 'canceled',
 		ended_at = COALESCE(ended_at, ?), updated_at = ? WHERE op_id = ? AND status = 'queued'`, now, now, id); err != nil {

@@ -119,6 +119,14 @@ func TestBulkCancel(t *testing.T) {
 	if _, err := w.RetryFailedBulkItems(ctx, id, 30); !errors.Is(err, storage.ErrBulkCanceled) {
 		t.Fatalf("retry of a canceled operation: %v", err)
 	}
+	// Canceling what has ended changes nothing.
+	db2, done := bulkFixture(t, "a")
+	claimed, _ := db2.Writer().ClaimBulkItems(ctx, 1, 20)
+	must(t, db2.Writer().FinishBulkItem(ctx, done, claimed[0].AgentID, storage.BulkItemSuccess, nil, nil, 21))
+	must(t, db2.Writer().CancelBulkOperation(ctx, done, 22))
+	if got := bulkStatuses(t, db2, done); got != "done a=success/1" {
+		t.Fatalf("cancel after the end: %s", got)
+	}
 	if err := w.CancelBulkOperation(ctx, "nope", 30); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("cancel of an unknown operation: %v", err)
 	}
