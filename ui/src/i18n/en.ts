@@ -938,7 +938,7 @@ export default {
       button: 'Preview',
       title: '{n} agents',
       none: 'No agent matches: nothing would be done.',
-      invalid: '{n} cannot be deployed',
+      invalid: '{n} will fail',
       invalidHint: 'Agents marked in red fail at once; fix them (a credential, a path) and use Retry failed.',
       update: 'will write it',
       skip: 'will skip',

@@ -941,7 +941,7 @@ const zhCN: Messages<typeof en> = {
       button: '预览',
       title: '{n} 个客户端',
       none: '没有匹配的客户端：不会执行任何操作。',
-      invalid: '{n} 个无法部署',
+      invalid: '{n} 个将失败',
       invalidHint: '标红的客户端会立即失败；修正后（凭据、路径）使用“重试失败项”。',
       update: '将写入',
       skip: '将跳过',
