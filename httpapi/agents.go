@@ -329,11 +329,7 @@ func (s *Server) syncAgentConfig(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if s.cfg.Agents == nil {
-		respond.JSON(w, http.StatusOK, map[string]string{"outcome": agentsock.SyncPendingOffline})
-		return
-	}
-	outcome, err := s.cfg.Agents.SyncConfig(r.Context(), a.ID)
+	outcome, err := s.syncConfig(r.Context(), a.ID)
 	if err != nil {
 		respond.Error(w, r, err)
 		return
@@ -341,31 +337,49 @@ func (s *Server) syncAgentConfig(w http.ResponseWriter, r *http.Request) {
 	respond.JSON(w, http.StatusOK, map[string]string{"outcome": outcome})
 }
 
+// syncConfig records the agent's desired config and sends it if the agent is connected: the
+// work of sync-config-now, for one agent or each of a bulk operation's.
+func (s *Server) syncConfig(ctx context.Context, agentID string) (string, error) {
+	if s.cfg.Agents == nil {
+		return agentsock.SyncPendingOffline, nil
+	}
+	return s.cfg.Agents.SyncConfig(ctx, agentID)
+}
+
 type labelsRequest struct {
 	Labels []string `json:"labels"`
 }
 
+// labelChange is one of the label edits: set, add or remove. Bulk operations apply add and
+// remove to each agent they select.
+type labelChange func(ctx context.Context, q storage.Q, id string, labels []string, now int64) error
+
+func setLabels(ctx context.Context, q storage.Q, id string, labels []string, now int64) error {
+	return q.SetAgentLabels(ctx, id, labels, now)
+}
+
+func addLabels(ctx context.Context, q storage.Q, id string, labels []string, now int64) error {
+	return q.AddAgentLabels(ctx, id, labels, now)
+}
+
+func removeLabels(ctx context.Context, q storage.Q, id string, labels []string, _ int64) error {
+	return q.RemoveAgentLabels(ctx, id, labels)
+}
+
 func (s *Server) setAgentLabels(w http.ResponseWriter, r *http.Request) {
-	s.changeLabels(w, r, func(ctx context.Context, q storage.Q, id string, labels []string, now int64) error {
-		return q.SetAgentLabels(ctx, id, labels, now)
-	})
+	s.changeLabels(w, r, setLabels)
 }
 
 func (s *Server) addAgentLabels(w http.ResponseWriter, r *http.Request) {
-	s.changeLabels(w, r, func(ctx context.Context, q storage.Q, id string, labels []string, now int64) error {
-		return q.AddAgentLabels(ctx, id, labels, now)
-	})
+	s.changeLabels(w, r, addLabels)
 }
 
 func (s *Server) removeAgentLabels(w http.ResponseWriter, r *http.Request) {
-	s.changeLabels(w, r, func(ctx context.Context, q storage.Q, id string, labels []string, _ int64) error {
-		return q.RemoveAgentLabels(ctx, id, labels)
-	})
+	s.changeLabels(w, r, removeLabels)
 }
 
-// changeLabels validates the labels (trimmed, lower-case, ≤ 32 chars of [a-z0-9_-]), applies
-// change and answers the agent's labels.
-func (s *Server) changeLabels(w http.ResponseWriter, r *http.Request, change func(ctx context.Context, q storage.Q, id string, labels []string, now int64) error) {
+// changeLabels validates the labels, applies change and answers 204.
+func (s *Server) changeLabels(w http.ResponseWriter, r *http.Request, change labelChange) {
 	a, ok := s.loadAgent(w, r)
 	if !ok {
 		return
@@ -375,28 +389,42 @@ func (s *Server) changeLabels(w http.ResponseWriter, r *http.Request, change fun
 		respond.Error(w, r, err)
 		return
 	}
-	if len(req.Labels) > maxLabels {
-		respond.Error(w, r, respond.BadRequest("invalid_labels", "too many labels").Field("labels").Reason("too_many").Param("max", maxLabels))
+	labels, err := normalizeLabels(req.Labels, "labels")
+	if err != nil {
+		respond.Error(w, r, err)
 		return
 	}
-	labels := make([]string, 0, len(req.Labels))
-	for i, l := range req.Labels {
+	if err := s.applyLabels(r.Context(), a.ID, labels, change); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	// 204 as in the original, whose client reads no body; GET /api/agents/{id} has the labels.
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// normalizeLabels checks labels (at most 64; each trimmed, lower-cased, 1 to 32 characters of
+// [a-z0-9_-]) and returns them deduplicated and sorted. field names the list in errors.
+func normalizeLabels(raw []string, field string) ([]string, error) {
+	if len(raw) > maxLabels {
+		return nil, respond.BadRequest("invalid_labels", "too many labels").Field(field).Reason("too_many").Param("max", maxLabels)
+	}
+	labels := make([]string, 0, len(raw))
+	for i, l := range raw {
 		l = strings.ToLower(strings.TrimSpace(l))
 		if !labelRe.MatchString(l) {
-			respond.Error(w, r, respond.BadRequest("invalid_label", "labels are 1 to 32 characters of a-z, 0-9, _ and -").
-				Field("labels["+strconv.Itoa(i)+"]").Reason("invalid_format").Param("max_length", maxLabelLen))
-			return
+			return nil, respond.BadRequest("invalid_label", "labels are 1 to 32 characters of a-z, 0-9, _ and -").
+				Field(field+"["+strconv.Itoa(i)+"]").Reason("invalid_format").Param("max_length", maxLabelLen)
 		}
 		if !slices.Contains(labels, l) {
 			labels = append(labels, l)
 		}
 	}
 	sort.Strings(labels)
+	return labels, nil
+}
+
+// applyLabels applies a label change to one agent.
+func (s *Server) applyLabels(ctx context.Context, agentID string, labels []string, change labelChange) error {
 	now := s.now().Unix()
-	if err := s.db.Write(r.Context(), func(q storage.Q) error { return change(r.Context(), q, a.ID, labels, now) }); err != nil {
-		respond.Error(w, r, err)
-		return
-	}
-	// 204 as in the original, whose client reads no body; GET /api/agents/{id} has the labels.
-	w.WriteHeader(http.StatusNoContent)
+	return s.db.Write(ctx, func(q storage.Q) error { return change(ctx, q, agentID, labels, now) })
 }

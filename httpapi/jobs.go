@@ -432,9 +432,9 @@ func (s *Server) bindJobOrigin(ctx context.Context, q storage.Q, v validJob) err
 
 // afterBind sends an agent its secrets again when saving its job bound one of them: the agent
 // checks the origins it was sent.
-func (s *Server) afterBind(r *http.Request, v validJob) {
+func (s *Server) afterBind(ctx context.Context, v validJob) {
 	if v.bindOrigin && v.agentID != nil {
-		s.pushNodeSecrets(r, *v.agentID)
+		s.pushNodeSecrets(ctx, *v.agentID)
 	}
 }
 
@@ -506,31 +506,41 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
-	now := s.now().Unix()
-	j := storage.Job{
-		ID: runs.NewID(), Name: v.name, AgentID: v.agentID, Schedule: v.schedule, ScheduleTimezone: v.timezone,
-		OverlapPolicy: v.overlap, MissedRunPolicy: v.missed, SpecJSON: string(v.specJSON), CreatedAt: now, UpdatedAt: now,
-	}
-	err := s.db.Write(r.Context(), func(q storage.Q) error {
-		if err := q.InsertJob(r.Context(), j); err != nil {
-			return err
-		}
-		if v.verification != nil {
-			if err := q.SetJobVerificationConfig(r.Context(), j.ID, v.verification, now); err != nil {
-				return err
-			}
-		}
-		return s.bindJobOrigin(r.Context(), q, v)
-	})
+	j, err := s.insertJob(r.Context(), runs.NewID(), v)
 	if err != nil {
 		respond.Error(w, r, err)
 		return
 	}
 	audit.From(r).Object("jobs", j.ID)
-	s.afterBind(r, v)
-	s.jobChanged(r.Context(), j.ID, j.AgentID)
-	zerolog.Ctx(r.Context()).Info().Str("job_id", j.ID).Msg("job created")
 	s.respondJob(w, r, storage.JobListItem{Job: j})
+}
+
+// insertJob stores a validated job under id and tells the scheduler, the drills and the job's
+// agent: the creation of POST /api/jobs, and of each clone a job_deploy bulk operation makes.
+func (s *Server) insertJob(ctx context.Context, id string, v validJob) (storage.Job, error) {
+	now := s.now().Unix()
+	j := storage.Job{
+		ID: id, Name: v.name, AgentID: v.agentID, Schedule: v.schedule, ScheduleTimezone: v.timezone,
+		OverlapPolicy: v.overlap, MissedRunPolicy: v.missed, SpecJSON: string(v.specJSON), CreatedAt: now, UpdatedAt: now,
+	}
+	err := s.db.Write(ctx, func(q storage.Q) error {
+		if err := q.InsertJob(ctx, j); err != nil {
+			return err
+		}
+		if v.verification != nil {
+			if err := q.SetJobVerificationConfig(ctx, j.ID, v.verification, now); err != nil {
+				return err
+			}
+		}
+		return s.bindJobOrigin(ctx, q, v)
+	})
+	if err != nil {
+		return j, err
+	}
+	s.afterBind(ctx, v)
+	s.jobChanged(ctx, j.ID, j.AgentID)
+	zerolog.Ctx(ctx).Info().Str("job_id", j.ID).Msg("job created")
+	return j, nil
 }
 
 // jobsWorkspace is GET /api/jobs/workspace, the jobs list page in one answer: the items of
@@ -626,7 +636,7 @@ func (s *Server) updateJob(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, jobError(err))
 		return
 	}
-	s.afterBind(r, v)
+	s.afterBind(r.Context(), v)
 	s.jobChanged(ctx, id, oldAgent, saved.AgentID)
 	zerolog.Ctx(ctx).Info().Str("job_id", id).Msg("job updated")
 	// The same answer as GET: an edit does not make the job's runs go away.

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"github.com/bastion-backup/bastion/engine/targets/all"
 	"net/http"
@@ -82,7 +83,7 @@ func (s *Server) getNodeSecret(w http.ResponseWriter, r *http.Request) {
 func (s *Server) putNodeSecret(w http.ResponseWriter, r *http.Request) {
 	node, kind, name, ok := s.nodeSecretTarget(w, r)
 	if ok && s.storeSecret(w, r, node, kind, name) {
-		s.pushNodeSecrets(r, node)
+		s.pushNodeSecrets(r.Context(), node)
 		respond.NoContent(w)
 	}
 }
@@ -90,7 +91,7 @@ func (s *Server) putNodeSecret(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deleteNodeSecret(w http.ResponseWriter, r *http.Request) {
 	node, kind, name, ok := s.nodeSecretTarget(w, r)
 	if ok && s.removeSecret(w, r, node, kind, name) {
-		s.pushNodeSecrets(r, node)
+		s.pushNodeSecrets(r.Context(), node)
 		respond.NoContent(w)
 	}
 }
@@ -98,15 +99,15 @@ func (s *Server) deleteNodeSecret(w http.ResponseWriter, r *http.Request) {
 // pushNodeSecrets sends an agent its new secrets snapshot, then its config snapshot (the
 // original pushed only the config, leaving the agent's credentials stale until it reconnected).
 // A failure is logged: the agent gets both on its next connection anyway.
-func (s *Server) pushNodeSecrets(r *http.Request, node string) {
+func (s *Server) pushNodeSecrets(ctx context.Context, node string) {
 	if node == secrets.HubNode || s.cfg.Agents == nil {
 		return
 	}
-	log := zerolog.Ctx(r.Context())
-	if err := s.cfg.Agents.PushSecrets(r.Context(), node); err != nil {
+	log := zerolog.Ctx(ctx)
+	if err := s.cfg.Agents.PushSecrets(ctx, node); err != nil {
 		log.Warn().Err(err).Str("agent_id", node).Msg("push secrets to the agent; it gets them when it reconnects")
 	}
-	if _, err := s.cfg.Agents.SyncConfig(r.Context(), node); err != nil {
+	if _, err := s.cfg.Agents.SyncConfig(ctx, node); err != nil {
 		log.Warn().Err(err).Str("agent_id", node).Msg("push config to the agent; it gets it when it reconnects")
 	}
 }

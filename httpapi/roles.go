@@ -127,7 +127,17 @@ var routeRoles = map[string]string{
 	"POST /api/agents/{id}/labels/add":      RoleAdmin,
 	"POST /api/agents/{id}/labels/remove":   RoleAdmin,
 	"GET /api/fleet":                        RoleViewer,
-	"GET /api/fleet/{id}":                   RoleViewer,
+
+	// Bulk operations: starting, previewing or retrying one also needs the role of the matching
+	// single-agent route, checked per kind (labels, job deploy and credential distribution:
+	// admin; config sync: operator).
+	"POST /api/bulk-operations/preview":           RoleOperator,
+	"GET /api/bulk-operations":                    RoleViewer,
+	"POST /api/bulk-operations":                   RoleOperator,
+	"GET /api/bulk-operations/{id}":               RoleViewer,
+	"POST /api/bulk-operations/{id}/cancel":       RoleOperator,
+	"POST /api/bulk-operations/{id}/retry-failed": RoleOperator,
+	"GET /api/fleet/{id}":                         RoleViewer,
 
 	// Notifications: sending a test and working the queue are operations; settings are admin's.
 	"GET /api/notifications/settings":                               RoleViewer,

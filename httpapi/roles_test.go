@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/engine/bulk"
 	"github.com/bastion-backup/bastion/engine/notify"
 	"github.com/bastion-backup/bastion/engine/operations"
 	"github.com/bastion-backup/bastion/engine/runs"
@@ -37,7 +38,7 @@ func TestRouteRolesComplete(t *testing.T) {
 	h := New(Config{
 		Logger: zerolog.Nop(), DB: storagetest.Open(t),
 		Runs: &runs.Service{}, Snapshots: &snapshots.Service{}, Operations: &operations.Service{},
-		Notifications: &notify.Service{}, Drills: noDrills{},
+		Notifications: &notify.Service{}, Drills: noDrills{}, Bulk: bulk.New(bulk.Config{}),
 	})
 	seen := map[string]bool{}
 	err := chi.Walk(h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -207,20 +208,29 @@ func (s *Server) storeSecret(w http.ResponseWriter, r *http.Request, node, kind,
 			return false
 		}
 	}
+	if err := s.saveSecret(r.Context(), node, kind, name, body, origins); err != nil {
+		respond.Error(w, r, err)
+		return false
+	}
+	return true
+}
+
+// saveSecret validates and stores a secret's payload in a node's scope: the write of
+// PUT …/secrets/{kind}/{name}, and of each agent a webdav_secret_distribute bulk operation
+// copies the Hub's credential to. A bad payload is a 400.
+func (s *Server) saveSecret(ctx context.Context, node, kind, name string, body []byte, origins secrets.OriginUpdate) error {
 	// Store the validated, re-encoded payload, not the client's bytes: no stray whitespace or
 	// duplicate keys end up encrypted.
 	canonical, err := canonicalPayload(kind, body)
 	if err != nil {
-		respond.Error(w, r, validationError(err))
-		return false
+		return validationError(err)
 	}
-	if err := s.cfg.Secrets.PutWithOrigins(r.Context(), node, kind, name, canonical, origins); err != nil {
-		respond.Error(w, r, err)
-		return false
+	if err := s.cfg.Secrets.PutWithOrigins(ctx, node, kind, name, canonical, origins); err != nil {
+		return err
 	}
-	zerolog.Ctx(r.Context()).Info().Str("node_id", node).Str("secret_kind", kind).Str("secret_name", name).
+	zerolog.Ctx(ctx).Info().Str("node_id", node).Str("secret_kind", kind).Str("secret_name", name).
 		Strs("allowed_origins_set", origins.Origins).Bool("allowed_origins_replaced", origins.Replace).Msg("secret saved")
-	return true
+	return nil
 }
 
 // splitOrigins takes the origin fields out of a target secret's body (WebDAV's), leaving the payload:

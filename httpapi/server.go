@@ -107,6 +107,9 @@ type Config struct {
 	Agents *agentsock.Hub
 	// Notifications serves /api/notifications; nil serves none.
 	Notifications *notify.Service
+	// Bulk runs bulk operations (engine/bulk.Loop): the API registers each kind's work with it
+	// and serves /api/bulk-operations; nil serves none.
+	Bulk BulkQueue
 
 	// Runs is the run queue behind the jobs and runs routes (run now, cancel, event stream); nil
 	// leaves those routes out.
@@ -184,6 +187,9 @@ func newServer(cfg Config) *Server {
 	if s.metrics == nil {
 		s.metrics = metrics.New(metrics.Options{DB: cfg.DB, Clock: cfg.Clock, Logger: cfg.Logger,
 			OnlineWindow: agentsock.OnlineWindow, Version: cfg.Version})
+	}
+	if cfg.Bulk != nil {
+		s.registerBulkKinds(cfg.Bulk)
 	}
 	r := chi.NewRouter()
 	s.mux = r
@@ -287,6 +293,7 @@ func (s *Server) sessionRoutes(r chi.Router) {
 	s.operationRoutes(r)
 	s.secretRoutes(r)
 	s.agentRoutes(r)
+	s.bulkRoutes(r)
 	s.fleetRoutes(r)
 	s.nodeRoutes(r)
 	s.notificationRoutes(r)

@@ -80,6 +80,10 @@ var hotQueries = []struct {
 	{"command center: failed verifications", qFailedVerifications, []any{50}},
 	{"command center: cleanup backlog", qCleanupBacklog, []any{1}},
 	{"integrations: secrets of kinds", qSecretsOfKinds, []any{`["webdav","s3"]`}},
+	{"bulk operations list", qListBulkOperations, []any{50}},
+	{"bulk operation detail", qGetBulkOperation, []any{"o"}},
+	{"bulk operation items", qBulkItems, []any{"o"}},
+	{"queued bulk items (bulk loop)", qQueuedBulkItems, []any{8}},
 }
 
 var (

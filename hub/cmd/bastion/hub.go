@@ -16,6 +16,7 @@ import (
 
 	"github.com/bastion-backup/bastion/engine/agekeys"
 	"github.com/bastion-backup/bastion/engine/backupexec"
+	"github.com/bastion-backup/bastion/engine/bulk"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/drills"
 	"github.com/bastion-backup/bastion/engine/jobgate"
@@ -170,6 +171,8 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	}
 	auditLog := audit.NewRecorder(db, log)
 	runtimeCfg := runtimeConfigFor(cfg)
+	// Bulk operations: the API registers each kind's work with the loop.
+	bulkLoop := bulk.New(bulk.Config{DB: db, Clock: clock.Real{}, Log: log})
 	handler := httpapi.New(httpapi.Config{
 		Logger:         log,
 		DB:             db,
@@ -196,6 +199,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 		DrillErrors:     httpapi.DrillErrors{JobArchived: drills.ErrJobArchived, NoSnapshot: drills.ErrNoSnapshot},
 		OnJobChanged:    syncAgents,
 		Notifications:   notifier,
+		Bulk:            bulkLoop,
 		OnSecretDeleted: notifier.SecretDeleted,
 		Metrics:         hubMetrics,
 		MetricsPublic:   cfg.MetricsPublic,
@@ -250,6 +254,7 @@ func runHub(ctx context.Context, args []string, getenv func(string) string, stde
 	group.Go("scheduler", sched.Run)
 	group.Go("drills", drillSvc.Run)
 	group.Go("notifications", notifier.Run)
+	group.Go("bulk-operations", bulkLoop.Run)
 	group.Go("run-pruning", (&runs.Pruner{DB: db, Clock: clock.Real{}, Log: log, RetentionDaysFunc: runtimeCfg.Live.RunRetentionDays}).Run)
 
 	log.Info().Str("url", "http://"+ln.Addr().String()).Msg("Hub is listening")
