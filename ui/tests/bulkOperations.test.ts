@@ -146,6 +146,18 @@ describe('one bulk operation', () => {
     w.unmount()
   })
 
+  it('names a deploy’s source job and links to it', async () => {
+    mockFetch({
+      'GET /api/bulk-operations/op1': { body: detail({ kind: 'job_deploy', payload: { source_job_id: 'j1', name_template: '{name} ({node})' } }) },
+      'GET /api/jobs/j1': { body: { id: 'j1', name: 'Docs' } },
+    })
+    const w = await render(BulkOperationView, { id: 'op1' })
+    expect(w.get('[data-testid="bulk-payload"]').text()).toBe('Docs')
+    expect(w.get('[data-testid="bulk-payload"]').attributes('href')).toBe('/jobs/j1')
+    expect(w.find('[data-testid="bulk-jobs-link"]').exists()).toBe(true)
+    w.unmount()
+  })
+
   it('offers Retry failed only when items failed, and retries through the Hub', async () => {
     const calls = mockFetch({ 'GET /api/bulk-operations/op1': { body: detail() } })
     let w = await render(BulkOperationView, { id: 'op1' })

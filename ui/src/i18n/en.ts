@@ -901,6 +901,7 @@ export default {
       updated: 'Updated',
     },
     detail: {
+      progress: 'Progress',
       title: 'Bulk operation',
       selector: 'Agents',
       labels: 'Labels',

@@ -904,6 +904,7 @@ const zhCN: Messages<typeof en> = {
       updated: '更新时间',
     },
     detail: {
+      progress: '进度',
       title: '批量操作',
       selector: '客户端',
       labels: '标签',
