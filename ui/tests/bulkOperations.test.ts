@@ -18,6 +18,7 @@ import BulkOperationView from '@/views/BulkOperationView.vue'
 import BulkCreateModal from '@/components/BulkCreateModal.vue'
 import AgentsView from '@/views/AgentsView.vue'
 import JobDetailView from '@/views/JobDetailView.vue'
+import IntegrationsView from '@/views/IntegrationsView.vue'
 
 const NOW = 1_767_225_600
 
@@ -417,5 +418,52 @@ describe('creating a bulk operation', () => {
     expect(w.find('[data-testid="job-title"]').exists()).toBe(true)
     expect(w.find('[data-testid="job-deploy"]').exists()).toBe(false)
     w.unmount()
+  })
+  it('distributes a Hub WebDAV credential from the integrations page, showing who gets it and who is skipped', async () => {
+    const dist = {
+      secret_kinds: ['webdav'],
+      credentials: [
+        { kind: 'webdav', name: 'nas', on_hub: true, agents: ['a'], missing_agents: [] },
+        { kind: 'webdav', name: 'offsite', on_hub: false, agents: [], missing_agents: ['a'] },
+      ],
+      agents: [{ agent_id: 'a', name: 'web-1', online: true, credentials: ['nas'] }],
+      notifications: [],
+    }
+    const calls = mockFetch({
+      'GET /api/integrations': { body: { storage: { secret_kinds: ['webdav'], nodes: 1, credentials: 1, jobs_using_credentials: 0, missing: 0 }, distribution: { agents: 1, agents_with_credentials: 1 }, notifications: { channels: 0, destinations: 0, enabled_destinations: 0, unconfigured_channels: [] } } },
+      'GET /api/integrations/storage': { body: { secret_kinds: ['webdav'], nodes: [] } },
+      'GET /api/integrations/distribution': { body: dist },
+      'GET /api/agents/labels': { body: [{ label: 'prod', count: 2 }] },
+      'GET /api/secrets/webdav': { body: [{ name: 'nas', updated_at: NOW }] },
+      'POST /api/bulk-operations/preview': {
+        body: { kind: 'webdav_secret_distribute', secret_name: 'nas', overwrite: false, items: [
+          { agent_id: 'a', agent_name: 'web-1', action: 'skip', note: 'already exists' },
+          { agent_id: 'b', agent_name: 'web-2', action: 'update', note: null },
+        ] },
+      },
+    })
+    const w = await render(IntegrationsView)
+    // Only a credential the Hub holds can be distributed.
+    const buttons = w.findAll('[data-testid="distribution-distribute"]')
+    expect(buttons).toHaveLength(1)
+    await buttons[0].trigger('click')
+    await flushPromises()
+    const sel = w.findAllComponents(NSelect).find((c) => c.attributes('data-testid') === 'bulk-selector-labels')!
+    sel.vm.$emit('update:value', ['prod'])
+    await flushPromises()
+    buttonIn('bulk-preview-btn')!.click()
+    await flushPromises()
+    expect(calls.find((c) => c.url === '/api/bulk-operations/preview')!.body).toEqual({
+      kind: 'webdav_secret_distribute', selector: { labels: ['prod'], labels_mode: 'and' }, payload: { name: 'nas', overwrite: false },
+    })
+    const rows = byTestId('bulk-preview-row')
+    expect(rows.map((r) => r.querySelector('[data-testid="bulk-preview-planned"]')!.textContent)).toEqual([en.bulk.preview.skip, en.bulk.preview.update])
+    expect(rows[0].textContent).toContain('already exists')
+    w.unmount()
+
+    signInAs('operator')
+    const w2 = await render(IntegrationsView)
+    expect(w2.findAll('[data-testid="distribution-distribute"]')).toHaveLength(0)
+    w2.unmount()
   })
 })
