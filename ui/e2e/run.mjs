@@ -506,6 +506,157 @@ async function main() {
     await page.getByTestId('agent-not-found').waitFor()
   })
 
+  // Three agents (the one above and two more), labelled with one bulk operation from the agents
+  // page; then a job deployed to them by label from the job's page, and one run per clone.
+  const fleet = { agents: ['e2e-agent', 'e2e-fleet-b', 'e2e-fleet-c'], labelOp: null, deployOp: null }
+
+  await step('enroll two more agents: three online', async () => {
+    for (const name of fleet.agents.slice(1)) {
+      await page.goto(base + '/agents')
+      await page.getByTestId('agent-enroll').click()
+      await page.getByTestId('enroll-name').locator('input').fill(name)
+      await page.getByTestId('enroll-create').click()
+      const command = (await page.getByTestId('enroll-command').innerText()).trim()
+      const m = new RegExp(`^bastion agent --hub-url (\\S+) --enroll-token (\\S+) --name ${name}$`).exec(command)
+      if (!m) throw new Error(`unexpected command: ${command}`)
+      const dir = mkdtempSync(join(tmpdir(), `bastion-e2e-${name}-`))
+      spawnLogged(name, hub.bin, ['agent', '--hub-url', m[1], '--enroll-token', m[2], '--name', name, '--data-dir', dir])
+      await page.keyboard.press('Escape')
+    }
+    await until('three agents online', async () => {
+      const r = await page.evaluate(async () => (await fetch('/api/agents?status=online')).json())
+      return fleet.agents.every((n) => r.items.some((a) => a.name === n && a.online))
+    }, 60_000, 1000)
+  })
+
+  await step('label the three agents with one bulk operation from the agents page, after its preview', async () => {
+    await page.goto(base + '/agents')
+    for (const name of fleet.agents) {
+      const row = page.getByTestId('agents-table').locator('tr', { has: page.getByTestId('agent-name').getByText(name, { exact: true }) })
+      await row.locator('.n-checkbox').click()
+    }
+    await page.getByTestId('agents-bulk').getByText('3 selected').waitFor()
+    await page.getByTestId('agents-bulk').click()
+    await page.locator('.n-dropdown-option', { hasText: 'Add labels' }).click()
+    const modal = page.getByTestId('bulk-create-modal')
+    await modal.getByTestId('bulk-target-selected').getByText('The 3 selected agents').waitFor()
+    await modal.getByTestId('bulk-payload-labels').click()
+    await page.keyboard.type('e2e-fleet')
+    await page.keyboard.press('Enter')
+    await modal.locator('.n-card-header').click() // closes the option menu
+    if ((await modal.getByTestId('bulk-create').count()) > 0) throw new Error('Create offered before the preview')
+    await modal.getByTestId('bulk-preview-btn').click()
+    await until('the preview to list the three agents', async () => (await modal.getByTestId('bulk-preview-row').count()) === 3, 10_000)
+    await shoot(page, 'bulk-labels-preview')
+    await modal.getByTestId('bulk-create').click()
+    await page.getByTestId('page-bulk-operation').waitFor()
+    fleet.labelOp = new URL(page.url()).pathname.split('/').pop()
+    await until('the label operation to be done', async () => (await page.getByTestId('bulk-op-status').getAttribute('data-status')) === 'done', 30_000, 250)
+    const statuses = await page.getByTestId('bulk-item').evaluateAll((xs) => xs.map((x) => x.dataset.status))
+    if (statuses.join() !== 'success,success,success') throw new Error(`items ${statuses}`)
+    const labelled = await page.evaluate(async () => (await fetch('/api/agents?labels[]=e2e-fleet')).json())
+    const names = labelled.items.map((a) => a.name).sort()
+    if (names.join() !== [...fleet.agents].sort().join()) throw new Error(`agents labelled e2e-fleet: ${names}`)
+    await shoot(page, 'bulk-labels-done')
+  })
+
+  await step('deploy a job to the labelled agents from its page, after a preview of the clones, and see 3 runs succeed', async () => {
+    const fleetTarget = join(work, 'fleet-target')
+    mkdirSync(fleetTarget)
+    await page.goto(base + '/jobs/new')
+    await page.getByTestId('job-name').locator('input').fill('e2e fleet')
+    await page.getByTestId('editor-next').click()
+    const paths = page.getByTestId('source-paths')
+    await paths.locator('button').first().click()
+    await paths.locator('input').first().fill(src)
+    await page.getByTestId('editor-next').click()
+    await page.getByTestId('target-dir').locator('input').fill(fleetTarget)
+    for (let i = 0; i < 5; i++) await page.getByTestId('editor-next').click()
+    await page.getByTestId('review-json').waitFor()
+    await page.getByTestId('editor-save').click()
+    await page.getByTestId('page-job').waitFor()
+    const sourceId = new URL(page.url()).pathname.split('/').pop()
+
+    await page.getByTestId('job-deploy').click()
+    const modal = page.getByTestId('bulk-create-modal')
+    await modal.getByTestId('bulk-source-job').getByText('e2e fleet').waitFor()
+    await modal.getByTestId('bulk-selector-labels').click()
+    await page.keyboard.type('e2e-fleet')
+    await page.keyboard.press('Enter')
+    await modal.locator('.n-card-header').click()
+    await modal.getByTestId('bulk-preview-btn').click()
+    await until('the preview to plan three clones', async () => (await modal.getByTestId('bulk-preview-row').count()) === 3, 10_000)
+    const planned = await modal.getByTestId('bulk-preview-row').evaluateAll((xs) => xs.map((x) => [x.dataset.ok, x.querySelector('[data-testid="bulk-preview-planned"]')?.textContent]))
+    for (const [ok, name] of planned) {
+      if (ok !== 'true' || !name?.startsWith('e2e fleet (')) throw new Error(`preview: ${JSON.stringify(planned)}`)
+    }
+    await shoot(page, 'bulk-deploy-preview')
+    await modal.getByTestId('bulk-create').click()
+    await page.getByTestId('page-bulk-operation').waitFor()
+    fleet.deployOp = new URL(page.url()).pathname.split('/').pop()
+    await until('the deploy to be done', async () => (await page.getByTestId('bulk-op-status').getAttribute('data-status')) === 'done', 30_000, 250)
+    const statuses = await page.getByTestId('bulk-item').evaluateAll((xs) => xs.map((x) => x.dataset.status))
+    if (statuses.join() !== 'success,success,success') throw new Error(`items ${statuses}`)
+    await shoot(page, 'bulk-deploy-done')
+
+    // One clone per agent; run each from its page and watch it succeed on its agent.
+    const jobs = await page.evaluate(async () => (await fetch('/api/jobs?page_size=100')).json())
+    const clones = jobs.items.filter((j) => j.agent_id && j.name.startsWith('e2e fleet ('))
+    if (clones.length !== 3 || new Set(clones.map((j) => j.agent_id)).size !== 3) throw new Error(`clones: ${JSON.stringify(clones.map((j) => [j.name, j.agent_id]))}`)
+    if (clones.some((j) => j.id === sourceId)) throw new Error('the source job counted as a clone')
+    const runs = []
+    for (const clone of clones) {
+      await page.goto(`${base}/jobs/${clone.id}`)
+      await page.getByTestId('run-now').click()
+      await page.getByTestId('page-run').waitFor()
+      runs.push(new URL(page.url()).pathname.split('/').pop())
+    }
+    for (const id of runs) {
+      await page.goto(`${base}/runs/${id}`)
+      await until(`run ${id} to succeed`, async () => (await page.getByTestId('run-status').getAttribute('data-status')) === 'success', 90_000, 500)
+    }
+    const nodes = new Set()
+    for (const id of runs) nodes.add((await page.evaluate(async (r) => (await fetch(`/api/runs/${r}`)).json(), id)).node_id ?? '')
+    if (nodes.size !== 3 || nodes.has('hub')) throw new Error(`the runs ran on ${[...nodes]}`)
+  })
+
+  await step('the bulk operations pages on desktop and phone, in English and Chinese, light and dark', async () => {
+    if (!fleet.deployOp) throw new Error('no operation from the earlier steps')
+    for (const [loc, title] of [['en', 'Bulk operations'], ['zh-CN', '批量操作']]) {
+      await page.evaluate((l) => localStorage.setItem('bastion.locale', l), loc)
+      for (const [viewport, vname] of [[DESKTOP, 'desktop'], [MOBILE, 'phone']]) {
+        await page.setViewportSize(viewport)
+        for (const [path, ready] of [['/bulk-operations', 'bulk-row'], [`/bulk-operations/${fleet.deployOp}`, 'bulk-item']]) {
+          await page.goto(base + path)
+          await page.getByTestId(ready).first().waitFor()
+          if (path === '/bulk-operations') {
+            await page.getByTestId('page-bulk').locator('h1', { hasText: title }).waitFor()
+            const rows = await page.getByTestId('bulk-row').count()
+            if (rows !== 2) throw new Error(`the list shows ${rows} operations, want 2`)
+          }
+          await page.waitForLoadState('networkidle').catch(() => {})
+          const [sw, iw] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth])
+          if (sw > iw + 1) throw new Error(`${path} (${loc}) is ${sw}px wide on a ${iw}px ${vname}`)
+          const name = path === '/bulk-operations' ? 'bulk-list' : 'bulk-detail'
+          await page.screenshot({ path: join(SCREENSHOTS, `${name}-${loc}-${vname}.png`) })
+        }
+      }
+    }
+    // Dark theme: the same pages, read from localStorage before the app loads.
+    await page.evaluate(() => localStorage.setItem('bastion.theme', 'dark'))
+    for (const path of ['/bulk-operations', `/bulk-operations/${fleet.deployOp}`]) {
+      await page.goto(base + path)
+      await page.locator('[data-testid="bulk-row"], [data-testid="bulk-item"]').first().waitFor()
+      if ((await page.evaluate(() => document.documentElement.dataset.theme)) !== 'dark') throw new Error('dark theme not applied')
+      await page.screenshot({ path: join(SCREENSHOTS, `${path === '/bulk-operations' ? 'bulk-list' : 'bulk-detail'}-dark-zh-CN-phone.png`) })
+    }
+    await page.evaluate(() => localStorage.removeItem('bastion.theme'))
+    await page.setViewportSize(DESKTOP)
+    await page.evaluate(() => localStorage.setItem('bastion.locale', 'en'))
+    await page.goto(base + '/')
+    await page.getByTestId('nav-bulk').getByText('Bulk operations').waitFor()
+  })
+
   await step('reload revalidates index.html and takes hashed assets from cache or a 304', async () => {
     await page.goto(base + '/settings')
     await page.getByTestId('page-settings').waitFor()
@@ -759,7 +910,7 @@ async function main() {
     await page.getByTestId('job-title').waitFor()
     await page.locator('.n-tabs-tab', { hasText: 'Snapshots' }).click()
     await page.getByTestId('snapshots-table').locator('[data-status]').first().waitFor()
-    const onJob = await shown(['run-now', 'verify-now', 'job-edit', 'job-delete', 'snap-restore', 'snap-pin', 'snap-delete'])
+    const onJob = await shown(['run-now', 'verify-now', 'job-edit', 'job-deploy', 'job-delete', 'snap-restore', 'snap-pin', 'snap-delete'])
     if (onJob.length) throw new Error(`a viewer sees ${onJob.join(', ')} on the job page`)
     await shoot(page, 'job-viewer')
     await page.goto(`${base}/runs/${state.runId}`)
@@ -771,7 +922,10 @@ async function main() {
     if (onSettings.length) throw new Error(`a viewer sees ${onSettings.join(', ')} in settings`)
     await page.goto(base + '/agents')
     await page.getByTestId('agents-table').waitFor()
-    if ((await shown(['agent-enroll', 'agent-sync', 'agent-credentials'])).length) throw new Error('a viewer may manage agents')
+    if ((await shown(['agent-enroll', 'agent-sync', 'agent-credentials', 'agents-bulk'])).length) throw new Error('a viewer may manage agents')
+    await page.goto(base + '/bulk-operations')
+    await page.getByTestId('bulk-row').first().waitFor()
+    if ((await shown(['bulk-new'])).length) throw new Error('a viewer may start a bulk operation')
   })
 
   await step('an operator may run and restore, but not edit, and sees no credentials', async () => {

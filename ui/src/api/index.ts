@@ -149,6 +149,22 @@ export const api = {
     rotateKey: (id: string) => http.post<T.RotateKeyResponse>(`/api/agents/${seg(id)}/rotate-key`),
     syncNow: (id: string) => http.post<T.SyncConfigResponse>(`/api/agents/${seg(id)}/sync-config-now`),
     fleet: (id: string) => http.get<T.FleetAgentDetail>(`/api/fleet/${seg(id)}`),
+    /** Every label in use with how many agents carry it. */
+    labels: () => http.get<{ label: string; count: number }[]>('/api/agents/labels'),
+  },
+
+  /** Work on many agents at once, item by item, with a preview for job deploys and distributions. */
+  bulk: {
+    /** The Hub's list is its 50 newest operations, newest first. */
+    list: async () => {
+      const r = await http.get<T.BulkOperationListItem[] | { items: T.BulkOperationListItem[] }>('/api/bulk-operations')
+      return Array.isArray(r) ? r : r.items
+    },
+    get: (id: string) => http.get<T.BulkOperationDetail>(`/api/bulk-operations/${seg(id)}`),
+    preview: (body: T.BulkCreateBody) => http.post<T.BulkPreview>('/api/bulk-operations/preview', body),
+    create: (body: T.BulkCreateBody) => http.post<{ op_id: string }>('/api/bulk-operations', body),
+    cancel: (id: string) => http.post<void>(`/api/bulk-operations/${seg(id)}/cancel`),
+    retryFailed: (id: string) => http.post<void>(`/api/bulk-operations/${seg(id)}/retry-failed`),
   },
 
   secrets: {

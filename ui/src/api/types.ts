@@ -877,3 +877,79 @@ export interface CleanupTaskQuery {
   status?: string
   target_type?: string
 }
+
+// ---- bulk operations (/api/bulk-operations) ----
+/** What a bulk operation does to each agent it selected. */
+export type BulkKind = 'agent_labels_add' | 'agent_labels_remove' | 'sync_config_now' | 'job_deploy' | 'webdav_secret_distribute'
+export type BulkStatus = 'queued' | 'running' | 'done' | 'canceled'
+export type BulkItemStatus = 'queued' | 'running' | 'success' | 'failed' | 'canceled'
+/** Which agents: explicit ids, or every agent carrying the labels (all of them: and, any: or). */
+export interface BulkSelector {
+  node_ids?: string[]
+  labels?: string[]
+  labels_mode?: 'and' | 'or'
+}
+export type BulkPayload =
+  | { labels: string[] } // agent_labels_add, agent_labels_remove
+  | { source_job_id: string; name_template?: string } // job_deploy
+  | { name: string; overwrite?: boolean } // webdav_secret_distribute
+  | Record<string, never> // sync_config_now
+export interface BulkCreateBody {
+  kind: BulkKind
+  selector: BulkSelector
+  payload?: BulkPayload
+}
+/** Items counted by status, as the list and the detail carry them. */
+export interface BulkCounts {
+  total: number
+  queued: number
+  running: number
+  success: number
+  failed: number
+  canceled: number
+}
+export interface BulkOperationListItem extends BulkCounts {
+  id: string
+  kind: BulkKind | string
+  status: BulkStatus | string
+  created_at: number
+  updated_at: number
+  started_at: number | null
+  ended_at: number | null
+  canceled_at: number | null
+  created_by_user_id?: number | null
+  created_by_username?: string | null
+}
+export interface BulkOperationItem {
+  op_id: string
+  agent_id: string
+  agent_name: string | null
+  status: BulkItemStatus | string
+  attempts: number
+  created_at: number
+  updated_at: number
+  started_at: number | null
+  ended_at: number | null
+  last_error_kind: string | null
+  last_error: string | null
+}
+export interface BulkOperationDetail extends BulkOperationListItem {
+  selector: BulkSelector | null
+  payload: Record<string, unknown> | null
+  items: BulkOperationItem[]
+}
+/** POST /api/bulk-operations/preview for a job deploy: each agent's clone name, or why it cannot. */
+export interface JobDeployPreview {
+  kind: 'job_deploy'
+  source_job_id: string
+  name_template: string
+  items: { agent_id: string; agent_name: string | null; planned_name: string; valid: boolean; error: string | null }[]
+}
+/** …and for a credential distribution: per agent, update it or skip (it has one and no overwrite). */
+export interface WebdavDistributePreview {
+  kind: 'webdav_secret_distribute'
+  secret_name: string
+  overwrite: boolean
+  items: { agent_id: string; agent_name: string | null; action: 'update' | 'skip' | string; note: string | null }[]
+}
+export type BulkPreview = JobDeployPreview | WebdavDistributePreview

@@ -23,6 +23,7 @@ export type Action =
   | 'tokens.manage'
   | 'maintenance.retry' // retry an incomplete-run cleanup now
   | 'maintenance.ignore' // ignore or unignore a cleanup task
+  | 'bulk.cancel' // cancel a bulk operation (retrying needs what starting its kind needs)
 
 const RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 }
 
@@ -46,6 +47,7 @@ const NEEDS: Record<Action, Role> = {
   'tokens.manage': 'admin',
   'maintenance.retry': 'operator',
   'maintenance.ignore': 'admin',
+  'bulk.cancel': 'operator',
 }
 
 /** Whether a user with role may do action; no role (signed out, unknown) may do nothing. */
