@@ -48,6 +48,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
 
+	"github.com/bastion-backup/bastion/engine/bulk"
 	"github.com/bastion-backup/bastion/engine/drills"
 	"github.com/bastion-backup/bastion/engine/notify"
 	"github.com/bastion-backup/bastion/engine/operations"
@@ -448,6 +449,7 @@ func startContractHub(t *testing.T, ch *contractHub) *backupHub {
 		ch.sock = agentsock.New(agentsock.Config{DB: cfg.DB, Clock: cfg.Clock, Logger: cfg.Logger,
 			Snapshots: agentsock.StoreSnapshots{DB: cfg.DB, Store: cfg.Secrets, Clock: cfg.Clock}})
 		cfg.Agents = ch.sock
+		cfg.Bulk = bulk.New(bulk.Config{DB: cfg.DB, Clock: cfg.Clock, Log: cfg.Logger}) // never run: items stay queued
 		svc, err := notify.New(notify.Options{DB: cfg.DB, Secrets: cfg.Secrets, Clock: cfg.Clock, Logger: cfg.Logger, RateEvery: -1})
 		if err != nil {
 			t.Fatal(err)
