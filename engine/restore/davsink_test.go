@@ -248,6 +248,7 @@ func TestRestoreToWebDAV(t *testing.T) {
 			{tar.Header{Name: "ok.txt"}, "ok"},
 		}))
 		tg, runID := publishIndexed(t, [][]byte{payload}, "none", "", nil)
+		s := startDAV(t) // its own server: nothing else writes there while the files are compared
 		// A sibling of the prefix that an escape would reach.
 		if err := os.MkdirAll(filepath.Join(s.dir, "jail"), 0o755); err != nil {
 			t.Fatal(err)
