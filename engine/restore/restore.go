@@ -97,16 +97,17 @@ type Request struct {
 
 // Result summarises a restore.
 type Result struct {
-	Manifest    *format.Manifest `json:"-"`
-	EntriesSeen int64            `json:"entries_seen"`
-	Written     int64            `json:"written"`
-	Skipped     int64            `json:"skipped"`
+	Manifest      *format.Manifest `json:"-"`
+	EntriesSeen   int64            `json:"entries_seen"`
+	Written       int64            `json:"written"`
+	Skipped       int64            `json:"skipped"`
+	Refused       int64            `json:"refused"`
+	RefusedSample []Refusal        `json:"refused_sample"`
+	Bytes         int64            `json:"bytes"`
+
 	// Unsupported counts entries a WebDAV destination cannot hold (symlinks, hard links,
 	// special files): recorded, not materialized.
-	Unsupported   int64     `json:"unsupported,omitempty"`
-	Refused       int64     `json:"refused"`
-	RefusedSample []Refusal `json:"refused_sample"`
-	Bytes         int64     `json:"bytes"`
+	Unsupported int64 `json:"unsupported,omitempty"`
 }
 
 // Refusal is an archive entry that was not written because it was unsafe.
