@@ -143,11 +143,21 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case body.Destination != nil:
 		d := body.Destination
-		req.Destination = operations.Destination{Type: d.Type, NodeID: d.NodeID, Directory: d.Directory}
+		req.Destination = operations.Destination{Type: d.Type, NodeID: d.NodeID, Directory: d.Directory,
+			BaseURL: d.BaseURL, SecretName: d.SecretName, Prefix: d.Prefix}
 		if d.Type == "" {
-			respond.Error(w, r, respond.BadRequest("invalid_destination", "destination.type is required (local_fs)").
+			respond.Error(w, r, respond.BadRequest("invalid_destination", "destination.type is required (local_fs or webdav)").
 				Field("destination.type").Reason("required"))
 			return
+		}
+		if d.Type == operations.DestinationWebDAV && body.Executor != nil && body.Executor.NodeID != "" {
+			// A WebDAV destination is on no node: the executor writes it, with its own credential.
+			if d.NodeID != "" && d.NodeID != body.Executor.NodeID {
+				respond.Error(w, r, respond.BadRequest("invalid_executor", "destination.node_id and executor.node_id name different nodes").
+					Field("executor.node_id"))
+				return
+			}
+			req.Destination.NodeID = body.Executor.NodeID
 		}
 	case body.DestinationDir != nil:
 		req.Destination = operations.Destination{Type: operations.DestinationLocalFS, Directory: *body.DestinationDir}
@@ -155,7 +165,8 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, respond.BadRequest("invalid_destination", "destination is required").Field("destination").Reason("required"))
 		return
 	}
-	if body.Executor != nil && body.Executor.NodeID != "" && req.Destination.NodeID != "" && body.Executor.NodeID != req.Destination.NodeID {
+	if body.Executor != nil && body.Executor.NodeID != "" && req.Destination.NodeID != "" && body.Executor.NodeID != req.Destination.NodeID &&
+		req.Destination.Type != operations.DestinationWebDAV {
 		respond.Error(w, r, respond.BadRequest("invalid_executor", "a local_fs restore runs on the destination's node").Field("executor.node_id"))
 		return
 	}

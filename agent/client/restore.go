@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -17,8 +18,10 @@ import (
 	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/restore"
+	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
+	"github.com/bastion-backup/bastion/engine/targets/webdav"
 )
 
 // RestoreExecutor runs restore tasks with the Hub's restore engine (engine/restore). The snapshot
@@ -98,31 +101,38 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 		opID = req.OpID
 	}
 	log := e.log.With().Str("operation_id", opID).Str("run_id", req.RunID).Logger()
+	sum := &operations.RestoreSummary{ConflictPolicy: req.ConflictPolicy, KeepSpecialBits: req.KeepSpecialBits}
+	if req.Selection != nil {
+		sum.Selection = &restore.Selection{Files: req.Selection.Files, Dirs: req.Selection.Dirs}
+	}
+	var sink restore.Sink
 	dir := req.DestinationDir
-	if d := req.Destination; d != nil {
-		if d.Type != "" && d.Type != operations.DestinationLocalFS {
-			return opFailed(CodeUnsupportedDestination, fmt.Sprintf("restoring to %q is not supported on agents; restore to a directory", d.Type), nil)
+	switch d := req.Destination; {
+	case d != nil && d.Type == operations.DestinationWebDAV:
+		tree, prefixURL, fail := e.webdavDestination(ctx, d)
+		if fail != nil {
+			return *fail
 		}
-		dir = d.Directory
-	}
-	if dir == "" || !filepath.IsAbs(dir) {
-		return opFailed(CodeInvalidDestination, fmt.Sprintf("the destination directory must be an absolute path, got %q", dir), nil)
-	}
-	// Symlinks resolved: a link to the agent's data directory must not get a restore written over
-	// its key and managed configuration, and neither may a restore into a parent of it.
-	if overlaps, err := pathguard.Overlaps(dir, e.dataDir); err != nil || overlaps {
-		return opFailed(CodeInvalidDestination, "the destination is inside the agent's data directory, or contains it (symlinks resolved); choose another directory", nil)
+		sink = restore.WebDAV(tree, opID)
+		sum.Destination = operations.Destination{Type: operations.DestinationWebDAV, PrefixURL: prefixURL}
+	case d != nil && d.Type != "" && d.Type != operations.DestinationLocalFS:
+		return opFailed(CodeUnsupportedDestination, fmt.Sprintf("restoring to %q is not supported on this agent; restore to a directory or WebDAV", d.Type), nil)
+	default:
+		if d != nil {
+			dir = d.Directory
+		}
+		if dir == "" || !filepath.IsAbs(dir) {
+			return opFailed(CodeInvalidDestination, fmt.Sprintf("the destination directory must be an absolute path, got %q", dir), nil)
+		}
+		// Symlinks resolved: a link to the agent's data directory must not get a restore written over
+		// its key and managed configuration, and neither may a restore into a parent of it.
+		if overlaps, err := pathguard.Overlaps(dir, e.dataDir); err != nil || overlaps {
+			return opFailed(CodeInvalidDestination, "the destination is inside the agent's data directory, or contains it (symlinks resolved); choose another directory", nil)
+		}
+		sum.Destination = operations.Destination{Type: operations.DestinationLocalFS, Directory: filepath.Clean(dir)}
 	}
 	if req.Snapshot == nil || req.JobID == "" {
 		return opFailed(CodeSnapshotUnknown, "the Hub did not say where the snapshot lives (a Hub too old for agent restores?)", nil)
-	}
-	sum := &operations.RestoreSummary{
-		Destination:     operations.Destination{Type: operations.DestinationLocalFS, Directory: filepath.Clean(dir)},
-		ConflictPolicy:  req.ConflictPolicy,
-		KeepSpecialBits: req.KeepSpecialBits,
-	}
-	if req.Selection != nil {
-		sum.Selection = &restore.Selection{Files: req.Selection.Files, Dirs: req.Selection.Dirs}
 	}
 	tgt, err := e.open(ctx, req.Snapshot)
 	if err != nil {
@@ -140,13 +150,52 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 		}
 	})
 	res, err := restore.Restore(ctx, restore.Request{
-		JobID: req.JobID, RunID: req.RunID, Target: tgt, Destination: sum.Destination.Directory,
+		JobID: req.JobID, RunID: req.RunID, Target: tgt, Destination: sum.Destination.Directory, Sink: sink,
 		StagingDir: filepath.Join(opDir, "staging"), Conflict: req.ConflictPolicy, Selection: sum.Selection,
 		KeepSpecialBits: req.KeepSpecialBits, ProtectedDir: e.dataDir, Keys: e.keys, Events: opEvents{emit}, Progress: rep, Logger: log,
 	})
 	rep.Close()
 	sum.Result = &res
 	return e.outcome(ctx, sum, err, log)
+}
+
+// CodeMissingWebDAVSecret fails a restore to WebDAV naming a credential this agent does not have.
+const CodeMissingWebDAVSecret = "missing_webdav_secret"
+
+// webdavDestination opens a WebDAV restore destination with this agent's own credential of that
+// name, which the opener sends only to the origins the Hub bound it to. Nothing is sent here.
+func (e *RestoreExecutor) webdavDestination(ctx context.Context, d *protocol.RestoreDestination) (*webdav.Tree, string, *protocol.OperationResult) {
+	fail := func(code, msg string) (*webdav.Tree, string, *protocol.OperationResult) {
+		r := opFailed(code, msg, nil)
+		return nil, "", &r
+	}
+	prefixURL, err := operations.PrefixURLOf(d.BaseURL, d.Prefix)
+	if err != nil {
+		var ie *operations.InputError
+		if errors.As(err, &ie) {
+			return fail(CodeInvalidDestination, ie.Message)
+		}
+		return fail(CodeInvalidDestination, "the WebDAV destination is not usable")
+	}
+	if strings.TrimSpace(d.SecretName) == "" {
+		return fail(CodeMissingWebDAVSecret, "the restore names no WebDAV credential (secret_name)")
+	}
+	tgt, err := e.opener.Open(ctx, targets.RunTarget{NodeID: opener.HubNode, Target: webdav.Redact(prefixURL, d.SecretName)})
+	var te *targets.Error
+	switch {
+	case errors.Is(err, secrets.ErrNotFound) || (errors.As(err, &te) && te.Code == "webdav_secret_missing"):
+		return fail(CodeMissingWebDAVSecret, fmt.Sprintf("this agent has no WebDAV credential named %q; "+
+			"create it for this agent (Agents → the agent → WebDAV credentials) and restore again", d.SecretName))
+	case errors.As(err, &te):
+		return fail(te.Code, "open the WebDAV destination: "+te.Error())
+	case err != nil:
+		return fail("webdav_destination_invalid", "open the WebDAV destination: "+err.Error())
+	}
+	tree, ok := webdav.TreeOf(tgt)
+	if !ok {
+		return fail("webdav_destination_invalid", "the WebDAV destination could not be opened")
+	}
+	return tree, prefixURL, nil
 }
 
 // open opens the target a snapshot lives on, from this machine: the Hub's description of it is

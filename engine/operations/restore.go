@@ -14,8 +14,10 @@ import (
 	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/restore"
+	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/opener"
+	"github.com/bastion-backup/bastion/engine/targets/webdav"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -25,11 +27,44 @@ const (
 	DestinationWebDAV  = "webdav"
 )
 
-// Destination is where a restore writes: a directory on the Hub or on an agent.
+// Destination is where a restore writes: a directory on the Hub or on an agent (local_fs), or a
+// collection on a WebDAV server (webdav), written by the node NodeID with its own credential
+// SecretName. A summary's webdav destination has only Type, NodeID and PrefixURL.
 type Destination struct {
 	Type      string `json:"type"`
 	NodeID    string `json:"node_id"`
-	Directory string `json:"directory"`
+	Directory string `json:"directory,omitempty"`
+
+	BaseURL    string `json:"base_url,omitempty"`
+	SecretName string `json:"secret_name,omitempty"`
+	Prefix     string `json:"prefix,omitempty"`
+	// PrefixURL is BaseURL joined with Prefix (no credentials), set once validated.
+	PrefixURL string `json:"prefix_url,omitempty"`
+}
+
+// summary is the destination as a restore's summary names it.
+func (d Destination) summary() Destination {
+	if d.Type == DestinationWebDAV {
+		return Destination{Type: d.Type, NodeID: d.NodeID, PrefixURL: d.PrefixURL}
+	}
+	return d
+}
+
+// PrefixURLOf validates a WebDAV destination's base_url and prefix and joins them, or says
+// which field is wrong with an *InputError.
+func PrefixURLOf(baseURL, prefix string) (string, error) {
+	if strings.TrimSpace(baseURL) == "" {
+		return "", invalidDestination("destination.base_url", "required", "destination.base_url is required")
+	}
+	if _, err := webdav.JoinURL(baseURL, ""); err != nil {
+		return "", invalidDestination("destination.base_url", "invalid_value", "destination.base_url: "+err.Error())
+	}
+	u, err := webdav.JoinURL(baseURL, prefix)
+	if err != nil {
+		return "", invalidDestination("destination.prefix", "invalid_value",
+			"destination.prefix must be a relative path without empty, '.' or '..' segments, NUL or backslash")
+	}
+	return u, nil
 }
 
 // RestoreRequest is a restore as the API asks for it.
@@ -103,15 +138,17 @@ func (s *Service) snapshotOf(ctx context.Context, runID string) (snapshot, error
 }
 
 // validateRestore normalizes and checks a restore request.
-func (s *Service) validateRestore(req *RestoreRequest) error {
+func (s *Service) validateRestore(ctx context.Context, req *RestoreRequest) error {
 	d := &req.Destination
 	switch d.Type {
 	case "", DestinationLocalFS:
 		d.Type = DestinationLocalFS
 	case DestinationWebDAV:
-		return invalidDestination("destination.type", "unsupported", "restoring to WebDAV is not supported yet; restore to a directory")
+		if err := s.validateWebDAV(ctx, d); err != nil {
+			return err
+		}
 	default:
-		return invalidDestination("destination.type", "invalid_value", fmt.Sprintf("unknown destination type %q (want local_fs)", d.Type))
+		return invalidDestination("destination.type", "invalid_value", fmt.Sprintf("unknown destination type %q (want local_fs or webdav)", d.Type))
 	}
 	if d.NodeID == "" {
 		d.NodeID = opener.HubNode
@@ -120,6 +157,29 @@ func (s *Service) validateRestore(req *RestoreRequest) error {
 		return invalidDestination("destination.node_id", "unsupported",
 			fmt.Sprintf("restoring onto node %q is not available: this Hub restores to its own directories only", d.NodeID))
 	}
+	if d.Type == DestinationLocalFS {
+		if err := s.validateLocal(d); err != nil {
+			return err
+		}
+	}
+	switch req.ConflictPolicy {
+	case "":
+		req.ConflictPolicy = restore.ConflictOverwrite
+	case restore.ConflictOverwrite, restore.ConflictSkip, restore.ConflictFail:
+	default:
+		return &InputError{Code: "invalid_conflict_policy", Field: "conflict_policy", Reason: "invalid_value",
+			Message: fmt.Sprintf("conflict_policy must be overwrite, skip or fail, got %q", req.ConflictPolicy)}
+	}
+	if req.Selection != nil {
+		if err := req.Selection.Validate(); err != nil {
+			return &InputError{Code: "invalid_selection", Field: "selection", Reason: "empty", Message: err.Error()}
+		}
+	}
+	return nil
+}
+
+// validateLocal checks a local_fs destination.
+func (s *Service) validateLocal(d *Destination) error {
 	if strings.TrimSpace(d.Directory) == "" {
 		return invalidDestination("destination.directory", "required", "destination.directory is required")
 	}
@@ -149,20 +209,52 @@ func (s *Service) validateRestore(req *RestoreRequest) error {
 				"the destination is inside the Hub's data directory, or contains it (symlinks resolved); choose another directory")
 		}
 	}
-	switch req.ConflictPolicy {
-	case "":
-		req.ConflictPolicy = restore.ConflictOverwrite
-	case restore.ConflictOverwrite, restore.ConflictSkip, restore.ConflictFail:
-	default:
-		return &InputError{Code: "invalid_conflict_policy", Field: "conflict_policy", Reason: "invalid_value",
-			Message: fmt.Sprintf("conflict_policy must be overwrite, skip or fail, got %q", req.ConflictPolicy)}
+	return nil
+}
+
+// validateWebDAV checks a webdav destination. On the Hub the credential must exist and be bound
+// to the server's origin (refused before anything is sent); an agent's credential is checked by
+// Remote.Check.
+func (s *Service) validateWebDAV(ctx context.Context, d *Destination) error {
+	u, err := PrefixURLOf(d.BaseURL, d.Prefix)
+	if err != nil {
+		return err
 	}
-	if req.Selection != nil {
-		if err := req.Selection.Validate(); err != nil {
-			return &InputError{Code: "invalid_selection", Field: "selection", Reason: "empty", Message: err.Error()}
+	d.PrefixURL = u
+	d.SecretName = strings.TrimSpace(d.SecretName)
+	if d.SecretName == "" {
+		return invalidDestination("destination.secret_name", "required", "destination.secret_name is required")
+	}
+	d.Directory = ""
+	if d.NodeID != "" && d.NodeID != opener.HubNode {
+		return nil
+	}
+	if _, err := s.openWebDAV(ctx, *d); err != nil {
+		var te *targets.Error
+		switch {
+		case errors.As(err, &te) && (te.Code == secrets.CodeOriginMismatch || te.Code == secrets.CodeOriginUnbound):
+			return &InputError{Code: te.Code, Field: "destination.base_url", Reason: "origin_not_allowed", Message: te.Hint}
+		case errors.As(err, &te) && te.Code == "webdav_secret_missing":
+			return &InputError{Code: "missing_webdav_secret", Field: "destination.secret_name", Reason: "missing_secret",
+				Message: fmt.Sprintf("the Hub has no WebDAV credential named %q; create it (Settings → Secrets)", d.SecretName)}
 		}
+		return err
 	}
 	return nil
+}
+
+// openWebDAV opens the Hub's WebDAV destination d (validated) with the Hub's credential, which
+// the opener refuses to send anywhere but the origins it is bound to. Nothing is sent.
+func (s *Service) openWebDAV(ctx context.Context, d Destination) (*webdav.Tree, error) {
+	tgt, err := s.opener.Open(ctx, targets.RunTarget{NodeID: opener.HubNode, Target: webdav.Redact(d.PrefixURL, d.SecretName)})
+	if err != nil {
+		return nil, err
+	}
+	tree, ok := webdav.TreeOf(tgt)
+	if !ok {
+		return nil, fmt.Errorf("open WebDAV destination: the opener returned a %s target", tgt.Type())
+	}
+	return tree, nil
 }
 
 // RestoreSummary is the summary of a restore operation.
@@ -182,7 +274,7 @@ func (s *Service) StartRestore(ctx context.Context, runID string, req RestoreReq
 	if err != nil {
 		return storage.Operation{}, err
 	}
-	if err := s.validateRestore(&req); err != nil {
+	if err := s.validateRestore(ctx, &req); err != nil {
 		return storage.Operation{}, err
 	}
 	op := s.newOperation(storage.OperationRestore, req.Destination.NodeID, snap.run.ID)
@@ -204,14 +296,23 @@ func (s *Service) StartRestore(ctx context.Context, runID string, req RestoreReq
 			func(ctx context.Context) error { return s.remote.Start(ctx, node, task) })
 	}
 	return s.launch(ctx, op, fields, func(ctx context.Context, o *opRun) (any, error) {
-		sum := &RestoreSummary{Destination: req.Destination, ConflictPolicy: req.ConflictPolicy, Selection: req.Selection,
+		sum := &RestoreSummary{Destination: req.Destination.summary(), ConflictPolicy: req.ConflictPolicy, Selection: req.Selection,
 			KeepSpecialBits: req.KeepSpecialBits}
+		var sink restore.Sink
+		if req.Destination.Type == DestinationWebDAV {
+			// Opened again: the credential may have changed while the restore was queued.
+			tree, err := s.openWebDAV(ctx, req.Destination)
+			if err != nil {
+				return sum, err
+			}
+			sink = restore.WebDAV(tree, op.ID)
+		}
 		tgt, err := s.opener.Open(ctx, snap.target)
 		if err != nil {
 			return sum, err
 		}
 		res, err := restore.Restore(ctx, restore.Request{
-			JobID: snap.run.JobID, RunID: snap.run.ID, Target: tgt, Destination: req.Destination.Directory,
+			JobID: snap.run.JobID, RunID: snap.run.ID, Target: tgt, Destination: req.Destination.Directory, Sink: sink,
 			StagingDir: filepath.Join(o.dir, "staging"), Conflict: req.ConflictPolicy, Selection: req.Selection,
 			KeepSpecialBits: req.KeepSpecialBits, ProtectedDir: s.dataDir, Keys: s.keys, Events: o, Progress: o.rep, Logger: o.log,
 		})

@@ -34,15 +34,24 @@ type dirMeta struct {
 	mtime time.Time
 }
 
-func (x *extractor) refuse(name, reason string) {
-	x.res.Refused++
-	if len(x.res.RefusedSample) < maxSamples {
-		x.res.RefusedSample = append(x.res.RefusedSample, Refusal{Path: name, Reason: reason})
+func (x *extractor) refuse(name, reason string) { refuse(x.res, name, reason) }
+
+func refuse(res *Result, name, reason string) {
+	res.Refused++
+	if len(res.RefusedSample) < maxSamples {
+		res.RefusedSample = append(res.RefusedSample, Refusal{Path: name, Reason: reason})
 	}
 }
 
 // run extracts the entries of tr until its end. A failure to read the archive is a *streamErr.
 func (x *extractor) run(ctx context.Context, tr *tar.Reader, each func()) error {
+	return readEntries(ctx, tr, x, x.sel, x.res, each)
+}
+
+// readEntries hands the entries of tr to w until the archive ends: each one's name cleaned
+// (unsafe ones refused) and matched against the selection. A failure to read the archive is a
+// *streamErr.
+func readEntries(ctx context.Context, tr *tar.Reader, w entryWriter, sel *matcher, res *Result, each func()) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return &Error{Code: CodeCanceled, Err: err}
@@ -54,26 +63,35 @@ func (x *extractor) run(ctx context.Context, tr *tar.Reader, each func()) error 
 		if err != nil {
 			return &streamErr{err: fmt.Errorf("read tar: %w", err)}
 		}
-		x.res.EntriesSeen++
-		if err := x.entry(ctx, h, tr); err != nil {
-			return err
+		res.EntriesSeen++
+		if rel, ok := selectEntry(h, sel, res); ok {
+			if err := w.write(ctx, rel, h, tr); err != nil {
+				return err
+			}
 		}
 		each()
 	}
 }
 
-func (x *extractor) entry(ctx context.Context, h *tar.Header, tr io.Reader) error {
+// selectEntry is the clean relative path of an entry to restore; false for the archive's own
+// root, an unsafe name (refused) and an entry the selection leaves out.
+func selectEntry(h *tar.Header, sel *matcher, res *Result) (string, bool) {
 	if n := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/"); n == "" || n == "." {
-		return nil // the archive's own root ("./" from tar -C dir .): that is dest itself
+		return "", false // the archive's own root ("./" from tar -C dir .): that is dest itself
 	}
 	rel, why := cleanName(h.Name)
 	if why != "" {
-		x.refuse(h.Name, why)
-		return nil
+		refuse(res, h.Name, why)
+		return "", false
 	}
-	if x.sel != nil && !x.sel.match(rel) {
-		return nil
+	if sel != nil && !sel.match(rel) {
+		return "", false
 	}
+	return rel, true
+}
+
+// write writes one entry below dest (extractor is the local directory's entryWriter).
+func (x *extractor) write(ctx context.Context, rel string, h *tar.Header, tr io.Reader) error {
 	switch h.Typeflag {
 	case tar.TypeDir:
 		return x.dir(rel, h)
@@ -242,25 +260,7 @@ func (x *extractor) file(ctx context.Context, rel string, h *tar.Header, tr io.R
 }
 
 func (x *extractor) copy(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
-	var total int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, &Error{Code: CodeCanceled, Err: err}
-		}
-		n, err := src.Read(x.buf)
-		if n > 0 {
-			if _, werr := dst.Write(x.buf[:n]); werr != nil {
-				return total, &Error{Code: CodeIO, Err: fmt.Errorf("write: %w", werr)}
-			}
-			total += int64(n)
-		}
-		if errors.Is(err, io.EOF) {
-			return total, nil
-		}
-		if err != nil {
-			return total, &streamErr{err: err}
-		}
-	}
+	return copyEntry(ctx, x.buf, dst, src)
 }
 
 // linkSlot makes room for a symlink or hard link at rel, which cannot be renamed into place

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 
@@ -19,7 +18,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/backup/format"
-	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/targets"
 )
@@ -90,6 +88,8 @@ type Request struct {
 	Events       EventSink
 	Progress     *progress.Reporter // stage "restore"; not closed
 	Logger       zerolog.Logger
+	// Sink is where the entries go; nil is the local directory Destination (LocalDir).
+	Sink Sink
 
 	// decoders overrides how many goroutines decode zstd (benchmarks compare with 1).
 	decoders int
@@ -104,6 +104,10 @@ type Result struct {
 	Refused       int64            `json:"refused"`
 	RefusedSample []Refusal        `json:"refused_sample"`
 	Bytes         int64            `json:"bytes"`
+
+	// Unsupported counts entries a WebDAV destination cannot hold (symlinks, hard links,
+	// special files): recorded, not materialized.
+	Unsupported int64 `json:"unsupported,omitempty"`
 }
 
 // Refusal is an archive entry that was not written because it was unsafe.
@@ -188,6 +192,10 @@ func Restore(ctx context.Context, req Request) (Result, error) {
 	emit(req.Events, "info", "manifest", "manifest read", map[string]any{
 		"parts": len(m.Artifacts), "encryption": m.Pipeline.Encryption, "entries": m.EntryIndex.Count,
 	})
+	if _, local := req.Sink.(localSink); req.Sink != nil && !local && m.Pipeline.Format != format.FormatArchiveV1 {
+		return Result{Manifest: m}, &Error{Code: CodeFormat, Err: fmt.Errorf(
+			"a %s snapshot can only be restored to a directory, not to WebDAV", m.Pipeline.Format)}
+	}
 	res, err := extract(ctx, req, run, m)
 	res.Manifest = m
 	return res, err
@@ -219,13 +227,15 @@ func extract(ctx context.Context, req Request, run targets.RunRef, m *format.Man
 		}
 		sel = s
 	}
-	dest, err := filepath.Abs(req.Destination)
+	sink := req.Sink
+	if sink == nil {
+		sink = LocalDir(req.Destination)
+	}
+	w, err := sink.open(ctx, &req, policy, sel, &res)
 	if err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("destination: %w", err)}
+		return res, err
 	}
-	if err := os.MkdirAll(dest, 0o755); err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create destination: %w", err)}
-	}
+	defer w.close()
 	if err := os.MkdirAll(req.StagingDir, 0o700); err != nil {
 		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create staging: %w", err)}
 	}
@@ -272,23 +282,7 @@ func extract(ctx context.Context, req Request, run targets.RunRef, m *format.Man
 	}
 	defer zr.Close()
 
-	d, err := openDestDir(dest)
-	if err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("open destination: %w", err)}
-	}
-	defer d.Close()
-	if req.ProtectedDir != "" {
-		real, err := d.realPath()
-		if err != nil {
-			return res, &Error{Code: CodeIO, Err: fmt.Errorf("resolve the opened destination: %w", err)}
-		}
-		if overlaps, err := pathguard.Overlaps(real, req.ProtectedDir); err != nil || overlaps {
-			return res, &Error{Code: CodeDestination, Err: fmt.Errorf(
-				"the destination %s is now %s, inside the data directory or containing it; nothing was restored", dest, real)}
-		}
-	}
-	x := &extractor{d: d, policy: policy, keepSpecial: req.KeepSpecialBits, sel: sel, res: &res, buf: make([]byte, 1<<20)}
-	err = x.run(ctx, tar.NewReader(zr), func() {
+	err = readEntries(ctx, tar.NewReader(zr), w, sel, &res, func() {
 		req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: readBytes.Load()})
 	})
 	if err != nil {
@@ -306,7 +300,7 @@ func extract(ctx context.Context, req Request, run targets.RunRef, m *format.Man
 	if _, err := io.Copy(io.Discard, ps); err != nil {
 		return res, streamError(ctx, ps, CodeArchive, err)
 	}
-	if err := x.finishDirs(); err != nil {
+	if err := w.finish(ctx); err != nil {
 		return res, err
 	}
 	req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: readBytes.Load()})

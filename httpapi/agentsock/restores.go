@@ -98,9 +98,14 @@ func (b *RestoreBridge) Check(ctx context.Context, node string, task operations.
 	if err := agentReady(ctx, h, node, "restores"); err != nil {
 		return err
 	}
-	if !filepath.IsAbs(task.Destination.Directory) {
+	if d := task.Destination; d.Type == operations.DestinationWebDAV {
+		if err := b.checkSecret(ctx, node, secrets.KindWebDAV, d.SecretName, d.PrefixURL, "destination.secret_name", "destination.base_url",
+			"write the restore with"); err != nil {
+			return err
+		}
+	} else if !filepath.IsAbs(d.Directory) {
 		return &operations.InputError{Code: "invalid_destination", Field: "destination.directory", Reason: "not_absolute",
-			Message: fmt.Sprintf("destination.directory must be an absolute path on the agent, got %q", task.Destination.Directory)}
+			Message: fmt.Sprintf("destination.directory must be an absolute path on the agent, got %q", d.Directory)}
 	}
 	rt := task.Target
 	cfg, err := all.Registry.ParseRedacted(rt.Target)
@@ -121,22 +126,27 @@ func (b *RestoreBridge) Check(ctx context.Context, node string, task operations.
 	}
 	d, _ := all.Registry.Lookup(cfg.Type())
 	if kind := d.SecretKind(); kind != "" {
-		name := cfg.SecretName()
-		if !b.hasSecret(ctx, node, kind, name) {
-			return &operations.InputError{Code: "missing_" + kind + "_secret", Field: "destination.node_id", Reason: "missing_secret",
-				Message: fmt.Sprintf("agent %s has no %s credential named %q to read the snapshot with; create it for that agent", node, kind, name)}
-		}
-		// The agent would send its credential to the snapshot's server: refuse here, before the
-		// task is sent, when the credential is not bound to that server.
-		allowed, err := b.secrets.AllowedOrigins(ctx, node, kind, name)
-		if err != nil {
-			return fmt.Errorf("read origins of %s secret %q of agent %s: %w", kind, name, node, err)
-		}
-		var oe *secrets.OriginError
-		if errors.As(secrets.CheckOrigin(kind, name, cfg.Endpoint(), allowed), &oe) {
-			return &operations.InputError{Code: oe.Code, Field: "destination.node_id", Reason: "origin_not_allowed",
-				Message: "agent " + node + ": " + oe.Error()}
-		}
+		return b.checkSecret(ctx, node, kind, cfg.SecretName(), cfg.Endpoint(), "destination.node_id", "destination.node_id",
+			"read the snapshot with")
+	}
+	return nil
+}
+
+// checkSecret refuses, before a task is sent, an operation for which the agent lacks the
+// credential (kind, name) or would send it to a server it is not bound to (url's origin).
+func (b *RestoreBridge) checkSecret(ctx context.Context, node, kind, name, url, nameField, urlField, purpose string) error {
+	if !b.hasSecret(ctx, node, kind, name) {
+		return &operations.InputError{Code: "missing_" + kind + "_secret", Field: nameField, Reason: "missing_secret",
+			Message: fmt.Sprintf("agent %s has no %s credential named %q to %s; create it for that agent", node, kind, name, purpose)}
+	}
+	allowed, err := b.secrets.AllowedOrigins(ctx, node, kind, name)
+	if err != nil {
+		return fmt.Errorf("read origins of %s secret %q of agent %s: %w", kind, name, node, err)
+	}
+	var oe *secrets.OriginError
+	if errors.As(secrets.CheckOrigin(kind, name, url, allowed), &oe) {
+		return &operations.InputError{Code: oe.Code, Field: urlField, Reason: "origin_not_allowed",
+			Message: "agent " + node + ": " + oe.Error()}
 	}
 	return nil
 }
@@ -194,12 +204,18 @@ func (b *RestoreBridge) Start(ctx context.Context, node string, task operations.
 	if err := b.shareKey(ctx, h, node, task.OperationID, task.RunID, task.JobID); err != nil {
 		return err
 	}
-	dir := filepath.Clean(task.Destination.Directory)
 	req := protocol.RestoreRequest{
-		OpID: task.OperationID, RunID: task.RunID, JobID: task.JobID,
-		Destination:    &protocol.RestoreDestination{Type: operations.DestinationLocalFS, Directory: dir},
-		DestinationDir: dir, ConflictPolicy: task.Conflict,
+		OpID: task.OperationID, RunID: task.RunID, JobID: task.JobID, ConflictPolicy: task.Conflict,
 		Snapshot: wireSnapshot(task.Target), KeepSpecialBits: task.KeepSpecialBits,
+	}
+	if d := task.Destination; d.Type == operations.DestinationWebDAV {
+		// No destination_dir: an older agent that reads only that refuses the task instead of
+		// restoring somewhere else.
+		req.Destination = &protocol.RestoreDestination{Type: d.Type, BaseURL: d.BaseURL, SecretName: d.SecretName, Prefix: d.Prefix}
+	} else {
+		dir := filepath.Clean(d.Directory)
+		req.Destination = &protocol.RestoreDestination{Type: operations.DestinationLocalFS, Directory: dir}
+		req.DestinationDir = dir
 	}
 	if task.Selection != nil {
 		req.Selection = &protocol.RestoreSelection{Files: task.Selection.Files, Dirs: task.Selection.Dirs}

@@ -329,6 +329,58 @@ async function main() {
     if (findFile(restoreDir, 'data.bin')) throw new Error('restored a file that was not selected')
   })
 
+  await step('restore one file to WebDAV (rclone) and find its bytes on the server', async () => {
+    if (!state.runId) throw new Error('no run from the previous steps')
+    // rclone serving a temp dir over WebDAV on a free loopback port, with Basic auth.
+    const davRoot = mkdtempSync(join(tmpdir(), 'bastion-e2e-dav-'))
+    const share = join(davRoot, 'share')
+    mkdirSync(share)
+    writeFileSync(join(davRoot, 'rclone.conf'), '')
+    const davPort = await freePort()
+    const davUrl = `http://127.0.0.1:${davPort}/`
+    const davPass = randomBytes(12).toString('hex')
+    spawnLogged('rclone-webdav', 'rclone', ['serve', 'webdav', '--config', join(davRoot, 'rclone.conf'), '--addr', `127.0.0.1:${davPort}`, '--user', 'e2e', '--pass', davPass, share])
+    const auth = 'Basic ' + Buffer.from(`e2e:${davPass}`).toString('base64')
+    await until('rclone WebDAV to answer', async () => {
+      const r = await fetch(davUrl, { method: 'PROPFIND', headers: { Authorization: auth, Depth: '0' } }).catch(() => null)
+      return r !== null && r.status === 207
+    }, 30_000, 200)
+
+    // The Hub's credential for that server, bound to it.
+    await page.goto(base + '/settings')
+    await page.getByTestId('secret-add-webdav').click()
+    await page.getByTestId('secret-name').locator('input').fill('e2e-dav-restore')
+    await page.getByTestId('secret-username').locator('input').fill('e2e')
+    await page.getByTestId('secret-password').locator('input').fill(davPass)
+    await page.getByTestId('secret-origins').locator('textarea').fill(davUrl)
+    await page.getByTestId('secret-save').click()
+    await page.getByText('e2e-dav-restore', { exact: true }).waitFor()
+
+    await page.goto(`${base}/runs/${state.runId}/restore`)
+    await page.getByTestId('page-restore').waitFor()
+    const prefix = src.replace(/^\/+/, '')
+    await page.getByPlaceholder('Path inside the snapshot').fill(prefix)
+    await page.getByPlaceholder('Path inside the snapshot').press('Enter')
+    await page.getByTestId('entry-check-hello.txt').click()
+    await page.getByTestId('restore-next').click()
+    await page.getByTestId('restore-dest-webdav').click()
+    await page.getByTestId('restore-dav-url').locator('input').fill(davUrl)
+    await page.getByTestId('restore-dav-secret').click()
+    await page.locator('.n-base-select-option', { hasText: 'e2e-dav-restore' }).click()
+    await page.getByTestId('restore-dav-prefix').locator('input').fill('e2e/restored')
+    await shoot(page, 'restore-webdav')
+    await page.getByTestId('restore-start').click()
+    await page.getByTestId('page-operation').waitFor()
+    const opId = new URL(page.url()).pathname.split('/').pop()
+    await until('the WebDAV restore to succeed', async () => (await page.getByTestId('operation-status').getAttribute('data-status')) === 'success', 60_000)
+    const restored = findFile(join(share, 'e2e', 'restored'), 'hello.txt')
+    if (!restored) throw new Error('hello.txt is not on the WebDAV server under e2e/restored')
+    if (!readFileSync(restored).equals(helloBytes)) throw new Error('the bytes on the WebDAV server differ from the source')
+    if (findFile(join(share, 'e2e', 'restored'), 'data.bin')) throw new Error('restored a file that was not selected')
+    const records = readdirSync(join(share, 'e2e', 'restored', '.bastion-meta', 'restore', opId, 'entries'))
+    if (records.length === 0) throw new Error('no entry records under .bastion-meta')
+  })
+
   await step('pin and delete a snapshot', async () => {
     if (!state.jobId) throw new Error('no job')
     await page.goto(`${base}/jobs/${state.jobId}`)

@@ -198,10 +198,64 @@ describe('pages', () => {
     for (const c of calls.filter((c) => c.url.includes('/entries'))) {
       for (const k of new URL(c.url, 'http://x').searchParams.keys()) expect(known).toContain(k)
     }
-    // the Hub refuses WebDAV destinations: offered only disabled, with the reason
-    expect(w.get('[data-testid="restore-dest-webdav"] input').attributes('disabled')).toBeDefined()
-    expect(w.text()).toContain('Restoring to WebDAV is not supported yet')
-    expect(calls.some((c) => c.url.startsWith('/api/secrets/'))).toBe(false)
+    // A directory restore asks for no credentials.
+    expect(calls.some((c) => c.url.includes('/secrets/'))).toBe(false)
+    w.unmount()
+  })
+
+  it('restore wizard sends a WebDAV destination written by the chosen node with that node\'s credential', async () => {
+    const agent = { id: 'a1', name: 'edge', revoked: false }
+    const calls = mockFetch({
+      'GET /api/runs/r0': { body: { ...run, id: 'r0', status: 'success', progress: null } },
+      'GET /api/runs/r0/entries': { body: { prefix: '', cursor: 0, next_cursor: null, entries: [{ name: 'a.txt', path: 'a.txt', kind: 'file', size: 3 }] } },
+      'POST /api/runs/r0/restore': { body: { op_id: 'op1' } },
+      'GET /api/agents': { body: { items: [agent], page: 1, page_size: 20, total: 1 } },
+      'GET /api/nodes/hub/secrets/webdav': { body: [{ name: 'nas', updated_at: NOW, allowed_origins: ['https://dav.example:443'] }] },
+      'GET /api/nodes/a1/secrets/webdav': { body: [{ name: 'edge-nas', updated_at: NOW, allowed_origins: [] }] },
+    })
+    const w = await render(RestoreView, { id: 'r0' })
+    await w.get('[data-testid="restore-whole"]').trigger('click')
+    await w.get('[data-testid="restore-next"]').trigger('click')
+    await flushPromises()
+    await w.get('[data-testid="restore-dest-webdav"] input').setValue(true)
+    await flushPromises()
+    expect(w.find('[data-testid="restore-dir"]').exists()).toBe(false)
+    expect(w.get('[data-testid="restore-dav-note"]').text()).toContain('.bastion-meta/')
+    expect(w.find('[data-testid="restore-keep-special-bits"]').exists()).toBe(false)
+    expect(calls.some((c) => c.method === 'GET' && c.url === '/api/nodes/hub/secrets/webdav')).toBe(true)
+    // Nothing can start before the server and the credential are given.
+    expect(w.get('[data-testid="restore-start"]').attributes('disabled')).toBeDefined()
+
+    const vm = w.findComponent(RestoreView).vm as unknown as { davSecretOptions: { value: string }[] }
+    expect(vm.davSecretOptions.map((o) => o.value)).toEqual(['nas'])
+    await w.get('[data-testid="restore-dav-url"] input').setValue('https://dav.example/restores')
+    await w.get('[data-testid="restore-dav-prefix"] input').setValue('  2026/run-1 ')
+    ;(w.findComponent(RestoreView).vm as unknown as { davSecret: string }).davSecret = 'nas'
+    await flushPromises()
+    await w.get('[data-testid="restore-start"]').trigger('click')
+    await flushPromises()
+    const posts = () => calls.filter((c) => c.method === 'POST')
+    expect(posts()[0].body).toEqual({
+      destination: { type: 'webdav', base_url: 'https://dav.example/restores', secret_name: 'nas', prefix: '2026/run-1' },
+      conflict_policy: 'fail',
+    })
+
+    // On an agent: its own credentials are offered, the one picked for the Hub is forgotten, and
+    // the agent is named as the executor.
+    ;(w.findComponent(RestoreView).vm as unknown as { node: string }).node = 'a1'
+    await flushPromises()
+    expect(calls.some((c) => c.url === '/api/nodes/a1/secrets/webdav')).toBe(true)
+    expect(vm.davSecretOptions.map((o) => o.value)).toEqual(['edge-nas'])
+    expect(w.get('[data-testid="restore-start"]').attributes('disabled')).toBeDefined()
+    ;(w.findComponent(RestoreView).vm as unknown as { davSecret: string }).davSecret = 'edge-nas'
+    await flushPromises()
+    await w.get('[data-testid="restore-start"]').trigger('click')
+    await flushPromises()
+    expect(posts()[1].body).toEqual({
+      destination: { type: 'webdav', base_url: 'https://dav.example/restores', secret_name: 'edge-nas', prefix: '2026/run-1' },
+      executor: { node_id: 'a1' },
+      conflict_policy: 'fail',
+    })
     w.unmount()
   })
 

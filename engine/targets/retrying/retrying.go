@@ -127,6 +127,18 @@ func (w *Target) attempt(ctx context.Context, op Op, n int, err error) (done boo
 	return false, nil
 }
 
+// Do runs fn, one attempt of op, under w's policy until it succeeds, fails for good or the
+// attempts run out: the retry loop for a driver's requests that are not a targets.Target method
+// (a restore destination's writes), so that they are retried like the rest. fn must be safe to
+// repeat (a PUT rewinds its body itself).
+func (w *Target) Do(ctx context.Context, op Op, fn func() error) error {
+	for n := 1; ; n++ {
+		if done, err := w.attempt(ctx, op, n, fn()); done {
+			return err
+		}
+	}
+}
+
 func (w *Target) Put(ctx context.Context, run targets.RunRef, name string, body io.ReadSeeker, size int64) (bool, error) {
 	for n := 1; ; n++ {
 		if n > 1 {
