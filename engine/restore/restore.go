@@ -1,6 +1,7 @@
-// Package restore reads archive_v1 snapshots back: Restore extracts one into a local directory,
-// Verify restores into a scratch directory and checks every file against the entries index, and
-// List pages through the index for the UI's restore picker.
+// Package restore reads snapshots back (archive_v1; raw_tree_v1 in rawtree.go): Restore
+// extracts one into a local directory, Verify checks every file against the entries index (by
+// restoring into a scratch directory, or for a raw tree by hashing data/ in place), and List
+// pages through the index for the UI's restore picker.
 package restore
 
 import (
@@ -188,7 +189,12 @@ func Restore(ctx context.Context, req Request) (Result, error) {
 	emit(req.Events, "info", "manifest", "manifest read", map[string]any{
 		"parts": len(m.Artifacts), "encryption": m.Pipeline.Encryption, "entries": m.EntryIndex.Count,
 	})
-	res, err := extract(ctx, req, run, m)
+	var res Result
+	if m.Pipeline.Format == format.FormatRawTreeV1 {
+		res, err = restoreRawTree(ctx, req, run, m)
+	} else {
+		res, err = extract(ctx, req, run, m)
+	}
 	res.Manifest = m
 	return res, err
 }
