@@ -180,6 +180,31 @@ func TestRawTreeRoundTrip(t *testing.T) {
 				t.Fatalf("verify of an intact raw tree = %+v, %v", vr, err)
 			}
 
+			// The restore picker and the browse index read entries.jsonl.zst: a raw tree's
+			// extra fields change nothing there.
+			idx := filepath.Join(t.TempDir(), targets.EntriesName)
+			if err := restore.FetchIndex(ctx, tg, run, idx); err != nil {
+				t.Fatal(err)
+			}
+			pg, err := restore.List(idx, restore.ListOptions{Prefix: arch + "/hard"})
+			if err != nil || pg.Total != 2 || pg.Entries[0].Name != "a.txt" || pg.Entries[0].Kind != format.KindFile || pg.Entries[0].Size != 14 {
+				t.Fatalf("picker page %+v, %v", pg, err)
+			}
+			db := filepath.Join(t.TempDir(), "browse.sqlite3")
+			if err := restore.BuildIndex(ctx, idx, db); err != nil {
+				t.Fatal(err)
+			}
+			ifi, _ := os.Stat(idx)
+			ix, err := restore.OpenIndex(ctx, db, ifi.Size())
+			if err != nil {
+				t.Fatal(err)
+			}
+			bp, err := ix.List(ctx, restore.ListOptions{Prefix: arch, Kind: format.KindSymlink})
+			ix.Close()
+			if err != nil || bp.Total != 4 {
+				t.Fatalf("browse index symlinks %+v, %v", bp, err)
+			}
+
 			// Damage: one file flipped (same size), one deleted. The largest file (sparse.img) is
 			// the one flipped, so the sampled restore_test always looks at it.
 			testtool.Corrupt(t, onDisk(b.runID, arch+"/sparse.img"))
