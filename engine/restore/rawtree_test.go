@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bastion-backup/bastion/engine/backup/format"
 	"github.com/bastion-backup/bastion/engine/jobspec"
@@ -68,41 +67,6 @@ func rawSpec(t *testing.T, src string, patch func(*jobspec.Spec)) *jobspec.Spec 
 	}, src)
 }
 
-// wholeSeconds truncates the mtimes under root to whole seconds: raw_tree_v1 records mtime in
-// unix seconds, as the original does.
-func wholeSeconds(t *testing.T, root string) {
-	t.Helper()
-	var dirs []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.Type()&fs.ModeSymlink != 0 {
-			return err
-		}
-		if d.IsDir() {
-			dirs = append(dirs, p)
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		mt := fi.ModTime().Truncate(time.Second)
-		return os.Chtimes(p, mt, mt)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		fi, err := os.Stat(dirs[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		mt := fi.ModTime().Truncate(time.Second)
-		if err := os.Chtimes(dirs[i], mt, mt); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func TestRawTreeRoundTrip(t *testing.T) {
 	t.Parallel()
 	for _, drv := range rawDrivers {
@@ -119,7 +83,7 @@ func TestRawTreeRoundTrip(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			wholeSeconds(t, src)
+			testtool.WholeSecondMtimes(t, src)
 			b := runBackup(t, tg, rawSpec(t, src, nil), nil)
 			if b.summary.ArtifactFormat != format.FormatRawTreeV1 || b.summary.Parts != 0 || b.summary.Planner.PlanMode != "staged_upload" {
 				t.Fatalf("summary %+v", b.summary)
