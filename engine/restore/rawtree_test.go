@@ -2,6 +2,7 @@ package restore_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"io/fs"
 	"os"
@@ -232,4 +233,47 @@ func listTree(t *testing.T, root string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestRawTreeSQLite: a SQLite job stored as a raw tree keeps its snapshot as one data/ file, and
+// verify downloads that file alone for the integrity check; a damaged one fails both checks.
+func TestRawTreeSQLite(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbPath := filepath.Join(t.TempDir(), "app.db")
+	db, err := sql.Open("sqlite3", "file:"+dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"CREATE TABLE t(x)", "INSERT INTO t VALUES (randomblob(100000))"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	tg := newLocalTarget(t)
+	s, err := jobspec.ParseAndValidate([]byte(`{"v":1,"type":"sqlite","pipeline":{"format":"raw_tree_v1"},"source":{"path":"` + dbPath + `"},
+		"target":{"type":"local_dir","base_dir":"/bk"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := runBackup(t, tg, s, nil)
+	if b.summary.SQLite == nil || b.summary.SQLite.SnapshotName != "app.db" || b.summary.ArtifactFormat != format.FormatRawTreeV1 {
+		t.Fatalf("summary %+v", b.summary)
+	}
+	verify := func() restore.VerifyResult {
+		vr, err := restore.Verify(ctx, restore.VerifyRequest{JobID: jobID, RunID: b.runID, Target: tg,
+			ScratchDir: filepath.Join(t.TempDir(), "v"), SQLiteSnapshot: "app.db"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vr
+	}
+	if vr := verify(); !vr.OK || vr.SQLiteOK == nil || !*vr.SQLiteOK || vr.FilesTotal != 1 {
+		t.Fatalf("verify %+v", vr)
+	}
+	testtool.Corrupt(t, filepath.Join(tg.BaseDir(), jobID, b.runID, "data", "app.db"))
+	if vr := verify(); vr.OK || vr.SQLiteOK == nil || *vr.SQLiteOK || vr.FilesFailed != 1 {
+		t.Fatalf("verify of a damaged database %+v", vr)
+	}
 }
