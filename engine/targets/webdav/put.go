@@ -135,7 +135,9 @@ func (t *Target) ensureOnce(ctx context.Context, key string, mk func() error) (c
 	err = mk()
 	t.mu.Lock()
 	if err == nil {
-		if len(t.created) >= 4096 { // a long-lived Target sees many runs; forgetting costs one MKCOL
+		// A long-lived Target sees many runs, and a raw tree many collections; forgetting costs
+		// one MKCOL each.
+		if len(t.created) >= 1<<16 {
 			clear(t.created)
 		}
 		t.created[key] = true
