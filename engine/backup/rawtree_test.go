@@ -15,12 +15,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
 	"github.com/bastion-backup/bastion/engine/backup"
 	"github.com/bastion-backup/bastion/engine/backup/format"
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
+	"github.com/bastion-backup/bastion/engine/testtool"
 )
 
 func rawFsSpec(t *testing.T, patch func(*jobspec.FilesystemSource), paths ...string) *jobspec.Spec {
@@ -189,6 +193,45 @@ func TestRawTreeKilledRunIsCleanedUp(t *testing.T) {
 			}
 			if _, err := os.Stat(h.local.Location(run)); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("run directory still there after cleanup: %v", err)
+			}
+		})
+	}
+}
+
+// BenchmarkRawTreeVsArchive backs the same mixed tree up to a local directory as archive_v1 and
+// as raw_tree_v1 (written in place through the link trick), and as raw_tree_v1 through a target
+// without it (staged, then copied with Put).
+func BenchmarkRawTreeVsArchive(b *testing.B) {
+	src := filepath.Join(b.TempDir(), "tree")
+	size := testtool.MixedTree(b, src, testtool.BenchTreeMiB(32), true)
+	for _, tc := range []struct {
+		name   string
+		format string
+		staged bool
+	}{{"format=archive_v1", jobspec.FormatArchiveV1, false}, {"format=raw_tree_v1", jobspec.FormatRawTreeV1, false},
+		{"format=raw_tree_v1_staged", jobspec.FormatRawTreeV1, true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s, err := jobspec.Parse([]byte(`{"v":1,"type":"filesystem","source":{"paths":["/x"],"pre_scan":false},"target":{"type":"local_dir","base_dir":"/bk"}}`))
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.Filesystem.Paths = []string{src}
+			s.Pipeline.Format = tc.format
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for b.Loop() {
+				tg, err := localdir.New(b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				var target targets.Target = tg
+				if tc.staged {
+					target = &recorder{Target: tg}
+				}
+				if _, err := backup.Run(context.Background(), backup.Request{JobID: jobID, RunID: uuid.NewString(), StartedAt: time.Now(),
+					Spec: s, Target: target, StagingDir: filepath.Join(b.TempDir(), "staging"), Logger: zerolog.Nop()}); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}
