@@ -2,7 +2,8 @@
 // SQLite database, a Vaultwarden data directory), packs it as archive_v1 (tar → zstd →
 // optional age → parts of part_size_bytes, BLAKE3 each), uploads the parts while packing
 // (rolling upload, at most ~3 parts on local staging), then stores entries.jsonl.zst,
-// manifest.json and, last, complete.json. See docs/backup-format.md.
+// manifest.json and, last, complete.json. A raw_tree_v1 job instead copies each file to
+// data/<archive path> (rawtree.go). See docs/backup-format.md.
 package backup
 
 import (
@@ -215,7 +216,11 @@ func (r *run) execute() error {
 
 	plan := Planner{SourceDriver: spec.Type, TargetDriver: r.req.Target.Type(), PlanMode: "rolling_upload"}
 	policy, threshold := consistencyPolicy(spec)
-	if policy == jobspec.ConsistencyFail {
+	rawTree := spec.Pipeline.Format == jobspec.FormatRawTreeV1
+	switch {
+	case rawTree:
+		plan.PlanMode = "staged_upload" // rolling upload is for parts; a raw tree has none
+	case policy == jobspec.ConsistencyFail:
 		plan.PlanMode = "staged_upload"
 		plan.PlanFallbackReason = "consistency_fail_policy_blocks_rolling_upload"
 	}
@@ -228,6 +233,9 @@ func (r *run) execute() error {
 	src, err := r.prepareSource(staging)
 	if err != nil {
 		return err
+	}
+	if rawTree {
+		return r.executeRawTree(staging, src, policy, threshold)
 	}
 
 	r.req.Progress.Stage("packaging", r.total)

@@ -31,22 +31,26 @@ import (
 func TestRunQueueToRestore(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name        string
-		webdav, enc bool
-	}{{"LocalDir", false, false}, {"LocalDirAge", false, true}, {"WebDAV", true, false}, {"WebDAVAge", true, true}} {
+		name             string
+		webdav, enc, raw bool
+	}{{"LocalDir", false, false, false}, {"LocalDirAge", false, true, false}, {"WebDAV", true, false, false}, {"WebDAVAge", true, true, false},
+		{"LocalDirRawTree", false, false, true}, {"WebDAVRawTree", true, false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			runQueueToRestore(t, tc.webdav, tc.enc)
+			runQueueToRestore(t, tc.webdav, tc.enc, tc.raw)
 		})
 	}
 }
 
-func runQueueToRestore(t *testing.T, useWebDAV, encrypt bool) {
+func runQueueToRestore(t *testing.T, useWebDAV, encrypt, raw bool) {
 	ctx := context.Background()
 	db := storagetest.Open(t)
 	log := zerolog.New(zerolog.NewTestWriter(t))
 	dataDir, base, src := t.TempDir(), filepath.Join(t.TempDir(), "bk"), filepath.Join(t.TempDir(), "src")
 	testtool.BuildTree(t, src, 2<<20)
+	if raw {
+		testtool.WholeSecondMtimes(t, src)
+	}
 	keyring, err := secrets.NewKeyring(time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +86,9 @@ func runQueueToRestore(t *testing.T, useWebDAV, encrypt bool) {
 	if encrypt {
 		doc["pipeline"] = map[string]any{"encryption": map[string]any{"type": "age_x25519", "key_name": "default"}}
 	}
+	if raw {
+		doc["pipeline"] = map[string]any{"format": "raw_tree_v1"}
+	}
 	spec, _ := json.Marshal(doc)
 	job := storage.Job{ID: "4b4f5a6e-0000-4000-8000-000000000001", Name: "files", ScheduleTimezone: "UTC", OverlapPolicy: "queue",
 		MissedRunPolicy: "skip", SpecJSON: string(spec)}
@@ -113,7 +120,11 @@ func runQueueToRestore(t *testing.T, useWebDAV, encrypt bool) {
 	if err != nil {
 		t.Fatalf("snapshot not indexed: %v", err)
 	}
-	if a.Status != storage.SnapshotPresent || a.EndedAt != *run.EndedAt || a.SourceFiles == nil || *a.SourceFiles < 120 {
+	wantFormat := "archive_v1"
+	if raw {
+		wantFormat = "raw_tree_v1"
+	}
+	if a.Status != storage.SnapshotPresent || a.EndedAt != *run.EndedAt || a.SourceFiles == nil || *a.SourceFiles < 120 || a.ArtifactFormat != wantFormat {
 		t.Fatalf("snapshot = %+v", a)
 	}
 	evs, _ := db.Reader().ListRunEvents(ctx, run.ID, 0, 100)

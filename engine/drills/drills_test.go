@@ -42,6 +42,7 @@ type testBundle struct {
 	gate    *jobgate.Gate
 	baseDir string
 	src     string
+	raw     bool // the job's format is raw_tree_v1
 	passes  chan struct{}
 
 	hookMu   sync.Mutex
@@ -56,11 +57,13 @@ func (m memSecrets) Get(context.Context, string, string, string) ([]byte, error)
 	return m.payload, nil
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t *testing.T) *testBundle { return setupFormat(t, false) }
+
+func setupFormat(t *testing.T, raw bool) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	b := &testBundle{db: storagetest.Open(t), clock: clock.NewFake(t0), baseDir: filepath.Join(t.TempDir(), "bk"),
-		src: filepath.Join(t.TempDir(), "src"), passes: make(chan struct{}, 64), gate: jobgate.New(1)}
+		src: filepath.Join(t.TempDir(), "src"), passes: make(chan struct{}, 64), gate: jobgate.New(1), raw: raw}
 	testtool.BuildTree(t, b.src, 1<<20)
 	log := zerolog.New(zerolog.NewConsoleWriter(zerolog.ConsoleTestWriter(t)))
 
@@ -112,8 +115,12 @@ func setup(t *testing.T) *testBundle {
 }
 
 func (b *testBundle) spec(t *testing.T) string {
-	raw, _ := json.Marshal(map[string]any{"v": 1, "type": "filesystem", "source": map[string]any{"paths": []string{b.src}},
-		"target": map[string]any{"type": "local_dir", "base_dir": b.baseDir, "part_size_bytes": 1 << 20}})
+	doc := map[string]any{"v": 1, "type": "filesystem", "source": map[string]any{"paths": []string{b.src}},
+		"target": map[string]any{"type": "local_dir", "base_dir": b.baseDir, "part_size_bytes": 1 << 20}}
+	if b.raw {
+		doc["pipeline"] = map[string]any{"format": "raw_tree_v1"}
+	}
+	raw, _ := json.Marshal(doc)
 	return string(raw)
 }
 
@@ -145,7 +152,7 @@ func (b *testBundle) backup(t *testing.T, runID string) {
 			return err
 		}
 		return q.UpsertRunArtifact(ctx, storage.RunArtifact{RunID: runID, JobID: jobID, NodeID: "hub", TargetType: "local_dir",
-			TargetSnapshotJSON: ts, ArtifactFormat: "archive_v1", Status: storage.SnapshotPresent, StartedAt: ended - 1,
+			TargetSnapshotJSON: ts, ArtifactFormat: sum.ArtifactFormat, Status: storage.SnapshotPresent, StartedAt: ended - 1,
 			EndedAt: ended, CreatedAt: ended, UpdatedAt: ended})
 	})
 	if err != nil {
@@ -371,4 +378,37 @@ func TestManualVerifyOfLatestSnapshotProvesTheJob(t *testing.T) {
 		t.Fatalf("%+v", v)
 	}
 
+}
+
+// TestRawTreeDrillHashesData: a drill of a raw_tree_v1 snapshot hashes data/ against the index
+// (the original had no raw branch and reported every file missing). Intact, it proves the job; a
+// damaged file fails the sampled restore_test, which always includes the largest file.
+func TestRawTreeDrillHashesData(t *testing.T) {
+	t.Parallel()
+	b := setupFormat(t, true)
+	const run = "00000000-0000-4000-8000-000000000105"
+	b.backup(t, run)
+	b.setVerification(t, `{"schedule":"0 3 * * 0","timezone":"UTC","mode":"verify"}`)
+	b.settle(t)
+	b.clock.Set(time.Date(2026, 1, 4, 3, 0, 0, 0, time.UTC))
+	b.pass(t)
+	v := b.waitResult(t)
+	if *v.LastVerifyStatus != storage.OperationSuccess || v.LastProvenAt == nil {
+		t.Fatalf("drill of an intact raw tree: %+v", v)
+	}
+
+	largest := filepath.Join(b.baseDir, jobID, run, "data", strings.TrimPrefix(b.src, "/"), "sparse.img")
+	testtool.Corrupt(t, largest)
+	b.setVerification(t, `{"schedule":"0 3 * * 1","timezone":"UTC","mode":"restore_test","sample_files":1}`)
+	b.settle(t)
+	b.clock.Set(time.Date(2026, 1, 5, 3, 0, 0, 0, time.UTC))
+	b.pass(t)
+	waitFor(t, "the second drill's result", func() bool {
+		v = b.verification(t)
+		return v.RunningOpID == nil && v.LastVerifyStatus != nil && *v.LastVerifyStatus == storage.OperationFailed
+	})
+	op, err := b.db.Reader().GetOperation(context.Background(), *v.LastVerifyOpID)
+	if err != nil || op.SummaryJSON == nil || !strings.Contains(*op.SummaryJSON, "sparse.img: hash_mismatch") {
+		t.Fatalf("failed drill operation %+v %v: want its summary to name the damaged file", op, err)
+	}
 }

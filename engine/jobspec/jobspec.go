@@ -3,8 +3,8 @@
 // Two input shapes are accepted: legacy v1 (a top-level string "type") and the canonical v2
 // envelope ({"v":2, "source":{"type","version","config"}, "target":{..., "auth_refs"}}), which is
 // translated to v1. The typed Spec is always v1, with every default applied; Validate checks it.
-// Features the engine does not execute yet (raw_tree_v1, btrfs snapshots required,
-// consistency fail with upload) are rejected by Validate, never silently ignored.
+// Features the engine does not execute yet (raw_tree_v1 direct WebDAV upload, btrfs snapshots
+// required, consistency fail with upload) are rejected by Validate, never silently ignored.
 package jobspec
 
 import (
@@ -99,7 +99,9 @@ type Encryption struct {
 	KeyName string `json:"key_name,omitempty"`
 }
 
-// PipelineWebDAV holds the raw-tree direct upload tuning (raw_tree_v1 only, not executed yet).
+// PipelineWebDAV holds the raw-tree direct upload tuning (raw_tree_v1 only). The direct mode
+// is not executed: mode must be off. limits.concurrency also bounds the parallel uploads of a
+// staged raw tree.
 type PipelineWebDAV struct {
 	RawTreeDirect RawTreeDirect `json:"raw_tree_direct"`
 }

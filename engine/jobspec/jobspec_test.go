@@ -64,7 +64,12 @@ func TestValidate(t *testing.T) {
 		{"MissingSource", `{"source":null}`, "spec.source", "required"},
 		// pipeline
 		{"BadFormat", `{"pipeline":{"format":"zip"}}`, "spec.pipeline.format", "archive_v1 or raw_tree_v1"},
-		{"RawTreeUnsupported", `{"pipeline":{"format":"raw_tree_v1"}}`, "spec.pipeline.format", "not supported"},
+		{"RawTreeOK", `{"pipeline":{"format":"raw_tree_v1"}}`, "", ""},
+		{"RawTreeSQLiteOK", `!{"v":1,"type":"sqlite","pipeline":{"format":"raw_tree_v1"},"source":{"path":"/db.sqlite3"},"target":{"type":"local_dir","base_dir":"/bk"}}`, "", ""},
+		{"RawTreeWebDAVOK", `!{"v":1,"type":"filesystem","source":{"paths":["/a"]},"pipeline":{"format":"raw_tree_v1","webdav":{"raw_tree_direct":{"mode":"off","limits":{"concurrency":8}}}},"target":{"type":"webdav","base_url":"https://dav/x","secret_name":"s"}}`, "", ""},
+		{"RawTreeDirectOn", `!{"v":1,"type":"filesystem","source":{"paths":["/a"]},"pipeline":{"format":"raw_tree_v1","webdav":{"raw_tree_direct":{"mode":"on"}}},"target":{"type":"webdav","base_url":"https://dav/x","secret_name":"s"}}`, "spec.pipeline.webdav.raw_tree_direct.mode", "not supported"},
+		{"RawTreeDirectAuto", `!{"v":1,"type":"filesystem","source":{"paths":["/a"]},"pipeline":{"format":"raw_tree_v1","webdav":{"raw_tree_direct":{"mode":"auto"}}},"target":{"type":"webdav","base_url":"https://dav/x","secret_name":"s"}}`, "spec.pipeline.webdav.raw_tree_direct.mode", "set it to off"},
+		{"RawTreeDirectNeedsWebDAV", `{"pipeline":{"format":"raw_tree_v1","webdav":{"raw_tree_direct":{"mode":"on"}}}}`, "spec.pipeline.webdav.raw_tree_direct.mode", "webdav"},
 		{"RawTreeWithEncryption", `{"pipeline":{"format":"raw_tree_v1","encryption":{"type":"age_x25519","key_name":"k"}}}`, "spec.pipeline.encryption", "raw_tree_v1"},
 		{"AgeOK", `{"pipeline":{"encryption":{"type":"age_x25519","key_name":"default"}}}`, "", ""},
 		{"AgeBlankKey", `{"pipeline":{"encryption":{"type":"age_x25519","key_name":"  "}}}`, "spec.pipeline.encryption.key_name", "required"},

@@ -81,7 +81,6 @@ func (s *Spec) validatePipeline() *Error {
 		if s.Type == TypeVaultwarden {
 			return errorf("spec.pipeline.format", "unsupported", "vaultwarden jobs only support spec.pipeline.format archive_v1")
 		}
-		return errorf("spec.pipeline.format", "unsupported", "spec.pipeline.format raw_tree_v1 is not supported by this version yet; use archive_v1")
 	}
 	return nil
 }
@@ -104,6 +103,10 @@ func (s *Spec) validateRawTreeDirect() *Error {
 			return errorf(f+".mode", "not_allowed", f+" requires spec.target.type webdav")
 		case s.Filesystem.ConsistencyPolicy == ConsistencyFail && !boolOr(s.Filesystem.UploadOnConsistencyFailure, false):
 			return errorf(f+".mode", "not_allowed", f+" is not allowed when spec.source.consistency_policy is fail and spec.source.upload_on_consistency_failure is false")
+		default:
+			// raw_tree_v1 to WebDAV is uploaded from staging (MKCOL/HEAD/PUT per file); the
+			// direct mode that PUTs from the source is not built.
+			return errorf(f+".mode", "unsupported", f+".mode %s is not supported by this version; set it to off (raw_tree_v1 is uploaded from staging)", d.Mode)
 		}
 	}
 	l := d.Limits

@@ -1,6 +1,7 @@
-// Package restore reads archive_v1 snapshots back: Restore extracts one into a local directory,
-// Verify restores into a scratch directory and checks every file against the entries index, and
-// List pages through the index for the UI's restore picker.
+// Package restore reads snapshots back (archive_v1; raw_tree_v1 in rawtree.go): Restore
+// extracts one into a local directory, Verify checks every file against the entries index (by
+// restoring into a scratch directory, or for a raw tree by hashing data/ in place), and List
+// pages through the index for the UI's restore picker.
 package restore
 
 import (
@@ -196,7 +197,15 @@ func Restore(ctx context.Context, req Request) (Result, error) {
 		return Result{Manifest: m}, &Error{Code: CodeFormat, Err: fmt.Errorf(
 			"a %s snapshot can only be restored to a directory, not to WebDAV", m.Pipeline.Format)}
 	}
-	res, err := extract(ctx, req, run, m)
+	var res Result
+	if m.Pipeline.Format == format.FormatRawTreeV1 {
+		if l, ok := req.Sink.(localSink); ok {
+			req.Destination = l.dir // the raw tree writes to its directory itself
+		}
+		res, err = restoreRawTree(ctx, req, run, m)
+	} else {
+		res, err = extract(ctx, req, run, m)
+	}
 	res.Manifest = m
 	return res, err
 }

@@ -71,6 +71,11 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 	defer os.RemoveAll(req.ScratchDir)
 	dest := filepath.Join(req.ScratchDir, "restore")
 	run := targets.RunRef{JobID: req.JobID, RunID: req.RunID}
+	if m, err := ReadManifest(ctx, req.Target, run); err != nil {
+		return res, err
+	} else if m.Pipeline.Format == format.FormatRawTreeV1 {
+		return verifyRawTree(ctx, req, run, m)
+	}
 	indexPath := filepath.Join(req.ScratchDir, targets.EntriesName)
 	var sel *Selection
 	var sample map[string]bool // nil: every file is checked

@@ -261,19 +261,55 @@ func validateID(what, id string) error {
 	return nil
 }
 
-// ValidateName checks a file name within a run directory: a single path element of valid UTF-8
-// without separators, control characters or the reserved ".partial" suffix, and not "." or "..".
+// DataDir is the directory of a raw_tree_v1 run that holds the file bodies:
+// data/<archive path>. It is the only name of a run directory with levels below it.
+const DataDir = "data"
+
+// MaxDataPathLen bounds a whole data/<archive path> name; MaxDataSegmentLen bounds each of its
+// segments (the usual file-system name limit).
+const (
+	MaxDataPathLen    = 4096
+	MaxDataSegmentLen = 255
+)
+
+// DataName is the target name of the body of the raw_tree_v1 file at archive path p.
+func DataName(p string) string { return DataDir + "/" + p }
+
+// ValidateName checks a file name within a run directory: either a single path element of
+// valid UTF-8 without separators, control characters or the reserved ".partial" suffix, and not
+// "." or ".."; or a raw_tree_v1 body, "data/" followed by one or more such elements joined by
+// "/" (these may end in ".partial": they are a source's own file names, and drivers that write
+// through a temporary name use another scheme below data/).
 func ValidateName(name string) error {
+	rest, ok := strings.CutPrefix(name, DataDir+"/")
+	if !ok {
+		if name == DataDir {
+			return fmt.Errorf("file name %q is the raw tree's directory: %w", name, ErrInvalidPath)
+		}
+		return validateElem(name, MaxNameLen, false)
+	}
+	if len(name) > MaxDataPathLen {
+		return fmt.Errorf("data file name must be at most %d bytes: %w", MaxDataPathLen, ErrInvalidPath)
+	}
+	for _, seg := range strings.Split(rest, "/") {
+		if err := validateElem(seg, MaxDataSegmentLen, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateElem(name string, maxLen int, partialOK bool) error {
 	switch {
-	case name == "" || len(name) > MaxNameLen:
-		return fmt.Errorf("file name must be 1 to %d bytes: %w", MaxNameLen, ErrInvalidPath)
+	case name == "" || len(name) > maxLen:
+		return fmt.Errorf("file name must be 1 to %d bytes: %w", maxLen, ErrInvalidPath)
 	case name == "." || name == "..":
 		return fmt.Errorf("file name %q is not allowed: %w", name, ErrInvalidPath)
 	case !utf8.ValidString(name):
 		return fmt.Errorf("file name is not valid UTF-8: %w", ErrInvalidPath)
 	case strings.ContainsAny(name, `/\`):
 		return fmt.Errorf("file name %q must not contain a path separator: %w", name, ErrInvalidPath)
-	case strings.HasSuffix(name, PartialSuffix):
+	case !partialOK && strings.HasSuffix(name, PartialSuffix):
 		return fmt.Errorf("file name %q uses the reserved suffix %s: %w", name, PartialSuffix, ErrInvalidPath)
 	}
 	for _, r := range name {

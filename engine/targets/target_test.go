@@ -22,6 +22,20 @@ func TestValidateName(t *testing.T) {
 	}
 }
 
+func TestValidateDataName(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"data/a", "data/a/b/c.txt", "data/x.partial", "data/..hidden/.x", targets.DataName("srv/ü 1")} {
+		if err := targets.ValidateName(ok); err != nil {
+			t.Errorf("ValidateName(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"data/", "data", "data//a", "data/a/", "data/../x", "data/a/./b", "data/a/../b", `data/a\b`, "data/a\x00", "data/new\nline", "dat/a", "a/data/b"} {
+		if err := targets.ValidateName(bad); !errors.Is(err, targets.ErrInvalidPath) {
+			t.Errorf("ValidateName(%q) = %v, want ErrInvalidPath", bad, err)
+		}
+	}
+}
+
 func TestValidateRun(t *testing.T) {
 	t.Parallel()
 	const id = "0b6f7c52-9a3e-4d8e-8a51-3f0f3a1c2b7d"

@@ -237,3 +237,41 @@ func Corrupt(t testing.TB, p string) {
 func ArchivePath(dest, src string) string {
 	return filepath.Join(dest, strings.TrimPrefix(filepath.Clean(src), "/"))
 }
+
+// WholeSecondMtimes truncates the modification times under root (not of symlinks) to whole
+// seconds: raw_tree_v1 records mtime in unix seconds, so a tree compared after its round trip
+// must not have sub-second times.
+func WholeSecondMtimes(t testing.TB, root string) {
+	t.Helper()
+	var dirs []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 {
+			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mt := fi.ModTime().Truncate(time.Second)
+		return os.Chtimes(p, mt, mt)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Deepest first, after the files: setting a time changes no directory's mtime, but this
+	// order keeps that true even if it did.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		fi, err := os.Stat(dirs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		mt := fi.ModTime().Truncate(time.Second)
+		if err := os.Chtimes(dirs[i], mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -142,6 +142,15 @@ func TestQueuedRunStartsWhenAgentConnects(t *testing.T) {
 // leaves a complete snapshot in a directory on the agent's machine.
 func TestAgentRunsRealBackup(t *testing.T) {
 	t.Parallel()
+	for _, format := range []string{"archive_v1", "raw_tree_v1"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			agentRunsRealBackup(t, format)
+		})
+	}
+}
+
+func agentRunsRealBackup(t *testing.T, format string) {
 	db := storagetest.Open(t)
 	bridge := agentsock.NewRunBridge()
 	th := newTestHub(t, hubOpts{db: db, bridge: bridge})
@@ -159,7 +168,7 @@ func TestAgentRunsRealBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := ra.a.ID()
-	spec := fmt.Sprintf(`{"v":1,"type":"filesystem","source":{"paths":[%q]},"target":{"type":"local_dir","base_dir":%q}}`, src, dst)
+	spec := fmt.Sprintf(`{"v":1,"type":"filesystem","pipeline":{"format":%q},"source":{"paths":[%q]},"target":{"type":"local_dir","base_dir":%q}}`, format, src, dst)
 	job := storage.Job{ID: "job-real", Name: "real", AgentID: &id, ScheduleTimezone: "UTC", OverlapPolicy: "queue",
 		MissedRunPolicy: "run_once", SpecJSON: spec, CreatedAt: 1, UpdatedAt: 1}
 	if err := db.Writer().InsertJob(context.Background(), job); err != nil {
@@ -179,6 +188,12 @@ func TestAgentRunsRealBackup(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dst, job.ID, r.ID, "complete.json")); err != nil {
 		t.Fatalf("snapshot on the agent's disk: %v", err)
+	}
+	if format == "raw_tree_v1" {
+		b, err := os.ReadFile(filepath.Join(dst, job.ID, r.ID, "data", strings.TrimPrefix(src, "/"), "a.txt"))
+		if err != nil || string(b) != "hello from the agent" {
+			t.Fatalf("the agent's raw tree holds %q, %v", b, err)
+		}
 	}
 	if got.ProgressJSON == nil {
 		t.Fatal("the agent's progress did not reach the run")
@@ -202,7 +217,7 @@ func TestAgentRunsRealBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.NodeID != id || a.TargetSnapshotJSON != *got.TargetSnapshotJSON || !strings.Contains(a.TargetSnapshotJSON, fmt.Sprintf(`"base_dir":%q`, dst)) {
+	if a.NodeID != id || a.ArtifactFormat != format || a.TargetSnapshotJSON != *got.TargetSnapshotJSON || !strings.Contains(a.TargetSnapshotJSON, fmt.Sprintf(`"base_dir":%q`, dst)) {
 		t.Fatalf("snapshot %+v, run target %s", a, *got.TargetSnapshotJSON)
 	}
 	if a.SourceFiles == nil || *a.SourceFiles != 1 || a.SourceBytes == nil || *a.SourceBytes != int64(len("hello from the agent")) ||

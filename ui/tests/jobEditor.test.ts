@@ -80,6 +80,21 @@ describe('job editor', () => {
     wrapper.unmount()
   })
 
+  it('saves a plain file tree without encryption, and says why encryption is off', async () => {
+    const { wrapper, calls } = await mountEditor({ 'PUT /api/jobs/j1': { body: job } })
+    await clickTestId(wrapper, 'editor-next', 4)
+    await wrapper.get('[data-testid="format-raw-tree"] input').setValue(true)
+    await flushPromises()
+    expect(wrapper.get('[data-testid="format-hint"]').text()).toContain('data/')
+    expect(wrapper.get('[data-testid="encryption-raw-tree"]').text()).toContain('not available')
+    expect(wrapper.get('[data-testid="encryption"]').classes()).toContain('n-switch--disabled')
+    await clickTestId(wrapper, 'editor-next', 3)
+    await clickTestId(wrapper, 'editor-save')
+    const put = calls.find((c: Call) => c.method === 'PUT')!
+    expect((put.body as { spec: { pipeline: unknown } }).spec.pipeline).toMatchObject({ format: 'raw_tree_v1', encryption: { type: 'none' } })
+    wrapper.unmount()
+  })
+
   it('shows a job’s hooks and GFS rules and saves them unchanged', async () => {
     const spec = {
       ...job.spec,
@@ -158,7 +173,8 @@ describe('job editor', () => {
     expect(options('symlink-policy').map((o) => [o.value, !!o.disabled])).toEqual([['keep', false], ['follow', false], ['skip', false]])
     expect(options('snapshot-mode').filter((o) => o.disabled).map((o) => [o.value, o.label])).toEqual([['required', 'Required (not supported yet)']])
     await clickTestId(wrapper, 'editor-next', 3)
-    expect(wrapper.get('[data-testid="format-raw-tree"] input').attributes('disabled')).toBeDefined()
+    // raw_tree_v1 is supported: offered enabled
+    expect(wrapper.get('[data-testid="format-raw-tree"] input').attributes('disabled')).toBeUndefined()
     await clickTestId(wrapper, 'editor-next', 3)
     await clickTestId(wrapper, 'editor-save')
     expect(calls.some((c) => c.method === 'PUT')).toBe(false)

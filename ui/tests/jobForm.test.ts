@@ -157,13 +157,26 @@ describe('job editor mapping', () => {
     const f = { ...specToForm(spec), name: 'x' }
     expect(formToSpec(f)).toEqual(spec) // nothing is rewritten behind the user's back
     expect(validateForm(f)).toEqual({
-      'spec.pipeline.format': 'unsupported',
-      'spec.source.snapshot_mode': 'unsupported', // symlink_policy follow is supported
+      'spec.source.snapshot_mode': 'unsupported', // symlink_policy follow and raw_tree_v1 are supported
     })
     // the supported values pass
     f.format = 'archive_v1'
     f.fsSymlinkPolicy = 'skip'
     f.fsSnapshotMode = 'auto'
     expect(validateForm(f)).toEqual({})
+  })
+
+  it('refuses a plain file tree with encryption or for Vaultwarden, as the Hub does', () => {
+    const spec = structuredClone(specs.filesystemLocalPlain!) as Extract<JobSpec, { type: 'filesystem' }>
+    spec.pipeline.format = 'raw_tree_v1'
+    const f = { ...specToForm(spec), name: 'x' }
+    expect(validateForm(f)).toEqual({})
+    expect(formToSpec(f).pipeline).toMatchObject({ format: 'raw_tree_v1', encryption: { type: 'none' } })
+    f.encryptionEnabled = true
+    expect(validateForm(f)).toEqual({ 'spec.pipeline.encryption': 'raw_tree_encryption' })
+    f.encryptionEnabled = false
+    f.type = 'vaultwarden'
+    f.vaultwardenDataDir = '/vw'
+    expect(validateForm(f)).toEqual({ 'spec.pipeline.format': 'raw_tree_vaultwarden' })
   })
 })

@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -93,6 +95,20 @@ func (t *Target) RunDir(run targets.RunRef) (string, error) {
 	return t.Location(run), nil
 }
 
+// LocalRunDir creates the run directory (and the base and job directories) if needed and
+// returns its path, for a raw_tree_v1 backup that writes its data/ straight into it instead of
+// staging it first.
+func (t *Target) LocalRunDir(run targets.RunRef) (string, error) {
+	if err := targets.ValidateRun(run); err != nil {
+		return "", configErr("local run dir", err)
+	}
+	dir, err := t.ensureRunDir(run)
+	if err != nil {
+		return "", classify("local run dir", err)
+	}
+	return dir, nil
+}
+
 func (t *Target) Redacted() targets.Redacted {
 	return Redact(t.base)
 }
@@ -113,7 +129,10 @@ func (t *Target) Put(ctx context.Context, run targets.RunRef, name string, body 
 	if err != nil {
 		return false, classify(op, err)
 	}
-	dst := filepath.Join(dir, name)
+	dst, tmp, err := t.placeFor(dir, name)
+	if err != nil {
+		return false, classify(op, err)
+	}
 
 	unlock := t.lockFile(dst)
 	defer unlock()
@@ -126,7 +145,7 @@ func (t *Target) Put(ctx context.Context, run targets.RunRef, name string, body 
 	if _, err := body.Seek(0, io.SeekStart); err != nil {
 		return false, newErr(targets.KindIO, op, fmt.Errorf("rewind body: %w", err))
 	}
-	if err := writeFile(ctx, dst, body, size); err != nil {
+	if err := writeFile(ctx, dst, tmp, body, size); err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return false, fmt.Errorf("%s: %w", op, err)
 		}
@@ -140,10 +159,67 @@ func (t *Target) Put(ctx context.Context, run targets.RunRef, name string, body 
 	return false, nil
 }
 
-// writeFile writes exactly size bytes of body to dst through dst.partial.
-func writeFile(ctx context.Context, dst string, body io.Reader, size int64) (err error) {
-	tmp := dst + targets.PartialSuffix
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
+// placeFor returns where run/name goes below the run directory dir and the temporary name it is
+// written through. A raw_tree_v1 body (data/<path>) gets its parent directories, none of which
+// may be a symlink, and a temporary name of its own: <name>.partial could be another file of
+// the source tree.
+func (t *Target) placeFor(dir, name string) (dst, tmp string, err error) {
+	if !strings.HasPrefix(name, targets.DataDir+"/") {
+		dst = filepath.Join(dir, name)
+		return dst, dst + targets.PartialSuffix, nil
+	}
+	parent, err := dataParent(dir, name, true)
+	if err != nil {
+		return "", "", err
+	}
+	base := name[strings.LastIndexByte(name, '/')+1:]
+	return filepath.Join(parent, base), filepath.Join(parent, ".bastion-put-"+base[:min(len(base), 64)]+"-"+strconv.FormatUint(rand.Uint64(), 36)), nil
+}
+
+// dataParent returns the directory that holds the data/<path> file name below the run directory
+// dir, checking each level with Lstat: a symlink or a non-directory on the way is refused, so
+// nothing placed in the target directory can redirect a read or write out of it. With create,
+// missing levels are made.
+func dataParent(dir, name string, create bool) (string, error) {
+	segs := strings.Split(name, "/")
+	cur := dir
+	for _, s := range segs[:len(segs)-1] {
+		cur = filepath.Join(cur, s)
+		fi, err := os.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) && create {
+			if err := os.Mkdir(cur, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+				return "", fmt.Errorf("create %s: %w", cur, err)
+			}
+			fi, err = os.Lstat(cur)
+		}
+		if err != nil {
+			return "", fmt.Errorf("stat %s: %w", cur, err)
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return "", fmt.Errorf("%s %w", cur, errSymlink)
+		}
+		if !fi.IsDir() {
+			return "", fmt.Errorf("%s is not a directory: %w", cur, targets.ErrInvalidPath)
+		}
+	}
+	return cur, nil
+}
+
+// pathFor is where run/name is read from below the run directory dir.
+func pathFor(dir, name string) (string, error) {
+	if !strings.HasPrefix(name, targets.DataDir+"/") {
+		return filepath.Join(dir, name), nil
+	}
+	parent, err := dataParent(dir, name, false)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(parent, name[strings.LastIndexByte(name, '/')+1:]), nil
+}
+
+// writeFile writes exactly size bytes of body to dst through tmp.
+func writeFile(ctx context.Context, dst, tmp string, body io.Reader, size int64) (err error) {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, fileMode)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Base(tmp), err)
 	}
@@ -206,7 +282,11 @@ func (t *Target) Size(ctx context.Context, run targets.RunRef, name string) (int
 	if err != nil {
 		return 0, classify(op, err)
 	}
-	fi, err := os.Lstat(filepath.Join(dir, name))
+	p, err := pathFor(dir, name)
+	if err != nil {
+		return 0, classify(op, err)
+	}
+	fi, err := os.Lstat(p)
 	if err != nil {
 		return 0, classify(op, err)
 	}
@@ -229,9 +309,20 @@ func (t *Target) Open(ctx context.Context, run targets.RunRef, name string) (io.
 	if err != nil {
 		return nil, classify(op, err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	p, err := pathFor(dir, name)
 	if err != nil {
 		return nil, classify(op, err)
+	}
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, classify(op, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is not a regular file", name)
+		}
+		return nil, configErr(op, err)
 	}
 	return f, nil
 }
@@ -327,10 +418,12 @@ func (t *Target) removeRun(dir string) error {
 }
 
 type markers struct {
-	complete, manifest, index, parts, partial, empty bool
+	complete, manifest, index, parts, partial, data, empty bool
 }
 
-func (m markers) bastion() bool { return m.manifest || m.index || m.parts || m.partial }
+// bastion reports a directory Bastion wrote. data/ counts: a raw_tree_v1 run on a local
+// target writes its file bodies there before the index and manifest exist.
+func (m markers) bastion() bool { return m.manifest || m.index || m.parts || m.partial || m.data }
 
 func scanMarkers(dir string) (markers, error) {
 	var m markers
@@ -352,6 +445,8 @@ func scanMarkers(dir string) (markers, error) {
 			m.parts = true
 		case strings.HasSuffix(n, targets.PartialSuffix):
 			m.partial = true
+		case n == targets.DataDir && e.IsDir():
+			m.data = true
 		}
 	}
 	return m, nil

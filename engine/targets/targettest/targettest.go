@@ -44,6 +44,9 @@ func Run(t *testing.T, newTarget func(t *testing.T) targets.Target) {
 		{"CanceledMidPut", testCanceledMidPut},
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"Describe", testDescribe},
+		{"DataTree", testDataTree},
+		{"DataTreeInvalid", testDataTreeInvalid},
+		{"DataTreeCleanup", testDataTreeCleanup},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -468,4 +471,78 @@ func testDescribe(t *testing.T, tg targets.Target) {
 	if !strings.Contains(loc, run.JobID) || !strings.Contains(loc, run.RunID) {
 		t.Fatalf("Location = %q, want it to name job and run", loc)
 	}
+}
+
+// dataNames are raw_tree_v1 bodies: nested, sharing parents, with names that are reserved at the
+// top level of a run (".partial") or need escaping.
+var dataNames = []string{
+	"data/home/u/a.txt", "data/home/u/deep/er/b.bin", "data/home/u/download.partial",
+	"data/home/u/sp ace/ü #?%;=.txt", "data/top", "data/payload.part000001",
+}
+
+func testDataTree(t *testing.T, tg targets.Target) {
+	run := NewRun(t)
+	for i, n := range dataNames {
+		if Put(t, tg, run, n, int64(i), int64(10+i*100)) {
+			t.Fatalf("first put of %s reported skipped", n)
+		}
+	}
+	for i, n := range dataNames {
+		Expect(t, tg, run, n, int64(i), int64(10+i*100))
+	}
+	// Resume by size holds below data/ as for parts.
+	if !Put(t, tg, run, dataNames[0], 99, 10) {
+		t.Fatalf("same-size put of %s was not skipped", dataNames[0])
+	}
+	ExpectMissing(t, tg, run, "data/home/u/missing")
+	ExpectMissing(t, tg, run, "data/nowhere/x")
+}
+
+func testDataTreeInvalid(t *testing.T, tg targets.Target) {
+	ctx := context.Background()
+	run := NewRun(t)
+	bad := []string{"data/", "data//x", "data/../x", "data/a/../../x", "data/./x", "data/a/", `data/a\b`,
+		"data/nul\x00", "datax/y", "other/x", "/data/x", "data/" + strings.Repeat("n", targets.MaxDataSegmentLen+1),
+		"data/" + strings.Repeat("a/", targets.MaxDataPathLen/2)}
+	for _, n := range bad {
+		_, err := tg.Put(ctx, run, n, bytes.NewReader([]byte("x")), 1)
+		expectInvalid(t, fmt.Sprintf("put %q", n), err)
+		_, err = tg.Size(ctx, run, n)
+		expectInvalid(t, fmt.Sprintf("size %q", n), err)
+		rc, err := tg.Open(ctx, run, n)
+		if err == nil {
+			rc.Close()
+		}
+		expectInvalid(t, fmt.Sprintf("open %q", n), err)
+	}
+}
+
+// testDataTreeCleanup is a raw_tree_v1 run killed while uploading data/: cleanup must remove the
+// nested files too, and leave a complete one alone.
+func testDataTreeCleanup(t *testing.T, tg targets.Target) {
+	ctx := context.Background()
+	run := NewRun(t)
+	Put(t, tg, run, targets.EntriesName, 1, 50)
+	Put(t, tg, run, targets.ManifestName, 2, 40)
+	for i, n := range dataNames[:3] {
+		Put(t, tg, run, n, int64(i), 64)
+	}
+	res, err := tg.CleanupRun(ctx, run)
+	if err != nil || res != targets.CleanupDeleted {
+		t.Fatalf("cleanup of a half-written raw tree = %q, %v; want %q", res, err, targets.CleanupDeleted)
+	}
+	for _, n := range append([]string{targets.EntriesName}, dataNames[:3]...) {
+		ExpectMissing(t, tg, run, n)
+	}
+	// Written again after cleanup, the collections below data/ are made again.
+	Put(t, tg, run, dataNames[1], 7, 20)
+	Expect(t, tg, run, dataNames[1], 7, 20)
+
+	done := NewRun(t)
+	Put(t, tg, done, dataNames[1], 3, 30)
+	Put(t, tg, done, targets.CompleteName, 4, 2)
+	if res, err := tg.CleanupRun(ctx, done); err != nil || res != targets.CleanupSkipComplete {
+		t.Fatalf("cleanup of a complete raw tree = %q, %v", res, err)
+	}
+	Expect(t, tg, done, dataNames[1], 3, 30)
 }

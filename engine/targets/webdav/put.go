@@ -31,6 +31,9 @@ func (t *Target) Put(ctx context.Context, run targets.RunRef, name string, body 
 	if err != nil {
 		return false, err
 	}
+	if err := t.ensureParents(ctx, run, name); err != nil {
+		return false, err
+	}
 	u := t.fileURL(run, name)
 	if !targets.AlwaysRewrite(name) {
 		n, err := t.head(ctx, "head "+name, u)
@@ -48,6 +51,9 @@ func (t *Target) Put(ctx context.Context, run targets.RunRef, name string, body 
 		// another process): make it again and try once more.
 		t.forget(run)
 		if _, err := t.ensureRun(ctx, run); err != nil {
+			return false, err
+		}
+		if err := t.ensureParents(ctx, run, name); err != nil {
 			return false, err
 		}
 		err = t.put(ctx, op, u, body, size)
@@ -76,10 +82,35 @@ func (t *Target) put(ctx context.Context, op, u string, body io.ReadSeeker, size
 }
 
 // ensureRun makes the job and run collections unless this Target already did. cached reports
-// that nothing was sent. Concurrent calls for one run wait for a single creation: servers such
-// as rclone answer 423 Locked to a MKCOL racing another on the same path.
+// that nothing was sent.
 func (t *Target) ensureRun(ctx context.Context, run targets.RunRef) (cached bool, err error) {
-	key := run.JobID + "/" + run.RunID
+	return t.ensureOnce(ctx, run.JobID+"/"+run.RunID, func() error {
+		if err := t.mkcolAll(ctx, t.jobURL(run)); err != nil {
+			return err
+		}
+		return t.mkcolAll(ctx, t.Location(run))
+	})
+}
+
+// ensureParents makes the collections below the run collection that a raw_tree_v1 body
+// (data/<path>) lives in, each once per Target, outermost first.
+func (t *Target) ensureParents(ctx context.Context, run targets.RunRef, name string) error {
+	segs := strings.Split(name, "/")
+	u := t.Location(run)
+	for _, s := range segs[:len(segs)-1] {
+		u += escapeSegment(s) + "/"
+		dir := u
+		if _, err := t.ensureOnce(ctx, dir, func() error { return t.mkcol(ctx, dir) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureOnce runs mk for key unless it succeeded before for this Target. Concurrent calls for
+// one key wait for a single attempt: servers such as rclone answer 423 Locked to a MKCOL racing
+// another on the same path.
+func (t *Target) ensureOnce(ctx context.Context, key string, mk func() error) (cached bool, err error) {
 	for {
 		t.mu.Lock()
 		if t.created[key] {
@@ -101,13 +132,12 @@ func (t *Target) ensureRun(ctx context.Context, run targets.RunRef) (cached bool
 			return false, fmt.Errorf("mkcol %s: %w", key, context.Cause(ctx))
 		}
 	}
-	err = t.mkcolAll(ctx, t.jobURL(run))
-	if err == nil {
-		err = t.mkcolAll(ctx, t.Location(run))
-	}
+	err = mk()
 	t.mu.Lock()
 	if err == nil {
-		if len(t.created) >= 4096 { // a long-lived Target sees many runs; forgetting costs one MKCOL
+		// A long-lived Target sees many runs, and a raw tree many collections; forgetting costs
+		// one MKCOL each.
+		if len(t.created) >= 1<<16 {
 			clear(t.created)
 		}
 		t.created[key] = true
@@ -118,9 +148,17 @@ func (t *Target) ensureRun(ctx context.Context, run targets.RunRef) (cached bool
 	return false, err
 }
 
+// forget drops what this Target remembers having made for run: the run collection and the
+// data/ collections below it.
 func (t *Target) forget(run targets.RunRef) {
+	loc := t.Location(run)
 	t.mu.Lock()
 	delete(t.created, run.JobID+"/"+run.RunID)
+	for k := range t.created {
+		if strings.HasPrefix(k, loc) {
+			delete(t.created, k)
+		}
+	}
 	t.mu.Unlock()
 }
 

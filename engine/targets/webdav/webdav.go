@@ -245,8 +245,13 @@ func (t *Target) Redacted() targets.Redacted {
 
 func (t *Target) jobURL(run targets.RunRef) string { return t.base + escapeSegment(run.JobID) + "/" }
 
+// fileURL is the URL of run/name; the segments of a data/<path> name are escaped one by one.
 func (t *Target) fileURL(run targets.RunRef, name string) string {
-	return t.Location(run) + escapeSegment(name)
+	segs := strings.Split(name, "/")
+	for i, s := range segs {
+		segs[i] = escapeSegment(s)
+	}
+	return t.Location(run) + strings.Join(segs, "/")
 }
 
 // escapeSegment percent-encodes every byte outside RFC 3986's unreserved set. url.PathEscape

@@ -35,7 +35,7 @@ export const MIB = 1024 * 1024
 export const UNSUPPORTED = {
   symlinkPolicy: [] as readonly SymlinkPolicy[],
   snapshotMode: ['required'] as readonly SnapshotMode[],
-  format: ['raw_tree_v1'] as readonly JobForm['format'][],
+  format: [] as readonly JobForm['format'][],
 }
 export const DEFAULT_PART_SIZE_BYTES = 256 * MIB
 
@@ -435,6 +435,9 @@ export function validateForm(f: JobForm): Record<string, string> {
   if (!(f.partSizeMiB >= 1)) errs['spec.target.part_size_bytes'] = 'min_part_size'
   if (f.encryptionEnabled && !f.encryptionKeyName.trim()) errs['spec.pipeline.encryption.key_name'] = 'required'
   if (UNSUPPORTED.format.includes(f.format)) errs['spec.pipeline.format'] = 'unsupported'
+  // engine/jobspec: a plain file tree is neither encrypted nor made of a Vaultwarden recipe.
+  if (f.format === 'raw_tree_v1' && f.type === 'vaultwarden') errs['spec.pipeline.format'] = 'raw_tree_vaultwarden'
+  if (f.format === 'raw_tree_v1' && f.encryptionEnabled) errs['spec.pipeline.encryption'] = 'raw_tree_encryption'
   if (f.type === 'filesystem' && UNSUPPORTED.symlinkPolicy.includes(f.fsSymlinkPolicy)) errs['spec.source.symlink_policy'] = 'unsupported'
   if (f.type === 'filesystem' && UNSUPPORTED.snapshotMode.includes(f.fsSnapshotMode)) errs['spec.source.snapshot_mode'] = 'unsupported'
   const r = f.retention

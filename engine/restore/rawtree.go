@@ -1,0 +1,481 @@
+package restore
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
+
+	"github.com/bastion-backup/bastion/engine/backup/format"
+	"github.com/bastion-backup/bastion/engine/pathguard"
+	"github.com/bastion-backup/bastion/engine/progress"
+	"github.com/bastion-backup/bastion/engine/targets"
+)
+
+// restoreRawTree restores a raw_tree_v1 snapshot (backup.md §9): the index is downloaded and read
+// in order; each file's body is fetched from data/<path> and must have the size and BLAKE3 the
+// index records (a *PartError naming data/<path> otherwise). Semantics differ from archive_v1
+// where the spec says so: directories merge; a non-directory where a directory goes is replaced
+// (overwrite), blocks that subtree (skip) or aborts (fail); hard-link groups are re-linked to
+// the group's first restored file; mode, owner, extended attributes and mtime are applied best
+// effort. All of the archive restore's safety holds, through the same descriptor-relative
+// operations: index paths that are absolute, hold "..", or lead through a symlink are refused.
+func restoreRawTree(ctx context.Context, req Request, run targets.RunRef, m *format.Manifest) (Result, error) {
+	var res Result
+	policy := req.Conflict
+	if policy == "" {
+		policy = ConflictOverwrite
+	}
+	if policy != ConflictOverwrite && policy != ConflictSkip && policy != ConflictFail {
+		return res, &Error{Code: CodeConflict, Err: fmt.Errorf("unknown conflict policy %q", policy)}
+	}
+	var sel *matcher
+	if req.Selection != nil {
+		s, err := req.Selection.normalize()
+		if err != nil {
+			return res, &Error{Code: CodeSelection, Err: err}
+		}
+		sel = s
+	}
+	dest, err := filepath.Abs(req.Destination)
+	if err != nil {
+		return res, &Error{Code: CodeIO, Err: fmt.Errorf("destination: %w", err)}
+	}
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create destination: %w", err)}
+	}
+	if err := os.MkdirAll(req.StagingDir, 0o700); err != nil {
+		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create staging: %w", err)}
+	}
+	defer os.RemoveAll(req.StagingDir)
+	indexPath := filepath.Join(req.StagingDir, targets.EntriesName)
+	if err := FetchIndex(ctx, req.Target, run, indexPath); err != nil {
+		if ctx.Err() != nil {
+			return res, &Error{Code: CodeCanceled, Err: ctx.Err()}
+		}
+		return res, &Error{Code: CodePart, Err: &PartError{Part: targets.EntriesName, Reason: "read_error", Err: err}}
+	}
+
+	d, err := openDestDir(dest)
+	if err != nil {
+		return res, &Error{Code: CodeIO, Err: fmt.Errorf("open destination: %w", err)}
+	}
+	defer d.Close()
+	if req.ProtectedDir != "" {
+		real, err := d.realPath()
+		if err != nil {
+			return res, &Error{Code: CodeIO, Err: fmt.Errorf("resolve the opened destination: %w", err)}
+		}
+		if overlaps, err := pathguard.Overlaps(real, req.ProtectedDir); err != nil || overlaps {
+			return res, &Error{Code: CodeDestination, Err: fmt.Errorf(
+				"the destination %s is now %s, inside the data directory or containing it; nothing was restored", dest, real)}
+		}
+	}
+	req.Progress.Stage("restore", &progress.Units{Files: uint64(max(m.EntryIndex.Count, 0))})
+	rt := &rawRestorer{
+		x:     &extractor{d: d, policy: policy, keepSpecial: req.KeepSpecialBits, sel: sel, res: &res, buf: make([]byte, 1<<20)},
+		t:     req.Target,
+		run:   run,
+		first: map[string]string{},
+		made:  map[string]bool{},
+	}
+	err = scanIndex(indexPath, func(e format.Entry) error {
+		if err := ctx.Err(); err != nil {
+			return &Error{Code: CodeCanceled, Err: err}
+		}
+		res.EntriesSeen++
+		if err := rt.entry(ctx, e); err != nil {
+			return err
+		}
+		req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: uint64(res.Bytes)})
+		return nil
+	})
+	if err != nil {
+		var re *Error
+		if errors.As(err, &re) {
+			return res, err
+		}
+		return res, &Error{Code: CodeArchive, Err: err}
+	}
+	if err := rt.finishDirs(); err != nil {
+		return res, err
+	}
+	req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: uint64(res.Bytes)})
+	if res.Refused > 0 {
+		emit(req.Events, "error", "unsafe_entries", fmt.Sprintf("%d unsafe index entries were refused", res.Refused),
+			map[string]any{"refused": res.Refused, "sample": res.RefusedSample})
+		return res, &Error{Code: CodeUnsafeEntries, Err: fmt.Errorf("%d index entries were refused as unsafe (first: %s: %s)",
+			res.Refused, res.RefusedSample[0].Path, res.RefusedSample[0].Reason)}
+	}
+	return res, nil
+}
+
+type rawRestorer struct {
+	x   *extractor
+	t   targets.Target
+	run targets.RunRef
+	// first maps a hardlink_group to the path its first restored file was written at.
+	first map[string]string
+	// blocked are directories whose subtree is skipped: something that is not a directory
+	// stands where they go and the policy is skip.
+	blocked []string
+	// made are directories known to exist as directories (created or merged) below dest.
+	made map[string]bool
+	dirs []rawDir
+}
+
+type rawDir struct {
+	rel string
+	e   format.Entry
+}
+
+func (rt *rawRestorer) isBlocked(rel string) bool {
+	for _, b := range rt.blocked {
+		if rel == b || strings.HasPrefix(rel, b+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (rt *rawRestorer) entry(ctx context.Context, e format.Entry) error {
+	x := rt.x
+	rel, why := cleanName(e.Path)
+	if why != "" {
+		x.refuse(e.Path, why)
+		return nil
+	}
+	if x.sel != nil && !x.sel.match(rel) {
+		return nil
+	}
+	if rt.isBlocked(rel) {
+		x.res.Skipped++
+		return nil
+	}
+	switch e.Kind {
+	case format.KindDir:
+		if ok, err := rt.parents(rel); err != nil || !ok {
+			return err
+		}
+		return rt.dir(rel, e)
+	case format.KindFile:
+		if err := targets.ValidateName(targets.DataName(rel)); err != nil {
+			x.refuse(rel, "cannot name a data/ file: "+err.Error())
+			return nil
+		}
+		if e.Size < 0 {
+			x.refuse(rel, "negative size")
+			return nil
+		}
+		if ok, err := rt.parents(rel); err != nil || !ok {
+			return err
+		}
+		return rt.file(ctx, rel, e)
+	case format.KindSymlink:
+		if e.SymlinkTarget == nil || *e.SymlinkTarget == "" || strings.IndexByte(*e.SymlinkTarget, 0) >= 0 {
+			x.refuse(rel, "symlink without a usable symlink_target")
+			return nil
+		}
+		if ok, err := rt.parents(rel); err != nil || !ok {
+			return err
+		}
+		before := x.res.Written
+		if err := x.symlink(rel, &tar.Header{Linkname: *e.SymlinkTarget}); err != nil {
+			return err
+		}
+		if x.res.Written > before {
+			rt.linkMeta(rel, e)
+		}
+		return nil
+	}
+	x.refuse(rel, fmt.Sprintf("unsupported entry kind %q", e.Kind))
+	return nil
+}
+
+// parents makes sure every ancestor of rel is a directory, applying the conflict policy to a
+// file (or anything else but a symlink) standing in the way: overwrite replaces it by a
+// directory, skip skips the subtree, fail aborts. A symlink on the way is refused whatever the
+// policy: it may point anywhere. ok is false when the entry is not to be restored.
+func (rt *rawRestorer) parents(rel string) (ok bool, err error) {
+	x := rt.x
+	segs := strings.Split(rel, "/")
+	for i := 1; i < len(segs); i++ {
+		p := strings.Join(segs[:i], "/")
+		if rt.made[p] {
+			continue
+		}
+		dirfd, base, why, err := x.d.parent(p, true)
+		if err != nil {
+			return false, &Error{Code: CodeIO, Err: fmt.Errorf("%s: %w", rel, err)}
+		}
+		if why != "" {
+			x.refuse(rel, why)
+			return false, nil
+		}
+		mode, exists, err := lstatAt(dirfd, base)
+		if err != nil {
+			return false, &Error{Code: CodeIO, Err: fmt.Errorf("inspect %s: %w", p, err)}
+		}
+		switch {
+		case !exists:
+			if err := unix.Mkdirat(dirfd, base, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+				return false, &Error{Code: CodeIO, Err: fmt.Errorf("create directory %s: %w", p, err)}
+			}
+		case mode == unix.S_IFDIR:
+		case mode == unix.S_IFLNK:
+			x.refuse(rel, "parent "+p+" is a symlink")
+			return false, nil
+		default:
+			switch x.policy {
+			case ConflictSkip:
+				rt.blocked = append(rt.blocked, p)
+				x.res.Skipped++
+				return false, nil
+			case ConflictFail:
+				return false, &Error{Code: CodeConflict, Err: fmt.Errorf("%s already exists and is not a directory (conflict policy fail)", p)}
+			}
+			if err := x.d.remove(dirfd, base, p, false); err != nil {
+				return false, &Error{Code: CodeIO, Err: fmt.Errorf("remove %s: %w", p, err)}
+			}
+			if err := unix.Mkdirat(dirfd, base, 0o755); err != nil {
+				return false, &Error{Code: CodeIO, Err: fmt.Errorf("create directory %s: %w", p, err)}
+			}
+		}
+		rt.made[p] = true
+	}
+	return true, nil
+}
+
+func (rt *rawRestorer) dir(rel string, e format.Entry) error {
+	x := rt.x
+	dirfd, base, ok, err := x.at(rel)
+	if err != nil || !ok {
+		return err
+	}
+	mode, exists, err := lstatAt(dirfd, base)
+	if err != nil {
+		return &Error{Code: CodeIO, Err: fmt.Errorf("inspect %s: %w", rel, err)}
+	}
+	switch {
+	case exists && mode == unix.S_IFDIR:
+		// Merged, whatever the policy: the directory's other content stays.
+	case exists && mode == unix.S_IFLNK:
+		x.refuse(rel, "is a symlink where the snapshot has a directory")
+		return nil
+	case exists:
+		switch x.policy {
+		case ConflictSkip:
+			rt.blocked = append(rt.blocked, rel)
+			x.res.Skipped++
+			return nil
+		case ConflictFail:
+			return &Error{Code: CodeConflict, Err: fmt.Errorf("%s already exists and is not a directory (conflict policy fail)", rel)}
+		}
+		if err := x.d.remove(dirfd, base, rel, false); err != nil {
+			return &Error{Code: CodeIO, Err: fmt.Errorf("remove %s: %w", rel, err)}
+		}
+		fallthrough
+	default:
+		if err := unix.Mkdirat(dirfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return &Error{Code: CodeIO, Err: fmt.Errorf("create directory %s: %w", rel, err)}
+		}
+	}
+	rt.made[rel] = true
+	rt.dirs = append(rt.dirs, rawDir{rel: rel, e: e})
+	x.res.Written++
+	return nil
+}
+
+func (rt *rawRestorer) file(ctx context.Context, rel string, e format.Entry) error {
+	x := rt.x
+	if e.HardlinkGroup != nil {
+		if first, ok := rt.first[*e.HardlinkGroup]; ok && first != rel {
+			before := x.res.Written
+			if err := x.hardlink(rel, &tar.Header{Linkname: first}); err != nil {
+				return err
+			}
+			if x.res.Written > before {
+				delete(rt.made, rel)
+			}
+			return nil
+		}
+	}
+	dirfd, base, ok, err := x.at(rel)
+	if err != nil || !ok {
+		return err
+	}
+	if ok, _, err := x.conflict(rel, dirfd, base); err != nil || !ok {
+		return err
+	}
+	delete(rt.made, rel) // an empty directory there may have been removed
+	tmp, tmpName, err := createTemp(dirfd)
+	if err != nil {
+		return &Error{Code: CodeIO, Err: fmt.Errorf("create %s: %w", rel, err)}
+	}
+	placed := false
+	defer func() {
+		if !placed {
+			tmp.Close()
+			unix.Unlinkat(dirfd, tmpName, 0)
+		}
+	}()
+	n, err := rt.fetch(ctx, rel, e, tmp)
+	if err != nil {
+		return err
+	}
+	fd := int(tmp.Fd())
+	// Owner first: chown clears set-id bits, which chmod then sets as wanted. Both, and the
+	// attributes, are best effort: a restore by a user who may not give files away still
+	// restores the data.
+	if e.UID != nil && e.GID != nil {
+		_ = unix.Fchown(fd, int(*e.UID), int(*e.GID))
+	}
+	if e.Mode != nil {
+		_ = unix.Fchmod(fd, unixMode(int64(*e.Mode), x.keepSpecial))
+	} else {
+		_ = unix.Fchmod(fd, 0o644)
+	}
+	rt.setXattrs(fd, e.Xattrs)
+	if err := tmp.Close(); err != nil {
+		return &Error{Code: CodeIO, Err: fmt.Errorf("write %s: %w", rel, err)}
+	}
+	if e.Mtime != nil {
+		_ = setTimesAt(dirfd, tmpName, time.Unix(*e.Mtime, 0))
+	}
+	if err := unix.Renameat(dirfd, tmpName, dirfd, base); err != nil {
+		placed = true // closed already; the deferred cleanup must not close it twice
+		unix.Unlinkat(dirfd, tmpName, 0)
+		return &Error{Code: CodeIO, Err: fmt.Errorf("place %s: %w", rel, err)}
+	}
+	placed = true
+	x.res.Written++
+	x.res.Bytes += n
+	if e.HardlinkGroup != nil {
+		if _, ok := rt.first[*e.HardlinkGroup]; !ok {
+			rt.first[*e.HardlinkGroup] = rel
+		}
+	}
+	return nil
+}
+
+// fetch streams data/<rel> into dst, checking it has exactly e.Size bytes and, when the index
+// has one, its BLAKE3 hash. Nothing of a file that fails the check is kept.
+func (rt *rawRestorer) fetch(ctx context.Context, rel string, e format.Entry, dst io.Writer) (int64, error) {
+	name := targets.DataName(rel)
+	rc, err := rt.t.Open(ctx, rt.run, name)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, &Error{Code: CodeCanceled, Err: ctx.Err()}
+		}
+		reason := "read_error"
+		if errors.Is(err, targets.ErrNotExist) {
+			reason = "missing"
+		}
+		return 0, &Error{Code: CodePart, Err: &PartError{Part: name, Reason: reason, Err: err}}
+	}
+	defer rc.Close()
+	h := blake3.New()
+	n, err := io.CopyBuffer(io.MultiWriter(dst, h), &ctxReader{ctx: ctx, r: io.LimitReader(rc, e.Size+1)}, rt.x.buf)
+	if err != nil {
+		if ctx.Err() != nil {
+			return n, &Error{Code: CodeCanceled, Err: ctx.Err()}
+		}
+		return n, &Error{Code: CodePart, Err: &PartError{Part: name, Reason: "read_error", Err: err}}
+	}
+	if n != e.Size {
+		return n, &Error{Code: CodePart, Err: &PartError{Part: name, Reason: "size_mismatch",
+			Err: fmt.Errorf("read %d bytes, index says %d", n, e.Size)}}
+	}
+	if e.Hash != nil {
+		if got := hex.EncodeToString(h.Sum(nil)); (e.HashAlg != nil && *e.HashAlg != format.HashAlgBLAKE3) || got != *e.Hash {
+			return n, &Error{Code: CodePart, Err: &PartError{Part: name, Reason: "hash_mismatch",
+				Err: fmt.Errorf("blake3 %s, index says %s", got, *e.Hash)}}
+		}
+	}
+	return n, nil
+}
+
+// setXattrs applies extended attributes best effort. Only user.* and POSIX ACLs are restored
+// unless special bits are kept: security.* (file capabilities) and trusted.* would grant
+// privileges a snapshot must not plant, like setuid bits.
+func (rt *rawRestorer) setXattrs(fd int, xs map[string]string) {
+	for name, v := range xs {
+		if !rt.x.keepSpecial && !strings.HasPrefix(name, "user.") && !strings.HasPrefix(name, "system.posix_acl_") {
+			continue
+		}
+		val, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			continue
+		}
+		_ = unix.Fsetxattr(fd, name, val, 0)
+	}
+}
+
+// linkMeta applies a symlink's owner and mtime, best effort, to the link itself.
+func (rt *rawRestorer) linkMeta(rel string, e format.Entry) {
+	dirfd, base, why, err := rt.x.d.parent(rel, false)
+	if err != nil || why != "" {
+		return
+	}
+	if e.UID != nil && e.GID != nil {
+		_ = unix.Fchownat(dirfd, base, int(*e.UID), int(*e.GID), unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if e.Mtime != nil {
+		_ = setTimesAt(dirfd, base, time.Unix(*e.Mtime, 0))
+	}
+}
+
+// finishDirs applies directory metadata deepest first, best effort, through a descriptor of the
+// directory opened without following symlinks. A directory a later entry replaced is reported,
+// never touched through the replacement.
+func (rt *rawRestorer) finishDirs() error {
+	slices.SortStableFunc(rt.dirs, func(a, b rawDir) int { return len(b.rel) - len(a.rel) })
+	for _, dm := range rt.dirs {
+		dirfd, base, why, err := rt.x.d.parent(dm.rel, false)
+		if errors.Is(err, errMissing) {
+			why = "is gone"
+		} else if err != nil {
+			return &Error{Code: CodeIO, Err: fmt.Errorf("finish directory %s: %w", dm.rel, err)}
+		}
+		fd := -1
+		if why == "" {
+			fd, err = openDirAt(dirfd, base)
+			if err != nil {
+				why, err = classifyAt(dirfd, base, err)
+				if errors.Is(err, errMissing) {
+					why = "is gone"
+				} else if why == "" {
+					continue // a directory we may not open: leave its metadata
+				}
+			}
+		}
+		if why != "" {
+			rt.x.refuse(dm.rel, why+" now (a later entry replaced the directory); its metadata was not applied")
+			continue
+		}
+		e := dm.e
+		if e.UID != nil && e.GID != nil {
+			_ = unix.Fchown(fd, int(*e.UID), int(*e.GID))
+		}
+		if e.Mode != nil {
+			_ = unix.Fchmod(fd, unixMode(int64(*e.Mode), rt.x.keepSpecial))
+		}
+		rt.setXattrs(fd, e.Xattrs)
+		unix.Close(fd)
+		if e.Mtime != nil {
+			_ = setTimesAt(dirfd, base, time.Unix(*e.Mtime, 0))
+		}
+	}
+	return nil
+}
