@@ -46,6 +46,11 @@ func (h *Hub) handle(c *conn, m protocol.Message, raw []byte) {
 	case *protocol.TaskResult:
 		h.onResult(ctx, c, m)
 	case *protocol.ConfigAck:
+		// The id is one the Hub issued (an ingestID-shaped string); anything else is not stored.
+		if !ingestID.MatchString(m.SnapshotID) {
+			c.log.Warn().Int("snapshot_id_bytes", len(m.SnapshotID)).Msg("config_ack with an invalid snapshot id; ignored")
+			return
+		}
 		if err := h.db.Writer().SetAppliedConfig(ctx, c.agentID, m.SnapshotID, h.clock.Now().Unix()); err != nil {
 			c.log.Warn().Err(err).Msg("record config_ack")
 		}
@@ -149,25 +154,57 @@ func (h *Hub) ownedTask(ctx context.Context, c *conn, taskID string) (storage.Ag
 	return t, true
 }
 
-// onRunEvent applies an event of an open task once: a numbered event at or below the task's
-// mark is a re-send of one already recorded.
+// onRunEvent applies an event of an open backup task once (see onEvent).
 func (h *Hub) onRunEvent(ctx context.Context, c *conn, ev *protocol.RunEvent) {
+	if h.cfg.Sink == nil {
+		return
+	}
+	h.onEvent(ctx, c, ev.RunID, ev.Seq, false, func(t storage.AgentTask) error {
+		if err := validEvent(ev.Level, ev.Kind, ev.Message, ev.Fields); err != nil {
+			return err
+		}
+		return h.cfg.Sink.Event(ctx, t, ev)
+	})
+}
+
+// onOperationEvent applies an event of an open restore or verify once (see onEvent).
+func (h *Hub) onOperationEvent(ctx context.Context, c *conn, ev *protocol.OperationEvent) {
+	if h.cfg.Operations == nil {
+		return
+	}
+	h.onEvent(ctx, c, ev.OpID, ev.Seq, true, func(t storage.AgentTask) error {
+		if err := validEvent(ev.Level, ev.Kind, ev.Message, ev.Fields); err != nil {
+			return err
+		}
+		return h.cfg.Operations.OperationEvent(ctx, t, ev)
+	})
+}
+
+// onEvent applies an event of an open task of the sender once: a numbered event at or below the
+// task's mark is a re-send of one already recorded. operation says which kind of task the event
+// may belong to (operation_event for restores and verifies, run_event for backups). An event
+// that fails validEvent is dropped, and its number still counts as seen: a re-send would be
+// refused again.
+func (h *Hub) onEvent(ctx context.Context, c *conn, taskID string, seq *int64, operation bool, apply func(storage.AgentTask) error) {
 	h.eventMu.Lock()
 	defer h.eventMu.Unlock()
-	t, ok := h.ownedTask(ctx, c, ev.RunID)
-	if !ok || t.CompletedAt != nil || isOperation(t.Kind) || h.cfg.Sink == nil {
+	t, ok := h.ownedTask(ctx, c, taskID)
+	if !ok || t.CompletedAt != nil || isOperation(t.Kind) != operation {
 		return
 	}
-	if ev.Seq != nil && *ev.Seq <= t.LastEventSeq {
+	if seq != nil && *seq <= t.LastEventSeq {
 		return
 	}
-	if err := h.cfg.Sink.Event(ctx, t, ev); err != nil {
-		c.log.Warn().Err(err).Str("run_id", ev.RunID).Msg("record run event")
-		return
+	if err := apply(t); err != nil {
+		if !errors.Is(err, errInvalidEvent) {
+			c.log.Warn().Err(err).Str("task_id", taskID).Msg("record task event")
+			return
+		}
+		c.log.Warn().Err(err).Str("task_id", taskID).Msg("agent event refused")
 	}
-	if ev.Seq != nil {
-		if err := h.db.Writer().SetAgentTaskEventSeq(ctx, t.ID, *ev.Seq); err != nil {
-			c.log.Warn().Err(err).Str("run_id", ev.RunID).Msg("record run event sequence")
+	if seq != nil {
+		if err := h.db.Writer().SetAgentTaskEventSeq(ctx, t.ID, *seq); err != nil {
+			c.log.Warn().Err(err).Str("task_id", taskID).Msg("record task event sequence")
 		}
 	}
 }
@@ -175,6 +212,7 @@ func (h *Hub) onRunEvent(ctx context.Context, c *conn, ev *protocol.RunEvent) {
 // onResult applies a backup task's result once (see settle).
 func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
 	log := c.log.With().Str("task_id", res.TaskID).Str("run_id", res.RunID).Logger()
+	boundResult(&res.Summary, &res.Error)
 	h.settle(ctx, c, res.TaskID, log, func(t storage.AgentTask) (bool, error) {
 		if isOperation(t.Kind) {
 			log.Warn().Str("kind", t.Kind).Msg("task result for an operation (restores and verifies end with operation_result); ignored")
@@ -189,35 +227,14 @@ func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
 				return false, err
 			}
 		}
-		return true, h.complete(ctx, t, res, res.Error, res.Status)
+		return true, h.complete(ctx, t, res.Error, res.Status)
 	})
-}
-
-// onOperationEvent applies an event of an open restore or verify once, like onRunEvent.
-func (h *Hub) onOperationEvent(ctx context.Context, c *conn, ev *protocol.OperationEvent) {
-	h.eventMu.Lock()
-	defer h.eventMu.Unlock()
-	t, ok := h.ownedTask(ctx, c, ev.OpID)
-	if !ok || t.CompletedAt != nil || !isOperation(t.Kind) || h.cfg.Operations == nil {
-		return
-	}
-	if ev.Seq != nil && *ev.Seq <= t.LastEventSeq {
-		return
-	}
-	if err := h.cfg.Operations.OperationEvent(ctx, t, ev); err != nil {
-		c.log.Warn().Err(err).Str("operation_id", ev.OpID).Msg("record operation event")
-		return
-	}
-	if ev.Seq != nil {
-		if err := h.db.Writer().SetAgentTaskEventSeq(ctx, t.ID, *ev.Seq); err != nil {
-			c.log.Warn().Err(err).Str("operation_id", ev.OpID).Msg("record operation event sequence")
-		}
-	}
 }
 
 // onOperationResult applies a restore's or verify's result once (see settle).
 func (h *Hub) onOperationResult(ctx context.Context, c *conn, res *protocol.OperationResult) {
 	log := c.log.With().Str("operation_id", res.OpID).Logger()
+	boundResult(&res.Summary, &res.Error)
 	h.settle(ctx, c, res.OpID, log, func(t storage.AgentTask) (bool, error) {
 		if !isOperation(t.Kind) {
 			log.Warn().Msg("operation result for a task that is not a restore or verify; ignored")
@@ -228,7 +245,7 @@ func (h *Hub) onOperationResult(ctx context.Context, c *conn, res *protocol.Oper
 				return false, err
 			}
 		}
-		return true, h.complete(ctx, t, res, res.Error, res.Status)
+		return true, h.complete(ctx, t, res.Error, res.Status)
 	})
 }
 
@@ -267,15 +284,32 @@ func (h *Hub) settle(ctx context.Context, c *conn, taskID string, log zerolog.Lo
 	_ = c.send(&protocol.TaskResultAck{TaskID: taskID})
 }
 
-// complete closes a task with its result. Callers hold resultMu.
-func (h *Hub) complete(ctx context.Context, t storage.AgentTask, result any, errText *string, status string) error {
-	raw, _ := json.Marshal(result)
+// complete closes a task with its outcome. Callers hold resultMu. The task row keeps the status
+// only: the summary is stored with its run or operation, and a second copy here would double what
+// one agent can make the Hub store.
+func (h *Hub) complete(ctx context.Context, t storage.AgentTask, errText *string, status string) error {
+	raw, _ := json.Marshal(struct {
+		Status string `json:"status"`
+	}{status})
 	rs := string(raw)
 	if _, err := h.db.Writer().CompleteAgentTask(ctx, t.ID, &rs, errText, h.clock.Now().Unix()); err != nil {
 		return fmt.Errorf("complete agent task %s: %w", t.ID, err)
 	}
 	h.log.Info().Str("agent_id", t.AgentID).Str("task_id", t.ID).Str("kind", t.Kind).Str("status", status).Msg("agent task finished")
 	return nil
+}
+
+// boundResult keeps what an agent reports with a result within bounds before anything stores
+// it: a summary larger than MaxSummaryBytes is dropped (refusing the result would only make the
+// agent re-send it forever) and the error text is cut to MaxEventMessage bytes.
+func boundResult(summary *json.RawMessage, errText **string) {
+	if len(*summary) > MaxSummaryBytes {
+		*summary = nil
+	}
+	if e := *errText; e != nil && len(*e) > MaxEventMessage {
+		cut := strings.ToValidUTF8((*e)[:MaxEventMessage], "")
+		*errText = &cut
+	}
 }
 
 // agentFailure reads how an agent says a task failed: the code from summary.error_code

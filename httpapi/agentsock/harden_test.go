@@ -1,0 +1,122 @@
+package agentsock_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/httpapi/agentsock"
+)
+
+// TestIngestRefusesHostileValues: an offline upload with sizes that would overflow the Hub's
+// sums, times far in the future (by the Hub's clock) or before 1970, an oversized summary, or
+// events outside the shared bounds is refused whole with 400 and stores nothing.
+func TestIngestRefusesHostileValues(t *testing.T) {
+	t.Parallel()
+	fake := clock.NewFake(time.Unix(1_000_000, 0))
+	th := newTestHub(t, hubOpts{clock: fake})
+	b := setupIngestOn(t, th)
+	now := fake.Now().Unix()
+	metrics := func(m map[string]any) map[string]any { return map[string]any{"metrics": m} }
+	ev := func(e map[string]any) []map[string]any {
+		base := map[string]any{"seq": 1, "ts": now - 5, "level": "info", "kind": "complete", "message": "m"}
+		for k, v := range e {
+			base[k] = v
+		}
+		return []map[string]any{base}
+	}
+	for name, c := range map[string]struct {
+		fields map[string]any
+		code   string
+	}{
+		"NegativeTransfer":  {map[string]any{"summary": metrics(map[string]any{"transfer_total_bytes": -1})}, "invalid_run"},
+		"HugeTransfer":      {map[string]any{"summary": metrics(map[string]any{"transfer_total_bytes": int64(1) << 60})}, "invalid_run"},
+		"HugeSourceBytes":   {map[string]any{"summary": metrics(map[string]any{"source_total": map[string]uint64{"bytes": 1 << 63}})}, "invalid_run"},
+		"FarFutureEnd":      {map[string]any{"ended_at": now + 3600}, "invalid_run"},
+		"NegativeStart":     {map[string]any{"started_at": -5}, "invalid_run"},
+		"HugeSummary":       {map[string]any{"summary": map[string]string{"pad": strings.Repeat("x", 65<<10)}}, "invalid_run"},
+		"FutureEventTime":   {map[string]any{"events": ev(map[string]any{"ts": now + 3600})}, "invalid_event"},
+		"UnknownLevel":      {map[string]any{"events": ev(map[string]any{"level": "critical"})}, "invalid_event"},
+		"LongKind":          {map[string]any{"events": ev(map[string]any{"kind": strings.Repeat("k", 65)})}, "invalid_event"},
+		"ControlInKind":     {map[string]any{"events": ev(map[string]any{"kind": "a\nb"})}, "invalid_event"},
+		"FieldsNotAnObject": {map[string]any{"events": ev(map[string]any{"fields": "text"})}, "invalid_event"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := map[string]any{"id": "bad-" + strings.ToLower(name), "started_at": now - 10, "ended_at": now - 5}
+			for k, v := range c.fields {
+				f[k] = v
+			}
+			if code, e := b.upload(t, f); code != http.StatusBadRequest || e != c.code {
+				t.Fatalf("upload: %d %s, want 400 %s", code, e, c.code)
+			}
+			if _, err := th.db.Reader().GetRun(context.Background(), f["id"].(string)); err == nil {
+				t.Fatal("a refused upload stored its run")
+			}
+		})
+	}
+	// A clock a little ahead of the Hub's is fine; sizes up to 2^53 are kept.
+	sum := metrics(map[string]any{"transfer_total_bytes": int64(1) << 53})
+	if code, e := b.upload(t, map[string]any{"id": "skewed", "started_at": now, "ended_at": now + 60, "summary": sum,
+		"events": ev(map[string]any{"ts": now + 60})}); code != http.StatusNoContent {
+		t.Fatalf("upload from a slightly fast clock: %d %s", code, e)
+	}
+}
+
+// TestSocketBoundsWhatAgentsReport: on the live socket, events outside the shared bounds are
+// dropped, an oversized summary is not kept, the task row does not keep a second copy of the
+// summary, and a config_ack with an id the Hub never issues is not stored.
+func TestSocketBoundsWhatAgentsReport(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	th := newTestHub(t, hubOpts{})
+	key := insertAgentKey(t, th.db, "a1")
+	th.dispatch(t, "a1", "t1")
+	ws := dialAgent(t, th.url, key)
+	readUntil(t, ws, protocol.TypeTask)
+	send := func(m protocol.Message) {
+		t.Helper()
+		b, err := protocol.Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&protocol.Hello{}) // lifts the read limit from the hello's
+	send(&protocol.ConfigAck{SnapshotID: strings.Repeat("s", 100<<10)})
+	for _, ev := range []protocol.RunEvent{
+		{Level: "critical", Kind: "start", Message: "bad level"},
+		{Level: "info", Kind: strings.Repeat("k", 1000), Message: "long kind"},
+		{Level: "info", Kind: "start", Message: strings.Repeat("m", 5000)},
+		{Level: "info", Kind: "start", Message: "ok"},
+	} {
+		ev.RunID = "t1"
+		send(&ev)
+	}
+	errText := strings.Repeat("e", 100<<10)
+	send(&protocol.TaskResult{TaskID: "t1", RunID: "t1", Status: protocol.StatusFailed, Error: &errText,
+		Summary: json.RawMessage(`{"pad":"` + strings.Repeat("x", 100<<10) + `"}`)})
+	readUntil(t, ws, protocol.TypeTaskResultAck)
+
+	if got := th.sink.eventsOf("t1"); len(got) != 1 || got[0] != "start:ok" {
+		t.Fatalf("events recorded: %d, want only the valid one", len(got))
+	}
+	res, _, _ := th.sink.result("t1")
+	if len(res.Summary) != 0 || res.Error == nil || len(*res.Error) > agentsock.MaxEventMessage {
+		t.Fatalf("result kept %d summary bytes and %d error bytes", len(res.Summary), len(*res.Error))
+	}
+	if tk := th.task(t, "t1"); tk.ResultJSON == nil || len(*tk.ResultJSON) > 100 || (tk.Error != nil && len(*tk.Error) > agentsock.MaxEventMessage) {
+		t.Fatalf("task row keeps %d result bytes", len(*tk.ResultJSON))
+	}
+	if a, err := th.db.Reader().GetAgent(ctx, "a1"); err != nil || a.AppliedConfigSnapshotID != nil {
+		t.Fatalf("config_ack with an invalid id stored: %v", err)
+	}
+}
