@@ -444,3 +444,24 @@ func TestAuditRecordsPanics(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditBoundsTheMethod: an anonymous client sending a huge made-up method gets an audit row
+// that names it OTHER, not a row as large as the request line.
+func TestAuditBoundsTheMethod(t *testing.T) {
+	t.Parallel()
+	b := setupAudit(t)
+	for _, path := range []string{"/api/jobs", "/api/no-such-route"} {
+		req, _ := http.NewRequest(strings.Repeat("X", 512<<10), b.hub.URL+path, nil)
+		req.Header.Set("X-Request-Id", "huge-method"+strings.ReplaceAll(path, "/", "-"))
+		req.Header.Set("X-Forwarded-For", clientAddr)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		e := b.row(t, "huge-method"+strings.ReplaceAll(path, "/", "-"))
+		if !strings.HasPrefix(e.Action, "OTHER ") || len(e.Action) > 256 {
+			t.Fatalf("audit action of %d bytes: %.80q", len(e.Action), e.Action)
+		}
+	}
+}
