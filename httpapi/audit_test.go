@@ -465,3 +465,40 @@ func TestAuditBoundsTheMethod(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditKeepsNoNameThatMatchesNoUser: a failed login records the name tried only when it names
+// a user. A password typed into the username field is not written anywhere: not in the audit log,
+// not in the login throttle's keys. Names with bidi or control characters are never recorded.
+func TestAuditKeepsNoNameThatMatchesNoUser(t *testing.T) {
+	t.Parallel()
+	b := setupAudit(t)
+	const typedPassword = "Tr0ub4dor-password-in-the-wrong-field"
+	anon := b.client(t)
+	if r := do(t, anon, "setup-1", "POST", "/api/setup/initialize", map[string]string{"username": apitest.Username, "password": apitest.Password}); r.Status != 204 {
+		t.Fatalf("setup: %s", r)
+	}
+	for id, name := range map[string]string{"typo": typedPassword, "bidi": "adm\u202Ein", "known": apitest.Username} {
+		if r := do(t, anon, id, "POST", "/api/auth/login", map[string]string{"username": name, "password": "wrong-password-1"}); r.Status != 401 {
+			t.Fatalf("login %s: %s", id, r)
+		}
+	}
+	if e := b.row(t, "typo"); e.Username != nil {
+		t.Fatalf("a name matching no user was recorded: %q", *e.Username)
+	}
+	if e := b.row(t, "bidi"); e.Username != nil {
+		t.Fatalf("a name with a bidi character was recorded: %q", *e.Username)
+	}
+	if e := b.row(t, "known"); e.Username == nil || *e.Username != apitest.Username {
+		t.Fatalf("the name of an existing user tried: %v", deref(e.Username))
+	}
+	var n int
+	if err := b.hub.DB.Reader().QueryRow(context.Background(), "SELECT COUNT(*) FROM login_throttle WHERE ip LIKE ?", "%"+typedPassword+"%").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("throttle rows holding the typed password: %d %v", n, err)
+	}
+	// No user can be named with a bidi character, like any other control character.
+	admin := b.client(t)
+	admin.Login(t, apitest.Username, apitest.Password)
+	if r := do(t, admin, "create-bidi", "POST", "/api/users", map[string]any{"username": "ev\u202Eil", "password": apitest.Password, "role": "viewer"}); r.Status != 400 {
+		t.Fatalf("a user named with a bidi character: %s", r)
+	}
+}
