@@ -66,7 +66,7 @@ func TestRunTotalsCountEachEndOnceAndSurvivePruning(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if ok, err := w.UpsertIngestedRun(ctx, Run{ID: "ing", JobID: "j2", Status: RunFailed, StartedAt: 5, EndedAt: end(6)}, 7); err != nil || !ok {
+	if ok, err := w.UpsertIngestedRun(ctx, Run{ID: "ing", JobID: "j2", Status: RunFailed, StartedAt: 5, EndedAt: end(6)}, "a1", 7); err != nil || !ok {
 		t.Fatalf("ingest: %v %v", ok, err)
 	}
 	finish := func(id, status string, at int64) {
@@ -88,7 +88,7 @@ func TestRunTotalsCountEachEndOnceAndSurvivePruning(t *testing.T) {
 	}
 	finish("can", RunSuccess, 55)
 	// The same offline run uploaded again (its outcome rewritten) is still one run.
-	if _, err := w.UpsertIngestedRun(ctx, Run{ID: "ing", JobID: "j2", Status: RunSuccess, StartedAt: 5, EndedAt: end(8)}, 9); err != nil {
+	if _, err := w.UpsertIngestedRun(ctx, Run{ID: "ing", JobID: "j2", Status: RunSuccess, StartedAt: 5, EndedAt: end(8)}, "a1", 9); err != nil {
 		t.Fatal(err)
 	}
 
@@ -292,7 +292,7 @@ func TestSnapshotByteSumsSurviveHostileSizes(t *testing.T) {
 	for i, b := range []*int64{size(1 << 62), size(1 << 62), size(1 << 62), size(-(1 << 62)), size(100)} {
 		id := fmt.Sprintf("r%d", i)
 		end := int64(100 + i)
-		if ok, err := w.UpsertIngestedRun(ctx, Run{ID: id, JobID: "j1", Status: RunSuccess, StartedAt: end - 1, EndedAt: &end}, end); err != nil || !ok {
+		if ok, err := w.UpsertIngestedRun(ctx, Run{ID: id, JobID: "j1", Status: RunSuccess, StartedAt: end - 1, EndedAt: &end}, "a1", end); err != nil || !ok {
 			t.Fatalf("ingest %s: %v %v", id, ok, err)
 		}
 		if err := w.UpsertRunArtifact(ctx, RunArtifact{RunID: id, JobID: "j1", NodeID: "hub", TargetType: "local_dir",

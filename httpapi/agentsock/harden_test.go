@@ -120,3 +120,54 @@ func TestSocketBoundsWhatAgentsReport(t *testing.T) {
 		t.Fatalf("config_ack with an invalid id stored: %v", err)
 	}
 }
+
+// TestIngestRunBelongsToTheAgentThatUploadedIt: once a job moves to another agent, that agent
+// cannot rewrite a run the first one uploaded (409 run_conflict, nothing changed), and a repeated
+// upload by the first agent never moves the snapshot it recorded.
+func TestIngestRunBelongsToTheAgentThatUploadedIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupIngest(t, "")
+	at := func(id string) string {
+		t.Helper()
+		a, err := b.th.db.Reader().GetRunArtifact(ctx, "j1", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.TargetSnapshotJSON
+	}
+	if code, e := b.upload(t, map[string]any{"id": "r1", "target": map[string]string{"type": "local_dir", "base_dir": "/then"}}); code != 204 {
+		t.Fatalf("first upload: %d %s", code, e)
+	}
+	first := at("r1")
+	if code, e := b.upload(t, map[string]any{"id": "r1", "target": map[string]string{"type": "local_dir", "base_dir": "/elsewhere"}}); code != 204 {
+		t.Fatalf("repeated upload: %d %s", code, e)
+	}
+	if got := at("r1"); got != first {
+		t.Fatalf("a repeated upload moved the snapshot from %s to %s", first, got)
+	}
+	if r := b.run(t, "r1"); r.TargetSnapshotJSON == nil || *r.TargetSnapshotJSON != first {
+		t.Fatalf("a repeated upload moved the run's target to %v", r.TargetSnapshotJSON)
+	}
+
+	key2 := insertAgentKey(t, b.th.db, "a2")
+	if _, err := b.th.db.Writer().Exec(ctx, `UPDATE jobs SET agent_id = 'a2' WHERE id = 'j1'`); err != nil {
+		t.Fatal(err)
+	}
+	before := b.run(t, "r1")
+	code, e := postIngest(t, b.th.url, key2, map[string]any{"run": map[string]any{"id": "r1", "job_id": "j1", "status": "failed",
+		"started_at": 1, "ended_at": 2, "error": "rewritten", "target": map[string]string{"type": "local_dir", "base_dir": "/evil"}}})
+	if code != http.StatusConflict || e != "run_conflict" {
+		t.Fatalf("upload by another agent: %d %s", code, e)
+	}
+	if after := b.run(t, "r1"); after.Status != before.Status || after.StartedAt != before.StartedAt || after.Error != nil {
+		t.Fatalf("run rewritten by another agent: %+v", after)
+	}
+	if got := at("r1"); got != first {
+		t.Fatalf("snapshot moved by another agent to %s", got)
+	}
+	if code, e := postIngest(t, b.th.url, key2, map[string]any{"run": map[string]any{"id": "r2", "job_id": "j1", "status": "success",
+		"started_at": 1, "ended_at": 2}}); code != 204 {
+		t.Fatalf("the new agent's own run: %d %s", code, e)
+	}
+}

@@ -155,7 +155,7 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		ok, err := q.UpsertIngestedRun(r.Context(), storage.Run{ID: run.ID, JobID: run.JobID, Status: run.Status,
-			StartedAt: run.StartedAt, EndedAt: &ended, SummaryJSON: summary, Error: run.Error}, now)
+			StartedAt: run.StartedAt, EndedAt: &ended, SummaryJSON: summary, Error: run.Error}, agent.ID, now)
 		if err != nil {
 			return err
 		}
@@ -212,7 +212,19 @@ func recordIngestedTarget(ctx context.Context, q storage.Q, job storage.Job, age
 		return nil // nothing reliable to record; the run itself is kept
 	}
 	snap := targetSnapshotJSON(rt)
-	if err := q.SetRunTargetSnapshot(ctx, run.ID, snap); err != nil {
+	// Where a run wrote is recorded by its first upload; a repeat never moves it (nor its
+	// snapshot: UpsertRunArtifact keeps the location it has).
+	stored, err := q.GetRun(ctx, run.ID)
+	if err != nil {
+		return err
+	}
+	if stored.TargetSnapshotJSON != nil {
+		snap = *stored.TargetSnapshotJSON
+		var first targets.RunTarget
+		if json.Unmarshal([]byte(snap), &first) == nil && first.Target.Type != "" {
+			rt = first
+		}
+	} else if err := q.SetRunTargetSnapshot(ctx, run.ID, snap); err != nil {
 		return err
 	}
 	if run.Status != storage.RunSuccess {
