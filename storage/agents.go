@@ -399,3 +399,13 @@ func (q Q) InsertRunEventsIgnore(ctx context.Context, events []RunEvent) error {
 	}
 	return nil
 }
+
+// RunIngested reports whether a run was uploaded by an agent (POST /agent/runs/ingest) rather
+// than tracked by the Hub; ErrNotFound when there is no such run.
+func (q Q) RunIngested(ctx context.Context, id string) (bool, error) {
+	var ingested bool
+	if err := q.ex.QueryRowContext(ctx, `SELECT ingested_at IS NOT NULL FROM runs WHERE id = ?`, id).Scan(&ingested); err != nil {
+		return false, fmt.Errorf("read whether run %s was uploaded: %w", id, notFound(err))
+	}
+	return ingested, nil
+}

@@ -101,6 +101,13 @@ func (h *Hub) onHello(ctx context.Context, c *conn, m *protocol.Hello, raw []byt
 	if h.cfg.Snapshots == nil {
 		return
 	}
+	// Age keys copied for operations that ended while the Hub was down or the agent away leave
+	// the agent with the secrets snapshot below.
+	if rb, ok := h.cfg.Operations.(*RestoreBridge); ok {
+		if err := rb.releaseKeys(ctx, h, c.agentID, ""); err != nil {
+			c.log.Warn().Err(err).Msg("remove age keys no operation needs")
+		}
+	}
 	if sec, err := h.cfg.Snapshots.Secrets(ctx, c.agentID); err != nil {
 		c.log.Warn().Err(err).Msg("build secrets snapshot")
 	} else if sec != nil {
