@@ -1,9 +1,12 @@
 package agentsock_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +15,10 @@ import (
 
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/engine/testtool"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
+	"github.com/bastion-backup/bastion/storage"
 )
 
 // TestIngestRefusesHostileValues: an offline upload with sizes that would overflow the Hub's
@@ -170,4 +176,64 @@ func TestIngestRunBelongsToTheAgentThatUploadedIt(t *testing.T) {
 		"started_at": 1, "ended_at": 2}}); code != 204 {
 		t.Fatalf("the new agent's own run: %d %s", code, e)
 	}
+}
+
+// agentHoldsKey reports whether the agent process's own secret store holds the age key name.
+func agentHoldsKey(t *testing.T, rs *restoreSetup, name string) bool {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(rs.dataDir, "agent", "managed", "secrets.json"))
+	return err == nil && bytes.Contains(raw, []byte(name))
+}
+
+// TestSharedAgeKeyLivesOnlyAsLongAsItsOperation: an encrypted snapshot's age key is on the agent
+// while its restore runs, and gone from the Hub's record of the agent's scope and from the agent
+// once the restore is canceled.
+func TestSharedAgeKeyLivesOnlyAsLongAsItsOperation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := newRestoreSetup(t, true)
+	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
+	testtool.BuildTree(t, src, 1<<20)
+	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"age_x25519","key_name":"op-key"}`)
+	op := rs.restore(t, runID, filepath.Join(t.TempDir(), "restored"))
+	rs.waitHeld(t, op.ID)
+	if shared, err := rs.store.List(ctx, rs.agentID, secrets.KindBackupAgeIdentity); err != nil || len(shared) != 1 || shared[0].Name != "op-key" {
+		t.Fatalf("age keys in the agent's scope while it restores: %v %v", shared, err)
+	}
+	if !agentHoldsKey(t, rs, "op-key") {
+		t.Fatal("the agent does not hold the key while it restores")
+	}
+	if _, err := rs.ops.Cancel(ctx, op.ID, 1, "changed my mind"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rs.waitOp(t, op.ID); got.Status != storage.OperationCanceled {
+		t.Fatalf("restore ended %s", got.Status)
+	}
+	waitFor(t, "key removed from the agent's scope", func() bool {
+		shared, err := rs.store.List(ctx, rs.agentID, secrets.KindBackupAgeIdentity)
+		return err == nil && len(shared) == 0
+	})
+	waitFor(t, "the agent forgot the key", func() bool { return !agentHoldsKey(t, rs, "op-key") })
+}
+
+// TestStaleAgeKeysLeaveAtHello: a key left in an agent's scope by an operation that ended while
+// the Hub was down (or the agent away) is removed when the agent says hello again.
+func TestStaleAgeKeysLeaveAtHello(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := newRestoreSetup(t, false)
+	if err := rs.store.Put(ctx, rs.agentID, secrets.KindBackupAgeIdentity, "stale-key", []byte("AGE-SECRET-KEY-1STALE")); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.hub.PushSecrets(ctx, rs.agentID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the agent holds the stale key", func() bool { return agentHoldsKey(t, rs, "stale-key") })
+	rs.proxy.faultAll(faultDrop)
+	waitFor(t, "agent reconnected", func() bool { return rs.proxy.linksOpened() >= 2 && rs.hub.Connected(rs.agentID) })
+	waitFor(t, "stale key removed from the agent's scope", func() bool {
+		shared, err := rs.store.List(ctx, rs.agentID, secrets.KindBackupAgeIdentity)
+		return err == nil && len(shared) == 0
+	})
+	waitFor(t, "the agent forgot the stale key", func() bool { return !agentHoldsKey(t, rs, "stale-key") })
 }
