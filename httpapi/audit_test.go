@@ -286,7 +286,8 @@ func TestAuditListPagesAndFilters(t *testing.T) {
 		}
 	}
 	bad := b.hub.Client(t)
-	if r := bad.Do(t, "POST", "/api/auth/login", map[string]string{"username": "mallory", "password": "guess-guess-guess"}); r.Status != 401 {
+	// The name tried is kept because it names a user (a name matching no one is not kept).
+	if r := bad.Do(t, "POST", "/api/auth/login", map[string]string{"username": apitest.Username, "password": "guess-guess-guess"}); r.Status != 401 {
 		t.Fatalf("failed login: %s", r)
 	}
 	all := b.rows(t) // setup, login, 3 creates, 3 updates, failed login
@@ -349,7 +350,7 @@ func TestAuditListPagesAndFilters(t *testing.T) {
 		"All":         {url.Values{}, func(storage.AuditEntry) bool { return true }},
 		"Action":      {url.Values{"action": {"PUT /api/jobs/{id}"}}, func(e storage.AuditEntry) bool { return e.Action == "PUT /api/jobs/{id}" }},
 		"UserID":      {url.Values{"user_id": {"1"}}, func(e storage.AuditEntry) bool { return e.UserID != nil && *e.UserID == 1 }},
-		"Username":    {url.Values{"username": {"mallory"}}, func(e storage.AuditEntry) bool { return e.Username != nil && *e.Username == "mallory" }},
+		"Username":    {url.Values{"username": {apitest.Username}}, func(e storage.AuditEntry) bool { return e.Username != nil && *e.Username == apitest.Username }},
 		"TimeRange":   {url.Values{"from": {fmt.Sprint(t0 + 3600)}, "to": {fmt.Sprint(t0 + 3*3600)}}, func(e storage.AuditEntry) bool { return e.At >= t0+3600 && e.At < t0+3*3600 }},
 		"ActionSince": {url.Values{"action": {"POST /api/jobs"}, "from": {fmt.Sprint(t0 + 2*3600)}}, func(e storage.AuditEntry) bool { return e.Action == "POST /api/jobs" && e.At >= t0+2*3600 }},
 	} {
