@@ -322,11 +322,9 @@ func boundResult(summary *json.RawMessage, errText **string) {
 // agentFailure reads how an agent says a task failed: the code from summary.error_code
 // (agent_failed when it gives none) and its error text (fallback when it gives none).
 func agentFailure(summary json.RawMessage, errText *string, fallback string) (code, msg string) {
-	var sum struct {
-		ErrorCode string `json:"error_code"`
-	}
-	_ = json.Unmarshal(summary, &sum)
-	code, msg = sum.ErrorCode, fallback
+	// A code that is not one (any text, any length) is not stored as one.
+	code, _ = summaryErrorCode(summary)
+	msg = fallback
 	if code == "" {
 		code = "agent_failed"
 	}

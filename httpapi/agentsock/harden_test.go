@@ -53,6 +53,9 @@ func TestIngestRefusesHostileValues(t *testing.T) {
 		"LongKind":          {map[string]any{"events": ev(map[string]any{"kind": strings.Repeat("k", 65)})}, "invalid_event"},
 		"ControlInKind":     {map[string]any{"events": ev(map[string]any{"kind": "a\nb"})}, "invalid_event"},
 		"FieldsNotAnObject": {map[string]any{"events": ev(map[string]any{"fields": "text"})}, "invalid_event"},
+		"LongError":         {map[string]any{"status": "failed", "error": strings.Repeat("e", 5000)}, "invalid_run"},
+		"ErrorCodeNotACode": {map[string]any{"status": "failed", "summary": map[string]any{"error_code": "Bad Code\n"}}, "invalid_run"},
+		"ErrorCodeNotText":  {map[string]any{"status": "failed", "summary": map[string]any{"error_code": 7}}, "invalid_run"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := map[string]any{"id": "bad-" + strings.ToLower(name), "started_at": now - 10, "ended_at": now - 5}

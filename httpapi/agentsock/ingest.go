@@ -111,6 +111,12 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 	case fillFromSummary(&runs.Artifact{}, run.Summary) != nil:
 		respond.Error(w, r, respond.BadRequest("invalid_run", "summary sizes and counts must be between 0 and 2^53").Field("run.summary"))
 		return
+	case run.Error != nil && len(*run.Error) > MaxEventMessage:
+		respond.Error(w, r, respond.BadRequest("invalid_run", "the error is longer than 4096 bytes").Field("run.error").Param("max", MaxEventMessage))
+		return
+	case !validSummaryErrorCode(run.Summary):
+		respond.Error(w, r, respond.BadRequest("invalid_run", "summary.error_code must be 1 to 64 characters of a-z 0-9 _ .").Field("run.summary"))
+		return
 	case run.Target != nil && !validIngestTarget(*run.Target):
 		respond.Error(w, r, respond.BadRequest("invalid_run", "target must be a valid "+all.Registry.TypeList()+" target: an absolute base_dir, or a URL without credentials").Field("run.target"))
 		return
@@ -277,6 +283,12 @@ func ingestedTarget(job storage.Job, agentID string, run IngestRun) (targets.Run
 		return ingestTarget(agentID, webdav.Redact(base+"/", secret))
 	}
 	return targets.RunTarget{}, false
+}
+
+// validSummaryErrorCode: summary.error_code, when present, is a code (see summaryErrorCode).
+func validSummaryErrorCode(summary json.RawMessage) bool {
+	_, ok := summaryErrorCode(summary)
+	return ok
 }
 
 // ingestTarget accepts the targets a valid job spec can name (an absolute local directory

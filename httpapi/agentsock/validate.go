@@ -44,3 +44,22 @@ func validEvent(level, kind, message string, fields json.RawMessage) error {
 	}
 	return nil
 }
+
+// errorCodeShape: agents report failures with codes like the Hub's own (agent_failed,
+// encryption_key, source_unreadable).
+var errorCodeShape = regexp.MustCompile(`^[a-z0-9_.]{1,64}$`)
+
+// summaryErrorCode reads summary.error_code; ok is false when it is present but not a code (not a
+// string, or not 1 to 64 characters of a-z 0-9 _ .).
+func summaryErrorCode(summary json.RawMessage) (code string, ok bool) {
+	var sum struct {
+		ErrorCode *json.RawMessage `json:"error_code"`
+	}
+	if len(summary) == 0 || json.Unmarshal(summary, &sum) != nil || sum.ErrorCode == nil || string(*sum.ErrorCode) == "null" {
+		return "", true
+	}
+	if json.Unmarshal(*sum.ErrorCode, &code) != nil || (code != "" && !errorCodeShape.MatchString(code)) {
+		return "", false
+	}
+	return code, true
+}
