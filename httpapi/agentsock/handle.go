@@ -48,7 +48,7 @@ func (h *Hub) handle(c *conn, m protocol.Message, raw []byte) {
 	case *protocol.ConfigAck:
 		// The id is one the Hub issued (an ingestID-shaped string); anything else is not stored.
 		if !ingestID.MatchString(m.SnapshotID) {
-			c.log.Warn().Int("snapshot_id_bytes", len(m.SnapshotID)).Msg("config_ack with an invalid snapshot id; ignored")
+			c.noisy.Warn().Int("snapshot_id_bytes", len(m.SnapshotID)).Msg("config_ack with an invalid snapshot id; ignored")
 			return
 		}
 		if err := h.db.Writer().SetAppliedConfig(ctx, c.agentID, m.SnapshotID, h.clock.Now().Unix()); err != nil {
@@ -155,7 +155,7 @@ func (h *Hub) ownedTask(ctx context.Context, c *conn, taskID string) (storage.Ag
 		return t, false
 	}
 	if t.AgentID != c.agentID {
-		c.log.Warn().Str("task_id", taskID).Str("owner", t.AgentID).Msg("agent reported on a task it does not own; ignored")
+		c.noisy.Warn().Str("task_id", taskID).Str("owner", t.AgentID).Msg("agent reported on a task it does not own; ignored")
 		return t, false
 	}
 	return t, true
@@ -207,7 +207,7 @@ func (h *Hub) onEvent(ctx context.Context, c *conn, taskID string, seq *int64, o
 			c.log.Warn().Err(err).Str("task_id", taskID).Msg("record task event")
 			return
 		}
-		c.log.Warn().Err(err).Str("task_id", taskID).Msg("agent event refused")
+		c.noisy.Warn().Err(err).Str("task_id", taskID).Msg("agent event refused")
 	}
 	if seq != nil {
 		if err := h.db.Writer().SetAgentTaskEventSeq(ctx, t.ID, *seq); err != nil {
@@ -219,14 +219,15 @@ func (h *Hub) onEvent(ctx context.Context, c *conn, taskID string, seq *int64, o
 // onResult applies a backup task's result once (see settle).
 func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
 	log := c.log.With().Str("task_id", res.TaskID).Str("run_id", res.RunID).Logger()
+	noisy := c.noisy.With().Str("task_id", res.TaskID).Str("run_id", res.RunID).Logger()
 	boundResult(&res.Summary, &res.Error)
 	h.settle(ctx, c, res.TaskID, log, func(t storage.AgentTask) (bool, error) {
 		if isOperation(t.Kind) {
-			log.Warn().Str("kind", t.Kind).Msg("task result for an operation (restores and verifies end with operation_result); ignored")
+			noisy.Warn().Str("kind", t.Kind).Msg("task result for an operation (restores and verifies end with operation_result); ignored")
 			return false, nil
 		}
 		if t.RunID != res.RunID && res.RunID != "" {
-			log.Warn().Msg("result names another run than its task; ignored")
+			noisy.Warn().Msg("result names another run than its task; ignored")
 			return false, nil
 		}
 		if h.cfg.Sink != nil {
@@ -241,10 +242,11 @@ func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
 // onOperationResult applies a restore's or verify's result once (see settle).
 func (h *Hub) onOperationResult(ctx context.Context, c *conn, res *protocol.OperationResult) {
 	log := c.log.With().Str("operation_id", res.OpID).Logger()
+	noisy := c.noisy.With().Str("operation_id", res.OpID).Logger()
 	boundResult(&res.Summary, &res.Error)
 	h.settle(ctx, c, res.OpID, log, func(t storage.AgentTask) (bool, error) {
 		if !isOperation(t.Kind) {
-			log.Warn().Msg("operation result for a task that is not a restore or verify; ignored")
+			noisy.Warn().Msg("operation result for a task that is not a restore or verify; ignored")
 			return false, nil
 		}
 		if h.cfg.Operations != nil {
@@ -268,14 +270,14 @@ func (h *Hub) settle(ctx context.Context, c *conn, taskID string, log zerolog.Lo
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		// Nothing is owed for this id (the task was withdrawn); let the agent forget it.
-		log.Info().Msg("result for an unknown task; acknowledged without effect")
+		c.noisy.Info().Str("task_id", taskID).Msg("result for an unknown task; acknowledged without effect")
 		_ = c.send(&protocol.TaskResultAck{TaskID: taskID})
 		return
 	case err != nil:
 		log.Warn().Err(err).Msg("load agent task")
 		return
 	case t.AgentID != c.agentID:
-		log.Warn().Str("owner", t.AgentID).Msg("result from an agent that does not own the task; ignored")
+		c.noisy.Warn().Str("task_id", taskID).Str("owner", t.AgentID).Msg("result from an agent that does not own the task; ignored")
 		return
 	}
 	if t.CompletedAt == nil {

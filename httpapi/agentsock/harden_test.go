@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
@@ -19,6 +20,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/testtool"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/storage"
+	"github.com/bastion-backup/bastion/storage/storagetest"
 )
 
 // TestIngestRefusesHostileValues: an offline upload with sizes that would overflow the Hub's
@@ -239,4 +241,41 @@ func TestStaleAgeKeysLeaveAtHello(t *testing.T) {
 		return err == nil && len(shared) == 0
 	})
 	waitFor(t, "the agent forgot the stale key", func() bool { return !agentHoldsKey(t, rs, "stale-key") })
+}
+
+// TestRefusedResultsAreLoggedSparingly: an agent sending results for another agent's task, over
+// and over, gets a bounded number of warnings in the Hub's log, and changes nothing.
+func TestRefusedResultsAreLoggedSparingly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := storagetest.Open(t)
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	th := serveTestHub(t, agentsock.New(agentsock.Config{DB: db, Clock: clock.Real{}, Logger: zerolog.New(logs), Sink: newSink()}), db)
+	insertAgentKey(t, db, "owner")
+	key := insertAgentKey(t, db, "intruder")
+	th.dispatch(t, "owner", "t1")
+	ws := dialAgent(t, th.url, key)
+	send := func(m protocol.Message) {
+		t.Helper()
+		b, _ := protocol.Encode(m)
+		if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&protocol.Hello{})
+	for range 200 {
+		send(&protocol.TaskResult{TaskID: "t1", RunID: "t1", Status: protocol.StatusSuccess})
+	}
+	// Frames are handled in order: once this one is applied, all the results before it were.
+	send(&protocol.ConfigAck{SnapshotID: "done"})
+	waitFor(t, "config_ack applied", func() bool {
+		a, err := db.Reader().GetAgent(ctx, "intruder")
+		return err == nil && a.AppliedConfigSnapshotID != nil
+	})
+	if n := strings.Count(logs.String(), "does not own the task"); n == 0 || n > 20 {
+		t.Fatalf("%d warnings for 200 refused results, want between 1 and 20", n)
+	}
+	if tk := th.task(t, "t1"); tk.CompletedAt != nil {
+		t.Fatal("a foreign result completed the task")
+	}
 }

@@ -19,6 +19,9 @@ const (
 	// MaxFutureSkew is how far past the Hub's clock an agent-reported time may be: clocks drift,
 	// but a time further ahead would sort its run or snapshot above everything for good.
 	MaxFutureSkew = 5 * time.Minute
+	// refusalBurst bounds the warnings a connection logs a minute about what its agent sent and
+	// the Hub refused: an agent must not be able to flood the Hub's log.
+	refusalBurst = 10
 )
 
 // eventKind: kinds are short identifiers (start, upload, progress_snapshot, hook_failure_ignored).
