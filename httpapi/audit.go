@@ -13,6 +13,7 @@ import (
 	chimw "github.com/go-chi/chi/v5/middleware"
 
 	"github.com/bastion-backup/bastion/httpapi/audit"
+	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
 )
@@ -79,13 +80,13 @@ func (s *Server) recordAudit(r *http.Request, note *audit.Note, status int) {
 		At:        s.now().Unix(),
 		ActorKind: storage.ActorAnonymous,
 		ClientIP:  clientKey(r),
-		Action:    r.Method + " " + pattern,
+		Action:    middleware.Method(r.Method) + " " + pattern,
 		RequestID: respond.RequestID(r.Context()),
 		Status:    status,
 		Outcome:   auditOutcome(status),
 	}
 	if pattern == "" {
-		e.Action = r.Method + " (no route)"
+		e.Action = middleware.Method(r.Method) + " (no route)"
 	}
 	if note.ActorKind != "" {
 		e.ActorKind = note.ActorKind

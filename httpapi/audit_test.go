@@ -286,7 +286,8 @@ func TestAuditListPagesAndFilters(t *testing.T) {
 		}
 	}
 	bad := b.hub.Client(t)
-	if r := bad.Do(t, "POST", "/api/auth/login", map[string]string{"username": "mallory", "password": "guess-guess-guess"}); r.Status != 401 {
+	// The name tried is kept because it names a user (a name matching no one is not kept).
+	if r := bad.Do(t, "POST", "/api/auth/login", map[string]string{"username": apitest.Username, "password": "guess-guess-guess"}); r.Status != 401 {
 		t.Fatalf("failed login: %s", r)
 	}
 	all := b.rows(t) // setup, login, 3 creates, 3 updates, failed login
@@ -349,7 +350,7 @@ func TestAuditListPagesAndFilters(t *testing.T) {
 		"All":         {url.Values{}, func(storage.AuditEntry) bool { return true }},
 		"Action":      {url.Values{"action": {"PUT /api/jobs/{id}"}}, func(e storage.AuditEntry) bool { return e.Action == "PUT /api/jobs/{id}" }},
 		"UserID":      {url.Values{"user_id": {"1"}}, func(e storage.AuditEntry) bool { return e.UserID != nil && *e.UserID == 1 }},
-		"Username":    {url.Values{"username": {"mallory"}}, func(e storage.AuditEntry) bool { return e.Username != nil && *e.Username == "mallory" }},
+		"Username":    {url.Values{"username": {apitest.Username}}, func(e storage.AuditEntry) bool { return e.Username != nil && *e.Username == apitest.Username }},
 		"TimeRange":   {url.Values{"from": {fmt.Sprint(t0 + 3600)}, "to": {fmt.Sprint(t0 + 3*3600)}}, func(e storage.AuditEntry) bool { return e.At >= t0+3600 && e.At < t0+3*3600 }},
 		"ActionSince": {url.Values{"action": {"POST /api/jobs"}, "from": {fmt.Sprint(t0 + 2*3600)}}, func(e storage.AuditEntry) bool { return e.Action == "POST /api/jobs" && e.At >= t0+2*3600 }},
 	} {
@@ -442,5 +443,63 @@ func TestAuditRecordsPanics(t *testing.T) {
 		if e.Status != wantStatus || e.Outcome != "error" || e.Action != "POST /api/test/"+id || e.ActorKind != "user" {
 			t.Errorf("row of %s: %+v", id, e)
 		}
+	}
+}
+
+// TestAuditBoundsTheMethod: an anonymous client sending a huge made-up method gets an audit row
+// that names it OTHER, not a row as large as the request line.
+func TestAuditBoundsTheMethod(t *testing.T) {
+	t.Parallel()
+	b := setupAudit(t)
+	for _, path := range []string{"/api/jobs", "/api/no-such-route"} {
+		req, _ := http.NewRequest(strings.Repeat("X", 512<<10), b.hub.URL+path, nil)
+		req.Header.Set("X-Request-Id", "huge-method"+strings.ReplaceAll(path, "/", "-"))
+		req.Header.Set("X-Forwarded-For", clientAddr)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		e := b.row(t, "huge-method"+strings.ReplaceAll(path, "/", "-"))
+		if !strings.HasPrefix(e.Action, "OTHER ") || len(e.Action) > 256 {
+			t.Fatalf("audit action of %d bytes: %.80q", len(e.Action), e.Action)
+		}
+	}
+}
+
+// TestAuditKeepsNoNameThatMatchesNoUser: a failed login records the name tried only when it names
+// a user. A password typed into the username field is not written anywhere: not in the audit log,
+// not in the login throttle's keys. Names with bidi or control characters are never recorded.
+func TestAuditKeepsNoNameThatMatchesNoUser(t *testing.T) {
+	t.Parallel()
+	b := setupAudit(t)
+	const typedPassword = "Tr0ub4dor-password-in-the-wrong-field"
+	anon := b.client(t)
+	if r := do(t, anon, "setup-1", "POST", "/api/setup/initialize", map[string]string{"username": apitest.Username, "password": apitest.Password}); r.Status != 204 {
+		t.Fatalf("setup: %s", r)
+	}
+	for id, name := range map[string]string{"typo": typedPassword, "bidi": "adm\u202Ein", "known": apitest.Username} {
+		if r := do(t, anon, id, "POST", "/api/auth/login", map[string]string{"username": name, "password": "wrong-password-1"}); r.Status != 401 {
+			t.Fatalf("login %s: %s", id, r)
+		}
+	}
+	if e := b.row(t, "typo"); e.Username != nil {
+		t.Fatalf("a name matching no user was recorded: %q", *e.Username)
+	}
+	if e := b.row(t, "bidi"); e.Username != nil {
+		t.Fatalf("a name with a bidi character was recorded: %q", *e.Username)
+	}
+	if e := b.row(t, "known"); e.Username == nil || *e.Username != apitest.Username {
+		t.Fatalf("the name of an existing user tried: %v", deref(e.Username))
+	}
+	var n int
+	if err := b.hub.DB.Reader().QueryRow(context.Background(), "SELECT COUNT(*) FROM login_throttle WHERE ip LIKE ?", "%"+typedPassword+"%").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("throttle rows holding the typed password: %d %v", n, err)
+	}
+	// No user can be named with a bidi character, like any other control character.
+	admin := b.client(t)
+	admin.Login(t, apitest.Username, apitest.Password)
+	if r := do(t, admin, "create-bidi", "POST", "/api/users", map[string]any{"username": "ev\u202Eil", "password": apitest.Password, "role": "viewer"}); r.Status != 400 {
+		t.Fatalf("a user named with a bidi character: %s", r)
 	}
 }

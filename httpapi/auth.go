@@ -12,12 +12,12 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/engine/names"
 	"github.com/bastion-backup/bastion/httpapi/audit"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/password"
@@ -76,7 +76,8 @@ func (s *Server) setupInitialize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := strings.TrimSpace(req.Username)
-	audit.From(r).Attempt(username)
+	// No attempted name is recorded: it may be a password typed in the wrong field. A setup that
+	// succeeds records the administrator it created.
 	if err := validateUsername(username); err != nil {
 		respond.Error(w, r, err)
 		return
@@ -122,8 +123,8 @@ func errAlreadyInitialized() error {
 func validateUsername(u string) error { return validateName("username", u, maxUsernameLen) }
 
 // validateName checks a free-text name a person chose (a username, a token's name): present,
-// bounded, valid UTF-8 and free of control characters, which would forge lines in logs and the
-// audit view. The error's code is invalid_<field>.
+// bounded, valid UTF-8 and free of control and bidirectional formatting characters, which would
+// forge lines in logs and the audit view or disguise the name. The error's code is invalid_<field>.
 func validateName(field, v string, maxLen int) error {
 	bad := func(reason, msg string) *respond.APIError {
 		return respond.BadRequest("invalid_"+field, msg).Reason(reason).Field(field)
@@ -137,8 +138,8 @@ func validateName(field, v string, maxLen int) error {
 		return bad("invalid_format", field+" is not valid UTF-8")
 	}
 	for _, c := range v {
-		if unicode.IsControl(c) {
-			return bad("invalid_format", field+" must not contain control characters")
+		if names.Forbidden(c) {
+			return bad("invalid_format", field+" must not contain control or bidirectional formatting characters")
 		}
 	}
 	return nil
@@ -157,8 +158,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := strings.TrimSpace(req.Username)
-	// The name tried is recorded even when the login fails; the password never is.
-	audit.From(r).Attempt(username)
+	// The name tried is recorded even when the login fails, but only when it names a user: a
+	// name that matches no one is often a password typed in the wrong field. The password never is.
+	if err := s.noteAttempt(ctx, r, username); err != nil {
+		respond.Error(w, r, err)
+		return
+	}
 	if username == "" {
 		respond.Error(w, r, respond.BadRequest("invalid_username", "username is required").Reason("required").Field("username"))
 		return
@@ -230,6 +235,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	respond.JSON(w, http.StatusOK, map[string]any{
 		"csrf_token": sess.CSRFToken, "user_id": user.ID, "username": user.Username, "role": user.Role,
 	})
+}
+
+// noteAttempt records the username a login tried in its audit row when it is a valid name that
+// belongs to a user, and nothing otherwise.
+func (s *Server) noteAttempt(ctx context.Context, r *http.Request, username string) error {
+	if validateUsername(username) != nil {
+		return nil
+	}
+	if _, err := s.db.Reader().GetUserByUsername(ctx, username); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("look up the user of a login: %w", err)
+	}
+	audit.From(r).Attempt(username)
+	return nil
 }
 
 // checkCredentials hashes the password whether or not the user exists, so that an unknown user

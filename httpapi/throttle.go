@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -59,9 +61,10 @@ type throttleKey struct {
 func loginKeys(ip netip.Addr, username string) []throttleKey {
 	keys := []throttleKey{{addrKey(ip), ipThrottle}}
 	if !ip.IsLoopback() {
-		// No account has a longer name (setup refuses it); the cut keeps a guesser from storing
-		// megabyte keys.
-		keys = append(keys, throttleKey{userKeyPrefix + truncateUTF8(username, maxUsernameLen), userThrottle})
+		// The name is stored hashed: what was typed may be a password put in the wrong field. The
+		// hash also keeps every key the same short length.
+		sum := sha256.Sum256([]byte(username))
+		keys = append(keys, throttleKey{userKeyPrefix + hex.EncodeToString(sum[:]), userThrottle})
 	}
 	return keys
 }

@@ -152,6 +152,10 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) {
 			if err := q.SetUserPassword(ctx, id, hash, now); err != nil {
 				return err
 			}
+			// A reset password is presumed known to someone else: the tokens made with it go too.
+			if _, err := q.DeleteUserAPITokens(ctx, id); err != nil {
+				return err
+			}
 			endSessions = true
 		}
 		if endSessions {
@@ -243,6 +247,11 @@ func (s *Server) changeOwnPassword(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		if err := q.SetUserPassword(ctx, p.UserID, hash, s.now().Unix()); err != nil {
+			return err
+		}
+		// Whoever knew the old password may have made tokens with it: they are revoked with the
+		// other sessions.
+		if _, err := q.DeleteUserAPITokens(ctx, p.UserID); err != nil {
 			return err
 		}
 		return q.DeleteUserSessions(ctx, p.UserID, keep)

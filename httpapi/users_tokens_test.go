@@ -400,3 +400,26 @@ func TestChangeOwnPassword(t *testing.T) {
 	}
 	fresh.Login(t, "victor", newPW)
 }
+
+// TestPasswordChangeRevokesTokens: a password changed by its user or reset by an administrator
+// revokes the user's API tokens with the sessions; other users' tokens stay.
+func TestPasswordChangeRevokesTokens(t *testing.T) {
+	t.Parallel()
+	hub := apitest.Start(t)
+	admin := hub.Login(t)
+	_, adminTok := admin.CreateToken(t, "admin-ci", "admin")
+	b := hub.AddUser(t, admin, "bob", "admin")
+	_, own := b.CreateToken(t, "bob-own", "viewer")
+	ownBot := hub.BearerClient(t, own)
+	wantStatus(t, ownBot.Do(t, http.MethodGet, "/api/sessions", nil), http.StatusOK, "")
+	newPW := "a brand new passphrase"
+	wantStatus(t, b.Do(t, http.MethodPut, "/api/users/me/password", map[string]string{"current_password": apitest.Password, "new_password": newPW}), http.StatusNoContent, "")
+	wantStatus(t, ownBot.Do(t, http.MethodGet, "/api/sessions", nil), http.StatusUnauthorized, "invalid_token")
+
+	_, reset := b.CreateToken(t, "bob-reset", "viewer")
+	resetBot := hub.BearerClient(t, reset)
+	wantStatus(t, resetBot.Do(t, http.MethodGet, "/api/sessions", nil), http.StatusOK, "")
+	wantStatus(t, admin.Do(t, http.MethodPut, "/api/users/"+id64(userID(t, admin, "bob")), map[string]string{"password": "reset by the administrator"}), http.StatusOK, "")
+	wantStatus(t, resetBot.Do(t, http.MethodGet, "/api/sessions", nil), http.StatusUnauthorized, "invalid_token")
+	wantStatus(t, hub.BearerClient(t, adminTok).Do(t, http.MethodGet, "/api/sessions", nil), http.StatusOK, "")
+}

@@ -360,21 +360,24 @@ func (q Q) ListAgentJobs(ctx context.Context, agentID string) ([]Job, error) {
 }
 
 // qUpsertIngestedRun inserts an uploaded offline run, or updates one uploaded before. Only a row
-// that was itself ingested (ingested_at), has ended and has no agent task is updated: the Hub's
-// own runs keep first-result-wins, cancel-wins and their owner whatever an agent uploads.
-const qUpsertIngestedRun = `INSERT INTO runs(id, job_id, status, started_at, ended_at, summary_json, error, ingested_at)
-	VALUES (?,?,?,?,?,?,?,?)
+// that was itself ingested (ingested_at) by the same agent (ingested_by), has ended and has no
+// agent task is updated: the Hub's own runs keep first-result-wins, cancel-wins and their owner
+// whatever an agent uploads, and no agent rewrites what another uploaded.
+const qUpsertIngestedRun = `INSERT INTO runs(id, job_id, status, started_at, ended_at, summary_json, error, ingested_at, ingested_by)
+	VALUES (?,?,?,?,?,?,?,?,?)
 	ON CONFLICT(id) DO UPDATE SET status = excluded.status, started_at = excluded.started_at, ended_at = excluded.ended_at,
 		summary_json = excluded.summary_json, error = excluded.error
-	WHERE runs.job_id = excluded.job_id AND runs.ingested_at IS NOT NULL AND runs.status NOT IN ('queued', 'running')
+	WHERE runs.job_id = excluded.job_id AND runs.ingested_at IS NOT NULL AND runs.ingested_by = excluded.ingested_by
+		AND runs.status NOT IN ('queued', 'running')
 		AND NOT EXISTS (SELECT 1 FROM agent_tasks t WHERE t.run_id = excluded.id)`
 
-// UpsertIngestedRun stores a run an agent executed while offline, marked ingested at now. Uploads
-// are idempotent: the same run uploaded again updates its outcome. It reports false, writing
-// nothing, when the id belongs to a run of another job or to a run the Hub tracked itself.
-func (q Q) UpsertIngestedRun(ctx context.Context, r Run, now int64) (bool, error) {
+// UpsertIngestedRun stores a run agentID executed while offline, marked ingested at now. Uploads
+// are idempotent: the same run uploaded again by the same agent updates its outcome. It reports
+// false, writing nothing, when the id belongs to a run of another job, to a run another agent
+// uploaded or to a run the Hub tracked itself.
+func (q Q) UpsertIngestedRun(ctx context.Context, r Run, agentID string, now int64) (bool, error) {
 	res, err := q.ex.ExecContext(ctx, qUpsertIngestedRun,
-		r.ID, r.JobID, r.Status, r.StartedAt, r.EndedAt, r.SummaryJSON, r.Error, now)
+		r.ID, r.JobID, r.Status, r.StartedAt, r.EndedAt, r.SummaryJSON, r.Error, now, agentID)
 	if err != nil {
 		return false, fmt.Errorf("ingest run %s: %w", r.ID, err)
 	}
@@ -395,4 +398,14 @@ func (q Q) InsertRunEventsIgnore(ctx context.Context, events []RunEvent) error {
 		}
 	}
 	return nil
+}
+
+// RunIngested reports whether a run was uploaded by an agent (POST /agent/runs/ingest) rather
+// than tracked by the Hub; ErrNotFound when there is no such run.
+func (q Q) RunIngested(ctx context.Context, id string) (bool, error) {
+	var ingested bool
+	if err := q.ex.QueryRowContext(ctx, `SELECT ingested_at IS NOT NULL FROM runs WHERE id = ?`, id).Scan(&ingested); err != nil {
+		return false, fmt.Errorf("read whether run %s was uploaded: %w", id, notFound(err))
+	}
+	return ingested, nil
 }

@@ -240,7 +240,7 @@ func TestUpsertIngestedRunTouchesOnlyIngestedRuns(t *testing.T) {
 
 	upload := func(id, status string) bool {
 		t.Helper()
-		ok, err := w.UpsertIngestedRun(ctx, storage.Run{ID: id, JobID: "ajob", Status: status, StartedAt: 5, EndedAt: ptr(int64(6))}, 7)
+		ok, err := w.UpsertIngestedRun(ctx, storage.Run{ID: id, JobID: "ajob", Status: status, StartedAt: 5, EndedAt: ptr(int64(6))}, "a1", 7)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -98,3 +98,14 @@ func (q Q) TouchAPIToken(ctx context.Context, id, now int64) error {
 	}
 	return nil
 }
+
+// DeleteUserAPITokens revokes every token a user created (a password change ends them, as it ends
+// the user's sessions) and returns how many there were.
+func (q Q) DeleteUserAPITokens(ctx context.Context, userID int64) (int64, error) {
+	res, err := q.ex.ExecContext(ctx, `DELETE FROM api_tokens WHERE created_by = ?`, userID)
+	if err != nil {
+		return 0, fmt.Errorf("delete api tokens of user %d: %w", userID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}

@@ -59,13 +59,13 @@ func scanArtifact(sc interface{ Scan(...any) error }) (RunArtifact, error) {
 	return a, err
 }
 
-// UpsertRunArtifact indexes a snapshot; a repeat (an agent re-sending its result) refreshes the
-// metrics but keeps status, pin and creation time.
+// UpsertRunArtifact indexes a snapshot; a repeat (an agent re-sending its result or an upload)
+// refreshes the metrics but keeps the location (target snapshot), status, pin and creation time:
+// where a snapshot lives is recorded once, and nothing an agent sends later moves it.
 func (q Q) UpsertRunArtifact(ctx context.Context, a RunArtifact) error {
 	_, err := q.ex.ExecContext(ctx, `INSERT INTO run_artifacts(`+artifactColumns+`)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT(run_id) DO UPDATE SET target_snapshot_json = excluded.target_snapshot_json,
-			artifact_format = excluded.artifact_format, ended_at = excluded.ended_at,
+		ON CONFLICT(run_id) DO UPDATE SET artifact_format = excluded.artifact_format, ended_at = excluded.ended_at,
 			source_files = excluded.source_files, source_dirs = excluded.source_dirs,
 			source_bytes = excluded.source_bytes, transfer_bytes = excluded.transfer_bytes,
 			updated_at = excluded.updated_at`,

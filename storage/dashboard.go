@@ -10,9 +10,10 @@ import (
 const (
 	// qRunTotalsBetween totals the runs that ended in [lo, hi): one calendar day of the chart.
 	// Bytes are the stored size of the snapshot the run left (transfer bytes, else source bytes);
-	// runs without a snapshot add none.
+	// runs without a snapshot add none. Summed as sumBytes does (never SUM: agent-reported sizes
+	// must not be able to fail the dashboard).
 	qRunTotalsBetween = `SELECT COALESCE(SUM(r.status = 'success'), 0), COALESCE(SUM(r.status = 'failed'), 0),
-		COALESCE(SUM(COALESCE(a.transfer_bytes, a.source_bytes)), 0)
+		CAST(TOTAL(MAX(0, COALESCE(a.transfer_bytes, a.source_bytes))) AS INTEGER)
 		FROM runs r LEFT JOIN run_artifacts a ON a.run_id = r.id
 		WHERE r.ended_at >= ? AND r.ended_at < ?`
 	// qRunsByStatusSince is the newest runs in one status started at or after a time, with their

@@ -22,13 +22,20 @@ const (
 	qMetricsNotifications = `SELECT status, n FROM notification_counts`
 	// Snapshots still on their targets (present), per job: for each job, one range of the
 	// covering index on (job_id, status, bytes) (migration 0136), never the rows. Bytes as the
-	// dashboard counts them: transfer bytes, else source bytes.
-	qMetricsSnapshots = `SELECT job_id, COUNT(*), COALESCE(SUM(COALESCE(transfer_bytes, source_bytes)), 0)
+	// dashboard counts them: transfer bytes, else source bytes. Sizes come from agents: summed
+	// with sumBytes, never SUM, so that no stored value can fail a scrape.
+	qMetricsSnapshots = `SELECT job_id, COUNT(*), ` + sumBytes + `
 		FROM run_artifacts WHERE job_id IN (SELECT id FROM jobs) AND status = 'present'
 		GROUP BY job_id`
 	qMetricsVerify = `SELECT job_id, last_verify_status, last_verified_at, last_proven_at FROM job_verification
 		WHERE last_verify_status IS NOT NULL`
 )
+
+// sumBytes totals snapshot sizes (transfer bytes, else source bytes) without failing. SQLite's
+// SUM errors with "integer overflow" once a total passes 2^63, and the sizes were reported by
+// agents; TOTAL adds in floating point and never errors, negative sizes count as none, and the
+// cast saturates at the int64 range. Sizes up to 2^53 (all the Hub accepts) add exactly.
+const sumBytes = `CAST(TOTAL(MAX(0, COALESCE(transfer_bytes, source_bytes))) AS INTEGER)`
 
 // MetricsJob is a job as metrics label it.
 type MetricsJob struct {

@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,7 +66,7 @@ func TestRunTotalsCountEachEndOnceAndSurvivePruning(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if ok, err := w.UpsertIngestedRun(ctx, Run{ID: "ing", JobID: "j2", Status: RunFailed, StartedAt: 5, EndedAt: end(6)}, 7); err != nil || !ok {
+	if ok, err := w.UpsertIngestedRun(ctx, Run{ID: "ing", JobID: "j2", Status: RunFailed, StartedAt: 5, EndedAt: end(6)}, "a1", 7); err != nil || !ok {
 		t.Fatalf("ingest: %v %v", ok, err)
 	}
 	finish := func(id, status string, at int64) {
@@ -86,7 +88,7 @@ func TestRunTotalsCountEachEndOnceAndSurvivePruning(t *testing.T) {
 	}
 	finish("can", RunSuccess, 55)
 	// The same offline run uploaded again (its outcome rewritten) is still one run.
-	if _, err := w.UpsertIngestedRun(ctx, Run{ID: "ing", JobID: "j2", Status: RunSuccess, StartedAt: 5, EndedAt: end(8)}, 9); err != nil {
+	if _, err := w.UpsertIngestedRun(ctx, Run{ID: "ing", JobID: "j2", Status: RunSuccess, StartedAt: 5, EndedAt: end(8)}, "a1", 9); err != nil {
 		t.Fatal(err)
 	}
 
@@ -273,4 +275,49 @@ func TestNotificationCountsFollowTheTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after pruning a run")
+}
+
+// Snapshot sizes are reported by agents: whatever is stored, the sums /metrics and the dashboard
+// read must not fail (SQLite's SUM errors on overflow) and must not go negative.
+func TestSnapshotByteSumsSurviveHostileSizes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openMetricsDB(t)
+	w := db.Writer()
+	if err := w.InsertJob(ctx, Job{ID: "j1", Name: "j1", ScheduleTimezone: "UTC", OverlapPolicy: "queue",
+		MissedRunPolicy: "run_once", SpecJSON: "{}", CreatedAt: 1, UpdatedAt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	size := func(v int64) *int64 { return &v }
+	for i, b := range []*int64{size(1 << 62), size(1 << 62), size(1 << 62), size(-(1 << 62)), size(100)} {
+		id := fmt.Sprintf("r%d", i)
+		end := int64(100 + i)
+		if ok, err := w.UpsertIngestedRun(ctx, Run{ID: id, JobID: "j1", Status: RunSuccess, StartedAt: end - 1, EndedAt: &end}, "a1", end); err != nil || !ok {
+			t.Fatalf("ingest %s: %v %v", id, ok, err)
+		}
+		if err := w.UpsertRunArtifact(ctx, RunArtifact{RunID: id, JobID: "j1", NodeID: "hub", TargetType: "local_dir",
+			TargetSnapshotJSON: "{}", ArtifactFormat: "archive_v1", Status: SnapshotPresent, StartedAt: end - 1, EndedAt: end,
+			TransferBytes: b, CreatedAt: end, UpdatedAt: end}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var c MetricsCounts
+	var totals []RunTotals
+	err := db.Read(ctx, func(q Q) error {
+		var err error
+		if c, err = q.MetricsCounts(ctx, 0); err != nil {
+			return err
+		}
+		totals, err = q.RunTotalsBetween(ctx, []int64{0, 1000})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("sums over hostile sizes: %v", err)
+	}
+	if len(c.Snapshots) != 1 || c.Snapshots[0].Count != 5 || c.Snapshots[0].Bytes != math.MaxInt64 {
+		t.Fatalf("metrics snapshots = %+v, want 5 saturated at MaxInt64", c.Snapshots)
+	}
+	if len(totals) != 1 || totals[0].Bytes != math.MaxInt64 || totals[0].Success != 5 {
+		t.Fatalf("dashboard totals = %+v", totals)
+	}
 }

@@ -71,15 +71,18 @@ type Request struct {
 
 // Summary is the run summary JSON of backup.md §13.
 type Summary struct {
-	Target         SummaryTarget       `json:"target"`
-	ArtifactFormat string              `json:"artifact_format"`
-	EntriesCount   int64               `json:"entries_count"`
-	Parts          int                 `json:"parts"`
-	Metrics        Metrics             `json:"metrics"`
-	Filesystem     *FilesystemSummary  `json:"filesystem,omitempty"`
-	SQLite         *SQLiteSummary      `json:"sqlite,omitempty"`
-	Vaultwarden    *VaultwardenSummary `json:"vaultwarden,omitempty"`
-	Planner        Planner             `json:"planner"`
+	Target         SummaryTarget `json:"target"`
+	ArtifactFormat string        `json:"artifact_format"`
+	// EncryptionKey (Go extension) is the age key the snapshot is encrypted for, as its manifest
+	// says: the Hub reads it from the run's record to share that key for a restore on an agent.
+	EncryptionKey string              `json:"encryption_key,omitempty"`
+	EntriesCount  int64               `json:"entries_count"`
+	Parts         int                 `json:"parts"`
+	Metrics       Metrics             `json:"metrics"`
+	Filesystem    *FilesystemSummary  `json:"filesystem,omitempty"`
+	SQLite        *SQLiteSummary      `json:"sqlite,omitempty"`
+	Vaultwarden   *VaultwardenSummary `json:"vaultwarden,omitempty"`
+	Planner       Planner             `json:"planner"`
 }
 
 // SummaryTarget is where the snapshot lives: run_dir for local_dir, run_url for webdav.
@@ -265,6 +268,7 @@ func (r *run) execute() error {
 	if recipient != nil {
 		manifest.Pipeline.Encryption = format.EncryptionAge
 		manifest.Pipeline.EncryptionKey = spec.Pipeline.Encryption.KeyName
+		r.summary.EncryptionKey = spec.Pipeline.Encryption.KeyName
 	}
 	for _, p := range parts {
 		manifest.Artifacts = append(manifest.Artifacts, p.Part)

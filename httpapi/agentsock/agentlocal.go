@@ -125,6 +125,8 @@ func (b *RestoreBridge) StartVerify(ctx context.Context, node string, task opera
 	if h == nil {
 		return errors.New("verifies on agents are not available on this Hub")
 	}
+	b.keyMu.Lock()
+	defer b.keyMu.Unlock()
 	if err := b.shareKey(ctx, h, node, task.OperationID, task.RunID, task.JobID); err != nil {
 		return err
 	}

@@ -34,6 +34,9 @@ type conn struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	log     zerolog.Logger
+	// noisy logs what an agent can cause at will (results and events it has no business sending,
+	// invalid ids): at most refusalBurst lines a minute per connection.
+	noisy zerolog.Logger
 
 	readTimeout atomic.Int64 // nanoseconds
 	lastFrame   time.Time    // last frame heard; reader only
@@ -80,6 +83,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		h: h, agentID: agent.ID, ws: ws, out: newOutbox(h.cfg.Outbox), ctx: ctx, cancel: cancel,
 		log: h.log.With().Str("agent_id", agent.ID).Logger(),
 	}
+	c.noisy = c.log.Sample(&zerolog.BurstSampler{Burst: refusalBurst, Period: time.Minute})
 	c.readTimeout.Store(int64(h.cfg.ReadTimeout))
 	h.run(c)
 }

@@ -46,6 +46,11 @@ func (h *Hub) handle(c *conn, m protocol.Message, raw []byte) {
 	case *protocol.TaskResult:
 		h.onResult(ctx, c, m)
 	case *protocol.ConfigAck:
+		// The id is one the Hub issued (an ingestID-shaped string); anything else is not stored.
+		if !ingestID.MatchString(m.SnapshotID) {
+			c.noisy.Warn().Int("snapshot_id_bytes", len(m.SnapshotID)).Msg("config_ack with an invalid snapshot id; ignored")
+			return
+		}
 		if err := h.db.Writer().SetAppliedConfig(ctx, c.agentID, m.SnapshotID, h.clock.Now().Unix()); err != nil {
 			c.log.Warn().Err(err).Msg("record config_ack")
 		}
@@ -96,6 +101,13 @@ func (h *Hub) onHello(ctx context.Context, c *conn, m *protocol.Hello, raw []byt
 	if h.cfg.Snapshots == nil {
 		return
 	}
+	// Age keys copied for operations that ended while the Hub was down or the agent away leave
+	// the agent with the secrets snapshot below.
+	if rb, ok := h.cfg.Operations.(*RestoreBridge); ok {
+		if err := rb.releaseKeys(ctx, h, c.agentID, ""); err != nil {
+			c.log.Warn().Err(err).Msg("remove age keys no operation needs")
+		}
+	}
 	if sec, err := h.cfg.Snapshots.Secrets(ctx, c.agentID); err != nil {
 		c.log.Warn().Err(err).Msg("build secrets snapshot")
 	} else if sec != nil {
@@ -143,31 +155,63 @@ func (h *Hub) ownedTask(ctx context.Context, c *conn, taskID string) (storage.Ag
 		return t, false
 	}
 	if t.AgentID != c.agentID {
-		c.log.Warn().Str("task_id", taskID).Str("owner", t.AgentID).Msg("agent reported on a task it does not own; ignored")
+		c.noisy.Warn().Str("task_id", taskID).Str("owner", t.AgentID).Msg("agent reported on a task it does not own; ignored")
 		return t, false
 	}
 	return t, true
 }
 
-// onRunEvent applies an event of an open task once: a numbered event at or below the task's
-// mark is a re-send of one already recorded.
+// onRunEvent applies an event of an open backup task once (see onEvent).
 func (h *Hub) onRunEvent(ctx context.Context, c *conn, ev *protocol.RunEvent) {
+	if h.cfg.Sink == nil {
+		return
+	}
+	h.onEvent(ctx, c, ev.RunID, ev.Seq, false, func(t storage.AgentTask) error {
+		if err := validEvent(ev.Level, ev.Kind, ev.Message, ev.Fields); err != nil {
+			return err
+		}
+		return h.cfg.Sink.Event(ctx, t, ev)
+	})
+}
+
+// onOperationEvent applies an event of an open restore or verify once (see onEvent).
+func (h *Hub) onOperationEvent(ctx context.Context, c *conn, ev *protocol.OperationEvent) {
+	if h.cfg.Operations == nil {
+		return
+	}
+	h.onEvent(ctx, c, ev.OpID, ev.Seq, true, func(t storage.AgentTask) error {
+		if err := validEvent(ev.Level, ev.Kind, ev.Message, ev.Fields); err != nil {
+			return err
+		}
+		return h.cfg.Operations.OperationEvent(ctx, t, ev)
+	})
+}
+
+// onEvent applies an event of an open task of the sender once: a numbered event at or below the
+// task's mark is a re-send of one already recorded. operation says which kind of task the event
+// may belong to (operation_event for restores and verifies, run_event for backups). An event
+// that fails validEvent is dropped, and its number still counts as seen: a re-send would be
+// refused again.
+func (h *Hub) onEvent(ctx context.Context, c *conn, taskID string, seq *int64, operation bool, apply func(storage.AgentTask) error) {
 	h.eventMu.Lock()
 	defer h.eventMu.Unlock()
-	t, ok := h.ownedTask(ctx, c, ev.RunID)
-	if !ok || t.CompletedAt != nil || isOperation(t.Kind) || h.cfg.Sink == nil {
+	t, ok := h.ownedTask(ctx, c, taskID)
+	if !ok || t.CompletedAt != nil || isOperation(t.Kind) != operation {
 		return
 	}
-	if ev.Seq != nil && *ev.Seq <= t.LastEventSeq {
+	if seq != nil && *seq <= t.LastEventSeq {
 		return
 	}
-	if err := h.cfg.Sink.Event(ctx, t, ev); err != nil {
-		c.log.Warn().Err(err).Str("run_id", ev.RunID).Msg("record run event")
-		return
+	if err := apply(t); err != nil {
+		if !errors.Is(err, errInvalidEvent) {
+			c.log.Warn().Err(err).Str("task_id", taskID).Msg("record task event")
+			return
+		}
+		c.noisy.Warn().Err(err).Str("task_id", taskID).Msg("agent event refused")
 	}
-	if ev.Seq != nil {
-		if err := h.db.Writer().SetAgentTaskEventSeq(ctx, t.ID, *ev.Seq); err != nil {
-			c.log.Warn().Err(err).Str("run_id", ev.RunID).Msg("record run event sequence")
+	if seq != nil {
+		if err := h.db.Writer().SetAgentTaskEventSeq(ctx, t.ID, *seq); err != nil {
+			c.log.Warn().Err(err).Str("task_id", taskID).Msg("record task event sequence")
 		}
 	}
 }
@@ -175,13 +219,15 @@ func (h *Hub) onRunEvent(ctx context.Context, c *conn, ev *protocol.RunEvent) {
 // onResult applies a backup task's result once (see settle).
 func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
 	log := c.log.With().Str("task_id", res.TaskID).Str("run_id", res.RunID).Logger()
+	noisy := c.noisy.With().Str("task_id", res.TaskID).Str("run_id", res.RunID).Logger()
+	boundResult(&res.Summary, &res.Error)
 	h.settle(ctx, c, res.TaskID, log, func(t storage.AgentTask) (bool, error) {
 		if isOperation(t.Kind) {
-			log.Warn().Str("kind", t.Kind).Msg("task result for an operation (restores and verifies end with operation_result); ignored")
+			noisy.Warn().Str("kind", t.Kind).Msg("task result for an operation (restores and verifies end with operation_result); ignored")
 			return false, nil
 		}
 		if t.RunID != res.RunID && res.RunID != "" {
-			log.Warn().Msg("result names another run than its task; ignored")
+			noisy.Warn().Msg("result names another run than its task; ignored")
 			return false, nil
 		}
 		if h.cfg.Sink != nil {
@@ -189,38 +235,18 @@ func (h *Hub) onResult(ctx context.Context, c *conn, res *protocol.TaskResult) {
 				return false, err
 			}
 		}
-		return true, h.complete(ctx, t, res, res.Error, res.Status)
+		return true, h.complete(ctx, t, res.Error, res.Status)
 	})
-}
-
-// onOperationEvent applies an event of an open restore or verify once, like onRunEvent.
-func (h *Hub) onOperationEvent(ctx context.Context, c *conn, ev *protocol.OperationEvent) {
-	h.eventMu.Lock()
-	defer h.eventMu.Unlock()
-	t, ok := h.ownedTask(ctx, c, ev.OpID)
-	if !ok || t.CompletedAt != nil || !isOperation(t.Kind) || h.cfg.Operations == nil {
-		return
-	}
-	if ev.Seq != nil && *ev.Seq <= t.LastEventSeq {
-		return
-	}
-	if err := h.cfg.Operations.OperationEvent(ctx, t, ev); err != nil {
-		c.log.Warn().Err(err).Str("operation_id", ev.OpID).Msg("record operation event")
-		return
-	}
-	if ev.Seq != nil {
-		if err := h.db.Writer().SetAgentTaskEventSeq(ctx, t.ID, *ev.Seq); err != nil {
-			c.log.Warn().Err(err).Str("operation_id", ev.OpID).Msg("record operation event sequence")
-		}
-	}
 }
 
 // onOperationResult applies a restore's or verify's result once (see settle).
 func (h *Hub) onOperationResult(ctx context.Context, c *conn, res *protocol.OperationResult) {
 	log := c.log.With().Str("operation_id", res.OpID).Logger()
+	noisy := c.noisy.With().Str("operation_id", res.OpID).Logger()
+	boundResult(&res.Summary, &res.Error)
 	h.settle(ctx, c, res.OpID, log, func(t storage.AgentTask) (bool, error) {
 		if !isOperation(t.Kind) {
-			log.Warn().Msg("operation result for a task that is not a restore or verify; ignored")
+			noisy.Warn().Msg("operation result for a task that is not a restore or verify; ignored")
 			return false, nil
 		}
 		if h.cfg.Operations != nil {
@@ -228,7 +254,7 @@ func (h *Hub) onOperationResult(ctx context.Context, c *conn, res *protocol.Oper
 				return false, err
 			}
 		}
-		return true, h.complete(ctx, t, res, res.Error, res.Status)
+		return true, h.complete(ctx, t, res.Error, res.Status)
 	})
 }
 
@@ -244,14 +270,14 @@ func (h *Hub) settle(ctx context.Context, c *conn, taskID string, log zerolog.Lo
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		// Nothing is owed for this id (the task was withdrawn); let the agent forget it.
-		log.Info().Msg("result for an unknown task; acknowledged without effect")
+		c.noisy.Info().Str("task_id", taskID).Msg("result for an unknown task; acknowledged without effect")
 		_ = c.send(&protocol.TaskResultAck{TaskID: taskID})
 		return
 	case err != nil:
 		log.Warn().Err(err).Msg("load agent task")
 		return
 	case t.AgentID != c.agentID:
-		log.Warn().Str("owner", t.AgentID).Msg("result from an agent that does not own the task; ignored")
+		c.noisy.Warn().Str("task_id", taskID).Str("owner", t.AgentID).Msg("result from an agent that does not own the task; ignored")
 		return
 	}
 	if t.CompletedAt == nil {
@@ -267,9 +293,13 @@ func (h *Hub) settle(ctx context.Context, c *conn, taskID string, log zerolog.Lo
 	_ = c.send(&protocol.TaskResultAck{TaskID: taskID})
 }
 
-// complete closes a task with its result. Callers hold resultMu.
-func (h *Hub) complete(ctx context.Context, t storage.AgentTask, result any, errText *string, status string) error {
-	raw, _ := json.Marshal(result)
+// complete closes a task with its outcome. Callers hold resultMu. The task row keeps the status
+// only: the summary is stored with its run or operation, and a second copy here would double what
+// one agent can make the Hub store.
+func (h *Hub) complete(ctx context.Context, t storage.AgentTask, errText *string, status string) error {
+	raw, _ := json.Marshal(struct {
+		Status string `json:"status"`
+	}{status})
 	rs := string(raw)
 	if _, err := h.db.Writer().CompleteAgentTask(ctx, t.ID, &rs, errText, h.clock.Now().Unix()); err != nil {
 		return fmt.Errorf("complete agent task %s: %w", t.ID, err)
@@ -278,14 +308,25 @@ func (h *Hub) complete(ctx context.Context, t storage.AgentTask, result any, err
 	return nil
 }
 
+// boundResult keeps what an agent reports with a result within bounds before anything stores
+// it: a summary larger than MaxSummaryBytes is dropped (refusing the result would only make the
+// agent re-send it forever) and the error text is cut to MaxEventMessage bytes.
+func boundResult(summary *json.RawMessage, errText **string) {
+	if len(*summary) > MaxSummaryBytes {
+		*summary = nil
+	}
+	if e := *errText; e != nil && len(*e) > MaxEventMessage {
+		cut := strings.ToValidUTF8((*e)[:MaxEventMessage], "")
+		*errText = &cut
+	}
+}
+
 // agentFailure reads how an agent says a task failed: the code from summary.error_code
 // (agent_failed when it gives none) and its error text (fallback when it gives none).
 func agentFailure(summary json.RawMessage, errText *string, fallback string) (code, msg string) {
-	var sum struct {
-		ErrorCode string `json:"error_code"`
-	}
-	_ = json.Unmarshal(summary, &sum)
-	code, msg = sum.ErrorCode, fallback
+	// A code that is not one (any text, any length) is not stored as one.
+	code, _ = summaryErrorCode(summary)
+	msg = fallback
 	if code == "" {
 		code = "agent_failed"
 	}

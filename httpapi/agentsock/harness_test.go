@@ -77,6 +77,7 @@ type hubOpts struct {
 	sink       *recordingSink
 	// bridge replaces the recording sink with a run bridge.
 	bridge *agentsock.RunBridge
+	clock  clock.Clock // the wall clock when nil
 }
 
 func newTestHub(t testing.TB, o hubOpts) *testHub {
@@ -88,7 +89,10 @@ func newTestHub(t testing.TB, o hubOpts) *testHub {
 		o.sink = newSink()
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
-	cfg := agentsock.Config{DB: o.db, Clock: clock.Real{}, Logger: log, Sink: o.sink, AckTimeout: o.ackTimeout}
+	if o.clock == nil {
+		o.clock = clock.Real{}
+	}
+	cfg := agentsock.Config{DB: o.db, Clock: o.clock, Logger: log, Sink: o.sink, AckTimeout: o.ackTimeout}
 	if o.bridge != nil {
 		cfg.Sink, cfg.OnConnect = o.bridge, o.bridge.AgentConnected
 	}

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -27,9 +28,8 @@ import (
 
 // Ingest limits.
 const (
-	MaxIngestEvents  = 2000
-	maxIngestID      = 128
-	maxIngestMessage = 4096
+	MaxIngestEvents = 2000
+	maxIngestID     = 128
 )
 
 var ingestID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
@@ -87,6 +87,8 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run := req.Run
+	now := h.clock.Now().Unix()
+	latest := now + int64(MaxFutureSkew/time.Second)
 	switch {
 	case !ingestID.MatchString(run.ID) || len(run.JobID) == 0 || len(run.JobID) > maxIngestID:
 		respond.Error(w, r, respond.BadRequest("invalid_run", "run and job ids must be 1 to 128 characters of A-Z a-z 0-9 _ -").Field("run.id"))
@@ -97,6 +99,24 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 	case run.EndedAt < run.StartedAt:
 		respond.Error(w, r, respond.BadRequest("invalid_run", "ended_at is before started_at").Field("run.ended_at"))
 		return
+	case run.StartedAt < 0 || run.EndedAt > latest:
+		// A far-future end would pin the last-success metric and sort the snapshot above every
+		// other for good.
+		respond.Error(w, r, respond.BadRequest("invalid_run", "started_at and ended_at must lie between 0 and 5 minutes past the Hub's clock").
+			Field("run.ended_at"))
+		return
+	case len(run.Summary) > MaxSummaryBytes:
+		respond.Error(w, r, respond.BadRequest("invalid_run", "the summary is larger than 64 KiB").Field("run.summary").Param("max", MaxSummaryBytes))
+		return
+	case fillFromSummary(&runs.Artifact{}, run.Summary) != nil:
+		respond.Error(w, r, respond.BadRequest("invalid_run", "summary sizes and counts must be between 0 and 2^53").Field("run.summary"))
+		return
+	case run.Error != nil && len(*run.Error) > MaxEventMessage:
+		respond.Error(w, r, respond.BadRequest("invalid_run", "the error is longer than 4096 bytes").Field("run.error").Param("max", MaxEventMessage))
+		return
+	case !validSummaryErrorCode(run.Summary):
+		respond.Error(w, r, respond.BadRequest("invalid_run", "summary.error_code must be 1 to 64 characters of a-z 0-9 _ .").Field("run.summary"))
+		return
 	case run.Target != nil && !validIngestTarget(*run.Target):
 		respond.Error(w, r, respond.BadRequest("invalid_run", "target must be a valid "+all.Registry.TypeList()+" target: an absolute base_dir, or a URL without credentials").Field("run.target"))
 		return
@@ -106,8 +126,12 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 	rows := make([]storage.RunEvent, 0, len(run.Events))
 	for _, e := range run.Events {
-		if len(e.Message) > maxIngestMessage || len(e.Kind) > maxIngestID || e.Seq < 1 {
-			respond.Error(w, r, respond.BadRequest("invalid_event", "event messages are at most 4096 bytes and seq starts at 1").Field("run.events"))
+		if e.Seq < 1 || e.TS < 0 || e.TS > latest {
+			respond.Error(w, r, respond.BadRequest("invalid_event", "seq starts at 1 and ts lies between 0 and 5 minutes past the Hub's clock").Field("run.events"))
+			return
+		}
+		if err := validEvent(e.Level, e.Kind, e.Message, e.Fields); err != nil {
+			respond.Error(w, r, respond.BadRequest("invalid_event", err.Error()).Field("run.events"))
 			return
 		}
 		row := storage.RunEvent{RunID: run.ID, Seq: e.Seq, TS: e.TS, Level: e.Level, Kind: e.Kind, Message: e.Message}
@@ -126,7 +150,6 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 		summary = &s
 	}
 	ended := run.EndedAt
-	now := h.clock.Now().Unix()
 	var apiErr error
 	err = h.db.Write(r.Context(), func(q storage.Q) error {
 		job, err := q.GetJob(r.Context(), run.JobID)
@@ -138,7 +161,7 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		ok, err := q.UpsertIngestedRun(r.Context(), storage.Run{ID: run.ID, JobID: run.JobID, Status: run.Status,
-			StartedAt: run.StartedAt, EndedAt: &ended, SummaryJSON: summary, Error: run.Error}, now)
+			StartedAt: run.StartedAt, EndedAt: &ended, SummaryJSON: summary, Error: run.Error}, agent.ID, now)
 		if err != nil {
 			return err
 		}
@@ -195,14 +218,26 @@ func recordIngestedTarget(ctx context.Context, q storage.Q, job storage.Job, age
 		return nil // nothing reliable to record; the run itself is kept
 	}
 	snap := targetSnapshotJSON(rt)
-	if err := q.SetRunTargetSnapshot(ctx, run.ID, snap); err != nil {
+	// Where a run wrote is recorded by its first upload; a repeat never moves it (nor its
+	// snapshot: UpsertRunArtifact keeps the location it has).
+	stored, err := q.GetRun(ctx, run.ID)
+	if err != nil {
+		return err
+	}
+	if stored.TargetSnapshotJSON != nil {
+		snap = *stored.TargetSnapshotJSON
+		var first targets.RunTarget
+		if json.Unmarshal([]byte(snap), &first) == nil && first.Target.Type != "" {
+			rt = first
+		}
+	} else if err := q.SetRunTargetSnapshot(ctx, run.ID, snap); err != nil {
 		return err
 	}
 	if run.Status != storage.RunSuccess {
 		return nil
 	}
 	a := runs.Artifact{Format: jobspec.FormatArchiveV1}
-	fillFromSummary(&a, run.Summary)
+	_ = fillFromSummary(&a, run.Summary) // checked before the upload was accepted
 	return q.UpsertRunArtifact(ctx, storage.RunArtifact{
 		RunID: run.ID, JobID: run.JobID, NodeID: agentID, TargetType: rt.Target.Type, TargetSnapshotJSON: snap,
 		ArtifactFormat: a.Format, Status: storage.SnapshotPresent, StartedAt: run.StartedAt, EndedAt: run.EndedAt,
@@ -248,6 +283,12 @@ func ingestedTarget(job storage.Job, agentID string, run IngestRun) (targets.Run
 		return ingestTarget(agentID, webdav.Redact(base+"/", secret))
 	}
 	return targets.RunTarget{}, false
+}
+
+// validSummaryErrorCode: summary.error_code, when present, is a code (see summaryErrorCode).
+func validSummaryErrorCode(summary json.RawMessage) bool {
+	_, ok := summaryErrorCode(summary)
+	return ok
 }
 
 // ingestTarget accepts the targets a valid job spec can name (an absolute local directory

@@ -19,7 +19,16 @@ type ingestBundle struct {
 // setupIngest serves a Hub with agent a1 and its job j1, whose spec now points at /now.
 func setupIngest(t *testing.T, spec string) *ingestBundle {
 	t.Helper()
-	th := newTestHub(t, hubOpts{})
+	return setupIngestWith(t, newTestHub(t, hubOpts{}), spec)
+}
+
+func setupIngestOn(t *testing.T, th *testHub) *ingestBundle {
+	t.Helper()
+	return setupIngestWith(t, th, "")
+}
+
+func setupIngestWith(t *testing.T, th *testHub, spec string) *ingestBundle {
+	t.Helper()
 	key := insertAgentKey(t, th.db, "a1")
 	a1 := "a1"
 	if spec == "" {

@@ -32,6 +32,7 @@ type SecretStore interface {
 	Get(ctx context.Context, node, kind, name string) ([]byte, error)
 	Put(ctx context.Context, node, kind, name string, payload []byte) error
 	List(ctx context.Context, node, kind string) ([]secrets.Meta, error)
+	Delete(ctx context.Context, node, kind, name string) error
 	AllowedOrigins(ctx context.Context, node, kind, name string) ([]string, error)
 }
 
@@ -51,6 +52,9 @@ type SecretStore interface {
 // until acknowledged, so it runs once and ends once.
 type RestoreBridge struct {
 	secrets SecretStore
+	// keyMu orders copying an age key to an agent (with storing the task that needs it) against
+	// removing the copies no open task needs.
+	keyMu sync.Mutex
 
 	mu  sync.RWMutex
 	hub *Hub
@@ -201,6 +205,8 @@ func (b *RestoreBridge) Start(ctx context.Context, node string, task operations.
 	if h == nil {
 		return errors.New("restores on agents are not available on this Hub")
 	}
+	b.keyMu.Lock()
+	defer b.keyMu.Unlock()
 	if err := b.shareKey(ctx, h, node, task.OperationID, task.RunID, task.JobID); err != nil {
 		return err
 	}
@@ -229,9 +235,10 @@ func (b *RestoreBridge) Start(ctx context.Context, node string, task operations.
 	return err
 }
 
-// shareKey copies the age identity of an encrypted snapshot into the agent's scope. The key name
-// comes from the spec the run was made with (an agent run's task keeps it), else from the job's
-// current spec.
+// shareKey copies the age identity of an encrypted snapshot into the agent's scope, for the
+// duration of one operation: releaseKeys removes it when no open operation of the agent needs it.
+// The key name comes from the run's own record (see keyName), never from the job's current spec
+// when the run has one. Callers hold keyMu until the operation's task is stored.
 func (b *RestoreBridge) shareKey(ctx context.Context, h *Hub, node, opID, runID, jobID string) error {
 	name := b.keyName(ctx, h, runID, jobID)
 	if name == "" || b.secrets == nil {
@@ -254,24 +261,108 @@ func (b *RestoreBridge) shareKey(ctx context.Context, h *Hub, node, opID, runID,
 	return nil
 }
 
+// keyName is the age key a run's snapshot is encrypted for, from the run's own record: the spec
+// the Hub sent with the run's task (agent runs), else the key its summary names (encryption_key,
+// as in the manifest) when the Hub wrote that summary itself. An uploaded offline run's summary
+// comes from an agent, which could name any key: it counts only when the job's spec names the same
+// key. Runs recorded before summaries named their key fall back to the job's current spec.
 func (b *RestoreBridge) keyName(ctx context.Context, h *Hub, runID, jobID string) string {
-	var raw json.RawMessage
+	specKey := func(raw json.RawMessage) string {
+		spec, err := jobspec.Parse(raw)
+		if err != nil || spec.Pipeline.Encryption.Type != jobspec.EncryptionAgeX25519 {
+			return ""
+		}
+		return spec.Pipeline.Encryption.KeyName
+	}
 	if t, err := h.db.Reader().GetAgentTask(ctx, runID); err == nil && t.Kind == storage.AgentTaskBackup {
 		var m protocol.Task
-		if json.Unmarshal([]byte(t.PayloadJSON), &m) == nil {
-			raw = m.Task.Spec
+		if json.Unmarshal([]byte(t.PayloadJSON), &m) == nil && m.Task.Spec != nil {
+			return specKey(m.Task.Spec)
 		}
 	}
-	if raw == nil {
-		if j, err := h.db.Reader().GetJob(ctx, jobID); err == nil {
-			raw = json.RawMessage(j.SpecJSON)
-		}
+	current := ""
+	if j, err := h.db.Reader().GetJob(ctx, jobID); err == nil {
+		current = specKey(json.RawMessage(j.SpecJSON))
 	}
-	spec, err := jobspec.Parse(raw)
-	if err != nil || spec.Pipeline.Encryption.Type != jobspec.EncryptionAgeX25519 {
+	run, err := h.db.Reader().GetRun(ctx, runID)
+	if err != nil {
 		return ""
 	}
-	return spec.Pipeline.Encryption.KeyName
+	var sum struct {
+		EncryptionKey *string `json:"encryption_key"`
+	}
+	if run.SummaryJSON != nil && json.Unmarshal([]byte(*run.SummaryJSON), &sum) == nil && sum.EncryptionKey != nil {
+		ingested, err := h.db.Reader().RunIngested(ctx, runID)
+		if err != nil {
+			return ""
+		}
+		if ingested && *sum.EncryptionKey != current {
+			h.log.Warn().Str("run_id", runID).Msg("an uploaded run names another age key than its job; no key is shared")
+			return ""
+		}
+		return *sum.EncryptionKey
+	}
+	return current
+}
+
+// releaseKeys removes from an agent's scope the age keys that no open restore or verify of that
+// agent needs (ending is the operation being finished, whose task is still open), and sends the
+// agent its secrets again so that it forgets them too. It runs when an operation ends and when the
+// agent says hello (after a Hub restart, or for operations that ended while it was away).
+func (b *RestoreBridge) releaseKeys(ctx context.Context, h *Hub, agentID, ending string) error {
+	if b.secrets == nil {
+		return nil
+	}
+	b.keyMu.Lock()
+	defer b.keyMu.Unlock()
+	held, err := b.secrets.List(ctx, agentID, secrets.KindBackupAgeIdentity)
+	if err != nil || len(held) == 0 {
+		return err
+	}
+	needed := map[string]bool{}
+	var after int64
+	afterID := ""
+	for {
+		open, err := h.db.Reader().ListOpenAgentTasks(ctx, agentID, after, afterID, resendPage)
+		if err != nil {
+			return err
+		}
+		for _, t := range open {
+			if isOperation(t.Kind) && t.ID != ending {
+				needed[b.keyName(ctx, h, t.RunID, jobOf(t))] = true
+			}
+		}
+		if len(open) < resendPage {
+			break
+		}
+		after, afterID = open[len(open)-1].CreatedAt, open[len(open)-1].ID
+	}
+	removed := 0
+	for _, m := range held {
+		if needed[m.Name] {
+			continue
+		}
+		if err := b.secrets.Delete(ctx, agentID, secrets.KindBackupAgeIdentity, m.Name); err != nil && !errors.Is(err, secrets.ErrNotFound) {
+			return fmt.Errorf("remove age key %q from agent %s: %w", m.Name, agentID, err)
+		}
+		removed++
+		h.log.Info().Str("agent_id", agentID).Str("key_name", m.Name).Msg("age key removed from the agent: no open restore or verify needs it")
+	}
+	if removed == 0 || ending == "" {
+		return nil // at hello, the secrets snapshot that follows carries the change
+	}
+	return h.PushSecrets(ctx, agentID)
+}
+
+// jobOf reads the job id a restore or verify task names.
+func jobOf(t storage.AgentTask) string {
+	var m struct {
+		Task struct {
+			JobID string `json:"job_id"`
+		} `json:"task"`
+	}
+	_ = json.Unmarshal([]byte(t.PayloadJSON), &m)
+	return m.Task.JobID
 }
 
 // Cancel records the cancel on the restore's task and sends it if the agent is connected; it is
@@ -316,8 +407,17 @@ func (b *RestoreBridge) OperationResult(ctx context.Context, t storage.AgentTask
 		out.Status = storage.OperationFailed
 		out.Code, out.Message = agentFailure(res.Summary, res.Error, "the agent reported the "+t.Kind+" failed")
 	}
-	_, err := ops.FinishRemote(ctx, t.ID, out)
-	return err
+	if _, err := ops.FinishRemote(ctx, t.ID, out); err != nil {
+		return err
+	}
+	// The operation is over: the age key copied for it leaves the agent. A failure here is logged
+	// only; the next hello of the agent tries again.
+	if h, _ := b.get(); h != nil {
+		if err := b.releaseKeys(ctx, h, t.AgentID, t.ID); err != nil {
+			h.log.Warn().Err(err).Str("operation_id", t.ID).Msg("remove age keys shared with the agent")
+		}
+	}
+	return nil
 }
 
 // withNode sets summary.destination.node_id, which the agent does not know as the Hub names it.

@@ -211,35 +211,56 @@ func artifactOf(t storage.AgentTask, summary json.RawMessage) *runs.Artifact {
 	rt := opener.FromSpec(t.AgentID, spec.Target)
 	a := &runs.Artifact{NodeID: t.AgentID, TargetType: rt.Target.Type,
 		TargetSnapshot: json.RawMessage(targetSnapshotJSON(rt)), Format: spec.Pipeline.Format}
-	fillFromSummary(a, summary)
+	// A live result cannot be refused without the agent re-sending it forever: sizes out of range
+	// are stored as unknown instead (the run and its snapshot stay).
+	_ = fillFromSummary(a, summary)
 	if a.Format == "" {
 		a.Format = jobspec.FormatArchiveV1
 	}
 	return a
 }
 
+// MaxReportedSize bounds every size or count an agent reports for a snapshot (2^53 bytes is
+// 8 PiB, and the largest integer a JSON reader in the browser keeps exactly). Stored sizes are
+// summed by /metrics and the dashboard; a larger value could only be a lie.
+const MaxReportedSize = 1 << 53
+
+// errSummarySizes: a summary reports a size or count that is negative or above MaxReportedSize.
+var errSummarySizes = errors.New("summary sizes must be between 0 and 2^53")
+
 // fillFromSummary takes a snapshot's format and sizes from its run's summary (backup.Summary):
 // source files, directories and bytes, and the bytes sent to the target. A summary without them
-// (an agent of another make) leaves them unknown.
-func fillFromSummary(a *runs.Artifact, summary json.RawMessage) {
+// (an agent of another make) leaves them unknown; so does one with a size out of range, which is
+// reported as errSummarySizes.
+func fillFromSummary(a *runs.Artifact, summary json.RawMessage) error {
 	var sum struct {
 		ArtifactFormat string          `json:"artifact_format"`
 		Metrics        *backup.Metrics `json:"metrics"`
 	}
 	if len(summary) == 0 || json.Unmarshal(summary, &sum) != nil {
-		return
+		return nil
 	}
 	if sum.ArtifactFormat != "" {
 		a.Format = sum.ArtifactFormat
 	}
 	if sum.Metrics == nil {
-		return
+		return nil
 	}
-	a.TransferBytes = &sum.Metrics.TransferTotalBytes
-	if st := sum.Metrics.SourceTotal; st != nil {
+	m := sum.Metrics
+	if m.TransferTotalBytes < 0 || m.TransferTotalBytes > MaxReportedSize {
+		return errSummarySizes
+	}
+	if st := m.SourceTotal; st != nil && (st.Files > MaxReportedSize || st.Dirs > MaxReportedSize || st.Bytes > MaxReportedSize) {
+		return errSummarySizes
+	}
+	transfer := m.TransferTotalBytes
+	a.TransferBytes = &transfer
+	if st := m.SourceTotal; st != nil {
+		// In range (checked above), so each conversion is exact.
 		files, dirs, bytes := int64(st.Files), int64(st.Dirs), int64(st.Bytes)
 		a.SourceFiles, a.SourceDirs, a.SourceBytes = &files, &dirs, &bytes
 	}
+	return nil
 }
 
 // targetSnapshotJSON is the stored form of a run's target (runs.target_snapshot_json,

@@ -109,7 +109,6 @@ func (h *Hub) timeOut(ctx context.Context, t storage.AgentTask, away time.Durati
 	msg := fmt.Sprintf("the agent has not been heard from for %s (the limit is %s); the Hub gave up waiting for it",
 		away.Round(time.Minute), h.cfg.AgentTimeout)
 	summary := json.RawMessage(`{"error_code":"` + CodeAgentTimeout + `"}`)
-	var result any
 	switch {
 	case isOperation(t.Kind):
 		res := &protocol.OperationResult{OpID: t.ID, Status: protocol.StatusFailed, Summary: summary, Error: &msg}
@@ -118,7 +117,6 @@ func (h *Hub) timeOut(ctx context.Context, t storage.AgentTask, away time.Durati
 				return fmt.Errorf("time out %s %s: %w", t.Kind, t.ID, err)
 			}
 		}
-		result = res
 	default:
 		res := &protocol.TaskResult{TaskID: t.ID, RunID: t.RunID, Status: protocol.StatusFailed, Summary: summary, Error: &msg}
 		if h.cfg.Sink != nil {
@@ -126,9 +124,8 @@ func (h *Hub) timeOut(ctx context.Context, t storage.AgentTask, away time.Durati
 				return fmt.Errorf("time out run %s: %w", t.RunID, err)
 			}
 		}
-		result = res
 	}
 	h.log.Warn().Str("agent_id", t.AgentID).Str("task_id", t.ID).Str("kind", t.Kind).Dur("away", away).
 		Msg("agent stayed away too long; its task failed with agent_timeout")
-	return h.complete(ctx, t, result, &msg, protocol.StatusFailed)
+	return h.complete(ctx, t, &msg, protocol.StatusFailed)
 }

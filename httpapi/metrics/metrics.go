@@ -27,6 +27,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -221,7 +222,7 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descAgents, prometheus.GaugeValue, float64(mc.AgentsRevoked), "revoked")
 	statuses := append([]string(nil), notificationStatuses...)
 	for st := range mc.Notifications {
-		if !contains(statuses, st) {
+		if !slices.Contains(statuses, st) {
 			statuses = append(statuses, st)
 		}
 	}
@@ -242,15 +243,6 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descVerifySuccess, prometheus.GaugeValue, float64(*v.LastProvenAt), v.JobID)
 		}
 	}
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 var (

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -44,9 +45,13 @@ func AccessLog(next http.Handler) http.Handler {
 			if !ip.IsValid() {
 				ipText = append(ipText, "invalid IP"...) // what netip.Addr.String says
 			}
-			ev.Str("method", r.Method).
+			path := r.URL.Path
+			if len(path) > maxLoggedPath {
+				path = strings.ToValidUTF8(path[:maxLoggedPath], "") + "…"
+			}
+			ev.Str("method", Method(r.Method)).
 				Str("route", route).
-				Str("path", r.URL.Path).
+				Str("path", path).
 				Int("status", status).
 				Int("bytes", ww.BytesWritten()).
 				Dur("duration", time.Since(start)).
@@ -55,4 +60,19 @@ func AccessLog(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(ww, r)
 	})
+}
+
+// maxLoggedPath bounds the path an access log line keeps: net/http accepts a request line up to
+// MaxHeaderBytes (1 MiB), and anyone can send one.
+const maxLoggedPath = 2048
+
+// Method names a request's method for logs and the audit log: one of the standard methods, else
+// "OTHER". net/http accepts any token as a method, up to MaxHeaderBytes long, from anyone.
+func Method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete,
+		http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
 }

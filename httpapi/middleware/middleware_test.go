@@ -345,3 +345,21 @@ func TestChainKeepsReaderFromForSendfile(t *testing.T) {
 		t.Fatalf("ReadFrom got %T, want the *os.File (in its LimitedReader)", w.readFrom[0])
 	}
 }
+
+// TestAccessLogBoundsMethodAndPath: anyone can send a method token or a path up to the header
+// limit; the access line names a non-standard method OTHER and cuts the path.
+func TestAccessLogBoundsMethodAndPath(t *testing.T) {
+	t.Parallel()
+	srv, logs := setup(t)
+	do(t, strings.Repeat("M", 200<<10), srv.URL+"/api/"+strings.Repeat("p", 200<<10), nil, map[string]string{"X-Request-Id": "req-huge"})
+	for _, l := range logs.Lines(t) {
+		if l["request_id"] != "req-huge" || l["message"] != "http request" {
+			continue
+		}
+		if l["method"] != "OTHER" || len(l["path"].(string)) > 4096 {
+			t.Fatalf("access line keeps method of %d bytes and path of %d bytes", len(l["method"].(string)), len(l["path"].(string)))
+		}
+		return
+	}
+	t.Fatal("no access line for the request")
+}
