@@ -83,8 +83,9 @@ const bulkOpColumns = `o.id, o.kind, o.status, o.created_by_user_id, o.selector_
 	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id AND i.status = 'canceled')`
 
 const (
+	// Ties within a second go by insertion order (rowid), not by the random id.
 	qListBulkOperations = `SELECT ` + bulkOpColumns + ` FROM bulk_operations o
-		ORDER BY o.created_at DESC, o.id DESC LIMIT ?`
+		ORDER BY o.created_at DESC, o.rowid DESC LIMIT ?`
 	qGetBulkOperation = `SELECT ` + bulkOpColumns + ` FROM bulk_operations o WHERE o.id = ?`
 	qBulkItems        = `SELECT i.op_id, i.agent_id, a.name, i.status, i.attempts, i.created_at, i.updated_at,
 		i.started_at, i.ended_at, i.last_error_kind, i.last_error
@@ -95,7 +96,7 @@ const (
 	qQueuedBulkItems = `SELECT i.op_id, i.agent_id, o.kind, o.payload_json, i.attempts
 		FROM bulk_operation_items i JOIN bulk_operations o ON o.id = i.op_id
 		WHERE i.status = 'queued' AND o.status != 'canceled'
-		ORDER BY o.created_at, o.id, i.agent_id LIMIT ?`
+		ORDER BY o.created_at, o.rowid, i.agent_id LIMIT ?`
 )
 
 func scanBulkOperation(sc interface{ Scan(...any) error }) (BulkOperation, error) {

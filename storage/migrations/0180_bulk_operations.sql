@@ -13,7 +13,7 @@ CREATE TABLE bulk_operations (
   ended_at           INTEGER,
   canceled_at        INTEGER
 );
-CREATE INDEX bulk_operations_created ON bulk_operations(created_at DESC, id DESC);
+CREATE INDEX bulk_operations_created ON bulk_operations(created_at); -- with the rowid: creation order
 
 CREATE TABLE bulk_operation_items (
   op_id           TEXT    NOT NULL REFERENCES bulk_operations(id) ON DELETE CASCADE,
