@@ -10,6 +10,8 @@ import (
 	"os"
 	"slices"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // fileID is what identifies a file and its owner on unix.
@@ -23,7 +25,12 @@ type fileID struct {
 
 func statID(fi fs.FileInfo) fileID {
 	id := fileID{MtimeNanos: fi.ModTime().UnixNano()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+	switch st := fi.Sys().(type) {
+	case *syscall.Stat_t: // os.Lstat and os.File.Stat
+		id.Dev, id.Ino, id.Nlink = uint64(st.Dev), uint64(st.Ino), uint64(st.Nlink) //nolint:unconvert // widths differ per OS
+		id.UID, id.GID = uint64(st.Uid), uint64(st.Gid)
+		id.HasID = true
+	case *unix.Stat_t: // statInfo
 		id.Dev, id.Ino, id.Nlink = uint64(st.Dev), uint64(st.Ino), uint64(st.Nlink) //nolint:unconvert // widths differ per OS
 		id.UID, id.GID = uint64(st.Uid), uint64(st.Gid)
 		id.HasID = true
@@ -31,13 +38,15 @@ func statID(fi fs.FileInfo) fileID {
 	return id
 }
 
-// readDir lists a directory's names, sorted. O_DIRECTORY fails on anything else and O_NONBLOCK
-// keeps a FIFO swapped in since the Lstat from blocking the open. Unless follow is set (a legacy
-// root that is a symlink to a directory), a symlink swapped in is not followed either.
-func readDir(p string, follow bool) ([]string, error) {
+// readDir lists a directory's names, sorted, and returns it open: its children are stat'ed
+// through it (lstatAt), one path component each instead of the whole path. The caller closes
+// it. O_DIRECTORY fails on anything else and O_NONBLOCK keeps a FIFO swapped in since the Lstat
+// from blocking the open. Unless follow is set (a legacy root that is a symlink to a directory),
+// a symlink swapped in is not followed either.
+func readDir(p string, follow bool) ([]string, *os.File, error) {
 	if openHook != nil {
 		if err := openHook(p); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	flags := os.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
@@ -46,15 +55,15 @@ func readDir(p string, follow bool) ([]string, error) {
 	}
 	f, err := os.OpenFile(p, flags, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	if err != nil {
-		return nil, err
+		f.Close()
+		return nil, nil, err
 	}
 	slices.Sort(names)
-	return names, nil
+	return names, f, nil
 }
 
 // Test seams for fault injection. Only export_test.go sets them, so in production each file

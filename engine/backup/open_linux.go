@@ -3,8 +3,11 @@ package backup
 import (
 	"io"
 	"io/fs"
+	"os"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // rawFile is a source file read through its descriptor alone. os.OpenFile would also register
@@ -52,7 +55,7 @@ func (f *rawFile) Read(b []byte) (int, error) {
 
 func (f *rawFile) Stat() (fs.FileInfo, error) {
 	st := &statInfo{name: f.name}
-	if err := ignoringEINTR(func() error { return syscall.Fstat(f.fd, &st.sys) }); err != nil {
+	if err := ignoringEINTR(func() error { return unix.Fstat(f.fd, &st.sys) }); err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: f.name, Err: err}
 	}
 	return st, nil
@@ -75,10 +78,10 @@ func ignoringEINTR(fn func() error) error {
 	}
 }
 
-// statInfo is an fs.FileInfo from fstat; Sys returns the *syscall.Stat_t, as os's does.
+// statInfo is an fs.FileInfo from fstat or fstatat; Sys returns the *unix.Stat_t.
 type statInfo struct {
 	name string
-	sys  syscall.Stat_t
+	sys  unix.Stat_t
 }
 
 func (s *statInfo) Name() string       { return s.name }
@@ -114,4 +117,20 @@ func (s *statInfo) Mode() fs.FileMode {
 		m |= fs.ModeSticky
 	}
 	return m
+}
+
+// statDir stats the entries of one open directory relative to it (fstatat), so the kernel
+// resolves one name instead of the whole path, and without os.Lstat's allocations.
+type statDir struct{ fd int }
+
+func newStatDir(dir *os.File) statDir { return statDir{fd: int(dir.Fd())} }
+
+// lstat is os.Lstat of full, which is the directory's path joined with name.
+func (d statDir) lstat(name, full string) (fs.FileInfo, error) {
+	st := &statInfo{name: name}
+	err := ignoringEINTR(func() error { return unix.Fstatat(d.fd, name, &st.sys, unix.AT_SYMLINK_NOFOLLOW) })
+	if err != nil {
+		return nil, &fs.PathError{Op: "lstat", Path: full, Err: err}
+	}
+	return st, nil
 }

@@ -3,6 +3,7 @@
 package backup
 
 import (
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -15,3 +16,10 @@ func openSource(p string, follow bool) (srcFile, error) {
 	}
 	return os.OpenFile(p, flags, 0)
 }
+
+// statDir stats a directory's entries by their full path: fstatat is left to Linux.
+type statDir struct{}
+
+func newStatDir(*os.File) statDir { return statDir{} }
+
+func (statDir) lstat(_, full string) (fs.FileInfo, error) { return os.Lstat(full) }

@@ -259,7 +259,7 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 	if !isDir {
 		return nil
 	}
-	entries, err := readDir(fsPath, follow)
+	entries, dir, err := readDir(fsPath, follow)
 	if err != nil {
 		if !top && errors.Is(err, fs.ErrNotExist) {
 			vanished(w.issues, w.cons, arch, fi, err, msgDirVanished)
@@ -267,12 +267,14 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 		}
 		return w.issues.fail(arch, fmt.Errorf("read directory: %w", err))
 	}
+	defer dir.Close()
+	at := newStatDir(dir)
 	sub := ancestors
 	if id != ([2]uint64{}) {
 		sub = append(ancestors[:len(ancestors):len(ancestors)], id)
 	}
 	for _, name := range entries {
-		child := filepath.Join(fsPath, name)
+		child := joinFS(fsPath, name)
 		childArch := joinArch(arch, name)
 		if top && !emitSelf && w.skipTop[name] {
 			continue
@@ -281,7 +283,7 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 			w.issues.warn(childArch, "already emitted by an earlier selected path; skipped")
 			continue
 		}
-		cfi, err := os.Lstat(child)
+		cfi, err := at.lstat(name, child)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				vanished(w.issues, w.cons, childArch, nil, err, msgVanished) // listed, then gone before its lstat
@@ -297,6 +299,15 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 		}
 	}
 	return nil
+}
+
+// joinFS is filepath.Join for a clean directory path and a name from its listing (no
+// separators, never "." or ".."), without Join's cleaning: it runs for every entry.
+func joinFS(dir, name string) string {
+	if strings.HasSuffix(dir, string(filepath.Separator)) {
+		return dir + name
+	}
+	return dir + string(filepath.Separator) + name
 }
 
 // linkError says why a symlink could not be followed (ENOENT or ELOOP), without the path (the
