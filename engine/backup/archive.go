@@ -126,7 +126,7 @@ func (a *archiver) addSymlink(it item) error {
 }
 
 func (a *archiver) addFile(ctx context.Context, it item) error {
-	f, fi, err := openRegular(it.fsPath, it.follow)
+	f, fi, err := openRegular(it)
 	if err != nil {
 		return a.openFailed(it, err)
 	}
@@ -405,14 +405,11 @@ func observe(it item, f srcFile, before fileID, size int64, readErr error) obser
 		return observation{consistencySample{Path: it.arch, Before: fp(size, before), Reason: ReasonReadError, Error: readErr.Error()},
 			observedReadError}
 	}
-	stat := os.Lstat
-	if it.follow {
-		stat = os.Stat // the target is what was read; a link retargeted since counts as replaced
-	}
 	// Fingerprints are values until something is found: an unchanged file allocates none.
 	var afterPath, afterHandle fingerprint
 	var havePath, haveHandle, sameInode bool
-	pfi, err := stat(it.fsPath)
+	// With follow, the target is what was read; a link retargeted since counts as replaced.
+	pfi, err := statAt(it.at, it.fsPath, it.follow)
 	if err == nil {
 		pid := statID(pfi)
 		afterPath, havePath = fingerprintOf(pfi.Size(), pid), true

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -94,16 +95,44 @@ type srcFile interface {
 	Stat() (fs.FileInfo, error)
 }
 
-// openRegular opens p for reading without following a symlink (unless follow is set: a link
-// archived as its target under symlink_policy follow) and without blocking on a FIFO, and checks
-// through the handle that it is a regular file.
-func openRegular(p string, follow bool) (srcFile, fs.FileInfo, error) {
+// openDir is a directory the walk listed, held open while its entries are stat'ed and, by
+// read-ahead workers, opened relative to it: the kernel then resolves one name per call instead
+// of the whole path. It is closed when the last reference is released, never while a worker may
+// still use its descriptor (a descriptor number reused for another directory would read the
+// wrong files).
+type openDir struct {
+	f    *os.File
+	fd   int
+	refs atomic.Int32
+}
+
+// newOpenDir takes over f with one reference, the walker's.
+func newOpenDir(f *os.File) *openDir {
+	d := &openDir{f: f, fd: int(f.Fd())}
+	d.refs.Store(1)
+	return d
+}
+
+func (d *openDir) acquire() { d.refs.Add(1) }
+
+func (d *openDir) release() {
+	if d.refs.Add(-1) == 0 {
+		d.f.Close()
+	}
+}
+
+// openRegular opens it.fsPath for reading without following a symlink (unless it.follow is set:
+// a link archived as its target under symlink_policy follow) and without blocking on a FIFO,
+// and checks through the handle that it is a regular file. With it.at set it opens relative to
+// the directory.
+func openRegular(it item) (srcFile, fs.FileInfo, error) {
+	p, follow := it.fsPath, it.follow
 	if openHook != nil {
 		if err := openHook(p); err != nil {
 			return nil, nil, err
 		}
 	}
-	f, err := openSource(p, follow)
+	f, err := openSource(it.at, p, follow)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,7 +3,6 @@ package backup
 import (
 	"io"
 	"io/fs"
-	"os"
 	"syscall"
 	"time"
 
@@ -18,15 +17,20 @@ type rawFile struct {
 	name string
 }
 
-// openSource opens p read-only and non-blocking; with O_NOFOLLOW unless follow is set.
-func openSource(p string, follow bool) (srcFile, error) {
+// openSource opens p read-only and non-blocking; with O_NOFOLLOW unless follow is set; relative
+// to at.dir when it is set (p is at.dir's path joined with at.name).
+func openSource(at entryAt, p string, follow bool) (srcFile, error) {
 	flags := syscall.O_RDONLY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
 	if !follow {
 		flags |= syscall.O_NOFOLLOW
 	}
+	dirfd, name := unix.AT_FDCWD, p
+	if at.dir != nil {
+		dirfd, name = at.dir.fd, at.name
+	}
 	var fd int
 	err := ignoringEINTR(func() (err error) {
-		fd, err = syscall.Open(p, flags, 0)
+		fd, err = unix.Openat(dirfd, name, flags, 0)
 		return err
 	})
 	if err != nil {
@@ -119,18 +123,31 @@ func (s *statInfo) Mode() fs.FileMode {
 	return m
 }
 
-// statDir stats the entries of one open directory relative to it (fstatat), so the kernel
-// resolves one name instead of the whole path, and without os.Lstat's allocations.
-type statDir struct{ fd int }
+// lstat is os.Lstat of full, the directory's path joined with name, made relative to the
+// directory (fstatat) and without os.Lstat's allocations.
+func (d *openDir) lstat(name, full string) (fs.FileInfo, error) {
+	return statAt(entryAt{d, name}, full, false)
+}
 
-func newStatDir(dir *os.File) statDir { return statDir{fd: int(dir.Fd())} }
-
-// lstat is os.Lstat of full, which is the directory's path joined with name.
-func (d statDir) lstat(name, full string) (fs.FileInfo, error) {
+// statAt stats p, relative to at.dir when it is set; following a last symlink only if follow
+// is set.
+func statAt(at entryAt, p string, follow bool) (fs.FileInfo, error) {
+	dirfd, name := unix.AT_FDCWD, p
+	if at.dir != nil {
+		dirfd, name = at.dir.fd, at.name
+	}
+	flags := unix.AT_SYMLINK_NOFOLLOW
+	if follow {
+		flags = 0
+	}
 	st := &statInfo{name: name}
-	err := ignoringEINTR(func() error { return unix.Fstatat(d.fd, name, &st.sys, unix.AT_SYMLINK_NOFOLLOW) })
+	err := ignoringEINTR(func() error { return unix.Fstatat(dirfd, name, &st.sys, flags) })
 	if err != nil {
-		return nil, &fs.PathError{Op: "lstat", Path: full, Err: err}
+		op := "lstat"
+		if follow {
+			op = "stat"
+		}
+		return nil, &fs.PathError{Op: op, Path: p, Err: err}
 	}
 	return st, nil
 }

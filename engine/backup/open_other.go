@@ -8,8 +8,9 @@ import (
 	"syscall"
 )
 
-// openSource opens p read-only and non-blocking; with O_NOFOLLOW unless follow is set.
-func openSource(p string, follow bool) (srcFile, error) {
+// openSource opens p read-only and non-blocking; with O_NOFOLLOW unless follow is set. The
+// *at calls are left to Linux: at is not used.
+func openSource(_ entryAt, p string, follow bool) (srcFile, error) {
 	flags := os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
 	if !follow {
 		flags |= syscall.O_NOFOLLOW
@@ -17,9 +18,12 @@ func openSource(p string, follow bool) (srcFile, error) {
 	return os.OpenFile(p, flags, 0)
 }
 
-// statDir stats a directory's entries by their full path: fstatat is left to Linux.
-type statDir struct{}
+func (d *openDir) lstat(_, full string) (fs.FileInfo, error) { return os.Lstat(full) }
 
-func newStatDir(*os.File) statDir { return statDir{} }
-
-func (statDir) lstat(_, full string) (fs.FileInfo, error) { return os.Lstat(full) }
+// statAt stats p by its path (the *at calls are left to Linux).
+func statAt(_ entryAt, p string, follow bool) (fs.FileInfo, error) {
+	if follow {
+		return os.Stat(p)
+	}
+	return os.Lstat(p)
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -171,5 +172,60 @@ func TestConsistencyDetectsEachChange(t *testing.T) {
 				t.Fatalf("an unchanged file is reported: %s", raw)
 			}
 		})
+	}
+}
+
+// Read-ahead opens files relative to the directories the walk listed, which stay open while
+// a worker may still use them: every one is closed when the run ends, finished or canceled
+// halfway, and the archive is the same as with sequential reads (a descriptor closed early and
+// reused would read the wrong directory).
+func TestListedDirectoriesAreClosed(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	mtime := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for d := range 40 {
+		for f := range 20 {
+			testtool.WriteFile(t, filepath.Join(src, fmt.Sprintf("d%02d", d), fmt.Sprintf("f%02d", f)),
+				testtool.RandBytes(100+d*f, uint64(d*100+f)), 0o644, mtime)
+		}
+	}
+	openUnder := func() []string {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		var out []string
+		for _, e := range ents {
+			if l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(l, src) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	var streams [2][]byte
+	for i, sequential := range []bool{true, false} {
+		h := newHarness(t)
+		h.sequential = sequential
+		if _, err := h.run(context.Background(), fsSpec(t, nil, src)); err != nil {
+			t.Fatal(err)
+		}
+		streams[i] = h.tarStream()
+		if open := openUnder(); len(open) > 0 {
+			t.Fatalf("still open after the run: %v", open)
+		}
+	}
+	if !bytes.Equal(streams[0], streams[1]) {
+		t.Fatal("read-ahead archived other bytes than sequential reads")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	backup.InjectAfterCopy(filepath.Join(src, "d10", "f05"), cancel)
+	h := newHarness(t)
+	if _, err := h.run(ctx, fsSpec(t, nil, src)); err == nil {
+		t.Fatal("canceled run succeeded")
+	}
+	if open := openUnder(); len(open) > 0 {
+		t.Fatalf("still open after a canceled run: %v", open)
 	}
 }

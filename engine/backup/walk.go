@@ -25,6 +25,16 @@ type item struct {
 	// follow: fsPath is a symlink archived as what it points to (symlink_policy follow), so it
 	// is opened through the link.
 	follow bool
+	// at is the open directory fsPath was listed in, valid while emit runs: a file is opened
+	// and stat'ed relative to it. Whoever keeps the item longer takes a reference (acquire)
+	// and releases it, or clears at to fall back to fsPath. Zero for roots and extra items.
+	at entryAt
+}
+
+// entryAt names a directory entry relative to its open directory.
+type entryAt struct {
+	dir  *openDir
+	name string
 }
 
 // walkRoot is one selected source path.
@@ -177,7 +187,7 @@ func (w *walker) walk(ctx context.Context, emit func(item) error) error {
 			}
 			continue
 		}
-		if err := w.visit(ctx, r.fsPath, r.prefix, fi, r.emitSelf, true, earlier, nil, emit); err != nil {
+		if err := w.visit(ctx, r.fsPath, r.prefix, entryAt{}, fi, r.emitSelf, true, earlier, nil, emit); err != nil {
 			return err
 		}
 	}
@@ -187,7 +197,7 @@ func (w *walker) walk(ctx context.Context, emit func(item) error) error {
 // visit emits fsPath and, for a directory, its subtree. ancestors holds the (device, inode) of
 // the directories on the path down to fsPath: under symlink_policy follow a link back into one
 // of them (to an ancestor, or two links leading into each other) would never end.
-func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo, emitSelf, top bool,
+func (w *walker) visit(ctx context.Context, fsPath, arch string, at entryAt, fi fs.FileInfo, emitSelf, top bool,
 	earlier []string, ancestors [][2]uint64, emit func(item) error) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
@@ -252,7 +262,7 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 		}
 	}
 	if emitSelf {
-		if err := emit(item{fsPath: fsPath, arch: arch, info: fi, follow: follow}); err != nil {
+		if err := emit(item{fsPath: fsPath, arch: arch, info: fi, follow: follow, at: at}); err != nil {
 			return err
 		}
 	}
@@ -267,8 +277,8 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 		}
 		return w.issues.fail(arch, fmt.Errorf("read directory: %w", err))
 	}
-	defer dir.Close()
-	at := newStatDir(dir)
+	d := newOpenDir(dir)
+	defer d.release()
 	sub := ancestors
 	if id != ([2]uint64{}) {
 		sub = append(ancestors[:len(ancestors):len(ancestors)], id)
@@ -283,7 +293,7 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 			w.issues.warn(childArch, "already emitted by an earlier selected path; skipped")
 			continue
 		}
-		cfi, err := at.lstat(name, child)
+		cfi, err := d.lstat(name, child)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				vanished(w.issues, w.cons, childArch, nil, err, msgVanished) // listed, then gone before its lstat
@@ -294,7 +304,7 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 			}
 			continue
 		}
-		if err := w.visit(ctx, child, childArch, cfi, true, false, earlier, sub, emit); err != nil {
+		if err := w.visit(ctx, child, childArch, entryAt{d, name}, cfi, true, false, earlier, sub, emit); err != nil {
 			return err
 		}
 	}
