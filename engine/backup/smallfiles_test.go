@@ -65,8 +65,9 @@ func TestTarHeadersHaveWholeSecondsAndNoPAXRecord(t *testing.T) {
 		if p.Mode != 0o640 || p.Size != 5 {
 			t.Fatalf("header %+v", p)
 		}
-		// The first entry is the plain file: one header block and one data block.
-		if stream[512+156] == 'x' || !bytes.Equal(stream[512:512+5], []byte("hello")) {
+		// The first entry is the plain file: its own header block (type '0', not a PAX 'x'
+		// header) and then its body.
+		if stream[156] != tar.TypeReg || !bytes.Equal(stream[512:512+5], []byte("hello")) {
 			t.Fatal("the plain file's body does not follow its header block")
 		}
 		l := seen[arch(long)]
