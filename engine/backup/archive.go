@@ -33,6 +33,7 @@ type archiver struct {
 	done      progress.Units
 	onDone    func(progress.Units)
 	ra        *readAhead // nil: every file is read when it is written
+	hdr       tar.Header
 }
 
 type hardlinkTarget struct {
@@ -57,16 +58,25 @@ func (a *archiver) add(ctx context.Context, it item) error {
 	return nil
 }
 
-func baseHeader(it item, id fileID) *tar.Header {
-	return &tar.Header{
+// baseHeader is an entry's header. Its mtime is whole seconds, as the original's GNU headers
+// have it: with nanoseconds archive/tar adds a PAX extended header to every entry (two more
+// 512-byte blocks per file to write and compress), and restore sets whole seconds either way.
+// PAX records are still written when an entry needs one (a long name or link, a large id).
+// The header is the archiver's own, reused for every entry (WriteHeader copies it).
+func (a *archiver) baseHeader(it item, id fileID) *tar.Header {
+	a.hdr = tar.Header{
 		Name:    it.arch,
 		Mode:    int64(unixPerm(it.info.Mode())),
-		ModTime: it.info.ModTime(),
+		ModTime: wholeSeconds(it.info.ModTime()),
 		Uid:     int(id.UID),
 		Gid:     int(id.GID),
 		Format:  tar.FormatPAX,
 	}
+	return &a.hdr
 }
+
+// wholeSeconds drops the sub-second part of t, rounding toward the past like tar does.
+func wholeSeconds(t time.Time) time.Time { return time.Unix(t.Unix(), 0) }
 
 // unixPerm converts Go's mode bits to the unix permission, setuid, setgid and sticky bits.
 func unixPerm(m fs.FileMode) uint32 {
@@ -84,7 +94,7 @@ func unixPerm(m fs.FileMode) uint32 {
 }
 
 func (a *archiver) addDir(it item) error {
-	h := baseHeader(it, statID(it.info))
+	h := a.baseHeader(it, statID(it.info))
 	h.Typeflag = tar.TypeDir
 	h.Name = it.arch + "/"
 	if err := a.tw.WriteHeader(h); err != nil {
@@ -104,7 +114,7 @@ func (a *archiver) addSymlink(it item) error {
 		}
 		return a.issues.fail(it.arch, fmt.Errorf("read symlink: %w", err))
 	}
-	h := baseHeader(it, statID(it.info))
+	h := a.baseHeader(it, statID(it.info))
 	h.Typeflag = tar.TypeSymlink
 	h.Linkname = target
 	if err := a.tw.WriteHeader(h); err != nil {
@@ -116,7 +126,7 @@ func (a *archiver) addSymlink(it item) error {
 }
 
 func (a *archiver) addFile(ctx context.Context, it item) error {
-	f, fi, err := openRegular(it.fsPath, it.follow)
+	f, fi, err := openRegular(it)
 	if err != nil {
 		return a.openFailed(it, err)
 	}
@@ -144,7 +154,7 @@ func (a *archiver) hardlink(it item, id fileID) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	h := baseHeader(it, id)
+	h := a.baseHeader(it, id)
 	h.Typeflag = tar.TypeLink
 	h.Linkname = first.arch
 	if err := a.tw.WriteHeader(h); err != nil {
@@ -203,10 +213,10 @@ func (a *archiver) writeFile(ctx context.Context, it item, f srcFile, fi fs.File
 
 // fileHeader writes the tar header of a regular file of fi's size.
 func (a *archiver) fileHeader(it item, id fileID, fi fs.FileInfo) error {
-	h := baseHeader(it, id)
+	h := a.baseHeader(it, id)
 	h.Typeflag = tar.TypeReg
 	h.Size = fi.Size()
-	h.ModTime = fi.ModTime()
+	h.ModTime = wholeSeconds(fi.ModTime())
 	if err := a.tw.WriteHeader(h); err != nil {
 		return fmt.Errorf("write tar header %s: %w", it.arch, err)
 	}
@@ -359,7 +369,12 @@ func (c *consistency) Total() int64 {
 }
 
 func fp(size int64, id fileID) *fingerprint {
-	return &fingerprint{SizeBytes: size, MtimeNanos: id.MtimeNanos, Dev: id.Dev, Ino: id.Ino}
+	f := fingerprintOf(size, id)
+	return &f
+}
+
+func fingerprintOf(size int64, id fileID) fingerprint {
+	return fingerprint{SizeBytes: size, MtimeNanos: id.MtimeNanos, Dev: id.Dev, Ino: id.Ino}
 }
 
 // observation is what the consistency check saw of one file after reading it; apply records it.
@@ -379,46 +394,54 @@ const (
 )
 
 // observe compares the file before reading (through the open handle) with after, through the
-// handle and through the path. It changes nothing, so a read-ahead worker may call it.
+// path and through the handle. It changes nothing, so a read-ahead worker may call it.
+//
+// While the path still names the inode that was read (same dev and inode), its lstat is that
+// inode's stat, the same one fstat on the handle returns: the handle's fingerprint is taken from
+// it, and the fstat (a system call per file) is left out. Only when the path is gone, names
+// another file or cannot be stat'ed is the handle asked itself.
 func observe(it item, f srcFile, before fileID, size int64, readErr error) observation {
-	s := consistencySample{Path: it.arch, Before: fp(size, before)}
 	if readErr != nil {
-		s.Reason, s.Error = ReasonReadError, readErr.Error()
-		return observation{s, observedReadError}
+		return observation{consistencySample{Path: it.arch, Before: fp(size, before), Reason: ReasonReadError, Error: readErr.Error()},
+			observedReadError}
 	}
-	if hfi, err := f.Stat(); err == nil {
-		hid := statID(hfi)
-		s.AfterHandle = fp(hfi.Size(), hid)
+	// Fingerprints are values until something is found: an unchanged file allocates none.
+	var afterPath, afterHandle fingerprint
+	var havePath, haveHandle, sameInode bool
+	// With follow, the target is what was read; a link retargeted since counts as replaced.
+	pfi, err := statAt(it.at, it.fsPath, it.follow)
+	if err == nil {
+		pid := statID(pfi)
+		afterPath, havePath = fingerprintOf(pfi.Size(), pid), true
+		sameInode = pid.HasID && before.HasID && pid.Dev == before.Dev && pid.Ino == before.Ino
 	}
-	stat := os.Lstat
-	if it.follow {
-		stat = os.Stat // the target is what was read; a link retargeted since counts as replaced
+	if sameInode {
+		afterHandle, haveHandle = afterPath, true
+	} else if hfi, herr := f.Stat(); herr == nil {
+		afterHandle, haveHandle = fingerprintOf(hfi.Size(), statID(hfi)), true
 	}
-	pfi, err := stat(it.fsPath)
+	var reason string
+	var kind observed
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		s.Reason = ReasonStatAfterMissing
-		return observation{s, observedDeleted}
-	case err == nil:
-		pid := statID(pfi)
-		s.AfterPath = fp(pfi.Size(), pid)
-		if pid.HasID && before.HasID && (pid.Dev != before.Dev || pid.Ino != before.Ino) {
-			s.Reason = ReasonFileIDChanged
-			return observation{s, observedReplaced}
-		}
+		reason, kind = ReasonStatAfterMissing, observedDeleted
+	case havePath && !sameInode && statID(pfi).HasID && before.HasID:
+		reason, kind = ReasonFileIDChanged, observedReplaced
+	case haveHandle && afterHandle.SizeBytes != size:
+		reason, kind = ReasonSizeChanged, observedChanged
+	case haveHandle && afterHandle.MtimeNanos != before.MtimeNanos:
+		reason, kind = ReasonMtimeChanged, observedChanged
+	default:
+		return observation{kind: observedSame}
 	}
-	if h := s.AfterHandle; h != nil {
-		switch {
-		case h.SizeBytes != size:
-			s.Reason = ReasonSizeChanged
-		case h.MtimeNanos != before.MtimeNanos:
-			s.Reason = ReasonMtimeChanged
-		}
-		if s.Reason != "" {
-			return observation{s, observedChanged}
-		}
+	s := consistencySample{Path: it.arch, Reason: reason, Before: fp(size, before)}
+	if havePath {
+		s.AfterPath = &afterPath
 	}
-	return observation{s, observedSame}
+	if haveHandle {
+		s.AfterHandle = &afterHandle
+	}
+	return observation{s, kind}
 }
 
 // apply counts and samples what observe saw.

@@ -9,7 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // fileID is what identifies a file and its owner on unix.
@@ -23,7 +26,12 @@ type fileID struct {
 
 func statID(fi fs.FileInfo) fileID {
 	id := fileID{MtimeNanos: fi.ModTime().UnixNano()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+	switch st := fi.Sys().(type) {
+	case *syscall.Stat_t: // os.Lstat and os.File.Stat
+		id.Dev, id.Ino, id.Nlink = uint64(st.Dev), uint64(st.Ino), uint64(st.Nlink) //nolint:unconvert // widths differ per OS
+		id.UID, id.GID = uint64(st.Uid), uint64(st.Gid)
+		id.HasID = true
+	case *unix.Stat_t: // statInfo
 		id.Dev, id.Ino, id.Nlink = uint64(st.Dev), uint64(st.Ino), uint64(st.Nlink) //nolint:unconvert // widths differ per OS
 		id.UID, id.GID = uint64(st.Uid), uint64(st.Gid)
 		id.HasID = true
@@ -31,13 +39,15 @@ func statID(fi fs.FileInfo) fileID {
 	return id
 }
 
-// readDir lists a directory's names, sorted. O_DIRECTORY fails on anything else and O_NONBLOCK
-// keeps a FIFO swapped in since the Lstat from blocking the open. Unless follow is set (a legacy
-// root that is a symlink to a directory), a symlink swapped in is not followed either.
-func readDir(p string, follow bool) ([]string, error) {
+// readDir lists a directory's names, sorted, and returns it open: its children are stat'ed
+// through it (lstatAt), one path component each instead of the whole path. The caller closes
+// it. O_DIRECTORY fails on anything else and O_NONBLOCK keeps a FIFO swapped in since the Lstat
+// from blocking the open. Unless follow is set (a legacy root that is a symlink to a directory),
+// a symlink swapped in is not followed either.
+func readDir(p string, follow bool) ([]string, *os.File, error) {
 	if openHook != nil {
 		if err := openHook(p); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	flags := os.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
@@ -46,15 +56,15 @@ func readDir(p string, follow bool) ([]string, error) {
 	}
 	f, err := os.OpenFile(p, flags, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	if err != nil {
-		return nil, err
+		f.Close()
+		return nil, nil, err
 	}
 	slices.Sort(names)
-	return names, nil
+	return names, f, nil
 }
 
 // Test seams for fault injection. Only export_test.go sets them, so in production each file
@@ -85,16 +95,44 @@ type srcFile interface {
 	Stat() (fs.FileInfo, error)
 }
 
-// openRegular opens p for reading without following a symlink (unless follow is set: a link
-// archived as its target under symlink_policy follow) and without blocking on a FIFO, and checks
-// through the handle that it is a regular file.
-func openRegular(p string, follow bool) (srcFile, fs.FileInfo, error) {
+// openDir is a directory the walk listed, held open while its entries are stat'ed and, by
+// read-ahead workers, opened relative to it: the kernel then resolves one name per call instead
+// of the whole path. It is closed when the last reference is released, never while a worker may
+// still use its descriptor (a descriptor number reused for another directory would read the
+// wrong files).
+type openDir struct {
+	f    *os.File
+	fd   int
+	refs atomic.Int32
+}
+
+// newOpenDir takes over f with one reference, the walker's.
+func newOpenDir(f *os.File) *openDir {
+	d := &openDir{f: f, fd: int(f.Fd())}
+	d.refs.Store(1)
+	return d
+}
+
+func (d *openDir) acquire() { d.refs.Add(1) }
+
+func (d *openDir) release() {
+	if d.refs.Add(-1) == 0 {
+		d.f.Close()
+	}
+}
+
+// openRegular opens it.fsPath for reading without following a symlink (unless it.follow is set:
+// a link archived as its target under symlink_policy follow) and without blocking on a FIFO,
+// and checks through the handle that it is a regular file. With it.at set it opens relative to
+// the directory.
+func openRegular(it item) (srcFile, fs.FileInfo, error) {
+	p, follow := it.fsPath, it.follow
 	if openHook != nil {
 		if err := openHook(p); err != nil {
 			return nil, nil, err
 		}
 	}
-	f, err := openSource(p, follow)
+	f, err := openSource(it.at, p, follow)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // rawFile is a source file read through its descriptor alone. os.OpenFile would also register
@@ -15,15 +17,20 @@ type rawFile struct {
 	name string
 }
 
-// openSource opens p read-only and non-blocking; with O_NOFOLLOW unless follow is set.
-func openSource(p string, follow bool) (srcFile, error) {
+// openSource opens p read-only and non-blocking; with O_NOFOLLOW unless follow is set; relative
+// to at.dir when it is set (p is at.dir's path joined with at.name).
+func openSource(at entryAt, p string, follow bool) (srcFile, error) {
 	flags := syscall.O_RDONLY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
 	if !follow {
 		flags |= syscall.O_NOFOLLOW
 	}
+	dirfd, name := unix.AT_FDCWD, p
+	if at.dir != nil {
+		dirfd, name = at.dir.fd, at.name
+	}
 	var fd int
 	err := ignoringEINTR(func() (err error) {
-		fd, err = syscall.Open(p, flags, 0)
+		fd, err = unix.Openat(dirfd, name, flags, 0)
 		return err
 	})
 	if err != nil {
@@ -52,7 +59,7 @@ func (f *rawFile) Read(b []byte) (int, error) {
 
 func (f *rawFile) Stat() (fs.FileInfo, error) {
 	st := &statInfo{name: f.name}
-	if err := ignoringEINTR(func() error { return syscall.Fstat(f.fd, &st.sys) }); err != nil {
+	if err := ignoringEINTR(func() error { return unix.Fstat(f.fd, &st.sys) }); err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: f.name, Err: err}
 	}
 	return st, nil
@@ -75,10 +82,10 @@ func ignoringEINTR(fn func() error) error {
 	}
 }
 
-// statInfo is an fs.FileInfo from fstat; Sys returns the *syscall.Stat_t, as os's does.
+// statInfo is an fs.FileInfo from fstat or fstatat; Sys returns the *unix.Stat_t.
 type statInfo struct {
 	name string
-	sys  syscall.Stat_t
+	sys  unix.Stat_t
 }
 
 func (s *statInfo) Name() string       { return s.name }
@@ -114,4 +121,33 @@ func (s *statInfo) Mode() fs.FileMode {
 		m |= fs.ModeSticky
 	}
 	return m
+}
+
+// lstat is os.Lstat of full, the directory's path joined with name, made relative to the
+// directory (fstatat) and without os.Lstat's allocations.
+func (d *openDir) lstat(name, full string) (fs.FileInfo, error) {
+	return statAt(entryAt{d, name}, full, false)
+}
+
+// statAt stats p, relative to at.dir when it is set; following a last symlink only if follow
+// is set.
+func statAt(at entryAt, p string, follow bool) (fs.FileInfo, error) {
+	dirfd, name := unix.AT_FDCWD, p
+	if at.dir != nil {
+		dirfd, name = at.dir.fd, at.name
+	}
+	flags := unix.AT_SYMLINK_NOFOLLOW
+	if follow {
+		flags = 0
+	}
+	st := &statInfo{name: name}
+	err := ignoringEINTR(func() error { return unix.Fstatat(dirfd, name, &st.sys, flags) })
+	if err != nil {
+		op := "lstat"
+		if follow {
+			op = "stat"
+		}
+		return nil, &fs.PathError{Op: op, Path: p, Err: err}
+	}
+	return st, nil
 }

@@ -111,7 +111,12 @@ func (ra *readAhead) dispatch() {
 func (a *archiver) enqueue(ctx context.Context, it item) error {
 	ra := a.ra
 	p := &pending{it: it}
-	if a.bufferable(it) {
+	if !a.bufferable(it) {
+		p.it.at = entryAt{} // the walk moves on: written later, it is reached by its path
+	} else {
+		if it.at.dir != nil {
+			it.at.dir.acquire() // until a worker has fetched it
+		}
 		if ra.filling == nil {
 			ra.filling = &batch{done: make(chan struct{})}
 		}
@@ -193,11 +198,12 @@ func (ra *readAhead) stop() {
 
 // fetch opens, reads, hashes and observes one file: what addFile does before it writes.
 func (p *pending) fetch(ctx context.Context, h *blake3.Hasher) {
+	defer p.dropDir() // a file left to the archiver is checked through its path
 	if err := ctx.Err(); err != nil {
 		p.openErr = context.Cause(ctx)
 		return
 	}
-	f, fi, err := openRegular(p.it.fsPath, p.it.follow)
+	f, fi, err := openRegular(p.it)
 	if err != nil {
 		p.openErr = err
 		return
@@ -232,8 +238,18 @@ func (p *pending) fetch(ctx context.Context, h *blake3.Hasher) {
 	p.obs = observe(p.it, f, statID(fi), size, p.readErr)
 }
 
-// release closes and returns what fetch took; the caller knows fetch has finished.
+// dropDir releases the entry's reference to its directory.
+func (p *pending) dropDir() {
+	if p.it.at.dir != nil {
+		p.it.at.dir.release()
+		p.it.at = entryAt{}
+	}
+}
+
+// release closes and returns what fetch took, and the directory reference of an entry never
+// fetched; the caller knows fetch has finished or will never run.
 func (p *pending) release() {
+	p.dropDir()
 	if p.f != nil {
 		p.f.Close()
 		p.f = nil

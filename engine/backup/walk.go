@@ -25,6 +25,16 @@ type item struct {
 	// follow: fsPath is a symlink archived as what it points to (symlink_policy follow), so it
 	// is opened through the link.
 	follow bool
+	// at is the open directory fsPath was listed in, valid while emit runs: a file is opened
+	// and stat'ed relative to it. Whoever keeps the item longer takes a reference (acquire)
+	// and releases it, or clears at to fall back to fsPath. Zero for roots and extra items.
+	at entryAt
+}
+
+// entryAt names a directory entry relative to its open directory.
+type entryAt struct {
+	dir  *openDir
+	name string
 }
 
 // walkRoot is one selected source path.
@@ -177,7 +187,7 @@ func (w *walker) walk(ctx context.Context, emit func(item) error) error {
 			}
 			continue
 		}
-		if err := w.visit(ctx, r.fsPath, r.prefix, fi, r.emitSelf, true, earlier, nil, emit); err != nil {
+		if err := w.visit(ctx, r.fsPath, r.prefix, entryAt{}, fi, r.emitSelf, true, earlier, nil, emit); err != nil {
 			return err
 		}
 	}
@@ -187,7 +197,7 @@ func (w *walker) walk(ctx context.Context, emit func(item) error) error {
 // visit emits fsPath and, for a directory, its subtree. ancestors holds the (device, inode) of
 // the directories on the path down to fsPath: under symlink_policy follow a link back into one
 // of them (to an ancestor, or two links leading into each other) would never end.
-func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo, emitSelf, top bool,
+func (w *walker) visit(ctx context.Context, fsPath, arch string, at entryAt, fi fs.FileInfo, emitSelf, top bool,
 	earlier []string, ancestors [][2]uint64, emit func(item) error) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
@@ -252,14 +262,14 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 		}
 	}
 	if emitSelf {
-		if err := emit(item{fsPath: fsPath, arch: arch, info: fi, follow: follow}); err != nil {
+		if err := emit(item{fsPath: fsPath, arch: arch, info: fi, follow: follow, at: at}); err != nil {
 			return err
 		}
 	}
 	if !isDir {
 		return nil
 	}
-	entries, err := readDir(fsPath, follow)
+	entries, dir, err := readDir(fsPath, follow)
 	if err != nil {
 		if !top && errors.Is(err, fs.ErrNotExist) {
 			vanished(w.issues, w.cons, arch, fi, err, msgDirVanished)
@@ -267,12 +277,14 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 		}
 		return w.issues.fail(arch, fmt.Errorf("read directory: %w", err))
 	}
+	d := newOpenDir(dir)
+	defer d.release()
 	sub := ancestors
 	if id != ([2]uint64{}) {
 		sub = append(ancestors[:len(ancestors):len(ancestors)], id)
 	}
 	for _, name := range entries {
-		child := filepath.Join(fsPath, name)
+		child := joinFS(fsPath, name)
 		childArch := joinArch(arch, name)
 		if top && !emitSelf && w.skipTop[name] {
 			continue
@@ -281,7 +293,7 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 			w.issues.warn(childArch, "already emitted by an earlier selected path; skipped")
 			continue
 		}
-		cfi, err := os.Lstat(child)
+		cfi, err := d.lstat(name, child)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				vanished(w.issues, w.cons, childArch, nil, err, msgVanished) // listed, then gone before its lstat
@@ -292,11 +304,20 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, fi fs.FileInfo,
 			}
 			continue
 		}
-		if err := w.visit(ctx, child, childArch, cfi, true, false, earlier, sub, emit); err != nil {
+		if err := w.visit(ctx, child, childArch, entryAt{d, name}, cfi, true, false, earlier, sub, emit); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// joinFS is filepath.Join for a clean directory path and a name from its listing (no
+// separators, never "." or ".."), without Join's cleaning: it runs for every entry.
+func joinFS(dir, name string) string {
+	if strings.HasSuffix(dir, string(filepath.Separator)) {
+		return dir + name
+	}
+	return dir + string(filepath.Separator) + name
 }
 
 // linkError says why a symlink could not be followed (ENOENT or ELOOP), without the path (the
