@@ -39,6 +39,18 @@ func statID(fi fs.FileInfo) fileID {
 	return id
 }
 
+// statMode is the st_mode, uid and gid of fi, from os.Lstat (syscall) or statInfo (unix); ok is
+// false for a FileInfo that carries neither.
+func statMode(fi fs.FileInfo) (mode uint32, uid, gid uint64, ok bool) {
+	switch st := fi.Sys().(type) {
+	case *syscall.Stat_t:
+		return uint32(st.Mode), uint64(st.Uid), uint64(st.Gid), true //nolint:unconvert // widths differ per OS
+	case *unix.Stat_t:
+		return uint32(st.Mode), uint64(st.Uid), uint64(st.Gid), true //nolint:unconvert // widths differ per OS
+	}
+	return 0, 0, 0, false
+}
+
 // readDir lists a directory's names, sorted, and returns it open: its children are stat'ed
 // through it (lstatAt), one path component each instead of the whole path. The caller closes
 // it. O_DIRECTORY fails on anything else and O_NONBLOCK keeps a FIFO swapped in since the Lstat

@@ -263,9 +263,7 @@ func (w *rawWriter) progress() {
 func rawMeta(e *format.Entry, fi fs.FileInfo, xattrs map[string]string) {
 	mt := fi.ModTime().Unix()
 	e.Mtime = &mt
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		mode := uint32(st.Mode) //nolint:unconvert // widths differ per OS
-		uid, gid := uint64(st.Uid), uint64(st.Gid)
+	if mode, uid, gid, ok := statMode(fi); ok {
 		e.Mode, e.UID, e.GID = &mode, &uid, &gid
 	}
 	if len(xattrs) > 0 {
@@ -311,7 +309,8 @@ func (w *rawWriter) addFile(ctx context.Context, it item) error {
 		// A name no target can hold as data/<path> (a control character or a backslash in it).
 		return w.issues.fail(it.arch, fmt.Errorf("cannot be stored in a raw tree: %w", err))
 	}
-	f, fi, err := openRegular(it.fsPath, it.follow)
+	// By path, not relative to the listed directory (it.at): the upload may outlive emit.
+	f, fi, err := openRegular(item{fsPath: it.fsPath, follow: it.follow})
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			vanished(w.issues, w.cons, it.arch, it.info, err, msgVanished)
