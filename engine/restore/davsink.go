@@ -62,8 +62,9 @@ type MetaEntry struct {
 // metadata collection). The collection and its parents are made first. Directories are made
 // without conflict checks (servers disagree on what a collection "exists" means); a file that
 // exists (HEAD) is replaced (DELETE, then PUT), skipped or fails the restore, by the conflict
-// policy. Each file is spooled to a temporary file in the request's staging directory first, so
-// memory stays bounded and a failed PUT can be retried from the start. Symlinks, hard links and
+// policy. Each file is spooled to a temporary file in the request's staging directory first
+// (before any DELETE), so memory stays bounded, a failed PUT can be retried from the start and
+// an entry whose reader fails before its end is neither stored nor costs the file it replaces. Symlinks, hard links and
 // special files are not materialized: only their records say what they were. Cancellation is
 // checked between entries and stops a transfer in progress.
 func WebDAV(tree DAVTree, opID string) Sink { return davSink{tree: tree, opID: opID} }
@@ -136,6 +137,7 @@ func (w *davWriter) file(ctx context.Context, rel string, h *tar.Header, tr io.R
 		}
 	}
 	_, err := w.tree.Size(ctx, rel)
+	exists := err == nil
 	switch {
 	case errors.Is(err, targets.ErrNotExist):
 	case err != nil:
@@ -145,10 +147,6 @@ func (w *davWriter) file(ctx context.Context, rel string, h *tar.Header, tr io.R
 		return w.record(ctx, rel, h, ActionSkippedExisting)
 	case w.policy == ConflictFail:
 		return &Error{Code: CodeConflict, Err: fmt.Errorf("%s already exists on the WebDAV destination (conflict policy fail)", rel)}
-	default:
-		if err := w.tree.Delete(ctx, rel); err != nil {
-			return fmt.Errorf("replace %s on the WebDAV destination: %w", rel, err)
-		}
 	}
 	spool, err := os.CreateTemp(w.spoolDir, "entry-*")
 	if err != nil {
@@ -161,6 +159,13 @@ func (w *davWriter) file(ctx context.Context, rel string, h *tar.Header, tr io.R
 	n, err := copyEntry(ctx, w.buf, spool, tr)
 	if err != nil {
 		return err
+	}
+	// The existing file goes only once the new content is whole and checked (a raw tree's data/
+	// file is verified at its end): a damaged one must not cost the file it would replace.
+	if exists {
+		if err := w.tree.Delete(ctx, rel); err != nil {
+			return fmt.Errorf("replace %s on the WebDAV destination: %w", rel, err)
+		}
 	}
 	if err := w.tree.Put(ctx, rel, spool, n); err != nil {
 		return fmt.Errorf("upload %s to the WebDAV destination: %w", rel, err)
