@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -41,6 +42,15 @@ const (
 	ActionWritten            = "written"
 	ActionSkippedExisting    = "skipped_existing"
 	ActionSkippedUnsupported = "skipped_unsupported"
+)
+
+// PAX records of an entry that its WebDAV record carries: extended attributes (the key tar
+// uses; the record has the value base64-encoded, like a raw tree's index) and, for a raw tree
+// record, its hardlink_group (a key of ours: WebDAV cannot link, so each member is uploaded as
+// a file and only the record says they were one).
+const (
+	paxXattr         = "SCHILY.xattr."
+	paxHardlinkGroup = "BASTION.hardlink_group"
 )
 
 // MetaEntry is one entry record of a WebDAV restore.
@@ -179,7 +189,16 @@ func (w *davWriter) file(ctx context.Context, rel string, h *tar.Header, tr io.R
 func (w *davWriter) record(ctx context.Context, rel string, h *tar.Header, action string) error {
 	mode, uid, gid, mtime, size := h.Mode, int64(h.Uid), int64(h.Gid), h.ModTime.Unix(), h.Size
 	e := MetaEntry{Path: rel, Kind: tarKind(h.Typeflag), LinkName: h.Linkname,
-		Mode: &mode, UID: &uid, GID: &gid, MTime: &mtime, Size: &size, Action: action}
+		Mode: &mode, UID: &uid, GID: &gid, MTime: &mtime, Size: &size, Action: action,
+		HardlinkGroup: h.PAXRecords[paxHardlinkGroup]}
+	for k, v := range h.PAXRecords {
+		if name, ok := strings.CutPrefix(k, paxXattr); ok && name != "" {
+			if e.Xattrs == nil {
+				e.Xattrs = map[string]string{}
+			}
+			e.Xattrs[name] = base64.StdEncoding.EncodeToString([]byte(v))
+		}
+	}
 	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode the record of %s: %w", rel, err)

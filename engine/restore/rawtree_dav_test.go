@@ -1,6 +1,7 @@
 package restore_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -43,6 +44,9 @@ func TestRawTreeToWebDAV(t *testing.T) {
 	if err := os.Symlink("top.txt", filepath.Join(src, "link")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Link(filepath.Join(src, "top.txt"), filepath.Join(src, "hard.txt")); err != nil {
+		t.Fatal(err)
+	}
 	tg := newLocalTarget(t)
 	b := runBackup(t, tg, rawSpec(t, src, nil), nil)
 	arch := strings.TrimPrefix(src, "/")
@@ -55,9 +59,9 @@ func TestRawTreeToWebDAV(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := payloadFiles(t, filepath.Join(s.dir, "full", "here"))
-		want := map[string]string{arch + "/docs/a.txt": "alpha", arch + "/docs/deep/b.txt": "bravo", arch + "/top.txt": "top"}
+		want := map[string]string{arch + "/docs/a.txt": "alpha", arch + "/docs/deep/b.txt": "bravo", arch + "/top.txt": "top", arch + "/hard.txt": "top"}
 		if len(got) != len(want) {
-			t.Errorf("restored %v, want %v (a symlink is not materialized)", got, want)
+			t.Errorf("restored %v, want %v (a symlink is not materialized, hard links are files)", got, want)
 		}
 		for name, body := range want {
 			if got[name] != body {
@@ -67,7 +71,7 @@ func TestRawTreeToWebDAV(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(s.dir, "full", "here", arch, "empty")); err != nil || !fi.IsDir() {
 			t.Errorf("the empty directory was not made: %v", err)
 		}
-		if res.Unsupported != 1 || res.Skipped != 0 || res.Refused != 0 || res.Bytes != 13 {
+		if res.Unsupported != 1 || res.Skipped != 0 || res.Refused != 0 || res.Bytes != 16 {
 			t.Errorf("result %+v", res)
 		}
 		recs := records(t, s, "full/here", op)
@@ -84,6 +88,34 @@ func TestRawTreeToWebDAV(t *testing.T) {
 		}
 		if d := recs[arch+"/empty"]; d.Kind != "dir" || d.Action != restore.ActionWritten {
 			t.Errorf("record of empty %+v", d)
+		}
+		if h, top := recs[arch+"/hard.txt"], recs[arch+"/top.txt"]; h.HardlinkGroup == "" || h.HardlinkGroup != top.HardlinkGroup ||
+			h.Action != restore.ActionWritten || h.Kind != "file" {
+			t.Errorf("records of the hard-linked pair: %+v, %+v", h, top)
+		}
+	})
+
+	// What WebDAV cannot hold of a record goes into its entry record.
+	t.Run("RecordsKeepXattrsAndGroups", func(t *testing.T) {
+		t.Parallel()
+		g, v := "7:42", base64.StdEncoding.EncodeToString([]byte("v\x00\xff"))
+		a, b := rawFile("a", "same"), rawFile("b", "same")
+		a.HardlinkGroup, b.HardlinkGroup = &g, &g
+		a.Xattrs = map[string]string{"user.k": v, "user.bad": "not base64!"}
+		tg, runID, _ := publishRaw(t, []format.Entry{a, b}, map[string]string{"a": "same", "b": "same"})
+		op := uuid.NewString()
+		if _, err := restoreToDAV(t, s, tg, runID, "xattrs", op, nil); err != nil {
+			t.Fatal(err)
+		}
+		recs := records(t, s, "xattrs", op)
+		if ra := recs["a"]; ra.HardlinkGroup != g || len(ra.Xattrs) != 1 || ra.Xattrs["user.k"] != v {
+			t.Errorf("record of a %+v", ra)
+		}
+		if rb := recs["b"]; rb.HardlinkGroup != g || rb.Xattrs != nil {
+			t.Errorf("record of b %+v", rb)
+		}
+		if got := payloadFiles(t, filepath.Join(s.dir, "xattrs")); got["a"] != "same" || got["b"] != "same" {
+			t.Errorf("on the server: %v", got)
 		}
 	})
 

@@ -3,6 +3,7 @@ package restore
 import (
 	"archive/tar"
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -114,7 +115,8 @@ func restoreRawTreeToSink(ctx context.Context, req Request, run targets.RunRef, 
 // rawHeader is the tar header index record e (at the clean path rel) would have had in an
 // archive, or why the record cannot be restored: a file whose size is negative or whose path
 // cannot name a data/ file, a symlink without a usable target, an unknown kind. Metadata the
-// record lacks gets the defaults a local restore applies.
+// record lacks gets the defaults a local restore applies; its hard-link group and extended
+// attributes travel as PAX records, for a WebDAV sink's entry records.
 func rawHeader(rel string, e format.Entry) (*tar.Header, string) {
 	h := &tar.Header{Name: rel}
 	switch e.Kind {
@@ -147,6 +149,19 @@ func rawHeader(rel string, e format.Entry) (*tar.Header, string) {
 	}
 	if e.Mtime != nil {
 		h.ModTime = time.Unix(*e.Mtime, 0)
+	}
+	if e.HardlinkGroup != nil && *e.HardlinkGroup != "" {
+		h.PAXRecords = map[string]string{paxHardlinkGroup: *e.HardlinkGroup}
+	}
+	for name, v := range e.Xattrs {
+		val, err := base64.StdEncoding.DecodeString(v)
+		if err != nil || name == "" {
+			continue // unusable; a local restore skips it too
+		}
+		if h.PAXRecords == nil {
+			h.PAXRecords = map[string]string{}
+		}
+		h.PAXRecords[paxXattr+name] = string(val)
 	}
 	return h, ""
 }
