@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -43,6 +44,15 @@ const (
 	ActionSkippedUnsupported = "skipped_unsupported"
 )
 
+// PAX records of an entry that its WebDAV record carries: extended attributes (the key tar
+// uses; the record has the value base64-encoded, like a raw tree's index) and, for a raw tree
+// record, its hardlink_group (a key of ours: WebDAV cannot link, so each member is uploaded as
+// a file and only the record says they were one).
+const (
+	paxXattr         = "SCHILY.xattr."
+	paxHardlinkGroup = "BASTION.hardlink_group"
+)
+
 // MetaEntry is one entry record of a WebDAV restore.
 type MetaEntry struct {
 	Path          string            `json:"path"`
@@ -62,8 +72,9 @@ type MetaEntry struct {
 // metadata collection). The collection and its parents are made first. Directories are made
 // without conflict checks (servers disagree on what a collection "exists" means); a file that
 // exists (HEAD) is replaced (DELETE, then PUT), skipped or fails the restore, by the conflict
-// policy. Each file is spooled to a temporary file in the request's staging directory first, so
-// memory stays bounded and a failed PUT can be retried from the start. Symlinks, hard links and
+// policy. Each file is spooled to a temporary file in the request's staging directory first
+// (before any DELETE), so memory stays bounded, a failed PUT can be retried from the start and
+// an entry whose reader fails before its end is neither stored nor costs the file it replaces. Symlinks, hard links and
 // special files are not materialized: only their records say what they were. Cancellation is
 // checked between entries and stops a transfer in progress.
 func WebDAV(tree DAVTree, opID string) Sink { return davSink{tree: tree, opID: opID} }
@@ -136,6 +147,7 @@ func (w *davWriter) file(ctx context.Context, rel string, h *tar.Header, tr io.R
 		}
 	}
 	_, err := w.tree.Size(ctx, rel)
+	exists := err == nil
 	switch {
 	case errors.Is(err, targets.ErrNotExist):
 	case err != nil:
@@ -145,10 +157,6 @@ func (w *davWriter) file(ctx context.Context, rel string, h *tar.Header, tr io.R
 		return w.record(ctx, rel, h, ActionSkippedExisting)
 	case w.policy == ConflictFail:
 		return &Error{Code: CodeConflict, Err: fmt.Errorf("%s already exists on the WebDAV destination (conflict policy fail)", rel)}
-	default:
-		if err := w.tree.Delete(ctx, rel); err != nil {
-			return fmt.Errorf("replace %s on the WebDAV destination: %w", rel, err)
-		}
 	}
 	spool, err := os.CreateTemp(w.spoolDir, "entry-*")
 	if err != nil {
@@ -162,6 +170,13 @@ func (w *davWriter) file(ctx context.Context, rel string, h *tar.Header, tr io.R
 	if err != nil {
 		return err
 	}
+	// The existing file goes only once the new content is whole and checked (a raw tree's data/
+	// file is verified at its end): a damaged one must not cost the file it would replace.
+	if exists {
+		if err := w.tree.Delete(ctx, rel); err != nil {
+			return fmt.Errorf("replace %s on the WebDAV destination: %w", rel, err)
+		}
+	}
 	if err := w.tree.Put(ctx, rel, spool, n); err != nil {
 		return fmt.Errorf("upload %s to the WebDAV destination: %w", rel, err)
 	}
@@ -174,7 +189,16 @@ func (w *davWriter) file(ctx context.Context, rel string, h *tar.Header, tr io.R
 func (w *davWriter) record(ctx context.Context, rel string, h *tar.Header, action string) error {
 	mode, uid, gid, mtime, size := h.Mode, int64(h.Uid), int64(h.Gid), h.ModTime.Unix(), h.Size
 	e := MetaEntry{Path: rel, Kind: tarKind(h.Typeflag), LinkName: h.Linkname,
-		Mode: &mode, UID: &uid, GID: &gid, MTime: &mtime, Size: &size, Action: action}
+		Mode: &mode, UID: &uid, GID: &gid, MTime: &mtime, Size: &size, Action: action,
+		HardlinkGroup: h.PAXRecords[paxHardlinkGroup]}
+	for k, v := range h.PAXRecords {
+		if name, ok := strings.CutPrefix(k, paxXattr); ok && name != "" {
+			if e.Xattrs == nil {
+				e.Xattrs = map[string]string{}
+			}
+			e.Xattrs[name] = base64.StdEncoding.EncodeToString([]byte(v))
+		}
+	}
 	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode the record of %s: %w", rel, err)

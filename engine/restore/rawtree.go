@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 
 	"github.com/bastion-backup/bastion/engine/backup/format"
@@ -33,20 +31,9 @@ import (
 // operations: index paths that are absolute, hold "..", or lead through a symlink are refused.
 func restoreRawTree(ctx context.Context, req Request, run targets.RunRef, m *format.Manifest) (Result, error) {
 	var res Result
-	policy := req.Conflict
-	if policy == "" {
-		policy = ConflictOverwrite
-	}
-	if policy != ConflictOverwrite && policy != ConflictSkip && policy != ConflictFail {
-		return res, &Error{Code: CodeConflict, Err: fmt.Errorf("unknown conflict policy %q", policy)}
-	}
-	var sel *matcher
-	if req.Selection != nil {
-		s, err := req.Selection.normalize()
-		if err != nil {
-			return res, &Error{Code: CodeSelection, Err: err}
-		}
-		sel = s
+	policy, sel, err := options(req)
+	if err != nil {
+		return res, err
 	}
 	dest, err := filepath.Abs(req.Destination)
 	if err != nil {
@@ -163,43 +150,27 @@ func (rt *rawRestorer) entry(ctx context.Context, e format.Entry) error {
 		x.res.Skipped++
 		return nil
 	}
-	switch e.Kind {
-	case format.KindDir:
-		if ok, err := rt.parents(rel); err != nil || !ok {
-			return err
-		}
-		return rt.dir(rel, e)
-	case format.KindFile:
-		if err := targets.ValidateName(targets.DataName(rel)); err != nil {
-			x.refuse(rel, "cannot name a data/ file: "+err.Error())
-			return nil
-		}
-		if e.Size < 0 {
-			x.refuse(rel, "negative size")
-			return nil
-		}
-		if ok, err := rt.parents(rel); err != nil || !ok {
-			return err
-		}
-		return rt.file(ctx, rel, e)
-	case format.KindSymlink:
-		if e.SymlinkTarget == nil || *e.SymlinkTarget == "" || strings.IndexByte(*e.SymlinkTarget, 0) >= 0 {
-			x.refuse(rel, "symlink without a usable symlink_target")
-			return nil
-		}
-		if ok, err := rt.parents(rel); err != nil || !ok {
-			return err
-		}
-		before := x.res.Written
-		if err := x.symlink(rel, &tar.Header{Linkname: *e.SymlinkTarget}); err != nil {
-			return err
-		}
-		if x.res.Written > before {
-			rt.linkMeta(rel, e)
-		}
+	h, why := rawHeader(rel, e)
+	if why != "" {
+		x.refuse(rel, why)
 		return nil
 	}
-	x.refuse(rel, fmt.Sprintf("unsupported entry kind %q", e.Kind))
+	if ok, err := rt.parents(rel); err != nil || !ok {
+		return err
+	}
+	switch e.Kind {
+	case format.KindDir:
+		return rt.dir(rel, e)
+	case format.KindFile:
+		return rt.file(ctx, rel, e)
+	}
+	before := x.res.Written
+	if err := x.symlink(rel, h); err != nil {
+		return err
+	}
+	if x.res.Written > before {
+		rt.linkMeta(rel, e)
+	}
 	return nil
 }
 
@@ -370,38 +341,18 @@ func (rt *rawRestorer) file(ctx context.Context, rel string, e format.Entry) err
 }
 
 // fetch streams data/<rel> into dst, checking it has exactly e.Size bytes and, when the index
-// has one, its BLAKE3 hash. Nothing of a file that fails the check is kept.
+// has one, its BLAKE3 hash (dataReader). Nothing of a file that fails the check is kept.
 func (rt *rawRestorer) fetch(ctx context.Context, rel string, e format.Entry, dst io.Writer) (int64, error) {
-	name := targets.DataName(rel)
-	rc, err := rt.t.Open(ctx, rt.run, name)
+	dr := newDataReader(ctx, rt.t, rt.run, rel, e)
+	defer dr.Close()
+	// dst wrapped so that the copy goes through buf, not through a ReaderFrom of its own.
+	n, err := io.CopyBuffer(struct{ io.Writer }{dst}, dr, rt.x.buf)
 	if err != nil {
-		if ctx.Err() != nil {
-			return 0, &Error{Code: CodeCanceled, Err: ctx.Err()}
+		var re *Error
+		if errors.As(err, &re) {
+			return n, re
 		}
-		reason := "read_error"
-		if errors.Is(err, targets.ErrNotExist) {
-			reason = "missing"
-		}
-		return 0, &Error{Code: CodePart, Err: &PartError{Part: name, Reason: reason, Err: err}}
-	}
-	defer rc.Close()
-	h := blake3.New()
-	n, err := io.CopyBuffer(io.MultiWriter(dst, h), &ctxReader{ctx: ctx, r: io.LimitReader(rc, e.Size+1)}, rt.x.buf)
-	if err != nil {
-		if ctx.Err() != nil {
-			return n, &Error{Code: CodeCanceled, Err: ctx.Err()}
-		}
-		return n, &Error{Code: CodePart, Err: &PartError{Part: name, Reason: "read_error", Err: err}}
-	}
-	if n != e.Size {
-		return n, &Error{Code: CodePart, Err: &PartError{Part: name, Reason: "size_mismatch",
-			Err: fmt.Errorf("read %d bytes, index says %d", n, e.Size)}}
-	}
-	if e.Hash != nil {
-		if got := hex.EncodeToString(h.Sum(nil)); (e.HashAlg != nil && *e.HashAlg != format.HashAlgBLAKE3) || got != *e.Hash {
-			return n, &Error{Code: CodePart, Err: &PartError{Part: name, Reason: "hash_mismatch",
-				Err: fmt.Errorf("blake3 %s, index says %s", got, *e.Hash)}}
-		}
+		return n, &Error{Code: CodeIO, Err: fmt.Errorf("write %s: %w", rel, err)}
 	}
 	return n, nil
 }

@@ -171,7 +171,8 @@ func decodeManifest(b []byte) (*format.Manifest, error) {
 	return m, nil
 }
 
-// Restore extracts a complete archive_v1 snapshot into req.Destination.
+// Restore extracts a complete archive_v1 snapshot into req.Destination (or req.Sink); a
+// raw_tree_v1 snapshot is restored by restoreRawTree, or restoreRawTreeToSink for WebDAV.
 //
 // Parts are fetched in order (a local_dir target's are read in place), each checked for size
 // and BLAKE3 before any of its bytes is decoded (an error names the part); all parts are read
@@ -193,21 +194,40 @@ func Restore(ctx context.Context, req Request) (Result, error) {
 	emit(req.Events, "info", "manifest", "manifest read", map[string]any{
 		"parts": len(m.Artifacts), "encryption": m.Pipeline.Encryption, "entries": m.EntryIndex.Count,
 	})
-	if _, local := req.Sink.(localSink); req.Sink != nil && !local && m.Pipeline.Format != format.FormatArchiveV1 {
-		return Result{Manifest: m}, &Error{Code: CodeFormat, Err: fmt.Errorf(
-			"a %s snapshot can only be restored to a directory, not to WebDAV", m.Pipeline.Format)}
-	}
 	var res Result
-	if m.Pipeline.Format == format.FormatRawTreeV1 {
-		if l, ok := req.Sink.(localSink); ok {
+	l, local := req.Sink.(localSink)
+	switch {
+	case m.Pipeline.Format == format.FormatRawTreeV1 && (req.Sink == nil || local):
+		if local {
 			req.Destination = l.dir // the raw tree writes to its directory itself
 		}
 		res, err = restoreRawTree(ctx, req, run, m)
-	} else {
-		res, err = extract(ctx, req, run, m)
+	case m.Pipeline.Format == format.FormatRawTreeV1:
+		res, err = restoreRawTreeToSink(ctx, req, run, m)
+	default:
+		res, err = extract(ctx, req, run, m) // refuses a format it does not know
 	}
 	res.Manifest = m
 	return res, err
+}
+
+// options is the request's conflict policy (overwrite when empty) and its selection made ready
+// for matching (nil: everything), or why the request is unusable; every format and sink
+// needs the same answer.
+func options(req Request) (policy string, sel *matcher, err error) {
+	policy = req.Conflict
+	if policy == "" {
+		policy = ConflictOverwrite
+	}
+	if policy != ConflictOverwrite && policy != ConflictSkip && policy != ConflictFail {
+		return "", nil, &Error{Code: CodeConflict, Err: fmt.Errorf("unknown conflict policy %q", policy)}
+	}
+	if req.Selection != nil {
+		if sel, err = req.Selection.normalize(); err != nil {
+			return "", nil, &Error{Code: CodeSelection, Err: err}
+		}
+	}
+	return policy, sel, nil
 }
 
 func emit(s EventSink, level, kind, msg string, fields map[string]any) {
@@ -221,20 +241,9 @@ func extract(ctx context.Context, req Request, run targets.RunRef, m *format.Man
 	if m.Pipeline.Format != format.FormatArchiveV1 {
 		return res, &Error{Code: CodeFormat, Err: fmt.Errorf("snapshot format %s cannot be restored by this version", m.Pipeline.Format)}
 	}
-	policy := req.Conflict
-	if policy == "" {
-		policy = ConflictOverwrite
-	}
-	if policy != ConflictOverwrite && policy != ConflictSkip && policy != ConflictFail {
-		return res, &Error{Code: CodeConflict, Err: fmt.Errorf("unknown conflict policy %q", policy)}
-	}
-	var sel *matcher
-	if req.Selection != nil {
-		s, err := req.Selection.normalize()
-		if err != nil {
-			return res, &Error{Code: CodeSelection, Err: err}
-		}
-		sel = s
+	policy, sel, err := options(req)
+	if err != nil {
+		return res, err
 	}
 	sink := req.Sink
 	if sink == nil {
