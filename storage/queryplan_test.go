@@ -80,6 +80,10 @@ var hotQueries = []struct {
 	{"command center: failed verifications", qFailedVerifications, []any{50}},
 	{"command center: cleanup backlog", qCleanupBacklog, []any{1}},
 	{"integrations: secrets of kinds", qSecretsOfKinds, []any{`["webdav","s3"]`}},
+	{"command center: runs in range", qRunsInRange, []any{1, 1, 40}},
+	{"command center: failed runs in range", qProblemRunsInRange, []any{1, 32}},
+	{"command center: operations in range", qRunOperationsInRange, []any{1, 24}},
+	{"command center: pending notifications", qPendingNotificationsInRange, []any{1, 16}},
 }
 
 var (
