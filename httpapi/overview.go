@@ -92,10 +92,23 @@ type commandCenterJSON struct {
 	Since       int64           `json:"since"`
 	Counts      attentionCounts `json:"counts"`
 	Items       []attentionItem `json:"items"` // most severe first, then newest
+	// The original's CommandCenterResponse, for ?scope and ?range.
+	Scope             ccScopeJSON     `json:"scope"`
+	Range             ccRangeJSON     `json:"range"`
+	Attention         ccSectionJSON   `json:"attention"`
+	CriticalActivity  ccSectionJSON   `json:"critical_activity"`
+	RecoveryReadiness ccReadinessJSON `json:"recovery_readiness"`
+	Watchlist         ccSectionJSON   `json:"watchlist"`
 }
 
-// commandCenter answers GET /api/command-center?days=N (1..90, default 7).
+// commandCenter answers GET /api/command-center?days=N (1..90, default 7) for our items and
+// ?scope=…&range=… for the original's sections.
 func (s *Server) commandCenter(w http.ResponseWriter, r *http.Request) {
+	scope, rng, err := parseCCQuery(r, s.now())
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
 	days := commandCenterDefaultDays
 	if v := r.URL.Query().Get("days"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -108,16 +121,26 @@ func (s *Server) commandCenter(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	since := now.Add(-time.Duration(days) * 24 * time.Hour).Unix()
-	out := commandCenterJSON{GeneratedAt: now.Unix(), WindowDays: days, Since: since, Items: []attentionItem{}}
-	err := s.db.Read(r.Context(), func(q storage.Q) error {
+	out := commandCenterJSON{GeneratedAt: now.Unix(), WindowDays: days, Since: since, Items: []attentionItem{},
+		Scope: ccScopeJSON{Requested: scope.String(), Effective: scope.String()}, Range: rng}
+	var src ccSources
+	err = s.db.Read(r.Context(), func(q storage.Q) error {
 		items, err := s.attentionItems(r.Context(), q, now, since)
 		out.Items = items
+		if err != nil {
+			return err
+		}
+		src, err = readCCSources(r.Context(), q, rng.From)
 		return err
 	})
 	if err != nil {
 		respond.Error(w, r, fmt.Errorf("read command center: %w", err))
 		return
 	}
+	out.Attention = s.attentionSection(src, scope, now.Unix())
+	out.CriticalActivity = criticalActivitySection(src, scope)
+	out.RecoveryReadiness = recoveryReadiness(src, scope)
+	out.Watchlist = watchlistSection(src, scope)
 	slices.SortStableFunc(out.Items, func(a, b attentionItem) int {
 		return cmp.Or(cmp.Compare(severityRank[a.Severity], severityRank[b.Severity]), cmp.Compare(b.At, a.At), cmp.Compare(a.ID, b.ID))
 	})
