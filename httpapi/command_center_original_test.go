@@ -57,10 +57,10 @@ type origCC struct {
 	CriticalActivity  origCCSection `json:"critical_activity"`
 	Watchlist         origCCSection `json:"watchlist"`
 	RecoveryReadiness struct {
-		State    string       `json:"state"`
-		Overall  string       `json:"overall"`
-		Backup   origCCSignal `json:"backup"`
-		Verify   origCCSignal `json:"verify"`
+		State    string                        `json:"state"`
+		Overall  string                        `json:"overall"`
+		Backup   origCCSignal                  `json:"backup"`
+		Verify   origCCSignal                  `json:"verify"`
 		Blockers []struct{ Kind, Href string } `json:"blockers"`
 	} `json:"recovery_readiness"`
 }
