@@ -92,10 +92,23 @@ type commandCenterJSON struct {
 	Since       int64           `json:"since"`
 	Counts      attentionCounts `json:"counts"`
 	Items       []attentionItem `json:"items"` // most severe first, then newest
+	// The original's CommandCenterResponse, for ?scope and ?range.
+	Scope             ccScopeJSON     `json:"scope"`
+	Range             ccRangeJSON     `json:"range"`
+	Attention         ccSectionJSON   `json:"attention"`
+	CriticalActivity  ccSectionJSON   `json:"critical_activity"`
+	RecoveryReadiness ccReadinessJSON `json:"recovery_readiness"`
+	Watchlist         ccSectionJSON   `json:"watchlist"`
 }
 
-// commandCenter answers GET /api/command-center?days=N (1..90, default 7).
+// commandCenter answers GET /api/command-center?days=N (1..90, default 7) for our items and
+// ?scope=…&range=… for the original's sections.
 func (s *Server) commandCenter(w http.ResponseWriter, r *http.Request) {
+	scope, rng, err := parseCCQuery(r, s.now())
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
 	days := commandCenterDefaultDays
 	if v := r.URL.Query().Get("days"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -108,16 +121,26 @@ func (s *Server) commandCenter(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	since := now.Add(-time.Duration(days) * 24 * time.Hour).Unix()
-	out := commandCenterJSON{GeneratedAt: now.Unix(), WindowDays: days, Since: since, Items: []attentionItem{}}
-	err := s.db.Read(r.Context(), func(q storage.Q) error {
+	out := commandCenterJSON{GeneratedAt: now.Unix(), WindowDays: days, Since: since, Items: []attentionItem{},
+		Scope: ccScopeJSON{Requested: scope.String(), Effective: scope.String()}, Range: rng}
+	var src ccSources
+	err = s.db.Read(r.Context(), func(q storage.Q) error {
 		items, err := s.attentionItems(r.Context(), q, now, since)
 		out.Items = items
+		if err != nil {
+			return err
+		}
+		src, err = readCCSources(r.Context(), q, rng.From)
 		return err
 	})
 	if err != nil {
 		respond.Error(w, r, fmt.Errorf("read command center: %w", err))
 		return
 	}
+	out.Attention = s.attentionSection(src, scope, now.Unix())
+	out.CriticalActivity = criticalActivitySection(src, scope)
+	out.RecoveryReadiness = recoveryReadiness(src, scope)
+	out.Watchlist = watchlistSection(src, scope)
 	slices.SortStableFunc(out.Items, func(a, b attentionItem) int {
 		return cmp.Or(cmp.Compare(severityRank[a.Severity], severityRank[b.Severity]), cmp.Compare(b.At, a.At), cmp.Compare(a.ID, b.ID))
 	})
@@ -274,6 +297,10 @@ type storageNode struct {
 type integrationsStorageJSON struct {
 	SecretKinds []string      `json:"secret_kinds"`
 	Nodes       []storageNode `json:"nodes"` // the Hub first, then agents by name
+	// The original's StorageDetailsResponse, for the node asked for (?node_id, the Hub by default).
+	NodeID  string             `json:"node_id"`
+	Summary storageSummaryJSON `json:"summary"`
+	Items   []storageItemJSON  `json:"items"`
 }
 
 type distributedCredential struct {
@@ -308,6 +335,9 @@ type integrationsDistributionJSON struct {
 	Credentials   []distributedCredential `json:"credentials"`
 	Agents        []distributionAgent     `json:"agents"`
 	Notifications []notificationChannel   `json:"notifications"`
+	// The original's DistributionDetailsResponse: each live agent's config sync.
+	Summary distributionSummaryJSON `json:"summary"`
+	Items   []distributionItemJSON  `json:"items"`
 }
 
 type integrationsSummaryJSON struct {
@@ -317,22 +347,37 @@ type integrationsSummaryJSON struct {
 		Credentials      int      `json:"credentials"`
 		JobsUsingSecrets int      `json:"jobs_using_credentials"`
 		Missing          int      `json:"missing"`
+		// The original's {state, summary} of each domain.
+		State   string             `json:"state"`
+		Summary storageSummaryJSON `json:"summary"`
 	} `json:"storage"`
 	Distribution struct {
-		Agents                int `json:"agents"`
-		AgentsWithCredentials int `json:"agents_with_credentials"`
+		Agents                int                     `json:"agents"`
+		AgentsWithCredentials int                     `json:"agents_with_credentials"`
+		State                 string                  `json:"state"`
+		Summary               distributionSummaryJSON `json:"summary"`
 	} `json:"distribution"`
 	Notifications struct {
-		Channels            int      `json:"channels"`
-		Destinations        int      `json:"destinations"`
-		EnabledDestinations int      `json:"enabled_destinations"`
-		Unconfigured        []string `json:"unconfigured_channels"`
+		Channels            int                      `json:"channels"`
+		Destinations        int                      `json:"destinations"`
+		EnabledDestinations int                      `json:"enabled_destinations"`
+		Unconfigured        []string                 `json:"unconfigured_channels"`
+		State               string                   `json:"state"`
+		Summary             notificationsSummaryJSON `json:"summary"`
 	} `json:"notifications"`
 }
 
 type integrationsData struct {
 	storage      integrationsStorageJSON
 	distribution integrationsDistributionJSON
+	// What the original's shapes need besides.
+	agents       []storage.Agent // not revoked
+	revoked      map[string]bool // every agent id, true when revoked
+	latestRuns   map[string]storage.LatestRun
+	openTasks    map[string]storage.FleetCounts
+	notesFailed  int64
+	notesBacklog int64
+	now          int64
 }
 
 func (s *Server) integrationsSummary(w http.ResponseWriter, r *http.Request) {
@@ -379,16 +424,34 @@ func (s *Server) integrationsSummary(w http.ResponseWriter, r *http.Request) {
 			out.Notifications.Unconfigured = append(out.Notifications.Unconfigured, c.Channel)
 		}
 	}
+	out.Storage.Summary = d.storageSummary("")
+	out.Storage.State = out.Storage.Summary.state()
+	out.Notifications.Summary = notificationsSummaryJSON{DestinationsTotal: int64(out.Notifications.Destinations),
+		RecentFailuresTotal: d.notesFailed, QueueBacklogTotal: d.notesBacklog}
+	out.Notifications.State = out.Notifications.Summary.state()
+	out.Distribution.Summary = summarizeDistribution(d.distributionItems())
+	out.Distribution.State = out.Distribution.Summary.state()
 	respond.JSON(w, http.StatusOK, out)
 }
 
+// integrationsStorage answers GET /api/integrations/storage?node_id=… (the node of the
+// original's fields: the Hub by default; ours list every node whatever node_id says).
 func (s *Server) integrationsStorage(w http.ResponseWriter, r *http.Request) {
 	d, err := s.readIntegrations(r.Context())
 	if err != nil {
 		respond.Error(w, r, err)
 		return
 	}
-	respond.JSON(w, http.StatusOK, d.storage)
+	node, err := d.resolveNode(r.URL.Query().Get("node_id"))
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
+	out := d.storage
+	out.NodeID = node
+	out.Summary = d.storageSummary(node)
+	out.Items = d.storageItems(node)
+	respond.JSON(w, http.StatusOK, out)
 }
 
 func (s *Server) integrationsDistribution(w http.ResponseWriter, r *http.Request) {
@@ -397,7 +460,10 @@ func (s *Server) integrationsDistribution(w http.ResponseWriter, r *http.Request
 		respond.Error(w, r, err)
 		return
 	}
-	respond.JSON(w, http.StatusOK, d.distribution)
+	out := d.distribution
+	out.Items = d.distributionItems()
+	out.Summary = summarizeDistribution(out.Items)
+	respond.JSON(w, http.StatusOK, out)
 }
 
 // readIntegrations reads the target credentials of every node (names only), the live jobs'
@@ -416,9 +482,24 @@ func (s *Server) readIntegrations(ctx context.Context) (*integrationsData, error
 		jobs   []storage.JobTarget
 		dests  []storage.NotificationDestination
 	)
+	d := &integrationsData{now: now, revoked: map[string]bool{}}
 	err = s.db.Read(ctx, func(q storage.Q) error {
 		var err error
 		if agents, err = q.ListAgents(ctx); err != nil {
+			return err
+		}
+		if d.latestRuns, err = q.LiveJobLatestRuns(ctx); err != nil {
+			return err
+		}
+		if d.openTasks, err = q.AgentFleetCounts(ctx); err != nil {
+			return err
+		}
+		if d.notesFailed, err = q.CountNotificationQueue(ctx, storage.NotificationQueueFilter{Node: secrets.HubNode,
+			Kinds: notify.StorageKinds(), Statuses: []string{storage.NotificationFailed}}); err != nil {
+			return err
+		}
+		if d.notesBacklog, err = q.CountNotificationQueue(ctx, storage.NotificationQueueFilter{Node: secrets.HubNode,
+			Kinds: notify.StorageKinds(), Statuses: []string{storage.NotificationQueued, storage.NotificationSending}}); err != nil {
 			return err
 		}
 		if stored, err = q.ListSecretsOfKinds(ctx, string(kindsJSON)); err != nil {
@@ -435,15 +516,16 @@ func (s *Server) readIntegrations(ctx context.Context) (*integrationsData, error
 	}
 
 	// Nodes: the Hub, then every agent that is not revoked.
-	d := &integrationsData{}
 	d.storage = integrationsStorageJSON{SecretKinds: kinds, Nodes: []storageNode{{NodeID: secrets.HubNode, Name: "Hub", IsHub: true, Online: true}}}
 	slices.SortFunc(agents, func(a, b storage.Agent) int {
 		return cmp.Or(cmp.Compare(agentName(a), agentName(b)), cmp.Compare(a.ID, b.ID))
 	})
 	for _, a := range agents {
+		d.revoked[a.ID] = a.RevokedAt != nil
 		if a.RevokedAt != nil {
 			continue
 		}
+		d.agents = append(d.agents, a)
 		v := s.viewAgent(a, now)
 		d.storage.Nodes = append(d.storage.Nodes, storageNode{NodeID: a.ID, Name: agentName(a), Online: v.Online})
 	}

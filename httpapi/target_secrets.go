@@ -39,7 +39,13 @@ func canonicalPayload(kind string, body []byte) ([]byte, error) {
 				out, err := sc.CheckSecret(body)
 				var fe *targets.FieldError
 				if errors.As(err, &fe) {
-					return nil, &secrets.ValidationError{Code: "invalid_payload", Field: fe.Field, Reason: fe.Reason, Message: fe.Error()}
+					// The original names the field in the code (invalid_username); a
+					// problem with the whole payload stays invalid_payload.
+					code := "invalid_payload"
+					if fe.Field != "" {
+						code = "invalid_" + fe.Field
+					}
+					return nil, &secrets.ValidationError{Code: code, Field: fe.Field, Reason: fe.Reason, Message: fe.Error()}
 				}
 				return out, err
 			}

@@ -18,7 +18,7 @@ const (
 	                  AND (n.started_at > r.started_at OR (n.started_at = r.started_at AND n.rowid > r.rowid)))
 	ORDER BY r.started_at DESC, r.id DESC LIMIT ?`
 
-	qRecentFailedNotifications = `SELECT n.id, n.run_id, r.job_id, j.name, n.channel, n.secret_name, n.attempts,
+	qRecentFailedNotifications = `SELECT n.id, n.run_id, r.job_id, j.name, j.agent_id, n.channel, n.secret_name, n.attempts,
 	       n.updated_at, n.last_error
 	FROM notifications n JOIN runs r ON r.id = n.run_id JOIN jobs j ON j.id = r.job_id
 	WHERE n.status = 'failed' AND n.created_at >= ?
@@ -73,6 +73,7 @@ func (q Q) LatestFailedRuns(ctx context.Context, since int64, limit int) ([]Fail
 // FailedNotification is a notification that gave up.
 type FailedNotification struct {
 	ID, RunID, JobID, JobName, Channel, Destination string
+	AgentID                                         *string // the job's agent; nil for the Hub
 	Attempts                                        int
 	UpdatedAt                                       int64
 	LastError                                       *string
@@ -89,7 +90,7 @@ func (q Q) RecentFailedNotifications(ctx context.Context, since int64, limit int
 	var out []FailedNotification
 	for rows.Next() {
 		var n FailedNotification
-		if err := rows.Scan(&n.ID, &n.RunID, &n.JobID, &n.JobName, &n.Channel, &n.Destination, &n.Attempts, &n.UpdatedAt, &n.LastError); err != nil {
+		if err := rows.Scan(&n.ID, &n.RunID, &n.JobID, &n.JobName, &n.AgentID, &n.Channel, &n.Destination, &n.Attempts, &n.UpdatedAt, &n.LastError); err != nil {
 			return nil, fmt.Errorf("list failed notifications: %w", err)
 		}
 		out = append(out, n)

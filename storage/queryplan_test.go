@@ -84,6 +84,10 @@ var hotQueries = []struct {
 	{"bulk operation detail", qGetBulkOperation, []any{"o"}},
 	{"bulk operation items", qBulkItems, []any{"o"}},
 	{"queued bulk items (bulk loop)", qQueuedBulkItems, []any{8}},
+	{"command center: runs in range", qRunsInRange, []any{1, 1, 40}},
+	{"command center: failed runs in range", qProblemRunsInRange, []any{1, 32}},
+	{"command center: operations in range", qRunOperationsInRange, []any{1, 24}},
+	{"command center: pending notifications", qPendingNotificationsInRange, []any{1, 16}},
 }
 
 var (

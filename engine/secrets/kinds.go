@@ -168,13 +168,13 @@ func jsonProblem(err error) string {
 // Validate checks a WebDAV credential.
 func (p WebDAV) Validate() error {
 	if strings.TrimSpace(p.Username) == "" {
-		return invalid("invalid_payload", "username", "required", "username is required")
+		return invalid("invalid_username", "username", "required", "username is required")
 	}
 	if p.Password == "" {
-		return invalid("invalid_payload", "password", "required", "password is required")
+		return invalid("invalid_password", "password", "required", "password is required")
 	}
 	if strings.ContainsAny(p.Username, ":\r\n") {
-		return invalid("invalid_payload", "username", "invalid_format", "username must not contain ':' or line breaks")
+		return invalid("invalid_username", "username", "invalid_format", "username must not contain ':' or line breaks")
 	}
 	return nil
 }
@@ -182,26 +182,26 @@ func (p WebDAV) Validate() error {
 // Validate checks an SMTP destination.
 func (p SMTP) Validate() error {
 	if strings.TrimSpace(p.Host) == "" || strings.ContainsAny(p.Host, " /\r\n") {
-		return invalid("invalid_payload", "host", "invalid_format", "host must be a host name or address")
+		return invalid("invalid_host", "host", "invalid_format", "host must be a host name or address")
 	}
 	if p.Port <= 0 || p.Port > 65535 {
-		return invalid("invalid_payload", "port", "out_of_range", "port must be between 1 and 65535")
+		return invalid("invalid_port", "port", "out_of_range", "port must be between 1 and 65535")
 	}
 	switch p.TLS {
 	case "none", "starttls", "implicit":
 	default:
-		return invalid("invalid_payload", "tls", "invalid_value", "tls must be none, starttls or implicit")
+		return invalid("invalid_tls", "tls", "invalid_value", "tls must be none, starttls or implicit")
 	}
 	if p.CACert != "" {
 		if p.TLS == "none" {
-			return invalid("invalid_payload", "ca_cert", "invalid_value", "ca_cert needs tls starttls or implicit")
+			return invalid("invalid_ca_cert", "ca_cert", "invalid_value", "ca_cert needs tls starttls or implicit")
 		}
 		if !x509.NewCertPool().AppendCertsFromPEM([]byte(p.CACert)) {
-			return invalid("invalid_payload", "ca_cert", "invalid_format", "ca_cert must hold PEM-encoded certificates")
+			return invalid("invalid_ca_cert", "ca_cert", "invalid_format", "ca_cert must hold PEM-encoded certificates")
 		}
 	}
 	if p.Username != "" && p.Password == "" {
-		return invalid("invalid_payload", "password", "required", "password is required when a username is set")
+		return invalid("invalid_password", "password", "required", "password is required when a username is set")
 	}
 	if _, err := mail.ParseAddress(p.From); err != nil {
 		return invalid("invalid_from", "from", "invalid_format", "from is not a valid email address")
