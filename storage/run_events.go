@@ -267,7 +267,8 @@ func (q Q) RunRelatedCounts(ctx context.Context, runID string) (operations, arti
 	return operations, artifacts, nil
 }
 
-// JobOutcomes are when a job's latest successful and latest failed runs ended (nil: none).
+// JobOutcomes are when a job's latest successful and latest failed runs ended (nil: none); a
+// run without an end time counts at its start.
 type JobOutcomes struct {
 	LatestSuccessAt, LatestFailureAt *int64
 }
@@ -283,8 +284,8 @@ func (q Q) JobOutcomesOf(ctx context.Context, ids []string) (map[string]JobOutco
 	for i, id := range ids {
 		args[i] = id
 	}
-	rows, err := q.ex.QueryContext(ctx, `SELECT job_id, MAX(CASE WHEN status = 'success' THEN ended_at END),
-		MAX(CASE WHEN status = 'failed' THEN ended_at END) FROM runs WHERE job_id IN (?`+strings.Repeat(",?", len(ids)-1)+`)
+	rows, err := q.ex.QueryContext(ctx, `SELECT job_id, MAX(CASE WHEN status = 'success' THEN COALESCE(ended_at, started_at) END),
+		MAX(CASE WHEN status = 'failed' THEN COALESCE(ended_at, started_at) END) FROM runs WHERE job_id IN (?`+strings.Repeat(",?", len(ids)-1)+`)
 		GROUP BY job_id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("job outcomes: %w", err)
