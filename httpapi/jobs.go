@@ -620,7 +620,7 @@ type jobCapabilities struct {
 func (s *Server) jobState(r *http.Request, j jobJSON, o storage.JobOutcomes) jobStateJSON {
 	archived := j.ArchivedAt != nil
 	st := jobStateJSON{Scope: nodeScope(j.AgentID), LatestSuccessAt: o.LatestSuccessAt, LatestFailureAt: o.LatestFailureAt,
-		Warnings: jobWarnings(archived, j.Schedule, j.LatestRunStatus, o.LatestSuccessAt != nil)}
+		Warnings: jobWarnings(archived, j.Schedule, j.LatestRunStatus, o.EverSucceeded)}
 	switch {
 	case archived:
 		st.Health = "archived"

@@ -267,10 +267,12 @@ func (q Q) RunRelatedCounts(ctx context.Context, runID string) (operations, arti
 	return operations, artifacts, nil
 }
 
-// JobOutcomes are when a job's latest successful and latest failed runs ended (nil: none); a
-// run without an end time counts at its start.
+// JobOutcomes are when a job's latest successful and latest failed runs ended (nil: none, or
+// a run that recorded no end) and whether it ever succeeded. They come from run_totals, so they
+// cost a row per job and status whatever the run history, and outlive pruned runs.
 type JobOutcomes struct {
 	LatestSuccessAt, LatestFailureAt *int64
+	EverSucceeded                    bool
 }
 
 // JobOutcomesOf returns the outcomes of the jobs ids (at most a few hundred); a job without
@@ -284,8 +286,9 @@ func (q Q) JobOutcomesOf(ctx context.Context, ids []string) (map[string]JobOutco
 	for i, id := range ids {
 		args[i] = id
 	}
-	rows, err := q.ex.QueryContext(ctx, `SELECT job_id, MAX(CASE WHEN status = 'success' THEN COALESCE(ended_at, started_at) END),
-		MAX(CASE WHEN status = 'failed' THEN COALESCE(ended_at, started_at) END) FROM runs WHERE job_id IN (?`+strings.Repeat(",?", len(ids)-1)+`)
+	rows, err := q.ex.QueryContext(ctx, `SELECT job_id, MAX(CASE WHEN status = 'success' THEN last_ended_at END),
+		MAX(CASE WHEN status = 'failed' THEN last_ended_at END), COALESCE(SUM(CASE WHEN status = 'success' THEN runs END), 0) > 0
+		FROM run_totals WHERE job_id IN (?`+strings.Repeat(",?", len(ids)-1)+`)
 		GROUP BY job_id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("job outcomes: %w", err)
@@ -294,7 +297,7 @@ func (q Q) JobOutcomesOf(ctx context.Context, ids []string) (map[string]JobOutco
 	for rows.Next() {
 		var id string
 		var o JobOutcomes
-		if err := rows.Scan(&id, &o.LatestSuccessAt, &o.LatestFailureAt); err != nil {
+		if err := rows.Scan(&id, &o.LatestSuccessAt, &o.LatestFailureAt, &o.EverSucceeded); err != nil {
 			return nil, fmt.Errorf("job outcomes: %w", err)
 		}
 		out[id] = o
