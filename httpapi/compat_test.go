@@ -296,7 +296,7 @@ func TestJobsWorkspace(t *testing.T) {
 	if warnings[run.JobID] == "" || !strings.Contains(warnings[run.JobID], "latest_run_failed") {
 		t.Errorf("failed job's warnings: %q", warnings[run.JobID])
 	}
-	if warnings[manual["id"].(string)] != "[no_schedule]" || warnings[scheduled["id"].(string)] != "[]" {
+	if warnings[manual["id"].(string)] != "[manual_only no_schedule]" || warnings[scheduled["id"].(string)] != "[]" {
 		t.Errorf("warnings: %v", warnings)
 	}
 	if body["total"].(float64) != 3 || body["warnings"].(map[string]any)["no_schedule"] == nil {

@@ -545,28 +545,111 @@ func (s *Server) insertJob(ctx context.Context, id string, v validJob) (storage.
 
 // jobsWorkspace is GET /api/jobs/workspace, the jobs list page in one answer: the items of
 // GET /api/jobs (same filters and paging), each with the warnings the job page shows, and counts
-// over the page for the banners.
+// over the page for the banners. Scope, filters and each item's scope, health, capabilities and
+// latest outcomes are the original's JobsWorkspaceListResponse.
 func (s *Server) jobsWorkspace(w http.ResponseWriter, r *http.Request) {
 	jobs, pg, total, err := s.readJobList(r)
 	if err != nil {
 		respond.Error(w, r, err)
 		return
 	}
+	ids := make([]string, 0, len(jobs))
+	for _, j := range jobs {
+		ids = append(ids, j.ID)
+	}
+	outcomes, err := s.db.Reader().JobOutcomesOf(r.Context(), ids)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
+	}
 	type item struct {
 		jobJSON
-		Warnings []string `json:"warnings"`
+		jobStateJSON
 	}
 	items := make([]item, 0, len(jobs))
 	warned := map[string]int{}
 	for _, j := range jobs {
-		ws := jobWarnings(j.ArchivedAt != nil, j.Schedule, j.LatestRunStatus)
-		for _, c := range ws {
+		st := s.jobState(r, j, outcomes[j.ID])
+		for _, c := range st.Warnings {
 			warned[c]++
 		}
-		items = append(items, item{jobJSON: j, Warnings: ws})
+		items = append(items, item{jobJSON: j, jobStateJSON: st})
+	}
+	q := r.URL.Query()
+	scope := q.Get("scope")
+	if scope == "" {
+		scope = "all"
+	}
+	filters := map[string]any{"q": strings.TrimSpace(q.Get("q")), "latest_status": orAll(q.Get("latest_status")),
+		"schedule_mode": orAll(q.Get("schedule_mode")), "include_archived": q.Get("include_archived") != "" && mustBool(q.Get("include_archived")),
+		"sort": q.Get("sort")}
+	if filters["sort"] == "" {
+		filters["sort"] = "updated_desc"
 	}
 	respond.JSON(w, http.StatusOK, map[string]any{"items": items, "page": pg.page, "page_size": pg.size,
-		"total": total, "warnings": warned})
+		"total": total, "warnings": warned, "scope": scopeEchoJSON{Requested: scope, Effective: scope}, "filters": filters})
+}
+
+func orAll(v string) string {
+	if v == "" {
+		return "all"
+	}
+	return v
+}
+
+// mustBool is a boolean readJobList has already checked.
+func mustBool(v string) bool {
+	b, _ := strconv.ParseBool(v)
+	return b
+}
+
+// jobStateJSON is how a job stands, in the original's terms: where it runs, its health, the
+// warnings its pages show, when it last succeeded and failed, and what the caller may do.
+type jobStateJSON struct {
+	Scope           string          `json:"scope"`
+	Health          string          `json:"health"`
+	Warnings        []string        `json:"warnings"`
+	LatestSuccessAt *int64          `json:"latest_success_at"`
+	LatestFailureAt *int64          `json:"latest_failure_at"`
+	Capabilities    jobCapabilities `json:"capabilities"`
+}
+
+// jobCapabilities are what the caller's role allows on the job as it stands. Deploying a job to
+// other nodes is the original's and not this Hub's, so can_deploy is always false.
+type jobCapabilities struct {
+	CanRunNow    bool `json:"can_run_now"`
+	CanEdit      bool `json:"can_edit"`
+	CanArchive   bool `json:"can_archive"`
+	CanUnarchive bool `json:"can_unarchive"`
+	CanDelete    bool `json:"can_delete"`
+	CanDeploy    bool `json:"can_deploy"`
+}
+
+// jobState works out a job's state from its list fields and latest outcomes. Health is archived,
+// critical (the latest run failed), warning (it has run but never succeeded) or healthy.
+func (s *Server) jobState(r *http.Request, j jobJSON, o storage.JobOutcomes) jobStateJSON {
+	archived := j.ArchivedAt != nil
+	st := jobStateJSON{Scope: nodeScope(j.AgentID), LatestSuccessAt: o.LatestSuccessAt, LatestFailureAt: o.LatestFailureAt,
+		Warnings: jobWarnings(archived, j.Schedule, j.LatestRunStatus, o.EverSucceeded)}
+	switch {
+	case archived:
+		st.Health = "archived"
+	case slices.Contains(st.Warnings, "latest_run_failed"):
+		st.Health = "critical"
+	case slices.Contains(st.Warnings, "no_successful_backup"):
+		st.Health = "warning"
+	default:
+		st.Health = "healthy"
+	}
+	admin := hasRole(r, RoleAdmin)
+	st.Capabilities = jobCapabilities{
+		CanRunNow:    !archived && hasRole(r, RoleOperator),
+		CanEdit:      admin, // this Hub edits archived jobs too
+		CanArchive:   !archived && admin,
+		CanUnarchive: archived && admin,
+		CanDelete:    admin,
+	}
+	return st
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -75,7 +77,12 @@ func (q Q) ListRunEvents(ctx context.Context, runID string, after int64, limit i
 type EventWindow struct {
 	Levels, Kinds       []string
 	AfterSeq, BeforeSeq int64
-	Limit               int
+	// FromSeq starts the page at that seq (inclusive), read forwards: a page anchored on an
+	// event. Used only without AfterSeq and BeforeSeq.
+	FromSeq int64
+	// Query matches, case-insensitively, part of the message or of the fields' JSON.
+	Query string
+	Limit int
 }
 
 // EventPage is one page of EventWindow, in ascending seq, with whether matching events lie
@@ -100,6 +107,12 @@ func (w EventWindow) filterClause(runID string) (string, []any) {
 	}
 	add("level", w.Levels)
 	add("kind", w.Kinds)
+	if w.Query != "" {
+		// instr, not LIKE: the text is the user's, and % or _ in it must match themselves.
+		where += " AND (instr(lower(message), ?) > 0 OR instr(lower(COALESCE(fields_json, '')), ?) > 0)"
+		t := strings.ToLower(w.Query)
+		args = append(args, t, t)
+	}
 	return where, args
 }
 
@@ -108,8 +121,11 @@ func (w EventWindow) filterClause(runID string) (string, []any) {
 func (q Q) ListRunEventWindow(ctx context.Context, runID string, w EventWindow) (EventPage, error) {
 	where, args := w.filterClause(runID)
 	var query string
-	desc := w.AfterSeq == 0 // the newest page, or the page before a cursor: read backwards
+	desc := w.AfterSeq == 0 && (w.FromSeq == 0 || w.BeforeSeq > 0) // the newest page, or the page before a cursor: read backwards
 	switch {
+	case w.FromSeq > 0 && w.BeforeSeq == 0:
+		query = where + " AND seq >= ? ORDER BY seq LIMIT ?"
+		args = append(args, w.FromSeq, w.Limit+1)
 	case w.AfterSeq > 0:
 		query = where + " AND seq > ? ORDER BY seq LIMIT ?"
 		args = append(args, w.AfterSeq, w.Limit+1)
@@ -165,6 +181,9 @@ func (q Q) ListRunEventWindow(ctx context.Context, runID string, w EventWindow) 
 	}
 	if !desc {
 		edge := w.AfterSeq + 1
+		if w.AfterSeq == 0 {
+			edge = w.FromSeq
+		}
 		if len(page.Events) > 0 {
 			edge = page.Events[0].Seq
 		}
@@ -219,4 +238,72 @@ func (q Q) RunEventStats(ctx context.Context, runID string) (EventStats, error) 
 		st.Kinds = append(st.Kinds, k)
 	}
 	return st, krows.Err()
+}
+
+// FirstErrorEvent is a run's first event that reports a failure: level error, or a failed,
+// rejected or canceled event. Nil when there is none.
+func (q Q) FirstErrorEvent(ctx context.Context, runID string) (*RunEvent, error) {
+	var e RunEvent
+	err := q.ex.QueryRowContext(ctx, `SELECT run_id, seq, ts, level, kind, message, fields_json FROM run_events
+		WHERE run_id = ? AND (lower(level) = 'error' OR kind IN ('failed', 'rejected', 'canceled')) ORDER BY seq LIMIT 1`, runID).
+		Scan(&e.RunID, &e.Seq, &e.TS, &e.Level, &e.Kind, &e.Message, &e.FieldsJSON)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("first error event of run %s: %w", runID, err)
+	}
+	return &e, nil
+}
+
+// RunRelatedCounts counts the operations about a run (restores, verifies) and its stored
+// snapshots (0 or 1).
+func (q Q) RunRelatedCounts(ctx context.Context, runID string) (operations, artifacts int64, err error) {
+	err = q.ex.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM operations WHERE subject_kind = 'run' AND subject_id = ?),
+		(SELECT COUNT(*) FROM run_artifacts WHERE run_id = ?)`, runID, runID).Scan(&operations, &artifacts)
+	if err != nil {
+		return 0, 0, fmt.Errorf("related counts of run %s: %w", runID, err)
+	}
+	return operations, artifacts, nil
+}
+
+// JobOutcomes are when a job's latest successful and latest failed runs ended (nil: none, or
+// a run that recorded no end) and whether it ever succeeded. They come from run_totals, so they
+// cost a row per job and status whatever the run history, and outlive pruned runs.
+type JobOutcomes struct {
+	LatestSuccessAt, LatestFailureAt *int64
+	EverSucceeded                    bool
+}
+
+// JobOutcomesOf returns the outcomes of the jobs ids (at most a few hundred); a job without
+// ended runs has no entry.
+func (q Q) JobOutcomesOf(ctx context.Context, ids []string) (map[string]JobOutcomes, error) {
+	out := map[string]JobOutcomes{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := q.ex.QueryContext(ctx, `SELECT job_id, MAX(CASE WHEN status = 'success' THEN last_ended_at END),
+		MAX(CASE WHEN status = 'failed' THEN last_ended_at END), COALESCE(SUM(CASE WHEN status = 'success' THEN runs END), 0) > 0
+		FROM run_totals WHERE job_id IN (?`+strings.Repeat(",?", len(ids)-1)+`)
+		GROUP BY job_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("job outcomes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var o JobOutcomes
+		if err := rows.Scan(&id, &o.LatestSuccessAt, &o.LatestFailureAt, &o.EverSucceeded); err != nil {
+			return nil, fmt.Errorf("job outcomes: %w", err)
+		}
+		out[id] = o
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("job outcomes: %w", err)
+	}
+	return out, nil
 }
