@@ -327,6 +327,13 @@ func TestBulkOperationsWithAgents(t *testing.T) {
 			t.Fatalf("source job: %d %v", st, src)
 		}
 		srcID := src["id"].(string)
+		// The job page offers "deploy to agents" to an admin only.
+		for who, want := range map[*apitest.Client]bool{c: true, bh.AddUser(t, c, "deploy-op", httpapi.RoleOperator): false} {
+			_, ws := who.Get(t, "/api/jobs/"+srcID+"/workspace")
+			if caps, _ := ws["capabilities"].(map[string]any); caps == nil || caps["can_deploy"] != want {
+				t.Fatalf("workspace capabilities %v, want can_deploy %v", ws["capabilities"], want)
+			}
+		}
 		sel := map[string]any{"node_ids": []string{id1, id2}}
 		payload := map[string]any{"source_job_id": srcID}
 

@@ -614,8 +614,8 @@ type jobStateJSON struct {
 	Capabilities    jobCapabilities `json:"capabilities"`
 }
 
-// jobCapabilities are what the caller's role allows on the job as it stands. Deploying a job to
-// other nodes is the original's and not this Hub's, so can_deploy is always false.
+// jobCapabilities are what the caller's role allows on the job as it stands. Deploying clones the
+// job to agents by a bulk operation, so it needs the bulk loop and an admin.
 type jobCapabilities struct {
 	CanRunNow    bool `json:"can_run_now"`
 	CanEdit      bool `json:"can_edit"`
@@ -648,6 +648,7 @@ func (s *Server) jobState(r *http.Request, j jobJSON, o storage.JobOutcomes) job
 		CanArchive:   !archived && admin,
 		CanUnarchive: archived && admin,
 		CanDelete:    admin,
+		CanDeploy:    !archived && admin && s.cfg.Bulk != nil,
 	}
 	return st
 }
