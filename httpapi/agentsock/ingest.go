@@ -150,6 +150,8 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 		summary = &s
 	}
 	ended := run.EndedAt
+	stored := storage.Run{ID: run.ID, JobID: run.JobID, Status: run.Status, StartedAt: run.StartedAt,
+		EndedAt: &ended, SummaryJSON: summary, Error: run.Error}
 	var apiErr error
 	err = h.db.Write(r.Context(), func(q storage.Q) error {
 		job, err := q.GetJob(r.Context(), run.JobID)
@@ -160,8 +162,7 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		ok, err := q.UpsertIngestedRun(r.Context(), storage.Run{ID: run.ID, JobID: run.JobID, Status: run.Status,
-			StartedAt: run.StartedAt, EndedAt: &ended, SummaryJSON: summary, Error: run.Error}, agent.ID, now)
+		ok, err := q.UpsertIngestedRun(r.Context(), stored, agent.ID, now)
 		if err != nil {
 			return err
 		}
@@ -180,8 +181,6 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 		if h.cfg.Notifier != nil {
 			// Queued with the run, like a run finished on the Hub; a repeated upload queues
 			// nothing new (one notification per run and destination).
-			stored := storage.Run{ID: run.ID, JobID: run.JobID, Status: run.Status, StartedAt: run.StartedAt,
-				EndedAt: &ended, SummaryJSON: summary, Error: run.Error}
 			if _, err := h.cfg.Notifier.EnqueueFinished(r.Context(), q, stored, job.SpecJSON); err != nil {
 				return err
 			}
