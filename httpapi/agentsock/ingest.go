@@ -290,15 +290,16 @@ func validSummaryErrorCode(summary json.RawMessage) bool {
 	return ok
 }
 
-// ingestTarget accepts the targets a valid job spec can name (an absolute local directory
-// without "..", an http(s) URL without credentials, query or fragment), re-encoded by its driver
-// so that nothing else the agent sent is stored. The secret name may be missing: the agent may
-// not know it.
+// validIngestTarget: an uploaded run's target is one ingestTarget accepts.
 func validIngestTarget(t targets.Redacted) bool {
 	_, ok := ingestTarget("", t)
 	return ok
 }
 
+// ingestTarget accepts the targets a valid job spec can name (an absolute local directory
+// without "..", an http(s) URL without credentials, query or fragment), re-encoded by its driver
+// so that nothing else the agent sent is stored. The secret name may be missing: the agent may
+// not know it.
 func ingestTarget(agentID string, t targets.Redacted) (targets.RunTarget, bool) {
 	if len(t.JSON()) > 8192 || len(t.SecretName) > maxIngestID {
 		return targets.RunTarget{}, false
