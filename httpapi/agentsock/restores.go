@@ -89,7 +89,6 @@ func (b *RestoreBridge) get() (*Hub, OperationService) {
 const (
 	CodeAgentNotConnected   = "agent_not_connected"
 	CodeSnapshotUnreachable = "snapshot_not_reachable"
-	CodeMissingWebDAVSecret = "missing_webdav_secret"
 )
 
 // Check refuses a restore that the agent cannot run now: unknown or revoked agent, agent not
