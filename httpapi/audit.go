@@ -107,10 +107,8 @@ func (s *Server) recordAudit(r *http.Request, note *audit.Note, status int) {
 // request that a middleware refused before routing (the HTTPS, host and content-type gates): the
 // row then still names the route, never the raw path, which could be anything a client sent.
 func (s *Server) auditRoute(r *http.Request) (string, chi.RouteParams) {
-	if rc := chi.RouteContext(r.Context()); rc != nil {
-		if p := rc.RoutePattern(); p != "" && !strings.HasSuffix(p, "/*") {
-			return p, rc.URLParams
-		}
+	if p := middleware.MatchedRoute(r); p != "" {
+		return p, chi.RouteContext(r.Context()).URLParams
 	}
 	if s.mux == nil {
 		return "", chi.RouteParams{}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/bastion-backup/bastion/agent/fsrpc"
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/operations"
@@ -159,9 +160,6 @@ func (e *RestoreExecutor) Restore(ctx context.Context, t *protocol.RestoreTask, 
 	return e.outcome(ctx, sum, err, log)
 }
 
-// CodeMissingWebDAVSecret fails a restore to WebDAV naming a credential this agent does not have.
-const CodeMissingWebDAVSecret = "missing_webdav_secret"
-
 // webdavDestination opens a WebDAV restore destination with this agent's own credential of that
 // name, which the opener sends only to the origins the Hub bound it to. Nothing is sent here.
 func (e *RestoreExecutor) webdavDestination(ctx context.Context, d *protocol.RestoreDestination) (*webdav.Tree, string, *protocol.OperationResult) {
@@ -178,13 +176,13 @@ func (e *RestoreExecutor) webdavDestination(ctx context.Context, d *protocol.Res
 		return fail(CodeInvalidDestination, "the WebDAV destination is not usable")
 	}
 	if strings.TrimSpace(d.SecretName) == "" {
-		return fail(CodeMissingWebDAVSecret, "the restore names no WebDAV credential (secret_name)")
+		return fail(fsrpc.CodeMissingWebDAVSecret, "the restore names no WebDAV credential (secret_name)")
 	}
 	tgt, err := e.opener.Open(ctx, targets.RunTarget{NodeID: opener.HubNode, Target: webdav.Redact(prefixURL, d.SecretName)})
 	var te *targets.Error
 	switch {
 	case errors.Is(err, secrets.ErrNotFound) || (errors.As(err, &te) && te.Code == "webdav_secret_missing"):
-		return fail(CodeMissingWebDAVSecret, fmt.Sprintf("this agent has no WebDAV credential named %q; "+
+		return fail(fsrpc.CodeMissingWebDAVSecret, fmt.Sprintf("this agent has no WebDAV credential named %q; "+
 			"create it for this agent (Agents → the agent → WebDAV credentials) and restore again", d.SecretName))
 	case errors.As(err, &te):
 		return fail(te.Code, "open the WebDAV destination: "+te.Error())

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/json"
-	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/bastion-backup/bastion/agent/client"
 	"github.com/bastion-backup/bastion/agent/protocol"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"github.com/bastion-backup/bastion/engine/testtool"
 )
 

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,6 +89,25 @@ func TestAgentRestoreToWebDAV(t *testing.T) {
 		res, sum := restoreTo(protocol.RestoreDestination{Type: "webdav", BaseURL: rogue.URL + "/", SecretName: "nas", Prefix: "x"})
 		if res.Status != protocol.StatusFailed || sum["error_code"] != "credential_origin_mismatch" {
 			t.Fatalf("result %+v %v", res, sum)
+		}
+		if n := rogueHits.Load(); n != 0 {
+			t.Fatalf("the other server got %d requests", n)
+		}
+	})
+	t.Run("HostileBaseURL", func(t *testing.T) {
+		// Each names the bound server one way or another; none may get the credential used
+		// anywhere else, or anything written.
+		withUser := strings.Replace(baseURL, "://", "://intruder:secret@", 1)
+		for _, u := range []string{"", "file:///etc/", "ftp://" + strings.TrimPrefix(baseURL, "http://"), withUser,
+			baseURL + "?redirect=" + rogue.URL, "http://" + strings.Repeat("a", 70000) + "/"} {
+			res, sum := restoreTo(protocol.RestoreDestination{Type: "webdav", BaseURL: u, SecretName: "nas", Prefix: "hostile"})
+			code, _ := sum["error_code"].(string)
+			if res.Status != protocol.StatusFailed || (code != "invalid_destination" && !strings.HasPrefix(code, "credential_origin_")) {
+				t.Fatalf("base_url %.80q: result %+v %v", u, res, sum)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(share, "hostile")); err == nil {
+			t.Fatal("a hostile base_url got a restore written")
 		}
 		if n := rogueHits.Load(); n != 0 {
 			t.Fatalf("the other server got %d requests", n)

@@ -16,8 +16,8 @@ import (
 	"github.com/bastion-backup/bastion/engine/targets/webdav"
 )
 
-// CodeMissingWebDAVSecret is the error code of a webdav_list naming a credential the node does
-// not have.
+// CodeMissingWebDAVSecret is the error code of a webdav_list, or of a restore to WebDAV
+// (agent/client), naming a credential the node does not have.
 const CodeMissingWebDAVSecret = "missing_webdav_secret"
 
 // WebDAVCredentials returns the node's WebDAV credential called name for use with baseURL: an

@@ -145,7 +145,7 @@ func (h *Hub) onAck(ctx context.Context, c *conn, taskID string) {
 	}
 }
 
-// ownedOpenTask loads the open task of a run and checks that the sender owns it.
+// ownedTask loads a task (open or not: callers check) and checks that the sender owns it.
 func (h *Hub) ownedTask(ctx context.Context, c *conn, taskID string) (storage.AgentTask, bool) {
 	t, err := h.db.Reader().GetAgentTask(ctx, taskID)
 	if err != nil {

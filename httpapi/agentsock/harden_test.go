@@ -221,6 +221,52 @@ func TestSharedAgeKeyLivesOnlyAsLongAsItsOperation(t *testing.T) {
 	waitFor(t, "the agent forgot the key", func() bool { return !agentHoldsKey(t, rs, "op-key") })
 }
 
+// TestUploadedRunCannotClaimAnotherAgeKey: the summary of a run an agent uploaded is the agent's
+// word; naming an age key its job does not use must not get that key copied to the agent when the
+// run is restored there. The same summary written by the Hub itself does get its key shared,
+// which shows the test sees a shared key.
+func TestUploadedRunCannotClaimAnotherAgeKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := newRestoreSetup(t, true)
+	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
+	testtool.BuildTree(t, src, 1<<20)
+	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
+	if err := rs.store.Put(ctx, "hub", secrets.KindBackupAgeIdentity, "victim-key", []byte("AGE-SECRET-KEY-1VICTIM")); err != nil {
+		t.Fatal(err)
+	}
+	// As if uploaded: no backup task of the Hub's, and a summary naming the victim's key.
+	for _, q := range []string{`DELETE FROM agent_tasks WHERE id = ?`,
+		`UPDATE runs SET ingested_at = 1, summary_json = json_set(COALESCE(summary_json, '{}'), '$.encryption_key', 'victim-key') WHERE id = ?`} {
+		if _, err := rs.db.Writer().Exec(ctx, q, runID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sharedWhileHeld := func() []secrets.Meta {
+		t.Helper()
+		op := rs.restore(t, runID, filepath.Join(t.TempDir(), "restored"))
+		rs.waitHeld(t, op.ID)
+		shared, err := rs.store.List(ctx, rs.agentID, secrets.KindBackupAgeIdentity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rs.ops.Cancel(ctx, op.ID, 1, "done looking"); err != nil {
+			t.Fatal(err)
+		}
+		rs.waitOp(t, op.ID)
+		return shared
+	}
+	if shared := sharedWhileHeld(); len(shared) != 0 || agentHoldsKey(t, rs, "victim-key") {
+		t.Fatalf("an uploaded summary got the agent age keys %v", shared)
+	}
+	if _, err := rs.db.Writer().Exec(ctx, `UPDATE runs SET ingested_at = NULL WHERE id = ?`, runID); err != nil {
+		t.Fatal(err)
+	}
+	if shared := sharedWhileHeld(); len(shared) != 1 || shared[0].Name != "victim-key" {
+		t.Fatalf("the Hub's own summary: age keys shared %v", shared)
+	}
+}
+
 // TestStaleAgeKeysLeaveAtHello: a key left in an agent's scope by an operation that ended while
 // the Hub was down (or the agent away) is removed when the agent says hello again.
 func TestStaleAgeKeysLeaveAtHello(t *testing.T) {

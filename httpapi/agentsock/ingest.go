@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/bastion-backup/bastion/engine/targets/all"
-	"github.com/bastion-backup/bastion/engine/targets/localdir"
-	"github.com/bastion-backup/bastion/engine/targets/webdav"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -21,6 +18,9 @@ import (
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/all"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
+	"github.com/bastion-backup/bastion/engine/targets/webdav"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
@@ -150,6 +150,8 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 		summary = &s
 	}
 	ended := run.EndedAt
+	stored := storage.Run{ID: run.ID, JobID: run.JobID, Status: run.Status, StartedAt: run.StartedAt,
+		EndedAt: &ended, SummaryJSON: summary, Error: run.Error}
 	var apiErr error
 	err = h.db.Write(r.Context(), func(q storage.Q) error {
 		job, err := q.GetJob(r.Context(), run.JobID)
@@ -160,8 +162,7 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		ok, err := q.UpsertIngestedRun(r.Context(), storage.Run{ID: run.ID, JobID: run.JobID, Status: run.Status,
-			StartedAt: run.StartedAt, EndedAt: &ended, SummaryJSON: summary, Error: run.Error}, agent.ID, now)
+		ok, err := q.UpsertIngestedRun(r.Context(), stored, agent.ID, now)
 		if err != nil {
 			return err
 		}
@@ -180,8 +181,6 @@ func (h *Hub) ingest(w http.ResponseWriter, r *http.Request) {
 		if h.cfg.Notifier != nil {
 			// Queued with the run, like a run finished on the Hub; a repeated upload queues
 			// nothing new (one notification per run and destination).
-			stored := storage.Run{ID: run.ID, JobID: run.JobID, Status: run.Status, StartedAt: run.StartedAt,
-				EndedAt: &ended, SummaryJSON: summary, Error: run.Error}
 			if _, err := h.cfg.Notifier.EnqueueFinished(r.Context(), q, stored, job.SpecJSON); err != nil {
 				return err
 			}
@@ -291,15 +290,16 @@ func validSummaryErrorCode(summary json.RawMessage) bool {
 	return ok
 }
 
-// ingestTarget accepts the targets a valid job spec can name (an absolute local directory
-// without "..", an http(s) URL without credentials, query or fragment), re-encoded by its driver
-// so that nothing else the agent sent is stored. The secret name may be missing: the agent may
-// not know it.
+// validIngestTarget: an uploaded run's target is one ingestTarget accepts.
 func validIngestTarget(t targets.Redacted) bool {
 	_, ok := ingestTarget("", t)
 	return ok
 }
 
+// ingestTarget accepts the targets a valid job spec can name (an absolute local directory
+// without "..", an http(s) URL without credentials, query or fragment), re-encoded by its driver
+// so that nothing else the agent sent is stored. The secret name may be missing: the agent may
+// not know it.
 func ingestTarget(agentID string, t targets.Redacted) (targets.RunTarget, bool) {
 	if len(t.JSON()) > 8192 || len(t.SecretName) > maxIngestID {
 		return targets.RunTarget{}, false

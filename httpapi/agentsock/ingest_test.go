@@ -190,6 +190,13 @@ func TestIngestRecordsWhereTheAgentRan(t *testing.T) {
 			{"type": "local_dir", "base_dir": "/a/../b"},
 			{"type": "webdav", "base_url": "https://user:pw@dav.example/b/", "secret_name": "nas"},
 			{"type": "s3", "base_url": "https://s3.example/"},
+			// An S3 location an agent names must be one a job spec could name too.
+			{"type": "s3", "endpoint": "https://key:secret@s3.example", "bucket": "bkt", "secret_name": "k"},
+			{"type": "s3", "endpoint": "file:///etc", "bucket": "bkt", "secret_name": "k"},
+			{"type": "s3", "endpoint": "https://s3.example/?redirect=https://evil.example", "bucket": "bkt", "secret_name": "k"},
+			{"type": "s3", "endpoint": "https://s3.example", "bucket": "../bkt", "secret_name": "k"},
+			{"type": "s3", "endpoint": "https://s3.example", "bucket": "bkt", "prefix": "../../other", "secret_name": "k"},
+			{"type": "s3", "endpoint": "https://s3.example", "bucket": "bkt", "secret_name": strings.Repeat("k", 200)},
 		} {
 			if code, e := b.upload(t, map[string]any{"id": "bad-target", "target": tg}); code != 400 || e != "invalid_run" {
 				t.Fatalf("target %v: %d %s", tg, code, e)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/bastion-backup/bastion/engine/targets/all"
 	"path/filepath"
 	"sync"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/operations"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -89,7 +89,6 @@ func (b *RestoreBridge) get() (*Hub, OperationService) {
 const (
 	CodeAgentNotConnected   = "agent_not_connected"
 	CodeSnapshotUnreachable = "snapshot_not_reachable"
-	CodeMissingWebDAVSecret = "missing_webdav_secret"
 )
 
 // Check refuses a restore that the agent cannot run now: unknown or revoked agent, agent not

@@ -36,13 +36,6 @@ func newRequestID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// call sends a request built for requestID and waits for the reply with the same id, at most
-// RPCTimeout. A disconnect fails it at once with ErrAgentOffline.
-func (h *Hub) call(ctx context.Context, agentID string, build func(requestID string) protocol.Message) (protocol.Message, error) {
-	id := newRequestID()
-	return h.callKey(ctx, agentID, id, RPCTimeout, build(id))
-}
-
 // errBusy: a request with the same key is already waiting for its reply.
 var errBusy = errors.New("the same request is already waiting for the agent")
 
@@ -85,6 +78,24 @@ func (h *Hub) callKey(ctx context.Context, agentID, key string, timeout time.Dur
 	}
 }
 
+// errWrongReply: the agent answered a request with a message of another type.
+var errWrongReply = errors.New("the agent answered with an unexpected message")
+
+// callFor is callKey for a request answered by one message type R: a reply of any other type is
+// an error wrapping errWrongReply.
+func callFor[R protocol.Message](ctx context.Context, h *Hub, agentID, key string, timeout time.Duration, m protocol.Message) (R, error) {
+	var zero R
+	reply, err := h.callKey(ctx, agentID, key, timeout, m)
+	if err != nil {
+		return zero, err
+	}
+	res, ok := reply.(R)
+	if !ok {
+		return zero, fmt.Errorf("agent %s answered %s with %s: %w", agentID, m.MessageType(), reply.MessageType(), errWrongReply)
+	}
+	return res, nil
+}
+
 // resolvePending hands a reply to its waiting caller; a late or unknown reply is dropped.
 func (h *Hub) resolvePending(c *conn, requestID string, m protocol.Message) {
 	h.pendingMu.Lock()
@@ -118,34 +129,14 @@ func (h *Hub) failPending(c *conn) {
 
 // FsList asks the agent to list a directory.
 func (h *Hub) FsList(ctx context.Context, agentID string, req protocol.FsList) (*protocol.FsListResult, error) {
-	m, err := h.call(ctx, agentID, func(id string) protocol.Message {
-		req.RequestID = id
-		return &req
-	})
-	if err != nil {
-		return nil, err
-	}
-	res, ok := m.(*protocol.FsListResult)
-	if !ok {
-		return nil, fmt.Errorf("agent %s answered fs_list with %s", agentID, m.MessageType())
-	}
-	return res, nil
+	req.RequestID = newRequestID()
+	return callFor[*protocol.FsListResult](ctx, h, agentID, req.RequestID, RPCTimeout, &req)
 }
 
 // WebdavList asks the agent to list a WebDAV collection with its own credential.
 func (h *Hub) WebdavList(ctx context.Context, agentID string, req protocol.WebdavList) (*protocol.WebdavListResult, error) {
-	m, err := h.call(ctx, agentID, func(id string) protocol.Message {
-		req.RequestID = id
-		return &req
-	})
-	if err != nil {
-		return nil, err
-	}
-	res, ok := m.(*protocol.WebdavListResult)
-	if !ok {
-		return nil, fmt.Errorf("agent %s answered webdav_list with %s", agentID, m.MessageType())
-	}
-	return res, nil
+	req.RequestID = newRequestID()
+	return callFor[*protocol.WebdavListResult](ctx, h, agentID, req.RequestID, RPCTimeout, &req)
 }
 
 // EntriesTimeout bounds entries_list: the agent may first copy a large index into its cache and
@@ -157,15 +148,7 @@ const EntriesTimeout = 30 * time.Second
 // error after EntriesTimeout.
 func (h *Hub) EntriesList(ctx context.Context, agentID string, req protocol.EntriesList) (*protocol.EntriesListResult, error) {
 	req.RequestID = newRequestID()
-	m, err := h.callKey(ctx, agentID, req.RequestID, EntriesTimeout, &req)
-	if err != nil {
-		return nil, err
-	}
-	res, ok := m.(*protocol.EntriesListResult)
-	if !ok {
-		return nil, fmt.Errorf("agent %s answered entries_list with %s", agentID, m.MessageType())
-	}
-	return res, nil
+	return callFor[*protocol.EntriesListResult](ctx, h, agentID, req.RequestID, EntriesTimeout, &req)
 }
 
 // Supports reports whether the agent's last hello listed control (protocol.ControlEntriesList,

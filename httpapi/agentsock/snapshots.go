@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/bastion-backup/bastion/engine/targets/all"
 
 	"filippo.io/age"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/secrets"
+	"github.com/bastion-backup/bastion/engine/targets/all"
 	"github.com/bastion-backup/bastion/storage"
 )
 

@@ -133,17 +133,10 @@ func cleanupKey(runID string) string { return "snapshot_cleanup:" + runID }
 // DeleteRun asks the agent to delete the run directory and waits for its answer.
 func (d *agentDir) DeleteRun(ctx context.Context, run targets.RunRef) (targets.DeleteResult, error) {
 	op := "delete run " + run.RunID + " on agent " + d.agentID
-	if err := targets.ValidateRun(run); err != nil {
-		return "", &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config", Op: op, Err: err}
-	}
-	m, err := d.h.callKey(ctx, d.agentID, deleteKey(run.RunID), SnapshotTaskTimeout,
+	res, err := askAgentDir[*protocol.SnapshotDeleteResult](ctx, d, op, run, deleteKey(run.RunID),
 		&protocol.SnapshotDeleteTask{Task: protocol.SnapshotDelete{RunID: run.RunID, JobID: run.JobID, BaseDir: d.base}})
 	if err != nil {
-		return "", callError(op, err)
-	}
-	res, ok := m.(*protocol.SnapshotDeleteResult)
-	if !ok {
-		return "", &targets.Error{Kind: targets.KindUnknown, Code: "agent_protocol", Op: op, Err: fmt.Errorf("answered with %s", m.MessageType())}
+		return "", err
 	}
 	switch res.Status {
 	case protocol.DeleteSuccess:
@@ -158,17 +151,10 @@ func (d *agentDir) DeleteRun(ctx context.Context, run targets.RunRef) (targets.D
 // run.
 func (d *agentDir) CleanupRun(ctx context.Context, run targets.RunRef) (targets.CleanupResult, error) {
 	op := "clean up run " + run.RunID + " on agent " + d.agentID
-	if err := targets.ValidateRun(run); err != nil {
-		return "", &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config", Op: op, Err: err}
-	}
-	m, err := d.h.callKey(ctx, d.agentID, cleanupKey(run.RunID), SnapshotTaskTimeout,
+	res, err := askAgentDir[*protocol.SnapshotCleanupResult](ctx, d, op, run, cleanupKey(run.RunID),
 		&protocol.SnapshotCleanupTask{Task: protocol.SnapshotDelete{RunID: run.RunID, JobID: run.JobID, BaseDir: d.base}})
 	if err != nil {
-		return "", callError(op, err)
-	}
-	res, ok := m.(*protocol.SnapshotCleanupResult)
-	if !ok {
-		return "", &targets.Error{Kind: targets.KindUnknown, Code: "agent_protocol", Op: op, Err: fmt.Errorf("answered with %s", m.MessageType())}
+		return "", err
 	}
 	switch res.Status {
 	case protocol.CleanupDeleted:
@@ -181,10 +167,25 @@ func (d *agentDir) CleanupRun(ctx context.Context, run targets.RunRef) (targets.
 	return "", agentError(op, "agent_cleanup_failed", res.ErrorKind, res.Error)
 }
 
+// askAgentDir sends a whole-run task about run to the agent and waits for its reply of type R.
+func askAgentDir[R protocol.Message](ctx context.Context, d *agentDir, op string, run targets.RunRef, key string, task protocol.Message) (R, error) {
+	var zero R
+	if err := targets.ValidateRun(run); err != nil {
+		return zero, &targets.Error{Kind: targets.KindConfig, Code: "local_dir_config", Op: op, Err: err}
+	}
+	res, err := callFor[R](ctx, d.h, d.agentID, key, SnapshotTaskTimeout, task)
+	if err != nil {
+		return zero, callError(op, err)
+	}
+	return res, nil
+}
+
 // callError classifies a request the agent did not answer: gone or silent is a network failure
-// (retried), anything else unknown.
+// (retried), a reply of the wrong type a protocol failure, anything else unknown.
 func callError(op string, err error) error {
 	switch {
+	case errors.Is(err, errWrongReply):
+		return &targets.Error{Kind: targets.KindUnknown, Code: "agent_protocol", Op: op, Err: err}
 	case errors.Is(err, ErrAgentOffline):
 		return &targets.Error{Kind: targets.KindNetwork, Code: "agent_offline", Op: op,
 			Hint: "the agent disconnected; this is retried when it is back", Err: err}

@@ -3,7 +3,6 @@ package agentsock_test
 import (
 	"context"
 	"errors"
-	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/localdir"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
 )
 

@@ -6,8 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	chimw "github.com/go-chi/chi/v5/middleware"
+
+	"github.com/bastion-backup/bastion/httpapi/middleware"
 )
 
 // RouteUnmatched is the route label of requests that matched no route (unknown paths, the web
@@ -34,15 +35,9 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// routeOf is the pattern chi matched. A request that matched nothing has an empty pattern, or
-// only the catch-all of the sub-router it fell into ("/api/*"); both collapse to RouteUnmatched.
-// (No route of the Hub is itself a wildcard; one added later would collapse too.)
+// routeOf is the pattern chi matched, RouteUnmatched for none (middleware.MatchedRoute).
 func routeOf(r *http.Request) string {
-	rc := chi.RouteContext(r.Context())
-	if rc == nil {
-		return RouteUnmatched
-	}
-	if p := rc.RoutePattern(); p != "" && !strings.HasSuffix(p, "/*") {
+	if p := middleware.MatchedRoute(r); p != "" {
 		return p
 	}
 	return RouteUnmatched

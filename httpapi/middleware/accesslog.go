@@ -76,3 +76,18 @@ func Method(m string) string {
 	}
 	return "OTHER"
 }
+
+// MatchedRoute is the chi pattern a request matched, "" when it matched none: an empty pattern,
+// or only the catch-all of the sub-router it fell into ("/api/*"). Raw paths are anything a
+// client sent; patterns are a bounded set. (No route of the Hub is itself a wildcard; one added
+// later would read as unmatched too.)
+func MatchedRoute(r *http.Request) string {
+	rc := chi.RouteContext(r.Context())
+	if rc == nil {
+		return ""
+	}
+	if p := rc.RoutePattern(); !strings.HasSuffix(p, "/*") {
+		return p
+	}
+	return ""
+}
