@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -337,33 +336,15 @@ func (w *rawWriter) addFile(ctx context.Context, it item) error {
 	}()
 	h := w.hasher
 	h.Reset()
-	var copied int64
-	var readErr error
-	for copied < size {
-		if err := ctx.Err(); err != nil {
-			return context.Cause(ctx)
-		}
-		n := min(int64(len(w.buf)), size-copied)
-		m, err := io.ReadFull(f, w.buf[:n])
-		if m > 0 {
-			h.Write(w.buf[:m])
-			if _, werr := dst.Write(w.buf[:m]); werr != nil {
-				return newErr(CodeStagingIO, KindIO, "Check free space of the data directory and the target.",
-					fmt.Errorf("write data/%s: %w", it.arch, werr))
-			}
-			copied += int64(m)
-			w.done.Bytes += uint64(m)
-			w.progress()
-		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				readErr = err
-			}
-			break
-		}
-	}
-	if afterCopyHook != nil {
-		afterCopyHook(it.fsPath)
+	copied, readErr, err := copyHashed(ctx, it, f, dst, h, w.buf, size, func(m int) {
+		w.done.Bytes += uint64(m)
+		w.progress()
+	}, func(werr error) error {
+		return newErr(CodeStagingIO, KindIO, "Check free space of the data directory and the target.",
+			fmt.Errorf("write data/%s: %w", it.arch, werr))
+	})
+	if err != nil {
+		return err
 	}
 	obs := observe(it, f, before, size, readErr)
 	if copied < size && readErr == nil {
