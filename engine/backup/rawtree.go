@@ -262,8 +262,8 @@ func (w *rawWriter) progress() {
 func rawMeta(e *format.Entry, fi fs.FileInfo, xattrs map[string]string) {
 	mt := fi.ModTime().Unix()
 	e.Mtime = &mt
-	if mode, uid, gid, ok := statMode(fi); ok {
-		e.Mode, e.UID, e.GID = &mode, &uid, &gid
+	if id := statID(fi); id.HasID {
+		e.Mode, e.UID, e.GID = &id.Mode, &id.UID, &id.GID
 	}
 	if len(xattrs) > 0 {
 		e.Xattrs = xattrs
