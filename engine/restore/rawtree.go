@@ -29,6 +29,24 @@ import (
 // the group's first restored file; mode, owner, extended attributes and mtime are applied best
 // effort. All of the archive restore's safety holds, through the same descriptor-relative
 // operations: index paths that are absolute, hold "..", or lead through a symlink are refused.
+// stageRawIndex makes req.StagingDir and downloads the snapshot's index into it, returning its
+// path. On success the caller removes the staging directory; on failure it is removed here if
+// it was made.
+func stageRawIndex(ctx context.Context, req Request, run targets.RunRef) (string, error) {
+	if err := os.MkdirAll(req.StagingDir, 0o700); err != nil {
+		return "", &Error{Code: CodeIO, Err: fmt.Errorf("create staging: %w", err)}
+	}
+	indexPath := filepath.Join(req.StagingDir, targets.EntriesName)
+	if err := FetchIndex(ctx, req.Target, run, indexPath); err != nil {
+		os.RemoveAll(req.StagingDir)
+		if ctx.Err() != nil {
+			return "", &Error{Code: CodeCanceled, Err: ctx.Err()}
+		}
+		return "", &Error{Code: CodePart, Err: &PartError{Part: targets.EntriesName, Reason: "read_error", Err: err}}
+	}
+	return indexPath, nil
+}
+
 func restoreRawTree(ctx context.Context, req Request, run targets.RunRef, m *format.Manifest) (Result, error) {
 	var res Result
 	policy, sel, err := options(req)
@@ -42,17 +60,11 @@ func restoreRawTree(ctx context.Context, req Request, run targets.RunRef, m *for
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create destination: %w", err)}
 	}
-	if err := os.MkdirAll(req.StagingDir, 0o700); err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create staging: %w", err)}
+	indexPath, err := stageRawIndex(ctx, req, run)
+	if err != nil {
+		return res, err
 	}
 	defer os.RemoveAll(req.StagingDir)
-	indexPath := filepath.Join(req.StagingDir, targets.EntriesName)
-	if err := FetchIndex(ctx, req.Target, run, indexPath); err != nil {
-		if ctx.Err() != nil {
-			return res, &Error{Code: CodeCanceled, Err: ctx.Err()}
-		}
-		return res, &Error{Code: CodePart, Err: &PartError{Part: targets.EntriesName, Reason: "read_error", Err: err}}
-	}
 
 	d, err := openDestDir(dest)
 	if err != nil {

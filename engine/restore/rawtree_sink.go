@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -33,18 +32,12 @@ func restoreRawTreeToSink(ctx context.Context, req Request, run targets.RunRef, 
 	if err != nil {
 		return res, err
 	}
-	if err := os.MkdirAll(req.StagingDir, 0o700); err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create staging: %w", err)}
+	// The index first: a snapshot whose index cannot be read leaves the destination untouched.
+	indexPath, err := stageRawIndex(ctx, req, run)
+	if err != nil {
+		return res, err
 	}
 	defer os.RemoveAll(req.StagingDir)
-	// The index first: a snapshot whose index cannot be read leaves the destination untouched.
-	indexPath := filepath.Join(req.StagingDir, targets.EntriesName)
-	if err := FetchIndex(ctx, req.Target, run, indexPath); err != nil {
-		if ctx.Err() != nil {
-			return res, &Error{Code: CodeCanceled, Err: ctx.Err()}
-		}
-		return res, &Error{Code: CodePart, Err: &PartError{Part: targets.EntriesName, Reason: "read_error", Err: err}}
-	}
 	w, err := req.Sink.open(ctx, &req, policy, sel, &res)
 	if err != nil {
 		return res, err
