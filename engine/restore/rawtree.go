@@ -265,13 +265,12 @@ func (rt *rawRestorer) dir(rel string, e format.Entry) error {
 		case ConflictFail:
 			return &Error{Code: CodeConflict, Err: fmt.Errorf("%s already exists and is not a directory (conflict policy fail)", rel)}
 		}
-		if err := x.d.remove(dirfd, base, rel, false); err != nil {
-			return &Error{Code: CodeIO, Err: fmt.Errorf("remove %s: %w", rel, err)}
+		if err := x.makeDir(dirfd, base, rel, true); err != nil {
+			return err
 		}
-		fallthrough
 	default:
-		if err := unix.Mkdirat(dirfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			return &Error{Code: CodeIO, Err: fmt.Errorf("create directory %s: %w", rel, err)}
+		if err := x.makeDir(dirfd, base, rel, false); err != nil {
+			return err
 		}
 	}
 	rt.made[rel] = true
