@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -271,6 +272,26 @@ func TestRestoreToWebDAV(t *testing.T) {
 		inner := served(t, filepath.Join(s.dir, "jail", "inner"))
 		if inner["ok.txt"] != "ok" || inner["%2e%2e/%2e%2e/enc.txt"] != "enc" || inner["..%2f..%2fenc2.txt"] != "enc2" {
 			t.Errorf("inside the prefix: %v", inner)
+		}
+	})
+
+	t.Run("HostileOperationID", func(t *testing.T) {
+		t.Parallel()
+		// The operation id names the metadata collection: one that climbs out of it, or names
+		// a path, is refused before anything is made.
+		for i, op := range []string{"", "..", "../../escape", "a/b", `a\b`, "x\x00y", strings.Repeat("o", 300)} {
+			prefix := fmt.Sprintf("hostile-op-%d", i)
+			_, err := restoreToDAV(t, s, tg, runID, prefix, op, nil)
+			var re *restore.Error
+			if !errors.As(err, &re) || re.Code != restore.CodeDestination {
+				t.Errorf("op %q: err = %v, want destination", op, err)
+			}
+			if _, err := os.Stat(filepath.Join(s.dir, prefix)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("op %q: the destination was made: %v", op, err)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(s.dir, "escape")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("an operation id escaped: %v", err)
 		}
 	})
 
