@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bastion-backup/bastion/engine/backup/format"
-	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/targets"
 )
@@ -53,37 +52,19 @@ func restoreRawTree(ctx context.Context, req Request, run targets.RunRef, m *for
 	if err != nil {
 		return res, err
 	}
-	dest, err := filepath.Abs(req.Destination)
+	x, err := openExtractor(req.Destination, &req, policy, sel, &res)
 	if err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("destination: %w", err)}
+		return res, err
 	}
-	if err := os.MkdirAll(dest, 0o755); err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create destination: %w", err)}
-	}
+	defer x.close()
 	indexPath, err := stageRawIndex(ctx, req, run)
 	if err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(req.StagingDir)
-
-	d, err := openDestDir(dest)
-	if err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("open destination: %w", err)}
-	}
-	defer d.Close()
-	if req.ProtectedDir != "" {
-		real, err := d.realPath()
-		if err != nil {
-			return res, &Error{Code: CodeIO, Err: fmt.Errorf("resolve the opened destination: %w", err)}
-		}
-		if overlaps, err := pathguard.Overlaps(real, req.ProtectedDir); err != nil || overlaps {
-			return res, &Error{Code: CodeDestination, Err: fmt.Errorf(
-				"the destination %s is now %s, inside the data directory or containing it; nothing was restored", dest, real)}
-		}
-	}
 	req.Progress.Stage("restore", &progress.Units{Files: uint64(max(m.EntryIndex.Count, 0))})
 	rt := &rawRestorer{
-		x:     &extractor{d: d, policy: policy, keepSpecial: req.KeepSpecialBits, sel: sel, res: &res, buf: make([]byte, 1<<20)},
+		x:     x,
 		t:     req.Target,
 		run:   run,
 		first: map[string]string{},
