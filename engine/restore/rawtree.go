@@ -81,24 +81,32 @@ func restoreRawTree(ctx context.Context, req Request, run targets.RunRef, m *for
 		req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: uint64(res.Bytes)})
 		return nil
 	})
-	if err != nil {
+	err = endRawRestore(req, &res, err, rt.finishDirs)
+	return res, err
+}
+
+// endRawRestore ends both raw restores once the index was scanned (scanErr): a scan error is
+// returned (as an archive error unless it is already an *Error), else finish (the writer's last
+// step) runs, the progress is brought up to date, and refused entries fail the restore.
+func endRawRestore(req Request, res *Result, scanErr error, finish func() error) error {
+	if scanErr != nil {
 		var re *Error
-		if errors.As(err, &re) {
-			return res, err
+		if errors.As(scanErr, &re) {
+			return scanErr
 		}
-		return res, &Error{Code: CodeArchive, Err: err}
+		return &Error{Code: CodeArchive, Err: scanErr}
 	}
-	if err := rt.finishDirs(); err != nil {
-		return res, err
+	if err := finish(); err != nil {
+		return err
 	}
 	req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: uint64(res.Bytes)})
 	if res.Refused > 0 {
 		emit(req.Events, "error", "unsafe_entries", fmt.Sprintf("%d unsafe index entries were refused", res.Refused),
 			map[string]any{"refused": res.Refused, "sample": res.RefusedSample})
-		return res, &Error{Code: CodeUnsafeEntries, Err: fmt.Errorf("%d index entries were refused as unsafe (first: %s: %s)",
+		return &Error{Code: CodeUnsafeEntries, Err: fmt.Errorf("%d index entries were refused as unsafe (first: %s: %s)",
 			res.Refused, res.RefusedSample[0].Path, res.RefusedSample[0].Reason)}
 	}
-	return res, nil
+	return nil
 }
 
 type rawRestorer struct {

@@ -85,24 +85,8 @@ func restoreRawTreeToSink(ctx context.Context, req Request, run targets.RunRef, 
 		req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: uint64(res.Bytes)})
 		return nil
 	})
-	if err != nil {
-		var re *Error
-		if errors.As(err, &re) {
-			return res, err
-		}
-		return res, &Error{Code: CodeArchive, Err: err}
-	}
-	if err := w.finish(ctx); err != nil {
-		return res, err
-	}
-	req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: uint64(res.Bytes)})
-	if res.Refused > 0 {
-		emit(req.Events, "error", "unsafe_entries", fmt.Sprintf("%d unsafe index entries were refused", res.Refused),
-			map[string]any{"refused": res.Refused, "sample": res.RefusedSample})
-		return res, &Error{Code: CodeUnsafeEntries, Err: fmt.Errorf("%d index entries were refused as unsafe (first: %s: %s)",
-			res.Refused, res.RefusedSample[0].Path, res.RefusedSample[0].Reason)}
-	}
-	return res, nil
+	err = endRawRestore(req, &res, err, func() error { return w.finish(ctx) })
+	return res, err
 }
 
 // rawHeader is the tar header index record e (at the clean path rel) would have had in an
