@@ -76,6 +76,16 @@ func served(t *testing.T, dir string) map[string]string {
 	return out
 }
 
+// checkOnlyBelow fails for every file s serves that is not in before and not below prefix.
+func checkOnlyBelow(t *testing.T, s davServer, before map[string]string, prefix string) {
+	t.Helper()
+	for name := range served(t, s.dir) {
+		if _, ok := before[name]; !ok && !strings.HasPrefix(name, prefix) {
+			t.Errorf("%s was written outside the prefix", name)
+		}
+	}
+}
+
 // records reads the entry records of operation opID below prefix, by path.
 func records(t *testing.T, s davServer, prefix, opID string) map[string]restore.MetaEntry {
 	t.Helper()
@@ -263,12 +273,7 @@ func TestRestoreToWebDAV(t *testing.T) {
 		if res.Refused != 5 {
 			t.Errorf("refused %d: %+v", res.Refused, res.RefusedSample)
 		}
-		after := served(t, s.dir)
-		for name := range after {
-			if _, ok := before[name]; !ok && !strings.HasPrefix(name, "jail/inner/") {
-				t.Errorf("%s was written outside the prefix", name)
-			}
-		}
+		checkOnlyBelow(t, s, before, "jail/inner/")
 		inner := served(t, filepath.Join(s.dir, "jail", "inner"))
 		if inner["ok.txt"] != "ok" || inner["%2e%2e/%2e%2e/enc.txt"] != "enc" || inner["..%2f..%2fenc2.txt"] != "enc2" {
 			t.Errorf("inside the prefix: %v", inner)
