@@ -114,16 +114,9 @@ func (r *run) executeRawTree(staging string, src *source, policy string, thresho
 		"transfer_total_bytes": transfer, "data_in_place": direct})
 	var done int64
 	r.uploadProgress(done, transfer)
-	if err := putFile(r.ctx, r.req.Target, r.ref, targets.EntriesName, indexPath, ifi.Size()); err != nil {
+	if err := r.putIndexAndManifest(indexPath, ifi.Size(), mbytes, &done, transfer); err != nil {
 		return err
 	}
-	done += ifi.Size()
-	r.uploadProgress(done, transfer)
-	if err := putBytes(r.ctx, r.req.Target, r.ref, targets.ManifestName, mbytes); err != nil {
-		return err
-	}
-	done += int64(len(mbytes))
-	r.uploadProgress(done, transfer)
 	if !direct {
 		conc := DefaultRawTreeConcurrency
 		if l := spec.Pipeline.WebDAV.RawTreeDirect.Limits; l != nil && l.Concurrency > 0 {
@@ -137,19 +130,7 @@ func (r *run) executeRawTree(staging string, src *source, policy string, thresho
 			return err
 		}
 	}
-	if r.issues != nil && r.issues.ErrorsTotal > 0 && r.issues.policy == jobspec.ErrorSkipFail {
-		return newErr(CodeFSIssues, KindSource,
-			"Some source files could not be read; the data was uploaded without complete.json, so it is not a restorable snapshot.",
-			fmt.Errorf("%d filesystem errors under error_policy skip_fail", r.issues.ErrorsTotal))
-	}
-	if err := r.ctx.Err(); err != nil {
-		return context.Cause(r.ctx)
-	}
-	if err := putBytes(r.ctx, r.req.Target, r.ref, targets.CompleteName, []byte(completeBody)); err != nil {
-		return err
-	}
-	r.uploadProgress(transfer, transfer)
-	return nil
+	return r.complete(transfer)
 }
 
 // uploadDataTree stores every file below the staged data root as data/<relative path>, conc at
