@@ -177,22 +177,40 @@ func (a *archiver) writeFile(ctx context.Context, it item, f srcFile, fi fs.File
 	}
 	hasher := a.hasher
 	hasher.Reset()
-	var readErr error
-	var copied int64
+	copied, readErr, err := copyHashed(ctx, it, f, a.tw, hasher, a.buf, size, func(m int) {
+		a.done.Bytes += uint64(m)
+		a.progress()
+	}, func(werr error) error { return fmt.Errorf("archive %s: %w", it.arch, werr) })
+	if err != nil {
+		return err
+	}
+	if copied < size {
+		hashZeros(hasher, a.buf, size-copied)
+	}
+	hash := hex.EncodeToString(hasher.Sum(a.sum[:0]))
+	return a.finishFile(it, before, size, copied, hash, observe(it, f, before, size, readErr), readErr)
+}
+
+// copyHashed streams the first size bytes of f into dst through buf, hashing them into h and
+// calling onChunk with each chunk's length. A read error or an early end of f (the file shrank)
+// stops the copy short: readErr is that error (nil for a shrink) and the caller decides what a
+// short copy means. err is cancellation (context.Cause) or a failure to write dst as wrapWrite
+// words it; the test hook afterCopyHook runs only when the copy was not abandoned for one.
+func copyHashed(ctx context.Context, it item, f io.Reader, dst, h io.Writer, buf []byte, size int64,
+	onChunk func(int), wrapWrite func(error) error) (copied int64, readErr, err error) {
 	for copied < size {
 		if err := ctx.Err(); err != nil {
-			return context.Cause(ctx)
+			return copied, nil, context.Cause(ctx)
 		}
-		n := min(int64(len(a.buf)), size-copied)
-		m, err := io.ReadFull(f, a.buf[:n])
+		n := min(int64(len(buf)), size-copied)
+		m, err := io.ReadFull(f, buf[:n])
 		if m > 0 {
-			hasher.Write(a.buf[:m])
-			if _, werr := a.tw.Write(a.buf[:m]); werr != nil {
-				return fmt.Errorf("archive %s: %w", it.arch, werr)
+			h.Write(buf[:m])
+			if _, werr := dst.Write(buf[:m]); werr != nil {
+				return copied, nil, wrapWrite(werr)
 			}
 			copied += int64(m)
-			a.done.Bytes += uint64(m)
-			a.progress()
+			onChunk(m)
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -204,11 +222,7 @@ func (a *archiver) writeFile(ctx context.Context, it item, f srcFile, fi fs.File
 	if afterCopyHook != nil {
 		afterCopyHook(it.fsPath)
 	}
-	if copied < size {
-		hashZeros(hasher, a.buf, size-copied)
-	}
-	hash := hex.EncodeToString(hasher.Sum(a.sum[:0]))
-	return a.finishFile(it, before, size, copied, hash, observe(it, f, before, size, readErr), readErr)
+	return copied, readErr, nil
 }
 
 // fileHeader writes the tar header of a regular file of fi's size.

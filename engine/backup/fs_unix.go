@@ -15,40 +15,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fileID is what identifies a file and its owner on unix.
+// fileID is what identifies a file and its owner on unix, and its st_mode.
 type fileID struct {
 	Dev, Ino   uint64
 	Nlink      uint64
 	UID, GID   uint64
+	Mode       uint32
 	HasID      bool
 	MtimeNanos int64
 }
 
+// statID reads fi's stat from os.Lstat and os.File.Stat (*syscall.Stat_t) or statInfo
+// (*unix.Stat_t); HasID is false for a FileInfo that carries neither.
 func statID(fi fs.FileInfo) fileID {
 	id := fileID{MtimeNanos: fi.ModTime().UnixNano()}
 	switch st := fi.Sys().(type) {
-	case *syscall.Stat_t: // os.Lstat and os.File.Stat
+	case *syscall.Stat_t:
 		id.Dev, id.Ino, id.Nlink = uint64(st.Dev), uint64(st.Ino), uint64(st.Nlink) //nolint:unconvert // widths differ per OS
-		id.UID, id.GID = uint64(st.Uid), uint64(st.Gid)
+		id.UID, id.GID, id.Mode = uint64(st.Uid), uint64(st.Gid), uint32(st.Mode)   //nolint:unconvert // widths differ per OS
 		id.HasID = true
-	case *unix.Stat_t: // statInfo
+	case *unix.Stat_t:
 		id.Dev, id.Ino, id.Nlink = uint64(st.Dev), uint64(st.Ino), uint64(st.Nlink) //nolint:unconvert // widths differ per OS
-		id.UID, id.GID = uint64(st.Uid), uint64(st.Gid)
+		id.UID, id.GID, id.Mode = uint64(st.Uid), uint64(st.Gid), uint32(st.Mode)   //nolint:unconvert // widths differ per OS
 		id.HasID = true
 	}
 	return id
-}
-
-// statMode is the st_mode, uid and gid of fi, from os.Lstat (syscall) or statInfo (unix); ok is
-// false for a FileInfo that carries neither.
-func statMode(fi fs.FileInfo) (mode uint32, uid, gid uint64, ok bool) {
-	switch st := fi.Sys().(type) {
-	case *syscall.Stat_t:
-		return uint32(st.Mode), uint64(st.Uid), uint64(st.Gid), true //nolint:unconvert // widths differ per OS
-	case *unix.Stat_t:
-		return uint32(st.Mode), uint64(st.Uid), uint64(st.Gid), true //nolint:unconvert // widths differ per OS
-	}
-	return 0, 0, 0, false
 }
 
 // readDir lists a directory's names, sorted, and returns it open: its children are stat'ed

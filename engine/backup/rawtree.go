@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -115,16 +114,9 @@ func (r *run) executeRawTree(staging string, src *source, policy string, thresho
 		"transfer_total_bytes": transfer, "data_in_place": direct})
 	var done int64
 	r.uploadProgress(done, transfer)
-	if err := putFile(r.ctx, r.req.Target, r.ref, targets.EntriesName, indexPath, ifi.Size()); err != nil {
+	if err := r.putIndexAndManifest(indexPath, ifi.Size(), mbytes, &done, transfer); err != nil {
 		return err
 	}
-	done += ifi.Size()
-	r.uploadProgress(done, transfer)
-	if err := putBytes(r.ctx, r.req.Target, r.ref, targets.ManifestName, mbytes); err != nil {
-		return err
-	}
-	done += int64(len(mbytes))
-	r.uploadProgress(done, transfer)
 	if !direct {
 		conc := DefaultRawTreeConcurrency
 		if l := spec.Pipeline.WebDAV.RawTreeDirect.Limits; l != nil && l.Concurrency > 0 {
@@ -138,19 +130,7 @@ func (r *run) executeRawTree(staging string, src *source, policy string, thresho
 			return err
 		}
 	}
-	if r.issues != nil && r.issues.ErrorsTotal > 0 && r.issues.policy == jobspec.ErrorSkipFail {
-		return newErr(CodeFSIssues, KindSource,
-			"Some source files could not be read; the data was uploaded without complete.json, so it is not a restorable snapshot.",
-			fmt.Errorf("%d filesystem errors under error_policy skip_fail", r.issues.ErrorsTotal))
-	}
-	if err := r.ctx.Err(); err != nil {
-		return context.Cause(r.ctx)
-	}
-	if err := putBytes(r.ctx, r.req.Target, r.ref, targets.CompleteName, []byte(completeBody)); err != nil {
-		return err
-	}
-	r.uploadProgress(transfer, transfer)
-	return nil
+	return r.complete(transfer)
 }
 
 // uploadDataTree stores every file below the staged data root as data/<relative path>, conc at
@@ -263,8 +243,8 @@ func (w *rawWriter) progress() {
 func rawMeta(e *format.Entry, fi fs.FileInfo, xattrs map[string]string) {
 	mt := fi.ModTime().Unix()
 	e.Mtime = &mt
-	if mode, uid, gid, ok := statMode(fi); ok {
-		e.Mode, e.UID, e.GID = &mode, &uid, &gid
+	if id := statID(fi); id.HasID {
+		e.Mode, e.UID, e.GID = &id.Mode, &id.UID, &id.GID
 	}
 	if len(xattrs) > 0 {
 		e.Xattrs = xattrs
@@ -337,33 +317,15 @@ func (w *rawWriter) addFile(ctx context.Context, it item) error {
 	}()
 	h := w.hasher
 	h.Reset()
-	var copied int64
-	var readErr error
-	for copied < size {
-		if err := ctx.Err(); err != nil {
-			return context.Cause(ctx)
-		}
-		n := min(int64(len(w.buf)), size-copied)
-		m, err := io.ReadFull(f, w.buf[:n])
-		if m > 0 {
-			h.Write(w.buf[:m])
-			if _, werr := dst.Write(w.buf[:m]); werr != nil {
-				return newErr(CodeStagingIO, KindIO, "Check free space of the data directory and the target.",
-					fmt.Errorf("write data/%s: %w", it.arch, werr))
-			}
-			copied += int64(m)
-			w.done.Bytes += uint64(m)
-			w.progress()
-		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				readErr = err
-			}
-			break
-		}
-	}
-	if afterCopyHook != nil {
-		afterCopyHook(it.fsPath)
+	copied, readErr, err := copyHashed(ctx, it, f, dst, h, w.buf, size, func(m int) {
+		w.done.Bytes += uint64(m)
+		w.progress()
+	}, func(werr error) error {
+		return newErr(CodeStagingIO, KindIO, "Check free space of the data directory and the target.",
+			fmt.Errorf("write data/%s: %w", it.arch, werr))
+	})
+	if err != nil {
+		return err
 	}
 	obs := observe(it, f, before, size, readErr)
 	if copied < size && readErr == nil {

@@ -166,14 +166,18 @@ func TestRawTreeKilledRunIsCleanedUp(t *testing.T) {
 				write(t, filepath.Join(src, fmt.Sprintf("d%d", i%2), fmt.Sprintf("f%d.txt", i)), strings.Repeat("x", 100+i))
 			}
 			h := newHarness(t)
+			spec := rawFsSpec(t, nil, src)
 			if tc.direct {
 				// The walk fails on the last file: the first ones are in data/ already, before
 				// any index or manifest exists.
 				backup.InjectOpenFault(filepath.Join(src, "d1", "f5.txt"), syscall.EACCES)
 			} else {
 				h.target = &recorder{Target: h.local, failData: 3}
+				// One upload at a time, so the first two files are stored before the third
+				// fails; with several, which one is third is up to the scheduler.
+				spec.Pipeline.WebDAV.RawTreeDirect.Limits = &jobspec.Limits{Concurrency: 1}
 			}
-			_, err := h.run(context.Background(), rawFsSpec(t, nil, src))
+			_, err := h.run(context.Background(), spec)
 			if err == nil {
 				t.Fatal("the run succeeded")
 			}

@@ -306,16 +306,31 @@ func (r *run) execute() error {
 		done += p.Size
 		r.uploadProgress(done, transfer)
 	}
-	if err := putFile(r.ctx, r.req.Target, r.ref, targets.EntriesName, indexPath, ifi.Size()); err != nil {
+	if err := r.putIndexAndManifest(indexPath, ifi.Size(), mbytes, &done, transfer); err != nil {
 		return err
 	}
-	done += ifi.Size()
-	r.uploadProgress(done, transfer)
+	return r.complete(transfer)
+}
+
+// putIndexAndManifest stores the entries index (indexPath, size bytes) and then the manifest,
+// adding each to done, of transfer bytes in all, as it is stored.
+func (r *run) putIndexAndManifest(indexPath string, size int64, mbytes []byte, done *int64, transfer int64) error {
+	if err := putFile(r.ctx, r.req.Target, r.ref, targets.EntriesName, indexPath, size); err != nil {
+		return err
+	}
+	*done += size
+	r.uploadProgress(*done, transfer)
 	if err := putBytes(r.ctx, r.req.Target, r.ref, targets.ManifestName, mbytes); err != nil {
 		return err
 	}
-	done += int64(len(mbytes))
-	r.uploadProgress(done, transfer)
+	*done += int64(len(mbytes))
+	r.uploadProgress(*done, transfer)
+	return nil
+}
+
+// complete stores complete.json, the mark of a restorable snapshot, once everything else is
+// stored: not after filesystem errors under error_policy skip_fail, nor once canceled.
+func (r *run) complete(transfer int64) error {
 	if r.issues != nil && r.issues.ErrorsTotal > 0 && r.issues.policy == jobspec.ErrorSkipFail {
 		return newErr(CodeFSIssues, KindSource,
 			"Some source files could not be read; the data was uploaded without complete.json, so it is not a restorable snapshot.",

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -73,6 +74,16 @@ func served(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// checkOnlyBelow fails for every file s serves that is not in before and not below prefix.
+func checkOnlyBelow(t *testing.T, s davServer, before map[string]string, prefix string) {
+	t.Helper()
+	for name := range served(t, s.dir) {
+		if _, ok := before[name]; !ok && !strings.HasPrefix(name, prefix) {
+			t.Errorf("%s was written outside the prefix", name)
+		}
+	}
 }
 
 // records reads the entry records of operation opID below prefix, by path.
@@ -262,15 +273,30 @@ func TestRestoreToWebDAV(t *testing.T) {
 		if res.Refused != 5 {
 			t.Errorf("refused %d: %+v", res.Refused, res.RefusedSample)
 		}
-		after := served(t, s.dir)
-		for name := range after {
-			if _, ok := before[name]; !ok && !strings.HasPrefix(name, "jail/inner/") {
-				t.Errorf("%s was written outside the prefix", name)
-			}
-		}
+		checkOnlyBelow(t, s, before, "jail/inner/")
 		inner := served(t, filepath.Join(s.dir, "jail", "inner"))
 		if inner["ok.txt"] != "ok" || inner["%2e%2e/%2e%2e/enc.txt"] != "enc" || inner["..%2f..%2fenc2.txt"] != "enc2" {
 			t.Errorf("inside the prefix: %v", inner)
+		}
+	})
+
+	t.Run("HostileOperationID", func(t *testing.T) {
+		t.Parallel()
+		// The operation id names the metadata collection: one that climbs out of it, or names
+		// a path, is refused before anything is made.
+		for i, op := range []string{"", "..", "../../escape", "a/b", `a\b`, "x\x00y", strings.Repeat("o", 300)} {
+			prefix := fmt.Sprintf("hostile-op-%d", i)
+			_, err := restoreToDAV(t, s, tg, runID, prefix, op, nil)
+			var re *restore.Error
+			if !errors.As(err, &re) || re.Code != restore.CodeDestination {
+				t.Errorf("op %q: err = %v, want destination", op, err)
+			}
+			if _, err := os.Stat(filepath.Join(s.dir, prefix)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("op %q: the destination was made: %v", op, err)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(s.dir, "escape")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("an operation id escaped: %v", err)
 		}
 	})
 

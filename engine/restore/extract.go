@@ -198,19 +198,32 @@ func (x *extractor) dir(rel string, h *tar.Header) error {
 		case ConflictFail:
 			return &Error{Code: CodeConflict, Err: fmt.Errorf("%s already exists (conflict policy fail)", rel)}
 		}
-		if err := x.d.remove(dirfd, base, rel, false); err != nil {
-			return &Error{Code: CodeIO, Err: fmt.Errorf("remove %s: %w", rel, err)}
+		if err := x.makeDir(dirfd, base, rel, true); err != nil {
+			return err
 		}
-		fallthrough
 	default:
-		if err := unix.Mkdirat(dirfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			return &Error{Code: CodeIO, Err: fmt.Errorf("create directory %s: %w", rel, err)}
+		if err := x.makeDir(dirfd, base, rel, false); err != nil {
+			return err
 		}
 	}
 	// Mode and mtime are applied at the end, children first, so a read-only directory can
 	// still be filled and writing children does not disturb its mtime.
 	x.dirs = append(x.dirs, dirMeta{rel: rel, mode: unixMode(h.Mode, x.keepSpecial), mtime: h.ModTime})
 	x.res.Written++
+	return nil
+}
+
+// makeDir makes directory rel (base in dirfd), one already there being fine; with replace it
+// first removes the non-directory standing in its place.
+func (x *extractor) makeDir(dirfd int, base, rel string, replace bool) error {
+	if replace {
+		if err := x.d.remove(dirfd, base, rel, false); err != nil {
+			return &Error{Code: CodeIO, Err: fmt.Errorf("remove %s: %w", rel, err)}
+		}
+	}
+	if err := unix.Mkdirat(dirfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return &Error{Code: CodeIO, Err: fmt.Errorf("create directory %s: %w", rel, err)}
+	}
 	return nil
 }
 

@@ -152,17 +152,8 @@ func FuzzExtract(f *testing.F) {
 				return
 			}
 		}
-		base := t.TempDir()
-		dest, outside := filepath.Join(base, "dest"), filepath.Join(base, "outside")
-		secret := filepath.Join(outside, "secret")
-		then := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
-		for _, err := range []error{os.Mkdir(dest, 0o755), os.Mkdir(outside, 0o700), os.WriteFile(secret, []byte("secret"), 0o600),
-			os.Chtimes(secret, then, then), os.Chtimes(outside, then, then)} {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		d, err := openDestDir(dest)
+		ar := newFuzzArena(t)
+		d, err := openDestDir(ar.dest)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,46 +169,76 @@ func FuzzExtract(f *testing.F) {
 		if err != nil && !errors.As(err, &se) && !(errors.As(err, &re) && (re.Code == CodeIO || re.Code == CodeConflict)) {
 			t.Fatalf("unexpected error kind: %v", err)
 		}
-		for _, p := range []string{secret, outside} {
-			fi, err := os.Lstat(p)
-			if err != nil {
-				t.Fatalf("outside: %v", err)
-			}
-			want := os.FileMode(0o600)
-			if p == outside {
-				want = os.ModeDir | 0o700
-			}
-			if fi.Mode() != want || !fi.ModTime().Equal(then) {
-				t.Fatalf("%s changed: %v %v", p, fi.Mode(), fi.ModTime())
-			}
-		}
-		if got, _ := os.ReadFile(secret); string(got) != "secret" {
-			t.Fatalf("secret rewritten: %q", got)
-		}
-		for _, dir := range []string{base, outside} {
-			ents, _ := os.ReadDir(dir)
-			names := []string{}
-			for _, e := range ents {
-				names = append(names, e.Name())
-			}
-			want := []string{"dest", "outside"}
-			if dir == outside {
-				want = []string{"secret"}
-			}
-			if !slices.Equal(names, want) {
-				t.Fatalf("%s holds %v", dir, names)
-			}
-		}
-		// Hard links to the outside file would show as a link count above one.
-		if fi, _ := os.Lstat(secret); fi != nil {
-			if n := linkCount(fi); n != 1 {
-				t.Fatalf("the outside file has %d links", n)
-			}
-		}
-		if !keep {
-			checkNoSpecialBits(t, dest)
-		}
+		ar.check(t, keep)
 	})
+}
+
+// fuzzArena is a destination beside a directory "outside" holding one file, both dated in the
+// past, for fuzz tests that write hostile input into the destination.
+type fuzzArena struct {
+	base, dest, outside, secret string
+	then                        time.Time
+}
+
+func newFuzzArena(t *testing.T) *fuzzArena {
+	t.Helper()
+	base := t.TempDir()
+	ar := &fuzzArena{base: base, dest: filepath.Join(base, "dest"), outside: filepath.Join(base, "outside"),
+		then: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)}
+	ar.secret = filepath.Join(ar.outside, "secret")
+	for _, err := range []error{os.Mkdir(ar.dest, 0o755), os.Mkdir(ar.outside, 0o700), os.WriteFile(ar.secret, []byte("secret"), 0o600),
+		os.Chtimes(ar.secret, ar.then, ar.then), os.Chtimes(ar.outside, ar.then, ar.then)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ar
+}
+
+// check fails unless outside and its file are exactly as they were, nothing appeared beside
+// the destination and, unless keep, the destination holds no set-id or sticky bits.
+func (ar *fuzzArena) check(t *testing.T, keep bool) {
+	t.Helper()
+	base, dest, outside, secret, then := ar.base, ar.dest, ar.outside, ar.secret, ar.then
+	for _, p := range []string{secret, outside} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatalf("outside: %v", err)
+		}
+		want := os.FileMode(0o600)
+		if p == outside {
+			want = os.ModeDir | 0o700
+		}
+		if fi.Mode() != want || !fi.ModTime().Equal(then) {
+			t.Fatalf("%s changed: %v %v", p, fi.Mode(), fi.ModTime())
+		}
+	}
+	if got, _ := os.ReadFile(secret); string(got) != "secret" {
+		t.Fatalf("secret rewritten: %q", got)
+	}
+	for _, dir := range []string{base, outside} {
+		ents, _ := os.ReadDir(dir)
+		names := []string{}
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		want := []string{"dest", "outside"}
+		if dir == outside {
+			want = []string{"secret"}
+		}
+		if !slices.Equal(names, want) {
+			t.Fatalf("%s holds %v", dir, names)
+		}
+	}
+	// Hard links to the outside file would show as a link count above one.
+	if fi, _ := os.Lstat(secret); fi != nil {
+		if n := linkCount(fi); n != 1 {
+			t.Fatalf("the outside file has %d links", n)
+		}
+	}
+	if !keep {
+		checkNoSpecialBits(t, dest)
+	}
 }
 
 type tarSeed struct {

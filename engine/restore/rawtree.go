@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bastion-backup/bastion/engine/backup/format"
-	"github.com/bastion-backup/bastion/engine/pathguard"
 	"github.com/bastion-backup/bastion/engine/progress"
 	"github.com/bastion-backup/bastion/engine/targets"
 )
@@ -29,49 +28,43 @@ import (
 // the group's first restored file; mode, owner, extended attributes and mtime are applied best
 // effort. All of the archive restore's safety holds, through the same descriptor-relative
 // operations: index paths that are absolute, hold "..", or lead through a symlink are refused.
+// stageRawIndex makes req.StagingDir and downloads the snapshot's index into it, returning its
+// path. On success the caller removes the staging directory; on failure it is removed here if
+// it was made.
+func stageRawIndex(ctx context.Context, req Request, run targets.RunRef) (string, error) {
+	if err := os.MkdirAll(req.StagingDir, 0o700); err != nil {
+		return "", &Error{Code: CodeIO, Err: fmt.Errorf("create staging: %w", err)}
+	}
+	indexPath := filepath.Join(req.StagingDir, targets.EntriesName)
+	if err := FetchIndex(ctx, req.Target, run, indexPath); err != nil {
+		os.RemoveAll(req.StagingDir)
+		if ctx.Err() != nil {
+			return "", &Error{Code: CodeCanceled, Err: ctx.Err()}
+		}
+		return "", &Error{Code: CodePart, Err: &PartError{Part: targets.EntriesName, Reason: "read_error", Err: err}}
+	}
+	return indexPath, nil
+}
+
 func restoreRawTree(ctx context.Context, req Request, run targets.RunRef, m *format.Manifest) (Result, error) {
 	var res Result
 	policy, sel, err := options(req)
 	if err != nil {
 		return res, err
 	}
-	dest, err := filepath.Abs(req.Destination)
+	x, err := openExtractor(req.Destination, &req, policy, sel, &res)
 	if err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("destination: %w", err)}
+		return res, err
 	}
-	if err := os.MkdirAll(dest, 0o755); err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create destination: %w", err)}
-	}
-	if err := os.MkdirAll(req.StagingDir, 0o700); err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create staging: %w", err)}
+	defer x.close()
+	indexPath, err := stageRawIndex(ctx, req, run)
+	if err != nil {
+		return res, err
 	}
 	defer os.RemoveAll(req.StagingDir)
-	indexPath := filepath.Join(req.StagingDir, targets.EntriesName)
-	if err := FetchIndex(ctx, req.Target, run, indexPath); err != nil {
-		if ctx.Err() != nil {
-			return res, &Error{Code: CodeCanceled, Err: ctx.Err()}
-		}
-		return res, &Error{Code: CodePart, Err: &PartError{Part: targets.EntriesName, Reason: "read_error", Err: err}}
-	}
-
-	d, err := openDestDir(dest)
-	if err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("open destination: %w", err)}
-	}
-	defer d.Close()
-	if req.ProtectedDir != "" {
-		real, err := d.realPath()
-		if err != nil {
-			return res, &Error{Code: CodeIO, Err: fmt.Errorf("resolve the opened destination: %w", err)}
-		}
-		if overlaps, err := pathguard.Overlaps(real, req.ProtectedDir); err != nil || overlaps {
-			return res, &Error{Code: CodeDestination, Err: fmt.Errorf(
-				"the destination %s is now %s, inside the data directory or containing it; nothing was restored", dest, real)}
-		}
-	}
 	req.Progress.Stage("restore", &progress.Units{Files: uint64(max(m.EntryIndex.Count, 0))})
 	rt := &rawRestorer{
-		x:     &extractor{d: d, policy: policy, keepSpecial: req.KeepSpecialBits, sel: sel, res: &res, buf: make([]byte, 1<<20)},
+		x:     x,
 		t:     req.Target,
 		run:   run,
 		first: map[string]string{},
@@ -88,24 +81,32 @@ func restoreRawTree(ctx context.Context, req Request, run targets.RunRef, m *for
 		req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: uint64(res.Bytes)})
 		return nil
 	})
-	if err != nil {
+	err = endRawRestore(req, &res, err, rt.finishDirs)
+	return res, err
+}
+
+// endRawRestore ends both raw restores once the index was scanned (scanErr): a scan error is
+// returned (as an archive error unless it is already an *Error), else finish (the writer's last
+// step) runs, the progress is brought up to date, and refused entries fail the restore.
+func endRawRestore(req Request, res *Result, scanErr error, finish func() error) error {
+	if scanErr != nil {
 		var re *Error
-		if errors.As(err, &re) {
-			return res, err
+		if errors.As(scanErr, &re) {
+			return scanErr
 		}
-		return res, &Error{Code: CodeArchive, Err: err}
+		return &Error{Code: CodeArchive, Err: scanErr}
 	}
-	if err := rt.finishDirs(); err != nil {
-		return res, err
+	if err := finish(); err != nil {
+		return err
 	}
 	req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: uint64(res.Bytes)})
 	if res.Refused > 0 {
 		emit(req.Events, "error", "unsafe_entries", fmt.Sprintf("%d unsafe index entries were refused", res.Refused),
 			map[string]any{"refused": res.Refused, "sample": res.RefusedSample})
-		return res, &Error{Code: CodeUnsafeEntries, Err: fmt.Errorf("%d index entries were refused as unsafe (first: %s: %s)",
+		return &Error{Code: CodeUnsafeEntries, Err: fmt.Errorf("%d index entries were refused as unsafe (first: %s: %s)",
 			res.Refused, res.RefusedSample[0].Path, res.RefusedSample[0].Reason)}
 	}
-	return res, nil
+	return nil
 }
 
 type rawRestorer struct {
@@ -253,13 +254,12 @@ func (rt *rawRestorer) dir(rel string, e format.Entry) error {
 		case ConflictFail:
 			return &Error{Code: CodeConflict, Err: fmt.Errorf("%s already exists and is not a directory (conflict policy fail)", rel)}
 		}
-		if err := x.d.remove(dirfd, base, rel, false); err != nil {
-			return &Error{Code: CodeIO, Err: fmt.Errorf("remove %s: %w", rel, err)}
+		if err := x.makeDir(dirfd, base, rel, true); err != nil {
+			return err
 		}
-		fallthrough
 	default:
-		if err := unix.Mkdirat(dirfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			return &Error{Code: CodeIO, Err: fmt.Errorf("create directory %s: %w", rel, err)}
+		if err := x.makeDir(dirfd, base, rel, false); err != nil {
+			return err
 		}
 	}
 	rt.made[rel] = true

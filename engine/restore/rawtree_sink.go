@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -33,18 +32,12 @@ func restoreRawTreeToSink(ctx context.Context, req Request, run targets.RunRef, 
 	if err != nil {
 		return res, err
 	}
-	if err := os.MkdirAll(req.StagingDir, 0o700); err != nil {
-		return res, &Error{Code: CodeIO, Err: fmt.Errorf("create staging: %w", err)}
+	// The index first: a snapshot whose index cannot be read leaves the destination untouched.
+	indexPath, err := stageRawIndex(ctx, req, run)
+	if err != nil {
+		return res, err
 	}
 	defer os.RemoveAll(req.StagingDir)
-	// The index first: a snapshot whose index cannot be read leaves the destination untouched.
-	indexPath := filepath.Join(req.StagingDir, targets.EntriesName)
-	if err := FetchIndex(ctx, req.Target, run, indexPath); err != nil {
-		if ctx.Err() != nil {
-			return res, &Error{Code: CodeCanceled, Err: ctx.Err()}
-		}
-		return res, &Error{Code: CodePart, Err: &PartError{Part: targets.EntriesName, Reason: "read_error", Err: err}}
-	}
 	w, err := req.Sink.open(ctx, &req, policy, sel, &res)
 	if err != nil {
 		return res, err
@@ -92,24 +85,8 @@ func restoreRawTreeToSink(ctx context.Context, req Request, run targets.RunRef, 
 		req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: uint64(res.Bytes)})
 		return nil
 	})
-	if err != nil {
-		var re *Error
-		if errors.As(err, &re) {
-			return res, err
-		}
-		return res, &Error{Code: CodeArchive, Err: err}
-	}
-	if err := w.finish(ctx); err != nil {
-		return res, err
-	}
-	req.Progress.Set(progress.Units{Files: uint64(res.Written), Bytes: uint64(res.Bytes)})
-	if res.Refused > 0 {
-		emit(req.Events, "error", "unsafe_entries", fmt.Sprintf("%d unsafe index entries were refused", res.Refused),
-			map[string]any{"refused": res.Refused, "sample": res.RefusedSample})
-		return res, &Error{Code: CodeUnsafeEntries, Err: fmt.Errorf("%d index entries were refused as unsafe (first: %s: %s)",
-			res.Refused, res.RefusedSample[0].Path, res.RefusedSample[0].Reason)}
-	}
-	return res, nil
+	err = endRawRestore(req, &res, err, func() error { return w.finish(ctx) })
+	return res, err
 }
 
 // rawHeader is the tar header index record e (at the clean path rel) would have had in an

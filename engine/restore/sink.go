@@ -35,7 +35,17 @@ func LocalDir(dir string) Sink { return localSink{dir: dir} }
 type localSink struct{ dir string }
 
 func (l localSink) open(_ context.Context, req *Request, policy string, sel *matcher, res *Result) (entryWriter, error) {
-	dest, err := filepath.Abs(l.dir)
+	x, err := openExtractor(l.dir, req, policy, sel, res)
+	if err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// openExtractor creates dir if missing, opens it and, when the request protects a directory,
+// refuses a destination that resolved into it or around it.
+func openExtractor(dir string, req *Request, policy string, sel *matcher, res *Result) (*extractor, error) {
+	dest, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, &Error{Code: CodeIO, Err: fmt.Errorf("destination: %w", err)}
 	}

@@ -112,12 +112,6 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 			return res, err
 		}
 	}
-	fail := func(msg string) {
-		res.FilesFailed++
-		if len(res.Errors) < maxVerifyErrors {
-			res.Errors = append(res.Errors, msg)
-		}
-	}
 	req.Progress.Stage("verify", &progress.Units{Files: uint64(rr.Manifest.EntryIndex.Count)})
 	var count int64
 	err = scanIndex(indexPath, func(e format.Entry) error {
@@ -130,24 +124,24 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 		}
 		res.FilesTotal++
 		if e.Hash == nil {
-			fail(e.Path + ": missing hash in index")
+			res.fail(e.Path + ": missing hash in index")
 			return nil
 		}
 		p, why := insideDest(dest, e.Path)
 		if why != "" {
-			fail(e.Path + ": refused: " + why)
+			res.fail(e.Path + ": refused: " + why)
 			return nil
 		}
 		size, hash, err := hashFile(p)
 		switch {
 		case errors.Is(err, errNotRegular):
-			fail(e.Path + ": " + err.Error())
+			res.fail(e.Path + ": " + err.Error())
 		case err != nil:
-			fail(e.Path + ": missing: " + err.Error())
+			res.fail(e.Path + ": missing: " + err.Error())
 		case size != e.Size:
-			fail(fmt.Sprintf("%s: size %d, index says %d", e.Path, size, e.Size))
+			res.fail(fmt.Sprintf("%s: size %d, index says %d", e.Path, size, e.Size))
 		case hash != *e.Hash:
-			fail(e.Path + ": hash mismatch")
+			res.fail(e.Path + ": hash mismatch")
 		default:
 			res.FilesOK++
 		}
@@ -157,23 +151,39 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 	if err != nil {
 		return res, err
 	}
-	if count != rr.Manifest.EntryIndex.Count {
+	res.finish(req.Events, count, rr.Manifest.EntryIndex.Count, req.SQLiteSnapshot, func() ([]string, bool) {
+		p, why := insideDest(dest, req.SQLiteSnapshot)
+		if why != "" {
+			return []string{"database path refused: " + why}, false
+		}
+		return integrityCheck(ctx, p)
+	})
+	return res, nil
+}
+
+// fail counts a file that did not check out; the first maxVerifyErrors messages are kept.
+func (res *VerifyResult) fail(msg string) {
+	res.FilesFailed++
+	if len(res.Errors) < maxVerifyErrors {
+		res.Errors = append(res.Errors, msg)
+	}
+}
+
+// finish fails a check whose index had count lines where the manifest says want, runs the
+// SQLite integrity check (sqlite) when the request names a database, sets the verdict and
+// reports it.
+func (res *VerifyResult) finish(events EventSink, count, want int64, sqlitePath string, sqlite func() ([]string, bool)) {
+	if count != want {
 		if len(res.Errors) < maxVerifyErrors {
-			res.Errors = append(res.Errors, fmt.Sprintf("entries_count mismatch: index has %d lines, manifest says %d", count, rr.Manifest.EntryIndex.Count))
+			res.Errors = append(res.Errors, fmt.Sprintf("entries_count mismatch: index has %d lines, manifest says %d", count, want))
 		}
 		res.FilesFailed = max(res.FilesFailed, 1)
 	}
 	sqliteOK := true
-	if req.SQLiteSnapshot != "" {
-		var lines []string
-		ok := false
-		if p, why := insideDest(dest, req.SQLiteSnapshot); why != "" {
-			lines = []string{"database path refused: " + why}
-		} else {
-			lines, ok = integrityCheck(ctx, p)
-		}
+	if sqlitePath != "" {
+		lines, ok := sqlite()
 		res.SQLiteOK = &ok
-		res.SQLite = &SQLiteVerify{Path: req.SQLiteSnapshot, Lines: lines}
+		res.SQLite = &SQLiteVerify{Path: sqlitePath, Lines: lines}
 		sqliteOK = ok
 	}
 	res.OK = res.FilesFailed == 0 && sqliteOK
@@ -181,11 +191,10 @@ func Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 	if !res.OK {
 		level = "error"
 	}
-	emit(req.Events, level, "verify", "verify finished", map[string]any{
+	emit(events, level, "verify", "verify finished", map[string]any{
 		"ok": res.OK, "files_total": res.FilesTotal, "files_ok": res.FilesOK, "files_failed": res.FilesFailed,
 		"sqlite_ok": res.SQLiteOK, "errors": res.Errors,
 	})
-	return res, nil
 }
 
 // pickSample chooses n regular files of the index uniformly at random (reservoir sampling, one

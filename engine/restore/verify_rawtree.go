@@ -37,12 +37,6 @@ func verifyRawTree(ctx context.Context, req VerifyRequest, run targets.RunRef, m
 		emit(req.Events, "info", "sample", fmt.Sprintf("restore test of %d sampled files", len(picked)),
 			map[string]any{"sample_files": req.SampleFiles, "picked": len(picked)})
 	}
-	fail := func(msg string) {
-		res.FilesFailed++
-		if len(res.Errors) < maxVerifyErrors {
-			res.Errors = append(res.Errors, msg)
-		}
-	}
 	req.Progress.Stage("verify", &progress.Units{Files: uint64(max(m.EntryIndex.Count, 0))})
 	buf := make([]byte, 1<<20)
 	var count int64
@@ -70,10 +64,10 @@ func verifyRawTree(ctx context.Context, req VerifyRequest, run targets.RunRef, m
 		}
 		switch {
 		case why != "":
-			fail(e.Path + ": refused: " + why)
+			res.fail(e.Path + ": refused: " + why)
 			return nil
 		case e.Hash == nil:
-			fail(e.Path + ": missing hash in index")
+			res.fail(e.Path + ": missing hash in index")
 			return nil
 		}
 		n, msg, err := checkDataFile(ctx, req.Target, run, rel, e, io.Discard, buf)
@@ -82,7 +76,7 @@ func verifyRawTree(ctx context.Context, req VerifyRequest, run targets.RunRef, m
 		}
 		bytes += uint64(n)
 		if msg != "" {
-			fail(e.Path + ": " + msg)
+			res.fail(e.Path + ": " + msg)
 		} else {
 			res.FilesOK++
 		}
@@ -95,27 +89,8 @@ func verifyRawTree(ctx context.Context, req VerifyRequest, run targets.RunRef, m
 		}
 		return res, err
 	}
-	if count != m.EntryIndex.Count {
-		if len(res.Errors) < maxVerifyErrors {
-			res.Errors = append(res.Errors, fmt.Sprintf("entries_count mismatch: index has %d lines, manifest says %d", count, m.EntryIndex.Count))
-		}
-		res.FilesFailed = max(res.FilesFailed, 1)
-	}
-	sqliteOK := true
-	if req.SQLiteSnapshot != "" {
-		lines, ok := verifyRawSQLite(ctx, req, run, sqliteEntry, buf)
-		res.SQLiteOK = &ok
-		res.SQLite = &SQLiteVerify{Path: req.SQLiteSnapshot, Lines: lines}
-		sqliteOK = ok
-	}
-	res.OK = res.FilesFailed == 0 && sqliteOK
-	level := "info"
-	if !res.OK {
-		level = "error"
-	}
-	emit(req.Events, level, "verify", "verify finished", map[string]any{
-		"ok": res.OK, "files_total": res.FilesTotal, "files_ok": res.FilesOK, "files_failed": res.FilesFailed,
-		"sqlite_ok": res.SQLiteOK, "errors": res.Errors,
+	res.finish(req.Events, count, m.EntryIndex.Count, req.SQLiteSnapshot, func() ([]string, bool) {
+		return verifyRawSQLite(ctx, req, run, sqliteEntry, buf)
 	})
 	return res, nil
 }
