@@ -133,3 +133,39 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		})
 	}
 }
+
+// TestJobRecoverySignalsReadEachJobsOwnRuns pins the per-job subqueries of the recovery
+// signals to the job's own runs: a plan through the status indexes passes the scan check above
+// yet reads every job's history once per job.
+func TestJobRecoverySignalsReadEachJobsOwnRuns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "plan.db"), Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Reader().Query(ctx, "EXPLAIN QUERY PLAN "+qJobRecoverySignals)
+	if err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	joined := strings.Join(plan, "\n")
+	for _, bad := range []string{"runs_status_started_at", "operations_status"} {
+		if strings.Contains(joined, bad) {
+			t.Errorf("plan reads %s:\n%s", bad, joined)
+		}
+	}
+	if !strings.Contains(joined, "operations_subject (subject_kind=? AND subject_id=?)") {
+		t.Errorf("verify operations not found by their run:\n%s", joined)
+	}
+}
