@@ -109,20 +109,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 	// a Hub runs with, whatever the size of its tables.
 	for _, hq := range hotQueries {
 		t.Run(hq.name, func(t *testing.T) {
-			rows, err := db.Reader().Query(ctx, "EXPLAIN QUERY PLAN "+hq.query, hq.args...)
-			if err != nil {
-				t.Fatalf("explain: %v", err)
-			}
-			defer rows.Close()
-			var plan []string
-			for rows.Next() {
-				var id, parent, notused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
-			}
+			plan := explain(t, db, hq.query, hq.args)
 			for _, step := range plan {
 				// json_each walks a bound argument (a list of ids), not a stored table.
 				if strings.HasPrefix(step, "SCAN ") && !strings.Contains(step, " USING ") &&
@@ -145,21 +132,7 @@ func TestJobRecoverySignalsReadEachJobsOwnRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Reader().Query(ctx, "EXPLAIN QUERY PLAN "+qJobRecoverySignals)
-	if err != nil {
-		t.Fatalf("explain: %v", err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	joined := strings.Join(plan, "\n")
+	joined := strings.Join(explain(t, db, qJobRecoverySignals, nil), "\n")
 	for _, bad := range []string{"runs_status_started_at", "operations_status"} {
 		if strings.Contains(joined, bad) {
 			t.Errorf("plan reads %s:\n%s", bad, joined)
