@@ -142,3 +142,23 @@ func TestJobRecoverySignalsReadEachJobsOwnRuns(t *testing.T) {
 		t.Errorf("verify operations not found by their run:\n%s", joined)
 	}
 }
+
+// TestBulkCountsReadTheOperationsOwnItems: the item counts of an operation search its own items
+// (the primary key), not every operation's items of a status, which the scan check above allows.
+func TestBulkCountsReadTheOperationsOwnItems(t *testing.T) {
+	t.Parallel()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for name, q := range map[string]struct {
+		query string
+		args  []any
+	}{"list": {qListBulkOperations, []any{50}}, "detail": {qGetBulkOperation, []any{"o"}}} {
+		plan := strings.Join(explain(t, db, q.query, q.args), "\n")
+		if strings.Contains(plan, "bulk_operation_items_status") {
+			t.Errorf("%s: counts read every operation's items by status:\n%s", name, plan)
+		}
+	}
+}
