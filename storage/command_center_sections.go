@@ -23,10 +23,12 @@ const (
 	ORDER BY COALESCE(r.ended_at, r.started_at) DESC, r.id DESC LIMIT ?`
 
 	// qRunOperationsInRange: restores and verifies of a run started at or after a time
-	// (operations_status), newest activity first.
+	// (operations_status), newest activity first. The unary + keeps SQLite off
+	// operations_subject, which it otherwise picks for subject_kind alone: every run's
+	// operations ever, whatever the range.
 	qRunOperationsInRange = `SELECT o.id, o.kind, o.status, o.started_at, o.ended_at, o.error,
 	       r.id, r.job_id, j.name, j.agent_id, a.name
-	FROM operations o JOIN runs r ON o.subject_kind = 'run' AND r.id = o.subject_id
+	FROM operations o JOIN runs r ON +o.subject_kind = 'run' AND r.id = o.subject_id
 	JOIN jobs j ON j.id = r.job_id LEFT JOIN agents a ON a.id = j.agent_id
 	WHERE o.status IN ('running', 'success', 'failed', 'canceled') AND o.started_at >= ?
 	  AND o.kind IN ('restore', 'verify')

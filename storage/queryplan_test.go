@@ -162,3 +162,18 @@ func TestBulkCountsReadTheOperationsOwnItems(t *testing.T) {
 		}
 	}
 }
+
+// TestRunOperationsInRangeStartFromTheRange: the command center's operations start from the
+// time range (operations_status), not from every run's operations (operations_subject by kind).
+func TestRunOperationsInRangeStartFromTheRange(t *testing.T) {
+	t.Parallel()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	plan := explain(t, db, qRunOperationsInRange, []any{1, 24})
+	if len(plan) == 0 || !strings.Contains(plan[0], "operations_status (status=? AND started_at>?)") {
+		t.Fatalf("plan does not start from the range:\n%s", strings.Join(plan, "\n"))
+	}
+}
