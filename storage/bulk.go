@@ -72,15 +72,17 @@ type ClaimedBulkItem struct {
 }
 
 // bulkOpColumns counts an operation's items with correlated subqueries, each a search of the
-// items' primary key (op_id, …): no scan of either table.
+// items' primary key (op_id, …): no scan of either table. The unary + keeps SQLite off
+// bulk_operation_items_status, which it otherwise picks for the status counts: that walks the
+// items of that status of every operation, once per operation listed.
 const bulkOpColumns = `o.id, o.kind, o.status, o.created_by_user_id, o.selector_json, o.payload_json,
 	o.created_at, o.updated_at, o.started_at, o.ended_at, o.canceled_at,
 	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id),
-	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id AND i.status = 'queued'),
-	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id AND i.status = 'running'),
-	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id AND i.status = 'success'),
-	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id AND i.status = 'failed'),
-	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id AND i.status = 'canceled')`
+	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id AND +i.status = 'queued'),
+	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id AND +i.status = 'running'),
+	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id AND +i.status = 'success'),
+	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id AND +i.status = 'failed'),
+	(SELECT COUNT(*) FROM bulk_operation_items i WHERE i.op_id = o.id AND +i.status = 'canceled')`
 
 const (
 	// Ties within a second go by insertion order (rowid), not by the random id.

@@ -158,20 +158,7 @@ func TestMetricsQueriesUseIndexes(t *testing.T) {
 		"snapshots by job":       {qMetricsSnapshots, nil},
 		"verification":           {qMetricsVerify, nil},
 	} {
-		rows, err := db.Reader().Query(context.Background(), "EXPLAIN QUERY PLAN "+hq.query, hq.args...)
-		if err != nil {
-			t.Fatalf("%s: explain: %v", name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := explain(t, db, hq.query, hq.args)
 		// The snapshot sums read the covering index alone, not every snapshot row with its JSON.
 		if name == "snapshots by job" && !strings.Contains(strings.Join(plan, ";"), "COVERING INDEX run_artifacts_job_status_bytes") {
 			t.Errorf("%s: plan %q reads the snapshot rows", name, plan)

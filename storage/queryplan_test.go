@@ -109,20 +109,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 	// a Hub runs with, whatever the size of its tables.
 	for _, hq := range hotQueries {
 		t.Run(hq.name, func(t *testing.T) {
-			rows, err := db.Reader().Query(ctx, "EXPLAIN QUERY PLAN "+hq.query, hq.args...)
-			if err != nil {
-				t.Fatalf("explain: %v", err)
-			}
-			defer rows.Close()
-			var plan []string
-			for rows.Next() {
-				var id, parent, notused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
-			}
+			plan := explain(t, db, hq.query, hq.args)
 			for _, step := range plan {
 				// json_each walks a bound argument (a list of ids), not a stored table.
 				if strings.HasPrefix(step, "SCAN ") && !strings.Contains(step, " USING ") &&
@@ -131,5 +118,62 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJobRecoverySignalsReadEachJobsOwnRuns pins the per-job subqueries of the recovery
+// signals to the job's own runs: a plan through the status indexes passes the scan check above
+// yet reads every job's history once per job.
+func TestJobRecoverySignalsReadEachJobsOwnRuns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "plan.db"), Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	joined := strings.Join(explain(t, db, qJobRecoverySignals, nil), "\n")
+	for _, bad := range []string{"runs_status_started_at", "operations_status"} {
+		if strings.Contains(joined, bad) {
+			t.Errorf("plan reads %s:\n%s", bad, joined)
+		}
+	}
+	if !strings.Contains(joined, "operations_subject (subject_kind=? AND subject_id=?)") {
+		t.Errorf("verify operations not found by their run:\n%s", joined)
+	}
+}
+
+// TestBulkCountsReadTheOperationsOwnItems: the item counts of an operation search its own items
+// (the primary key), not every operation's items of a status, which the scan check above allows.
+func TestBulkCountsReadTheOperationsOwnItems(t *testing.T) {
+	t.Parallel()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for name, q := range map[string]struct {
+		query string
+		args  []any
+	}{"list": {qListBulkOperations, []any{50}}, "detail": {qGetBulkOperation, []any{"o"}}} {
+		plan := strings.Join(explain(t, db, q.query, q.args), "\n")
+		if strings.Contains(plan, "bulk_operation_items_status") {
+			t.Errorf("%s: counts read every operation's items by status:\n%s", name, plan)
+		}
+	}
+}
+
+// TestRunOperationsInRangeStartFromTheRange: the command center's operations start from the
+// time range (operations_status), not from every run's operations (operations_subject by kind).
+func TestRunOperationsInRangeStartFromTheRange(t *testing.T) {
+	t.Parallel()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	plan := explain(t, db, qRunOperationsInRange, []any{1, 24})
+	if len(plan) == 0 || !strings.Contains(plan[0], "operations_status (status=? AND started_at>?)") {
+		t.Fatalf("plan does not start from the range:\n%s", strings.Join(plan, "\n"))
 	}
 }

@@ -203,41 +203,32 @@ type EventStats struct {
 	Kinds   []string
 }
 
-// RunEventStats reads the summary of a run's event log.
+// RunEventStats reads the summary of a run's event log, in one pass over the run's events.
 func (q Q) RunEventStats(ctx context.Context, runID string) (EventStats, error) {
 	st := EventStats{ByLevel: map[string]int64{}, Kinds: []string{}}
-	rows, err := q.ex.QueryContext(ctx, `SELECT level, COUNT(*), MAX(seq) FROM run_events WHERE run_id = ? GROUP BY level`, runID)
+	rows, err := q.ex.QueryContext(ctx, `SELECT level, kind, COUNT(*), MAX(seq) FROM run_events WHERE run_id = ? GROUP BY level, kind`, runID)
 	if err != nil {
 		return st, fmt.Errorf("summarise events of run %s: %w", runID, err)
 	}
+	defer rows.Close()
 	for rows.Next() {
-		var level string
+		var level, kind string
 		var n, maxSeq int64
-		if err := rows.Scan(&level, &n, &maxSeq); err != nil {
-			rows.Close()
+		if err := rows.Scan(&level, &kind, &n, &maxSeq); err != nil {
 			return st, fmt.Errorf("summarise events of run %s: %w", runID, err)
 		}
-		st.ByLevel[level] = n
+		st.ByLevel[level] += n
 		st.Total += n
 		st.MaxSeq = max(st.MaxSeq, maxSeq)
+		st.Kinds = append(st.Kinds, kind)
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return st, fmt.Errorf("summarise events of run %s: %w", runID, err)
 	}
-	krows, err := q.ex.QueryContext(ctx, `SELECT DISTINCT kind FROM run_events WHERE run_id = ? ORDER BY kind`, runID)
-	if err != nil {
-		return st, fmt.Errorf("list event kinds of run %s: %w", runID, err)
-	}
-	defer krows.Close()
-	for krows.Next() {
-		var k string
-		if err := krows.Scan(&k); err != nil {
-			return st, fmt.Errorf("list event kinds of run %s: %w", runID, err)
-		}
-		st.Kinds = append(st.Kinds, k)
-	}
-	return st, krows.Err()
+	// Byte order, as SQLite's ORDER BY kind gave them.
+	slices.Sort(st.Kinds)
+	st.Kinds = slices.Compact(st.Kinds)
+	return st, nil
 }
 
 // FirstErrorEvent is a run's first event that reports a failure: level error, or a failed,

@@ -27,20 +27,7 @@ func TestRunsListPagesWithoutSorting(t *testing.T) {
 		"first page":   {planRunsQ, planRunsArgs},
 		"after cursor": {cursorQ, cursorArgs},
 	} {
-		rows, err := db.Reader().Query(ctx, "EXPLAIN QUERY PLAN "+q.query, q.args...)
-		if err != nil {
-			t.Fatalf("%s: explain: %v", name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := explain(t, db, q.query, q.args)
 		for _, step := range plan {
 			if strings.Contains(step, "TEMP B-TREE") {
 				t.Errorf("%s: plan %q sorts", name, plan)
