@@ -1,6 +1,7 @@
 package targets_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -62,5 +63,22 @@ func TestErrorKinds(t *testing.T) {
 	}
 	if targets.KindOf(errors.New("plain")) != targets.KindUnknown {
 		t.Error("KindOf of a plain error")
+	}
+}
+
+func TestDecodeConfigRefusesTrailingData(t *testing.T) {
+	t.Parallel()
+	var v struct {
+		Type string `json:"type"`
+	}
+	if err := targets.DecodeConfig("local_dir", json.RawMessage(`{"type":"local_dir"}`), &v); err != nil || v.Type != "local_dir" {
+		t.Fatalf("DecodeConfig = %v (%+v)", err, v)
+	}
+	for _, trail := range []string{" {}", "}", "]", " 1"} {
+		err := targets.DecodeConfig("local_dir", json.RawMessage(`{"type":"local_dir"}`+trail), &v)
+		var fe *targets.FieldError
+		if !errors.As(err, &fe) || fe.Reason != "invalid_format" {
+			t.Fatalf("config followed by %q: error %v, want an invalid_format FieldError", trail, err)
+		}
 	}
 }
