@@ -1,8 +1,10 @@
 package targets_test
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -80,5 +82,36 @@ func TestDecodeConfigRefusesTrailingData(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Reason != "invalid_format" {
 			t.Fatalf("config followed by %q: error %v, want an invalid_format FieldError", trail, err)
 		}
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestTransportKind(t *testing.T) {
+	t.Parallel()
+	const secretURL = "https://user:pw@dav.example/base?token=secret"
+	for _, tc := range []struct {
+		name, kind, prefix string
+		err                error
+	}{
+		{"UnknownAuthority", targets.KindConfig, "TLS certificate not accepted: ", x509.UnknownAuthorityError{}},
+		{"Hostname", targets.KindConfig, "TLS certificate not accepted: ", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "h"}},
+		{"Timeout", targets.KindTimeout, "i/o timeout", timeoutErr{}},
+		{"Refused", targets.KindNetwork, "connection refused", errors.New("connection refused")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			kind, err := targets.TransportKind(&url.Error{Op: "Put", URL: secretURL, Err: tc.err})
+			if kind != tc.kind || !strings.HasPrefix(err.Error(), tc.prefix) || !errors.Is(err, tc.err) {
+				t.Fatalf("TransportKind = %s, %v; want %s, %q…", kind, err, tc.kind, tc.prefix)
+			}
+			if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "dav.example") {
+				t.Fatalf("reported error repeats the URL: %v", err)
+			}
+		})
 	}
 }
