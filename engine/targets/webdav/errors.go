@@ -39,11 +39,16 @@ func newErr(kind, op string, status int, err error) *targets.Error {
 }
 
 func statusErr(op string, resp *http.Response) *targets.Error {
-	err := fmt.Errorf("server answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		err = fmt.Errorf("server answered %d %s (redirects are not followed; check the base URL)", resp.StatusCode, http.StatusText(resp.StatusCode))
+		err := fmt.Errorf("server answered %d %s (redirects are not followed; check the base URL)", resp.StatusCode, http.StatusText(resp.StatusCode))
+		return newErr(targets.StatusKind(resp.StatusCode), op, resp.StatusCode, err)
 	}
-	return newErr(targets.StatusKind(resp.StatusCode), op, resp.StatusCode, err)
+	return statusCodeErr(op, resp.StatusCode)
+}
+
+// statusCodeErr is the error of an answer the caller did not expect, by its status alone.
+func statusCodeErr(op string, status int) *targets.Error {
+	return newErr(targets.StatusKind(status), op, status, fmt.Errorf("server answered %d %s", status, http.StatusText(status)))
 }
 
 func notFoundErr(op string, status int) *targets.Error {
