@@ -196,7 +196,7 @@ func TestRealAuthAndBucketErrors(t *testing.T) {
 	if !strings.Contains(te.Hint, "access key") {
 		t.Fatalf("hint %q", te.Hint)
 	}
-	expectSleeps(t, s)
+	targettest.ExpectSleeps(t, s)
 	if _, err := tg.Size(ctx, run, targets.CompleteName); targets.KindOf(err) != targets.KindAuth {
 		t.Fatalf("HEAD with a wrong key: %v", err)
 	}

@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,13 +124,6 @@ func expectErr(t *testing.T, err error, kind string, status, attempts int) *targ
 	return te
 }
 
-func expectSleeps(t *testing.T, s *sleeps, want ...time.Duration) {
-	t.Helper()
-	if got := s.got(); !slices.Equal(got, want) {
-		t.Fatalf("waits = %v, want %v", got, want)
-	}
-}
-
 // expectStored checks the object's file in the server's posix root.
 func expectStored(t *testing.T, srv testtool.S3Server, tg *s3.Target, run targets.RunRef, name string, seed, size int64) {
 	t.Helper()
@@ -170,7 +162,7 @@ func TestFaults(t *testing.T) {
 	srv := testtool.StartVersityGW(t)
 	ctx := context.Background()
 
-	setup := func(t *testing.T, opts s3.Options) (*targettest.Injector, *s3.Target, *sleeps) {
+	setup := func(t *testing.T, opts s3.Options) (*targettest.Injector, *s3.Target, *targettest.Sleeps) {
 		in, endpoint := newInjector(t, srv)
 		cfg := config(srv, endpoint, "faults")
 		cfg.PartSizeBytes = s3.MinPartSizeBytes
@@ -184,7 +176,7 @@ func TestFaults(t *testing.T) {
 		in.Add(&targettest.Rule{Key: "PutObject", Times: 1, Do: s3Error(503, "SlowDown")})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 1, 5000)
-		expectSleeps(t, s, time.Second)
+		targettest.ExpectSleeps(t, s, time.Second)
 		in.ExpectSent(t, "PutObject", 2)
 		expectStored(t, srv, tg, run, part, 1, 5000)
 	})
@@ -195,7 +187,7 @@ func TestFaults(t *testing.T) {
 		in.Add(&targettest.Rule{Key: "PutObject", Times: -1, Do: s3Error(503, "ServiceUnavailable")})
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
 		expectErr(t, err, targets.KindUpstreamUnavailable, 503, 3)
-		expectSleeps(t, s, time.Second, 2*time.Second)
+		targettest.ExpectSleeps(t, s, time.Second, 2*time.Second)
 		in.ExpectSent(t, "PutObject", 3)
 	})
 
@@ -205,7 +197,7 @@ func TestFaults(t *testing.T) {
 		in.Add(&targettest.Rule{Key: "PutObject", Times: -1, Do: s3Error(500, "InternalError")})
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
 		expectErr(t, err, targets.KindUpstreamUnavailable, 500, 5)
-		expectSleeps(t, s, time.Second, 2*time.Second, 4*time.Second, 8*time.Second)
+		targettest.ExpectSleeps(t, s, time.Second, 2*time.Second, 4*time.Second, 8*time.Second)
 	})
 
 	for _, tc := range []struct {
@@ -227,7 +219,7 @@ func TestFaults(t *testing.T) {
 			in.Add(&targettest.Rule{Key: "PutObject", Times: -1, Do: s3Error(tc.status, tc.code)})
 			_, err := tg.Put(ctx, targettest.NewRun(t), targets.ManifestName, targettest.NewContent(1, 100), 100)
 			expectErr(t, err, tc.kind, tc.status, 1)
-			expectSleeps(t, s)
+			targettest.ExpectSleeps(t, s)
 		})
 	}
 
@@ -238,7 +230,7 @@ func TestFaults(t *testing.T) {
 		run := targettest.NewRun(t)
 		const size = 3<<20 + 7
 		targettest.Put(t, tg, run, part, 3, size)
-		expectSleeps(t, s, time.Second)
+		targettest.ExpectSleeps(t, s, time.Second)
 		in.ExpectSent(t, "PutObject", 2)
 		expectStored(t, srv, tg, run, part, 3, size)
 	})
@@ -250,7 +242,7 @@ func TestFaults(t *testing.T) {
 		run := targettest.NewRun(t)
 		const size = 2*s3.MinPartSizeBytes + 12345 // three parts
 		targettest.Put(t, tg, run, part, 4, size)
-		expectSleeps(t, s, time.Second)
+		targettest.ExpectSleeps(t, s, time.Second)
 		in.ExpectSent(t, "CreateMultipartUpload", 1)
 		in.ExpectSent(t, "UploadPart", 4)
 		in.ExpectSent(t, "CompleteMultipartUpload", 1)
@@ -325,7 +317,7 @@ func TestFaults(t *testing.T) {
 		in.Add(&targettest.Rule{Key: "HeadObject", Times: 1, Do: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }})
 		targettest.Expect(t, tg, run, part, 5, 70000)
 		in.ExpectSent(t, "GetObject", 2)
-		expectSleeps(t, s, time.Second, time.Second)
+		targettest.ExpectSleeps(t, s, time.Second, time.Second)
 	})
 
 	t.Run("EmptyRegionAsksTheBucket", func(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,13 +104,6 @@ func expectErr(t *testing.T, err error, kind string, status, attempts int) *targ
 	return te
 }
 
-func expectSleeps(t *testing.T, s *sleeps, want ...time.Duration) {
-	t.Helper()
-	if got := s.got(); !slices.Equal(got, want) {
-		t.Fatalf("waits = %v, want %v", got, want)
-	}
-}
-
 func TestFaultsXNet(t *testing.T) {
 	t.Parallel()
 	runFaults(t, startXNet(t))
@@ -134,7 +126,7 @@ func runFaults(t *testing.T, up upstream) {
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 1, 5000)
-		expectSleeps(t, s, 2*time.Second)
+		targettest.ExpectSleeps(t, s, 2*time.Second)
 		in.ExpectSent(t, "PUT", 2)
 		expectOnDisk(t, up, run, part, 1, 5000)
 	})
@@ -147,7 +139,7 @@ func runFaults(t *testing.T, up upstream) {
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, targets.ManifestName, 1, 50)
-		expectSleeps(t, s, 7*time.Second, 60*time.Second)
+		targettest.ExpectSleeps(t, s, 7*time.Second, 60*time.Second)
 		in.ExpectSent(t, "PUT", 3)
 	})
 
@@ -158,7 +150,7 @@ func runFaults(t *testing.T, up upstream) {
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 2, 3000)
-		expectSleeps(t, s, time.Second)
+		targettest.ExpectSleeps(t, s, time.Second)
 		in.ExpectSent(t, "PUT", 2)
 		expectOnDisk(t, up, run, part, 2, 3000)
 	})
@@ -170,7 +162,7 @@ func runFaults(t *testing.T, up upstream) {
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
 		expectErr(t, err, targets.KindUpstreamUnavailable, 502, 3)
-		expectSleeps(t, s, time.Second, 2*time.Second)
+		targettest.ExpectSleeps(t, s, time.Second, 2*time.Second)
 		in.ExpectSent(t, "PUT", 3)
 	})
 
@@ -181,7 +173,7 @@ func runFaults(t *testing.T, up upstream) {
 		tg, s := newTarget(t, base, up, webdav.Options{MaxPutAttempts: 6})
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
 		expectErr(t, err, targets.KindUpstreamUnavailable, 500, 6)
-		expectSleeps(t, s, 1*time.Second, 2*time.Second, 4*time.Second, 8*time.Second, 16*time.Second)
+		targettest.ExpectSleeps(t, s, 1*time.Second, 2*time.Second, 4*time.Second, 8*time.Second, 16*time.Second)
 		in.ExpectSent(t, "PUT", 6)
 	})
 
@@ -208,7 +200,7 @@ func runFaults(t *testing.T, up upstream) {
 			if !strings.Contains(te.Hint, tc.hint) {
 				t.Errorf("hint %q does not mention %q", te.Hint, tc.hint)
 			}
-			expectSleeps(t, s)
+			targettest.ExpectSleeps(t, s)
 			// Not retried.
 			in.ExpectSent(t, "PUT", 1)
 		})
@@ -224,7 +216,7 @@ func runFaults(t *testing.T, up upstream) {
 		if n := in.Count("MKCOL") + in.Count("PUT") + in.Count("HEAD"); n != 1 {
 			t.Fatalf("%d requests after a 401, want 1", n)
 		}
-		expectSleeps(t, s)
+		targettest.ExpectSleeps(t, s)
 	})
 
 	t.Run("ConnectionCutMidPut", func(t *testing.T) {
@@ -235,7 +227,7 @@ func runFaults(t *testing.T, up upstream) {
 		run := targettest.NewRun(t)
 		const size = 3<<20 + 7
 		targettest.Put(t, tg, run, part, 3, size)
-		expectSleeps(t, s, time.Second)
+		targettest.ExpectSleeps(t, s, time.Second)
 		in.ExpectSent(t, "PUT", 2)
 		expectOnDisk(t, up, run, part, 3, size)
 		targettest.Expect(t, tg, run, part, 3, size)
@@ -255,7 +247,7 @@ func runFaults(t *testing.T, up upstream) {
 		if n := in.Count("HEAD") - before; n != 3 {
 			t.Fatalf("HEAD sent %d times, want 3", n)
 		}
-		expectSleeps(t, s, time.Second, 2*time.Second)
+		targettest.ExpectSleeps(t, s, time.Second, 2*time.Second)
 	})
 
 	t.Run("HeadWithoutContentLength", func(t *testing.T) {
@@ -412,7 +404,7 @@ func runFaults(t *testing.T, up upstream) {
 		}})
 		targettest.Expect(t, tg, run, part, 5, 70000)
 		in.ExpectSent(t, "GET", 3)
-		expectSleeps(t, s, time.Second, 2*time.Second)
+		targettest.ExpectSleeps(t, s, time.Second, 2*time.Second)
 	})
 
 	t.Run("GetCutAfterBytesIsNotRetried", func(t *testing.T) {
@@ -449,7 +441,7 @@ func runFaults(t *testing.T, up upstream) {
 			targettest.Put(t, tg, run, targets.ManifestName, 1, 10)
 		}
 		// The fake clock stands still: the 2nd PUT waits 0.5 s, the 3rd 1 s (burst 1).
-		expectSleeps(t, s, 500*time.Millisecond, time.Second)
+		targettest.ExpectSleeps(t, s, 500*time.Millisecond, time.Second)
 	})
 
 	t.Run("Concurrency", func(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 )
 
 // newTree is a Tree on the collection prefix below up's base, with recorded sleeps.
-func newTree(t *testing.T, base, prefix string, up upstream) (*webdav.Tree, *sleeps) {
+func newTree(t *testing.T, base, prefix string, up upstream) (*webdav.Tree, *targettest.Sleeps) {
 	t.Helper()
 	u, err := webdav.JoinURL(base, prefix)
 	if err != nil {
@@ -146,7 +146,7 @@ func TestTreeRclone(t *testing.T) {
 			t.Fatal(err)
 		}
 		in.ExpectSent(t, "PUT", 2)
-		expectSleeps(t, s, time.Second)
+		targettest.ExpectSleeps(t, s, time.Second)
 		if got := onDisk(t, up, "retried", "f"); string(got) != "abc" {
 			t.Fatalf("on disk %q", got)
 		}
