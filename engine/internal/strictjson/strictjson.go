@@ -30,3 +30,26 @@ func Decode(raw []byte, v any) error {
 	}
 	return nil
 }
+
+// Keys lists the member names of the JSON object raw in document order (a repeated name as often
+// as it appears), for callers that report or keep fields in the order they were written. raw
+// must already be known to be one object (json.Unmarshal into a map accepted it).
+func Keys(raw []byte) ([]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, tok.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}

@@ -54,3 +54,14 @@ func TestDecodeUnknownFieldNamed(t *testing.T) {
 		t.Fatalf("Decode = %v, want the decoder's unknown-field error", err)
 	}
 }
+
+func TestKeys(t *testing.T) {
+	t.Parallel()
+	keys, err := Keys([]byte(` {"b":1,"a":{"x":[1,{"y":2}]},"c":null,"b":"again"}`))
+	if err != nil || strings.Join(keys, ",") != "b,a,c,b" {
+		t.Fatalf("Keys = %q, %v", keys, err)
+	}
+	if keys, err := Keys([]byte(`{}`)); err != nil || len(keys) != 0 {
+		t.Fatalf("Keys({}) = %q, %v", keys, err)
+	}
+}
