@@ -19,14 +19,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := testtool.LeakedGoroutines("/engine/bulk."); leaked != "" {
-			fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testtool.RunCheckingLeaks(m, "/engine/bulk."))
 }
 
 type bundle struct {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/bastion-backup/bastion/engine/internal/strictjson"
 )
 
 // Parse decodes a job spec (legacy v1 or canonical v2), applies defaults and returns its v1
@@ -249,17 +251,7 @@ func translateSourceV2(s *Spec, src *sourceV2) error {
 	return errorf("spec.source.type", "unsupported", "unsupported source driver: %s@%d", src.Type, ver)
 }
 
-func strictDecode(raw []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("data after the JSON object")
-	}
-	return nil
-}
+func strictDecode(raw []byte, v any) error { return strictjson.Decode(raw, v) }
 
 // formatError describes a decode error without echoing input values.
 func formatError(field string, err error) *Error {

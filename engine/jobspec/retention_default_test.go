@@ -14,6 +14,8 @@ func TestParseRetention(t *testing.T) {
 		`{"max_delete_per_tick":0}`:     "max_delete_per_tick",
 		`{"enabled":true,"keep_lst":3}`: "",
 		`[1]`:                           "",
+		`{"keep_last":3}}`:              "",
+		`{"keep_last":3} {}`:            "",
 	} {
 		if _, e := ParseRetention([]byte(in)); e == nil || e.Field != field {
 			t.Errorf("%s: error %+v, want field %q", in, e, field)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bastion-backup/bastion/engine/internal/strictjson"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/all"
 )
@@ -248,21 +249,9 @@ func objectFields(raw json.RawMessage) (map[string]json.RawMessage, []string, er
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return nil, nil, errors.New("not a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	var order []string
-	if _, err := dec.Token(); err != nil {
+	order, err := strictjson.Keys(raw)
+	if err != nil {
 		return nil, nil, err
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, err
-		}
-		order = append(order, tok.(string))
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil, nil, err
-		}
 	}
 	return m, order, nil
 }

@@ -1,8 +1,6 @@
 package jobspec
 
 import (
-	"bytes"
-	"encoding/json"
 	"path"
 	"path/filepath"
 	"slices"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/gobwas/glob"
 
+	"github.com/bastion-backup/bastion/engine/internal/strictjson"
 	"github.com/bastion-backup/bastion/engine/targets/webdav"
 )
 
@@ -318,9 +317,7 @@ func boolOr(p *bool, d bool) bool {
 // ("keep_last").
 func ParseRetention(b []byte) (Retention, *Error) {
 	r := defaultRetention()
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := strictjson.Decode(b, &r); err != nil {
 		return Retention{}, errorf("", "invalid", "retention must be a JSON object of keep_* rules and delete limits: %v", err)
 	}
 	s := Spec{Retention: r}

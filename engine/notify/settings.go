@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/bastion-backup/bastion/engine/internal/strictjson"
 	"github.com/bastion-backup/bastion/engine/notify/channel"
 	"github.com/bastion-backup/bastion/engine/notify/channel/all"
 	"github.com/bastion-backup/bastion/storage"
@@ -133,21 +134,9 @@ func decodeObject(raw []byte) ([]string, map[string]json.RawMessage, error) {
 		return nil, nil, err
 	}
 	// Document order keeps error reports deterministic (the first unknown key wins).
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	var keys []string
-	if _, err := dec.Token(); err != nil {
+	keys, err := strictjson.Keys(raw)
+	if err != nil {
 		return nil, nil, err
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, err
-		}
-		keys = append(keys, tok.(string))
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil, nil, err
-		}
 	}
 	return keys, m, nil
 }
@@ -183,9 +172,8 @@ func unmarshalStrict(raw []byte, v any, strict bool) error {
 	if !strict {
 		return json.Unmarshal(raw, v)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	// raw is one member of an object already parsed, so nothing can follow it.
+	return strictjson.Decode(raw, v)
 }
 
 func knownTemplate(key string) bool {

@@ -3,7 +3,6 @@
 package secrets
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/bastion-backup/bastion/engine/internal/strictjson"
 )
 
 // Secret kinds. The HTTP API spells wecom_bot as "wecom-bot" in paths.
@@ -139,13 +140,12 @@ func DecodePayload(kind string, raw []byte) (any, error) {
 // (*ValidationError) that never echo the input. Notification channel drivers decode their
 // destination payloads with it.
 func DecodeStrict(raw []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return invalid("invalid_payload", "", "invalid_format", "payload is not valid JSON for this kind: %s", jsonProblem(err))
-	}
-	if dec.More() {
+	err := strictjson.Decode(raw, v)
+	switch {
+	case errors.Is(err, strictjson.ErrTrailingData):
 		return invalid("invalid_payload", "", "invalid_format", "payload has data after the JSON object")
+	case err != nil:
+		return invalid("invalid_payload", "", "invalid_format", "payload is not valid JSON for this kind: %s", jsonProblem(err))
 	}
 	return nil
 }

@@ -17,6 +17,8 @@ func TestDecodePayload(t *testing.T) {
 		{"WebDAVUnknownField", KindWebDAV, `{"username":"u","password":"p","x":1}`, "invalid_payload", ""},
 		{"WebDAVWrongType", KindWebDAV, `{"username":1,"password":"p"}`, "invalid_payload", ""},
 		{"WebDAVTrailing", KindWebDAV, `{"username":"u","password":"p"} {}`, "invalid_payload", ""},
+		{"WebDAVStrayBrace", KindWebDAV, `{"username":"u","password":"p"}}`, "invalid_payload", ""},
+		{"WebDAVStrayBracket", KindWebDAV, `{"username":"u","password":"p"}]`, "invalid_payload", ""},
 		{"SMTPOK", KindSMTP, `{"host":"mail","port":25,"username":"","password":"","from":"a@b.c","to":["d@e.f"],"tls":"none"}`, "", ""},
 		{"SMTPBadFrom", KindSMTP, `{"host":"mail","port":25,"from":"nope","to":["d@e.f"],"tls":"none"}`, "invalid_from", "from"},
 		{"SMTPNoTo", KindSMTP, `{"host":"mail","port":25,"from":"a@b.c","to":[],"tls":"none"}`, "invalid_to", "to"},

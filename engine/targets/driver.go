@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
+
+	"github.com/bastion-backup/bastion/engine/internal/strictjson"
 )
 
 // Driver is one kind of target: it names its type, the kind of secret it reads credentials from,
@@ -105,12 +107,7 @@ func Fieldf(field, reason, format string, args ...any) *FieldError {
 // refused, and errors name the field without repeating the input (which may hold a mistyped
 // password).
 func DecodeConfig(typ string, raw json.RawMessage, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("data after the JSON object")
-	}
+	err := strictjson.Decode(raw, v)
 	if err == nil {
 		return nil
 	}

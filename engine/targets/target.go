@@ -9,11 +9,15 @@ package targets
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -179,6 +183,29 @@ func StatusKind(status int) string {
 		return KindConfig
 	}
 	return KindUnknown
+}
+
+// TransportKind classifies a request that got no answer from the server (a transport error) and
+// returns the error to report with it. A *url.Error is unwrapped: its text repeats the URL and
+// the op already says what was done. A refused TLS certificate is a configuration problem, a
+// transport timeout a timeout, anything else the network.
+func TransportKind(err error) (kind string, reported error) {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var ne net.Error
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidCert x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalidCert):
+		return KindConfig, fmt.Errorf("TLS certificate not accepted: %w", err)
+	case errors.As(err, &ne) && ne.Timeout():
+		return KindTimeout, err
+	}
+	return KindNetwork, err
 }
 
 // Error is a classified target failure. Code is stable (e.g. "webdav_auth", "local_dir_io"),

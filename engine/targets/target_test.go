@@ -1,7 +1,10 @@
 package targets_test
 
 import (
+	"crypto/x509"
+	"encoding/json"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -62,5 +65,53 @@ func TestErrorKinds(t *testing.T) {
 	}
 	if targets.KindOf(errors.New("plain")) != targets.KindUnknown {
 		t.Error("KindOf of a plain error")
+	}
+}
+
+func TestDecodeConfigRefusesTrailingData(t *testing.T) {
+	t.Parallel()
+	var v struct {
+		Type string `json:"type"`
+	}
+	if err := targets.DecodeConfig("local_dir", json.RawMessage(`{"type":"local_dir"}`), &v); err != nil || v.Type != "local_dir" {
+		t.Fatalf("DecodeConfig = %v (%+v)", err, v)
+	}
+	for _, trail := range []string{" {}", "}", "]", " 1"} {
+		err := targets.DecodeConfig("local_dir", json.RawMessage(`{"type":"local_dir"}`+trail), &v)
+		var fe *targets.FieldError
+		if !errors.As(err, &fe) || fe.Reason != "invalid_format" {
+			t.Fatalf("config followed by %q: error %v, want an invalid_format FieldError", trail, err)
+		}
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestTransportKind(t *testing.T) {
+	t.Parallel()
+	const secretURL = "https://user:pw@dav.example/base?token=secret"
+	for _, tc := range []struct {
+		name, kind, prefix string
+		err                error
+	}{
+		{"UnknownAuthority", targets.KindConfig, "TLS certificate not accepted: ", x509.UnknownAuthorityError{}},
+		{"Hostname", targets.KindConfig, "TLS certificate not accepted: ", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "h"}},
+		{"Timeout", targets.KindTimeout, "i/o timeout", timeoutErr{}},
+		{"Refused", targets.KindNetwork, "connection refused", errors.New("connection refused")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			kind, err := targets.TransportKind(&url.Error{Op: "Put", URL: secretURL, Err: tc.err})
+			if kind != tc.kind || !strings.HasPrefix(err.Error(), tc.prefix) || !errors.Is(err, tc.err) {
+				t.Fatalf("TransportKind = %s, %v; want %s, %q…", kind, err, tc.kind, tc.prefix)
+			}
+			if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "dav.example") {
+				t.Fatalf("reported error repeats the URL: %v", err)
+			}
+		})
 	}
 }

@@ -2,10 +2,26 @@ package testtool
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"runtime/pprof"
 	"strings"
+	"testing"
 	"time"
 )
+
+// RunCheckingLeaks runs the tests and then fails the run (exit code 1, stacks on stderr) if
+// goroutines matching markers outlive them. TestMain: os.Exit(testtool.RunCheckingLeaks(m, …)).
+func RunCheckingLeaks(m *testing.M, markers ...string) int {
+	code := m.Run()
+	if code == 0 {
+		if leaked := LeakedGoroutines(markers...); leaked != "" {
+			fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	return code
+}
 
 // LeakedGoroutines returns the stacks of goroutines running code that matches any of markers
 // (e.g. "/engine/targets/s3."), or "" once there are none. It polls for a few seconds before

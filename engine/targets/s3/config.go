@@ -1,16 +1,16 @@
 package s3
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/bastion-backup/bastion/engine/internal/strictjson"
 )
 
 // Type is the target type of S3, as returned by Target.Type and stored in Redacted.Type.
@@ -64,14 +64,11 @@ func (c Config) MarshalJSON() ([]byte, error) {
 // ParseConfig decodes a job's target JSON, normalizes it (see Normalized) and validates it.
 // Unknown fields are refused so that a misspelt option is not silently ignored.
 func ParseConfig(raw json.RawMessage) (Config, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	var cj configJSON
-	if err := dec.Decode(&cj); err != nil {
-		return Config{}, fmt.Errorf("s3 target: %w", err)
-	}
-	if dec.More() {
+	if err := strictjson.Decode(raw, &cj); errors.Is(err, strictjson.ErrTrailingData) {
 		return Config{}, errors.New("s3 target: trailing data after the JSON object")
+	} else if err != nil {
+		return Config{}, fmt.Errorf("s3 target: %w", err)
 	}
 	if cj.Type != Type {
 		return Config{}, fmt.Errorf("s3 target: type must be %q", Type)
@@ -226,10 +223,13 @@ type Credentials struct {
 
 // ParseCredentials decodes and validates the secret's JSON.
 func ParseCredentials(raw json.RawMessage) (Credentials, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	var c Credentials
-	if err := dec.Decode(&c); err != nil {
+	err := strictjson.Decode(raw, &c)
+	if errors.Is(err, strictjson.ErrTrailingData) {
+		// A second value after the object would be silently ignored by Decode; a secret is one object.
+		return Credentials{}, errors.New("s3 credentials: unexpected data after the JSON object")
+	}
+	if err != nil {
 		// The decoder's message may quote a value; keep only what kind of failure it was.
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
@@ -243,10 +243,6 @@ func ParseCredentials(raw json.RawMessage) (Credentials, error) {
 			return Credentials{}, fmt.Errorf("s3 credentials: %s (only access_key_id and secret_access_key)", err.Error())
 		}
 		return Credentials{}, errors.New("s3 credentials: invalid JSON")
-	}
-	// A second value after the object would be silently ignored by Decode; a secret is one object.
-	if _, err := dec.Token(); err != io.EOF {
-		return Credentials{}, errors.New("s3 credentials: unexpected data after the JSON object")
 	}
 	if err := c.Validate(); err != nil {
 		return Credentials{}, err

@@ -105,8 +105,14 @@ func TestParseConfigRefuses(t *testing.T) {
 			}
 		})
 	}
-	if _, err := s3.ParseConfig(json.RawMessage(`{"type":"s3","endpoint":"http://h","bucket":"bkt","secret_name":"s","path_style":true}`)); err != nil {
+	minimal := `{"type":"s3","endpoint":"http://h","bucket":"bkt","secret_name":"s","path_style":true}`
+	if _, err := s3.ParseConfig(json.RawMessage(minimal)); err != nil {
 		t.Fatalf("minimal config: %v", err)
+	}
+	for _, trail := range []string{" {}", "}", "]", "x"} {
+		if _, err := s3.ParseConfig(json.RawMessage(minimal + trail)); err == nil || !strings.Contains(err.Error(), "trailing data") {
+			t.Fatalf("config followed by %q: error %v, want trailing data", trail, err)
+		}
 	}
 }
 
@@ -138,6 +144,7 @@ func TestParseCredentials(t *testing.T) {
 		`null`,
 		`{"access_key_id":"AK","secret_access_key":"wJalrSECRET"} {"access_key_id":"other"}`,
 		`{"access_key_id":"AK","secret_access_key":"wJalrSECRET"}x`,
+		`{"access_key_id":"AK","secret_access_key":"wJalrSECRET"}}`,
 	} {
 		_, err := s3.ParseCredentials(json.RawMessage(raw))
 		if err == nil {
@@ -189,7 +196,7 @@ func TestRealAuthAndBucketErrors(t *testing.T) {
 	if !strings.Contains(te.Hint, "access key") {
 		t.Fatalf("hint %q", te.Hint)
 	}
-	expectSleeps(t, s)
+	targettest.ExpectSleeps(t, s)
 	if _, err := tg.Size(ctx, run, targets.CompleteName); targets.KindOf(err) != targets.KindAuth {
 		t.Fatalf("HEAD with a wrong key: %v", err)
 	}

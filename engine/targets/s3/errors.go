@@ -2,13 +2,9 @@ package s3
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 
 	"github.com/minio/minio-go/v7"
 
@@ -147,22 +143,9 @@ func responseErr(op string, er minio.ErrorResponse) *targets.Error {
 }
 
 func transportErr(op string, err error) *targets.Error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err // its text repeats the URL; the op already says what was done
+	kind, err := targets.TransportKind(err)
+	if kind == targets.KindNetwork && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
+		err = fmt.Errorf("connection closed early: %w", err)
 	}
-	var ne net.Error
-	var certErr *tls.CertificateVerificationError
-	var unknownAuth x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	var invalidCert x509.CertificateInvalidError
-	switch {
-	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalidCert):
-		return newErr(targets.KindConfig, op, 0, fmt.Errorf("TLS certificate not accepted: %w", err))
-	case errors.As(err, &ne) && ne.Timeout():
-		return newErr(targets.KindTimeout, op, 0, err)
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return newErr(targets.KindNetwork, op, 0, fmt.Errorf("connection closed early: %w", err))
-	}
-	return newErr(targets.KindNetwork, op, 0, err)
+	return newErr(kind, op, 0, err)
 }

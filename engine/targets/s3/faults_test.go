@@ -14,9 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,31 +24,15 @@ import (
 	"github.com/bastion-backup/bastion/engine/testtool"
 )
 
-// injector sits in front of the real server. Requests that match a rule get the rule's answer;
-// the others are forwarded unchanged (Host included: it is signed). It counts requests by S3
-// operation (see opOf).
-type injector struct {
-	next http.Handler
-
-	mu     sync.Mutex
-	rules  []*rule
-	counts map[string]int
-}
-
-type rule struct {
-	op    string // opOf name; "" matches any
-	match func(*http.Request) bool
-	times int // how often it applies; -1 always
-	do    http.HandlerFunc
-}
-
-func newInjector(t *testing.T, srv testtool.S3Server) (*injector, string) {
+// newInjector puts a targettest.Injector keyed by S3 operation (see opOf) in front of srv.
+// Requests it does not answer are forwarded unchanged (Host included: it is signed).
+func newInjector(t *testing.T, srv testtool.S3Server) (*targettest.Injector, string) {
 	t.Helper()
 	u, err := url.Parse(srv.Endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &injector{counts: map[string]int{}, next: &httputil.ReverseProxy{
+	in := &targettest.Injector{Key: opOf, Next: &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			r.Out.Host = r.In.Host
@@ -87,43 +69,6 @@ func opOf(r *http.Request) string {
 		return "GetObject"
 	}
 	return r.Method
-}
-
-func (in *injector) add(r *rule) { in.mu.Lock(); in.rules = append(in.rules, r); in.mu.Unlock() }
-
-func (in *injector) count(op string) int {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.counts[op]
-}
-
-func (in *injector) expectSent(t *testing.T, op string, want int) {
-	t.Helper()
-	if n := in.count(op); n != want {
-		t.Fatalf("%s sent %d times, want %d", op, n, want)
-	}
-}
-
-func (in *injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	op := opOf(r)
-	in.mu.Lock()
-	in.counts[op]++
-	var hit *rule
-	for _, ru := range in.rules {
-		if ru.times != 0 && (ru.op == "" || ru.op == op) && (ru.match == nil || ru.match(r)) {
-			if ru.times > 0 {
-				ru.times--
-			}
-			hit = ru
-			break
-		}
-	}
-	in.mu.Unlock()
-	if hit != nil {
-		hit.do(w, r)
-		return
-	}
-	in.next.ServeHTTP(w, r)
 }
 
 // s3Error reads the request body and answers status with an S3 error document.
@@ -179,13 +124,6 @@ func expectErr(t *testing.T, err error, kind string, status, attempts int) *targ
 	return te
 }
 
-func expectSleeps(t *testing.T, s *sleeps, want ...time.Duration) {
-	t.Helper()
-	if got := s.got(); !slices.Equal(got, want) {
-		t.Fatalf("waits = %v, want %v", got, want)
-	}
-}
-
 // expectStored checks the object's file in the server's posix root.
 func expectStored(t *testing.T, srv testtool.S3Server, tg *s3.Target, run targets.RunRef, name string, seed, size int64) {
 	t.Helper()
@@ -224,7 +162,7 @@ func TestFaults(t *testing.T) {
 	srv := testtool.StartVersityGW(t)
 	ctx := context.Background()
 
-	setup := func(t *testing.T, opts s3.Options) (*injector, *s3.Target, *sleeps) {
+	setup := func(t *testing.T, opts s3.Options) (*targettest.Injector, *s3.Target, *targettest.Sleeps) {
 		in, endpoint := newInjector(t, srv)
 		cfg := config(srv, endpoint, "faults")
 		cfg.PartSizeBytes = s3.MinPartSizeBytes
@@ -235,31 +173,31 @@ func TestFaults(t *testing.T) {
 	t.Run("SlowDownThenSuccess", func(t *testing.T) {
 		t.Parallel()
 		in, tg, s := setup(t, s3.Options{})
-		in.add(&rule{op: "PutObject", times: 1, do: s3Error(503, "SlowDown")})
+		in.Add(&targettest.Rule{Key: "PutObject", Times: 1, Do: s3Error(503, "SlowDown")})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 1, 5000)
-		expectSleeps(t, s, time.Second)
-		in.expectSent(t, "PutObject", 2)
+		targettest.ExpectSleeps(t, s, time.Second)
+		in.ExpectSent(t, "PutObject", 2)
 		expectStored(t, srv, tg, run, part, 1, 5000)
 	})
 
 	t.Run("AttemptsRunOut", func(t *testing.T) {
 		t.Parallel()
 		in, tg, s := setup(t, s3.Options{})
-		in.add(&rule{op: "PutObject", times: -1, do: s3Error(503, "ServiceUnavailable")})
+		in.Add(&targettest.Rule{Key: "PutObject", Times: -1, Do: s3Error(503, "ServiceUnavailable")})
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
 		expectErr(t, err, targets.KindUpstreamUnavailable, 503, 3)
-		expectSleeps(t, s, time.Second, 2*time.Second)
-		in.expectSent(t, "PutObject", 3)
+		targettest.ExpectSleeps(t, s, time.Second, 2*time.Second)
+		in.ExpectSent(t, "PutObject", 3)
 	})
 
 	t.Run("MaxPutAttempts", func(t *testing.T) {
 		t.Parallel()
 		in, tg, s := setup(t, s3.Options{MaxPutAttempts: 5})
-		in.add(&rule{op: "PutObject", times: -1, do: s3Error(500, "InternalError")})
+		in.Add(&targettest.Rule{Key: "PutObject", Times: -1, Do: s3Error(500, "InternalError")})
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
 		expectErr(t, err, targets.KindUpstreamUnavailable, 500, 5)
-		expectSleeps(t, s, time.Second, 2*time.Second, 4*time.Second, 8*time.Second)
+		targettest.ExpectSleeps(t, s, time.Second, 2*time.Second, 4*time.Second, 8*time.Second)
 	})
 
 	for _, tc := range []struct {
@@ -278,37 +216,37 @@ func TestFaults(t *testing.T) {
 		t.Run("Classify"+tc.code, func(t *testing.T) {
 			t.Parallel()
 			in, tg, s := setup(t, s3.Options{MaxPutAttempts: 1})
-			in.add(&rule{op: "PutObject", times: -1, do: s3Error(tc.status, tc.code)})
+			in.Add(&targettest.Rule{Key: "PutObject", Times: -1, Do: s3Error(tc.status, tc.code)})
 			_, err := tg.Put(ctx, targettest.NewRun(t), targets.ManifestName, targettest.NewContent(1, 100), 100)
 			expectErr(t, err, tc.kind, tc.status, 1)
-			expectSleeps(t, s)
+			targettest.ExpectSleeps(t, s)
 		})
 	}
 
 	t.Run("ConnectionResetMidPut", func(t *testing.T) {
 		t.Parallel()
 		in, tg, s := setup(t, s3.Options{})
-		in.add(&rule{op: "PutObject", times: 1, do: cutAfter(t, 256<<10)})
+		in.Add(&targettest.Rule{Key: "PutObject", Times: 1, Do: cutAfter(t, 256<<10)})
 		run := targettest.NewRun(t)
 		const size = 3<<20 + 7
 		targettest.Put(t, tg, run, part, 3, size)
-		expectSleeps(t, s, time.Second)
-		in.expectSent(t, "PutObject", 2)
+		targettest.ExpectSleeps(t, s, time.Second)
+		in.ExpectSent(t, "PutObject", 2)
 		expectStored(t, srv, tg, run, part, 3, size)
 	})
 
 	t.Run("ConnectionResetMidPartRetriesThatPart", func(t *testing.T) {
 		t.Parallel()
 		in, tg, s := setup(t, s3.Options{})
-		in.add(&rule{op: "UploadPart", times: 1, match: func(r *http.Request) bool { return r.URL.Query().Get("partNumber") == "2" }, do: cutAfter(t, 1<<20)})
+		in.Add(&targettest.Rule{Key: "UploadPart", Times: 1, Match: func(r *http.Request) bool { return r.URL.Query().Get("partNumber") == "2" }, Do: cutAfter(t, 1<<20)})
 		run := targettest.NewRun(t)
 		const size = 2*s3.MinPartSizeBytes + 12345 // three parts
 		targettest.Put(t, tg, run, part, 4, size)
-		expectSleeps(t, s, time.Second)
-		in.expectSent(t, "CreateMultipartUpload", 1)
-		in.expectSent(t, "UploadPart", 4)
-		in.expectSent(t, "CompleteMultipartUpload", 1)
-		in.expectSent(t, "PutObject", 0)
+		targettest.ExpectSleeps(t, s, time.Second)
+		in.ExpectSent(t, "CreateMultipartUpload", 1)
+		in.ExpectSent(t, "UploadPart", 4)
+		in.ExpectSent(t, "CompleteMultipartUpload", 1)
+		in.ExpectSent(t, "PutObject", 0)
 		expectStored(t, srv, tg, run, part, 4, size)
 		targettest.Expect(t, tg, run, part, 4, size)
 	})
@@ -316,13 +254,13 @@ func TestFaults(t *testing.T) {
 	t.Run("FailedMultipartIsAbortedAndInvisible", func(t *testing.T) {
 		t.Parallel()
 		in, tg, _ := setup(t, s3.Options{})
-		in.add(&rule{op: "UploadPart", times: -1, match: func(r *http.Request) bool { return r.URL.Query().Get("partNumber") == "2" }, do: s3Error(500, "InternalError")})
+		in.Add(&targettest.Rule{Key: "UploadPart", Times: -1, Match: func(r *http.Request) bool { return r.URL.Query().Get("partNumber") == "2" }, Do: s3Error(500, "InternalError")})
 		run := targettest.NewRun(t)
 		const size = s3.MinPartSizeBytes + 1
 		_, err := tg.Put(ctx, run, part, targettest.NewContent(5, size), size)
 		expectErr(t, err, targets.KindUpstreamUnavailable, 500, 3)
-		in.expectSent(t, "AbortMultipartUpload", 1)
-		in.expectSent(t, "CompleteMultipartUpload", 0)
+		in.ExpectSent(t, "AbortMultipartUpload", 1)
+		in.ExpectSent(t, "CompleteMultipartUpload", 0)
 		targettest.ExpectMissing(t, tg, run, part)
 	})
 
@@ -331,7 +269,7 @@ func TestFaults(t *testing.T) {
 		in, tg, _ := setup(t, s3.Options{})
 		cctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		in.add(&rule{op: "UploadPart", times: -1, match: func(r *http.Request) bool { return r.URL.Query().Get("partNumber") == "2" }, do: func(w http.ResponseWriter, r *http.Request) {
+		in.Add(&targettest.Rule{Key: "UploadPart", Times: -1, Match: func(r *http.Request) bool { return r.URL.Query().Get("partNumber") == "2" }, Do: func(w http.ResponseWriter, r *http.Request) {
 			cancel()
 			_, _ = io.Copy(io.Discard, r.Body) // ends when the client drops the connection
 		}})
@@ -340,14 +278,14 @@ func TestFaults(t *testing.T) {
 		if _, err := tg.Put(cctx, run, part, targettest.NewContent(6, size), size); !errors.Is(err, context.Canceled) {
 			t.Fatalf("canceled put: %v", err)
 		}
-		in.expectSent(t, "AbortMultipartUpload", 1)
+		in.ExpectSent(t, "AbortMultipartUpload", 1)
 		targettest.ExpectMissing(t, tg, run, part)
 	})
 
 	t.Run("CorruptedInTransitIsRefused", func(t *testing.T) {
 		t.Parallel()
 		in, tg, _ := setup(t, s3.Options{})
-		in.add(&rule{op: "PutObject", times: -1, do: corrupt(in.next)})
+		in.Add(&targettest.Rule{Key: "PutObject", Times: -1, Do: corrupt(in.Next)})
 		run := targettest.NewRun(t)
 		_, err := tg.Put(ctx, run, part, targettest.NewContent(7, 4096), 4096)
 		expectErr(t, err, targets.KindIntegrity, 400, 1)
@@ -359,7 +297,7 @@ func TestFaults(t *testing.T) {
 		in, tg, _ := setup(t, s3.Options{RequestTimeout: 200 * time.Millisecond, MaxPutAttempts: 1})
 		release := make(chan struct{})
 		t.Cleanup(func() { close(release) }) // before the proxy's Close, which waits for handlers
-		in.add(&rule{op: "PutObject", times: -1, do: func(w http.ResponseWriter, r *http.Request) {
+		in.Add(&targettest.Rule{Key: "PutObject", Times: -1, Do: func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			select { // the server never answers
 			case <-r.Context().Done():
@@ -375,11 +313,11 @@ func TestFaults(t *testing.T) {
 		in, tg, s := setup(t, s3.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 5, 70000)
-		in.add(&rule{op: "GetObject", times: 1, do: s3Error(503, "SlowDown")})
-		in.add(&rule{op: "HeadObject", times: 1, do: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }})
+		in.Add(&targettest.Rule{Key: "GetObject", Times: 1, Do: s3Error(503, "SlowDown")})
+		in.Add(&targettest.Rule{Key: "HeadObject", Times: 1, Do: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }})
 		targettest.Expect(t, tg, run, part, 5, 70000)
-		in.expectSent(t, "GetObject", 2)
-		expectSleeps(t, s, time.Second, time.Second)
+		in.ExpectSent(t, "GetObject", 2)
+		targettest.ExpectSleeps(t, s, time.Second, time.Second)
 	})
 
 	t.Run("EmptyRegionAsksTheBucket", func(t *testing.T) {
@@ -398,7 +336,7 @@ func TestFaults(t *testing.T) {
 		in, tg, _ := setup(t, s3.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 5, 70000)
-		in.add(&rule{op: "GetObject", times: -1, do: func(w http.ResponseWriter, r *http.Request) {
+		in.Add(&targettest.Rule{Key: "GetObject", Times: -1, Do: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "70000")
 			w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
 			w.WriteHeader(200)
@@ -432,8 +370,8 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("delete = %q, %v", res, err)
 		}
 		// 11 objects in pages of 3: four DeleteObjects, and a fifth, empty listing.
-		in.expectSent(t, "DeleteObjects", 4)
-		in.expectSent(t, "ListObjectsV2", 5)
+		in.ExpectSent(t, "DeleteObjects", 4)
+		in.ExpectSent(t, "ListObjectsV2", 5)
 		for i := range 10 {
 			targettest.ExpectMissing(t, tg, run, fmt.Sprintf("payload.part%06d", i+1))
 		}
@@ -451,13 +389,13 @@ func TestFaults(t *testing.T) {
 		targettest.Put(t, tg, run, targets.CompleteName, 2, 2)
 		// The HEAD says complete.json is absent (as if written just after it): the listing
 		// still finds it before anything is deleted.
-		in.add(&rule{op: "HeadObject", times: 1, match: func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, targets.CompleteName) },
-			do: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }})
+		in.Add(&targettest.Rule{Key: "HeadObject", Times: 1, Match: func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, targets.CompleteName) },
+			Do: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }})
 		res, err := tg.CleanupRun(ctx, run)
 		if err != nil || res != targets.CleanupSkipComplete {
 			t.Fatalf("cleanup = %q, %v; want %q", res, err, targets.CleanupSkipComplete)
 		}
-		in.expectSent(t, "DeleteObjects", 0)
+		in.ExpectSent(t, "DeleteObjects", 0)
 		targettest.Expect(t, tg, run, part, 1, 10)
 	})
 
@@ -466,8 +404,8 @@ func TestFaults(t *testing.T) {
 		in, tg, _ := setup(t, s3.Options{})
 		run := targettest.NewRun(t)
 		// An upload whose process died: parts sent, never completed nor aborted.
-		in.add(&rule{op: "AbortMultipartUpload", times: 1, do: s3Error(500, "InternalError")})
-		in.add(&rule{op: "UploadPart", times: -1, match: func(r *http.Request) bool { return r.URL.Query().Get("partNumber") == "2" }, do: s3Error(403, "AccessDenied")})
+		in.Add(&targettest.Rule{Key: "AbortMultipartUpload", Times: 1, Do: s3Error(500, "InternalError")})
+		in.Add(&targettest.Rule{Key: "UploadPart", Times: -1, Match: func(r *http.Request) bool { return r.URL.Query().Get("partNumber") == "2" }, Do: s3Error(403, "AccessDenied")})
 		const size = s3.MinPartSizeBytes + 1
 		if _, err := tg.Put(ctx, run, part, targettest.NewContent(1, size), size); targets.KindOf(err) != targets.KindAuth {
 			t.Fatalf("put: %v", err)
@@ -476,7 +414,7 @@ func TestFaults(t *testing.T) {
 		if err != nil || res != targets.CleanupDeleted {
 			t.Fatalf("cleanup = %q, %v; want %q", res, err, targets.CleanupDeleted)
 		}
-		in.expectSent(t, "AbortMultipartUpload", 2)
+		in.ExpectSent(t, "AbortMultipartUpload", 2)
 		expectNoUploads(t, srv, "faults/"+run.JobID+"/"+run.RunID+"/"+part)
 	})
 }

@@ -5,35 +5,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/engine/targets/s3"
+	"github.com/bastion-backup/bastion/engine/targets/targettest"
 	"github.com/bastion-backup/bastion/engine/testtool"
 )
-
-// sleeps records the waits a Target asks for and returns at once, so retries cost no time and
-// the test can assert the exact delays.
-type sleeps struct {
-	mu sync.Mutex
-	d  []time.Duration
-}
-
-func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
-	s.mu.Lock()
-	s.d = append(s.d, d)
-	s.mu.Unlock()
-	return ctx.Err()
-}
-
-func (s *sleeps) got() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Duration(nil), s.d...)
-}
 
 // config is a target config for srv at endpoint (the server itself or a proxy in front).
 func config(srv testtool.S3Server, endpoint, prefix string) s3.Config {
@@ -52,11 +31,11 @@ func creds(srv testtool.S3Server) s3.Credentials {
 }
 
 // newTarget opens a Target with recorded sleeps and logs sent to the test and to logTo.
-func newTarget(t testing.TB, cfg s3.Config, c s3.Credentials, opts s3.Options, logTo ...io.Writer) (*s3.Target, *sleeps) {
+func newTarget(t testing.TB, cfg s3.Config, c s3.Credentials, opts s3.Options, logTo ...io.Writer) (*s3.Target, *targettest.Sleeps) {
 	t.Helper()
-	s := &sleeps{}
+	s := &targettest.Sleeps{}
 	if opts.Sleep == nil {
-		opts.Sleep = s.sleep
+		opts.Sleep = s.Sleep
 	}
 	opts.Logger = zerolog.New(io.MultiWriter(append(logTo, zerolog.NewTestWriter(t))...)).Level(zerolog.DebugLevel)
 	tg, err := s3.Open(context.Background(), cfg, c, opts)

@@ -88,7 +88,7 @@ func (t *Target) deleteTree(ctx context.Context, op, u string) (deleted bool, er
 	case status/100 == 2:
 		return true, nil
 	}
-	return false, newErr(targets.StatusKind(status), op, status, fmt.Errorf("server answered %d %s", status, http.StatusText(status)))
+	return false, statusCodeErr(op, status)
 }
 
 // walkDelete lists collection root recursively (at most maxWalkEntries members), deletes every
@@ -125,7 +125,7 @@ func (t *Target) walkDelete(ctx context.Context, op, root string) (bool, error) 
 			return false, err
 		}
 		if status/100 != 2 && status != http.StatusNotFound {
-			return false, newErr(targets.StatusKind(status), "delete "+urlPath(f), status, fmt.Errorf("server answered %d %s", status, http.StatusText(status)))
+			return false, statusCodeErr("delete "+urlPath(f), status)
 		}
 	}
 	// Children were appended after their parents, so walking backwards empties each first.

@@ -2,13 +2,9 @@ package webdav
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -43,11 +39,16 @@ func newErr(kind, op string, status int, err error) *targets.Error {
 }
 
 func statusErr(op string, resp *http.Response) *targets.Error {
-	err := fmt.Errorf("server answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		err = fmt.Errorf("server answered %d %s (redirects are not followed; check the base URL)", resp.StatusCode, http.StatusText(resp.StatusCode))
+		err := fmt.Errorf("server answered %d %s (redirects are not followed; check the base URL)", resp.StatusCode, http.StatusText(resp.StatusCode))
+		return newErr(targets.StatusKind(resp.StatusCode), op, resp.StatusCode, err)
 	}
-	return newErr(targets.StatusKind(resp.StatusCode), op, resp.StatusCode, err)
+	return statusCodeErr(op, resp.StatusCode)
+}
+
+// statusCodeErr is the error of an answer the caller did not expect, by its status alone.
+func statusCodeErr(op string, status int) *targets.Error {
+	return newErr(targets.StatusKind(status), op, status, fmt.Errorf("server answered %d %s", status, http.StatusText(status)))
 }
 
 func notFoundErr(op string, status int) *targets.Error {
@@ -67,25 +68,12 @@ func transportErr(ctx, rctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s: %w", op, context.Cause(ctx))
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err // its text repeats the URL; the op already says what was done
-	}
+	kind, err := targets.TransportKind(err)
 	if rctx != nil && errors.Is(context.Cause(rctx), errStalled) {
+		// The transport saw the stall as a cancellation: a network error by kind, a timeout in fact.
 		return newErr(targets.KindTimeout, op, 0, fmt.Errorf("%w (%w)", errStalled, err))
 	}
-	var ne net.Error
-	var certErr *tls.CertificateVerificationError
-	var unknownAuth x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	var invalidCert x509.CertificateInvalidError
-	switch {
-	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalidCert):
-		return newErr(targets.KindConfig, op, 0, fmt.Errorf("TLS certificate not accepted: %w", err))
-	case errors.As(err, &ne) && ne.Timeout():
-		return newErr(targets.KindTimeout, op, 0, err)
-	}
-	return newErr(targets.KindNetwork, op, 0, err)
+	return newErr(kind, op, 0, err)
 }
 
 // Backoff is the wait before attempt n+1 after attempt n failed: 1 s doubling, capped at 30 s.

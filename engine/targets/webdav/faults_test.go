@@ -9,10 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,37 +23,22 @@ import (
 	"github.com/bastion-backup/bastion/engine/testtool"
 )
 
-// injector sits in front of a real server. Requests that match a rule get the rule's answer;
-// the others are forwarded. It counts requests per method, notes any without Basic auth and
-// tracks how many were in flight at once.
-type injector struct {
-	next http.Handler
-
-	mu          sync.Mutex
-	rules       []*rule
-	counts      map[string]int
-	noAuth      int
-	inFlight    int
-	maxInFlight int
-}
-
-type rule struct {
-	method string                   // "" matches any
-	match  func(*http.Request) bool // nil matches any
-	times  int                      // how often it applies; -1 always
-	do     http.HandlerFunc
-}
-
-func newInjector(t *testing.T, up upstream) (*injector, string) {
+// newInjector puts a targettest.Injector keyed by HTTP method in front of up, and fails the test
+// if any request came without Basic auth.
+func newInjector(t *testing.T, up upstream) (*targettest.Injector, string) {
 	t.Helper()
-	in := &injector{next: proxyTo(t, up), counts: map[string]int{}}
-	srv := httptest.NewServer(in)
+	in := &targettest.Injector{Next: proxyTo(t, up)}
+	var noAuth atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, _, ok := r.BasicAuth(); !ok {
+			noAuth.Add(1)
+		}
+		in.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() {
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		if in.noAuth != 0 {
-			t.Errorf("%d requests without Basic auth", in.noAuth)
+		if n := noAuth.Load(); n != 0 {
+			t.Errorf("%d requests without Basic auth", n)
 		}
 	})
 	// Same path as upstream: only scheme and host change.
@@ -64,53 +49,6 @@ func hostOf(u string) string {
 	i := strings.Index(u, "://")
 	j := strings.IndexByte(u[i+3:], '/')
 	return u[:i+3+j]
-}
-
-func (in *injector) add(r *rule) { in.mu.Lock(); in.rules = append(in.rules, r); in.mu.Unlock() }
-
-func (in *injector) count(method string) int {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.counts[method]
-}
-
-// expectSent fails the test unless method was sent want times in all.
-func (in *injector) expectSent(t *testing.T, method string, want int) {
-	t.Helper()
-	if n := in.count(method); n != want {
-		t.Fatalf("%s sent %d times, want %d", method, n, want)
-	}
-}
-
-func (in *injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	in.mu.Lock()
-	in.counts[r.Method]++
-	if _, _, ok := r.BasicAuth(); !ok {
-		in.noAuth++
-	}
-	in.inFlight++
-	in.maxInFlight = max(in.maxInFlight, in.inFlight)
-	var hit *rule
-	for _, ru := range in.rules {
-		if ru.times != 0 && (ru.method == "" || ru.method == r.Method) && (ru.match == nil || ru.match(r)) {
-			if ru.times > 0 {
-				ru.times--
-			}
-			hit = ru
-			break
-		}
-	}
-	in.mu.Unlock()
-	defer func() {
-		in.mu.Lock()
-		in.inFlight--
-		in.mu.Unlock()
-	}()
-	if hit != nil {
-		hit.do(w, r)
-		return
-	}
-	in.next.ServeHTTP(w, r)
 }
 
 // answer reads the request body (as a server that looked at it would) and answers status.
@@ -166,13 +104,6 @@ func expectErr(t *testing.T, err error, kind string, status, attempts int) *targ
 	return te
 }
 
-func expectSleeps(t *testing.T, s *sleeps, want ...time.Duration) {
-	t.Helper()
-	if got := s.got(); !slices.Equal(got, want) {
-		t.Fatalf("waits = %v, want %v", got, want)
-	}
-}
-
 func TestFaultsXNet(t *testing.T) {
 	t.Parallel()
 	runFaults(t, startXNet(t))
@@ -191,59 +122,59 @@ func runFaults(t *testing.T, up upstream) {
 	t.Run("RateLimitedHonoursRetryAfter", func(t *testing.T) {
 		t.Parallel()
 		in, base := newInjector(t, up)
-		in.add(&rule{method: "PUT", times: 1, do: answer(429, "Retry-After", "2")})
+		in.Add(&targettest.Rule{Key: "PUT", Times: 1, Do: answer(429, "Retry-After", "2")})
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 1, 5000)
-		expectSleeps(t, s, 2*time.Second)
-		in.expectSent(t, "PUT", 2)
+		targettest.ExpectSleeps(t, s, 2*time.Second)
+		in.ExpectSent(t, "PUT", 2)
 		expectOnDisk(t, up, run, part, 1, 5000)
 	})
 
 	t.Run("RetryAfterDateAndCap", func(t *testing.T) {
 		t.Parallel()
 		in, base := newInjector(t, up)
-		in.add(&rule{method: "PUT", times: 1, do: answer(503, "Retry-After", epoch.Add(7*time.Second).Format(http.TimeFormat))})
-		in.add(&rule{method: "PUT", times: 1, do: answer(429, "Retry-After", "3600")})
+		in.Add(&targettest.Rule{Key: "PUT", Times: 1, Do: answer(503, "Retry-After", epoch.Add(7*time.Second).Format(http.TimeFormat))})
+		in.Add(&targettest.Rule{Key: "PUT", Times: 1, Do: answer(429, "Retry-After", "3600")})
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, targets.ManifestName, 1, 50)
-		expectSleeps(t, s, 7*time.Second, 60*time.Second)
-		in.expectSent(t, "PUT", 3)
+		targettest.ExpectSleeps(t, s, 7*time.Second, 60*time.Second)
+		in.ExpectSent(t, "PUT", 3)
 	})
 
 	t.Run("UnavailableThenSuccess", func(t *testing.T) {
 		t.Parallel()
 		in, base := newInjector(t, up)
-		in.add(&rule{method: "PUT", times: 1, do: answer(503)})
+		in.Add(&targettest.Rule{Key: "PUT", Times: 1, Do: answer(503)})
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 2, 3000)
-		expectSleeps(t, s, time.Second)
-		in.expectSent(t, "PUT", 2)
+		targettest.ExpectSleeps(t, s, time.Second)
+		in.ExpectSent(t, "PUT", 2)
 		expectOnDisk(t, up, run, part, 2, 3000)
 	})
 
 	t.Run("AttemptsRunOut", func(t *testing.T) {
 		t.Parallel()
 		in, base := newInjector(t, up)
-		in.add(&rule{method: "PUT", times: -1, do: answer(502)})
+		in.Add(&targettest.Rule{Key: "PUT", Times: -1, Do: answer(502)})
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
 		expectErr(t, err, targets.KindUpstreamUnavailable, 502, 3)
-		expectSleeps(t, s, time.Second, 2*time.Second)
-		in.expectSent(t, "PUT", 3)
+		targettest.ExpectSleeps(t, s, time.Second, 2*time.Second)
+		in.ExpectSent(t, "PUT", 3)
 	})
 
 	t.Run("MaxPutAttempts", func(t *testing.T) {
 		t.Parallel()
 		in, base := newInjector(t, up)
-		in.add(&rule{method: "PUT", times: -1, do: answer(500)})
+		in.Add(&targettest.Rule{Key: "PUT", Times: -1, Do: answer(500)})
 		tg, s := newTarget(t, base, up, webdav.Options{MaxPutAttempts: 6})
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 10), 10)
 		expectErr(t, err, targets.KindUpstreamUnavailable, 500, 6)
-		expectSleeps(t, s, 1*time.Second, 2*time.Second, 4*time.Second, 8*time.Second, 16*time.Second)
-		in.expectSent(t, "PUT", 6)
+		targettest.ExpectSleeps(t, s, 1*time.Second, 2*time.Second, 4*time.Second, 8*time.Second, 16*time.Second)
+		in.ExpectSent(t, "PUT", 6)
 	})
 
 	for _, tc := range []struct {
@@ -261,7 +192,7 @@ func runFaults(t *testing.T, up upstream) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			in, base := newInjector(t, up)
-			in.add(&rule{method: "PUT", times: -1, do: answer(tc.status, "Retry-After", "1")})
+			in.Add(&targettest.Rule{Key: "PUT", Times: -1, Do: answer(tc.status, "Retry-After", "1")})
 			tg, s := newTarget(t, base, up, webdav.Options{MaxPutAttempts: 5})
 			run := targettest.NewRun(t)
 			_, err := tg.Put(ctx, run, part, targettest.NewContent(1, 100), 100)
@@ -269,35 +200,35 @@ func runFaults(t *testing.T, up upstream) {
 			if !strings.Contains(te.Hint, tc.hint) {
 				t.Errorf("hint %q does not mention %q", te.Hint, tc.hint)
 			}
-			expectSleeps(t, s)
+			targettest.ExpectSleeps(t, s)
 			// Not retried.
-			in.expectSent(t, "PUT", 1)
+			in.ExpectSent(t, "PUT", 1)
 		})
 	}
 
 	t.Run("UnauthorizedEverywhere", func(t *testing.T) {
 		t.Parallel()
 		in, base := newInjector(t, up)
-		in.add(&rule{times: -1, do: answer(401)})
+		in.Add(&targettest.Rule{Times: -1, Do: answer(401)})
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 100), 100)
 		expectErr(t, err, targets.KindAuth, 401, 1)
-		if n := in.count("MKCOL") + in.count("PUT") + in.count("HEAD"); n != 1 {
+		if n := in.Count("MKCOL") + in.Count("PUT") + in.Count("HEAD"); n != 1 {
 			t.Fatalf("%d requests after a 401, want 1", n)
 		}
-		expectSleeps(t, s)
+		targettest.ExpectSleeps(t, s)
 	})
 
 	t.Run("ConnectionCutMidPut", func(t *testing.T) {
 		t.Parallel()
 		in, base := newInjector(t, up)
-		in.add(&rule{method: "PUT", times: 1, do: cutAfter(t, 256<<10)})
+		in.Add(&targettest.Rule{Key: "PUT", Times: 1, Do: cutAfter(t, 256<<10)})
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		const size = 3<<20 + 7
 		targettest.Put(t, tg, run, part, 3, size)
-		expectSleeps(t, s, time.Second)
-		in.expectSent(t, "PUT", 2)
+		targettest.ExpectSleeps(t, s, time.Second)
+		in.ExpectSent(t, "PUT", 2)
 		expectOnDisk(t, up, run, part, 3, size)
 		targettest.Expect(t, tg, run, part, 3, size)
 	})
@@ -308,21 +239,21 @@ func runFaults(t *testing.T, up upstream) {
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 1, 10)
-		in.add(&rule{method: "HEAD", times: 2, do: answer(503)})
-		before := in.count("HEAD")
+		in.Add(&targettest.Rule{Key: "HEAD", Times: 2, Do: answer(503)})
+		before := in.Count("HEAD")
 		if n, err := tg.Size(ctx, run, part); err != nil || n != 10 {
 			t.Fatalf("size = %d, %v", n, err)
 		}
-		if n := in.count("HEAD") - before; n != 3 {
+		if n := in.Count("HEAD") - before; n != 3 {
 			t.Fatalf("HEAD sent %d times, want 3", n)
 		}
-		expectSleeps(t, s, time.Second, 2*time.Second)
+		targettest.ExpectSleeps(t, s, time.Second, 2*time.Second)
 	})
 
 	t.Run("HeadWithoutContentLength", func(t *testing.T) {
 		t.Parallel()
 		in, base := newInjector(t, up)
-		in.add(&rule{method: "HEAD", times: -1, do: answer(200)}) // Go sends no Content-Length here
+		in.Add(&targettest.Rule{Key: "HEAD", Times: -1, Do: answer(200)}) // Go sends no Content-Length here
 		tg, _ := newTarget(t, base, up, webdav.Options{})
 		_, err := tg.Size(ctx, targettest.NewRun(t), part)
 		expectErr(t, err, targets.KindUnknown, 200, 1)
@@ -335,7 +266,7 @@ func runFaults(t *testing.T, up upstream) {
 		// A strict server: 409 while the parent collection has not been made (through us).
 		var mu sync.Mutex
 		made := map[string]bool{}
-		in.add(&rule{method: "MKCOL", times: -1, match: func(r *http.Request) bool {
+		in.Add(&targettest.Rule{Key: "MKCOL", Times: -1, Match: func(r *http.Request) bool {
 			mu.Lock()
 			defer mu.Unlock()
 			p := strings.TrimSuffix(r.URL.Path, "/")
@@ -345,12 +276,12 @@ func runFaults(t *testing.T, up upstream) {
 				return false // forward
 			}
 			return true
-		}, do: answer(409)})
+		}, Do: answer(409)})
 		tg, _ := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 4, 1000)
 		// job: 409 (b missing), b: 409, a: 409, deep: made; back down a, b, job; then run.
-		in.expectSent(t, "MKCOL", 8)
+		in.ExpectSent(t, "MKCOL", 8)
 		if got := onDisk(t, up, "deep", "a", "b", run.JobID, run.RunID, part); digest(got) != targettest.NewContent(4, 1000).Digest() {
 			t.Fatal("part under the created parents differs from what was put")
 		}
@@ -362,12 +293,12 @@ func runFaults(t *testing.T, up upstream) {
 		for i := range 40 {
 			base += fmt.Sprintf("l%d/", i)
 		}
-		in.add(&rule{method: "MKCOL", times: -1, do: answer(409)})
+		in.Add(&targettest.Rule{Key: "MKCOL", Times: -1, Do: answer(409)})
 		tg, _ := newTarget(t, base, up, webdav.Options{})
 		_, err := tg.Put(ctx, targettest.NewRun(t), part, targettest.NewContent(1, 1), 1)
 		expectErr(t, err, targets.KindConfig, 409, 0)
 		// The collection and 32 parents.
-		in.expectSent(t, "MKCOL", 33)
+		in.ExpectSent(t, "MKCOL", 33)
 	})
 
 	t.Run("PropfindWithoutSlash404", func(t *testing.T) {
@@ -377,12 +308,12 @@ func runFaults(t *testing.T, up upstream) {
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 1, 123)
 		targettest.Put(t, tg, run, "naïve name#1", 2, 45)
-		in.add(&rule{method: "PROPFIND", times: -1, match: func(r *http.Request) bool { return !strings.HasSuffix(r.URL.Path, "/") }, do: answer(404)})
+		in.Add(&targettest.Rule{Key: "PROPFIND", Times: -1, Match: func(r *http.Request) bool { return !strings.HasSuffix(r.URL.Path, "/") }, Do: answer(404)})
 		entries, err := tg.List(ctx, run.JobID+"/"+run.RunID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		in.expectSent(t, "PROPFIND", 2)
+		in.ExpectSent(t, "PROPFIND", 2)
 		if len(entries) != 2 || entries[0].Name != "naïve name#1" || entries[0].Size != 45 || entries[0].Kind != webdav.KindFile ||
 			entries[1].Name != part || entries[1].Size != 123 || entries[1].MTime.IsZero() ||
 			!strings.HasSuffix(entries[1].Href, "/"+run.JobID+"/"+run.RunID+"/"+part) {
@@ -403,8 +334,8 @@ func runFaults(t *testing.T, up upstream) {
 		tg, _ := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 1, 10)
-		in.add(&rule{method: "DELETE", times: 1, match: suffix(run.RunID + "/"), do: answer(405)})
-		in.add(&rule{method: "PROPFIND", times: -1, do: func(w http.ResponseWriter, r *http.Request) {
+		in.Add(&targettest.Rule{Key: "DELETE", Times: 1, Match: suffix(run.RunID + "/"), Do: answer(405)})
+		in.Add(&targettest.Rule{Key: "PROPFIND", Times: -1, Do: func(w http.ResponseWriter, r *http.Request) {
 			var doc bytes.Buffer
 			doc.WriteString(`<?xml version="1.0"?><D:multistatus xmlns:D="DAV:">`)
 			for i := range 10001 {
@@ -420,7 +351,7 @@ func runFaults(t *testing.T, up upstream) {
 			t.Fatalf("delete of a huge run: %v", err)
 		}
 		// Only the refused collection DELETE: no member was deleted.
-		in.expectSent(t, "DELETE", 1)
+		in.ExpectSent(t, "DELETE", 1)
 		targettest.Expect(t, tg, run, part, 1, 10)
 	})
 
@@ -432,13 +363,13 @@ func runFaults(t *testing.T, up upstream) {
 		targettest.Put(t, tg, run, part, 1, 10)
 		targettest.Put(t, tg, run, "payload.part000002", 2, 10)
 		targettest.Put(t, tg, run, targets.EntriesName, 3, 10)
-		in.add(&rule{method: "DELETE", times: 1, match: suffix(run.RunID + "/"), do: answer(405)})
+		in.Add(&targettest.Rule{Key: "DELETE", Times: 1, Match: suffix(run.RunID + "/"), Do: answer(405)})
 		res, err := tg.CleanupRun(ctx, run)
 		if err != nil || res != targets.CleanupDeleted {
 			t.Fatalf("cleanup = %q, %v", res, err)
 		}
 		// Refused collection DELETE, three files, then the emptied collection.
-		in.expectSent(t, "DELETE", 5)
+		in.ExpectSent(t, "DELETE", 5)
 		targettest.ExpectMissing(t, tg, run, part)
 		if _, err := tg.List(ctx, run.JobID+"/"+run.RunID); !errors.Is(err, targets.ErrNotExist) {
 			t.Fatalf("run collection still listed: %v", err)
@@ -448,11 +379,11 @@ func runFaults(t *testing.T, up upstream) {
 	t.Run("RedirectNotFollowed", func(t *testing.T) {
 		t.Parallel()
 		in, base := newInjector(t, up)
-		in.add(&rule{method: "PUT", times: -1, do: answer(307, "Location", "/elsewhere/")})
+		in.Add(&targettest.Rule{Key: "PUT", Times: -1, Do: answer(307, "Location", "/elsewhere/")})
 		tg, _ := newTarget(t, base, up, webdav.Options{})
 		_, err := tg.Put(ctx, targettest.NewRun(t), targets.ManifestName, targettest.NewContent(1, 10), 10)
 		expectErr(t, err, targets.KindConfig, 307, 1)
-		if n := in.count("GET") + in.count("PUT"); n != 1 {
+		if n := in.Count("GET") + in.Count("PUT"); n != 1 {
 			t.Fatalf("%d GET/PUT requests, want the 1 PUT", n)
 		}
 	})
@@ -463,8 +394,8 @@ func runFaults(t *testing.T, up upstream) {
 		tg, s := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 5, 70000)
-		in.add(&rule{method: "GET", times: 1, do: answer(503)})
-		in.add(&rule{method: "GET", times: 1, do: func(w http.ResponseWriter, r *http.Request) {
+		in.Add(&targettest.Rule{Key: "GET", Times: 1, Do: answer(503)})
+		in.Add(&targettest.Rule{Key: "GET", Times: 1, Do: func(w http.ResponseWriter, r *http.Request) {
 			// Headers, then the connection dies before any body byte.
 			w.Header().Set("Content-Length", "70000")
 			w.WriteHeader(200)
@@ -472,8 +403,8 @@ func runFaults(t *testing.T, up upstream) {
 			panic(http.ErrAbortHandler)
 		}})
 		targettest.Expect(t, tg, run, part, 5, 70000)
-		in.expectSent(t, "GET", 3)
-		expectSleeps(t, s, time.Second, 2*time.Second)
+		in.ExpectSent(t, "GET", 3)
+		targettest.ExpectSleeps(t, s, time.Second, 2*time.Second)
 	})
 
 	t.Run("GetCutAfterBytesIsNotRetried", func(t *testing.T) {
@@ -482,7 +413,7 @@ func runFaults(t *testing.T, up upstream) {
 		tg, _ := newTarget(t, base, up, webdav.Options{})
 		run := targettest.NewRun(t)
 		targettest.Put(t, tg, run, part, 5, 70000)
-		in.add(&rule{method: "GET", times: -1, do: func(w http.ResponseWriter, r *http.Request) {
+		in.Add(&targettest.Rule{Key: "GET", Times: -1, Do: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "70000")
 			w.WriteHeader(200)
 			_, _ = w.Write(make([]byte, 1000))
@@ -498,7 +429,7 @@ func runFaults(t *testing.T, up upstream) {
 		if n != 1000 || targets.KindOf(err) != targets.KindNetwork {
 			t.Fatalf("read %d bytes, %v; want 1000 then a network error", n, err)
 		}
-		in.expectSent(t, "GET", 1)
+		in.ExpectSent(t, "GET", 1)
 	})
 
 	t.Run("RateLimits", func(t *testing.T) {
@@ -510,7 +441,7 @@ func runFaults(t *testing.T, up upstream) {
 			targettest.Put(t, tg, run, targets.ManifestName, 1, 10)
 		}
 		// The fake clock stands still: the 2nd PUT waits 0.5 s, the 3rd 1 s (burst 1).
-		expectSleeps(t, s, 500*time.Millisecond, time.Second)
+		targettest.ExpectSleeps(t, s, 500*time.Millisecond, time.Second)
 	})
 
 	t.Run("Concurrency", func(t *testing.T) {
@@ -524,9 +455,7 @@ func runFaults(t *testing.T, up upstream) {
 				wg.Go(func() { targettest.Put(t, tg, run, fmt.Sprintf("payload.part%06d", i+1), int64(i), 100<<10) })
 			}
 			wg.Wait()
-			in.mu.Lock()
-			peak := in.maxInFlight
-			in.mu.Unlock()
+			peak := in.MaxInFlight()
 			if peak > limit {
 				t.Fatalf("concurrency %d: %d requests in flight at once", limit, peak)
 			}
@@ -539,7 +468,7 @@ func runFaults(t *testing.T, up upstream) {
 		entered := make(chan struct{})
 		release := make(chan struct{})
 		t.Cleanup(func() { close(release) })
-		in.add(&rule{method: "PUT", times: 1, do: func(w http.ResponseWriter, r *http.Request) {
+		in.Add(&targettest.Rule{Key: "PUT", Times: 1, Do: func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			close(entered)
 			select { // the server never answers
@@ -568,8 +497,8 @@ func runFaults(t *testing.T, up upstream) {
 	t.Run("NoSecretsInLogsOrErrors", func(t *testing.T) {
 		t.Parallel()
 		in, base := newInjector(t, up)
-		in.add(&rule{method: "PUT", times: 1, do: answer(503)})
-		in.add(&rule{method: "PUT", times: 1, match: suffix("secret-probe"), do: answer(401)})
+		in.Add(&targettest.Rule{Key: "PUT", Times: 1, Do: answer(503)})
+		in.Add(&targettest.Rule{Key: "PUT", Times: 1, Match: suffix("secret-probe"), Do: answer(401)})
 		var logs testtool.LockedBuffer
 		tg, _ := newTarget(t, base, up, webdav.Options{}, &logs)
 		run := targettest.NewRun(t)

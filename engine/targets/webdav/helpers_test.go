@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/targettest"
 	"github.com/bastion-backup/bastion/engine/targets/webdav"
 	"github.com/bastion-backup/bastion/engine/testtool"
 )
@@ -58,26 +58,6 @@ func startRclone(t *testing.T) upstream {
 	return upstream{base: base, dir: dir, user: user, pass: pass}
 }
 
-// sleeps records the waits a Target asks for and returns at once, so retries cost no time and
-// the test can assert the exact delays.
-type sleeps struct {
-	mu sync.Mutex
-	d  []time.Duration
-}
-
-func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
-	s.mu.Lock()
-	s.d = append(s.d, d)
-	s.mu.Unlock()
-	return ctx.Err()
-}
-
-func (s *sleeps) got() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Duration(nil), s.d...)
-}
-
 var epoch = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 
 // testTarget is a Target as the opener builds it (retried under its RetryPolicy), with the
@@ -93,11 +73,11 @@ func (t testTarget) List(ctx context.Context, p string) ([]webdav.Entry, error) 
 
 // newTarget builds a Target on base with recorded sleeps, a fake clock (so the request
 // timeout never fires unless the test advances it) and logs sent to the test and to logTo.
-func newTarget(t *testing.T, base string, up upstream, opts webdav.Options, logTo ...io.Writer) (testTarget, *sleeps) {
+func newTarget(t *testing.T, base string, up upstream, opts webdav.Options, logTo ...io.Writer) (testTarget, *targettest.Sleeps) {
 	t.Helper()
-	s := &sleeps{}
+	s := &targettest.Sleeps{}
 	if opts.Sleep == nil {
-		opts.Sleep = s.sleep
+		opts.Sleep = s.Sleep
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.NewFake(epoch)

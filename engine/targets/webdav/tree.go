@@ -128,7 +128,7 @@ func (tr *Tree) Delete(ctx context.Context, rel string) error {
 			return err
 		}
 		if status/100 != 2 && status != http.StatusNotFound && status != http.StatusGone {
-			return newErr(targets.StatusKind(status), op, status, fmt.Errorf("server answered %d %s", status, http.StatusText(status)))
+			return statusCodeErr(op, status)
 		}
 		return nil
 	})

@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/bastion-backup/bastion/engine/targets"
+	"github.com/bastion-backup/bastion/engine/targets/targettest"
 	"github.com/bastion-backup/bastion/engine/targets/webdav"
 )
 
 // newTree is a Tree on the collection prefix below up's base, with recorded sleeps.
-func newTree(t *testing.T, base, prefix string, up upstream) (*webdav.Tree, *sleeps) {
+func newTree(t *testing.T, base, prefix string, up upstream) (*webdav.Tree, *targettest.Sleeps) {
 	t.Helper()
 	u, err := webdav.JoinURL(base, prefix)
 	if err != nil {
@@ -136,7 +137,7 @@ func TestTreeRclone(t *testing.T) {
 
 	t.Run("PutIsRetried", func(t *testing.T) {
 		in, base := newInjector(t, up)
-		in.add(&rule{method: "PUT", times: 1, do: answer(503)})
+		in.Add(&targettest.Rule{Key: "PUT", Times: 1, Do: answer(503)})
 		tr, s := newTree(t, base, "retried", up)
 		if err := tr.Mkcol(ctx, ""); err != nil {
 			t.Fatal(err)
@@ -144,8 +145,8 @@ func TestTreeRclone(t *testing.T) {
 		if err := tr.Put(ctx, "f", bytes.NewReader([]byte("abc")), 3); err != nil {
 			t.Fatal(err)
 		}
-		in.expectSent(t, "PUT", 2)
-		expectSleeps(t, s, time.Second)
+		in.ExpectSent(t, "PUT", 2)
+		targettest.ExpectSleeps(t, s, time.Second)
 		if got := onDisk(t, up, "retried", "f"); string(got) != "abc" {
 			t.Fatalf("on disk %q", got)
 		}

@@ -56,6 +56,38 @@ func onlineAgent(t *testing.T, c *apitest.Client) string {
 	return agentID
 }
 
+// backupOnAgent creates a job named name with spec on agent agentID, runs it and wants it to
+// succeed there.
+func backupOnAgent(t *testing.T, c *apitest.Client, agentID, name string, spec map[string]any) (jobID, runID string) {
+	t.Helper()
+	st, job := c.Post(t, "/api/jobs", map[string]any{"name": name, "agent_id": agentID, "overlap_policy": "queue", "spec": spec})
+	if st != http.StatusOK {
+		t.Fatalf("create job: %d %v", st, job)
+	}
+	jobID = job["id"].(string)
+	runID = runNow(t, c, jobID)
+	if run := waitRunEnd(t, c, runID); run["status"] != "success" || run["node_id"] != agentID {
+		t.Fatalf("run on the agent: %v", run)
+	}
+	return jobID, runID
+}
+
+// restoreOnAgentAndCompare restores run runID on agent agentID into a new directory and compares
+// it with src, the backed-up tree.
+func restoreOnAgentAndCompare(t *testing.T, c *apitest.Client, agentID, runID, src string) {
+	t.Helper()
+	into := filepath.Join(t.TempDir(), "restored")
+	st, started := c.Post(t, "/api/runs/"+runID+"/restore", map[string]any{
+		"destination": map[string]any{"type": "local_fs", "node_id": agentID, "directory": into}})
+	if st != http.StatusOK {
+		t.Fatalf("restore: %d %v", st, started)
+	}
+	if op := waitOp(t, c, started["op_id"].(string)); op["status"] != "success" || op["node_id"] != agentID {
+		t.Fatalf("restore on the agent: %v", op)
+	}
+	testtool.CompareTrees(t, src, testtool.ArchivePath(into, src), false)
+}
+
 // TestAgentJobEndToEnd is the README's agent quick start on real bastion processes: enroll an
 // agent on the same machine, create an age-encrypted job that runs on it, run it, restore its
 // snapshot on the agent into a new directory (the Hub copies the age key to the agent first) and
@@ -71,26 +103,8 @@ func TestAgentJobEndToEnd(t *testing.T) {
 	spec := map[string]any{"v": 1, "type": "filesystem",
 		"pipeline": map[string]any{"encryption": map[string]any{"type": "age_x25519", "key_name": "e2e"}},
 		"source":   map[string]any{"paths": []string{src}}, "target": map[string]any{"type": "local_dir", "base_dir": dst}}
-	st, job := c.Post(t, "/api/jobs", map[string]any{"name": "on the agent", "agent_id": agentID, "overlap_policy": "queue", "spec": spec})
-	if st != http.StatusOK {
-		t.Fatalf("create job: %d %v", st, job)
-	}
-	jobID := job["id"].(string)
-	runID := runNow(t, c, jobID)
-	if run := waitRunEnd(t, c, runID); run["status"] != "success" || run["node_id"] != agentID {
-		t.Fatalf("run on the agent: %v", run)
-	}
-
-	into := filepath.Join(t.TempDir(), "restored")
-	st, started := c.Post(t, "/api/runs/"+runID+"/restore", map[string]any{
-		"destination": map[string]any{"type": "local_fs", "node_id": agentID, "directory": into}})
-	if st != http.StatusOK {
-		t.Fatalf("restore: %d %v", st, started)
-	}
-	if op := waitOp(t, c, started["op_id"].(string)); op["status"] != "success" || op["node_id"] != agentID {
-		t.Fatalf("restore on the agent: %v", op)
-	}
-	testtool.CompareTrees(t, src, testtool.ArchivePath(into, src), false)
+	jobID, runID := backupOnAgent(t, c, agentID, "on the agent", spec)
+	restoreOnAgentAndCompare(t, c, agentID, runID, src)
 
 	runDir := filepath.Join(dst, jobID, runID)
 	if resp := c.Do(t, "POST", "/api/jobs/"+jobID+"/snapshots/"+runID+"/delete", nil); resp.Status >= 300 {
@@ -124,30 +138,13 @@ func TestAgentS3JobEndToEnd(t *testing.T) {
 
 	spec := map[string]any{"v": 1, "type": "filesystem", "source": map[string]any{"paths": []string{src}},
 		"target": s3Target(srv, srv.Endpoint, "agent")}
-	st, job := c.Post(t, "/api/jobs", map[string]any{"name": "s3 on the agent", "agent_id": agentID, "overlap_policy": "queue", "spec": spec})
-	if st != http.StatusOK {
-		t.Fatalf("create job: %d %v", st, job)
-	}
-	jobID := job["id"].(string)
-	runID := runNow(t, c, jobID)
-	if run := waitRunEnd(t, c, runID); run["status"] != "success" || run["node_id"] != agentID {
-		t.Fatalf("run on the agent: %v", run)
-	}
+	jobID, runID := backupOnAgent(t, c, agentID, "s3 on the agent", spec)
 	runDir := filepath.Join(srv.Dir, srv.Bucket, "agent", jobID, runID)
 	if _, err := os.Stat(filepath.Join(runDir, "complete.json")); err != nil {
 		t.Fatalf("complete.json in the bucket: %v", err)
 	}
 
-	into := filepath.Join(t.TempDir(), "restored")
-	st, started := c.Post(t, "/api/runs/"+runID+"/restore", map[string]any{
-		"destination": map[string]any{"type": "local_fs", "node_id": agentID, "directory": into}})
-	if st != http.StatusOK {
-		t.Fatalf("restore: %d %v", st, started)
-	}
-	if op := waitOp(t, c, started["op_id"].(string)); op["status"] != "success" || op["node_id"] != agentID {
-		t.Fatalf("restore on the agent: %v", op)
-	}
-	testtool.CompareTrees(t, src, testtool.ArchivePath(into, src), false)
+	restoreOnAgentAndCompare(t, c, agentID, runID, src)
 
 	_, body := c.Post(t, "/api/runs/"+runID+"/verify", nil)
 	if op := waitOp(t, c, body["op_id"].(string)); op["status"] != "success" {

@@ -382,37 +382,33 @@ func TestKilledHubFailsTheRunAndCleansUp(t *testing.T) {
 	}
 }
 
-// gatedDAV is a WebDAV server (golang.org/x/net/webdav, in process) over dir that stores the
-// first payload part of a run and holds every later part's upload open until its client goes away
-// (or the test ends): a backup to it can never finish.
-type gatedDAV struct {
-	url, dir, user, pass string
-	firstPart            chan struct{} // closed once a first part is stored
-	held                 chan struct{} // closed once a later part's upload is held
+// partGate lets the first payload part of a run through and holds every later part's upload open
+// until its client goes away (or the test ends): a backup through it can never finish.
+type partGate struct {
+	firstPart chan struct{} // closed once a first part is stored
+	held      chan struct{} // closed once a later part's upload is held
+	release   chan struct{} // closed when the test ends
+	firstOnce sync.Once
+	heldOnce  sync.Once
 }
 
-func startGatedDAV(t *testing.T) *gatedDAV {
-	t.Helper()
-	d := &gatedDAV{dir: t.TempDir(), user: "bastion", pass: "gated-dav-pw", firstPart: make(chan struct{}), held: make(chan struct{})}
-	var firstOnce, heldOnce sync.Once
-	release := make(chan struct{})
-	h := &xwebdav.Handler{Prefix: "/dav", FileSystem: xwebdav.Dir(d.dir), LockSystem: xwebdav.NewMemLS()}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, p, ok := r.BasicAuth(); !ok || u != d.user || p != d.pass {
-			w.Header().Set("WWW-Authenticate", `Basic realm="dav"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
+func newPartGate() *partGate {
+	return &partGate{firstPart: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
+}
+
+// wrap gates the part uploads on their way to next; every other request goes through.
+func (g *partGate) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := path.Base(r.URL.Path)
 		if r.Method != http.MethodPut || !strings.HasPrefix(name, "payload.part") {
-			h.ServeHTTP(w, r)
+			next.ServeHTTP(w, r)
 			return
 		}
 		if name == "payload.part000001" {
 			rec := &statusRecorder{ResponseWriter: w}
-			h.ServeHTTP(rec, r)
-			if rec.status/100 == 2 {
-				firstOnce.Do(func() { close(d.firstPart) })
+			next.ServeHTTP(rec, r)
+			if rec.status == 0 || rec.status/100 == 2 {
+				g.firstOnce.Do(func() { close(g.firstPart) })
 			}
 			return
 		}
@@ -420,33 +416,59 @@ func startGatedDAV(t *testing.T) *gatedDAV {
 		if _, err := io.Copy(io.Discard, r.Body); err != nil {
 			return
 		}
-		heldOnce.Do(func() { close(d.held) })
+		g.heldOnce.Do(func() { close(g.held) })
 		select {
 		case <-r.Context().Done():
-		case <-release:
+		case <-g.release:
 			http.Error(w, "test over", http.StatusServiceUnavailable)
 		}
-	}))
+	})
+}
+
+// serve starts a test server for h, whose part uploads go through g.
+func (g *partGate) serve(t *testing.T, h http.Handler) *httptest.Server {
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) }) // runs first: a held upload must not keep Close waiting
-	d.url = srv.URL + "/dav/"
-	return d
+	t.Cleanup(func() { close(g.release) }) // runs first: a held upload must not keep Close waiting
+	return srv
 }
 
 // waitMidRun waits until the first part is stored and a later one is held.
-func (d *gatedDAV) waitMidRun(t *testing.T) {
+func (g *partGate) waitMidRun(t *testing.T) {
 	t.Helper()
 	deadline := time.After(5 * time.Minute)
 	for _, c := range []struct {
 		ch   chan struct{}
 		what string
-	}{{d.firstPart, "the first part on the target"}, {d.held, "the upload of a later part"}} {
+	}{{g.firstPart, "the first part on the target"}, {g.held, "the upload of a later part"}} {
 		select {
 		case <-c.ch:
 		case <-deadline:
 			t.Fatalf("timed out waiting for %s", c.what)
 		}
 	}
+}
+
+// gatedDAV is a WebDAV server (golang.org/x/net/webdav, in process) over dir behind a partGate.
+type gatedDAV struct {
+	*partGate
+	url, dir, user, pass string
+}
+
+func startGatedDAV(t *testing.T) *gatedDAV {
+	t.Helper()
+	d := &gatedDAV{partGate: newPartGate(), dir: t.TempDir(), user: "bastion", pass: "gated-dav-pw"}
+	gated := d.wrap(&xwebdav.Handler{Prefix: "/dav", FileSystem: xwebdav.Dir(d.dir), LockSystem: xwebdav.NewMemLS()})
+	srv := d.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != d.user || p != d.pass {
+			w.Header().Set("WWW-Authenticate", `Basic realm="dav"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		gated.ServeHTTP(w, r)
+	}))
+	d.url = srv.URL + "/dav/"
+	return d
 }
 
 type statusRecorder struct {

@@ -3,18 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/testtool"
@@ -175,13 +171,11 @@ func TestS3KilledHubCleansUpTheIncompleteRun(t *testing.T) {
 	}
 }
 
-// gatedS3 is a reverse proxy in front of an S3 server that lets the first payload part of a run
-// through and holds every later part's upload open until its client goes away. The Host header
-// is kept, so the client's signature (made for the proxy's address) still holds.
+// gatedS3 is a reverse proxy in front of an S3 server behind a partGate. The Host header is
+// kept, so the client's signature (made for the proxy's address) still holds.
 type gatedS3 struct {
-	url       string
-	firstPart chan struct{}
-	held      chan struct{}
+	*partGate
+	url string
 }
 
 func startGatedS3(t *testing.T, upstream string) *gatedS3 {
@@ -190,51 +184,7 @@ func startGatedS3(t *testing.T, upstream string) *gatedS3 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gatedS3{firstPart: make(chan struct{}), held: make(chan struct{})}
-	var firstOnce, heldOnce sync.Once
-	release := make(chan struct{})
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name := path.Base(r.URL.Path)
-		if r.Method != http.MethodPut || !strings.HasPrefix(name, "payload.part") {
-			proxy.ServeHTTP(w, r)
-			return
-		}
-		if name == "payload.part000001" {
-			rec := &statusRecorder{ResponseWriter: w}
-			proxy.ServeHTTP(rec, r)
-			if rec.status == 0 || rec.status/100 == 2 {
-				firstOnce.Do(func() { close(g.firstPart) })
-			}
-			return
-		}
-		if _, err := io.Copy(io.Discard, r.Body); err != nil {
-			return
-		}
-		heldOnce.Do(func() { close(g.held) })
-		select {
-		case <-r.Context().Done():
-		case <-release:
-			http.Error(w, "test over", http.StatusServiceUnavailable)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) })
-	g.url = srv.URL
+	g := &gatedS3{partGate: newPartGate()}
+	g.url = g.serve(t, g.wrap(httputil.NewSingleHostReverseProxy(u))).URL
 	return g
-}
-
-func (g *gatedS3) waitMidRun(t *testing.T) {
-	t.Helper()
-	deadline := time.After(5 * time.Minute)
-	for _, c := range []struct {
-		ch   chan struct{}
-		what string
-	}{{g.firstPart, "the first part on the target"}, {g.held, "the upload of a later part"}} {
-		select {
-		case <-c.ch:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", c.what)
-		}
-	}
 }
