@@ -183,12 +183,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wait > 0 {
-		secs := int64((wait + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", fmt.Sprint(secs))
+		secs := refuseThrottled(w, r, wait, "logins")
 		log.Warn().Str("client_ip", clientKey(r)).Int64("retry_after_seconds", secs).Msg("login refused: client or username is locked out")
-		respond.Error(w, r, respond.New(http.StatusTooManyRequests, "rate_limited",
-			fmt.Sprintf("too many failed logins; retry after %d seconds", secs)).
-			Reason("throttled").Param("retry_after_seconds", secs))
 		return
 	}
 

@@ -142,16 +142,20 @@ func (s *Server) resolveSelector(ctx context.Context, sel *bulkSelector) ([]stri
 	if sel == nil {
 		return nil, "", invalidSelector("selector is required: node_ids or labels")
 	}
+	// A set, checked against the limit as it grows: a body full of ids must not cost a scan of
+	// the list per id.
+	seen := map[string]bool{}
 	var ids []string
 	for _, id := range sel.NodeIDs {
-		if id = strings.TrimSpace(id); id != "" && !slices.Contains(ids, id) {
+		if id = strings.TrimSpace(id); id != "" && !seen[id] {
+			if len(ids) == maxBulkSelectorIDs {
+				return nil, "", invalidSelector("too many node_ids").Reason("too_many").Param("max", maxBulkSelectorIDs)
+			}
+			seen[id] = true
 			ids = append(ids, id)
 		}
 	}
 	if len(ids) > 0 {
-		if len(ids) > maxBulkSelectorIDs {
-			return nil, "", invalidSelector("too many node_ids").Reason("too_many").Param("max", maxBulkSelectorIDs)
-		}
 		slices.Sort(ids)
 		agents, err := s.db.Reader().ListAgents(ctx)
 		if err != nil {

@@ -451,6 +451,7 @@ func TestBulkOperationsRefuseBadInput(t *testing.T) {
 		{"NoSelector", map[string]any{"kind": "sync_config_now"}, "invalid_selector"},
 		{"EmptySelector", map[string]any{"kind": "sync_config_now", "selector": map[string]any{"node_ids": []string{" "}, "labels": []string{}}}, "invalid_selector"},
 		{"UnknownAgent", map[string]any{"kind": "sync_config_now", "selector": map[string]any{"node_ids": []string{"gone", "nope"}}}, "invalid_selector"},
+		{"TooManyNodeIDs", map[string]any{"kind": "sync_config_now", "selector": map[string]any{"node_ids": manyIDs(1001)}}, "invalid_selector"},
 		{"SelectorMatchesNothing", map[string]any{"kind": "sync_config_now", "selector": map[string]any{"labels": []string{"prod", "eu"}}}, "invalid_selector"},
 		{"BadLabelsMode", map[string]any{"kind": "sync_config_now", "selector": map[string]any{"labels": []string{"prod"}, "labels_mode": "xor"}}, "invalid_labels_mode"},
 		{"BadSelectorLabel", map[string]any{"kind": "sync_config_now", "selector": map[string]any{"labels": []string{"has space"}}}, "invalid_label"},
@@ -580,4 +581,13 @@ func TestBulkOperationsCancelAndRestart(t *testing.T) {
 			t.Fatalf("agent %s lacks label x", id)
 		}
 	}
+}
+
+// manyIDs is n distinct agent ids, none of which exists.
+func manyIDs(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("agent-%d", i)
+	}
+	return out
 }

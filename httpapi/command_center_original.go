@@ -115,7 +115,9 @@ type ccScope struct {
 	agent string // "" with !all: the Hub
 }
 
-func parseCCScope(raw string) (ccScope, error) {
+// parseScope reads ?scope, the original's choice of node for the command center and the runs
+// list: all (or absent), hub or agent:<id>.
+func parseScope(raw string) (ccScope, error) {
 	raw = strings.TrimSpace(raw)
 	switch {
 	case raw == "" || raw == "all":
@@ -151,7 +153,7 @@ func (s ccScope) includes(agentID *string) bool {
 
 // parseCCQuery reads the original's ?scope and ?range (24h by default).
 func parseCCQuery(r *http.Request, now time.Time) (ccScope, ccRangeJSON, error) {
-	scope, err := parseCCScope(r.URL.Query().Get("scope"))
+	scope, err := parseScope(r.URL.Query().Get("scope"))
 	if err != nil {
 		return scope, ccRangeJSON{}, err
 	}
@@ -164,13 +166,6 @@ func parseCCQuery(r *http.Request, now time.Time) (ccScope, ccRangeJSON, error) 
 		return scope, ccRangeJSON{}, respond.BadRequest("invalid_range", "range must be 24h, 7d or 30d").Reason("unsupported_value").Field("range")
 	}
 	return scope, ccRangeJSON{Preset: preset, From: now.Add(-d).Unix(), To: now.Unix()}, nil
-}
-
-func itemScope(agentID *string) string {
-	if agentID == nil {
-		return secrets.HubNode
-	}
-	return "agent:" + *agentID
 }
 
 func nodeOf(agentID *string) *string {
@@ -301,7 +296,7 @@ func (s *Server) attentionSection(src ccSources, scope ccScope, now int64) ccSec
 			summary = *r.Error
 		}
 		items = append(items, ccItemJSON{ID: "run:" + r.RunID, Kind: "run_" + r.Status, Severity: sev,
-			Title: r.JobName + " needs review", Summary: summary, OccurredAt: finishedAt(r.StartedAt, r.EndedAt), Scope: itemScope(r.AgentID),
+			Title: r.JobName + " needs review", Summary: summary, OccurredAt: finishedAt(r.StartedAt, r.EndedAt), Scope: nodeScope(r.AgentID),
 			Context: ccContextJSON{RunID: ptrTo(r.RunID), JobID: ptrTo(r.JobID), JobName: ptrTo(r.JobName), NodeID: nodeOf(r.AgentID),
 				NodeName: nodeNameOf(r.AgentID, r.AgentName), Status: ptrTo(r.Status), Error: r.Error},
 			PrimaryAction: runAction(r.RunID), SecondaryAction: jobAction(r.JobID)})
@@ -323,7 +318,7 @@ func (s *Server) attentionSection(src ccSources, scope ccScope, now int64) ccSec
 			agentName = names[*n.AgentID]
 		}
 		items = append(items, ccItemJSON{ID: "notification:" + n.ID, Kind: attnNotificationFailed, Severity: sevWarning,
-			Title: "Notification delivery failed for " + n.JobName, Summary: summary, OccurredAt: n.UpdatedAt, Scope: itemScope(n.AgentID),
+			Title: "Notification delivery failed for " + n.JobName, Summary: summary, OccurredAt: n.UpdatedAt, Scope: nodeScope(n.AgentID),
 			Context: ccContextJSON{RunID: ptrTo(n.RunID), JobID: ptrTo(n.JobID), JobName: ptrTo(n.JobName), NodeID: nodeOf(n.AgentID),
 				NodeName: nodeNameOf(n.AgentID, agentName), NotificationID: ptrTo(n.ID), Channel: ptrTo(n.Channel), Error: n.LastError},
 			PrimaryAction: ccActionJSON{Label: "Open queue", Href: "/notifications"}, SecondaryAction: &ccActionJSON{Label: "Open run", Href: "/runs/" + n.RunID}})
@@ -390,7 +385,7 @@ func criticalActivitySection(src ccSources, scope ccScope) ccSectionJSON {
 			summary = *r.Error
 		}
 		items = append(items, ccItemJSON{ID: "activity-run:" + r.RunID, Kind: "run_" + r.Status, Severity: sev,
-			Title: r.JobName + " " + runVerb(r.Status), Summary: summary, OccurredAt: finishedAt(r.StartedAt, r.EndedAt), Scope: itemScope(r.AgentID),
+			Title: r.JobName + " " + runVerb(r.Status), Summary: summary, OccurredAt: finishedAt(r.StartedAt, r.EndedAt), Scope: nodeScope(r.AgentID),
 			Context: ccContextJSON{RunID: ptrTo(r.RunID), JobID: ptrTo(r.JobID), JobName: ptrTo(r.JobName), NodeID: nodeOf(r.AgentID),
 				NodeName: nodeNameOf(r.AgentID, r.AgentName), Status: ptrTo(r.Status), Error: r.Error},
 			PrimaryAction: runAction(r.RunID), SecondaryAction: jobAction(r.JobID)})
@@ -411,7 +406,7 @@ func criticalActivitySection(src ccSources, scope ccScope) ccSectionJSON {
 			summary = *o.Error
 		}
 		items = append(items, ccItemJSON{ID: "activity-op:" + o.OpID, Kind: "operation_" + o.Kind + "_" + o.Status, Severity: sev,
-			Title: o.JobName + " " + opVerb(o.Kind, o.Status), Summary: summary, OccurredAt: finishedAt(o.StartedAt, o.EndedAt), Scope: itemScope(o.AgentID),
+			Title: o.JobName + " " + opVerb(o.Kind, o.Status), Summary: summary, OccurredAt: finishedAt(o.StartedAt, o.EndedAt), Scope: nodeScope(o.AgentID),
 			Context: ccContextJSON{RunID: ptrTo(o.RunID), JobID: ptrTo(o.JobID), JobName: ptrTo(o.JobName), NodeID: nodeOf(o.AgentID),
 				NodeName: nodeNameOf(o.AgentID, o.AgentName), OperationID: ptrTo(o.OpID), Status: ptrTo(o.Status), Error: o.Error},
 			PrimaryAction: runAction(o.RunID), SecondaryAction: &ccActionJSON{Label: "Open operation", Href: "/operations/" + o.OpID}})
@@ -431,7 +426,7 @@ func watchlistSection(src ccSources, scope ccScope) ccSectionJSON {
 			continue
 		}
 		items = append(items, ccItemJSON{ID: "watch-run:" + r.RunID, Kind: "run_" + r.Status, Severity: sevInfo,
-			Title: r.JobName + " " + runVerb(r.Status), Summary: "This run is still active.", OccurredAt: r.StartedAt, Scope: itemScope(r.AgentID),
+			Title: r.JobName + " " + runVerb(r.Status), Summary: "This run is still active.", OccurredAt: r.StartedAt, Scope: nodeScope(r.AgentID),
 			Context: ccContextJSON{RunID: ptrTo(r.RunID), JobID: ptrTo(r.JobID), JobName: ptrTo(r.JobName), NodeID: nodeOf(r.AgentID),
 				NodeName: nodeNameOf(r.AgentID, r.AgentName), Status: ptrTo(r.Status)},
 			PrimaryAction: runAction(r.RunID)})
@@ -442,7 +437,7 @@ func watchlistSection(src ccSources, scope ccScope) ccSectionJSON {
 		}
 		items = append(items, ccItemJSON{ID: "watch-op:" + o.OpID, Kind: "operation_" + o.Kind + "_running", Severity: sevInfo,
 			Title: o.JobName + " " + opVerb(o.Kind, o.Status), Summary: "A " + o.Kind + " of this backup is still in progress.",
-			OccurredAt: o.StartedAt, Scope: itemScope(o.AgentID),
+			OccurredAt: o.StartedAt, Scope: nodeScope(o.AgentID),
 			Context: ccContextJSON{RunID: ptrTo(o.RunID), JobID: ptrTo(o.JobID), JobName: ptrTo(o.JobName), NodeID: nodeOf(o.AgentID),
 				NodeName: nodeNameOf(o.AgentID, o.AgentName), OperationID: ptrTo(o.OpID), Status: ptrTo(o.Status)},
 			PrimaryAction: ccActionJSON{Label: "Open operation", Href: "/operations/" + o.OpID}})
@@ -460,7 +455,7 @@ func watchlistSection(src ccSources, scope ccScope) ccSectionJSON {
 			agentName = names[*n.AgentID]
 		}
 		items = append(items, ccItemJSON{ID: "watch-notification:" + n.ID, Kind: "notification_queued", Severity: sevInfo,
-			Title: n.JobName + " notification pending", Summary: n.Channel + " delivery is still queued.", OccurredAt: n.UpdatedAt, Scope: itemScope(n.AgentID),
+			Title: n.JobName + " notification pending", Summary: n.Channel + " delivery is still queued.", OccurredAt: n.UpdatedAt, Scope: nodeScope(n.AgentID),
 			Context: ccContextJSON{RunID: ptrTo(n.RunID), JobID: ptrTo(n.JobID), JobName: ptrTo(n.JobName), NodeID: nodeOf(n.AgentID),
 				NodeName: nodeNameOf(n.AgentID, agentName), NotificationID: ptrTo(n.ID), Channel: ptrTo(n.Channel)},
 			PrimaryAction: ccActionJSON{Label: "Open queue", Href: "/notifications"}})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,6 +181,18 @@ func TestCommandCenterOriginalSections(t *testing.T) {
 		}
 		if want := []string{"missing_backup", "missing_verification"}; !slices.Equal(out.blockers(), want) {
 			t.Errorf("blockers = %v, want %v", out.blockers(), want)
+		}
+	})
+
+	t.Run("ScopeUnknownAgent", func(t *testing.T) {
+		// An agent that does not exist (or an id as long as a URL allows) is a scope with nothing
+		// in it, not an error and not everything.
+		for _, id := range []string{"nope", strings.Repeat("x", 4000)} {
+			out := get(t, "?scope=agent:"+id)
+			if out.Scope.Effective != "agent:"+id || out.Attention.State != "empty" || len(out.Watchlist.ids()) != 0 ||
+				out.RecoveryReadiness.Backup.ActiveJobs != 0 {
+				t.Errorf("scope agent:%.10s… = %+v", id, out)
+			}
 		}
 	})
 

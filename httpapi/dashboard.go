@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -142,15 +141,10 @@ type dashboardOverviewJSON struct {
 // counts and bytes over the last N calendar days in the Hub's time zone (today included), the
 // newest runs, agent counts and what needs attention, all from one consistent read.
 func (s *Server) dashboardOverview(w http.ResponseWriter, r *http.Request) {
-	days := dashboardDefaultDays
-	if v := r.URL.Query().Get("days"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > dashboardMaxDays {
-			respond.Error(w, r, respond.BadRequest("invalid_days", fmt.Sprintf("days must be a whole number from 1 to %d", dashboardMaxDays)).
-				Reason("out_of_range").Field("days").Param("max", dashboardMaxDays))
-			return
-		}
-		days = n
+	days, err := readDays(r.URL.Query(), dashboardDefaultDays, dashboardMaxDays)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
 	}
 	loc, err := time.LoadLocation(s.cfg.HubTimezone)
 	if err != nil {

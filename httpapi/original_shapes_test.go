@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"testing"
 
 	"github.com/bastion-backup/bastion/httpapi/apitest"
@@ -240,8 +241,17 @@ func TestEventConsoleOriginalWindow(t *testing.T) {
 	if body = get("?limit=2"); seqs(body) != "[3 4]" || body["window"].(map[string]any)["has_older"] != true {
 		t.Fatalf("tail: %v", body)
 	}
-	if resp := bh.c.Do(t, "GET", "/api/runs/"+failed+"/event-console?anchor=middle", nil); resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_anchor" {
-		t.Fatalf("anchor=middle: %s", resp)
+	for _, anchor := range []string{"middle", "seq:", "seq:0", "seq:-1", "seq:abc", "seq:99999999999999999999", "seq:1x"} {
+		if resp := bh.c.Do(t, "GET", "/api/runs/"+failed+"/event-console?anchor="+url.QueryEscape(anchor), nil); resp.Status != http.StatusBadRequest || resp.ErrorCode() != "invalid_anchor" {
+			t.Fatalf("anchor=%s: %s", anchor, resp)
+		}
+	}
+	// A seq past the end of the log is a valid anchor with nothing after it.
+	if body = get("?anchor=seq:1000000"); seqs(body) != "[]" {
+		t.Fatalf("anchor past the end: %v", body)
+	}
+	if resp := bh.c.Do(t, "GET", "/api/runs/nope/event-console?anchor=first_error", nil); resp.Status != http.StatusNotFound {
+		t.Fatalf("unknown run: %s", resp)
 	}
 	// A run without failures has no locators, and first_error anchors on the tail.
 	body = get("")

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -109,15 +108,10 @@ func (s *Server) commandCenter(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
-	days := commandCenterDefaultDays
-	if v := r.URL.Query().Get("days"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > commandCenterMaxDays {
-			respond.Error(w, r, respond.BadRequest("invalid_days", fmt.Sprintf("days must be a whole number from 1 to %d", commandCenterMaxDays)).
-				Reason("out_of_range").Field("days").Param("max", commandCenterMaxDays))
-			return
-		}
-		days = n
+	days, err := readDays(r.URL.Query(), commandCenterDefaultDays, commandCenterMaxDays)
+	if err != nil {
+		respond.Error(w, r, err)
+		return
 	}
 	now := s.now()
 	since := now.Add(-time.Duration(days) * 24 * time.Hour).Unix()

@@ -91,3 +91,18 @@ func readCursorLimit(q url.Values, def, maxLimit int) (int, error) {
 	}
 	return min(max(n, 1), maxLimit), nil
 }
+
+// readDays reads days, the length of a summary's window: def when absent, 400 invalid_days
+// (reason out_of_range) unless a whole number from 1 to maxDays.
+func readDays(q url.Values, def, maxDays int) (int, error) {
+	v := q.Get("days")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxDays {
+		return 0, respond.BadRequest("invalid_days", fmt.Sprintf("days must be a whole number from 1 to %d", maxDays)).
+			Reason("out_of_range").Field("days").Param("max", maxDays)
+	}
+	return n, nil
+}

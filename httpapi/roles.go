@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/bastion-backup/bastion/httpapi/respond"
 )
 
@@ -193,7 +191,10 @@ func (s *Server) requiredRole(r *http.Request) string {
 	if path == "" {
 		path = r.URL.Path
 	}
-	pattern := s.mux.Find(chi.NewRouteContext(), method, path)
+	pattern, _ := s.findRoute(method, path)
+	if pattern == "" {
+		return RoleAdmin
+	}
 	if role, ok := routeRoles[method+" "+pattern]; ok {
 		return role
 	}

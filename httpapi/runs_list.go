@@ -146,16 +146,18 @@ func (s *Server) readRunFilter(r *http.Request) (runsQuery, error) {
 	}
 	f.JobID, f.NodeID = strings.TrimSpace(q.Get("job_id")), strings.TrimSpace(q.Get("node_id"))
 	// scope is the original's name for node_id: all, hub or agent:<id>.
-	switch scope := strings.TrimSpace(q.Get("scope")); {
-	case scope == "" || scope == "all":
-	case f.NodeID != "":
-		return rq, respond.BadRequest("invalid_query", "send scope or node_id, not both").Field("scope")
-	case scope == "hub":
-		f.NodeID = "hub"
-	case strings.HasPrefix(scope, "agent:") && strings.TrimSpace(scope[len("agent:"):]) != "":
-		f.NodeID = strings.TrimSpace(scope[len("agent:"):])
-	default:
-		return rq, respond.BadRequest("invalid_scope", "scope must be all, hub or agent:<id>").Field("scope").Reason("unsupported_value")
+	if scope := strings.TrimSpace(q.Get("scope")); scope != "" && scope != "all" {
+		if f.NodeID != "" {
+			return rq, respond.BadRequest("invalid_query", "send scope or node_id, not both").Field("scope")
+		}
+		sc, err := parseScope(scope)
+		if err != nil {
+			return rq, err
+		}
+		f.NodeID = sc.agent
+		if f.NodeID == "" {
+			f.NodeID = "hub"
+		}
 	}
 	switch f.NodeID {
 	case "":

@@ -116,13 +116,20 @@ func TestListRunsAcrossJobs(t *testing.T) {
 	}
 
 	for query, code := range map[string]string{
-		"?state=failed":   "invalid_query",
-		"?status=done":    "invalid_status",
-		"?from=yesterday": "invalid_from",
-		"?to=-1":          "invalid_to",
-		"?limit=many":     "invalid_limit",
-		"?cursor=***":     "invalid_cursor",
-		"?cursor=bm9wZQ":  "invalid_cursor",
+		"?state=failed":          "invalid_query",
+		"?status=done":           "invalid_status",
+		"?from=yesterday":        "invalid_from",
+		"?to=-1":                 "invalid_to",
+		"?limit=many":            "invalid_limit",
+		"?cursor=***":            "invalid_cursor",
+		"?cursor=bm9wZQ":         "invalid_cursor",
+		"?scope=agent:":          "invalid_scope",
+		"?scope=agent:%20":       "invalid_scope",
+		"?scope=node":            "invalid_scope",
+		"?scope=hub&node_id=ag1": "invalid_query",
+		"?range=1y":              "invalid_range",
+		"?range=24h&from=1":      "invalid_query",
+		"?kind=reboot":           "invalid_kind",
 	} {
 		if resp := bh.c.Do(t, "GET", "/api/runs"+query, nil); resp.Status != http.StatusBadRequest || resp.ErrorCode() != code {
 			t.Errorf("%s: %s, want 400 %s", query, resp, code)

@@ -172,10 +172,7 @@ func (c savedRuntimeConfig) savedValue(name string) any {
 	case "log_keep_files":
 		return derefAny(c.LogKeepFiles)
 	case "default_backup_retention":
-		if c.DefaultBackupRetention == nil {
-			return nil
-		}
-		return *c.DefaultBackupRetention
+		return derefAny(c.DefaultBackupRetention)
 	}
 	return nil
 }

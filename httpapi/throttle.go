@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"time"
 
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/httpapi/respond"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -192,4 +194,15 @@ func (p throttlePolicy) next(prev storage.LoginThrottle, found bool, key string,
 // nextThrottle is the per-address policy's step (table-tested).
 func nextThrottle(prev storage.LoginThrottle, found bool, ip string, now int64) storage.LoginThrottle {
 	return ipThrottle.next(prev, found, ip, now)
+}
+
+// refuseThrottled answers 429 rate_limited with Retry-After to a client locked out for wait more;
+// what names the failures counted ("logins"). It returns the seconds it asked the client to wait.
+func refuseThrottled(w http.ResponseWriter, r *http.Request, wait time.Duration, what string) int64 {
+	secs := int64((wait + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", fmt.Sprint(secs))
+	respond.Error(w, r, respond.New(http.StatusTooManyRequests, "rate_limited",
+		fmt.Sprintf("too many failed %s; retry after %d seconds", what, secs)).
+		Reason("throttled").Param("retry_after_seconds", secs))
+	return secs
 }

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
@@ -219,11 +218,7 @@ func (s *Server) changeOwnPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wait > 0 {
-		secs := int64((wait + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", fmt.Sprint(secs))
-		respond.Error(w, r, respond.New(http.StatusTooManyRequests, "rate_limited",
-			fmt.Sprintf("too many failed attempts; retry after %d seconds", secs)).
-			Reason("throttled").Param("retry_after_seconds", secs))
+		refuseThrottled(w, r, wait, "attempts")
 		return
 	}
 	_, ok, err := s.checkCredentials(ctx, p.Username, body.CurrentPassword)

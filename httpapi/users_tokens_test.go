@@ -401,6 +401,27 @@ func TestChangeOwnPassword(t *testing.T) {
 	fresh.Login(t, "victor", newPW)
 }
 
+// Guesses at the current password count against the login limits: once they are spent, even the
+// right password is refused with 429 and Retry-After, unchecked, and the password stays.
+func TestChangeOwnPasswordThrottled(t *testing.T) {
+	t.Parallel()
+	hub := apitest.Start(t)
+	admin := hub.Login(t)
+	v := hub.AddUser(t, admin, "victor", "viewer")
+	newPW := "a brand new passphrase"
+	for range httpapi.ThrottleMaxFailures {
+		wantStatus(t, v.Do(t, http.MethodPut, "/api/users/me/password", map[string]string{"current_password": "wrong", "new_password": newPW}), http.StatusForbidden, "invalid_current_password")
+	}
+	r := v.Do(t, http.MethodPut, "/api/users/me/password", map[string]string{"current_password": apitest.Password, "new_password": newPW})
+	wantStatus(t, r, http.StatusTooManyRequests, "rate_limited")
+	if r.Header.Get("Retry-After") == "" || !strings.Contains(string(r.Body), "too many failed attempts") {
+		t.Fatalf("throttled change: %v %s", r.Header, r.Body)
+	}
+	hub.Clock.Advance(httpapi.ThrottleLock)
+	fresh := hub.Client(t)
+	fresh.Login(t, "victor", apitest.Password)
+}
+
 // TestPasswordChangeRevokesTokens: a password changed by its user or reset by an administrator
 // revokes the user's API tokens with the sessions; other users' tokens stay.
 func TestPasswordChangeRevokesTokens(t *testing.T) {
