@@ -110,15 +110,7 @@ func (s *Server) auditRoute(r *http.Request) (string, chi.RouteParams) {
 	if p := middleware.MatchedRoute(r); p != "" {
 		return p, chi.RouteContext(r.Context()).URLParams
 	}
-	if s.mux == nil {
-		return "", chi.RouteParams{}
-	}
-	probe := chi.NewRouteContext()
-	p := s.mux.Find(probe, r.Method, r.URL.Path)
-	if strings.HasSuffix(p, "/*") {
-		p = ""
-	}
-	return p, probe.URLParams
+	return s.findRoute(r.Method, r.URL.Path)
 }
 
 // auditOutcome sorts a status: ok below 400; denied for the refusals of who may do what
