@@ -1,16 +1,12 @@
 // The agent page (/agents/:id) against canned GET /api/fleet/{id} answers: what it shows, which
 // actions each role sees, its empty states' next step and its not-found state.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { flushPromises, mount } from '@vue/test-utils'
-import { createPinia, setActivePinia } from 'pinia'
-import { createMemoryHistory, createRouter } from 'vue-router'
-import { defineComponent, h, type Component } from 'vue'
-import { NDialogProvider, NMessageProvider } from 'naive-ui'
-import { i18n } from '@/i18n'
+import { describe, expect, it } from 'vitest'
+import { flushPromises, type VueWrapper } from '@vue/test-utils'
+import type { Component } from 'vue'
 import { mockFetch } from './fetchMock'
+import { asSignedInAdmin, mountView, signInAs } from './mountView'
 import AgentDetailView from '@/views/AgentDetailView.vue'
 import AgentsView from '@/views/AgentsView.vue'
-import { useSessionStore } from '@/stores/session'
 import type { FleetAgentDetail, Role } from '@/api'
 
 const NOW = Math.floor(Date.now() / 1000)
@@ -30,34 +26,12 @@ function detail(over: Partial<FleetAgentDetail> = {}): FleetAgentDetail {
   }
 }
 
-function signInAs(role: Role) {
-  const session = useSessionStore()
-  session.state = 'authenticated'
-  session.role = role
-  session.username = role
-}
+asSignedInAdmin()
 
-beforeEach(() => {
-  setActivePinia(createPinia())
-  signInAs('admin')
-  i18n.global.locale.value = 'en'
-})
-afterEach(() => {
-  vi.unstubAllGlobals()
-  document.body.innerHTML = ''
-})
-
-async function render(view: Component = AgentDetailView, props: Record<string, unknown> = { id: 'a1' }) {
-  const router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/:p(.*)*', component: { render: () => null } }] })
-  await router.push('/')
-  const Host = defineComponent({ render: () => h(NMessageProvider, () => h(NDialogProvider, () => h(view, props))) })
-  const w = mount(Host, { global: { plugins: [i18n, router], stubs: {} }, attachTo: document.body })
-  await flushPromises()
-  return { w, router }
-}
+const render = (view: Component = AgentDetailView, props: Record<string, unknown> = { id: 'a1' }) => mountView(view, props)
 
 const ACTIONS = ['agent-sync', 'agent-credentials', 'agent-rotate', 'agent-revoke']
-const visible = (w: ReturnType<typeof mount>) => ACTIONS.filter((id) => w.find(`[data-testid="${id}"]`).exists())
+const visible = (w: VueWrapper) => ACTIONS.filter((id) => w.find(`[data-testid="${id}"]`).exists())
 
 describe('agent page', () => {
   it('shows the agent, its config sync, jobs and recent runs', async () => {

@@ -2,17 +2,14 @@
 // finished, Retry failed and Cancel only for those allowed and only when they have something to
 // do, and creating one only after its preview (a job deploy from the job page, labels from the
 // agents page).
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { flushPromises, mount } from '@vue/test-utils'
-import { createPinia, setActivePinia } from 'pinia'
-import { createMemoryHistory, createRouter, type Router } from 'vue-router'
-import { defineComponent, h, type Component } from 'vue'
-import { NDialogProvider, NMessageProvider, NSelect } from 'naive-ui'
-import { i18n } from '@/i18n'
+import { describe, expect, it, vi } from 'vitest'
+import { flushPromises } from '@vue/test-utils'
+import type { Router } from 'vue-router'
+import type { Component } from 'vue'
+import { NSelect } from 'naive-ui'
 import en from '@/i18n/en'
-import type { Role } from '@/api'
-import { useSessionStore } from '@/stores/session'
 import { mockFetch } from './fetchMock'
+import { asSignedInAdmin, mountView, signInAs } from './mountView'
 import BulkOperationsView from '@/views/BulkOperationsView.vue'
 import BulkOperationView from '@/views/BulkOperationView.vue'
 import BulkCreateModal from '@/components/BulkCreateModal.vue'
@@ -22,32 +19,13 @@ import IntegrationsView from '@/views/IntegrationsView.vue'
 
 const NOW = 1_767_225_600
 
-function signInAs(role: Role) {
-  const session = useSessionStore()
-  session.state = 'authenticated'
-  session.role = role
-  session.username = role
-}
-
-beforeEach(() => {
-  setActivePinia(createPinia())
-  signInAs('admin')
-  i18n.global.locale.value = 'en'
-})
-afterEach(() => {
-  vi.useRealTimers()
-  vi.unstubAllGlobals()
-  document.body.innerHTML = ''
-})
+asSignedInAdmin()
 
 let router: Router
 async function render(view: Component, props: Record<string, unknown> = {}) {
-  router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/:p(.*)*', component: { render: () => null } }] })
-  await router.push('/')
-  const Host = defineComponent({ render: () => h(NMessageProvider, () => h(NDialogProvider, () => h(view, props))) })
-  const w = mount(Host, { global: { plugins: [i18n, router] }, attachTo: document.body })
-  await flushPromises()
-  return w
+  const m = await mountView(view, props)
+  router = m.router
+  return m.w
 }
 
 const counts = (over: Record<string, number> = {}) => ({ total: 3, queued: 0, running: 0, success: 3, failed: 0, canceled: 0, ...over })

@@ -1,17 +1,12 @@
 // The incomplete-run cleanup page: rows show status, attempts and last error; filters and paging go
 // to the Hub; retry/ignore/unignore call their routes; a viewer reads the list without actions; an
 // empty list says what to do next.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { flushPromises, mount } from '@vue/test-utils'
-import { createPinia, setActivePinia } from 'pinia'
-import { createMemoryHistory, createRouter } from 'vue-router'
-import { defineComponent, h } from 'vue'
-import { NDialogProvider, NMessageProvider, NSelect } from 'naive-ui'
-import { i18n } from '@/i18n'
+import { describe, expect, it } from 'vitest'
+import { flushPromises } from '@vue/test-utils'
+import { NSelect } from 'naive-ui'
 import en from '@/i18n/en'
-import type { Role } from '@/api'
-import { useSessionStore } from '@/stores/session'
 import { mockFetch, type Call } from './fetchMock'
+import { asSignedInAdmin, mountView, signInAs } from './mountView'
 import MaintenanceView from '@/views/MaintenanceView.vue'
 
 const task = (n: number, over: Record<string, unknown> = {}) => ({
@@ -21,30 +16,10 @@ const task = (n: number, over: Record<string, unknown> = {}) => ({
   target_snapshot: { node_id: 'hub', target: { type: 'webdav' } }, ...over,
 })
 
-function signInAs(role: Role) {
-  const session = useSessionStore()
-  session.state = 'authenticated'
-  session.role = role
-  session.username = role
-}
-
-beforeEach(() => {
-  setActivePinia(createPinia())
-  signInAs('admin')
-  i18n.global.locale.value = 'en'
-})
-afterEach(() => {
-  document.body.innerHTML = ''
-  vi.unstubAllGlobals()
-})
+asSignedInAdmin()
 
 async function render() {
-  const router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/:p(.*)*', component: { render: () => null } }] })
-  await router.push('/maintenance')
-  const Host = defineComponent({ render: () => h(NMessageProvider, () => h(NDialogProvider, () => h(MaintenanceView))) })
-  const w = mount(Host, { global: { plugins: [i18n, router] }, attachTo: document.body })
-  await flushPromises()
-  return w
+  return (await mountView(MaintenanceView, {}, { path: '/maintenance' })).w
 }
 
 const listQueries = (calls: Call[]) =>

@@ -2,13 +2,11 @@
 // step) when nothing does; the integrations page shows credentials per node, flags one a job needs
 // but its node lacks, and lists where notifications go. Both read in English and Chinese.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { flushPromises, mount } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
-import { createMemoryHistory, createRouter } from 'vue-router'
-import { defineComponent, h, type Component } from 'vue'
-import { NDialogProvider, NMessageProvider } from 'naive-ui'
+import type { Component } from 'vue'
 import { i18n } from '@/i18n'
 import { mockFetch } from './fetchMock'
+import { mountView } from './mountView'
 import CommandCenterView from '@/views/CommandCenterView.vue'
 import IntegrationsView from '@/views/IntegrationsView.vue'
 import type { CommandCenter, IntegrationsDistribution, IntegrationsStorage, IntegrationsSummary } from '@/api/types'
@@ -25,12 +23,7 @@ afterEach(() => {
 })
 
 async function render(view: Component) {
-  const router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/:p(.*)*', component: { render: () => null } }] })
-  await router.push('/')
-  const Host = defineComponent({ render: () => h(NMessageProvider, () => h(NDialogProvider, () => h(view))) })
-  const w = mount(Host, { global: { plugins: [i18n, router] }, attachTo: document.body })
-  await flushPromises()
-  return w
+  return (await mountView(view)).w
 }
 
 const cc = (items: CommandCenter['items']): CommandCenter => ({

@@ -1,13 +1,12 @@
 // Mounts each page against canned API answers and checks it renders its data (and survives the
 // shapes the Hub sends), so a page that throws at run time fails here before it fails in a browser.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { flushPromises, mount } from '@vue/test-utils'
+import { flushPromises } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
-import { createMemoryHistory, createRouter } from 'vue-router'
-import { defineComponent, h, type Component } from 'vue'
-import { NDialogProvider, NMessageProvider } from 'naive-ui'
+import type { Component } from 'vue'
 import { i18n } from '@/i18n'
 import { mockFetch } from './fetchMock'
+import { mountView, signInAs } from './mountView'
 import JobDetailView from '@/views/JobDetailView.vue'
 import RunDetailView from '@/views/RunDetailView.vue'
 import RestoreView from '@/views/RestoreView.vue'
@@ -18,8 +17,6 @@ import SettingsView from '@/views/SettingsView.vue'
 import JobsView from '@/views/JobsView.vue'
 import DashboardView from '@/views/DashboardView.vue'
 import UsersView from '@/views/UsersView.vue'
-import { useSessionStore } from '@/stores/session'
-import type { Role } from '@/api'
 
 const NOW = Math.floor(Date.now() / 1000)
 const spec = {
@@ -48,13 +45,6 @@ class FakeWS {
 }
 
 // Pages render for a signed-in administrator unless a test says otherwise (signInAs).
-function signInAs(role: Role, username = 'admin') {
-  const session = useSessionStore()
-  session.state = 'authenticated'
-  session.role = role
-  session.username = username
-}
-
 beforeEach(() => {
   setActivePinia(createPinia())
   signInAs('admin')
@@ -67,12 +57,7 @@ afterEach(() => {
 })
 
 async function render(view: Component, props: Record<string, unknown> = {}, stubs: Record<string, boolean> = {}) {
-  const router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/:p(.*)*', component: { render: () => null } }] })
-  await router.push('/')
-  const Host = defineComponent({ render: () => h(NMessageProvider, () => h(NDialogProvider, () => h(view, props))) })
-  const w = mount(Host, { global: { plugins: [i18n, router], stubs }, attachTo: document.body })
-  await flushPromises()
-  return w
+  return (await mountView(view, props, { stubs })).w
 }
 
 describe('pages', () => {

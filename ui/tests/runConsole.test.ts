@@ -1,12 +1,10 @@
 // The run event console pages through a run's events with the Hub's cursors and filters.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { flushPromises, mount } from '@vue/test-utils'
+import { flushPromises } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
-import { createMemoryHistory, createRouter } from 'vue-router'
-import { defineComponent, h } from 'vue'
-import { NMessageProvider } from 'naive-ui'
 import { i18n } from '@/i18n'
 import { mockFetch, type Call } from './fetchMock'
+import { mountView } from './mountView'
 import RunConsoleView from '@/views/RunConsoleView.vue'
 import { useSessionStore } from '@/stores/session'
 
@@ -41,12 +39,7 @@ beforeEach(() => {
 afterEach(() => vi.unstubAllGlobals())
 
 async function render() {
-  const router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/:p(.*)*', component: { render: () => null } }] })
-  await router.push('/')
-  const Host = defineComponent({ render: () => h(NMessageProvider, () => h(RunConsoleView, { id: 'r1' })) })
-  const w = mount(Host, { global: { plugins: [i18n, router] }, attachTo: document.body })
-  await flushPromises()
-  return w
+  return (await mountView(RunConsoleView, { id: 'r1' })).w
 }
 
 describe('run event console', () => {

@@ -1,12 +1,11 @@
 // The runtime config page, the About page and the theme store.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { flushPromises, mount } from '@vue/test-utils'
+import { flushPromises } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
-import { createMemoryHistory, createRouter } from 'vue-router'
-import { defineComponent, h, type Component } from 'vue'
-import { NDialogProvider, NMessageProvider } from 'naive-ui'
+import type { Component } from 'vue'
 import { i18n } from '@/i18n'
 import { mockFetch } from './fetchMock'
+import { mountView } from './mountView'
 import RuntimeConfigView from '@/views/RuntimeConfigView.vue'
 import AboutView from '@/views/AboutView.vue'
 import { useSessionStore } from '@/stores/session'
@@ -22,12 +21,7 @@ function signInAs(role: Role) {
 }
 
 async function render(view: Component) {
-  const router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/:p(.*)*', component: { render: () => null } }] })
-  await router.push('/')
-  const Host = defineComponent({ render: () => h(NMessageProvider, () => h(NDialogProvider, () => h(view))) })
-  const w = mount(Host, { global: { plugins: [i18n, router] }, attachTo: document.body })
-  await flushPromises()
-  return w
+  return (await mountView(view)).w
 }
 
 const meta = (source: string, extra: Record<string, unknown> = {}) => ({ env: 'BASTION_X', source, editable: source !== 'env' && source !== 'cli',
