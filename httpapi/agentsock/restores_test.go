@@ -155,6 +155,13 @@ func newRestoreSetup(t *testing.T, gate bool) *restoreSetup {
 	rs.child = startRealChild(t, rs.proxy.url(), newEnrollToken(t, db, nil), rs.dataDir, rs.markers, gate)
 	rs.agentID = rs.child.agentID()
 	waitFor(t, "agent connected", func() bool { return h.Connected(rs.agentID) && rs.proxy.linksOpened() == 1 })
+	// The hello is handled after the connection counts as open: the agent's applied config comes
+	// last in it, so once it is recorded, the hello's key clean-up is behind us and cannot race a
+	// test's own changes to the agent's scope.
+	waitFor(t, "agent applied its config", func() bool {
+		a, err := db.Reader().GetAgent(context.Background(), rs.agentID)
+		return err == nil && a.AppliedConfigSnapshotID != nil
+	})
 	return rs
 }
 
