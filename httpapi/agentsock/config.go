@@ -3,6 +3,8 @@ package agentsock
 import (
 	"context"
 	"fmt"
+
+	"github.com/bastion-backup/bastion/agent/protocol"
 )
 
 // Config sync outcomes.
@@ -24,16 +26,30 @@ func (h *Hub) PushSecrets(ctx context.Context, agentID string) error {
 	if c == nil || h.cfg.Snapshots == nil {
 		return nil
 	}
-	sec, err := h.cfg.Snapshots.Secrets(ctx, agentID)
-	if err != nil || sec == nil {
-		return err
+	return h.sendSecrets(ctx, c, c.send)
+}
+
+// sendSecrets builds the agent's secrets snapshot and queues it with send, under c.secMu.
+func (h *Hub) sendSecrets(ctx context.Context, c *conn, send func(protocol.Message) error) error {
+	c.secMu.Lock()
+	defer c.secMu.Unlock()
+	sec, err := h.cfg.Snapshots.Secrets(ctx, c.agentID)
+	if err != nil {
+		return fmt.Errorf("build secrets snapshot: %w", err)
 	}
-	return c.send(sec)
+	if sec == nil {
+		return nil
+	}
+	return send(sec)
 }
 
 func (h *Hub) pushConfig(ctx context.Context, agentID string, c *conn) (string, error) {
 	if h.cfg.Snapshots == nil {
 		return "", fmt.Errorf("config snapshots are not available")
+	}
+	if c != nil {
+		c.cfgMu.Lock()
+		defer c.cfgMu.Unlock()
 	}
 	snap, err := h.cfg.Snapshots.Config(ctx, agentID)
 	if err != nil {
@@ -46,24 +62,15 @@ func (h *Hub) pushConfig(ctx context.Context, agentID string, c *conn) (string, 
 	if c == nil {
 		return SyncPendingOffline, nil
 	}
-	c.cfgMu.Lock()
 	if c.cfgMarker == snap.SnapshotID {
-		c.cfgMu.Unlock()
 		return SyncUnchanged, nil
 	}
-	prev := c.cfgMarker
-	c.cfgMarker = snap.SnapshotID
-	c.cfgMu.Unlock()
 	if err := c.send(snap); err != nil {
-		c.cfgMu.Lock()
-		if c.cfgMarker == snap.SnapshotID {
-			c.cfgMarker = prev
-		}
-		c.cfgMu.Unlock()
 		if rerr := h.db.Writer().SetConfigSyncError(ctx, agentID, "send_failed", err.Error(), now); rerr != nil {
 			c.log.Warn().Err(rerr).Msg("record config sync error")
 		}
 		return "", fmt.Errorf("send config snapshot: %w", err)
 	}
+	c.cfgMarker = snap.SnapshotID
 	return SyncSent, nil
 }

@@ -46,8 +46,12 @@ type conn struct {
 
 	closeOnce sync.Once
 
+	// cfgMu and secMu are held from building a snapshot until it is queued, so snapshots reach
+	// the agent in the order they were built: one built before a secret or job changed can never
+	// land after, and overwrite, the one built after the change.
 	cfgMu     sync.Mutex
 	cfgMarker string // last config snapshot id sent on this connection
+	secMu     sync.Mutex
 }
 
 // ServeWS handles GET /agent/ws: it authenticates the Bearer key before upgrading, then runs the

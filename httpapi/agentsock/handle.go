@@ -108,10 +108,8 @@ func (h *Hub) onHello(ctx context.Context, c *conn, m *protocol.Hello, raw []byt
 			c.log.Warn().Err(err).Msg("remove age keys no operation needs")
 		}
 	}
-	if sec, err := h.cfg.Snapshots.Secrets(ctx, c.agentID); err != nil {
-		c.log.Warn().Err(err).Msg("build secrets snapshot")
-	} else if sec != nil {
-		_ = c.send(sec)
+	if err := h.sendSecrets(ctx, c, c.send); err != nil {
+		c.log.Warn().Err(err).Msg("send secrets snapshot")
 	}
 	if _, err := h.pushConfig(ctx, c.agentID, c); err != nil {
 		c.log.Warn().Err(err).Msg("send config snapshot")

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/agent/client"
+	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
@@ -163,5 +165,88 @@ func TestSecretsSnapshotCarriesBothShapes(t *testing.T) {
 	if len(wire.Secrets) != 1 || wire.Secrets[0]["kind"] != "webdav" || wire.Secrets[0]["name"] != "nas" ||
 		fmt.Sprint(wire.Secrets[0]["payload"]) != fmt.Sprint(map[string]any{"username": "u", "password": "pw"}) {
 		t.Fatalf("generic list: %s", b)
+	}
+}
+
+// heldSnapshots builds the first secrets snapshot, then holds it until release is closed:
+// the hello's snapshot, built before a secret changes and queued after.
+type heldSnapshots struct {
+	agentsock.StoreSnapshots
+	built   chan struct{}
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func (s *heldSnapshots) Secrets(ctx context.Context, agentID string) (*protocol.SecretsSnapshot, error) {
+	sec, err := s.StoreSnapshots.Secrets(ctx, agentID)
+	if s.calls.Add(1) == 1 {
+		close(s.built)
+		<-s.release
+	}
+	return sec, err
+}
+
+// TestStaleSecretsSnapshotNeverLandsLast: a secret saved while the agent's hello is being answered
+// reaches the agent. The hello's snapshot was built before the secret existed; it must not be
+// queued after, and so overwrite, the snapshot the save pushes (CI saw an S3 job on a freshly
+// enrolled agent fail with s3_secret_missing).
+func TestStaleSecretsSnapshotNeverLandsLast(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := storagetest.Open(t)
+	keys, err := secrets.NewKeyring(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := secrets.NewStore(db, keys, clock.Real{})
+	snaps := &heldSnapshots{StoreSnapshots: agentsock.StoreSnapshots{DB: db, Store: store},
+		built: make(chan struct{}), release: make(chan struct{})}
+	h := agentsock.New(agentsock.Config{DB: db, Logger: zerolog.New(zerolog.NewTestWriter(t)), Snapshots: snaps})
+	th := serveTestHub(t, h, db)
+	dataDir := t.TempDir()
+	managed, err := client.OpenManaged(dataDir, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := startAgentWith(t, client.Options{HubURL: th.url, EnrollToken: newEnrollToken(t, db, nil), DataDir: dataDir,
+		Heartbeat: time.Second, Managed: managed})
+	<-snaps.built
+	id := ra.a.ID()
+	if err := store.Put(ctx, id, "s3", "store", []byte(`{"access_key_id":"a","secret_access_key":"fresh-key"}`)); err != nil {
+		t.Fatal(err)
+	}
+	pushed := make(chan error, 1)
+	go func() { pushed <- h.PushSecrets(ctx, id) }()
+	// Before the fix the push went out at once; now it waits for the hello's snapshot. Either way
+	// the hello is let go, after the push or after a bound, and the push must end up last.
+	select {
+	case err := <-pushed:
+		pushed <- err
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(snaps.release)
+	if err := <-pushed; err != nil {
+		t.Fatal(err)
+	}
+	// Once the hello's config snapshot is applied the hello is done; a config sent after that
+	// (the job makes it a new one) is queued behind every secrets snapshot, so its ack means the
+	// agent has read them all.
+	waitFor(t, "hello's config applied", func() bool {
+		a, _ := db.Reader().GetAgent(ctx, id)
+		return a.AppliedConfigSnapshotID != nil
+	})
+	if err := db.Writer().InsertJob(ctx, storage.Job{ID: "j1", Name: "j1", AgentID: &id, ScheduleTimezone: "UTC", OverlapPolicy: "queue",
+		MissedRunPolicy: "run_once", SpecJSON: "{}", CreatedAt: 1, UpdatedAt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if outcome, err := h.SyncConfig(ctx, id); err != nil || outcome != agentsock.SyncSent {
+		t.Fatalf("sync: %q %v", outcome, err)
+	}
+	waitFor(t, "barrier config applied", func() bool {
+		a, _ := db.Reader().GetAgent(ctx, id)
+		return a.AppliedConfigSnapshotID != nil && *a.AppliedConfigSnapshotID == *a.DesiredConfigSnapshotID
+	})
+	if b, err := managed.Get(ctx, "hub", "s3", "store"); err != nil || !bytes.Contains(b, []byte("fresh-key")) {
+		t.Fatalf("the agent lost the secret saved during its hello: %q %v", b, err)
 	}
 }
