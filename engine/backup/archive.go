@@ -63,11 +63,12 @@ func (a *archiver) add(ctx context.Context, it item) error {
 // 512-byte blocks per file to write and compress), and restore sets whole seconds either way.
 // PAX records are still written when an entry needs one (a long name or link, a large id).
 // The header is the archiver's own, reused for every entry (WriteHeader copies it).
-func (a *archiver) baseHeader(it item, id fileID) *tar.Header {
+// fi is the entry's stat: the walk's, or for a file the open handle's.
+func (a *archiver) baseHeader(it item, fi fs.FileInfo, id fileID) *tar.Header {
 	a.hdr = tar.Header{
 		Name:    it.arch,
-		Mode:    int64(unixPerm(it.info.Mode())),
-		ModTime: wholeSeconds(it.info.ModTime()),
+		Mode:    int64(unixPerm(fi.Mode())),
+		ModTime: wholeSeconds(fi.ModTime()),
 		Uid:     int(id.UID),
 		Gid:     int(id.GID),
 		Format:  tar.FormatPAX,
@@ -94,7 +95,7 @@ func unixPerm(m fs.FileMode) uint32 {
 }
 
 func (a *archiver) addDir(it item) error {
-	h := a.baseHeader(it, statID(it.info))
+	h := a.baseHeader(it, it.info, statID(it.info))
 	h.Typeflag = tar.TypeDir
 	h.Name = it.arch + "/"
 	if err := a.tw.WriteHeader(h); err != nil {
@@ -114,7 +115,7 @@ func (a *archiver) addSymlink(it item) error {
 		}
 		return a.issues.fail(it.arch, fmt.Errorf("read symlink: %w", err))
 	}
-	h := a.baseHeader(it, statID(it.info))
+	h := a.baseHeader(it, it.info, statID(it.info))
 	h.Typeflag = tar.TypeSymlink
 	h.Linkname = target
 	if err := a.tw.WriteHeader(h); err != nil {
@@ -138,15 +139,15 @@ func (a *archiver) addFile(ctx context.Context, it item) error {
 // warning), or unreadable (an error, fatal under fail_fast).
 func (a *archiver) openFailed(it item, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		vanished(a.issues, a.cons, it.arch, it.info, err, msgVanished)
+		vanished(a.issues, a.cons, it.arch, it.walkInfo(), err, msgVanished)
 		return nil
 	}
 	return a.issues.fail(it.arch, fmt.Errorf("open: %w", err))
 }
 
-// hardlink writes a tar hard link when it.info names a file already archived under
+// hardlink writes a tar hard link when fi names a file already archived under
 // hardlink_policy keep, and reports whether it did.
-func (a *archiver) hardlink(it item, id fileID) (bool, error) {
+func (a *archiver) hardlink(it item, fi fs.FileInfo, id fileID) (bool, error) {
 	if a.hardlinks == nil || !id.HasID || id.Nlink <= 1 {
 		return false, nil
 	}
@@ -154,7 +155,7 @@ func (a *archiver) hardlink(it item, id fileID) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	h := a.baseHeader(it, id)
+	h := a.baseHeader(it, fi, id)
 	h.Typeflag = tar.TypeLink
 	h.Linkname = first.arch
 	if err := a.tw.WriteHeader(h); err != nil {
@@ -168,7 +169,7 @@ func (a *archiver) hardlink(it item, id fileID) (bool, error) {
 // writeFile streams an open regular file into the archive, chunk by chunk.
 func (a *archiver) writeFile(ctx context.Context, it item, f srcFile, fi fs.FileInfo) error {
 	before := statID(fi)
-	if linked, err := a.hardlink(it, before); linked || err != nil {
+	if linked, err := a.hardlink(it, fi, before); linked || err != nil {
 		return err
 	}
 	size := fi.Size()
@@ -227,10 +228,9 @@ func copyHashed(ctx context.Context, it item, f io.Reader, dst, h io.Writer, buf
 
 // fileHeader writes the tar header of a regular file of fi's size.
 func (a *archiver) fileHeader(it item, id fileID, fi fs.FileInfo) error {
-	h := a.baseHeader(it, id)
+	h := a.baseHeader(it, fi, id)
 	h.Typeflag = tar.TypeReg
 	h.Size = fi.Size()
-	h.ModTime = wholeSeconds(fi.ModTime())
 	if err := a.tw.WriteHeader(h); err != nil {
 		return fmt.Errorf("write tar header %s: %w", it.arch, err)
 	}

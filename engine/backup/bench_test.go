@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,11 +55,17 @@ const (
 
 func TestMain(m *testing.M) {
 	if op := os.Getenv(benchChildEnv); op != "" {
+		// BASTION_BENCH_CPUPROFILE=file profiles the child (the last one run writes it).
+		if p := os.Getenv("BASTION_BENCH_CPUPROFILE"); p != "" {
+			if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
 		if err := benchChild(op); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		os.Exit(0)
+		return
 	}
 	os.Exit(m.Run())
 }

@@ -1,10 +1,17 @@
 package backup
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Per-path fault injection behind the package's test seams. The seams are set once, before any
 // test runs, so parallel tests never race on them; each test keys its faults by its own paths.
 var openFaults, beforeOpen, afterCopy sync.Map
+
+// ReadAheadLeftOver adds up what read-ahead queues still counted once drained, over every run
+// of the test binary: anything but 0 is a bookkeeping error.
+var ReadAheadLeftOver atomic.Int64
 
 func init() {
 	openHook = func(p string) error {
@@ -16,6 +23,7 @@ func init() {
 		}
 		return nil
 	}
+	drainedHook = func(q int64) { ReadAheadLeftOver.Add(q) }
 	afterCopyHook = func(p string) {
 		if fn, ok := afterCopy.Load(p); ok {
 			fn.(func())()

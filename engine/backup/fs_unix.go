@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -42,12 +43,13 @@ func statID(fi fs.FileInfo) fileID {
 	return id
 }
 
-// readDir lists a directory's names, sorted, and returns it open: its children are stat'ed
+// readDir lists a directory, sorted by name, and returns it open: its children are stat'ed
 // through it (lstatAt), one path component each instead of the whole path. The caller closes
-// it. O_DIRECTORY fails on anything else and O_NONBLOCK keeps a FIFO swapped in since the Lstat
-// from blocking the open. Unless follow is set (a legacy root that is a symlink to a directory),
-// a symlink swapped in is not followed either.
-func readDir(p string, follow bool) ([]string, *os.File, error) {
+// it. Each entry carries the type the listing gave (d_type; Go stats the entry itself on a
+// filesystem that gives none). O_DIRECTORY fails on anything else and O_NONBLOCK keeps a FIFO
+// swapped in since the Lstat from blocking the open. Unless follow is set (a legacy root that is
+// a symlink to a directory), a symlink swapped in is not followed either.
+func readDir(p string, follow bool) ([]fs.DirEntry, *os.File, error) {
 	if openHook != nil {
 		if err := openHook(p); err != nil {
 			return nil, nil, err
@@ -61,13 +63,13 @@ func readDir(p string, follow bool) ([]string, *os.File, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	names, err := f.Readdirnames(-1)
+	entries, err := f.ReadDir(-1)
 	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
-	slices.Sort(names)
-	return names, f, nil
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, f, nil
 }
 
 // Test seams for fault injection. Only export_test.go sets them, so in production each file
@@ -78,6 +80,9 @@ var (
 	openHook func(fsPath string) error
 	// afterCopyHook runs right after a file's body was archived, before the consistency check.
 	afterCopyHook func(fsPath string)
+	// drainedHook gets what the read-ahead queue still counts once it is empty: 0 unless its
+	// bookkeeping is wrong.
+	drainedHook func(queuedBytes int64)
 )
 
 func readLink(p string) (string, error) {

@@ -8,13 +8,14 @@ import (
 	"io"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 
 	"github.com/zeebo/blake3"
 )
 
 // Read-ahead: small regular files are opened, read, hashed and checked for changes by a few
 // worker goroutines ahead of the archiver, so that the system calls of many small files (open,
-// fstat, read, fstat, lstat, close: tar makes fewer) overlap with each other and with
+// fstat, read, lstat, close) overlap with each other and with
 // compression instead of running one after another. The archiver still writes every entry in
 // walk order and records what it finds (open and read errors, changed files) in that order, so
 // the archive, the index and the counts are the same as without it; only problems the walk
@@ -42,6 +43,9 @@ var (
 type pending struct {
 	it    item
 	batch *batch
+	// cost is what the entry counts in readAhead.queued: its size, or for a listed file (size
+	// unknown until a worker stats it) an estimate the worker replaces with the bytes it buffered.
+	cost int64
 
 	openErr error
 	f       srcFile // set when the file is now too big to buffer: the archiver streams it
@@ -63,13 +67,21 @@ type batch struct {
 type readAhead struct {
 	work    chan *batch
 	queue   []*pending
-	queued  int64  // bytes of the files in queue
-	filling *batch // the batch being filled, not handed to a worker yet
+	queued  atomic.Int64 // bytes of the files in queue (workers correct the estimates)
+	filling *batch       // the batch being filled, not handed to a worker yet
 	wg      sync.WaitGroup
+	// keepLinks (hardlink_policy keep): a listed file with more than one link is left to the
+	// archiver, which resolves hard links in walk order.
+	keepLinks bool
 }
 
-func startReadAhead(ctx context.Context) *readAhead {
-	ra := &readAhead{work: make(chan *batch, readAheadSlots)}
+// listedCost is what a listed file counts in the queue until a worker knows its size: most
+// small files fit a small buffer. The bytes a worker buffers replace it before the archiver
+// next checks the queue's size, so at most the batches being fetched overshoot the bound.
+const listedCost = smallBufSize
+
+func startReadAhead(ctx context.Context, keepLinks bool) *readAhead {
+	ra := &readAhead{work: make(chan *batch, readAheadSlots), keepLinks: keepLinks}
 	for range readAheadWorkers {
 		ra.wg.Add(1)
 		go func() {
@@ -77,7 +89,15 @@ func startReadAhead(ctx context.Context) *readAhead {
 			h := blake3.New() // a hasher is a few KiB: one per worker, not one per file
 			for b := range ra.work {
 				for _, p := range b.files {
-					p.fetch(ctx, h)
+					p.fetch(ctx, h, ra.keepLinks)
+					if p.it.listed {
+						buffered := int64(0)
+						if p.buf != nil {
+							buffered = p.fi.Size()
+						}
+						ra.queued.Add(buffered - p.cost)
+						p.cost = buffered
+					}
 				}
 				close(b.done)
 			}
@@ -89,6 +109,9 @@ func startReadAhead(ctx context.Context) *readAhead {
 // bufferable reports whether it is worth reading ahead: a regular file small enough to buffer
 // that is not a hard link the archiver must resolve in order.
 func (a *archiver) bufferable(it item) bool {
+	if it.listed {
+		return true // a worker finds out, and leaves big files and hard links to the archiver
+	}
 	if !it.info.Mode().IsRegular() || it.info.Size() > readAheadMaxFile {
 		return false
 	}
@@ -122,15 +145,19 @@ func (a *archiver) enqueue(ctx context.Context, it item) error {
 		}
 		b := ra.filling
 		p.batch = b
+		p.cost = it.info.Size()
+		if it.listed {
+			p.cost = listedCost
+		}
 		b.files = append(b.files, p)
-		b.bytes += it.info.Size()
-		ra.queued += it.info.Size()
+		b.bytes += p.cost
+		ra.queued.Add(p.cost)
 		if len(b.files) >= batchFiles || b.bytes >= batchBytes {
 			ra.dispatch()
 		}
 	}
 	ra.queue = append(ra.queue, p)
-	for len(ra.queue) >= readAheadSlots || ra.queued > readAheadMaxBytes {
+	for len(ra.queue) >= readAheadSlots || ra.queued.Load() > readAheadMaxBytes {
 		if err := a.writeNext(ctx); err != nil {
 			return err
 		}
@@ -145,6 +172,9 @@ func (a *archiver) flush(ctx context.Context) error {
 			return err
 		}
 	}
+	if drainedHook != nil {
+		drainedHook(a.ra.queued.Load())
+	}
 	return nil
 }
 
@@ -156,11 +186,11 @@ func (a *archiver) writeNext(ctx context.Context) error {
 	if p.batch == nil {
 		return a.add(ctx, p.it)
 	}
-	ra.queued -= p.it.info.Size()
 	if p.batch == ra.filling {
 		ra.dispatch()
 	}
 	<-p.batch.done
+	ra.queued.Add(-p.cost) // after done: a worker no longer changes it
 	defer p.release()
 	switch {
 	case p.openErr != nil:
@@ -197,7 +227,7 @@ func (ra *readAhead) stop() {
 }
 
 // fetch opens, reads, hashes and observes one file: what addFile does before it writes.
-func (p *pending) fetch(ctx context.Context, h *blake3.Hasher) {
+func (p *pending) fetch(ctx context.Context, h *blake3.Hasher, keepLinks bool) {
 	defer p.dropDir() // a file left to the archiver is checked through its path
 	if err := ctx.Err(); err != nil {
 		p.openErr = context.Cause(ctx)
@@ -210,8 +240,8 @@ func (p *pending) fetch(ctx context.Context, h *blake3.Hasher) {
 	}
 	p.fi = fi
 	size := fi.Size()
-	if size > readAheadMaxFile {
-		p.f = f // it grew since the walk: the archiver streams it
+	if size > readAheadMaxFile || (p.it.listed && keepLinks && statID(fi).Nlink > 1) {
+		p.f = f // too big (or grown since the walk), or a hard link: the archiver writes it
 		return
 	}
 	defer f.Close()

@@ -1,6 +1,7 @@
 package backup_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -98,6 +99,40 @@ func TestReadAheadArchivesLikeSequentialReads(t *testing.T) {
 			}
 			if !bytes.Equal(streams[0], streams[1]) {
 				t.Fatalf("tar streams differ: %d bytes sequential, %d with read-ahead", len(streams[0]), len(streams[1]))
+			}
+			if left := backup.ReadAheadLeftOver.Load(); left != 0 {
+				t.Fatalf("the read-ahead queue still counts %d bytes once drained", left)
+			}
+			// Files are only listed by the walk: their header comes from the open handle.
+			tr := tar.NewReader(bytes.NewReader(streams[1]))
+			links := 0
+			for {
+				hdr, err := tr.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case hdr.Typeflag == tar.TypeLink:
+					links++
+					if policy != jobspec.HardlinkKeep || hdr.Name != arch(filepath.Join(src, "d2", "zz-hardlink")) ||
+						hdr.Linkname != arch(filepath.Join(src, "d0", "f002")) || hdr.Mode != 0o640 {
+						t.Fatalf("hard link entry %+v under %s", hdr, policy)
+					}
+				case hdr.Typeflag == tar.TypeReg:
+					want := int64(0o640)
+					if hdr.Name == arch(grows) {
+						want = 0o600
+					}
+					if hdr.Mode != want || !hdr.ModTime.Equal(mtime) || hdr.Uid != os.Getuid() {
+						t.Fatalf("%s: mode %o mtime %v uid %d", hdr.Name, hdr.Mode, hdr.ModTime, hdr.Uid)
+					}
+				}
+			}
+			if want := map[string]int{jobspec.HardlinkKeep: 1, jobspec.HardlinkCopy: 0}[policy]; links != want {
+				t.Fatalf("%d hard link entries under %s", links, policy)
 			}
 			if !reflect.DeepEqual(indexes[0], indexes[1]) {
 				t.Fatal("indexes differ")

@@ -477,10 +477,11 @@ func (r *run) pack(staging string, src *source, recipient age.Recipient, rolling
 	}
 	emit := func(it item) error { return a.add(r.ctx, it) }
 	if !r.req.sequentialReads {
-		a.ra = startReadAhead(r.ctx)
+		a.ra = startReadAhead(r.ctx, src.hardlinkKeep)
 		defer a.ra.stop()
 		emit = func(it item) error { return a.enqueue(r.ctx, it) }
 	}
+	src.walker.listFiles = true // the archiver stats each file it opens
 	if err := src.walker.walk(r.ctx, emit); err != nil {
 		return fail(err)
 	}

@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/gobwas/glob"
 
@@ -29,7 +31,29 @@ type item struct {
 	// and stat'ed relative to it. Whoever keeps the item longer takes a reference (acquire)
 	// and releases it, or clears at to fall back to fsPath. Zero for roots and extra items.
 	at entryAt
+	// listed: a regular file the walk took from its directory listing without a stat (walker
+	// statFiles unset); info is only its type. Whoever opens it stats the handle, which is the
+	// stat the archive uses anyway.
+	listed bool
 }
+
+// walkInfo is the walk's own stat of the item: nil when it had none (listed).
+func (it item) walkInfo() fs.FileInfo {
+	if it.listed {
+		return nil
+	}
+	return it.info
+}
+
+// listedFile is the fs.FileInfo of a listed item: a regular file, nothing else known.
+type listedFile struct{ name string }
+
+func (f listedFile) Name() string       { return f.name }
+func (f listedFile) Size() int64        { return 0 }
+func (f listedFile) Mode() fs.FileMode  { return 0 }
+func (f listedFile) ModTime() time.Time { return time.Time{} }
+func (f listedFile) IsDir() bool        { return false }
+func (f listedFile) Sys() any           { return nil }
 
 // entryAt names a directory entry relative to its open directory.
 type entryAt struct {
@@ -57,6 +81,54 @@ type walker struct {
 	// skipTop, when set, names top-level entries of a legacy root to leave out (Vaultwarden's
 	// live database files).
 	skipTop map[string]bool
+	// listFiles: regular files, as the directory listing types them, are emitted listed, without
+	// the stat a walk makes of every entry. Packaging stats the open file instead (a system call
+	// per file less, the one tar does not make either); the pre-scan, which only stats, and
+	// raw_tree, whose index takes sizes from the walk, leave it unset.
+	listFiles bool
+	// fork, when set, walks subdirectories on other goroutines: only for a walk whose emit may be
+	// called concurrently and in any order (the pre-scan, which only counts).
+	fork *forker
+}
+
+// forker runs subtree walks on up to cap(slots) extra goroutines. A directory listing and a stat
+// per entry block a thread in the kernel, not a core, so a few walkers overlap well even on 2
+// cores, and the pre-scan runs before packaging, when nothing else uses them.
+type forker struct {
+	slots chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	err   error
+}
+
+func newForker(n int) *forker { return &forker{slots: make(chan struct{}, n)} }
+
+// try runs fn on another goroutine if a slot is free, and reports whether it did.
+func (f *forker) try(fn func() error) bool {
+	select {
+	case f.slots <- struct{}{}:
+	default:
+		return false
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		defer func() { <-f.slots }()
+		if err := fn(); err != nil {
+			f.mu.Lock()
+			if f.err == nil {
+				f.err = err
+			}
+			f.mu.Unlock()
+		}
+	}()
+	return true
+}
+
+// wait returns once every forked walk has ended, with the first error one of them returned.
+func (f *forker) wait() error {
+	f.wg.Wait()
+	return f.err
 }
 
 // compileGlobs compiles patterns without separators: like Rust's globset defaults, `*` crosses
@@ -172,6 +244,16 @@ func joinArch(prefix, name string) string {
 // walk calls emit for every selected object. Errors reading the tree go through the issue
 // recorder (and abort only under fail_fast); an error from emit aborts the walk.
 func (w *walker) walk(ctx context.Context, emit func(item) error) error {
+	err := w.walkRoots(ctx, emit)
+	if w.fork != nil {
+		if ferr := w.fork.wait(); err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
+
+func (w *walker) walkRoots(ctx context.Context, emit func(item) error) error {
 	for i, r := range w.roots {
 		// Earlier roots nested in this one were emitted already.
 		var earlier []string
@@ -262,7 +344,8 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, at entryAt, fi 
 		}
 	}
 	if emitSelf {
-		if err := emit(item{fsPath: fsPath, arch: arch, info: fi, follow: follow, at: at}); err != nil {
+		_, listed := fi.(listedFile)
+		if err := emit(item{fsPath: fsPath, arch: arch, info: fi, follow: follow, at: at, listed: listed}); err != nil {
 			return err
 		}
 	}
@@ -283,7 +366,8 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, at entryAt, fi 
 	if id != ([2]uint64{}) {
 		sub = append(ancestors[:len(ancestors):len(ancestors)], id)
 	}
-	for _, name := range entries {
+	for _, e := range entries {
+		name := e.Name()
 		child := joinFS(fsPath, name)
 		childArch := joinArch(arch, name)
 		if top && !emitSelf && w.skipTop[name] {
@@ -293,7 +377,11 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, at entryAt, fi 
 			w.issues.warn(childArch, "already emitted by an earlier selected path; skipped")
 			continue
 		}
-		cfi, err := d.lstat(name, child)
+		var cfi fs.FileInfo = listedFile{name}
+		var err error
+		if !w.listFiles || !e.Type().IsRegular() {
+			cfi, err = d.lstat(name, child)
+		}
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				vanished(w.issues, w.cons, childArch, nil, err, msgVanished) // listed, then gone before its lstat
@@ -302,6 +390,12 @@ func (w *walker) visit(ctx context.Context, fsPath, arch string, at entryAt, fi 
 			if err := w.issues.fail(childArch, fmt.Errorf("stat: %w", err)); err != nil {
 				return err
 			}
+			continue
+		}
+		if w.fork != nil && cfi.IsDir() && w.fork.try(func() error {
+			// The subtree is reached by its path: d may be closed before it is done.
+			return w.visit(ctx, child, childArch, entryAt{}, cfi, true, false, earlier, sub, emit)
+		}) {
 			continue
 		}
 		if err := w.visit(ctx, child, childArch, entryAt{d, name}, cfi, true, false, earlier, sub, emit); err != nil {
@@ -363,6 +457,7 @@ const maxSamples = 50
 
 // fsIssues records the warnings and errors of a filesystem walk and applies the error policy.
 type fsIssues struct {
+	mu            sync.Mutex // a forked walk records from several goroutines
 	policy        string
 	WarningsTotal int64         `json:"warnings_total"`
 	ErrorsTotal   int64         `json:"errors_total"`
@@ -375,6 +470,8 @@ func newFSIssues(policy string) *fsIssues {
 }
 
 func (s *fsIssues) warn(p, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.WarningsTotal++
 	if len(s.Warnings) < maxSamples {
 		s.Warnings = append(s.Warnings, issueSample{Path: p, Message: msg})
@@ -383,6 +480,8 @@ func (s *fsIssues) warn(p, msg string) {
 
 // fail records an error and returns it as the run's failure under fail_fast, nil otherwise.
 func (s *fsIssues) fail(p string, err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.ErrorsTotal++
 	if len(s.Errors) < maxSamples {
 		s.Errors = append(s.Errors, issueSample{Path: p, Message: err.Error()})
