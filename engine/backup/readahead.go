@@ -13,14 +13,13 @@ import (
 	"github.com/zeebo/blake3"
 )
 
-// Read-ahead: small regular files are opened, read, hashed and checked for changes by a few
-// worker goroutines ahead of the archiver, so that the system calls of many small files (open,
-// fstat, read, lstat, close) overlap with each other and with
-// compression instead of running one after another. The archiver still writes every entry in
-// walk order and records what it finds (open and read errors, changed files) in that order, so
-// the archive, the index and the counts are the same as without it; only problems the walk
-// itself finds (a file gone before its lstat) may be sampled ahead of those of the entries still
-// queued. Larger files are streamed by the archiver as before.
+// Read-ahead: small regular files are opened, read, hashed and checked for changes by a few worker
+// goroutines ahead of the archiver, so that the system calls of many small files (open, fstat,
+// read, lstat, close) overlap with each other and with compression instead of running one after
+// another. The archiver still writes every entry in walk order and records what it finds (open and
+// read errors, changed files) in that order, so the archive, the index and the counts are the same
+// as without it; only problems the walk itself finds (a file gone before its lstat) may be sampled
+// ahead of those of the entries still queued. Larger files are streamed by the archiver as before.
 const (
 	readAheadMaxFile  = 256 << 10 // bigger files are streamed, not buffered
 	readAheadWorkers  = 4         // system calls block threads, not cores; 4 overlap well on 2 cores
@@ -48,7 +47,7 @@ type pending struct {
 	cost int64
 
 	openErr error
-	f       srcFile // set when the file is now too big to buffer: the archiver streams it
+	f       srcFile // set when the file is too big to buffer, or a hard link to keep: the archiver writes it
 	fi      fs.FileInfo
 	buf     *[]byte
 	n       int    // bytes read into buf

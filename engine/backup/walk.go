@@ -32,7 +32,7 @@ type item struct {
 	// and releases it, or clears at to fall back to fsPath. Zero for roots and extra items.
 	at entryAt
 	// listed: a regular file the walk took from its directory listing without a stat (walker
-	// statFiles unset); info is only its type. Whoever opens it stats the handle, which is the
+	// listFiles set); info is only its type. Whoever opens it stats the handle, which is the
 	// stat the archive uses anyway.
 	listed bool
 }
@@ -83,8 +83,8 @@ type walker struct {
 	skipTop map[string]bool
 	// listFiles: regular files, as the directory listing types them, are emitted listed, without
 	// the stat a walk makes of every entry. Packaging stats the open file instead (a system call
-	// per file less, the one tar does not make either); the pre-scan, which only stats, and
-	// raw_tree, whose index takes sizes from the walk, leave it unset.
+	// per file less); the pre-scan, which needs sizes, and raw_tree, whose index takes them from
+	// the walk, leave it unset.
 	listFiles bool
 	// fork, when set, walks subdirectories on other goroutines: only for a walk whose emit may be
 	// called concurrently and in any order (the pre-scan, which only counts).
