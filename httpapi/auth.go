@@ -313,6 +313,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 			respond.Error(w, r, err)
 			return
 		}
+		s.signOuts.happened()
 		zerolog.Ctx(ctx).Info().Int64("user_id", sess.UserID).Msg("logged out")
 	}
 	clearSessionCookie(w, r)

@@ -206,6 +206,8 @@ func (s *Server) runEventsSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	log := zerolog.Ctx(r.Context()).With().Str("run_id", id).Logger()
 	ctx := c.CloseRead(r.Context()) // ends when the client closes or goes away
+	ctx, stop := s.whileSignedIn(ctx, r)
+	defer stop()
 	err = s.cfg.Runs.Stream(ctx, id, after, func(evs []storage.RunEvent) error {
 		for _, e := range evs {
 			b, err := json.Marshal(eventOut(e))
@@ -222,7 +224,7 @@ func (s *Server) runEventsSocket(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if ctx.Err() != nil {
-		c.CloseNow()
+		closeEnded(ctx, c)
 		return
 	}
 	if err != nil {
@@ -242,11 +244,21 @@ func (s *Server) runEventsSocket(w http.ResponseWriter, r *http.Request) {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		c.CloseNow()
+		closeEnded(ctx, c)
 		return
 	case <-t.C():
 	}
 	c.Close(websocket.StatusNormalClosure, fmt.Sprintf("run finished; closed after a %s grace period", grace))
+}
+
+// closeEnded closes a socket whose context ended: with 1008 saying why when the credentials that
+// opened it ended, at once when the client went away.
+func closeEnded(ctx context.Context, c *websocket.Conn) {
+	if errors.Is(context.Cause(ctx), errSignedOut) {
+		c.Close(websocket.StatusPolicyViolation, "signed out")
+		return
+	}
+	c.CloseNow()
 }
 
 // DefaultRunEventsGrace is how long the run-events WebSocket stays open after the run ended and

@@ -165,6 +165,7 @@ type Server struct {
 	hashSem  chan struct{} // bounds concurrent Argon2 computations
 	audit    *audit.Recorder
 	mux      *chi.Mux // the root router: requiredRole finds a request's route in it, and the audit log names routes refused before routing
+	signOuts *signOuts
 }
 
 // New builds the Hub's HTTP handler.
@@ -179,6 +180,7 @@ func newServer(cfg Config) *Server {
 		throttle: throttle{db: cfg.DB, clock: cfg.Clock},
 		hashSem:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 		audit:    cfg.Audit,
+		signOuts: newSignOuts(),
 	}
 	if s.audit == nil {
 		s.audit = audit.NewRecorder(cfg.DB, cfg.Logger)

@@ -60,6 +60,7 @@ func (s *Server) revokeSession(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
+	s.signOuts.happened()
 	current, _ := r.Context().Value(sessionPublicIDKey).(string)
 	if id == current {
 		clearSessionCookie(w, r)

@@ -209,6 +209,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, err)
 		return
 	}
+	s.signOuts.happened()
 	zerolog.Ctx(r.Context()).Info().Int64("token_id", id).Msg("api token revoked")
 	respond.NoContent(w)
 }

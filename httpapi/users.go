@@ -169,6 +169,7 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, userError(err))
 		return
 	}
+	s.signOuts.happened() // a lowered role or a new password ended sessions and tokens
 	zerolog.Ctx(ctx).Info().Int64("target_user_id", id).Bool("role_set", body.Role != nil).
 		Bool("password_set", body.Password != nil).Msg("user updated")
 	respond.JSON(w, http.StatusOK, viewUser(u))
@@ -184,6 +185,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, userError(err))
 		return
 	}
+	s.signOuts.happened()
 	if id == UserID(r) {
 		clearSessionCookie(w, r)
 	}
@@ -255,6 +257,7 @@ func (s *Server) changeOwnPassword(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, userError(err))
 		return
 	}
+	s.signOuts.happened()
 	zerolog.Ctx(ctx).Info().Msg("password changed")
 	respond.NoContent(w)
 }

@@ -1,0 +1,108 @@
+package httpapi_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/bastion-backup/bastion/httpapi"
+	"github.com/bastion-backup/bastion/httpapi/apitest"
+)
+
+// TestRunEventsSocketEndsWithItsCredentials: a run-events WebSocket authenticates at its
+// handshake only, so it must close (1008) once the session or API token that opened it ends —
+// by logout, revocation, a password reset or the user's deletion — and stay open for everyone
+// else. The run is finished, so each socket is held by the grace timer, which never fires here.
+func TestRunEventsSocketEndsWithItsCredentials(t *testing.T) {
+	t.Parallel()
+	jh := startJobsHub(t)
+	rid := finishedRunWithEvents(t, jh, 1)
+	admin := jh.c
+	_, tok := admin.CreateToken(t, "watcher", httpapi.RoleViewer)
+
+	type socket struct {
+		name   string
+		conn   *websocket.Conn
+		closed chan error
+	}
+	dial := func(name string, c *apitest.Client) *socket {
+		t.Helper()
+		conn, st := wsDial(t, jh, c, rid, 0, jh.URL)
+		if conn == nil {
+			t.Fatalf("%s: dial = %d", name, st)
+		}
+		if got := fmt.Sprint(readSeqs(t, conn, 1)); got != "[1]" {
+			t.Fatalf("%s: events %s", name, got)
+		}
+		s := &socket{name: name, conn: conn, closed: make(chan error, 1)}
+		go func() {
+			_, _, err := conn.Read(context.Background())
+			s.closed <- err
+		}()
+		t.Cleanup(func() { conn.CloseNow() })
+		return s
+	}
+	wantClosed := func(s *socket) {
+		t.Helper()
+		select {
+		case err := <-s.closed:
+			var ce websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "signed out" {
+				t.Fatalf("%s: %v, want a 1008 close saying signed out", s.name, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: still open after its credentials ended", s.name)
+		}
+	}
+	// The socket that must stay open is checked last: every sign-out before woke it too, and
+	// closing it by mistake would have happened then, long before.
+	wantOpen := func(s *socket) {
+		t.Helper()
+		select {
+		case err := <-s.closed:
+			t.Fatalf("%s: closed by someone else's sign-out: %v", s.name, err)
+		default:
+		}
+	}
+
+	bob := jh.AddUser(t, admin, "bob", httpapi.RoleOperator)
+	carol := jh.AddUser(t, admin, "carol", httpapi.RoleViewer)
+	dave := jh.AddUser(t, admin, "dave", httpapi.RoleViewer)
+	adminSock := dial("admin session", admin)
+	bobSock := dial("bob's session", bob)
+	carolSock := dial("carol's session", carol)
+	daveSock := dial("dave's session", dave)
+	botSock := dial("api token", jh.BearerClient(t, tok))
+
+	if st, body := bob.Post(t, "/api/auth/logout", nil); st != http.StatusNoContent {
+		t.Fatalf("logout: %d %v", st, body)
+	}
+	wantClosed(bobSock)
+	var tokens struct {
+		Items []struct {
+			ID int64 `json:"id"`
+		} `json:"items"`
+	}
+	admin.Do(t, http.MethodGet, "/api/tokens", nil).Decode(t, &tokens)
+	if len(tokens.Items) != 1 {
+		t.Fatalf("tokens: %+v", tokens)
+	}
+	if r := admin.Do(t, http.MethodDelete, fmt.Sprintf("/api/tokens/%d", tokens.Items[0].ID), nil); r.Status != http.StatusNoContent {
+		t.Fatalf("revoke token: %s", r)
+	}
+	wantClosed(botSock)
+	if r := admin.Do(t, http.MethodPut, fmt.Sprint("/api/users/", userID(t, admin, "carol")), map[string]string{"password": "another long password"}); r.Status != http.StatusOK {
+		t.Fatalf("reset carol's password: %s", r)
+	}
+	wantClosed(carolSock)
+	if r := admin.Do(t, http.MethodDelete, fmt.Sprint("/api/users/", userID(t, admin, "dave")), nil); r.Status != http.StatusNoContent {
+		t.Fatalf("delete dave: %s", r)
+	}
+	wantClosed(daveSock)
+	wantOpen(adminSock)
+}
