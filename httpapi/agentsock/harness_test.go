@@ -13,6 +13,7 @@ import (
 
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
+	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/httpapi/middleware"
 	"github.com/bastion-backup/bastion/storage"
@@ -128,6 +129,16 @@ func newEnrollToken(t testing.TB, db *storage.DB, uses *int64) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// newSecretStore is a secrets store in db with a fresh master key.
+func newSecretStore(t testing.TB, db *storage.DB) *secrets.Store {
+	t.Helper()
+	keys, err := secrets.NewKeyring(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secrets.NewStore(db, keys, clock.Real{})
 }
 
 // waitFor polls cond until it holds or the test's deadline (capped at 60 s) passes.

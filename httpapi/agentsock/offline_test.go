@@ -150,11 +150,7 @@ func TestIngestNotifiesAndIndexes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := storagetest.Open(t)
-	keys, err := secrets.NewKeyring(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := secrets.NewStore(db, keys, clock.Real{})
+	store := newSecretStore(t, db)
 	if err := store.Put(ctx, secrets.HubNode, secrets.KindWebhook, "hook", []byte(`{"url":"https://hooks.example/in"}`)); err != nil {
 		t.Fatal(err)
 	}

@@ -130,11 +130,7 @@ type restoreSetup struct {
 func newRestoreSetup(t *testing.T, gate bool) *restoreSetup {
 	t.Helper()
 	db := storagetest.Open(t)
-	keys, err := secrets.NewKeyring(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := secrets.NewStore(db, keys, clock.Real{})
+	store := newSecretStore(t, db)
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	ages := agekeys.New(store)
 	runBridge := agentsock.NewRunBridge()

@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bastion-backup/bastion/agent/client"
-	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/notify"
 	"github.com/bastion-backup/bastion/engine/runs"
 	"github.com/bastion-backup/bastion/engine/secrets"
@@ -31,11 +30,7 @@ func TestRevokeEndsWhatTheAgentOwes(t *testing.T) {
 	ctx := context.Background()
 	db := storagetest.Open(t)
 	log := zerolog.New(zerolog.NewTestWriter(t))
-	keys, err := secrets.NewKeyring(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := secrets.NewStore(db, keys, clock.Real{})
+	store := newSecretStore(t, db)
 	if err := store.Put(ctx, secrets.HubNode, secrets.KindWebhook, "hook", []byte(`{"url":"https://hooks.example/in"}`)); err != nil {
 		t.Fatal(err)
 	}

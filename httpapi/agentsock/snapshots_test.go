@@ -26,11 +26,7 @@ func TestConfigAndSecretsSnapshots(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := storagetest.Open(t)
-	keys, err := secrets.NewKeyring(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := secrets.NewStore(db, keys, clock.Real{})
+	store := newSecretStore(t, db)
 	log := zerolog.New(zerolog.NewTestWriter(t))
 	snaps := agentsock.StoreSnapshots{DB: db, Store: store}
 	h := agentsock.New(agentsock.Config{DB: db, Logger: log, Snapshots: snaps})
@@ -139,11 +135,7 @@ func TestSecretsSnapshotCarriesBothShapes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := storagetest.Open(t)
-	keys, err := secrets.NewKeyring(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := secrets.NewStore(db, keys, clock.Real{})
+	store := newSecretStore(t, db)
 	if err := store.Put(ctx, "agent-1", secrets.KindWebDAV, "nas", []byte(`{"username":"u","password":"pw"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -194,11 +186,7 @@ func TestStaleSecretsSnapshotNeverLandsLast(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := storagetest.Open(t)
-	keys, err := secrets.NewKeyring(time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := secrets.NewStore(db, keys, clock.Real{})
+	store := newSecretStore(t, db)
 	snaps := &heldSnapshots{StoreSnapshots: agentsock.StoreSnapshots{DB: db, Store: store},
 		built: make(chan struct{}), release: make(chan struct{})}
 	h := agentsock.New(agentsock.Config{DB: db, Logger: zerolog.New(zerolog.NewTestWriter(t)), Snapshots: snaps})
