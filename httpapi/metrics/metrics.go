@@ -24,6 +24,7 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -128,12 +129,60 @@ func (m *Metrics) TriggerFired(jobID string, late time.Duration) {
 // Handler serves the registry in the Prometheus text format (or what the scraper negotiates). A
 // failed database read is logged and leaves its metrics out; the rest is still served, so that a
 // locked database does not also blind the process metrics.
+//
+// At most two scrapes gather at once (the others get 503). A scrape's answer is gathered into
+// memory and written after its slot is free: written from inside promhttp's handler, a client
+// that reads slowly (anyone, with --metrics-public) would hold a slot for as long as it liked.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog:            promLogger{m.log},
 		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: 2,
+		MaxRequestsInFlight: MaxScrapesInFlight,
 	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b bufferedResponse
+		h.ServeHTTP(&b, r)
+		for k, v := range b.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(b.statusOr200())
+		_, _ = w.Write(b.body.Bytes())
+	})
+}
+
+// MaxScrapesInFlight bounds the scrapes gathered at once.
+const MaxScrapesInFlight = 2
+
+// bufferedResponse keeps an answer in memory.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header {
+	if b.header == nil {
+		b.header = http.Header{}
+	}
+	return b.header
+}
+
+func (b *bufferedResponse) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
+}
+
+func (b *bufferedResponse) statusOr200() int {
+	if b.status == 0 {
+		return http.StatusOK
+	}
+	return b.status
 }
 
 type promLogger struct{ log zerolog.Logger }

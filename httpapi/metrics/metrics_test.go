@@ -190,3 +190,43 @@ func TestRouteLabelIsThePattern(t *testing.T) {
 		}
 	}
 }
+
+// stalledWriter is a client that does not read its answer: Write blocks until release is closed.
+type stalledWriter struct {
+	header  http.Header
+	writing chan struct{}
+	release chan struct{}
+}
+
+func (w *stalledWriter) Header() http.Header { return w.header }
+func (w *stalledWriter) WriteHeader(int)     {}
+func (w *stalledWriter) Write(p []byte) (int, error) {
+	select {
+	case w.writing <- struct{}{}:
+	default:
+	}
+	<-w.release
+	return len(p), nil
+}
+
+// TestStalledScrapersHoldNoSlot: clients that never read their answer (anyone can be one under
+// --metrics-public) must not keep a real scraper out: the in-flight bound counts gathering, not
+// writing.
+func TestStalledScrapersHoldNoSlot(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t)
+	fixture(t, db)
+	h := newMetrics(t, db).Handler()
+	release := make(chan struct{})
+	defer close(release)
+	for range MaxScrapesInFlight + 1 {
+		w := &stalledWriter{header: http.Header{}, writing: make(chan struct{}, 1), release: release}
+		go h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		<-w.writing // gathered, now stuck writing
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "bastion_runs_total") {
+		t.Fatalf("a scrape behind %d stalled clients: %d %.200s", MaxScrapesInFlight+1, rec.Code, rec.Body.String())
+	}
+}
