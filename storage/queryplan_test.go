@@ -177,3 +177,19 @@ func TestRunOperationsInRangeStartFromTheRange(t *testing.T) {
 		t.Fatalf("plan does not start from the range:\n%s", strings.Join(plan, "\n"))
 	}
 }
+
+// TestRecentFailedNotificationsReadOnlyThePage: the command center's failed notifications come
+// from an index in their order, from the newest, so the query stops at its page instead of
+// reading and sorting every failed notification kept.
+func TestRecentFailedNotificationsReadOnlyThePage(t *testing.T) {
+	t.Parallel()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	joined := strings.Join(explain(t, db, qRecentFailedNotifications, []any{1, 50}), "\n")
+	if strings.Contains(joined, "TEMP B-TREE") || !strings.Contains(joined, "notifications_status_created_at_id") {
+		t.Errorf("plan:\n%s", joined)
+	}
+}
