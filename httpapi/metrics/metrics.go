@@ -145,6 +145,7 @@ func (m *Metrics) Handler() http.Handler {
 		for k, v := range b.header {
 			w.Header()[k] = v
 		}
+		w.Header().Set("Content-Length", strconv.Itoa(b.body.Len()))
 		w.WriteHeader(b.statusOr200())
 		_, _ = w.Write(b.body.Bytes())
 	})

@@ -229,4 +229,7 @@ func TestStalledScrapersHoldNoSlot(t *testing.T) {
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "bastion_runs_total") {
 		t.Fatalf("a scrape behind %d stalled clients: %d %.200s", MaxScrapesInFlight+1, rec.Code, rec.Body.String())
 	}
+	if got := rec.Header().Get("Content-Length"); got != strconv.Itoa(rec.Body.Len()) {
+		t.Fatalf("Content-Length %q for a %d-byte answer", got, rec.Body.Len())
+	}
 }
