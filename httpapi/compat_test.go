@@ -245,7 +245,8 @@ func TestRunEventsSocketGraceAfterTheEnd(t *testing.T) {
 		closed <- result{err}
 	}()
 	armed := make(chan error, 1)
-	go func() { armed <- jh.Clock.WaitArmCount(t.Context(), arms+1) }()
+	// Two timers: the grace period's, and the session expiry the socket watches.
+	go func() { armed <- jh.Clock.WaitArmCount(t.Context(), arms+2) }()
 	select {
 	case r := <-closed:
 		t.Fatalf("closed at once after the run's end: %v", r.err)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"time"
 
+	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/httpapi/respond"
 )
 
@@ -37,25 +39,38 @@ func (s *signOuts) next() <-chan struct{} {
 var errSignedOut = errors.New("the session or API token that opened this stream has ended")
 
 // whileSignedIn returns a context that is canceled with errSignedOut once the credentials r
-// carries stop authenticating (checked at once, then after every sign-out), or when ctx ends.
-// stop releases its goroutine.
+// carries stop authenticating: checked at once, after every sign-out, and when a session reaches
+// its expiry. It also ends with ctx; stop releases its goroutine.
 func (s *Server) whileSignedIn(ctx context.Context, r *http.Request) (_ context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	go func() {
+		var expiry clock.Timer
+		var expired <-chan time.Time
+		defer func() {
+			if expiry != nil {
+				expiry.Stop()
+			}
+		}()
 		for {
 			// Taken before the check: a sign-out during the check wakes the next one.
 			woken := s.signOuts.next()
-			if _, _, err := s.authenticate(r.WithContext(ctx)); err != nil {
-				var ae *respond.APIError
-				if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
-					cancel(errSignedOut)
-					return
-				}
+			_, sess, err := s.authenticate(r.WithContext(ctx))
+			var ae *respond.APIError
+			if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+				cancel(errSignedOut)
+				return
+			}
+			if expiry == nil && err == nil && sess.ExpiresAt > 0 {
+				// A session's expiry never moves, so one timer serves every later check.
+				expiry = s.clock.NewTimer(time.Unix(sess.ExpiresAt, 0).Sub(s.now()))
+				expired = expiry.C()
 			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-woken:
+			case <-expired:
+				expired = nil // the check below finds the session gone
 			}
 		}
 	}()

@@ -106,3 +106,45 @@ func TestRunEventsSocketEndsWithItsCredentials(t *testing.T) {
 	wantClosed(daveSock)
 	wantOpen(adminSock)
 }
+
+// TestRunEventsSocketEndsWithItsSession: a session that reaches its expiry while its socket is
+// open ends the stream too, at the expiry by the Hub's clock, with nobody signing out.
+func TestRunEventsSocketEndsWithItsSession(t *testing.T) {
+	t.Parallel()
+	// A grace period longer than the session, so that only the expiry can end this stream.
+	jh := startJobsHub(t, apitest.WithConfig(func(cfg *httpapi.Config) { cfg.RunEventsGrace = 30 * 24 * time.Hour }))
+	rid := finishedRunWithEvents(t, jh, 1)
+	arms := jh.Clock.ArmCount()
+	conn, st := wsDial(t, jh, jh.c, rid, 0, jh.URL)
+	if conn == nil {
+		t.Fatalf("dial = %d", st)
+	}
+	defer conn.CloseNow()
+	if got := fmt.Sprint(readSeqs(t, conn, 1)); got != "[1]" {
+		t.Fatalf("events %s", got)
+	}
+	closed := make(chan error, 1)
+	go func() {
+		_, _, err := conn.Read(context.Background())
+		closed <- err
+	}()
+	wctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := jh.Clock.WaitArmCount(wctx, arms+2); err != nil {
+		t.Fatalf("waiting for the grace and session-expiry timers: %v", err)
+	}
+	d, ok := jh.Clock.NextDeadline()
+	if !ok || d.Sub(jh.Clock.Now()) > 7*24*time.Hour {
+		t.Fatalf("next deadline %v (ok %v), want the session's expiry within 7 days", d, ok)
+	}
+	jh.Clock.Set(d)
+	select {
+	case err := <-closed:
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "signed out" {
+			t.Fatalf("at the session's expiry: %v, want a 1008 close saying signed out", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("still open after the session expired")
+	}
+}
