@@ -113,6 +113,16 @@ describe('run event stream', () => {
     expect(stream.current).toBe('ended')
   })
 
+  it('ends without reconnecting when the Hub closes it because the session ended (1008)', () => {
+    const { stream, sockets, timers, states } = setup()
+    stream.start()
+    sockets[0]!.open()
+    sockets[0]!.drop(1008)
+    expect(states.at(-1)).toBe('ended')
+    expect(timers).toHaveLength(0)
+    expect(sockets).toHaveLength(1)
+  })
+
   it('stops cleanly: closes the socket, cancels a pending reconnect, ignores late messages', () => {
     const { stream, sockets, timers, events } = setup()
     stream.start()

@@ -30,9 +30,12 @@ export interface EventStreamOptions {
   maxDelayMs?: number
 }
 
-// 1000 is the Hub's normal close once the run is over and nothing new came; anything else (1006 a
-// dropped connection, 1001 a restarting Hub, 1011 a server error) is worth a reconnect.
+// 1000 is the Hub's normal close once the run is over and nothing new came; 1008 closes a socket
+// whose session or API token ended (a reconnect would be refused; the app's next request takes
+// the user to the login page). Anything else (1006 a dropped connection, 1001 a restarting Hub,
+// 1011 a server error) is worth a reconnect.
 const NORMAL_CLOSURE = 1000
+const SIGNED_OUT = 1008
 
 export class RunEventStream {
   private lastSeq: number
@@ -117,7 +120,7 @@ export class RunEventStream {
     sock.onclose = (ev) => {
       if (this.socket !== sock) return
       this.socket = null
-      if (ev.code === NORMAL_CLOSURE) {
+      if (ev.code === NORMAL_CLOSURE || ev.code === SIGNED_OUT) {
         this.setState('ended')
         return
       }
