@@ -96,14 +96,19 @@ func must(t *testing.T, err error) {
 }
 
 // BenchmarkPreScan times the pre-scan of BASTION_BENCH_SMALL_FILES small files (default 2000)
-// walked by one goroutine, as before it forked, and by preScanWalkers.
+// walked by one goroutine, as before it forked (impl=sequential), and by preScanWalkers
+// (impl=parallel).
 func BenchmarkPreScan(b *testing.B) {
 	n := testtool.BenchSmallFiles(2000)
 	tree := filepath.Join(b.TempDir(), "tree")
 	testtool.SmallFilesTree(b, tree, n)
 	src := jobspec.FilesystemSource{Paths: []string{tree}, SymlinkPolicy: jobspec.SymlinkKeep, ErrorPolicy: jobspec.ErrorSkipOK}
-	for _, walkers := range []int{1, preScanWalkers} {
-		b.Run(fmt.Sprintf("files=%d/walkers=%d", n, walkers), func(b *testing.B) {
+	for _, impl := range []struct {
+		name    string
+		walkers int
+	}{{"sequential", 1}, {"parallel", preScanWalkers}} {
+		walkers := impl.walkers
+		b.Run(fmt.Sprintf("files=%d/impl=%s", n, impl.name), func(b *testing.B) {
 			defer func(w int) { preScanWalkers = w }(preScanWalkers)
 			preScanWalkers = walkers
 			r := &run{ctx: context.Background()}

@@ -7,3 +7,6 @@ BASTION_BENCH_TREE_MIB=${BASTION_BENCH_TREE_MIB:-1024} BENCH_COUNT=${BENCH_COUNT
 # Bastion with pre_scan on, as jobs have it, beside tar | zstd -3 -T0.
 BASTION_BENCH_SMALL_FILES=${BASTION_BENCH_SMALL_FILES:-100000} BENCH_COUNT=${BENCH_COUNT:-3} \
   gobench engine ./backup/ 'SmallFiles' -benchtime 1x -timeout 60m
+# The pre-scan of the same 100,000 files on preScanWalkers goroutines beside one (as it was).
+BASTION_BENCH_SMALL_FILES=${BASTION_BENCH_SMALL_FILES:-100000} BENCH_COUNT=${BENCH_COUNT:-6} \
+  gobench engine ./backup/ 'PreScan'
