@@ -224,6 +224,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	setSessionCookie(w, r, token)
 	ev := log.Info().Int64("user_id", user.ID).Str("client_ip", sess.ClientIP)
 	if evicted > 0 {
+		s.signOuts.happened() // the oldest sessions made room for this one
 		ev = ev.Int64("sessions_evicted", evicted)
 	}
 	ev.Msg("login succeeded")
@@ -406,7 +407,7 @@ func (s *Server) authenticate(r *http.Request) (Principal, storage.Session, erro
 			zerolog.Ctx(r.Context()).Warn().Err(err).Msg("record session last seen")
 		}
 	}
-	return Principal{UserID: sess.UserID, Username: sess.Username, Role: sess.Role}, sess, nil
+	return Principal{UserID: sess.UserID, Username: sess.Username, Role: sess.Role, ExpiresAt: sess.ExpiresAt}, sess, nil
 }
 
 // readOnlyPOSTs are the POST routes (chi patterns under /api) that change nothing and make the

@@ -33,6 +33,7 @@ type Principal struct {
 	Role      string
 	TokenID   int64
 	TokenName string
+	ExpiresAt int64 // when the session or API token ends (unix seconds); 0: never
 }
 
 // PrincipalOf returns who authorised r, and false outside the authenticated routes.

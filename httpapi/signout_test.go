@@ -16,8 +16,8 @@ import (
 
 // TestRunEventsSocketEndsWithItsCredentials: a run-events WebSocket authenticates at its
 // handshake only, so it must close (1008) once the session or API token that opened it ends —
-// by logout, revocation, a password reset or the user's deletion — and stay open for everyone
-// else. The run is finished, so each socket is held by the grace timer, which never fires here.
+// by logout, revocation, a password reset, the user's deletion or eviction by newer logins — and
+// stay open for everyone else. The run is finished, so each socket is held by the grace timer, which never fires here.
 func TestRunEventsSocketEndsWithItsCredentials(t *testing.T) {
 	t.Parallel()
 	jh := startJobsHub(t)
@@ -104,47 +104,69 @@ func TestRunEventsSocketEndsWithItsCredentials(t *testing.T) {
 		t.Fatalf("delete dave: %s", r)
 	}
 	wantClosed(daveSock)
+	// Logins over the per-user limit evict the oldest session, and its socket with it.
+	eveSock := dial("eve's oldest session", jh.AddUser(t, admin, "eve", httpapi.RoleViewer))
+	for range httpapi.MaxSessionsPerUser {
+		jh.Client(t).Login(t, "eve", apitest.Password)
+	}
+	wantClosed(eveSock)
 	wantOpen(adminSock)
 }
 
-// TestRunEventsSocketEndsWithItsSession: a session that reaches its expiry while its socket is
-// open ends the stream too, at the expiry by the Hub's clock, with nobody signing out.
+// TestRunEventsSocketEndsWithItsSession: a session, or an API token with an expiry, that expires
+// while its socket is open ends the stream too, at the expiry by the Hub's clock, with nobody
+// signing out.
 func TestRunEventsSocketEndsWithItsSession(t *testing.T) {
 	t.Parallel()
-	// A grace period longer than the session, so that only the expiry can end this stream.
-	jh := startJobsHub(t, apitest.WithConfig(func(cfg *httpapi.Config) { cfg.RunEventsGrace = 30 * 24 * time.Hour }))
-	rid := finishedRunWithEvents(t, jh, 1)
-	arms := jh.Clock.ArmCount()
-	conn, st := wsDial(t, jh, jh.c, rid, 0, jh.URL)
-	if conn == nil {
-		t.Fatalf("dial = %d", st)
-	}
-	defer conn.CloseNow()
-	if got := fmt.Sprint(readSeqs(t, conn, 1)); got != "[1]" {
-		t.Fatalf("events %s", got)
-	}
-	closed := make(chan error, 1)
-	go func() {
-		_, _, err := conn.Read(context.Background())
-		closed <- err
-	}()
-	wctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if err := jh.Clock.WaitArmCount(wctx, arms+2); err != nil {
-		t.Fatalf("waiting for the grace and session-expiry timers: %v", err)
-	}
-	d, ok := jh.Clock.NextDeadline()
-	if !ok || d.Sub(jh.Clock.Now()) > 7*24*time.Hour {
-		t.Fatalf("next deadline %v (ok %v), want the session's expiry within 7 days", d, ok)
-	}
-	jh.Clock.Set(d)
-	select {
-	case err := <-closed:
-		var ce websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "signed out" {
-			t.Fatalf("at the session's expiry: %v, want a 1008 close saying signed out", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("still open after the session expired")
+	for _, kind := range []string{"session", "token"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			// A grace period longer than the session, so that only the expiry can end this stream.
+			jh := startJobsHub(t, apitest.WithConfig(func(cfg *httpapi.Config) { cfg.RunEventsGrace = 30 * 24 * time.Hour }))
+			rid := finishedRunWithEvents(t, jh, 1)
+			c := jh.c
+			if kind == "token" {
+				expires := jh.Clock.Now().Add(time.Hour).Unix()
+				r := jh.c.Do(t, http.MethodPost, "/api/tokens", map[string]any{"name": "short", "role": httpapi.RoleViewer, "expires_at": expires})
+				var out struct {
+					Token string `json:"token"`
+				}
+				r.Decode(t, &out)
+				c = jh.BearerClient(t, out.Token)
+			}
+			arms := jh.Clock.ArmCount()
+			conn, st := wsDial(t, jh, c, rid, 0, jh.URL)
+			if conn == nil {
+				t.Fatalf("dial = %d", st)
+			}
+			defer conn.CloseNow()
+			if got := fmt.Sprint(readSeqs(t, conn, 1)); got != "[1]" {
+				t.Fatalf("events %s", got)
+			}
+			closed := make(chan error, 1)
+			go func() {
+				_, _, err := conn.Read(context.Background())
+				closed <- err
+			}()
+			wctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			if err := jh.Clock.WaitArmCount(wctx, arms+2); err != nil {
+				t.Fatalf("waiting for the grace and expiry timers: %v", err)
+			}
+			d, ok := jh.Clock.NextDeadline()
+			if limit := map[string]time.Duration{"session": 7 * 24 * time.Hour, "token": time.Hour}[kind]; !ok || d.Sub(jh.Clock.Now()) > limit {
+				t.Fatalf("next deadline %v (ok %v), want the %s's expiry within %s", d, ok, kind, limit)
+			}
+			jh.Clock.Set(d)
+			select {
+			case err := <-closed:
+				var ce websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "signed out" {
+					t.Fatalf("at the expiry: %v, want a 1008 close saying signed out", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("still open after the expiry")
+			}
+		})
 	}
 }

@@ -97,7 +97,7 @@ func (s *Server) tokenPrincipal(r *http.Request, tok string) (Principal, error) 
 	}
 	return Principal{
 		UserID: t.CreatedBy, Username: t.CreatedByName, Role: lowerRole(t.Role, t.CreatorRole),
-		TokenID: t.ID, TokenName: t.Name,
+		TokenID: t.ID, TokenName: t.Name, ExpiresAt: t.ExpiresAt,
 	}, nil
 }
 
