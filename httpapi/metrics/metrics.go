@@ -146,10 +146,19 @@ func (m *Metrics) Handler() http.Handler {
 			w.Header()[k] = v
 		}
 		w.Header().Set("Content-Length", strconv.Itoa(b.body.Len()))
+		// A client that does not read would otherwise keep the answer in memory for good. The
+		// deadline is the connection's: it is lifted again for the next request on it.
+		rc := http.NewResponseController(w)
+		if rc.SetWriteDeadline(time.Now().Add(scrapeWriteTimeout)) == nil {
+			defer rc.SetWriteDeadline(time.Time{})
+		}
 		w.WriteHeader(b.statusOr200())
 		_, _ = w.Write(b.body.Bytes())
 	})
 }
+
+// scrapeWriteTimeout bounds how long a scrape's answer may take to be written.
+const scrapeWriteTimeout = 30 * time.Second
 
 // MaxScrapesInFlight bounds the scrapes gathered at once.
 const MaxScrapesInFlight = 2
