@@ -142,6 +142,12 @@ func (a *archiver) openFailed(it item, err error) error {
 		vanished(a.issues, a.cons, it.arch, it.walkInfo(), err, msgVanished)
 		return nil
 	}
+	// A file the listing called regular that is something else when opened (a FUSE filesystem
+	// that types entries wrongly, or one swapped in) is skipped as the walk skips special files.
+	if nr := (*notRegularError)(nil); it.listed && errors.As(err, &nr) {
+		a.issues.warn(it.arch, "special file skipped ("+nr.kind+")")
+		return nil
+	}
 	return a.issues.fail(it.arch, fmt.Errorf("open: %w", err))
 }
 

@@ -531,6 +531,47 @@ func backupRunFn(ctx context.Context, tg targets.Target, s *jobspec.Spec, run, s
 	return backup.Run(ctx, backup.Request{JobID: jobID, RunID: run, StartedAt: now, Spec: s, Target: tg, StagingDir: staging, Keys: keys, Logger: zerolog.Nop()})
 }
 
+// A file the directory listing types as regular but that is a FIFO when opened (swapped in, or a
+// filesystem that types entries wrongly) is skipped with the walk's "special file" warning, not
+// failed as unreadable: fail_fast goes on, with and without read-ahead.
+func TestListedFileThatIsSpecialWhenOpenedIsSkipped(t *testing.T) {
+	t.Parallel()
+	for _, sequential := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sequential=%v", sequential), func(t *testing.T) {
+			t.Parallel()
+			src := t.TempDir()
+			write(t, filepath.Join(src, "a.txt"), "a")
+			pipe := filepath.Join(src, "p.txt")
+			write(t, pipe, "regular when listed")
+			backup.InjectBeforeOpen(pipe, func() {
+				if err := os.Remove(pipe); err != nil {
+					t.Error(err)
+				}
+				if err := syscall.Mkfifo(pipe, 0o600); err != nil {
+					t.Error(err)
+				}
+			})
+			h := newHarness(t)
+			h.sequential = sequential
+			if _, err := h.run(context.Background(), fsSpec(t, func(fs *jobspec.FilesystemSource) {
+				fs.ErrorPolicy = jobspec.ErrorFailFast
+				fs.PreScan = false
+			}, src)); err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			issues := h.events.Find("fs_issues")
+			warned, _ := json.Marshal(issues.Fields["warnings"])
+			if issues.Fields["errors_total"].(int64) != 0 ||
+				!strings.Contains(string(warned), `"path":"`+arch(pipe)+`","message":"special file skipped (fifo)"`) {
+				t.Fatalf("fs_issues %v", issues.Fields)
+			}
+			if got := paths(h.index()); slices.Contains(got, arch(pipe)) || !slices.Contains(got, arch(filepath.Join(src, "a.txt"))) {
+				t.Fatalf("index %v", got)
+			}
+		})
+	}
+}
+
 // Files that vanish between the walk listing them and the archive reading them are warnings
 // naming the path (not errors, so fail_fast goes on) and deletions in the consistency report,
 // where the consistency policy decides.

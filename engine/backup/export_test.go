@@ -9,8 +9,8 @@ import (
 // test runs, so parallel tests never race on them; each test keys its faults by its own paths.
 var openFaults, beforeOpen, afterCopy sync.Map
 
-// ReadAheadLeftOver adds up what read-ahead queues still counted once drained, over every run
-// of the test binary: anything but 0 is a bookkeeping error.
+// ReadAheadLeftOver adds up what read-ahead queues still counted once drained (queued bytes and
+// large buffers), over every run of the test binary: anything but 0 is a bookkeeping error.
 var ReadAheadLeftOver atomic.Int64
 
 func init() {

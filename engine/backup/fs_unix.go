@@ -65,11 +65,39 @@ func readDir(p string, follow bool) ([]fs.DirEntry, *os.File, error) {
 	}
 	entries, err := f.ReadDir(-1)
 	if err != nil {
+		// Where the filesystem gives no entry types, Go stats every entry itself, and one stat
+		// that fails fails the whole listing. Names alone then: the walk stats each entry, and
+		// reports the one that fails, as it did before entries carried types.
+		if names, nerr := relist(f); nerr == nil {
+			entries, err = make([]fs.DirEntry, len(names)), nil
+			for i, n := range names {
+				entries[i] = untypedEntry(n)
+			}
+		}
+	}
+	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
 	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	return entries, f, nil
+}
+
+func relist(f *os.File) ([]string, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return f.Readdirnames(-1)
+}
+
+// untypedEntry is a listed name of unknown type: never taken for a regular file, so it is stat'ed.
+type untypedEntry string
+
+func (e untypedEntry) Name() string      { return string(e) }
+func (e untypedEntry) IsDir() bool       { return false }
+func (e untypedEntry) Type() fs.FileMode { return fs.ModeIrregular }
+func (e untypedEntry) Info() (fs.FileInfo, error) {
+	return nil, errors.New("untyped entry: not stat'ed")
 }
 
 // Test seams for fault injection. Only export_test.go sets them, so in production each file
@@ -80,8 +108,8 @@ var (
 	openHook func(fsPath string) error
 	// afterCopyHook runs right after a file's body was archived, before the consistency check.
 	afterCopyHook func(fsPath string)
-	// drainedHook gets what the read-ahead queue still counts once it is empty: 0 unless its
-	// bookkeeping is wrong.
+	// drainedHook gets what the read-ahead queue still counts once it is empty (queued bytes and
+	// large buffers): 0 unless its bookkeeping is wrong.
 	drainedHook func(queuedBytes int64)
 )
 
@@ -95,6 +123,12 @@ func readLink(p string) (string, error) {
 }
 
 var errNotRegular = errors.New("no longer a regular file")
+
+// notRegularError is errNotRegular with what the object turned out to be ("fifo", …).
+type notRegularError struct{ kind string }
+
+func (e *notRegularError) Error() string { return errNotRegular.Error() + " (" + e.kind + ")" }
+func (e *notRegularError) Unwrap() error { return errNotRegular }
 
 // srcFile is an open source file: read once, from start to end, then closed.
 type srcFile interface {
@@ -151,7 +185,7 @@ func openRegular(it item) (srcFile, fs.FileInfo, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, nil, fmt.Errorf("%w (%s)", errNotRegular, describeMode(fi.Mode()))
+		return nil, nil, &notRegularError{describeMode(fi.Mode())}
 	}
 	// Regular files ignore O_NONBLOCK for reads, so reads stay plain blocking reads.
 	return f, fi, nil

@@ -14,8 +14,9 @@ import (
 )
 
 // TestPreScanCountsWhatTheWalkEmits: the pre-scan walks subtrees on several goroutines; its
-// totals must still be exactly what the (sequential) packaging walk emits, under every symlink
-// policy, with filters, a symlink loop, special files and entries in every level of the tree.
+// totals must still be exactly what one sequential walk with the same filters emits (the objects
+// packaging then archives), under every symlink policy, with filters, a symlink loop, special
+// files and entries in every level of the tree.
 func TestPreScanCountsWhatTheWalkEmits(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()

@@ -19,12 +19,17 @@ import (
 // another. The archiver still writes every entry in walk order and records what it finds (open and
 // read errors, changed files) in that order, so the archive, the index and the counts are the same
 // as without it; only problems the walk itself finds (a file gone before its lstat) may be sampled
-// ahead of those of the entries still queued. Larger files are streamed by the archiver as before.
+// ahead of those of the entries still queued. Larger files, and medium ones while the large-buffer
+// budget is used up, are opened by a worker and streamed by the archiver.
 const (
 	readAheadMaxFile  = 256 << 10 // bigger files are streamed, not buffered
 	readAheadWorkers  = 4         // system calls block threads, not cores; 4 overlap well on 2 cores
 	readAheadSlots    = 256       // entries queued ahead of the archiver
 	readAheadMaxBytes = 8 << 20   // bytes of small files queued ahead of the archiver
+	// readAheadLargeBudget bounds the large buffers held at once: a file the walk only listed
+	// is counted at listedCost until a worker knows its size, so the queue's byte count alone
+	// would let a tree of 100–256 KiB files fill every slot with a large buffer.
+	readAheadLargeBudget = 8 << 20
 	// A worker takes files in batches, so that handing work over (a wake-up of a parked
 	// thread each time) costs per batch, not per file.
 	batchFiles   = 32
@@ -47,7 +52,10 @@ type pending struct {
 	cost int64
 
 	openErr error
-	f       srcFile // set when the file is too big to buffer, or a hard link to keep: the archiver writes it
+	// f is set when a worker opened the file but left it to the archiver to write: too big to
+	// buffer, a hard link to keep, or no large buffer left in the budget.
+	f       srcFile
+	budget  *atomic.Int64 // set while buf is a large buffer counted in readAhead.large
 	fi      fs.FileInfo
 	buf     *[]byte
 	n       int    // bytes read into buf
@@ -72,11 +80,13 @@ type readAhead struct {
 	// keepLinks (hardlink_policy keep): a listed file with more than one link is left to the
 	// archiver, which resolves hard links in walk order.
 	keepLinks bool
+	large     atomic.Int64 // bytes of large buffers held by queued entries
 }
 
 // listedCost is what a listed file counts in the queue until a worker knows its size: most
-// small files fit a small buffer. The bytes a worker buffers replace it before the archiver
-// next checks the queue's size, so at most the batches being fetched overshoot the bound.
+// small files fit a small buffer. The worker then replaces it with the bytes it buffered; in the
+// meantime the queue may hold more than readAheadMaxBytes, but its buffers stay bounded: small
+// ones by the slots, large ones by readAheadLargeBudget.
 const listedCost = smallBufSize
 
 func startReadAhead(ctx context.Context, keepLinks bool) *readAhead {
@@ -88,7 +98,7 @@ func startReadAhead(ctx context.Context, keepLinks bool) *readAhead {
 			h := blake3.New() // a hasher is a few KiB: one per worker, not one per file
 			for b := range ra.work {
 				for _, p := range b.files {
-					p.fetch(ctx, h, ra.keepLinks)
+					p.fetch(ctx, h, ra)
 					if p.it.listed {
 						buffered := int64(0)
 						if p.buf != nil {
@@ -172,7 +182,7 @@ func (a *archiver) flush(ctx context.Context) error {
 		}
 	}
 	if drainedHook != nil {
-		drainedHook(a.ra.queued.Load())
+		drainedHook(a.ra.queued.Load() + a.ra.large.Load())
 	}
 	return nil
 }
@@ -226,7 +236,7 @@ func (ra *readAhead) stop() {
 }
 
 // fetch opens, reads, hashes and observes one file: what addFile does before it writes.
-func (p *pending) fetch(ctx context.Context, h *blake3.Hasher, keepLinks bool) {
+func (p *pending) fetch(ctx context.Context, h *blake3.Hasher, ra *readAhead) {
 	defer p.dropDir() // a file left to the archiver is checked through its path
 	if err := ctx.Err(); err != nil {
 		p.openErr = context.Cause(ctx)
@@ -239,15 +249,20 @@ func (p *pending) fetch(ctx context.Context, h *blake3.Hasher, keepLinks bool) {
 	}
 	p.fi = fi
 	size := fi.Size()
-	if size > readAheadMaxFile || (p.it.listed && keepLinks && statID(fi).Nlink > 1) {
+	if size > readAheadMaxFile || (p.it.listed && ra.keepLinks && statID(fi).Nlink > 1) {
 		p.f = f // too big (or grown since the walk), or a hard link: the archiver writes it
 		return
 	}
-	defer f.Close()
 	pool := &smallBufs
 	if size > smallBufSize {
-		pool = &largeBufs
+		if ra.large.Add(readAheadMaxFile) > readAheadLargeBudget {
+			ra.large.Add(-readAheadMaxFile)
+			p.f = f // no large buffer left: the archiver streams it
+			return
+		}
+		pool, p.budget = &largeBufs, &ra.large
 	}
+	defer f.Close()
 	p.buf = pool.Get().(*[]byte)
 	n, err := io.ReadFull(f, (*p.buf)[:size])
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -290,5 +305,9 @@ func (p *pending) release() {
 			largeBufs.Put(p.buf)
 		}
 		p.buf = nil
+	}
+	if p.budget != nil {
+		p.budget.Add(-readAheadMaxFile)
+		p.budget = nil
 	}
 }
