@@ -26,21 +26,49 @@ func (h *Hub) PushSecrets(ctx context.Context, agentID string) error {
 	if c == nil || h.cfg.Snapshots == nil {
 		return nil
 	}
-	return h.sendSecrets(ctx, c, c.send)
+	return h.sendSecrets(ctx, c, false)
 }
 
-// sendSecrets builds the agent's secrets snapshot and queues it with send, under c.secMu.
-func (h *Hub) sendSecrets(ctx context.Context, c *conn, send func(protocol.Message) error) error {
+// sendSecrets builds the agent's secrets snapshot and queues it, under c.secMu. With wait it
+// waits for room in the outbox, as sendWait does, but never while holding the lock: a slow agent
+// must not stall the others that send it snapshots (the reader answering its hello among them).
+func (h *Hub) sendSecrets(ctx context.Context, c *conn, wait bool) error {
+	for {
+		queued, err := h.trySendSecrets(ctx, c)
+		if err != nil || queued {
+			return err
+		}
+		if !wait {
+			c.cancel(errOutboxFull)
+			return errOutboxFull
+		}
+		select {
+		case <-c.out.space:
+		case <-c.ctx.Done():
+			return errNotConnected
+		}
+	}
+}
+
+// trySendSecrets builds and queues the snapshot if the outbox has room, and says whether it did.
+func (h *Hub) trySendSecrets(ctx context.Context, c *conn) (bool, error) {
 	c.secMu.Lock()
 	defer c.secMu.Unlock()
 	sec, err := h.cfg.Snapshots.Secrets(ctx, c.agentID)
 	if err != nil {
-		return fmt.Errorf("build secrets snapshot: %w", err)
+		return false, fmt.Errorf("build secrets snapshot: %w", err)
 	}
 	if sec == nil {
-		return nil
+		return true, nil
 	}
-	return send(sec)
+	b, err := protocol.Encode(sec)
+	if err != nil {
+		return false, err
+	}
+	if c.ctx.Err() != nil {
+		return false, errNotConnected
+	}
+	return c.out.push(b), nil
 }
 
 func (h *Hub) pushConfig(ctx context.Context, agentID string, c *conn) (string, error) {

@@ -108,7 +108,7 @@ func (h *Hub) onHello(ctx context.Context, c *conn, m *protocol.Hello, raw []byt
 			c.log.Warn().Err(err).Msg("remove age keys no operation needs")
 		}
 	}
-	if err := h.sendSecrets(ctx, c, c.send); err != nil {
+	if err := h.sendSecrets(ctx, c, false); err != nil {
 		c.log.Warn().Err(err).Msg("send secrets snapshot")
 	}
 	if _, err := h.pushConfig(ctx, c.agentID, c); err != nil {

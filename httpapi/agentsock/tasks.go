@@ -85,7 +85,7 @@ func (h *Hub) sendTask(ctx context.Context, c *conn, t storage.AgentTask, wait b
 		// The secrets snapshot goes first, every time: it carries the age identity of an encrypted
 		// snapshot, and the socket's order makes it arrive before the restore or verify that needs
 		// it (also when it is re-sent on a new connection, before hello's own snapshot).
-		if err := h.sendSecrets(ctx, c, send); err != nil {
+		if err := h.sendSecrets(ctx, c, wait); err != nil {
 			return fmt.Errorf("secrets snapshot for operation %s: %w", t.ID, err)
 		}
 	}
