@@ -227,9 +227,7 @@ func TestVerifyOnAgent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rs := newRestoreSetup(t, false)
-	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
-	testtool.BuildTree(t, src, 2<<20)
-	jobID, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
+	_, dst, jobID, runID := rs.backupNewTree(t, 2<<20, `{"type":"none"}`)
 	c := rs.api(t)
 
 	verify := func() storage.Operation {
@@ -311,9 +309,7 @@ func TestVerifyOnAgentCanceled(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rs := newRestoreSetup(t, true)
-	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
-	testtool.BuildTree(t, src, 1<<20)
-	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
+	_, _, _, runID := rs.backupNewTree(t, 1<<20, `{"type":"none"}`)
 	op, err := rs.ops.StartVerify(ctx, runID, 1)
 	if err != nil {
 		t.Fatal(err)

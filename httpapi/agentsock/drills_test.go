@@ -3,7 +3,6 @@ package agentsock_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/bastion-backup/bastion/engine/drills"
 	"github.com/bastion-backup/bastion/engine/jobgate"
 	"github.com/bastion-backup/bastion/engine/restore"
-	"github.com/bastion-backup/bastion/engine/testtool"
 	"github.com/bastion-backup/bastion/storage"
 )
 
@@ -25,9 +23,7 @@ func TestScheduledDrillOnAgent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rs := newRestoreSetup(t, false)
-	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
-	testtool.BuildTree(t, src, 2<<20)
-	jobID, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
+	_, _, jobID, runID := rs.backupNewTree(t, 2<<20, `{"type":"none"}`)
 
 	// Saturday noon; the drill is due Sunday 03:00 UTC.
 	clk := clock.NewFake(time.Date(2026, 1, 3, 12, 0, 0, 0, time.UTC))

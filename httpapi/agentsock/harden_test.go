@@ -17,7 +17,6 @@ import (
 	"github.com/bastion-backup/bastion/agent/protocol"
 	"github.com/bastion-backup/bastion/engine/clock"
 	"github.com/bastion-backup/bastion/engine/secrets"
-	"github.com/bastion-backup/bastion/engine/testtool"
 	"github.com/bastion-backup/bastion/httpapi/agentsock"
 	"github.com/bastion-backup/bastion/storage"
 	"github.com/bastion-backup/bastion/storage/storagetest"
@@ -197,9 +196,7 @@ func TestSharedAgeKeyLivesOnlyAsLongAsItsOperation(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rs := newRestoreSetup(t, true)
-	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
-	testtool.BuildTree(t, src, 1<<20)
-	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"age_x25519","key_name":"op-key"}`)
+	_, _, _, runID := rs.backupNewTree(t, 1<<20, `{"type":"age_x25519","key_name":"op-key"}`)
 	op := rs.restore(t, runID, filepath.Join(t.TempDir(), "restored"))
 	rs.waitHeld(t, op.ID)
 	if shared, err := rs.store.List(ctx, rs.agentID, secrets.KindBackupAgeIdentity); err != nil || len(shared) != 1 || shared[0].Name != "op-key" {
@@ -229,9 +226,7 @@ func TestUploadedRunCannotClaimAnotherAgeKey(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rs := newRestoreSetup(t, true)
-	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
-	testtool.BuildTree(t, src, 1<<20)
-	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
+	_, _, _, runID := rs.backupNewTree(t, 1<<20, `{"type":"none"}`)
 	if err := rs.store.Put(ctx, "hub", secrets.KindBackupAgeIdentity, "victim-key", []byte("AGE-SECRET-KEY-1VICTIM")); err != nil {
 		t.Fatal(err)
 	}

@@ -188,6 +188,15 @@ func (rs *restoreSetup) waitHeld(t *testing.T, id string) {
 
 // backupOnAgent makes a job on the agent backing up src into dst (a directory of the agent's
 // machine), runs it and waits for its success.
+// backupNewTree builds a tree of size bytes and backs it up on the agent into a new directory.
+func (rs *restoreSetup) backupNewTree(t *testing.T, size int, encryption string) (src, dst, jobID, runID string) {
+	t.Helper()
+	src, dst = filepath.Join(t.TempDir(), "src"), t.TempDir()
+	testtool.BuildTree(t, src, size)
+	jobID, runID = rs.backupOnAgent(t, src, dst, encryption)
+	return src, dst, jobID, runID
+}
+
 func (rs *restoreSetup) backupOnAgent(t *testing.T, src, dst, encryption string) (jobID, runID string) {
 	t.Helper()
 	ctx := context.Background()
@@ -285,9 +294,7 @@ func TestRestoreOnAgent(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			rs := newRestoreSetup(t, false)
-			src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
-			testtool.BuildTree(t, src, 3<<20)
-			_, runID := rs.backupOnAgent(t, src, dst, tc.encryption)
+			src, _, _, runID := rs.backupNewTree(t, 3<<20, tc.encryption)
 
 			into := filepath.Join(t.TempDir(), "restored")
 			op := rs.waitOp(t, rs.restore(t, runID, into).ID)
@@ -352,9 +359,7 @@ func TestRestoreOnAgentCanceled(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rs := newRestoreSetup(t, true)
-	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
-	testtool.BuildTree(t, src, 1<<20)
-	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
+	src, _, _, runID := rs.backupNewTree(t, 1<<20, `{"type":"none"}`)
 	into := filepath.Join(t.TempDir(), "restored")
 	op := rs.restore(t, runID, into)
 	rs.waitHeld(t, op.ID)
@@ -383,9 +388,7 @@ func TestRestoreOnAgentCanceled(t *testing.T) {
 func TestRestoreOnAgentSurvivesDrop(t *testing.T) {
 	t.Parallel()
 	rs := newRestoreSetup(t, true)
-	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
-	testtool.BuildTree(t, src, 1<<20)
-	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
+	src, _, _, runID := rs.backupNewTree(t, 1<<20, `{"type":"none"}`)
 	into := filepath.Join(t.TempDir(), "restored")
 	op := rs.restore(t, runID, into)
 	rs.waitHeld(t, op.ID)
@@ -419,9 +422,7 @@ func TestRestoreOnAgentRefusals(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rs := newRestoreSetup(t, false)
-	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
-	testtool.BuildTree(t, src, 1<<16)
-	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
+	_, _, _, runID := rs.backupNewTree(t, 1<<16, `{"type":"none"}`)
 	req := func(dir string) operations.RestoreRequest {
 		return operations.RestoreRequest{Destination: operations.Destination{Type: operations.DestinationLocalFS, NodeID: rs.agentID, Directory: dir}}
 	}
@@ -444,9 +445,7 @@ func TestRestoreOnAgentRefusals(t *testing.T) {
 func TestRestoreOnAgentKilled(t *testing.T) {
 	t.Parallel()
 	rs := newRestoreSetup(t, true)
-	src, dst := filepath.Join(t.TempDir(), "src"), t.TempDir()
-	testtool.BuildTree(t, src, 1<<16)
-	_, runID := rs.backupOnAgent(t, src, dst, `{"type":"none"}`)
+	_, _, _, runID := rs.backupNewTree(t, 1<<16, `{"type":"none"}`)
 	op := rs.restore(t, runID, filepath.Join(t.TempDir(), "restored"))
 	rs.waitHeld(t, op.ID)
 	rs.child.kill9()
