@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -20,9 +21,9 @@ import (
 	"github.com/bastion-backup/bastion/storage"
 )
 
-// realSnapshot backs src up into a local target with the real pipeline and indexes the run and
-// its snapshot as the run queue would.
-func (bh *backupHub) realSnapshot(t *testing.T, jobID, runID, src, baseDir string) {
+// localBackup backs src up into a local target in baseDir with the real pipeline and returns the
+// job's spec, as JSON and parsed, and the run's summary.
+func localBackup(t *testing.T, jobID, runID, src, baseDir string, startedAt time.Time) ([]byte, *jobspec.Spec, backup.Summary) {
 	t.Helper()
 	raw, _ := json.Marshal(map[string]any{"v": 1, "type": "filesystem", "source": map[string]any{"paths": []string{src}},
 		"target": map[string]any{"type": "local_dir", "base_dir": baseDir, "part_size_bytes": 1 << 20}})
@@ -31,16 +32,24 @@ func (bh *backupHub) realSnapshot(t *testing.T, jobID, runID, src, baseDir strin
 		t.Fatal(err)
 	}
 	tg, _ := localdir.New(baseDir)
-	sum, err := backup.Run(context.Background(), backup.Request{JobID: jobID, RunID: runID, StartedAt: bh.Clock.Now(), Spec: spec,
+	sum, err := backup.Run(context.Background(), backup.Request{JobID: jobID, RunID: runID, StartedAt: startedAt, Spec: spec,
 		Target: tg, StagingDir: filepath.Join(t.TempDir(), "st"), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return raw, spec, sum
+}
+
+// realSnapshot backs src up into a local target with the real pipeline and indexes the run and
+// its snapshot as the run queue would.
+func (bh *backupHub) realSnapshot(t *testing.T, jobID, runID, src, baseDir string) {
+	t.Helper()
+	_, spec, sum := localBackup(t, jobID, runID, src, baseDir, bh.Clock.Now())
 	sj, _ := json.Marshal(sum)
 	snap, _ := json.Marshal(opener.FromSpec("hub", spec.Target))
 	ended := bh.Clock.Now().Unix()
 	ctx := context.Background()
-	err = bh.DB.Write(ctx, func(q storage.Q) error {
+	err := bh.DB.Write(ctx, func(q storage.Q) error {
 		s, ts := string(sj), string(snap)
 		if err := q.InsertRun(ctx, storage.Run{ID: runID, JobID: jobID, Status: storage.RunSuccess, StartedAt: ended, EndedAt: &ended,
 			SummaryJSON: &s, TargetSnapshotJSON: &ts}); err != nil {

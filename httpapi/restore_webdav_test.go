@@ -11,10 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rs/zerolog"
-
-	"github.com/bastion-backup/bastion/engine/backup"
-	"github.com/bastion-backup/bastion/engine/jobspec"
 	"github.com/bastion-backup/bastion/engine/secrets"
 	"github.com/bastion-backup/bastion/engine/targets"
 	"github.com/bastion-backup/bastion/engine/targets/localdir"
@@ -53,21 +49,11 @@ func sameFiles(t *testing.T, src, got string) int {
 // an agent job whose snapshot is in that agent's directory.
 func (ah *agentBackupHub) agentRealSnapshot(t *testing.T, agentID, jobID, runID, src, baseDir string) {
 	t.Helper()
-	raw, _ := json.Marshal(map[string]any{"v": 1, "type": "filesystem", "source": map[string]any{"paths": []string{src}},
-		"target": map[string]any{"type": "local_dir", "base_dir": baseDir, "part_size_bytes": 1 << 20}})
-	spec, err := jobspec.ParseAndValidate(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg, _ := localdir.New(baseDir)
-	if _, err := backup.Run(context.Background(), backup.Request{JobID: jobID, RunID: runID, StartedAt: ah.Clock.Now(), Spec: spec,
-		Target: tg, StagingDir: filepath.Join(t.TempDir(), "st"), Logger: zerolog.Nop()}); err != nil {
-		t.Fatal(err)
-	}
+	raw, _, _ := localBackup(t, jobID, runID, src, baseDir, ah.Clock.Now())
 	snap, _ := json.Marshal(targets.RunTarget{NodeID: agentID, Target: localdir.Redact(baseDir)})
 	ts, now := string(snap), ah.Clock.Now().Unix()
 	ctx := context.Background()
-	err = ah.DB.Write(ctx, func(q storage.Q) error {
+	err := ah.DB.Write(ctx, func(q storage.Q) error {
 		if err := q.InsertJob(ctx, storage.Job{ID: jobID, Name: "on agent", AgentID: &agentID, ScheduleTimezone: "UTC",
 			OverlapPolicy: "queue", MissedRunPolicy: "skip", SpecJSON: string(raw), CreatedAt: now, UpdatedAt: now}); err != nil {
 			return err
