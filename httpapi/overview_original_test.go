@@ -76,13 +76,7 @@ type origIntegrationsSummary struct {
 func TestIntegrationsOriginalShapes(t *testing.T) {
 	t.Parallel()
 	b := setupCommandCenter(t)
-	ctx := context.Background()
-	put := func(node, kind, name, payload string) {
-		t.Helper()
-		if err := b.hub.Secrets.Put(ctx, node, kind, name, []byte(payload)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put := func(node, kind, name, payload string) { b.putSecret(t, node, kind, name, payload) }
 	webdav := `{"username":"u","password":"p"}`
 	put("hub", "webdav", "nas", webdav)
 	put("hub", "webdav", "spare", webdav)

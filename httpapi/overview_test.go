@@ -49,6 +49,14 @@ type ccBundle struct {
 	now time.Time
 }
 
+// putSecret stores a credential in the bundle's Hub.
+func (b *ccBundle) putSecret(t *testing.T, node, kind, name, payload string) {
+	t.Helper()
+	if err := b.hub.Secrets.Put(context.Background(), node, kind, name, []byte(payload)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func setupCommandCenter(t *testing.T) *ccBundle {
 	t.Helper()
 	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
@@ -298,13 +306,7 @@ type integrationsSummary struct {
 func TestIntegrations(t *testing.T) {
 	t.Parallel()
 	b := setupCommandCenter(t)
-	ctx := context.Background()
-	put := func(node, kind, name, payload string) {
-		t.Helper()
-		if err := b.hub.Secrets.Put(ctx, node, kind, name, []byte(payload)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put := func(node, kind, name, payload string) { b.putSecret(t, node, kind, name, payload) }
 	webdav := `{"username":"u","password":"` + secretValue + `"}`
 	put("hub", "webdav", "nas", webdav)
 	put("hub", "smtp", "ops", `{"host":"mail.example","port":587,"username":"u","password":"`+secretValue+`","from":"a@example","to":["b@example"]}`)
