@@ -561,6 +561,24 @@ async function main() {
   // Three agents (the one above and two more), labelled with one bulk operation from the agents
   // page; then a job deployed to them by label from the job's page, and one run per clone.
   const fleet = { agents: ['e2e-agent', 'e2e-fleet-b', 'e2e-fleet-c'], labelOp: null, deployOp: null }
+  // Types a label into a bulk dialog's label picker and closes the option menu.
+  const pickLabel = async (modal, testId, label) => {
+    await modal.getByTestId(testId).click()
+    await page.keyboard.type(label)
+    await page.keyboard.press('Enter')
+    await modal.locator('.n-card-header').click()
+  }
+  // Creates the previewed bulk operation, waits on its page until it is done with every item a
+  // success, and returns its id.
+  const createBulk = async (modal, what) => {
+    await modal.getByTestId('bulk-create').click()
+    await page.getByTestId('page-bulk-operation').waitFor()
+    const id = new URL(page.url()).pathname.split('/').pop()
+    await until(`the ${what} to be done`, async () => (await page.getByTestId('bulk-op-status').getAttribute('data-status')) === 'done', 30_000, 250)
+    const statuses = await page.getByTestId('bulk-item').evaluateAll((xs) => xs.map((x) => x.dataset.status))
+    if (statuses.join() !== 'success,success,success') throw new Error(`${what} items ${statuses}`)
+    return id
+  }
 
   await step('enroll two more agents: three online', async () => {
     for (const name of fleet.agents.slice(1)) {
@@ -592,20 +610,12 @@ async function main() {
     await page.locator('.n-dropdown-option', { hasText: 'Add labels' }).click()
     const modal = page.getByTestId('bulk-create-modal')
     await modal.getByTestId('bulk-target-selected').getByText('The 3 selected agents').waitFor()
-    await modal.getByTestId('bulk-payload-labels').click()
-    await page.keyboard.type('e2e-fleet')
-    await page.keyboard.press('Enter')
-    await modal.locator('.n-card-header').click() // closes the option menu
+    await pickLabel(modal, 'bulk-payload-labels', 'e2e-fleet')
     if ((await modal.getByTestId('bulk-create').count()) > 0) throw new Error('Create offered before the preview')
     await modal.getByTestId('bulk-preview-btn').click()
     await until('the preview to list the three agents', async () => (await modal.getByTestId('bulk-preview-row').count()) === 3, 10_000)
     await shoot(page, 'bulk-labels-preview')
-    await modal.getByTestId('bulk-create').click()
-    await page.getByTestId('page-bulk-operation').waitFor()
-    fleet.labelOp = new URL(page.url()).pathname.split('/').pop()
-    await until('the label operation to be done', async () => (await page.getByTestId('bulk-op-status').getAttribute('data-status')) === 'done', 30_000, 250)
-    const statuses = await page.getByTestId('bulk-item').evaluateAll((xs) => xs.map((x) => x.dataset.status))
-    if (statuses.join() !== 'success,success,success') throw new Error(`items ${statuses}`)
+    fleet.labelOp = await createBulk(modal, 'label operation')
     const labelled = await page.evaluate(async () => (await fetch('/api/agents?labels[]=e2e-fleet')).json())
     const names = labelled.items.map((a) => a.name).sort()
     if (names.join() !== [...fleet.agents].sort().join()) throw new Error(`agents labelled e2e-fleet: ${names}`)
@@ -632,10 +642,7 @@ async function main() {
     await page.getByTestId('job-deploy').click()
     const modal = page.getByTestId('bulk-create-modal')
     await modal.getByTestId('bulk-source-job').getByText('e2e fleet').waitFor()
-    await modal.getByTestId('bulk-selector-labels').click()
-    await page.keyboard.type('e2e-fleet')
-    await page.keyboard.press('Enter')
-    await modal.locator('.n-card-header').click()
+    await pickLabel(modal, 'bulk-selector-labels', 'e2e-fleet')
     await modal.getByTestId('bulk-preview-btn').click()
     await until('the preview to plan three clones', async () => (await modal.getByTestId('bulk-preview-row').count()) === 3, 10_000)
     const planned = await modal.getByTestId('bulk-preview-row').evaluateAll((xs) => xs.map((x) => [x.dataset.ok, x.querySelector('[data-testid="bulk-preview-planned"]')?.textContent]))
@@ -643,12 +650,7 @@ async function main() {
       if (ok !== 'true' || !name?.startsWith('e2e fleet (')) throw new Error(`preview: ${JSON.stringify(planned)}`)
     }
     await shoot(page, 'bulk-deploy-preview')
-    await modal.getByTestId('bulk-create').click()
-    await page.getByTestId('page-bulk-operation').waitFor()
-    fleet.deployOp = new URL(page.url()).pathname.split('/').pop()
-    await until('the deploy to be done', async () => (await page.getByTestId('bulk-op-status').getAttribute('data-status')) === 'done', 30_000, 250)
-    const statuses = await page.getByTestId('bulk-item').evaluateAll((xs) => xs.map((x) => x.dataset.status))
-    if (statuses.join() !== 'success,success,success') throw new Error(`items ${statuses}`)
+    fleet.deployOp = await createBulk(modal, 'deploy')
     await shoot(page, 'bulk-deploy-done')
 
     // One clone per agent; run each from its page and watch it succeed on its agent.
